@@ -1,0 +1,269 @@
+// Package config reads the handler's settings from the environment.
+//
+// Every problem is reported as an error that names the setting, so the
+// process can exit with one clear line.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+)
+
+// Config is the handler's configuration in production mode.
+type Config struct {
+	// Port is FUNCTIONS_CUSTOMHANDLER_PORT: the Functions host proxies to
+	// 127.0.0.1 on this port.
+	Port int
+
+	// PublicBaseURL is the address clients use, without a trailing slash:
+	// PUBLIC_BASE_URL, else https://$WEBSITE_HOSTNAME. Never taken from
+	// request headers.
+	PublicBaseURL string
+
+	Entra Entra
+
+	// RedisURL is REDIS_URL (redis:// or rediss://).
+	RedisURL string
+
+	// RoleMap maps App Roles to grants (ROLE_MAP, JSON), default
+	// authz.DefaultRoleMap.
+	RoleMap authz.RoleMap
+
+	// AllowedOrigins are browser origins, besides the public base URL's own,
+	// that may call /mcp (MCP_ALLOWED_ORIGINS, comma-separated).
+	AllowedOrigins []string
+
+	LogLevel slog.Level
+}
+
+// Entra is the app registration the handler accepts tokens for.
+type Entra struct {
+	TenantID       string   // ENTRA_TENANT_ID
+	ClientID       string   // ENTRA_CLIENT_ID
+	AuthorityHost  string   // ENTRA_AUTHORITY_HOST, no trailing slash
+	AllowedTenants []string // ENTRA_ALLOWED_TENANTS, default [TenantID]
+	TokenVersion   int      // ENTRA_TOKEN_VERSION, 2 or 1
+	AppIDURI       string   // ENTRA_APP_ID_URI, default api://<ClientID>
+}
+
+// Scope is the delegated scope clients request for this API.
+func (e Entra) Scope() string { return e.AppIDURI + "/access_as_user" }
+
+// Issuer is the tenant's Entra v2 issuer, named in Protected Resource
+// Metadata as the authorization server.
+func (e Entra) Issuer() string { return e.AuthorityHost + "/" + e.TenantID + "/v2.0" }
+
+// DefaultAuthorityHost is Entra ID in the public cloud.
+const DefaultAuthorityHost = "https://login.microsoftonline.com"
+
+var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// IsGUID reports whether s has the form of a GUID, as Entra tenant, client
+// and object ids do.
+func IsGUID(s string) bool { return guidRE.MatchString(s) }
+
+// Load reads the production configuration through getenv (os.Getenv in
+// main, a map in tests).
+func Load(getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	var err error
+
+	portText := strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
+	if portText == "" {
+		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: required (set by the Functions host; use -dev to run locally without it)")
+	}
+	c.Port, err = strconv.Atoi(portText)
+	if err != nil || c.Port < 1 || c.Port > 65535 {
+		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", portText)
+	}
+
+	if c.PublicBaseURL, err = publicBaseURL(getenv); err != nil {
+		return nil, err
+	}
+	if c.Entra, err = loadEntra(getenv); err != nil {
+		return nil, err
+	}
+
+	c.RedisURL = strings.TrimSpace(getenv("REDIS_URL"))
+	if c.RedisURL == "" {
+		return nil, fmt.Errorf("REDIS_URL: required (redis://host:port/db, or rediss:// for TLS)")
+	}
+	if err := CheckRedisURL(c.RedisURL); err != nil {
+		return nil, err
+	}
+
+	if c.RoleMap, err = loadRoleMap(getenv("ROLE_MAP")); err != nil {
+		return nil, err
+	}
+	if c.AllowedOrigins, err = loadOrigins(getenv("MCP_ALLOWED_ORIGINS")); err != nil {
+		return nil, err
+	}
+	if c.LogLevel, err = ParseLogLevel(getenv("LOG_LEVEL")); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func publicBaseURL(getenv func(string) string) (string, error) {
+	if v := strings.TrimSpace(getenv("PUBLIC_BASE_URL")); v != "" {
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Trim(u.Path, "/") != "" {
+			return "", fmt.Errorf("PUBLIC_BASE_URL: %q must be an absolute http(s) URL with no path, query or fragment", v)
+		}
+		if u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+			return "", fmt.Errorf("PUBLIC_BASE_URL: %q must use https unless the host is loopback", v)
+		}
+		return u.Scheme + "://" + u.Host, nil
+	}
+	if h := strings.TrimSpace(getenv("WEBSITE_HOSTNAME")); h != "" {
+		if strings.ContainsAny(h, "/?#@ ") {
+			return "", fmt.Errorf("WEBSITE_HOSTNAME: %q is not a host name", h)
+		}
+		return "https://" + h, nil
+	}
+	return "", fmt.Errorf("PUBLIC_BASE_URL: required when WEBSITE_HOSTNAME is not set (e.g. http://localhost:7071 for func start)")
+}
+
+func loadEntra(getenv func(string) string) (Entra, error) {
+	e := Entra{
+		TenantID: strings.TrimSpace(getenv("ENTRA_TENANT_ID")),
+		ClientID: strings.TrimSpace(getenv("ENTRA_CLIENT_ID")),
+	}
+	if e.TenantID == "" {
+		return e, fmt.Errorf("ENTRA_TENANT_ID: required (the directory (tenant) id of the app registration)")
+	}
+	if !IsGUID(e.TenantID) {
+		return e, fmt.Errorf("ENTRA_TENANT_ID: %q is not a tenant id (GUID)", e.TenantID)
+	}
+	if e.ClientID == "" {
+		return e, fmt.Errorf("ENTRA_CLIENT_ID: required (the application (client) id of the API's app registration)")
+	}
+	if !IsGUID(e.ClientID) {
+		return e, fmt.Errorf("ENTRA_CLIENT_ID: %q is not a client id (GUID)", e.ClientID)
+	}
+	e.TenantID = strings.ToLower(e.TenantID)
+	e.ClientID = strings.ToLower(e.ClientID)
+
+	var err error
+	if e.AuthorityHost, err = authorityHost(getenv("ENTRA_AUTHORITY_HOST")); err != nil {
+		return e, err
+	}
+
+	e.AllowedTenants = []string{e.TenantID}
+	if v := strings.TrimSpace(getenv("ENTRA_ALLOWED_TENANTS")); v != "" {
+		e.AllowedTenants = nil
+		for _, t := range strings.Split(v, ",") {
+			t = strings.ToLower(strings.TrimSpace(t))
+			if !IsGUID(t) {
+				return e, fmt.Errorf("ENTRA_ALLOWED_TENANTS: %q is not a tenant id (GUID)", t)
+			}
+			e.AllowedTenants = append(e.AllowedTenants, t)
+		}
+	}
+
+	e.TokenVersion = 2
+	switch v := strings.TrimSpace(getenv("ENTRA_TOKEN_VERSION")); v {
+	case "", "2":
+	case "1":
+		e.TokenVersion = 1
+	default:
+		return e, fmt.Errorf("ENTRA_TOKEN_VERSION: %q must be 1 or 2", v)
+	}
+
+	e.AppIDURI = "api://" + e.ClientID
+	if v := strings.TrimSpace(getenv("ENTRA_APP_ID_URI")); v != "" {
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme == "" || strings.HasSuffix(v, "/") || u.RawQuery != "" || u.Fragment != "" {
+			return e, fmt.Errorf("ENTRA_APP_ID_URI: %q must be an absolute URI without a trailing slash", v)
+		}
+		e.AppIDURI = v
+	}
+	return e, nil
+}
+
+func authorityHost(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return DefaultAuthorityHost, nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+		return "", fmt.Errorf("ENTRA_AUTHORITY_HOST: %q must be a URL like %s", v, DefaultAuthorityHost)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !IsLoopbackHost(u.Hostname()) {
+			return "", fmt.Errorf("ENTRA_AUTHORITY_HOST: %q: plain http is accepted only for a loopback host", v)
+		}
+	default:
+		return "", fmt.Errorf("ENTRA_AUTHORITY_HOST: %q must use https", v)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// CheckRedisURL reports whether u is a Redis URL the handler can use.
+func CheckRedisURL(u string) error {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "redis" && p.Scheme != "rediss") || p.Host == "" {
+		// The URL may hold a password: never echo it.
+		return fmt.Errorf("REDIS_URL: must look like redis://host:port/db or rediss://host:port/db")
+	}
+	return nil
+}
+
+func loadRoleMap(v string) (authz.RoleMap, error) {
+	if strings.TrimSpace(v) == "" {
+		return authz.DefaultRoleMap(), nil
+	}
+	m, err := authz.ParseRoleMap(v)
+	if err != nil {
+		return nil, fmt.Errorf("ROLE_MAP: %w", err)
+	}
+	return m, nil
+}
+
+func loadOrigins(v string) ([]string, error) {
+	var out []string
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return nil, fmt.Errorf("MCP_ALLOWED_ORIGINS: %q is not an origin like https://example.com", o)
+		}
+		out = append(out, u.Scheme+"://"+u.Host)
+	}
+	return out, nil
+}
+
+// ParseLogLevel reads LOG_LEVEL: debug, info (default), warn or error.
+func ParseLogLevel(v string) (slog.Level, error) {
+	var l slog.Level
+	if strings.TrimSpace(v) == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(strings.TrimSpace(v))); err != nil {
+		return 0, fmt.Errorf("LOG_LEVEL: %q must be debug, info, warn or error", v)
+	}
+	return l, nil
+}
+
+// IsLoopbackHost reports whether host (without port) names the local machine.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}

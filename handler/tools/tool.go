@@ -1,0 +1,57 @@
+// Package tools holds the MCP tools. Each file declares a family of tools:
+// their definitions, the need each one has, and the code that runs them.
+// A tool sees the verified caller and the stores it needs, never HTTP.
+//
+// To add a tool: write one file with a function that returns []Tool, and add
+// that function to All.
+package tools
+
+import (
+	"context"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+)
+
+// Tool is one MCP tool and the access it needs.
+type Tool struct {
+	Def  mcp.Tool
+	Need authz.Need // zero means nobody may see or run it
+	Run  Handler
+}
+
+// Handler runs one call. A returned error is an internal failure: it is
+// logged and the caller gets a generic tool error (store.ErrUnavailable gets
+// a "try again" message). Problems the caller can fix (bad arguments, a task
+// that does not exist) are results with IsError set, made with Errorf.
+type Handler func(ctx context.Context, call Call) (*mcp.CallToolResult, error)
+
+// Call is what a tool sees of one invocation.
+type Call struct {
+	Principal *entra.Principal
+	Grants    authz.Need
+	Request   mcp.CallToolRequest
+	// AllowedTools lists the names of the tools this caller may use.
+	AllowedTools func() []string
+}
+
+// Deps are the parts of the server that tools may use.
+type Deps struct {
+	Tasks   *store.Tasks
+	Version string
+	// Stats reports the server's counters for server_stats; it returns a
+	// JSON-encodable value.
+	Stats func(ctx context.Context) any
+}
+
+// All returns every production tool.
+func All(d Deps) []Tool {
+	var all []Tool
+	all = append(all, whoamiTools(d)...)
+	all = append(all, taskTools(d)...)
+	all = append(all, adminTools(d)...)
+	return all
+}
