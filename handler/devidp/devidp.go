@@ -1,0 +1,175 @@
+// Package devidp is a local stand-in for Microsoft Entra ID.
+//
+// It serves the parts of Entra that a resource server touches — OpenID
+// discovery (v1 and v2) and the signing-key set — over HTTPS on a loopback
+// port, and mints access tokens shaped like Entra's. Dev mode uses it so that a
+// newcomer can run the server without an Azure account, and tests use it as a
+// real issuer reached over real HTTP.
+//
+// It serves HTTPS with a certificate made at start because MSAL refuses
+// non-https authorities; clients trust it through CertPool, HTTPClient, or
+// CertPEM (a child process can point SSL_CERT_FILE at that file).
+//
+// It is not a security boundary: anyone who can reach the port can read the
+// public keys, and anyone holding the Server can mint tokens.
+package devidp
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Fixed identifiers used when Options leaves them empty, so that dev-mode
+// configuration and tests can name them without asking the server.
+const (
+	// DefaultTenantID is the dev tenant.
+	DefaultTenantID = "7d1a5b4e-0c2f-4e8a-9b3d-6f1e2a3c4d5e"
+	// DefaultClientID is the client id of the protected API (the audience).
+	DefaultClientID = "3f6c2a1b-8d4e-4f7a-a9c0-1b2d3e4f5a6b"
+	// DefaultClientAppID is the client application a minted token is issued
+	// to (its azp or appid claim), such as an MCP client.
+	DefaultClientAppID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+)
+
+// Options configures a Server. The zero value is ready to use.
+type Options struct {
+	// TenantID is the home tenant; DefaultTenantID when empty.
+	TenantID string
+	// ClientID is the API application's client id; DefaultClientID when empty.
+	ClientID string
+	// Addr is the TCP address to listen on; "127.0.0.1:0" when empty.
+	Addr string
+	// Now is the clock used for token times; time.Now when nil. The TLS
+	// certificate always uses the real clock so that TLS keeps working when a
+	// test moves this one.
+	Now func() time.Time
+}
+
+// Server is a running Entra stand-in. Its methods are safe for concurrent use.
+type Server struct {
+	tenantID string
+	clientID string
+	now      func() time.Time
+
+	certPEM  []byte
+	certPool *x509.CertPool
+	ln       net.Listener
+	srv      *http.Server
+	host     string // "https://127.0.0.1:PORT"
+
+	keys keyRing
+
+	jwksFailing atomic.Bool
+	jwksFetches atomic.Int64
+}
+
+// Start generates a signing key and a TLS certificate, and starts serving
+// HTTPS on opts.Addr. Call Close when done.
+func Start(opts Options) (*Server, error) {
+	s := &Server{
+		tenantID: opts.TenantID,
+		clientID: opts.ClientID,
+		now:      opts.Now,
+	}
+	if s.tenantID == "" {
+		s.tenantID = DefaultTenantID
+	}
+	if s.clientID == "" {
+		s.clientID = DefaultClientID
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+
+	if _, err := s.keys.rotate(); err != nil {
+		return nil, fmt.Errorf("devidp: generating signing key: %w", err)
+	}
+	cert, certPEM, err := selfSignedCert()
+	if err != nil {
+		return nil, fmt.Errorf("devidp: generating TLS certificate: %w", err)
+	}
+	s.certPEM = certPEM
+	s.certPool = x509.NewCertPool()
+	s.certPool.AppendCertsFromPEM(certPEM)
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("devidp: listening on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.host = "https://" + ln.Addr().String()
+	s.srv = &http.Server{
+		Handler:           s.routes(),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		// ServeTLS returns ErrServerClosed after Close; any other error
+		// means the listener broke, which requests will surface anyway.
+		_ = s.srv.ServeTLS(ln, "", "")
+	}()
+	return s, nil
+}
+
+// Close stops the server and closes its listener.
+func (s *Server) Close() error {
+	if err := s.srv.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("devidp: closing server: %w", err)
+	}
+	return nil
+}
+
+// AuthorityHost is the scheme and host of the stand-in, like
+// "https://login.microsoftonline.com": "https://127.0.0.1:PORT".
+func (s *Server) AuthorityHost() string { return s.host }
+
+// Issuer is the v2 issuer of the home tenant: AuthorityHost()/<tid>/v2.0.
+func (s *Server) Issuer() string { return s.issuerV2(s.tenantID) }
+
+// Authority is the authority URL of the home tenant as MSAL takes it:
+// AuthorityHost()/<tid>.
+func (s *Server) Authority() string { return s.host + "/" + s.tenantID }
+
+// TenantID is the home tenant id.
+func (s *Server) TenantID() string { return s.tenantID }
+
+// ClientID is the API application's client id, the audience of v2 tokens.
+func (s *Server) ClientID() string { return s.clientID }
+
+// CertPEM is the server's self-signed TLS certificate in PEM form.
+func (s *Server) CertPEM() []byte { return append([]byte(nil), s.certPEM...) }
+
+// CertPool is a pool holding only the server's TLS certificate.
+func (s *Server) CertPool() *x509.CertPool { return s.certPool.Clone() }
+
+// HTTPClient returns a new client that trusts only this server's certificate.
+func (s *Server) HTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2: true,
+		},
+	}
+}
+
+// SetJWKSFailing makes the key-set endpoint answer 503 while failing is true,
+// to simulate an outage.
+func (s *Server) SetJWKSFailing(failing bool) { s.jwksFailing.Store(failing) }
+
+// JWKSFetches is the number of requests the key-set endpoints have received,
+// including those answered 503.
+func (s *Server) JWKSFetches() int64 { return s.jwksFetches.Load() }
+
+func (s *Server) issuerV2(tenant string) string { return s.host + "/" + tenant + "/v2.0" }
+func (s *Server) issuerV1(tenant string) string { return s.host + "/" + tenant + "/" }

@@ -1,0 +1,308 @@
+// Package entra verifies Microsoft Entra ID access tokens and carries the
+// verified caller (Principal) through request contexts.
+//
+// The Verifier is modelled on coreos/go-oidc: a small API, signing keys
+// fetched through OpenID discovery and cached, refreshes single-flight and
+// rate-limited, and an injectable clock. Verification is local: no network
+// round trip per request once keys are cached, and a repeated token is
+// answered from a bounded cache of verified tokens.
+package entra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrInvalidToken is the only thing Verify tells its caller about a token it
+// refuses. The reason is logged, never returned, so that a client cannot
+// probe the verifier.
+var ErrInvalidToken = errors.New("entra: invalid token")
+
+// ErrUnavailable means no signing keys have ever been loaded and fetching
+// them failed: the token could not be checked at all. Answer 503, not 401.
+var ErrUnavailable = errors.New("entra: signing keys unavailable")
+
+// Defaults and limits. The leeway absorbs clock skew between us and Entra;
+// a minute is enough for NTP-synchronised hosts and keeps replay of an
+// expired token short.
+const (
+	Leeway                    = 60 * time.Second
+	MaxTokenBytes             = 16 << 10
+	maxKidBytes               = 128
+	maxDocumentBytes          = 1 << 20
+	defaultMinRefreshInterval = 5 * time.Minute
+	defaultMaxKeyAge          = 24 * time.Hour
+	defaultCacheSize          = 10000
+	fetchTimeout              = 10 * time.Second
+	// bootstrapRetryInterval limits fetch attempts while no key set has ever
+	// loaded, so a start-up outage heals within seconds, not minutes.
+	bootstrapRetryInterval = 10 * time.Second
+)
+
+// Config configures a Verifier. AuthorityHost, TenantID and ClientID are
+// required.
+type Config struct {
+	// AuthorityHost is the scheme and host of the issuer, without a trailing
+	// slash: https://login.microsoftonline.com, a sovereign cloud's host, or a
+	// local stand-in. Plain http is accepted only for loopback hosts.
+	AuthorityHost string
+	// TenantID is the home tenant (a GUID). Keys are discovered through it.
+	TenantID string
+	// ClientID is the API application's client id: the audience of v2 tokens.
+	ClientID string
+	// AppIDURI is the audience of v1 tokens; "api://"+ClientID when empty.
+	AppIDURI string
+	// AllowedTenants are the tenants whose tokens are accepted;
+	// [TenantID] when empty.
+	AllowedTenants []string
+	// TokenVersion is the access-token version the API is configured to
+	// receive (requestedAccessTokenVersion): 2 (the default) or 1.
+	TokenVersion int
+	// HTTPClient fetches discovery and keys. The verifier uses a copy that
+	// does not follow redirects and has a timeout. Default: a client with
+	// timeouts.
+	HTTPClient *http.Client
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// MinRefreshInterval is how often a token with an unknown kid may cause a
+	// key fetch (default 5m). Within it, such tokens fail fast.
+	MinRefreshInterval time.Duration
+	// MaxKeyAge is the age after which keys are refreshed in the background
+	// (default 24h). Callers keep using the cached keys meanwhile.
+	MaxKeyAge time.Duration
+	// CacheSize bounds the verified-token cache (default 10000; negative
+	// disables it).
+	CacheSize int
+	// Logger receives the reasons tokens are refused; discarded when nil.
+	Logger *slog.Logger
+}
+
+// Verifier checks Entra access tokens. It is safe for concurrent use.
+//
+// It verifies the RS256 signature with a key chosen by kid from the
+// tenant's published set, before it reads any claim, then checks version,
+// issuer, audience, tenant, times and the shape of the identity claims.
+// Tokens carrying jku, x5u, jwk, x5c or crit headers are refused outright:
+// Entra never sends them, and honouring any of them would let the token
+// choose its own key.
+type Verifier struct {
+	authority      string
+	tenantID       string
+	audience       string            // ClientID (v2) or AppIDURI (v1)
+	version        string            // "2.0" or "1.0"
+	issuers        map[string]string // allowed tid -> expected iss
+	discoveryURL   string
+	discoveryIss   string // issuer the discovery document must name
+	allowHTTP      bool   // loopback authority over plain http
+	client         *http.Client
+	now            func() time.Time
+	minRefresh     time.Duration
+	maxKeyAge      time.Duration
+	log            *slog.Logger
+	cache          *tokenCache // nil when disabled
+	keys           atomic.Pointer[keySet]
+	fetches        atomic.Int64
+	refreshMu      sync.Mutex // guards the fields below
+	inflight       *flight
+	lastAttempt    time.Time
+	lastRefreshErr error
+	jwksURI        string
+}
+
+// NewVerifier checks cfg and returns a verifier. It fetches nothing: call
+// Warm at start-up, or the first Verify will fetch the keys.
+func NewVerifier(cfg Config) (*Verifier, error) {
+	authority := strings.TrimSuffix(cfg.AuthorityHost, "/")
+	u, err := url.Parse(authority)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("entra: authority host %q is not an absolute URL", cfg.AuthorityHost)
+	}
+	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("entra: authority host %q must be scheme and host only", cfg.AuthorityHost)
+	}
+	allowHTTP := false
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		allowHTTP = true
+	default:
+		return nil, fmt.Errorf("entra: authority host %q must be https (plain http only on loopback)", cfg.AuthorityHost)
+	}
+	tenant := strings.ToLower(cfg.TenantID)
+	if !isGUID(tenant) {
+		return nil, fmt.Errorf("entra: tenant id %q is not a GUID", cfg.TenantID)
+	}
+	clientID := strings.ToLower(cfg.ClientID)
+	if !isGUID(clientID) {
+		return nil, fmt.Errorf("entra: client id %q is not a GUID", cfg.ClientID)
+	}
+
+	v := &Verifier{
+		authority:    authority,
+		tenantID:     tenant,
+		allowHTTP:    allowHTTP,
+		discoveryURL: authority + "/" + tenant + "/v2.0/.well-known/openid-configuration",
+		discoveryIss: authority + "/" + tenant + "/v2.0",
+		now:          cfg.Now,
+		minRefresh:   cfg.MinRefreshInterval,
+		maxKeyAge:    cfg.MaxKeyAge,
+		log:          cfg.Logger,
+		issuers:      map[string]string{},
+	}
+	switch cfg.TokenVersion {
+	case 0, 2:
+		v.version = "2.0"
+		v.audience = clientID
+	case 1:
+		v.version = "1.0"
+		v.audience = cfg.AppIDURI
+		if v.audience == "" {
+			v.audience = "api://" + clientID
+		}
+	default:
+		return nil, fmt.Errorf("entra: token version %d: want 1 or 2", cfg.TokenVersion)
+	}
+	allowed := cfg.AllowedTenants
+	if len(allowed) == 0 {
+		allowed = []string{tenant}
+	}
+	for _, t := range allowed {
+		t = strings.ToLower(t)
+		if !isGUID(t) {
+			return nil, fmt.Errorf("entra: allowed tenant %q is not a GUID", t)
+		}
+		v.issuers[t] = issuerFor(authority, u.Hostname(), t, v.version)
+	}
+
+	client := http.Client{Timeout: fetchTimeout}
+	if cfg.HTTPClient != nil {
+		client = *cfg.HTTPClient
+		if client.Timeout == 0 {
+			client.Timeout = fetchTimeout
+		}
+	}
+	// Entra does not redirect these documents; following a redirect could
+	// downgrade to http or leave the authority.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	v.client = &client
+
+	if v.now == nil {
+		v.now = time.Now
+	}
+	if v.minRefresh <= 0 {
+		v.minRefresh = defaultMinRefreshInterval
+	}
+	if v.maxKeyAge <= 0 {
+		v.maxKeyAge = defaultMaxKeyAge
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case cfg.CacheSize == 0:
+		v.cache = newTokenCache(defaultCacheSize)
+	case cfg.CacheSize > 0:
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
+	return v, nil
+}
+
+// issuerFor is the iss a token of the given version from tenant tid carries.
+// v1 tokens name the Security Token Service rather than the login host.
+func issuerFor(authority, host, tid, version string) string {
+	if version == "2.0" {
+		return authority + "/" + tid + "/v2.0"
+	}
+	switch strings.ToLower(host) {
+	case "login.microsoftonline.com", "login.microsoftonline.us":
+		return "https://sts.windows.net/" + tid + "/"
+	case "login.chinacloudapi.cn":
+		return "https://sts.chinacloudapi.cn/" + tid + "/"
+	default:
+		return authority + "/" + tid + "/"
+	}
+}
+
+// Issuer is the v2 issuer of the home tenant, as named in Protected
+// Resource Metadata's authorization_servers.
+func (v *Verifier) Issuer() string { return v.discoveryIss }
+
+// VerifierStats describes the verifier's caches, for an admin tool.
+type VerifierStats struct {
+	KeyIDs           []string  // kids of the cached signing keys
+	LastRefresh      time.Time // when the cached key set was fetched; zero if never
+	LastRefreshError string    // error of the latest fetch attempt; empty if it succeeded
+	JWKSFetches      int64     // key-set fetch attempts so far
+	CachedTokens     int       // entries in the verified-token cache
+}
+
+// Stats reports the state of the key and token caches.
+func (v *Verifier) Stats() VerifierStats {
+	var st VerifierStats
+	if ks := v.keys.Load(); ks != nil {
+		st.KeyIDs = ks.kids()
+		st.LastRefresh = ks.fetchedAt
+	}
+	v.refreshMu.Lock()
+	if v.lastRefreshErr != nil {
+		st.LastRefreshError = v.lastRefreshErr.Error()
+	}
+	v.refreshMu.Unlock()
+	st.JWKSFetches = v.fetches.Load()
+	if v.cache != nil {
+		st.CachedTokens = v.cache.len()
+	}
+	return st
+}
+
+// Warm fetches discovery and the key set now, waiting for a fetch already
+// under way rather than starting a second. Call it at start-up so the first
+// request does not pay for the fetch; a failure is worth logging but the
+// verifier retries on its own.
+func (v *Verifier) Warm(ctx context.Context) error {
+	f := v.startRefresh(true)
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return fmt.Errorf("entra: waiting for key fetch: %w", ctx.Err())
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isGUID reports whether s has the 8-4-4-4-12 hex shape of a GUID.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

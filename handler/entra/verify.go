@@ -1,0 +1,245 @@
+package entra
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Reasons a token is refused. They go to the log, never to the caller.
+var (
+	errTooLarge      = errors.New("token too large")
+	errMalformed     = errors.New("malformed token")
+	errHeader        = errors.New("unacceptable header")
+	errAlg           = errors.New("algorithm not RS256")
+	errUnknownKid    = errors.New("unknown kid")
+	errSignature     = errors.New("bad signature")
+	errClaims        = errors.New("malformed claims")
+	errVersion       = errors.New("wrong token version")
+	errTenant        = errors.New("tenant not allowed")
+	errIssuer        = errors.New("wrong issuer")
+	errAudience      = errors.New("wrong audience")
+	errExpired       = errors.New("token expired")
+	errNotYetValid   = errors.New("token not yet valid")
+	errMissingExpiry = errors.New("token has no exp")
+	errIdentity      = errors.New("oid or tid missing or not a GUID")
+)
+
+// b64 is the only base64 a JWT may use: URL alphabet, no padding, no stray
+// bits. CR and LF, which it would skip, are refused first (see wellFormed).
+var b64 = base64.RawURLEncoding.Strict()
+
+// header is the JOSE header. The fields that could point at a key are
+// decoded only to notice that they are there.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Jku  json.RawMessage `json:"jku"`
+	X5u  json.RawMessage `json:"x5u"`
+	Jwk  json.RawMessage `json:"jwk"`
+	X5c  json.RawMessage `json:"x5c"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// claims are the access-token claims we read. Types are strict: a roles
+// claim that is a string, or an exp that is a string or a fraction, fails to
+// decode rather than being coerced. A zero Exp or Nbf means absent (a token
+// with exp 0 is long expired anyway).
+type claims struct {
+	Aud               string   `json:"aud"`
+	Iss               string   `json:"iss"`
+	Ver               string   `json:"ver"`
+	Exp               int64    `json:"exp"`
+	Nbf               int64    `json:"nbf"`
+	Tid               string   `json:"tid"`
+	Oid               string   `json:"oid"`
+	Name              string   `json:"name"`
+	PreferredUsername string   `json:"preferred_username"`
+	Upn               string   `json:"upn"`
+	Azp               string   `json:"azp"`
+	Appid             string   `json:"appid"`
+	Roles             []string `json:"roles"`
+	Scp               string   `json:"scp"`
+}
+
+// Verify checks an access token (without the "Bearer " prefix) and returns
+// its principal. Every refusal is ErrInvalidToken, except ErrUnavailable when
+// no signing keys could ever be loaded. The returned Principal may be shared
+// with other requests bearing the same token: treat it as read-only.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error) {
+	p, err := v.verify(ctx, token)
+	if err == nil {
+		return p, nil
+	}
+	// Expired tokens are routine, and junk or throttled kids are what a
+	// flood looks like: keep those out of the operators' way. The rest (bad
+	// signature, wrong issuer, audience or tenant) point at an attack or a
+	// misconfiguration.
+	level := slog.LevelWarn
+	if errors.Is(err, errExpired) || errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) ||
+		errors.Is(err, errRefreshThrottled) {
+		level = slog.LevelDebug
+	}
+	v.log.LogAttrs(ctx, level, "entra: token refused", slog.String("reason", err.Error()))
+	if errors.Is(err, ErrUnavailable) {
+		return nil, ErrUnavailable
+	}
+	return nil, ErrInvalidToken
+}
+
+// verify does the work of Verify and says why it refuses.
+func (v *Verifier) verify(ctx context.Context, token string) (*Principal, error) {
+	if len(token) > MaxTokenBytes {
+		return nil, errTooLarge
+	}
+	now := v.now()
+	sum := sha256.Sum256([]byte(token))
+	if v.cache != nil {
+		ks := v.keys.Load()
+		if p, ok := v.cache.get(sum, now, ks); ok {
+			v.refreshIfOld(ks, now)
+			return p, nil
+		}
+	}
+
+	h64, p64, s64, ok := split(token)
+	if !ok || !wellFormed(token) {
+		return nil, errMalformed
+	}
+	hb, err := b64.DecodeString(h64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	var h header
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	// Refuse key-carrying headers instead of merely ignoring them: a token
+	// that tries to name its own key is an attack, not a token from Entra.
+	if h.Jku != nil || h.X5u != nil || h.Jwk != nil || h.X5c != nil || h.Crit != nil {
+		return nil, fmt.Errorf("%w: carries jku, x5u, jwk, x5c or crit", errHeader)
+	}
+	if h.Alg != jwt.SigningMethodRS256.Alg() {
+		return nil, fmt.Errorf("%w: %.20q", errAlg, h.Alg)
+	}
+	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
+		return nil, fmt.Errorf("%w: typ %.20q", errHeader, h.Typ)
+	}
+	if h.Kid == "" || len(h.Kid) > maxKidBytes {
+		return nil, fmt.Errorf("%w: kid missing or longer than %d bytes", errHeader, maxKidBytes)
+	}
+	sig, err := b64.DecodeString(s64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature: %v", errMalformed, err)
+	}
+	// Decoded now so that junk is refused before the costly RSA check; the
+	// claims are not read until the signature is good.
+	pb, err := b64.DecodeString(p64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", errMalformed, err)
+	}
+	key, err := v.key(ctx, h.Kid, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w (kid %.40q)", err, h.Kid)
+	}
+	// golang-jwt does the RSA check; parsing around it is ours because its
+	// Parse costs more allocations than the budget allows.
+	if err := jwt.SigningMethodRS256.Verify(token[:len(h64)+1+len(p64)], sig, key); err != nil {
+		return nil, fmt.Errorf("%w (kid %.40q)", errSignature, h.Kid)
+	}
+
+	// Only now, with the signature good, are the claims read.
+	var c claims
+	if err := json.Unmarshal(pb, &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", errClaims, err)
+	}
+	if err := v.checkClaims(&c, now); err != nil {
+		return nil, err
+	}
+
+	p := &Principal{
+		TenantID: c.Tid,
+		ObjectID: strings.ToLower(c.Oid),
+		Name:     c.Name,
+		Username: c.PreferredUsername,
+		AppID:    c.Azp,
+		Roles:    c.Roles,
+		Scopes:   strings.Fields(c.Scp),
+		Expires:  time.Unix(c.Exp, 0),
+	}
+	if v.version == "1.0" {
+		p.Username = c.Upn
+		p.AppID = c.Appid
+	}
+	if v.cache != nil && now.Unix() < c.Exp {
+		v.cache.put(sum, cacheEntry{principal: p, exp: c.Exp, kid: h.Kid, key: key}, now)
+	}
+	return p, nil
+}
+
+// checkClaims applies the rules for version, tenant, issuer, audience, times
+// and identity.
+func (v *Verifier) checkClaims(c *claims, now time.Time) error {
+	if c.Ver != v.version {
+		return fmt.Errorf("%w: %.10q, want %q", errVersion, c.Ver, v.version)
+	}
+	// The allow-list holds lower-case GUIDs, so a tid that is not one (or is
+	// upper case) is simply not allowed.
+	wantIss, ok := v.issuers[c.Tid]
+	if !ok {
+		return fmt.Errorf("%w: %.40q", errTenant, c.Tid)
+	}
+	// iss names the tenant too; checking it against the tid's issuer also
+	// proves the two agree.
+	if c.Iss != wantIss {
+		return fmt.Errorf("%w: %.100q, want %q", errIssuer, c.Iss, wantIss)
+	}
+	if c.Aud != v.audience {
+		return fmt.Errorf("%w: %.100q, want %q", errAudience, c.Aud, v.audience)
+	}
+	if c.Exp == 0 {
+		return errMissingExpiry
+	}
+	// Whole seconds, as in the token. Integer arithmetic cannot wrap for any
+	// exp or nbf a token could carry the way time.Time arithmetic can; an exp
+	// near the int64 limit overflows to negative and so counts as expired.
+	nowS, leeway := now.Unix(), int64(Leeway/time.Second)
+	if nowS >= c.Exp+leeway {
+		return errExpired
+	}
+	if c.Nbf != 0 && nowS+leeway < c.Nbf {
+		return errNotYetValid
+	}
+	if !isGUID(c.Oid) || !isGUID(c.Tid) {
+		return errIdentity
+	}
+	return nil
+}
+
+// split cuts a compact JWS into its three parts; ok is false unless there are
+// exactly three, all non-empty.
+func split(token string) (h, p, s string, ok bool) {
+	h, rest, ok1 := strings.Cut(token, ".")
+	p, s, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || h == "" || p == "" || s == "" || strings.IndexByte(s, '.') >= 0 {
+		return "", "", "", false
+	}
+	return h, p, s, true
+}
+
+// wellFormed reports whether token is free of CR and LF. The strict base64
+// decoder refuses every other character outside the URL alphabet, but it
+// skips CR and LF, which would let many strings decode to one token;
+// refusing them keeps one token, one spelling.
+func wellFormed(token string) bool {
+	return strings.IndexByte(token, '\n') < 0 && strings.IndexByte(token, '\r') < 0
+}
