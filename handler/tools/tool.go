@@ -53,5 +53,8 @@ func All(d Deps) []Tool {
 	all = append(all, whoamiTools(d)...)
 	all = append(all, taskTools(d)...)
 	all = append(all, adminTools(d)...)
+	// Only a build with the conformance tag has extra tools: the MCP
+	// conformance suite's fixtures.
+	all = append(all, extraTools(d)...)
 	return all
 }

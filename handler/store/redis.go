@@ -1,0 +1,118 @@
+// Package store owns the application's data in Redis: its key families,
+// their atomic operations and the way Redis failures are reported.
+//
+// Every failure to reach Redis in time wraps ErrUnavailable, so callers can
+// tell "try again later" from a bug with errors.Is.
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrUnavailable is wrapped by every error that comes from Redis being
+// unreachable, slow, out of memory, loading or failing over.
+var ErrUnavailable = errors.New("redis unavailable")
+
+// Timeouts and pool sizes for a serverless instance: fail fast rather than
+// hold a request for the host's whole timeout, and keep few idle connections
+// because many instances may share one Redis.
+const (
+	dialTimeout  = 5 * time.Second
+	readTimeout  = 3 * time.Second
+	writeTimeout = 3 * time.Second
+	poolSize     = 8
+	poolTimeout  = 4 * time.Second
+	idleTimeout  = 4 * time.Minute
+)
+
+// Options parses a REDIS_URL (redis://[user:password@]host:port/db, or
+// rediss:// for TLS) into client options tuned for a Functions instance.
+// Callers may add credentials (for example a StreamingCredentialsProvider
+// for Entra ID) before calling redis.NewClient.
+func Options(url string) (*redis.Options, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		// ParseURL's message may echo the URL, and a URL may hold a password.
+		return nil, errors.New("parse REDIS_URL: want redis://host:port/db or rediss://host:port/db")
+	}
+	opts.DialTimeout = dialTimeout
+	opts.ReadTimeout = readTimeout
+	opts.WriteTimeout = writeTimeout
+	opts.PoolSize = poolSize
+	opts.PoolTimeout = poolTimeout
+	opts.ConnMaxIdleTime = idleTimeout
+	opts.MinIdleConns = 0
+	// One more dial after a failed one, then give up: a request should fail
+	// within seconds rather than wait through go-redis's default five dials.
+	opts.DialerRetries = 2
+	// No command retries: a script whose reply was lost may have run, and
+	// running a create twice would make two tasks. Callers retry instead.
+	opts.MaxRetries = -1
+	// Honour the request's deadline as well as our own timeouts.
+	opts.ContextTimeoutEnabled = true
+	if opts.TLSConfig != nil {
+		opts.TLSConfig.MinVersion = tls.VersionTLS12
+	}
+	return opts, nil
+}
+
+// Open returns a client for a REDIS_URL. It does not contact Redis: the
+// client dials on first use, so start-up neither waits for Redis nor fails
+// when it is down, and only the operations that need Redis fail. Use Ping to
+// report at start-up whether Redis answers.
+func Open(url string) (*redis.Client, error) {
+	opts, err := Options(url)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opts), nil
+}
+
+// Ping checks that Redis answers. Its error wraps ErrUnavailable.
+func Ping(ctx context.Context, rdb redis.UniversalClient) error {
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+// wrap adds what was being done to a Redis error, and marks it with
+// ErrUnavailable when Redis could not serve the request.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if unavailable(err) {
+		return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+// unavailable reports whether err means Redis could not serve a request, as
+// opposed to a request Redis rejected (a bug on our side).
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		// The caller went away; Redis may be fine.
+		return false
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		// Dial, I/O, timeout, pool and closed-client errors.
+		return true
+	}
+	return redis.IsLoadingError(err) ||
+		redis.IsReadOnlyError(err) ||
+		redis.IsClusterDownError(err) ||
+		redis.IsTryAgainError(err) ||
+		redis.IsMasterDownError(err) ||
+		redis.IsMaxClientsError(err) ||
+		redis.IsOOMError(err) ||
+		redis.IsAuthError(err) ||
+		redis.HasErrorPrefix(err, "BUSY")
+}

@@ -1,0 +1,301 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+)
+
+// taskList is the structured result of list_tasks.
+type taskList struct {
+	Tasks      []store.Task `json:"tasks"`
+	NextCursor string       `json:"nextCursor,omitempty"`
+}
+
+// searchResult is the structured result of search_tasks.
+type searchResult struct {
+	Tasks    []store.Task `json:"tasks"`
+	Complete bool         `json:"complete"`
+}
+
+// taskHandlers run the task tools against the caller's tenant. The tenant
+// and the user always come from the verified token, never from arguments.
+type taskHandlers struct {
+	tasks *store.Tasks
+}
+
+func taskTools(d Deps) []Tool {
+	h := taskHandlers{tasks: d.Tasks}
+	return []Tool{
+		newTool(listTasksDef(), authz.Read, h.withStore(h.list)),
+		newTool(getTaskDef(), authz.Read, h.withStore(h.get)),
+		newTool(searchTasksDef(), authz.Read, h.withStore(h.search)),
+		newTool(createTaskDef(), authz.Write, h.withStore(h.create)),
+		newTool(updateTaskDef(), authz.Write, h.withStore(h.update)),
+		newTool(completeTaskDef(), authz.Write, h.withStore(h.complete)),
+		newTool(deleteTaskDef(), authz.Write, h.withStore(h.delete)),
+	}
+}
+
+// withStore fails a call when the server runs without a task store, the way
+// it fails when Redis is down, so tools/list still shows the tools.
+func (h taskHandlers) withStore(run argsHandler) argsHandler {
+	return func(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+		if h.tasks == nil {
+			return nil, fmt.Errorf("no task store configured: %w", store.ErrUnavailable)
+		}
+		return run(ctx, call, a)
+	}
+}
+
+// Schemas.
+
+func taskSchema() map[string]any {
+	return object(map[string]any{
+		"id":            str("Task id"),
+		"title":         str("Title"),
+		"notes":         str("Notes"),
+		"status":        map[string]any{"type": "string", "enum": []string{store.StatusOpen, store.StatusDone}},
+		"createdBy":     str("Object id of the user who created the task"),
+		"createdByName": str("Name of the user who created the task"),
+		"createdAt":     map[string]any{"type": "string", "format": "date-time"},
+		"updatedBy":     str("Object id of the user who last changed the task"),
+		"updatedByName": str("Name of the user who last changed the task"),
+		"updatedAt":     map[string]any{"type": "string", "format": "date-time"},
+	})
+}
+
+func idArg() mcp.ToolOption {
+	return mcp.WithString("id", mcp.Required(),
+		mcp.Description("Task id, as returned by create_task, list_tasks or search_tasks"),
+		mcp.MinLength(12), mcp.MaxLength(12), mcp.Pattern("^[a-z2-7]{12}$"))
+}
+
+func limitArg(what string) mcp.ToolOption {
+	return mcp.WithInteger("limit",
+		mcp.Description(fmt.Sprintf("Most %s to return (default %d)", what, store.DefaultLimit)),
+		mcp.Min(1), mcp.Max(store.MaxListLimit), mcp.DefaultNumber(store.DefaultLimit))
+}
+
+func statusArg(description string, opts ...mcp.PropertyOption) mcp.ToolOption {
+	return mcp.WithString("status", append([]mcp.PropertyOption{
+		mcp.Description(description), mcp.Enum(store.StatusOpen, store.StatusDone),
+	}, opts...)...)
+}
+
+func titleArg(opts ...mcp.PropertyOption) mcp.ToolOption {
+	return mcp.WithString("title", append([]mcp.PropertyOption{
+		mcp.Description("Short title, one line"), mcp.MinLength(1), mcp.MaxLength(store.MaxTitle),
+	}, opts...)...)
+}
+
+func notesArg() mcp.ToolOption {
+	return mcp.WithString("notes", mcp.Description("Free-text notes; may span lines"),
+		mcp.MaxLength(store.MaxNotes))
+}
+
+func listTasksDef() mcp.Tool {
+	return define("list_tasks", "List tasks",
+		"Lists your organisation's tasks, newest first, one page at a time. "+
+			"Pass nextCursor from a result as cursor to get the next page.",
+		readOnly(),
+		statusArg("Only tasks with this status (default: all)"),
+		limitArg("tasks"),
+		mcp.WithString("cursor", mcp.Description("nextCursor from the previous page"), mcp.MaxLength(32)),
+		outputSchema(objectWith(map[string]any{
+			"tasks":      arrayOf(taskSchema()),
+			"nextCursor": str("Cursor for the next page; absent on the last page"),
+		}, []string{"tasks"})),
+	)
+}
+
+func getTaskDef() mcp.Tool {
+	return define("get_task", "Get a task",
+		"Shows one task of your organisation by id.",
+		readOnly(), idArg(), outputSchema(taskSchema()))
+}
+
+func searchTasksDef() mcp.Tool {
+	return define("search_tasks", "Search tasks",
+		fmt.Sprintf("Finds your organisation's tasks whose title or notes contain the query, "+
+			"ignoring case, newest first. Looks at the %d newest tasks at most; "+
+			"complete is false when there may be more matches.", store.SearchScanLimit),
+		readOnly(),
+		mcp.WithString("query", mcp.Required(), mcp.Description("Text to look for"),
+			mcp.MinLength(1), mcp.MaxLength(store.MaxQuery)),
+		limitArg("matches"),
+		outputSchema(object(map[string]any{
+			"tasks":    arrayOf(taskSchema()),
+			"complete": map[string]any{"type": "boolean", "description": "Whether every task was searched"},
+		})),
+	)
+}
+
+func createTaskDef() mcp.Tool {
+	return define("create_task", "Create a task",
+		"Adds an open task to your organisation's task list.",
+		hints{},
+		titleArg(mcp.Required()), notesArg(), outputSchema(taskSchema()))
+}
+
+func updateTaskDef() mcp.Tool {
+	return define("update_task", "Update a task",
+		"Changes a task's title, notes and/or status; arguments left out stay as they are. "+
+			"Overwrites the previous values.",
+		hints{destructive: true, idempotent: true},
+		idArg(), titleArg(), notesArg(),
+		statusArg("New status: open, or done"),
+		outputSchema(taskSchema()))
+}
+
+func completeTaskDef() mcp.Tool {
+	return define("complete_task", "Complete a task",
+		"Marks a task done. Completing a done task changes nothing.",
+		hints{idempotent: true},
+		idArg(), outputSchema(taskSchema()))
+}
+
+func deleteTaskDef() mcp.Tool {
+	return define("delete_task", "Delete a task",
+		"Deletes a task for good and returns it as it was.",
+		hints{destructive: true, idempotent: true},
+		idArg(), outputSchema(taskSchema()))
+}
+
+// Handlers.
+
+func (h taskHandlers) list(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+	status, _ := a.str("status")
+	cursor, _ := a.str("cursor")
+	q := store.ListQuery{Status: status, Limit: a.integer("limit"), Cursor: cursor}
+	page, err := h.tasks.List(ctx, call.Principal.TenantID, q)
+	if err != nil {
+		return h.failed("list tasks", "", err)
+	}
+	text := listText(page.Tasks, "No tasks.")
+	if page.NextCursor != "" {
+		text += fmt.Sprintf("\nMore tasks: call list_tasks with cursor %q.", page.NextCursor)
+	}
+	return mcp.NewToolResultStructured(taskList{Tasks: page.Tasks, NextCursor: page.NextCursor}, text), nil
+}
+
+func (h taskHandlers) get(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+	id, _ := a.str("id")
+	task, err := h.tasks.Get(ctx, call.Principal.TenantID, id)
+	if err != nil {
+		return h.failed("get task", id, err)
+	}
+	return taskResult("", task), nil
+}
+
+func (h taskHandlers) search(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+	query, _ := a.str("query")
+	res, err := h.tasks.Search(ctx, call.Principal.TenantID, query, a.integer("limit"))
+	if err != nil {
+		return h.failed("search tasks", "", err)
+	}
+	text := listText(res.Tasks, "No tasks match.")
+	if !res.Complete {
+		text += "\nThere may be more matches."
+	}
+	return mcp.NewToolResultStructured(searchResult{Tasks: res.Tasks, Complete: res.Complete}, text), nil
+}
+
+func (h taskHandlers) create(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+	title, _ := a.str("title")
+	notes, _ := a.str("notes")
+	task, err := h.tasks.Create(ctx, call.Principal.TenantID, actor(call), title, notes)
+	if err != nil {
+		return h.failed("create task", "", err)
+	}
+	return taskResult("Created", task), nil
+}
+
+func (h taskHandlers) update(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+	id, _ := a.str("id")
+	ch := store.Change{Title: a.strPtr("title"), Notes: a.strPtr("notes"), Status: a.strPtr("status")}
+	task, err := h.tasks.Update(ctx, call.Principal.TenantID, id, actor(call), ch)
+	if err != nil {
+		return h.failed("update task", id, err)
+	}
+	return taskResult("Updated", task), nil
+}
+
+func (h taskHandlers) complete(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+	id, _ := a.str("id")
+	task, err := h.tasks.Complete(ctx, call.Principal.TenantID, id, actor(call))
+	if err != nil {
+		return h.failed("complete task", id, err)
+	}
+	return taskResult("Completed", task), nil
+}
+
+func (h taskHandlers) delete(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
+	id, _ := a.str("id")
+	task, err := h.tasks.Delete(ctx, call.Principal.TenantID, id)
+	if err != nil {
+		return h.failed("delete task", id, err)
+	}
+	return taskResult("Deleted", task), nil
+}
+
+// failed turns a store error into a tool result the caller can act on, or
+// into an internal error for the server to log and report.
+func (h taskHandlers) failed(doing, id string, err error) (*mcp.CallToolResult, error) {
+	var invalid *store.ValidationError
+	switch {
+	case errors.As(err, &invalid):
+		return Errorf("invalid %s", invalid), nil
+	case errors.Is(err, store.ErrNotFound):
+		return Errorf("task %s not found", id), nil
+	case errors.Is(err, store.ErrLimit):
+		return Errorf("your organisation already has the maximum of %d tasks; delete some first", h.tasks.MaxTasks()), nil
+	}
+	return nil, fmt.Errorf("%s: %w", doing, err)
+}
+
+// actor is the caller as recorded on tasks they change.
+func actor(call Call) store.Actor {
+	name := call.Principal.Name
+	if name == "" {
+		name = call.Principal.Username
+	}
+	return store.Actor{ID: call.Principal.ObjectID, Name: name}
+}
+
+func taskResult(verb string, task store.Task) *mcp.CallToolResult {
+	text := taskText(task)
+	if verb != "" {
+		text = verb + " task " + task.ID + ".\n" + text
+	}
+	return mcp.NewToolResultStructured(task, text)
+}
+
+func taskText(t store.Task) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s [%s] %s\n", t.ID, t.Status, t.Title)
+	if t.Notes != "" {
+		fmt.Fprintf(&b, "Notes:\n%s\n", t.Notes)
+	}
+	fmt.Fprintf(&b, "Created %s by %s; updated %s by %s.",
+		t.CreatedAt.Format("2006-01-02 15:04 MST"), t.CreatedByName,
+		t.UpdatedAt.Format("2006-01-02 15:04 MST"), t.UpdatedByName)
+	return b.String()
+}
+
+func listText(tasks []store.Task, empty string) string {
+	if len(tasks) == 0 {
+		return empty
+	}
+	var b strings.Builder
+	for _, t := range tasks {
+		fmt.Fprintf(&b, "%s [%s] %s\n", t.ID, t.Status, t.Title)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
