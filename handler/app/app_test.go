@@ -1,0 +1,349 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+)
+
+// stack is the whole handler behind a real HTTP server, with a stand-in
+// issuer over HTTPS and a real Redis where one runs.
+type stack struct {
+	idp  *devidp.Server
+	srv  *httptest.Server
+	base string
+}
+
+func newStack(t *testing.T, rdb redis.UniversalClient) *stack {
+	t.Helper()
+	idp, err := devidp.Start(devidp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idp.Close() })
+	st := &stack{idp: idp}
+	st.srv = httptest.NewUnstartedServer(nil)
+	st.base = "http://" + st.srv.Listener.Addr().String()
+	cfg := &config.Config{
+		PublicBaseURL: st.base,
+		Entra: config.Entra{
+			TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
+			AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID(),
+		},
+		RoleMap: authz.DefaultRoleMap(),
+	}
+	a, err := New(Options{Config: cfg, Version: "test", HTTPClient: idp.HTTPClient(), Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.srv.Config.Handler = a.Handler
+	st.srv.Start()
+	t.Cleanup(st.srv.Close)
+	return st
+}
+
+func (st *stack) token(t *testing.T, user string) string {
+	t.Helper()
+	u, ok := devidp.DemoUser(user)
+	if !ok {
+		t.Fatalf("no demo user %q", user)
+	}
+	tok, err := st.idp.Mint(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (st *stack) do(t *testing.T, method, path, token string, hdr map[string]string, body string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, st.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+func (st *stack) rpc(t *testing.T, token, body string) map[string]any {
+	t.Helper()
+	r := st.do(t, http.MethodPost, "/mcp", token, nil, body)
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("%d %s: %v", r.status, r.body, err)
+	}
+	return m
+}
+
+func toolNames(m map[string]any) []string {
+	var out []string
+	res, _ := m["result"].(map[string]any)
+	list, _ := res["tools"].([]any)
+	for _, v := range list {
+		out = append(out, v.(map[string]any)["name"].(string))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestEachRoleGetsExactlyItsTools(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	read := []string{"get_task", "list_tasks", "search_tasks"}
+	write := []string{"complete_task", "create_task", "delete_task", "update_task"}
+	want := map[string][]string{
+		"reader": append(append([]string{}, read...), "whoami"),
+		"writer": append(append([]string{}, write...), "whoami"),
+		"all":    append(append(append([]string{}, read...), write...), "whoami"),
+		"admin":  {"server_stats", "whoami"},
+	}
+	for user, names := range want {
+		sort.Strings(names)
+		got := toolNames(st.rpc(t, st.token(t, user), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		if strings.Join(got, ",") != strings.Join(names, ",") {
+			t.Errorf("%s sees %v, want %v", user, got, names)
+		}
+	}
+}
+
+func callText(t *testing.T, m map[string]any) (string, bool) {
+	t.Helper()
+	if e, ok := m["error"]; ok {
+		return fmt.Sprint(e), true
+	}
+	res := m["result"].(map[string]any)
+	content := res["content"].([]any)
+	isErr, _ := res["isError"].(bool)
+	return content[0].(map[string]any)["text"].(string), isErr
+}
+
+func TestToolsWorkEndToEnd(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	writer, reader, admin := st.token(t, "writer"), st.token(t, "reader"), st.token(t, "admin")
+
+	text, isErr := callText(t, st.rpc(t, writer, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_task","arguments":{"title":"Ship the MCP endpoint"}}}`))
+	if isErr {
+		t.Fatalf("create_task: %s", text)
+	}
+	text, isErr = callText(t, st.rpc(t, reader, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_tasks","arguments":{}}}`))
+	if isErr || !strings.Contains(text, "Ship the MCP endpoint") {
+		t.Fatalf("list_tasks as reader: %v %s", isErr, text)
+	}
+	// The reader may not write: same error as a tool that does not exist.
+	forbidden := st.do(t, http.MethodPost, "/mcp", reader, nil, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_task","arguments":{"id":"x"}}}`)
+	unknown := st.do(t, http.MethodPost, "/mcp", reader, nil, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"nope_task","arguments":{"id":"x"}}}`)
+	if forbidden.status != unknown.status || string(forbidden.body) != strings.ReplaceAll(string(unknown.body), "nope_task", "delete_task") {
+		t.Fatalf("forbidden %d %s\nunknown %d %s", forbidden.status, forbidden.body, unknown.status, unknown.body)
+	}
+	text, isErr = callText(t, st.rpc(t, admin, `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"server_stats","arguments":{}}}`))
+	if isErr || !strings.Contains(text, "signing_keys") {
+		t.Fatalf("server_stats: %v %s", isErr, text)
+	}
+	text, isErr = callText(t, st.rpc(t, reader, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`))
+	if isErr || !strings.Contains(text, "0a1b2c3d-0001-4000-8000-000000000001") || !strings.Contains(text, "search_tasks") || strings.Contains(text, "create_task") {
+		t.Fatalf("whoami: %v %s", isErr, text)
+	}
+}
+
+func TestRedisDownKeepsListWorkingAndFailsToolsCleanly(t *testing.T) {
+	st := newStack(t, storetest.Down(t))
+	tok := st.token(t, "all")
+	if got := toolNames(st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(got) != 8 {
+		t.Fatalf("tools/list with Redis down: %v", got)
+	}
+	text, isErr := callText(t, st.rpc(t, tok, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_tasks","arguments":{}}}`))
+	if !isErr || !strings.Contains(text, "unavailable") {
+		t.Fatalf("list_tasks with Redis down: %v %s", isErr, text)
+	}
+}
+
+func TestHTTPGuards(t *testing.T) {
+	st := newStack(t, storetest.Mini(t))
+	tok := st.token(t, "all")
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	prm := st.base + "/.well-known/oauth-protected-resource/mcp"
+
+	r := st.do(t, http.MethodPost, "/mcp", "", nil, list)
+	if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer resource_metadata="`+prm+`"` {
+		t.Errorf("no token: %d %q", r.status, r.header.Get("WWW-Authenticate"))
+	}
+	for _, bad := range []string{"garbage", tok + "x", strings.Repeat("a", 20000)} {
+		r = st.do(t, http.MethodPost, "/mcp", bad, nil, list)
+		if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer error="invalid_token", resource_metadata="`+prm+`"` || !json.Valid(r.body) {
+			t.Errorf("bad token: %d %q %s", r.status, r.header.Get("WWW-Authenticate"), r.body)
+		}
+	}
+	r = st.do(t, http.MethodPost, "/mcp", "", map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, list)
+	if r.status != 401 {
+		t.Errorf("basic auth: %d", r.status)
+	}
+	// The Host header is the proxy's; Origin is what is checked.
+	r = st.do(t, http.MethodPost, "/mcp", tok, map[string]string{"Origin": "https://evil.example"}, list)
+	if r.status != 403 || !json.Valid(r.body) {
+		t.Errorf("foreign origin: %d %s", r.status, r.body)
+	}
+	r = st.do(t, http.MethodPost, "/mcp", tok, map[string]string{"Origin": st.base, "X-Forwarded-Host": "evil.example"}, list)
+	if r.status != 200 {
+		t.Errorf("own origin: %d %s", r.status, r.body)
+	}
+	r = st.do(t, http.MethodPost, "/mcp", tok, map[string]string{"Content-Type": "text/plain"}, list)
+	if r.status != 415 || !json.Valid(r.body) {
+		t.Errorf("text/plain: %d %s", r.status, r.body)
+	}
+	r = st.do(t, http.MethodPost, "/mcp", tok, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":"`+strings.Repeat("a", 2<<20)+`"}}`)
+	if r.status != 413 || !json.Valid(r.body) {
+		t.Errorf("2 MiB body: %d %s", r.status, r.body)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodPut} {
+		r = st.do(t, m, "/mcp", tok, nil, "")
+		if r.status != 405 || r.header.Get("Allow") != "POST" || !json.Valid(r.body) {
+			t.Errorf("%s /mcp: %d %q %s", m, r.status, r.header.Get("Allow"), r.body)
+		}
+	}
+	r = st.do(t, http.MethodGet, "/nope", "", nil, "")
+	if r.status != 404 || !json.Valid(r.body) {
+		t.Errorf("unknown route: %d %s", r.status, r.body)
+	}
+	r = st.do(t, http.MethodGet, "/health", "", nil, "")
+	var health map[string]string
+	if r.status != 200 || json.Unmarshal(r.body, &health) != nil || health["status"] != "ok" || len(health) != 2 {
+		t.Errorf("health: %d %s", r.status, r.body)
+	}
+}
+
+func TestProtectedResourceMetadata(t *testing.T) {
+	st := newStack(t, storetest.Mini(t))
+	for _, path := range []string{"/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"} {
+		r := st.do(t, http.MethodGet, path, "", map[string]string{"X-Forwarded-Host": "evil.example", "Host": "evil.example"}, "")
+		var m struct {
+			Resource               string   `json:"resource"`
+			AuthorizationServers   []string `json:"authorization_servers"`
+			ScopesSupported        []string `json:"scopes_supported"`
+			BearerMethodsSupported []string `json:"bearer_methods_supported"`
+		}
+		if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+		if m.Resource != st.base+"/mcp" || len(m.AuthorizationServers) != 1 || m.AuthorizationServers[0] != st.idp.Issuer() ||
+			len(m.ScopesSupported) != 1 || m.ScopesSupported[0] != "api://"+st.idp.ClientID()+"/access_as_user" ||
+			len(m.BearerMethodsSupported) != 1 || m.BearerMethodsSupported[0] != "header" {
+			t.Errorf("%s: %s", path, r.body)
+		}
+	}
+}
+
+// TestProtocolRevision20260728 drives the stateless 2026-07-28 revision by
+// hand: no initialize, the version in the header and in _meta.
+func TestProtocolRevision20260728(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	tok := st.token(t, "all")
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+	hdr := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}
+	r := st.do(t, http.MethodPost, "/mcp", tok, hdr, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{`+meta+`}}`)
+	var m map[string]any
+	if r.status != 200 || json.Unmarshal(r.body, &m) != nil || len(toolNames(m)) != 8 {
+		t.Fatalf("modern tools/list: %d %s", r.status, r.body)
+	}
+	if r.header.Get("Mcp-Session-Id") != "" {
+		t.Errorf("a session id was minted on the stateless revision")
+	}
+	res := m["result"].(map[string]any)
+	if res["resultType"] != "complete" {
+		t.Errorf("result lacks resultType: %s", r.body)
+	}
+
+	hdr = map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami"}
+	r = st.do(t, http.MethodPost, "/mcp", tok, hdr, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},`+meta+`}}`)
+	if r.status != 200 || !strings.Contains(string(r.body), "0a1b2c3d-0003") {
+		t.Fatalf("modern whoami: %d %s", r.status, r.body)
+	}
+	// initialize does not exist on this revision.
+	hdr = map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "initialize"}
+	r = st.do(t, http.MethodPost, "/mcp", tok, hdr, `{"jsonrpc":"2.0","id":3,"method":"initialize","params":{`+meta+`}}`)
+	if r.status < 400 || r.status >= 500 {
+		t.Fatalf("modern initialize: %d %s", r.status, r.body)
+	}
+	// Header and _meta must agree.
+	hdr = map[string]string{"MCP-Protocol-Version": "2025-11-25", "Mcp-Method": "tools/list"}
+	r = st.do(t, http.MethodPost, "/mcp", tok, hdr, `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{`+meta+`}}`)
+	if r.status != 400 || !json.Valid(r.body) {
+		t.Fatalf("mismatched versions: %d %s", r.status, r.body)
+	}
+}
+
+// TestSDKClients connects mcp-go's own client at each revision we serve.
+func TestSDKClients(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	tok := st.token(t, "all")
+	for _, version := range []string{"2025-06-18", "2025-11-25", "2026-07-28"} {
+		t.Run(version, func(t *testing.T) {
+			c, err := client.NewStreamableHttpClient(st.base+"/mcp",
+				transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + tok}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c2 := client.NewClient(c.GetTransport(), client.WithProtocolVersion(version))
+			ctx := context.Background()
+			if err := c2.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			init := mcp.InitializeRequest{}
+			init.Params.ClientInfo = mcp.Implementation{Name: "test", Version: "1"}
+			init.Params.ProtocolVersion = version
+			res, err := c2.Initialize(ctx, init)
+			if err != nil {
+				t.Fatalf("initialize: %v", err)
+			}
+			if res.ProtocolVersion != version {
+				t.Errorf("negotiated %s, want %s", res.ProtocolVersion, version)
+			}
+			tools, err := c2.ListTools(ctx, mcp.ListToolsRequest{})
+			if err != nil || len(tools.Tools) != 8 {
+				t.Fatalf("list tools: %v %d", err, len(tools.Tools))
+			}
+			call := mcp.CallToolRequest{}
+			call.Params.Name = "create_task"
+			call.Params.Arguments = map[string]any{"title": "from the SDK at " + version}
+			out, err := c2.CallTool(ctx, call)
+			if err != nil || out.IsError {
+				t.Fatalf("call: %v %+v", err, out)
+			}
+		})
+	}
+}

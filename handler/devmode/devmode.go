@@ -1,0 +1,144 @@
+// Package devmode runs the handler on a developer's machine with no Azure
+// account: an embedded Entra stand-in issues tokens for demo users and an
+// embedded Redis keeps the data (in memory, gone at exit).
+package devmode
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+)
+
+// DefaultAddr is where dev mode listens, the Functions host's usual port.
+const DefaultAddr = "127.0.0.1:7071"
+
+// tokenLifetime is long so a printed token lasts a working day.
+const tokenLifetime = 12 * time.Hour
+
+// Env is a running dev environment.
+type Env struct {
+	Config     *config.Config
+	HTTPClient *http.Client // trusts the stand-in's certificate
+	IDP        *devidp.Server
+	// Tokens maps demo user keys (reader, writer, all, admin) to access tokens.
+	Tokens map[string]string
+	redis  *miniredis.Miniredis
+}
+
+// Start starts the stand-in and the embedded Redis and returns the
+// configuration for a handler listening on addr. It refuses to run on an
+// Azure host, and on anything but a loopback address: dev tokens are
+// signed by a key anyone can mint with.
+func Start(addr string, getenv func(string) string) (*Env, error) {
+	if getenv("WEBSITE_HOSTNAME") != "" {
+		return nil, fmt.Errorf("dev mode: refusing to start: WEBSITE_HOSTNAME is set, so this is an Azure host")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || !config.IsLoopbackHost(host) {
+		return nil, fmt.Errorf("dev mode: -addr %q must be a loopback host:port such as %s", addr, DefaultAddr)
+	}
+	level, err := config.ParseLogLevel(getenv("LOG_LEVEL"))
+	if err != nil {
+		return nil, err
+	}
+
+	idp, err := devidp.Start(devidp.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("dev mode: start Entra stand-in: %w", err)
+	}
+	mr, err := miniredis.Run()
+	if err != nil {
+		idp.Close()
+		return nil, fmt.Errorf("dev mode: start embedded redis: %w", err)
+	}
+	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Tokens: map[string]string{}}
+
+	e.Config = &config.Config{
+		PublicBaseURL: "http://" + addr,
+		Entra: config.Entra{
+			TenantID:       idp.TenantID(),
+			ClientID:       idp.ClientID(),
+			AuthorityHost:  idp.AuthorityHost(),
+			AllowedTenants: []string{idp.TenantID()},
+			TokenVersion:   2,
+			AppIDURI:       "api://" + idp.ClientID(),
+		},
+		RedisURL: "redis://" + mr.Addr() + "/0",
+		RoleMap:  authz.DefaultRoleMap(),
+		LogLevel: level,
+	}
+	for _, u := range devidp.DemoUsers() {
+		tok, err := idp.Mint(u, devidp.WithLifetime(tokenLifetime))
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("dev mode: mint token for %s: %w", u.Key, err)
+		}
+		e.Tokens[u.Key] = tok
+	}
+	return e, nil
+}
+
+// Close stops the stand-in and the embedded Redis.
+func (e *Env) Close() {
+	if e.redis != nil {
+		e.redis.Close()
+	}
+	if e.IDP != nil {
+		_ = e.IDP.Close()
+	}
+}
+
+// WriteTokens writes the demo tokens as JSON {"reader": "...", ...} to
+// path, readable by the owner only, for scripts and tests.
+func (e *Env) WriteTokens(path string) error {
+	b, err := json.Marshal(e.Tokens)
+	if err != nil {
+		return fmt.Errorf("encode dev tokens: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write dev tokens: %w", err)
+	}
+	// Rename so a reader polling for the file never sees half of it.
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write dev tokens: %w", err)
+	}
+	return nil
+}
+
+// PrintWelcome tells the developer what is running and how to call it.
+func (e *Env) PrintWelcome(w io.Writer) {
+	base := e.Config.PublicBaseURL
+	fmt.Fprintf(w, "\nDev mode: MCP endpoint %s/mcp (Entra stand-in at %s, embedded Redis)\n", base, e.IDP.AuthorityHost())
+	fmt.Fprintf(w, "Tokens are valid for %s. One per demo user:\n\n", tokenLifetime)
+	for _, u := range devidp.DemoUsers() {
+		fmt.Fprintf(w, "  %-7s %-16s roles %v\n", u.Key, u.Name, u.Roles)
+	}
+	for _, u := range devidp.DemoUsers() {
+		fmt.Fprintf(w, "\nexport TOKEN_%s=%s\n", upper(u.Key), e.Tokens[u.Key])
+	}
+	fmt.Fprintf(w, "\nList the tools the 'all' user may use:\n\n")
+	fmt.Fprintf(w, "  curl -s %s/mcp -H \"Authorization: Bearer $TOKEN_ALL\" -H 'Content-Type: application/json' \\\n", base)
+	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
+	fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'\n\n")
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}

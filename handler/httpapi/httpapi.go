@@ -1,0 +1,265 @@
+// Package httpapi is the handler's HTTP front: its routes, and the guards in
+// front of everything (method, Origin, content type, body size, bearer token)
+// that answer bad requests with a 4xx JSON error before any handler runs.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+)
+
+// Route is one path the handler serves and the methods it accepts there.
+// Each route is also an Azure Function (functions/<name>/function.json).
+type Route struct {
+	Path    string
+	Methods []string
+}
+
+// Paths of the handler's routes.
+const (
+	PathMCP         = "/mcp"
+	PathHealth      = "/health"
+	PathPRM         = "/.well-known/oauth-protected-resource"
+	PathPRMResource = "/.well-known/oauth-protected-resource/mcp"
+)
+
+// Routes lists the routes the Functions host must forward to the handler.
+// (The host's own probe of "/" reaches the handler directly.)
+func Routes() []Route {
+	return []Route{
+		// GET and DELETE reach the handler so it can answer 405 in JSON;
+		// the endpoint is stateless and does not stream.
+		{Path: PathMCP, Methods: []string{http.MethodPost, http.MethodGet, http.MethodDelete}},
+		{Path: PathHealth, Methods: []string{http.MethodGet}},
+		{Path: PathPRM, Methods: []string{http.MethodGet}},
+		{Path: PathPRMResource, Methods: []string{http.MethodGet}},
+	}
+}
+
+// TokenVerifier checks a bearer token and returns its principal.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (*entra.Principal, error)
+}
+
+// Options configure the HTTP front.
+type Options struct {
+	// PublicBaseURL is the origin clients use (scheme://host[:port]); it
+	// names the resource and is the only Origin accepted besides
+	// AllowedOrigins.
+	PublicBaseURL  string
+	AllowedOrigins []string
+	// AuthorizationServers go into Protected Resource Metadata.
+	AuthorizationServers []string
+	// Scopes go into Protected Resource Metadata.
+	Scopes   []string
+	Verifier TokenVerifier
+	// MCP serves POST /mcp for an authenticated caller.
+	MCP     http.Handler
+	Version string
+	Logger  *slog.Logger
+	// MaxBodyBytes caps request bodies (default 1 MiB).
+	MaxBodyBytes int64
+}
+
+// Limits on what a caller may send.
+const (
+	defaultMaxBody = 1 << 20
+	// maxAuthHeader bounds the Authorization header before it is parsed:
+	// Entra access tokens are a few KiB even with many groups or roles.
+	maxAuthHeader = 16 << 10
+)
+
+type api struct {
+	opts        Options
+	origins     []string
+	resourceURL string
+	prmURL      string
+	prm         http.Handler
+	log         *slog.Logger
+}
+
+// New returns the handler's whole HTTP surface.
+func New(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = defaultMaxBody
+	}
+	a := &api{
+		opts:        opts,
+		resourceURL: opts.PublicBaseURL + PathMCP,
+		prmURL:      opts.PublicBaseURL + PathPRMResource,
+		log:         opts.Logger,
+	}
+	a.origins = append([]string{originOf(opts.PublicBaseURL)}, opts.AllowedOrigins...)
+	a.prm = server.NewProtectedResourceMetadataHandler(server.ProtectedResourceMetadataConfig{
+		Resource:               a.resourceURL,
+		AuthorizationServers:   opts.AuthorizationServers,
+		ScopesSupported:        opts.Scopes,
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "MCP tools",
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle(PathMCP, a.allow(a.mcp, http.MethodPost))
+	mux.Handle(PathHealth, a.allow(a.health, http.MethodGet, http.MethodHead))
+	mux.Handle(PathPRM, a.allow(a.prm.ServeHTTP, http.MethodGet, http.MethodHead, http.MethodOptions))
+	mux.Handle(PathPRMResource, a.allow(a.prm.ServeHTTP, http.MethodGet, http.MethodHead, http.MethodOptions))
+	mux.HandleFunc("/", a.root)
+	return a.recoverer(a.headers(mux))
+}
+
+// allow answers methods outside the list with 405 and an Allow header.
+func (a *api) allow(h http.HandlerFunc, methods ...string) http.Handler {
+	allowHeader := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allowHeader)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not supported here")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// root answers the host's probe of "/" and 404s everything unknown.
+func (a *api) root(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no such route")
+}
+
+func (a *api) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": a.opts.Version})
+}
+
+// mcp runs the guards in order, cheapest first, and hands an authenticated
+// request with a capped body to the MCP endpoint.
+func (a *api) mcp(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" && !slices.Contains(a.origins, origin) {
+		// DNS rebinding and cross-site calls: browsers always send Origin.
+		writeError(w, http.StatusForbidden, "forbidden_origin", "this origin may not call the MCP endpoint")
+		return
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		return
+	}
+	if r.ContentLength > a.opts.MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "request body too large")
+		return
+	}
+	p, ok := a.authenticate(w, r)
+	if !ok {
+		return
+	}
+	r = r.WithContext(entra.NewContext(r.Context(), p))
+	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
+	w.Header().Set("Cache-Control", "no-store")
+	a.opts.MCP.ServeHTTP(w, r)
+}
+
+// authenticate verifies the bearer token. On failure it answers 401 with a
+// WWW-Authenticate challenge pointing at Protected Resource Metadata, and
+// logs why; the caller is never told why.
+func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Principal, bool) {
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		a.challenge(w, false)
+		return nil, false
+	}
+	v := values[0]
+	if len(values) > 1 || len(v) > maxAuthHeader {
+		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", "malformed Authorization header"))
+		a.challenge(w, true)
+		return nil, false
+	}
+	scheme, token, found := strings.Cut(v, " ")
+	token = strings.TrimSpace(token)
+	if !found || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", "not a bearer token"))
+		a.challenge(w, true)
+		return nil, false
+	}
+	p, err := a.opts.Verifier.Verify(r.Context(), token)
+	if err != nil {
+		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", err.Error()))
+		a.challenge(w, true)
+		return nil, false
+	}
+	return p, true
+}
+
+// challenge writes the 401. Per RFC 6750 §3.1 a request with no token gets
+// no error code; a request with a bad one gets invalid_token.
+func (a *api) challenge(w http.ResponseWriter, presented bool) {
+	c := `Bearer resource_metadata="` + a.prmURL + `"`
+	desc := "a bearer token is required"
+	if presented {
+		c = `Bearer error="invalid_token", resource_metadata="` + a.prmURL + `"`
+		desc = "the access token is not valid"
+	}
+	w.Header().Set("WWW-Authenticate", c)
+	writeError(w, http.StatusUnauthorized, "invalid_token", desc)
+}
+
+// headers sets what every answer carries.
+func (a *api) headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a panic into a logged 500, so one bad request cannot take
+// the process down.
+func (a *api) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+					slog.String("path", r.URL.Path), slog.Any("panic", v))
+				writeError(w, http.StatusInternalServerError, "internal_error", "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// originOf returns scheme://host[:port] of a base URL.
+func originOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// writeError answers with an OAuth-style JSON error body.
+func writeError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	binDir    string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// binary builds the handler once per test run.
+func binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "handler-bin-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "handler")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// prodEnv is a production-mode environment pointing at a stand-in issuer
+// whose certificate the child trusts through SSL_CERT_FILE.
+func prodEnv(t testing.TB, idp *devidp.Server, port int) []string {
+	t.Helper()
+	certFile := filepath.Join(t.TempDir(), "issuer.pem")
+	if err := os.WriteFile(certFile, idp.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"SSL_CERT_FILE=" + certFile,
+		"FUNCTIONS_CUSTOMHANDLER_PORT=" + strconv.Itoa(port),
+		"PUBLIC_BASE_URL=https://mcp.example.com",
+		"ENTRA_TENANT_ID=" + idp.TenantID(),
+		"ENTRA_CLIENT_ID=" + idp.ClientID(),
+		"ENTRA_AUTHORITY_HOST=" + idp.AuthorityHost(),
+		// Redis is not touched by tools/list; a dead port proves it.
+		"REDIS_URL=redis://127.0.0.1:1/0",
+	}
+}
+
+func toolsList(port int, token string) ([]string, error) {
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/mcp", port),
+		strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Result struct {
+			Tools []struct{ Name string } `json:"tools"`
+		} `json:"result"`
+	}
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, tl := range r.Result.Tools {
+		names = append(names, tl.Name)
+	}
+	return names, nil
+}
+
+// startProd execs the binary in production mode and returns when its first
+// tools/list answers correctly, with the time that took.
+func startProd(t testing.TB, idp *devidp.Server, token string) (*exec.Cmd, time.Duration) {
+	t.Helper()
+	bin := binary(t)
+	port := freePort(t)
+	cmd := exec.Command(bin)
+	cmd.Env = prodEnv(t, idp, port)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for time.Since(start) < 10*time.Second {
+		names, err := toolsList(port, token)
+		if err == nil && strings.Join(names, ",") == "complete_task,create_task,delete_task,get_task,list_tasks,search_tasks,update_task,whoami" {
+			return cmd, time.Since(start)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	t.Fatalf("production binary never answered tools/list; output:\n%s", out.String())
+	return nil, 0
+}
+
+func TestProductionBinaryServesAndStops(t *testing.T) {
+	idp, err := devidp.Start(devidp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	all, _ := devidp.DemoUser("all")
+	token, err := idp.Mint(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, took := startProd(t, idp, token)
+	t.Logf("exec to first correct tools/list: %v", took)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}
+
+// BenchmarkColdStart measures exec to the first correct tools/list in
+// production mode, with configuration from the environment and keys
+// fetched from the issuer over HTTPS.
+func BenchmarkColdStart(b *testing.B) {
+	idp, err := devidp.Start(devidp.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer idp.Close()
+	all, _ := devidp.DemoUser("all")
+	token, _ := idp.Mint(all)
+	binary(b)
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd, took := startProd(b, idp, token)
+		total += took
+		b.StopTimer()
+		cmd.Process.Kill()
+		cmd.Wait()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-to-first-list")
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	base := map[string]string{
+		"FUNCTIONS_CUSTOMHANDLER_PORT": "7777",
+		"PUBLIC_BASE_URL":              "https://mcp.example.com",
+		"ENTRA_TENANT_ID":              "11111111-1111-4111-8111-111111111111",
+		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
+		"REDIS_URL":                    "redis://127.0.0.1:6379/0",
+	}
+	cases := []struct{ key, value, want string }{
+		{"FUNCTIONS_CUSTOMHANDLER_PORT", "", "FUNCTIONS_CUSTOMHANDLER_PORT"},
+		{"FUNCTIONS_CUSTOMHANDLER_PORT", "http", "FUNCTIONS_CUSTOMHANDLER_PORT"},
+		{"ENTRA_TENANT_ID", "", "ENTRA_TENANT_ID"},
+		{"ENTRA_CLIENT_ID", "not-a-guid", "ENTRA_CLIENT_ID"},
+		{"ENTRA_AUTHORITY_HOST", "http://login.example.com", "ENTRA_AUTHORITY_HOST"},
+		{"ENTRA_TOKEN_VERSION", "3", "ENTRA_TOKEN_VERSION"},
+		{"ENTRA_ALLOWED_TENANTS", "x", "ENTRA_ALLOWED_TENANTS"},
+		{"REDIS_URL", "", "REDIS_URL"},
+		{"REDIS_URL", "http://user:hunter2@x", "REDIS_URL"},
+		{"ROLE_MAP", `{"Task.Read":["fly"]}`, "ROLE_MAP"},
+		{"PUBLIC_BASE_URL", "ftp://x", "PUBLIC_BASE_URL"},
+		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
+	}
+	for _, c := range cases {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		env[c.key] = c.value
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), nil, func(k string) string { return env[k] }, &stdout, &stderr)
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("%s=%q: exit %d, stderr %q; want non-zero and one line naming %s", c.key, c.value, code, stderr.String(), c.want)
+		}
+		if strings.Contains(stderr.String(), "hunter2") {
+			t.Errorf("a secret from REDIS_URL was echoed: %q", stderr.String())
+		}
+	}
+}
+
+func TestBinaryExitsOnBadConfig(t *testing.T) {
+	cmd := exec.Command(binary(t))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "FUNCTIONS_CUSTOMHANDLER_PORT=7777", "WEBSITE_HOSTNAME=myapp.azurewebsites.net"}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("exited 0 with no Entra configuration: %s", out)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "ENTRA_TENANT_ID") {
+		t.Fatalf("want one line naming ENTRA_TENANT_ID, got %q", out)
+	}
+}
+
+func TestDevModeRefusesOnAzure(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{"WEBSITE_HOSTNAME": "myapp.azurewebsites.net"}
+	code := run(context.Background(), []string{"-dev"}, func(k string) string { return env[k] }, &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "WEBSITE_HOSTNAME") {
+		t.Fatalf("dev mode on an Azure host: exit %d, %q", code, stderr.String())
+	}
+	code = run(context.Background(), []string{"-dev", "-addr", "0.0.0.0:7071"}, func(string) string { return "" }, &stdout, &stderr)
+	if code == 0 {
+		t.Fatal("dev mode bound a non-loopback address")
+	}
+}

@@ -1,0 +1,206 @@
+package mcpserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+)
+
+// envelope is the part of a JSON-RPC message the endpoint checks before
+// mcp-go sees it.
+type envelope struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  *string         `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	Result  json.RawMessage `json:"result"`
+	Error   json.RawMessage `json:"error"`
+}
+
+// ServeHTTP serves POST /mcp for a caller whose principal is in the request
+// context. Method, content type, body size and authentication are the HTTP
+// layer's job; the body must already be capped (http.MaxBytesReader).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.metrics.requests.Add(1)
+	p := entra.FromContext(r.Context())
+	if p == nil {
+		// Never reached through the HTTP layer; refuse rather than serve an
+		// anonymous caller.
+		writeRPCError(w, http.StatusUnauthorized, nil, mcp.INVALID_REQUEST, "unauthenticated")
+		return
+	}
+
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.metrics.badRequests.Add(1)
+			writeRPCError(w, http.StatusRequestEntityTooLarge, nil, mcp.INVALID_REQUEST, "request body too large")
+			return
+		}
+		s.metrics.badRequests.Add(1)
+		writeRPCError(w, http.StatusBadRequest, nil, mcp.PARSE_ERROR, "could not read request body")
+		return
+	}
+
+	env, ok := s.checkEnvelope(w, r, body)
+	if !ok {
+		s.metrics.badRequests.Add(1)
+		return
+	}
+
+	g := s.roles.Grants(p.Roles)
+	ctx := withGrants(r.Context(), g)
+
+	if env.Method != nil {
+		switch *env.Method {
+		case string(mcp.MethodToolsList):
+			if s.serveToolsList(w, r, g, env) {
+				s.metrics.listFast.Add(1)
+				return
+			}
+			s.metrics.listSlow.Add(1)
+		case string(mcp.MethodToolsCall):
+			s.noteDeniedCall(ctx, p, g, env.Params)
+		}
+	}
+
+	r2 := r.WithContext(ctx)
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	r2.ContentLength = int64(len(body))
+	s.transport.ServeHTTP(w, r2)
+}
+
+// checkEnvelope rejects what is not one well-formed JSON-RPC 2.0 message,
+// with a 4xx and a JSON-RPC error body, so mcp-go only ever sees
+// well-formed input.
+func (s *Server) checkEnvelope(w http.ResponseWriter, r *http.Request, body []byte) (envelope, bool) {
+	var env envelope
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		writeRPCError(w, http.StatusBadRequest, nil, mcp.PARSE_ERROR, "empty request body")
+		return env, false
+	}
+	if trimmed[0] == '[' {
+		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "batch requests are not supported")
+		return env, false
+	}
+	if !json.Valid(body) {
+		writeRPCError(w, http.StatusBadRequest, nil, mcp.PARSE_ERROR, "request body is not valid JSON")
+		return env, false
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "request is not a JSON-RPC message object")
+		return env, false
+	}
+	id := validID(env.ID)
+	if env.JSONRPC != mcp.JSONRPC_VERSION {
+		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, `jsonrpc must be "2.0"`)
+		return env, false
+	}
+	if len(env.ID) > 0 && id == nil {
+		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "id must be a string or a number")
+		return env, false
+	}
+	if env.Method == nil {
+		// A response from the client. A stateless server sends no requests,
+		// but mcp-go answers these (202) itself.
+		if id == nil || (len(env.Result) == 0 && len(env.Error) == 0) {
+			writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, "message has no method")
+			return env, false
+		}
+		return env, true
+	}
+	if *env.Method == "" || len(*env.Method) > 128 {
+		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, "method must be a non-empty string")
+		return env, false
+	}
+	if p := bytes.TrimSpace(env.Params); len(p) > 0 && p[0] != '{' && !bytes.Equal(p, []byte("null")) {
+		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, "params must be an object")
+		return env, false
+	}
+	// mcp-go answers an unknown pre-2026 version with a plain-text 400;
+	// answer it here in JSON instead. Versions that sort as 2026-07-28 or
+	// later go through: mcp-go answers them with the supported list, which
+	// is how a newer client negotiates down.
+	if v := r.Header.Get(mcp.HeaderProtocolVersion); v != "" && *env.Method != string(mcp.MethodInitialize) &&
+		!mcp.IsValidProtocolVersion(v) && !mcp.IsModernProtocol(v) {
+		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST,
+			"unsupported MCP-Protocol-Version "+quoteShort(v))
+		return env, false
+	}
+	return env, true
+}
+
+func (s *Server) supports(v string) bool { return slices.Contains(s.versions, v) }
+
+// validID returns the id as mcp-go will echo it (a string or a float64), or
+// nil when absent or not a string or number.
+func validID(raw json.RawMessage) any {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return nil
+	}
+	switch v.(type) {
+	case string, float64:
+		return v
+	}
+	return nil
+}
+
+// noteDeniedCall counts and logs a tools/call for a tool the caller may not
+// use (or that does not exist). mcp-go's filter refuses it; this only makes
+// sure the refusal leaves its audit line, since denied calls never reach a
+// tool handler.
+func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz.Need, params json.RawMessage) {
+	var call struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(params, &call) != nil {
+		return // mcp-go answers malformed params itself
+	}
+	need, known := s.needs[call.Name]
+	if g.Allows(need) {
+		return
+	}
+	outcome := "forbidden"
+	if !known {
+		outcome = "unknown_tool"
+	}
+	s.metrics.denied.Add(1)
+	s.audit(ctx, p, call.Name, false, outcome, 0)
+}
+
+func quoteShort(v string) string {
+	if len(v) > 32 {
+		v = v[:32]
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// writeRPCError answers with a JSON-RPC error object and an HTTP status.
+func writeRPCError(w http.ResponseWriter, status int, id any, code int, msg string) {
+	resp := mcp.JSONRPCError{
+		JSONRPC: mcp.JSONRPC_VERSION,
+		ID:      mcp.NewRequestId(id),
+		Error:   mcp.JSONRPCErrorDetails{Code: code, Message: msg},
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(resp)
+}

@@ -1,0 +1,85 @@
+package mcpserver
+
+import (
+	"sync/atomic"
+)
+
+// Metrics counts what the endpoint did since start. server_stats reports it.
+type Metrics struct {
+	requests      atomic.Int64
+	listFast      atomic.Int64
+	listSlow      atomic.Int64
+	denied        atomic.Int64
+	badRequests   atomic.Int64
+	perTool       map[string]*toolCounters // set once by New before serving
+	toolErrors    atomic.Int64
+	internalFails atomic.Int64
+}
+
+type toolCounters struct {
+	calls  atomic.Int64
+	errors atomic.Int64
+}
+
+// NewMetrics returns an empty set of counters.
+func NewMetrics() *Metrics { return &Metrics{} }
+
+func (m *Metrics) addTools(names []string) {
+	m.perTool = make(map[string]*toolCounters, len(names))
+	for _, n := range names {
+		m.perTool[n] = &toolCounters{}
+	}
+}
+
+func (m *Metrics) toolCall(name, outcome string) {
+	c := m.perTool[name]
+	if c == nil {
+		return
+	}
+	c.calls.Add(1)
+	switch outcome {
+	case "ok":
+	case "tool_error":
+		c.errors.Add(1)
+		m.toolErrors.Add(1)
+	default:
+		c.errors.Add(1)
+		m.internalFails.Add(1)
+	}
+}
+
+// MetricsSnapshot is a point-in-time copy of the counters.
+type MetricsSnapshot struct {
+	Requests       int64                   `json:"requests"`
+	ToolsListFast  int64                   `json:"tools_list_pre_encoded"`
+	ToolsListSlow  int64                   `json:"tools_list_mcp_go"`
+	DeniedCalls    int64                   `json:"denied_calls"`
+	BadRequests    int64                   `json:"bad_requests"`
+	ToolErrors     int64                   `json:"tool_errors"`
+	InternalErrors int64                   `json:"internal_errors"`
+	Tools          map[string]ToolSnapshot `json:"tools"`
+}
+
+// ToolSnapshot counts one tool's calls.
+type ToolSnapshot struct {
+	Calls  int64 `json:"calls"`
+	Errors int64 `json:"errors"`
+}
+
+// Snapshot copies the counters.
+func (m *Metrics) Snapshot() MetricsSnapshot {
+	s := MetricsSnapshot{
+		Requests:       m.requests.Load(),
+		ToolsListFast:  m.listFast.Load(),
+		ToolsListSlow:  m.listSlow.Load(),
+		DeniedCalls:    m.denied.Load(),
+		BadRequests:    m.badRequests.Load(),
+		ToolErrors:     m.toolErrors.Load(),
+		InternalErrors: m.internalFails.Load(),
+		Tools:          make(map[string]ToolSnapshot, len(m.perTool)),
+	}
+	for n, c := range m.perTool {
+		s.Tools[n] = ToolSnapshot{Calls: c.calls.Load(), Errors: c.errors.Load()}
+	}
+	return s
+}

@@ -1,0 +1,229 @@
+// Package mcpserver is the MCP endpoint: an mcp-go server in stateless
+// streamable-HTTP mode whose tools are shown and run only for callers whose
+// grants hold each tool's need.
+//
+// The endpoint expects the caller's verified principal in the request
+// context (the HTTP layer's bearer guard puts it there). It checks the
+// JSON-RPC envelope itself so that malformed input gets a 4xx JSON answer,
+// answers tools/list from responses pre-encoded per grant set and protocol
+// era, and hands every other message to mcp-go, whose tool filter is the
+// enforcement point on tools/call.
+package mcpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/tools"
+)
+
+// ProtocolVersions are the MCP revisions the endpoint serves, newest first.
+func ProtocolVersions() []string {
+	return []string{mcp.ProtocolVersion20260728, mcp.ProtocolVersion20251125, mcp.ProtocolVersion20250618}
+}
+
+// Options configure a Server.
+type Options struct {
+	Name    string // server name reported to clients
+	Version string
+	Tools   []tools.Tool
+	RoleMap authz.RoleMap
+	Logger  *slog.Logger
+	// Metrics receives the endpoint's counters; nil makes a private set.
+	Metrics *Metrics
+}
+
+// Server is the MCP endpoint. It is safe for concurrent use; nothing about
+// one request is kept on it.
+type Server struct {
+	mcp       *server.MCPServer
+	transport *server.StreamableHTTPServer
+	roles     authz.RoleMap
+	needs     map[string]authz.Need // tool name -> need; read-only after New
+	names     []string              // sorted tool names
+	versions  []string
+	log       *slog.Logger
+	metrics   *Metrics
+	lists     sync.Map // listKey -> *encodedList
+}
+
+// New builds the endpoint. It fails when a tool is declared twice or
+// declares no need (a tool visible to nobody is almost certainly a mistake).
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics()
+	}
+	if opts.RoleMap == nil {
+		opts.RoleMap = authz.DefaultRoleMap()
+	}
+	s := &Server{
+		roles:    opts.RoleMap,
+		needs:    make(map[string]authz.Need, len(opts.Tools)),
+		versions: ProtocolVersions(),
+		log:      opts.Logger,
+		metrics:  opts.Metrics,
+	}
+	for _, t := range opts.Tools {
+		if _, dup := s.needs[t.Def.Name]; dup {
+			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
+		}
+		if t.Need == 0 {
+			return nil, fmt.Errorf("build MCP server: tool %q declares no need", t.Def.Name)
+		}
+		s.needs[t.Def.Name] = t.Need
+		s.names = append(s.names, t.Def.Name)
+	}
+	sort.Strings(s.names)
+	s.metrics.addTools(s.names)
+
+	serverOpts := []server.ServerOption{
+		server.WithToolCapabilities(false),
+		server.WithToolFilter(s.filter),
+		server.WithRecovery(),
+	}
+	serverOpts = append(serverOpts, fixtureOptions()...)
+	s.mcp = server.NewMCPServer(opts.Name, opts.Version, serverOpts...)
+	for _, t := range opts.Tools {
+		s.mcp.AddTool(t.Def, s.adapt(t))
+	}
+	registerFixtures(s.mcp)
+
+	s.transport = server.NewStreamableHTTPServer(s.mcp,
+		server.WithStateLess(true),
+		// A stateless endpoint has nothing to stream, and an open GET stream
+		// would hold a Functions execution.
+		server.WithDisableStreaming(true),
+		// Behind the Functions proxy every request has Host 127.0.0.1:<port>;
+		// the HTTP layer checks Origin against the public host instead.
+		server.WithDisableLocalhostProtection(true),
+		server.WithStreamableHTTPProtocolVersions(s.versions...),
+		server.WithStreamableHTTPLogger(opts.Logger),
+	)
+	return s, nil
+}
+
+type grantsKey struct{}
+
+// withGrants records the caller's grants for the tool filter.
+func withGrants(ctx context.Context, g authz.Need) context.Context {
+	return context.WithValue(ctx, grantsKey{}, g)
+}
+
+// grantsFrom returns the grants recorded in ctx; none when absent, so a
+// request that skipped the HTTP guard sees no tools.
+func grantsFrom(ctx context.Context) authz.Need {
+	g, _ := ctx.Value(grantsKey{}).(authz.Need)
+	return g
+}
+
+// filter is mcp-go's tool filter: it runs for tools/list and, with the one
+// requested tool, for tools/call, so it is the enforcement point.
+func (s *Server) filter(ctx context.Context, candidates []mcp.Tool) []mcp.Tool {
+	g := grantsFrom(ctx)
+	out := candidates[:0:0]
+	for _, t := range candidates {
+		if g.Allows(s.needs[t.Name]) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// allowedNames lists the tools a caller with grants g may use, sorted.
+func (s *Server) allowedNames(g authz.Need) []string {
+	var out []string
+	for _, n := range s.names {
+		if g.Allows(s.needs[n]) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// adapt turns a tools.Tool into an mcp-go handler that builds the Call,
+// maps failures to tool errors and writes the audit line.
+func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
+	name := t.Def.Name
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		start := time.Now()
+		p := entra.FromContext(ctx)
+		g := grantsFrom(ctx)
+		if p == nil || !g.Allows(t.Need) {
+			// The filter already refused this; answering like an unknown
+			// tool keeps the two indistinguishable if it ever did not.
+			s.audit(ctx, p, name, false, "denied", time.Since(start))
+			return nil, fmt.Errorf("tool '%s' not found: %w", name, server.ErrToolNotFound)
+		}
+		res, err := s.run(ctx, t, tools.Call{
+			Principal:    p,
+			Grants:       g,
+			Request:      req,
+			AllowedTools: func() []string { return s.allowedNames(g) },
+		})
+		outcome := "ok"
+		switch {
+		case err != nil && errors.Is(err, store.ErrUnavailable):
+			outcome = "unavailable"
+			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: store unavailable", slog.String("tool", name), slog.String("err", err.Error()))
+			res = mcp.NewToolResultError("The task store is unavailable right now. Try again in a moment.")
+		case err != nil:
+			outcome = "error"
+			s.log.LogAttrs(ctx, slog.LevelError, "tool failed", slog.String("tool", name), slog.String("err", err.Error()))
+			res = mcp.NewToolResultError("The tool failed with an internal error.")
+		case res == nil:
+			outcome = "error"
+			s.log.LogAttrs(ctx, slog.LevelError, "tool returned no result", slog.String("tool", name))
+			res = mcp.NewToolResultError("The tool failed with an internal error.")
+		case res.IsError:
+			outcome = "tool_error"
+		}
+		s.metrics.toolCall(name, outcome)
+		s.audit(ctx, p, name, true, outcome, time.Since(start))
+		return res, nil
+	}
+}
+
+// run calls the tool, turning a panic into an error so one bad tool cannot
+// take the process down or leave the caller without an answer.
+func (s *Server) run(ctx context.Context, t tools.Tool, call tools.Call) (res *mcp.CallToolResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("run tool %s: panic: %v", t.Def.Name, r)
+		}
+	}()
+	return t.Run(ctx, call)
+}
+
+// audit writes the one structured line every tool call gets. The tool name
+// of a denied call is caller input, so it is cut to a sane length.
+func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, allowed bool, outcome string, d time.Duration) {
+	if len(tool) > 64 {
+		tool = tool[:64]
+	}
+	var tid, oid string
+	if p != nil {
+		tid, oid = p.TenantID, p.ObjectID
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tool call",
+		slog.String("tid", tid),
+		slog.String("oid", oid),
+		slog.String("tool", tool),
+		slog.Bool("allowed", allowed),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("outcome", outcome),
+	)
+}

@@ -1,0 +1,364 @@
+package mcpserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/tools"
+)
+
+// testTools is one tool per need, plus a second read tool, so every grant
+// set sees a different list.
+func testTools() []tools.Tool {
+	mk := func(name string, need authz.Need) tools.Tool {
+		return tools.Tool{
+			Def: mcp.NewTool(name,
+				mcp.WithDescription("test tool "+name+" <&> \u2028"),
+				mcp.WithString("arg", mcp.Description("an argument")),
+				mcp.WithReadOnlyHintAnnotation(need == authz.Read),
+				mcp.WithDestructiveHintAnnotation(false),
+				mcp.WithIdempotentHintAnnotation(true),
+				mcp.WithOpenWorldHintAnnotation(false),
+			),
+			Need: need,
+			Run: func(ctx context.Context, c tools.Call) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText(name + " ran for " + c.Principal.ObjectID), nil
+			},
+		}
+	}
+	return []tools.Tool{
+		mk("whoami", authz.SignedIn),
+		mk("list_things", authz.Read),
+		mk("get_thing", authz.Read),
+		mk("make_thing", authz.Write),
+		mk("stats", authz.Admin),
+	}
+}
+
+func newTestServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := New(Options{Name: "test", Version: "1.0.0", Tools: testTools()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func principalWith(roles ...string) *entra.Principal {
+	return &entra.Principal{
+		TenantID: "11111111-1111-4111-8111-111111111111",
+		ObjectID: "22222222-2222-4222-8222-222222222222",
+		Roles:    roles,
+	}
+}
+
+type rpcCase struct {
+	header map[string]string
+	body   string
+}
+
+func post(h http.Handler, p *entra.Principal, c rpcCase) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(c.body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	if p != nil {
+		req = req.WithContext(entra.NewContext(req.Context(), p))
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// rolesFor returns role values whose grants are exactly g (SignedIn is
+// implied by any verified token).
+func rolesFor(g authz.Need) []string {
+	var roles []string
+	if g&authz.Read != 0 {
+		roles = append(roles, "Task.Read")
+	}
+	if g&authz.Write != 0 {
+		roles = append(roles, "Task.Write")
+	}
+	if g&authz.Admin != 0 {
+		roles = append(roles, "MCPServer.Admin")
+	}
+	return roles
+}
+
+func listCases() []rpcCase {
+	ids := []string{`1`, `0`, `-7`, `1.5`, `1e3`, `12345678901234567890`, `"abc"`, `"<&>\u2028 é"`, `""`}
+	var cases []rpcCase
+	for _, id := range ids {
+		cases = append(cases,
+			rpcCase{body: `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/list"}`},
+			rpcCase{header: map[string]string{"MCP-Protocol-Version": "2025-06-18"},
+				body: `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/list","params":{}}`},
+			rpcCase{header: map[string]string{"MCP-Protocol-Version": "2025-11-25"},
+				body: `{"id":` + id + `,"method":"tools/list","params":null,"jsonrpc":"2.0"}`},
+			rpcCase{header: map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"},
+				body: `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/list","params":{"_meta":{` +
+					`"io.modelcontextprotocol/protocolVersion":"2026-07-28",` +
+					`"io.modelcontextprotocol/clientCapabilities":{"roots":{}},` +
+					`"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}}}`},
+		)
+	}
+	return cases
+}
+
+// TestToolsListPreEncodedMatchesMCPGo proves the shortcut answers byte for
+// byte what mcp-go's own transport answers, for every grant set, era and
+// id shape, and that it really was the shortcut that answered.
+func TestToolsListPreEncodedMatchesMCPGo(t *testing.T) {
+	s := newTestServer(t)
+	for g := authz.Need(0); g <= authz.All; g++ {
+		if g&authz.SignedIn == 0 {
+			continue // every verified caller holds SignedIn
+		}
+		p := principalWith(rolesFor(g)...)
+		if got := s.roles.Grants(p.Roles); got != g {
+			t.Fatalf("roles %v give grants %v, want %v", p.Roles, got, g)
+		}
+		for _, c := range listCases() {
+			before := s.metrics.listFast.Load()
+			fast := post(s, p, c)
+			if s.metrics.listFast.Load() != before+1 {
+				t.Fatalf("grants %v, %s: shortcut not taken", g, c.body)
+			}
+			// mcp-go's own answer, through its transport, as the same caller.
+			req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range c.header {
+				req.Header.Set(k, v)
+			}
+			req = req.WithContext(withGrants(entra.NewContext(req.Context(), p), g))
+			ref := httptest.NewRecorder()
+			s.transport.ServeHTTP(ref, req)
+
+			if fast.Code != ref.Code || fast.Header().Get("Content-Type") != ref.Header().Get("Content-Type") {
+				t.Fatalf("grants %v, %s: status/type %d %q, mcp-go %d %q", g, c.body,
+					fast.Code, fast.Header().Get("Content-Type"), ref.Code, ref.Header().Get("Content-Type"))
+			}
+			if !bytes.Equal(fast.Body.Bytes(), ref.Body.Bytes()) {
+				t.Fatalf("grants %v, %s:\nshortcut: %s\nmcp-go:   %s", g, c.body, fast.Body, ref.Body)
+			}
+		}
+	}
+}
+
+func TestToolsListOtherFormsGoToMCPGo(t *testing.T) {
+	s := newTestServer(t)
+	p := principalWith("Task.All")
+	for _, c := range []rpcCase{
+		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"abc"}}`},
+		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"progressToken":1}}}`},
+		// modern in the body but the header is missing: mcp-go refuses it
+		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`},
+		// modern without Mcp-Method
+		{header: map[string]string{"MCP-Protocol-Version": "2026-07-28"},
+			body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`},
+	} {
+		before := s.metrics.listFast.Load()
+		rec := post(s, p, c)
+		if s.metrics.listFast.Load() != before {
+			t.Errorf("%s: shortcut taken; want mcp-go to answer (got %d %s)", c.body, rec.Code, rec.Body)
+		}
+		if !strings.Contains(rec.Header().Get("Content-Type"), "application/json") {
+			t.Errorf("%s: content type %q, body %s", c.body, rec.Header().Get("Content-Type"), rec.Body)
+		}
+	}
+}
+
+type listResult struct {
+	Result struct {
+		Tools []struct {
+			Name string `json:"name"`
+		} `json:"tools"`
+		IsError bool `json:"isError"`
+		Content []struct {
+			Text string `json:"text"`
+		} `json:"content"`
+	} `json:"result"`
+	Error *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func names(t testing.TB, body []byte) []string {
+	t.Helper()
+	var r listResult
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	var out []string
+	for _, tl := range r.Result.Tools {
+		out = append(out, tl.Name)
+	}
+	return out
+}
+
+func TestRBACListAndCall(t *testing.T) {
+	s := newTestServer(t)
+	want := map[string][]string{
+		"":                {"whoami"},
+		"Task.Read":       {"get_thing", "list_things", "whoami"},
+		"Task.Write":      {"make_thing", "whoami"},
+		"Task.All":        {"get_thing", "list_things", "make_thing", "whoami"},
+		"MCPServer.Admin": {"stats", "whoami"},
+		"Unknown.Role":    {"whoami"},
+	}
+	all := []string{"whoami", "list_things", "get_thing", "make_thing", "stats"}
+	for role, visible := range want {
+		p := principalWith(role)
+		got := names(t, post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`}).Body.Bytes())
+		if strings.Join(got, ",") != strings.Join(visible, ",") {
+			t.Errorf("role %q sees %v, want %v", role, got, visible)
+		}
+		for _, name := range all {
+			rec := post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`})
+			var r listResult
+			if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+				t.Fatal(err)
+			}
+			allowed := contains(visible, name)
+			if allowed && (r.Error != nil || r.Result.IsError) {
+				t.Errorf("role %q calling %s: %s", role, name, rec.Body)
+			}
+			if !allowed {
+				// A forbidden tool fails exactly like an unknown one.
+				unknown := post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `x","arguments":{}}}`})
+				wantBody := strings.ReplaceAll(unknown.Body.String(), name+"x", name)
+				if r.Error == nil || rec.Body.String() != wantBody || rec.Code != unknown.Code {
+					t.Errorf("role %q calling forbidden %s:\n got %d %s\nunknown %d %s", role, name, rec.Code, rec.Body, unknown.Code, unknown.Body)
+				}
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestConcurrentCallersNeverSeeOthersTools runs 200 callers with mixed
+// roles at once (run with -race): each sees only its own tools, and runs a
+// tool only when its own roles allow it.
+func TestConcurrentCallersNeverSeeOthersTools(t *testing.T) {
+	s := newTestServer(t)
+	roles := []string{"Task.Read", "Task.Write", "Task.All", "MCPServer.Admin", ""}
+	visible := map[string]string{
+		"Task.Read":       "get_thing,list_things,whoami",
+		"Task.Write":      "make_thing,whoami",
+		"Task.All":        "get_thing,list_things,make_thing,whoami",
+		"MCPServer.Admin": "stats,whoami",
+		"":                "whoami",
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 200*10*3) // room for every possible failure: a full channel would hang the test
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			role := roles[i%len(roles)]
+			p := principalWith(role)
+			p.ObjectID = fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+			for j := 0; j < 10; j++ {
+				body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, j)
+				if j%2 == 1 {
+					body = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{"cursor":""}}`, j)
+				}
+				var lr listResult
+				_ = json.Unmarshal(post(s, p, rpcCase{body: body}).Body.Bytes(), &lr)
+				var seen []string
+				for _, tl := range lr.Result.Tools {
+					seen = append(seen, tl.Name)
+				}
+				got := strings.Join(seen, ",")
+				if got != visible[role] {
+					errs <- fmt.Sprintf("caller %d (%q) saw %s", i, role, got)
+				}
+				rec := post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"make_thing"}}`})
+				var r listResult
+				_ = json.Unmarshal(rec.Body.Bytes(), &r)
+				ran := r.Error == nil && !r.Result.IsError
+				mayWrite := role == "Task.Write" || role == "Task.All"
+				if ran != mayWrite {
+					errs <- fmt.Sprintf("caller %d (%q) make_thing ran=%v: %s", i, role, ran, rec.Body)
+				}
+				if ran && (len(r.Result.Content) == 0 || !strings.Contains(r.Result.Content[0].Text, p.ObjectID)) {
+					errs <- fmt.Sprintf("caller %d ran as someone else: %s", i, r.Result.Content[0].Text)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func TestMalformedInputIs4xxJSON(t *testing.T) {
+	s := newTestServer(t)
+	p := principalWith("Task.All")
+	for _, c := range []struct {
+		body   string
+		header map[string]string
+		status int
+	}{
+		{body: ``, status: 400},
+		{body: `{`, status: 400},
+		{body: `[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]`, status: 400},
+		{body: `"hello"`, status: 400},
+		{body: `{"jsonrpc":"1.0","id":1,"method":"tools/list"}`, status: 400},
+		{body: `{"jsonrpc":"2.0","id":{},"method":"tools/list"}`, status: 400},
+		{body: `{"jsonrpc":"2.0","id":1,"method":5}`, status: 400},
+		{body: `{"jsonrpc":"2.0","id":1,"method":""}`, status: 400},
+		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1]}`, status: 400},
+		{body: `{"jsonrpc":"2.0","id":1}`, status: 400},
+		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, header: map[string]string{"MCP-Protocol-Version": "1999-01-01"}, status: 400},
+	} {
+		rec := post(s, p, rpcCase{body: c.body, header: c.header})
+		if rec.Code != c.status || rec.Header().Get("Content-Type") != "application/json" || !json.Valid(rec.Body.Bytes()) {
+			t.Errorf("%q: got %d %q %s, want %d JSON", c.body, rec.Code, rec.Header().Get("Content-Type"), rec.Body, c.status)
+		}
+	}
+}
+
+func TestNoPrincipalNoService(t *testing.T) {
+	s := newTestServer(t)
+	rec := post(s, nil, rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`})
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("got %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestNewRefusesToolWithoutNeed(t *testing.T) {
+	bad := testTools()
+	bad[0].Need = 0
+	if _, err := New(Options{Tools: bad}); err == nil {
+		t.Fatal("a tool without a need was accepted")
+	}
+	dup := append(testTools(), testTools()[0])
+	if _, err := New(Options{Tools: dup}); err == nil {
+		t.Fatal("a duplicate tool was accepted")
+	}
+}

@@ -1,0 +1,192 @@
+package mcpserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+)
+
+// tools/list is the hot path: clients call it often and mcp-go re-encodes
+// every tool on every call. Its answer depends only on the caller's grants
+// and on the protocol era (2026-07-28 results carry extra metadata), so the
+// endpoint asks mcp-go once per (grants, era), keeps the bytes, and splices
+// each request's id in. A request that is not the plain form - a cursor,
+// unusual _meta, headers mcp-go would refuse - goes to mcp-go instead, so
+// the shortcut can only ever answer what mcp-go would have answered.
+
+// idSentinel stands in for the request id while the answer is made; it is
+// cut out of the bytes afterwards.
+const idSentinel = "mcpserver-pre-encoded-id-7c1e4b"
+
+type listKey struct {
+	grants  authz.Need
+	version string // "" for the legacy (initialize) era
+}
+
+// encodedList is mcp-go's answer to tools/list, split around the id.
+type encodedList struct {
+	ok             bool // false: mcp-go's answer could not be split; never shortcut
+	status         int
+	contentType    string
+	prefix, suffix []byte
+}
+
+// listParams is the only params shape the shortcut takes.
+type listParams struct {
+	Meta json.RawMessage `json:"_meta"`
+}
+
+// listMeta is the only _meta shape the shortcut takes.
+type listMeta struct {
+	ProtocolVersion    json.RawMessage `json:"io.modelcontextprotocol/protocolVersion"`
+	ClientCapabilities json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
+	ClientInfo         json.RawMessage `json:"io.modelcontextprotocol/clientInfo"`
+}
+
+// serveToolsList answers a plain tools/list from the pre-encoded response
+// and reports whether it did.
+func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.Need, env envelope) bool {
+	id := validID(env.ID)
+	if id == nil {
+		return false
+	}
+	version, ok := s.listEra(r.Header, env.Params)
+	if !ok {
+		return false
+	}
+	enc := s.encodedList(listKey{grants: g, version: version})
+	if !enc.ok {
+		return false
+	}
+	idJSON, err := json.Marshal(id)
+	if err != nil {
+		return false
+	}
+	out := make([]byte, 0, len(enc.prefix)+len(idJSON)+len(enc.suffix))
+	out = append(out, enc.prefix...)
+	out = append(out, idJSON...)
+	out = append(out, enc.suffix...)
+	w.Header().Set("Content-Type", enc.contentType)
+	w.WriteHeader(enc.status)
+	_, _ = w.Write(out)
+	return true
+}
+
+// listEra decides whether a tools/list request has the plain form, and if
+// so which era's answer it gets: "" for legacy, else the modern version.
+func (s *Server) listEra(h http.Header, params json.RawMessage) (string, bool) {
+	headerVersion := h.Get(mcp.HeaderProtocolVersion)
+	p := bytes.TrimSpace(params)
+	var meta json.RawMessage
+	if len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+		var lp listParams
+		if !decodeStrict(p, &lp) {
+			return "", false // a cursor, or something else mcp-go should judge
+		}
+		meta = bytes.TrimSpace(lp.Meta)
+	}
+	if len(meta) == 0 || bytes.Equal(meta, []byte("null")) {
+		// Legacy era: mcp-go accepts a missing header or any known
+		// pre-2026 version, and its answer does not depend on which.
+		if headerVersion == "" || (mcp.IsValidProtocolVersion(headerVersion) && !mcp.IsModernProtocol(headerVersion)) {
+			return "", true
+		}
+		return "", false
+	}
+
+	var m listMeta
+	if !decodeStrict(meta, &m) {
+		return "", false
+	}
+	var version string
+	if json.Unmarshal(m.ProtocolVersion, &version) != nil || !mcp.IsModernProtocol(version) {
+		return "", false
+	}
+	if headerVersion != version || !s.supports(version) {
+		return "", false
+	}
+	if h.Get(mcp.HeaderLastEventID) != "" || h.Get(mcp.HeaderMethod) != string(mcp.MethodToolsList) {
+		return "", false
+	}
+	caps := bytes.TrimSpace(m.ClientCapabilities)
+	if len(caps) == 0 || caps[0] != '{' {
+		return "", false
+	}
+	var c mcp.ClientCapabilities
+	if json.Unmarshal(caps, &c) != nil {
+		return "", false
+	}
+	return version, true
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields.
+func decodeStrict(data []byte, v any) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v) == nil && !dec.More()
+}
+
+// encodedList returns the pre-encoded answer for k, asking mcp-go for it
+// the first time.
+func (s *Server) encodedList(k listKey) *encodedList {
+	if v, ok := s.lists.Load(k); ok {
+		return v.(*encodedList)
+	}
+	enc := s.encodeList(k)
+	v, _ := s.lists.LoadOrStore(k, enc)
+	return v.(*encodedList)
+}
+
+// encodeList runs a canonical tools/list through mcp-go's own HTTP
+// transport, as a caller with grants k.grants, and splits the answer.
+func (s *Server) encodeList(k listKey) *encodedList {
+	rec := httptest.NewRecorder()
+	req := canonicalListRequest(k)
+	s.transport.ServeHTTP(rec, req)
+
+	body := rec.Body.Bytes()
+	quoted := []byte(`"` + idSentinel + `"`)
+	i := bytes.Index(body, quoted)
+	if rec.Code != http.StatusOK || i < 0 || bytes.Count(body, quoted) != 1 {
+		s.log.Error("pre-encode tools/list: unexpected answer from mcp-go; serving it directly",
+			"status", rec.Code, "grants", k.grants.String(), "version", k.version)
+		return &encodedList{}
+	}
+	return &encodedList{
+		ok:          true,
+		status:      rec.Code,
+		contentType: rec.Header().Get("Content-Type"),
+		prefix:      bytes.Clone(body[:i]),
+		suffix:      bytes.Clone(body[i+len(quoted):]),
+	}
+}
+
+// canonicalListRequest is the plain tools/list for key k, carrying the
+// sentinel id.
+func canonicalListRequest(k listKey) *http.Request {
+	var body string
+	if k.version == "" {
+		body = fmt.Sprintf(`{"jsonrpc":"2.0","id":%q,"method":"tools/list"}`, idSentinel)
+	} else {
+		body = fmt.Sprintf(`{"jsonrpc":"2.0","id":%q,"method":"tools/list","params":{"_meta":{%q:%q,%q:{}}}}`,
+			idSentinel, mcp.MetaKeyProtocolVersion, k.version, mcp.MetaKeyClientCapabilities)
+	}
+	ctx := withGrants(context.Background(), k.grants)
+	ctx = entra.NewContext(ctx, &entra.Principal{})
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/mcp", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if k.version != "" {
+		req.Header.Set(mcp.HeaderProtocolVersion, k.version)
+		req.Header.Set(mcp.HeaderMethod, string(mcp.MethodToolsList))
+	}
+	return req
+}
