@@ -1,0 +1,269 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/entra-mcp/functions-mcp/handler/httpapi"
+)
+
+// moduleRoot is where `go test` runs this package from, two levels down.
+const moduleRoot = "../.."
+
+// staged is the real handler, built and staged once for the tests in this
+// file: the build is the slow part.
+var staged struct {
+	dir string
+	fns []Function
+	err error
+}
+
+func stageReal(t *testing.T) (string, []Function) {
+	t.Helper()
+	if staged.dir == "" && staged.err == nil {
+		dir, err := os.MkdirTemp("", "stage-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		staged.dir = dir
+		staged.fns, staged.err = Stage(moduleRoot, dir, true)
+	}
+	if staged.err != nil {
+		t.Fatalf("stage: %v", staged.err)
+	}
+	return staged.dir, staged.fns
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if staged.dir != "" {
+		os.RemoveAll(staged.dir)
+	}
+	os.Exit(code)
+}
+
+// TestStagedLayout stages the real sources and binary and checks the folder
+// the Functions host will load: Stage validates, and the checks here say
+// the important rules again in plain terms.
+func TestStagedLayout(t *testing.T) {
+	dir, fns := stageReal(t)
+
+	if _, err := os.Stat(filepath.Join(dir, "host.json")); err != nil {
+		t.Fatalf("host.json: %v", err)
+	}
+	if len(fns) == 0 {
+		t.Fatal("no functions staged")
+	}
+	for _, f := range fns {
+		if _, err := os.Stat(filepath.Join(dir, f.Name, "function.json")); err != nil {
+			t.Errorf("function %s is not a direct child with function.json: %v", f.Name, err)
+		}
+		if reservedRoute(f.Route) {
+			t.Errorf("function %s uses reserved route %q", f.Name, f.Route)
+		}
+	}
+	st, err := os.Stat(filepath.Join(dir, BinaryName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS != "windows" && st.Mode().Perm() != 0o755 {
+		t.Errorf("binary mode = %v, want 0755", st.Mode().Perm())
+	}
+	if err := validateBinary(filepath.Join(dir, BinaryName)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSourceFunctionsAreStaged checks that every functions/<name> folder in
+// the sources arrived in the staged folder, and nothing else did.
+func TestSourceFunctionsAreStaged(t *testing.T) {
+	_, fns := stageReal(t)
+	entries, err := os.ReadDir(filepath.Join(moduleRoot, "functions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got []string
+	for _, e := range entries {
+		if e.IsDir() {
+			want = append(want, e.Name())
+		}
+	}
+	for _, f := range fns {
+		got = append(got, f.Name)
+	}
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("staged functions %v, sources have %v", got, want)
+	}
+}
+
+// TestFunctionRoutesMatchHandler checks that the Functions host forwards
+// exactly the paths and methods the handler serves: a route missing from
+// functions/ is unreachable in Azure, and one the handler lacks is a 404.
+func TestFunctionRoutesMatchHandler(t *testing.T) {
+	_, fns := stageReal(t)
+	var want []Route
+	for _, r := range httpapi.Routes() {
+		want = append(want, Route{Path: r.Path, Methods: r.Methods})
+	}
+	if err := CheckRoutes(fns, want); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCheckRoutes(t *testing.T) {
+	fns := []Function{
+		{Name: "mcp", Route: "mcp", Methods: []string{"DELETE", "GET", "POST"}},
+		{Name: "health", Route: "health", Methods: []string{"GET"}},
+	}
+	ok := []Route{
+		{Path: "/health", Methods: []string{"get"}},
+		{Path: "/mcp", Methods: []string{"POST", "GET", "DELETE"}},
+	}
+	if err := CheckRoutes(fns, ok); err != nil {
+		t.Errorf("matching routes: %v", err)
+	}
+	for name, want := range map[string][]Route{
+		"missing function": append(ok[:1:1], Route{Path: "/mcp", Methods: []string{"POST", "GET", "DELETE"}}, Route{Path: "/auth/login", Methods: []string{"GET"}}),
+		"extra function":   ok[:1],
+		"other methods":    {ok[0], {Path: "/mcp", Methods: []string{"POST"}}},
+	} {
+		if err := CheckRoutes(fns, want); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestValidateRejects stages the real sources without a build, then breaks
+// one rule at a time and expects Validate to say so.
+func TestValidateRejects(t *testing.T) {
+	cases := []struct {
+		name    string
+		breakIt func(t *testing.T, dir string)
+		want    string
+	}{
+		{"two triggers", func(t *testing.T, dir string) {
+			writeFunction(t, dir, "mcp", `{"bindings":[
+				{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["post"],"route":"mcp"},
+				{"type":"httpTrigger","direction":"in","name":"req2","authLevel":"anonymous","methods":["get"],"route":"mcp2"},
+				{"type":"http","direction":"out","name":"res"}]}`)
+		}, "exactly one of each"},
+		{"no http out", func(t *testing.T, dir string) {
+			writeFunction(t, dir, "mcp", `{"bindings":[
+				{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["post"],"route":"mcp"}]}`)
+		}, "exactly one of each"},
+		{"reserved route", func(t *testing.T, dir string) {
+			writeFunction(t, dir, "adm", `{"bindings":[
+				{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous","methods":["get"],"route":"Admin/x"},
+				{"type":"http","direction":"out","name":"res"}]}`)
+		}, "reserves"},
+		{"function key", func(t *testing.T, dir string) {
+			writeFunction(t, dir, "health", `{"bindings":[
+				{"type":"httpTrigger","direction":"in","name":"req","authLevel":"function","methods":["get"],"route":"health"},
+				{"type":"http","direction":"out","name":"res"}]}`)
+		}, "anonymous"},
+		{"folder without function.json", func(t *testing.T, dir string) {
+			if err := os.Mkdir(filepath.Join(dir, "stray"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "stray"},
+		{"route prefix", func(t *testing.T, dir string) {
+			replaceIn(t, filepath.Join(dir, "host.json"), `"routePrefix": ""`, `"routePrefix": "api"`)
+		}, "routePrefix"},
+		{"forwarding instead of proxying", func(t *testing.T, dir string) {
+			replaceIn(t, filepath.Join(dir, "host.json"), `"enableProxyingHttpRequest": true`, `"enableForwardingHttpRequest": true`)
+		}, "enableProxyingHttpRequest"},
+		{"not an ELF binary", func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, BinaryName), "#!/bin/sh\n", 0o755)
+		}, "not an ELF"},
+		{"binary not executable", func(t *testing.T, dir string) {
+			if runtime.GOOS == "windows" {
+				t.Skip("no exec bit on Windows")
+			}
+			src, _ := stageReal(t)
+			b, err := os.ReadFile(filepath.Join(src, BinaryName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(dir, BinaryName), string(b), 0o644)
+		}, "not executable"},
+		{"no binary", func(t *testing.T, dir string) {}, "handler binary"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "dist")
+			if _, err := Stage(moduleRoot, dir, false); err != nil {
+				t.Fatalf("stage without a build: %v", err)
+			}
+			// The cases that are not about the binary get a valid one.
+			if tc.name != "no binary" {
+				src, _ := stageReal(t)
+				b, err := os.ReadFile(filepath.Join(src, BinaryName))
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, filepath.Join(dir, BinaryName), string(b), 0o755)
+				if _, err := Validate(dir); err != nil {
+					t.Fatalf("before breaking it: %v", err)
+				}
+			}
+			tc.breakIt(t, dir)
+			_, err := Validate(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate error = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCleanDirRefuses(t *testing.T) {
+	// The module itself, and a parent of it.
+	for _, out := range []string{moduleRoot, filepath.Join(moduleRoot, "..")} {
+		abs, _ := filepath.Abs(out)
+		if err := cleanDir(moduleRoot, abs); err == nil {
+			t.Errorf("cleanDir(%s) did not refuse", out)
+		}
+	}
+	// A folder with other content.
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "notes.txt"), "keep me", 0o644)
+	if err := cleanDir(moduleRoot, dir); err == nil {
+		t.Error("cleanDir on a foreign folder did not refuse")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
+		t.Errorf("foreign file removed: %v", err)
+	}
+}
+
+func writeFunction(t *testing.T, dir, name, doc string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, name, "function.json"), doc, 0o644)
+}
+
+func writeFile(t *testing.T, path, content string, perm os.FileMode) {
+	t.Helper()
+	os.Remove(path)
+	if err := os.WriteFile(path, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func replaceIn(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not contain %s", path, old)
+	}
+	writeFile(t, path, strings.Replace(string(b), old, new, 1), 0o644)
+}
