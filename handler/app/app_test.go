@@ -347,3 +347,15 @@ func TestSDKClients(t *testing.T) {
 		})
 	}
 }
+
+// TestIssuerUnreachableIs503 checks that a verifier which never got keys
+// answers 503, not 401: clients should retry, not sign in again.
+func TestIssuerUnreachableIs503(t *testing.T) {
+	st := newStack(t, storetest.Mini(t))
+	tok := st.token(t, "all")
+	st.idp.Close()
+	r := st.do(t, http.MethodPost, "/mcp", tok, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !json.Valid(r.body) {
+		t.Fatalf("issuer down: %d %q %s", r.status, r.header.Get("Retry-After"), r.body)
+	}
+}

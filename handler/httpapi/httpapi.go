@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -196,6 +197,14 @@ func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Princ
 		return nil, false
 	}
 	p, err := a.opts.Verifier.Verify(r.Context(), token)
+	if errors.Is(err, entra.ErrUnavailable) {
+		// No signing keys could ever be fetched: our outage, not a bad
+		// token. A 401 would send clients off to sign in again for nothing.
+		a.log.LogAttrs(r.Context(), slog.LevelError, "cannot verify tokens: signing keys unavailable", slog.String("err", err.Error()))
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "token verification is unavailable; try again shortly")
+		return nil, false
+	}
 	if err != nil {
 		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", err.Error()))
 		a.challenge(w, true)
