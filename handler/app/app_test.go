@@ -30,7 +30,7 @@ type stack struct {
 	base string
 }
 
-func newStack(t *testing.T, rdb redis.UniversalClient) *stack {
+func newStack(t testing.TB, rdb redis.UniversalClient) *stack {
 	t.Helper()
 	idp, err := devidp.Start(devidp.Options{})
 	if err != nil {
@@ -58,7 +58,7 @@ func newStack(t *testing.T, rdb redis.UniversalClient) *stack {
 	return st
 }
 
-func (st *stack) token(t *testing.T, user string) string {
+func (st *stack) token(t testing.TB, user string) string {
 	t.Helper()
 	u, ok := devidp.DemoUser(user)
 	if !ok {

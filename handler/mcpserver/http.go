@@ -94,11 +94,12 @@ func (s *Server) checkEnvelope(w http.ResponseWriter, r *http.Request, body []by
 		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "batch requests are not supported")
 		return env, false
 	}
-	if !json.Valid(body) {
-		writeRPCError(w, http.StatusBadRequest, nil, mcp.PARSE_ERROR, "request body is not valid JSON")
-		return env, false
-	}
 	if err := json.Unmarshal(body, &env); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			writeRPCError(w, http.StatusBadRequest, nil, mcp.PARSE_ERROR, "request body is not valid JSON")
+			return env, false
+		}
 		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "request is not a JSON-RPC message object")
 		return env, false
 	}

@@ -55,7 +55,8 @@ type Server struct {
 	versions  []string
 	log       *slog.Logger
 	metrics   *Metrics
-	lists     sync.Map // listKey -> *encodedList
+	lists     sync.Map  // listKey -> *encodedList
+	bufs      sync.Pool // *[]byte for tools/list answers
 }
 
 // New builds the endpoint. It fails when a tool is declared twice or
@@ -77,6 +78,7 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
 	}
+	s.bufs.New = func() any { return new([]byte) }
 	for _, t := range opts.Tools {
 		if _, dup := s.needs[t.Def.Name]; dup {
 			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)

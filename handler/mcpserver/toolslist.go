@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -67,18 +68,49 @@ func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.
 	if !enc.ok {
 		return false
 	}
-	idJSON, err := json.Marshal(id)
-	if err != nil {
+	idJSON := rawID(env.ID, id)
+	if idJSON == nil {
 		return false
 	}
-	out := make([]byte, 0, len(enc.prefix)+len(idJSON)+len(enc.suffix))
-	out = append(out, enc.prefix...)
+	// One write: a separate write for the id and the tail would cost the
+	// connection an extra syscall, and a fresh buffer per request would be
+	// kilobytes of garbage, so buffers are reused.
+	buf := s.bufs.Get().(*[]byte)
+	out := append((*buf)[:0], enc.prefix...)
 	out = append(out, idJSON...)
 	out = append(out, enc.suffix...)
-	w.Header().Set("Content-Type", enc.contentType)
+	h := w.Header()
+	h.Set("Content-Type", enc.contentType)
+	h.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(enc.status)
 	_, _ = w.Write(out)
+	*buf = out
+	s.bufs.Put(buf)
 	return true
+}
+
+// rawID returns the id as mcp-go will write it back: it decodes the id
+// into a string or float64 and encodes that again. Small integers come back
+// as they were sent, so they skip the round trip.
+func rawID(raw json.RawMessage, id any) []byte {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && len(raw) <= 15 && (raw[0] != '0' || len(raw) == 1) {
+		digits := true
+		for _, c := range raw {
+			if c < '0' || c > '9' {
+				digits = false
+				break
+			}
+		}
+		if digits {
+			return raw
+		}
+	}
+	b, err := json.Marshal(id)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // listEra decides whether a tools/list request has the plain form, and if
@@ -87,7 +119,7 @@ func (s *Server) listEra(h http.Header, params json.RawMessage) (string, bool) {
 	headerVersion := h.Get(mcp.HeaderProtocolVersion)
 	p := bytes.TrimSpace(params)
 	var meta json.RawMessage
-	if len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+	if len(p) > 0 && !bytes.Equal(p, []byte("null")) && !isEmptyObject(p) {
 		var lp listParams
 		if !decodeStrict(p, &lp) {
 			return "", false // a cursor, or something else mcp-go should judge
@@ -126,6 +158,12 @@ func (s *Server) listEra(h http.Header, params json.RawMessage) (string, bool) {
 		return "", false
 	}
 	return version, true
+}
+
+// isEmptyObject reports whether p is {} (with any white space inside), the
+// params most clients send with tools/list.
+func isEmptyObject(p []byte) bool {
+	return len(p) >= 2 && p[0] == '{' && p[len(p)-1] == '}' && len(bytes.TrimSpace(p[1:len(p)-1])) == 0
 }
 
 // decodeStrict decodes one JSON object into v, refusing unknown fields.
