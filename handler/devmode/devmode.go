@@ -131,6 +131,10 @@ func (e *Env) PrintWelcome(w io.Writer) {
 	fmt.Fprintf(w, "  curl -s %s/mcp -H \"Authorization: Bearer $TOKEN_ALL\" -H 'Content-Type: application/json' \\\n", base)
 	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
 	fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'\n\n")
+	fmt.Fprintf(w, "Create a task as the writer (the reader gets \"tool not found\"):\n\n")
+	fmt.Fprintf(w, "  curl -s %s/mcp -H \"Authorization: Bearer $TOKEN_WRITER\" -H 'Content-Type: application/json' \\\n", base)
+	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
+	fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"create_task\",\"arguments\":{\"title\":\"Try dev mode\"}}}'\n\n")
 }
 
 func upper(s string) string {
