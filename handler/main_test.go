@@ -83,6 +83,8 @@ func prodEnv(t testing.TB, idp *devidp.Server, port int) []string {
 		"ENTRA_AUTHORITY_HOST=" + idp.AuthorityHost(),
 		// Redis is not touched by tools/list; a dead port proves it.
 		"REDIS_URL=redis://127.0.0.1:1/0",
+		"ENTRA_CLIENT_SECRET=" + idp.ClientSecret(),
+		"TOKEN_SEALING_KEYS=" + testSealingKey,
 	}
 }
 
@@ -187,6 +189,9 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-to-first-list")
 }
 
+// testSealingKey is a fixed sealing key for tests (base64 of 32 bytes).
+const testSealingKey = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w="
+
 func TestConfigErrorsNameTheSetting(t *testing.T) {
 	base := map[string]string{
 		"FUNCTIONS_CUSTOMHANDLER_PORT": "7777",
@@ -194,6 +199,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		"ENTRA_TENANT_ID":              "11111111-1111-4111-8111-111111111111",
 		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
 		"REDIS_URL":                    "redis://127.0.0.1:6379/0",
+		"ENTRA_CLIENT_SECRET":          "s3cr3t-value",
+		"TOKEN_SEALING_KEYS":           testSealingKey,
 	}
 	cases := []struct{ key, value, want string }{
 		{"FUNCTIONS_CUSTOMHANDLER_PORT", "", "FUNCTIONS_CUSTOMHANDLER_PORT"},
@@ -208,6 +215,11 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"ROLE_MAP", `{"Task.Read":["fly"]}`, "ROLE_MAP"},
 		{"PUBLIC_BASE_URL", "ftp://x", "PUBLIC_BASE_URL"},
 		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
+		{"ENTRA_CLIENT_SECRET", "", "ENTRA_CLIENT_SECRET"},
+		{"TOKEN_SEALING_KEYS", "", "TOKEN_SEALING_KEYS"},
+		{"TOKEN_SEALING_KEYS", "c2hvcnQta2V5LW1hdGVyaWFs", "TOKEN_SEALING_KEYS"},
+		{"TOKEN_SEALING_KEYS", testSealingKey + "," + testSealingKey, "TOKEN_SEALING_KEYS"},
+		{"AUTH_ALLOWED_RETURN_URLS", "http://evil.example/cb", "AUTH_ALLOWED_RETURN_URLS"},
 	}
 	for _, c := range cases {
 		env := map[string]string{}
@@ -221,7 +233,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
 			t.Errorf("%s=%q: exit %d, stderr %q; want non-zero and one line naming %s", c.key, c.value, code, stderr.String(), c.want)
 		}
-		if strings.Contains(stderr.String(), "hunter2") {
+		if strings.Contains(stderr.String(), "hunter2") || strings.Contains(stderr.String(), "c2hvcnQta2V5") ||
+			strings.Contains(stderr.String(), testSealingKey) || strings.Contains(stderr.String(), "s3cr3t") {
 			t.Errorf("a secret from REDIS_URL was echoed: %q", stderr.String())
 		}
 	}

@@ -11,14 +11,23 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
 	"github.com/entra-mcp/functions-mcp/handler/mcpserver"
+	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
+)
+
+// Rate limit of /auth/exchange and /auth/refresh per client address: a
+// person or script needs a handful; a code-guessing loop gets nowhere.
+const (
+	authRate  = 5
+	authBurst = 10
 )
 
 // Options are what the handler is built from.
@@ -38,6 +47,7 @@ type App struct {
 	Handler  http.Handler
 	Verifier *entra.Verifier
 	MCP      *mcpserver.Server
+	SignIn   *signin.Service
 	redis    redis.UniversalClient
 	ownRedis bool
 }
@@ -76,10 +86,32 @@ func New(opts Options) (*App, error) {
 		a.redis, a.ownRedis = rdb, true
 	}
 
+	sessions := store.NewSessions(a.redis, cfg.SealingKeys)
+	cred, err := confidential.NewCredFromSecret(cfg.ClientSecret)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("build sign-in credential: %w", err)
+	}
+	a.SignIn, err = signin.New(signin.Options{
+		PublicBaseURL:     cfg.PublicBaseURL,
+		Entra:             cfg.Entra,
+		Credential:        cred,
+		HTTPClient:        opts.HTTPClient,
+		Sessions:          sessions,
+		Limiter:           store.NewLimiter(a.redis, "auth", authRate, time.Second, authBurst),
+		AllowedReturnURLs: cfg.ReturnURLs,
+		Logger:            log,
+	})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("build sign-in: %w", err)
+	}
+
 	metrics := mcpserver.NewMetrics()
 	deps := tools.Deps{
-		Tasks:   store.NewTasks(a.redis),
-		Version: opts.Version,
+		Tasks:    store.NewTasks(a.redis),
+		Sessions: a.SignIn,
+		Version:  opts.Version,
 		Stats: func(ctx context.Context) any {
 			return a.stats(ctx, started, opts.Version, metrics)
 		},
@@ -104,6 +136,7 @@ func New(opts Options) (*App, error) {
 		Scopes:               []string{cfg.Entra.Scope()},
 		Verifier:             verifier,
 		MCP:                  a.MCP,
+		SignIn:               a.SignIn,
 		Version:              opts.Version,
 		Logger:               log,
 	})

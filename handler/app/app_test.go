@@ -19,6 +19,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -32,21 +33,40 @@ type stack struct {
 
 func newStack(t testing.TB, rdb redis.UniversalClient) *stack {
 	t.Helper()
-	idp, err := devidp.Start(devidp.Options{})
+	return newStackWith(t, rdb, nil)
+}
+
+// newStackWith lets a test adjust the configuration before the handler is
+// built.
+func newStackWith(t testing.TB, rdb redis.UniversalClient, adjust func(*config.Config, *devidp.Options)) *stack {
+	t.Helper()
+	st := &stack{}
+	st.srv = httptest.NewUnstartedServer(nil)
+	st.base = "http://" + st.srv.Listener.Addr().String()
+	idpOpts := devidp.Options{RedirectURIs: []string{st.base + "/auth/callback"}}
+	ring, err := seal.ParseKeys(testSealingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{
+		PublicBaseURL: st.base,
+		RoleMap:       authz.DefaultRoleMap(),
+		ClientSecret:  devidp.DefaultClientSecret,
+		SealingKeys:   ring,
+		ReturnURLs:    []string{"http://127.0.0.1:9/return"},
+	}
+	if adjust != nil {
+		adjust(cfg, &idpOpts)
+	}
+	idp, err := devidp.Start(idpOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { idp.Close() })
-	st := &stack{idp: idp}
-	st.srv = httptest.NewUnstartedServer(nil)
-	st.base = "http://" + st.srv.Listener.Addr().String()
-	cfg := &config.Config{
-		PublicBaseURL: st.base,
-		Entra: config.Entra{
-			TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
-			AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID(),
-		},
-		RoleMap: authz.DefaultRoleMap(),
+	st.idp = idp
+	cfg.Entra = config.Entra{
+		TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
+		AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID(),
 	}
 	a, err := New(Options{Config: cfg, Version: "test", HTTPClient: idp.HTTPClient(), Redis: rdb})
 	if err != nil {
@@ -57,6 +77,9 @@ func newStack(t testing.TB, rdb redis.UniversalClient) *stack {
 	t.Cleanup(st.srv.Close)
 	return st
 }
+
+// testSealingKey is a fixed key for tests (base64 of 32 bytes).
+const testSealingKey = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w="
 
 func (st *stack) token(t testing.TB, user string) string {
 	t.Helper()
@@ -77,7 +100,7 @@ type reply struct {
 	body   []byte
 }
 
-func (st *stack) do(t *testing.T, method, path, token string, hdr map[string]string, body string) reply {
+func (st *stack) do(t testing.TB, method, path, token string, hdr map[string]string, body string) reply {
 	t.Helper()
 	req, err := http.NewRequest(method, st.base+path, strings.NewReader(body))
 	if err != nil {
@@ -101,7 +124,7 @@ func (st *stack) do(t *testing.T, method, path, token string, hdr map[string]str
 	return reply{resp.StatusCode, resp.Header, b}
 }
 
-func (st *stack) rpc(t *testing.T, token, body string) map[string]any {
+func (st *stack) rpc(t testing.TB, token, body string) map[string]any {
 	t.Helper()
 	r := st.do(t, http.MethodPost, "/mcp", token, nil, body)
 	var m map[string]any
@@ -130,7 +153,7 @@ func TestEachRoleGetsExactlyItsTools(t *testing.T) {
 		"reader": append(append([]string{}, read...), "whoami"),
 		"writer": append(append([]string{}, write...), "whoami"),
 		"all":    append(append(append([]string{}, read...), write...), "whoami"),
-		"admin":  {"server_stats", "whoami"},
+		"admin":  {"revoke_sessions", "server_stats", "whoami"},
 	}
 	for user, names := range want {
 		sort.Strings(names)
@@ -141,7 +164,7 @@ func TestEachRoleGetsExactlyItsTools(t *testing.T) {
 	}
 }
 
-func callText(t *testing.T, m map[string]any) (string, bool) {
+func callText(t testing.TB, m map[string]any) (string, bool) {
 	t.Helper()
 	if e, ok := m["error"]; ok {
 		return fmt.Sprint(e), true

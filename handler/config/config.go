@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/seal"
 )
 
 // Config is the handler's configuration in production mode.
@@ -35,6 +36,18 @@ type Config struct {
 	// RoleMap maps App Roles to grants (ROLE_MAP, JSON), default
 	// authz.DefaultRoleMap.
 	RoleMap authz.RoleMap
+
+	// ClientSecret is ENTRA_CLIENT_SECRET, the app registration's secret
+	// MSAL signs in with. Never logged.
+	ClientSecret string
+
+	// SealingKeys is TOKEN_SEALING_KEYS: the key ring that seals tokens in
+	// Redis, newest key first.
+	SealingKeys *seal.Ring
+
+	// ReturnURLs are the addresses /auth/login may send a one-time code to
+	// (AUTH_ALLOWED_RETURN_URLS, comma-separated, compared exactly).
+	ReturnURLs []string
 
 	// AllowedOrigins are browser origins, besides the public base URL's own,
 	// that may call /mcp (MCP_ALLOWED_ORIGINS, comma-separated).
@@ -96,6 +109,21 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("REDIS_URL: required (redis://host:port/db, or rediss:// for TLS)")
 	}
 	if err := CheckRedisURL(c.RedisURL); err != nil {
+		return nil, err
+	}
+
+	c.ClientSecret = getenv("ENTRA_CLIENT_SECRET")
+	if strings.TrimSpace(c.ClientSecret) == "" {
+		return nil, fmt.Errorf("ENTRA_CLIENT_SECRET: required (a client secret of the app registration, for sign-in)")
+	}
+	if strings.TrimSpace(getenv("TOKEN_SEALING_KEYS")) == "" {
+		return nil, fmt.Errorf("TOKEN_SEALING_KEYS: required (comma-separated base64 32-byte keys, newest first)")
+	}
+	if c.SealingKeys, err = seal.ParseKeys(getenv("TOKEN_SEALING_KEYS")); err != nil {
+		// The error never holds key material.
+		return nil, fmt.Errorf("TOKEN_SEALING_KEYS: %w", err)
+	}
+	if c.ReturnURLs, err = ParseReturnURLs(getenv("AUTH_ALLOWED_RETURN_URLS")); err != nil {
 		return nil, err
 	}
 
@@ -243,6 +271,25 @@ func loadOrigins(v string) ([]string, error) {
 			return nil, fmt.Errorf("MCP_ALLOWED_ORIGINS: %q is not an origin like https://example.com", o)
 		}
 		out = append(out, u.Scheme+"://"+u.Host)
+	}
+	return out, nil
+}
+
+// ParseReturnURLs reads AUTH_ALLOWED_RETURN_URLS: absolute https URLs (http
+// only for loopback hosts, where native apps listen), no fragments.
+func ParseReturnURLs(v string) ([]string, error) {
+	var out []string
+	for _, raw := range strings.Split(v, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil ||
+			(u.Scheme != "https" && !(u.Scheme == "http" && IsLoopbackHost(u.Hostname()))) {
+			return nil, fmt.Errorf("AUTH_ALLOWED_RETURN_URLS: %q must be an https URL (http only for loopback) without a fragment", raw)
+		}
+		out = append(out, raw)
 	}
 	return out, nil
 }

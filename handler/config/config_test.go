@@ -29,6 +29,8 @@ func TestSampleSettingsLoad(t *testing.T) {
 	}
 	env["ENTRA_TENANT_ID"] = "11111111-1111-4111-8111-111111111111"
 	env["ENTRA_CLIENT_ID"] = "22222222-2222-4222-8222-222222222222"
+	env["ENTRA_CLIENT_SECRET"] = "secret"
+	env["TOKEN_SEALING_KEYS"] = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w="
 	c, err := Load(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +53,9 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
 		"REDIS_URL":                    "rediss://cache.example:10000/0",
 		"ENTRA_ALLOWED_TENANTS":        "aaaaaaaa-1111-4111-8111-111111111111, 33333333-3333-4333-8333-333333333333",
+		"ENTRA_CLIENT_SECRET":          "secret",
+		"TOKEN_SEALING_KEYS":           "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w=",
+		"AUTH_ALLOWED_RETURN_URLS":     "https://app.contoso.com/signed-in, http://127.0.0.1:8400/cb",
 	}
 	c, err := Load(func(k string) string { return env[k] })
 	if err != nil {
@@ -63,6 +68,9 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 	if e.TenantID != "aaaaaaaa-1111-4111-8111-111111111111" || e.TokenVersion != 2 ||
 		e.AppIDURI != "api://22222222-2222-4222-8222-222222222222" || len(e.AllowedTenants) != 2 {
 		t.Errorf("entra %+v", e)
+	}
+	if len(c.ReturnURLs) != 2 || c.SealingKeys == nil {
+		t.Errorf("return URLs %v, keys %v", c.ReturnURLs, c.SealingKeys)
 	}
 	if e.Issuer() != "https://login.microsoftonline.com/aaaaaaaa-1111-4111-8111-111111111111/v2.0" ||
 		e.Scope() != "api://22222222-2222-4222-8222-222222222222/access_as_user" {

@@ -6,9 +6,17 @@
 // newcomer can run the server without an Azure account, and tests use it as a
 // real issuer reached over real HTTP.
 //
+// For sign-in it also serves what MSAL Go's confidential client uses: the v2
+// authorize page (the demo users as buttons), and the v2 token endpoint with
+// the authorization_code and refresh_token grants, client secrets and
+// federated client assertions, and Entra-shaped responses and errors.
+//
 // It serves HTTPS with a certificate made at start because MSAL refuses
 // non-https authorities; clients trust it through CertPool, HTTPClient, or
-// CertPEM (a child process can point SSL_CERT_FILE at that file).
+// CertPEM (a child process can point SSL_CERT_FILE at that file). A browser
+// would warn about that certificate, so the authorize page is also served over
+// plain HTTP on a second loopback port, and discovery's
+// authorization_endpoint names that one (AuthorizeURL).
 //
 // It is not a security boundary: anyone who can reach the port can read the
 // public keys, and anyone holding the Server can mint tokens.
@@ -35,6 +43,12 @@ const (
 	// DefaultClientAppID is the client application a minted token is issued
 	// to (its azp or appid claim), such as an MCP client.
 	DefaultClientAppID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+	// DefaultClientSecret is the API application's client secret. It is
+	// public on purpose: the stand-in guards nothing.
+	DefaultClientSecret = "devidp-dev-secret-not-for-production"
+	// DefaultAccessTokenLifetime is the lifetime of access tokens from the
+	// token endpoint.
+	DefaultAccessTokenLifetime = time.Hour
 )
 
 // Options configures a Server. The zero value is ready to use.
@@ -43,8 +57,34 @@ type Options struct {
 	TenantID string
 	// ClientID is the API application's client id; DefaultClientID when empty.
 	ClientID string
-	// Addr is the TCP address to listen on; "127.0.0.1:0" when empty.
+	// ClientSecret is the API application's client secret, which the token
+	// endpoint requires (or a federated assertion); DefaultClientSecret when
+	// empty.
+	ClientSecret string
+	// RedirectURIs are the application's registered redirect URIs. The
+	// authorize and token endpoints accept only these, compared exactly, as
+	// Entra does. Empty means none is registered and every sign-in fails
+	// with AADSTS50011: there is no "any loopback" fallback, so a wrong
+	// callback URL shows up in dev mode, not first in Azure.
+	RedirectURIs []string
+	// FederatedCredentials are the application's federated identity
+	// credentials, the secretless alternative to ClientSecret.
+	FederatedCredentials []FederatedCredential
+	// AccessTokenLifetime is the lifetime of access tokens from the token
+	// endpoint; DefaultAccessTokenLifetime when zero. MSAL treats a cached
+	// token expiring within five minutes as expired, so a lifetime under
+	// five minutes makes every AcquireTokenSilent redeem the refresh token.
+	AccessTokenLifetime time.Duration
+	// SingleUseRefreshTokens makes each refresh token work once. Entra's
+	// keep working after use; tests turn this on to prove that the newest
+	// refresh token is always the one kept.
+	SingleUseRefreshTokens bool
+	// Addr is the TCP address of the HTTPS listener; "127.0.0.1:0" when
+	// empty.
 	Addr string
+	// AuthorizeAddr is the TCP address of the plain-HTTP listener for the
+	// authorize page; "127.0.0.1:0" when empty. Keep it on loopback.
+	AuthorizeAddr string
 	// Now is the clock used for token times; time.Now when nil. The TLS
 	// certificate always uses the real clock so that TLS keeps working when a
 	// test moves this one.
@@ -63,10 +103,22 @@ type Server struct {
 	srv      *http.Server
 	host     string // "https://127.0.0.1:PORT"
 
-	keys keyRing
+	authSrv  *http.Server
+	authHost string // "http://127.0.0.1:PORT", the authorize page's listener
+
+	clientSecret string
+	redirectURIs []string
+	federated    []FederatedCredential
+	atLifetime   time.Duration
+
+	keys   keyRing
+	grants grantStore
 
 	jwksFailing atomic.Bool
 	jwksFetches atomic.Int64
+
+	tokenFailing  atomic.Bool
+	tokenRequests counter
 }
 
 // Start generates a signing key and a TLS certificate, and starts serving
@@ -76,6 +128,18 @@ func Start(opts Options) (*Server, error) {
 		tenantID: opts.TenantID,
 		clientID: opts.ClientID,
 		now:      opts.Now,
+
+		clientSecret: opts.ClientSecret,
+		redirectURIs: append([]string(nil), opts.RedirectURIs...),
+		federated:    append([]FederatedCredential(nil), opts.FederatedCredentials...),
+		atLifetime:   opts.AccessTokenLifetime,
+	}
+	s.grants.singleUse = opts.SingleUseRefreshTokens
+	if s.clientSecret == "" {
+		s.clientSecret = DefaultClientSecret
+	}
+	if s.atLifetime <= 0 {
+		s.atLifetime = DefaultAccessTokenLifetime
 	}
 	if s.tenantID == "" {
 		s.tenantID = DefaultTenantID
@@ -89,6 +153,10 @@ func Start(opts Options) (*Server, error) {
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
+	}
+	authAddr := opts.AuthorizeAddr
+	if authAddr == "" {
+		authAddr = "127.0.0.1:0"
 	}
 
 	if _, err := s.keys.rotate(); err != nil {
@@ -106,8 +174,22 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devidp: listening on %s: %w", addr, err)
 	}
+	authLn, err := net.Listen("tcp", authAddr)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("devidp: listening on %s: %w", authAddr, err)
+	}
 	s.ln = ln
 	s.host = "https://" + ln.Addr().String()
+	s.authHost = "http://" + authLn.Addr().String()
+	s.authSrv = &http.Server{
+		Handler:           s.authorizeRoutes(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		// As for ServeTLS below.
+		_ = s.authSrv.Serve(authLn)
+	}()
 	s.srv = &http.Server{
 		Handler:           s.routes(),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
@@ -121,9 +203,15 @@ func Start(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server and closes its listener.
+// Close stops the server and closes its listeners.
 func (s *Server) Close() error {
-	if err := s.srv.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	var errs []error
+	for _, srv := range []*http.Server{s.srv, s.authSrv} {
+		if err := srv.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("devidp: closing server: %w", err)
 	}
 	return nil
@@ -145,6 +233,22 @@ func (s *Server) TenantID() string { return s.tenantID }
 
 // ClientID is the API application's client id, the audience of v2 tokens.
 func (s *Server) ClientID() string { return s.clientID }
+
+// ClientSecret is the API application's client secret.
+func (s *Server) ClientSecret() string { return s.clientSecret }
+
+// Scope is the API's delegated scope in the form a client requests it:
+// "api://<client id>/access_as_user".
+func (s *Server) Scope() string { return s.appIDURI() + "/" + ScopeName }
+
+// AuthorizeURL is the home tenant's authorize endpoint on the plain-HTTP
+// listener, as discovery's authorization_endpoint names it:
+// "http://127.0.0.1:PORT/<tid>/oauth2/v2.0/authorize".
+func (s *Server) AuthorizeURL() string { return s.authHost + "/" + s.tenantID + authorizePath }
+
+// TokenURL is the home tenant's token endpoint:
+// AuthorityHost()/<tid>/oauth2/v2.0/token.
+func (s *Server) TokenURL() string { return s.host + "/" + s.tenantID + tokenPath }
 
 // CertPEM is the server's self-signed TLS certificate in PEM form.
 func (s *Server) CertPEM() []byte { return append([]byte(nil), s.certPEM...) }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,9 @@ func TestTLSTrustsOnlyOwnCert(t *testing.T) {
 func TestDiscovery(t *testing.T) {
 	s := start(t, Options{TenantID: "11111111-2222-3333-4444-555555555555"})
 	c := s.HTTPClient()
+	if !strings.HasPrefix(s.AuthorizeURL(), "http://127.0.0.1:") || s.TokenURL() != s.Authority()+"/oauth2/v2.0/token" {
+		t.Errorf("AuthorizeURL() = %s, TokenURL() = %s", s.AuthorizeURL(), s.TokenURL())
+	}
 	if s.Issuer() != s.AuthorityHost()+"/11111111-2222-3333-4444-555555555555/v2.0" {
 		t.Errorf("Issuer() = %s", s.Issuer())
 	}
@@ -78,7 +82,7 @@ func TestDiscovery(t *testing.T) {
 	}
 	getJSON(t, c, s.Issuer()+"/.well-known/openid-configuration", &v2)
 	if v2.Issuer != s.Issuer() || v2.JWKSURI != s.Authority()+"/discovery/v2.0/keys" ||
-		v2.Auth != s.Authority()+"/oauth2/v2.0/authorize" || v2.Token != s.Authority()+"/oauth2/v2.0/token" ||
+		v2.Auth != s.AuthorizeURL() || v2.Token != s.TokenURL() ||
 		!slices.Equal(v2.Algs, []string{"RS256"}) {
 		t.Errorf("v2 discovery = %+v", v2)
 	}

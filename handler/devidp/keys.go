@@ -156,3 +156,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Cache-Control", "max-age=86400, private")
 	_, _ = w.Write(body)
 }
+
+// publishedKey returns the public half of the published key kid, for
+// verifying what the stand-in itself signed.
+func (r *keyRing) publishedKey(kid string) (*rsa.PublicKey, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range r.keys {
+		if k.kid == kid && k.published {
+			return &k.priv.PublicKey, nil
+		}
+	}
+	return nil, fmt.Errorf("devidp: no published key with kid %q", kid)
+}

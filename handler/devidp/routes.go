@@ -2,27 +2,47 @@ package devidp
 
 import "net/http"
 
-// routes builds the server's one mux. Endpoints added later (authorize,
-// token) belong here too, so the URL space is readable in one place.
+// Paths of the v2 sign-in endpoints under /{tenant}.
+const (
+	authorizePath = "/oauth2/v2.0/authorize"
+	tokenPath     = "/oauth2/v2.0/token"
+)
+
+// routes builds the HTTPS listener's mux, so the URL space is readable in one
+// place. The authorize page is served here too, as on Entra's one host, but
+// discovery sends browsers to the plain-HTTP copy (authorizeRoutes).
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.handleDiscoveryV2)
 	mux.HandleFunc("GET /{tenant}/.well-known/openid-configuration", s.handleDiscoveryV1)
 	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", s.handleJWKS)
 	mux.HandleFunc("GET /{tenant}/discovery/keys", s.handleJWKS)
+	mux.HandleFunc("GET /{tenant}"+authorizePath, s.handleAuthorize)
+	mux.HandleFunc("POST /{tenant}"+authorizePath, s.handleAuthorize)
+	mux.HandleFunc("POST /{tenant}"+tokenPath, s.handleToken)
+	return mux
+}
+
+// authorizeRoutes builds the plain-HTTP listener's mux: the authorize page
+// and nothing else, so no token ever travels without TLS.
+func (s *Server) authorizeRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{tenant}"+authorizePath, s.handleAuthorize)
+	mux.HandleFunc("POST /{tenant}"+authorizePath, s.handleAuthorize)
 	return mux
 }
 
 // handleDiscoveryV2 serves the v2 OpenID configuration of any tenant named in
 // the path, with the fields Entra's has. Like Entra, it has no
-// code_challenge_methods_supported.
+// code_challenge_methods_supported. Its authorization_endpoint is the
+// plain-HTTP listener (see the package comment); MSAL's AuthCodeURL uses it.
 func (s *Server) handleDiscoveryV2(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
 	base := s.host + "/" + tenant
 	writeJSON(w, map[string]any{
 		"issuer":                                s.issuerV2(tenant),
-		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
-		"token_endpoint":                        base + "/oauth2/v2.0/token",
+		"authorization_endpoint":                s.authHost + "/" + tenant + authorizePath,
+		"token_endpoint":                        base + tokenPath,
 		"device_authorization_endpoint":         base + "/oauth2/v2.0/devicecode",
 		"end_session_endpoint":                  base + "/oauth2/v2.0/logout",
 		"jwks_uri":                              base + "/discovery/v2.0/keys",

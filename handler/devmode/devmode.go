@@ -17,6 +17,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/seal"
 )
 
 // DefaultAddr is where dev mode listens, the Functions host's usual port.
@@ -52,7 +53,16 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 		return nil, err
 	}
 
-	idp, err := devidp.Start(devidp.Options{})
+	sealKey, err := seal.GenerateKey()
+	if err != nil {
+		return nil, fmt.Errorf("dev mode: make a sealing key: %w", err)
+	}
+	ring, err := seal.ParseKeys(sealKey)
+	if err != nil {
+		return nil, fmt.Errorf("dev mode: %w", err)
+	}
+	base := "http://" + addr
+	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}})
 	if err != nil {
 		return nil, fmt.Errorf("dev mode: start Entra stand-in: %w", err)
 	}
@@ -64,7 +74,9 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Tokens: map[string]string{}}
 
 	e.Config = &config.Config{
-		PublicBaseURL: "http://" + addr,
+		PublicBaseURL: base,
+		ClientSecret:  idp.ClientSecret(),
+		SealingKeys:   ring,
 		Entra: config.Entra{
 			TenantID:       idp.TenantID(),
 			ClientID:       idp.ClientID(),
@@ -131,6 +143,7 @@ func (e *Env) PrintWelcome(w io.Writer) {
 	fmt.Fprintf(w, "  curl -s %s/mcp -H \"Authorization: Bearer $TOKEN_ALL\" -H 'Content-Type: application/json' \\\n", base)
 	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
 	fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'\n\n")
+	fmt.Fprintf(w, "Or sign in as a demo user in a browser: %s/auth/login\n\n", base)
 	fmt.Fprintf(w, "Create a task as the writer (the reader gets \"tool not found\"):\n\n")
 	fmt.Fprintf(w, "  curl -s %s/mcp -H \"Authorization: Bearer $TOKEN_WRITER\" -H 'Content-Type: application/json' \\\n", base)
 	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")

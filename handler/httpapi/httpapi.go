@@ -32,6 +32,11 @@ const (
 	PathHealth      = "/health"
 	PathPRM         = "/.well-known/oauth-protected-resource"
 	PathPRMResource = "/.well-known/oauth-protected-resource/mcp"
+	PathLogin       = "/auth/login"
+	PathCallback    = "/auth/callback"
+	PathExchange    = "/auth/exchange"
+	PathRefresh     = "/auth/refresh"
+	PathLogout      = "/auth/logout"
 )
 
 // Routes lists the routes the Functions host must forward to the handler.
@@ -44,7 +49,21 @@ func Routes() []Route {
 		{Path: PathHealth, Methods: []string{http.MethodGet}},
 		{Path: PathPRM, Methods: []string{http.MethodGet}},
 		{Path: PathPRMResource, Methods: []string{http.MethodGet}},
+		{Path: PathLogin, Methods: []string{http.MethodGet}},
+		{Path: PathCallback, Methods: []string{http.MethodGet}},
+		{Path: PathExchange, Methods: []string{http.MethodPost}},
+		{Path: PathRefresh, Methods: []string{http.MethodPost}},
+		{Path: PathLogout, Methods: []string{http.MethodPost}},
 	}
+}
+
+// SignIn serves the /auth routes.
+type SignIn interface {
+	Login(http.ResponseWriter, *http.Request)
+	Callback(http.ResponseWriter, *http.Request)
+	Exchange(http.ResponseWriter, *http.Request)
+	Refresh(http.ResponseWriter, *http.Request)
+	Logout(http.ResponseWriter, *http.Request)
 }
 
 // TokenVerifier checks a bearer token and returns its principal.
@@ -65,7 +84,9 @@ type Options struct {
 	Scopes   []string
 	Verifier TokenVerifier
 	// MCP serves POST /mcp for an authenticated caller.
-	MCP     http.Handler
+	MCP http.Handler
+	// SignIn serves /auth/*.
+	SignIn  SignIn
 	Version string
 	Logger  *slog.Logger
 	// MaxBodyBytes caps request bodies (default 1 MiB).
@@ -117,6 +138,13 @@ func New(opts Options) http.Handler {
 	mux.Handle(PathHealth, a.allow(a.health, http.MethodGet, http.MethodHead))
 	mux.Handle(PathPRM, a.allow(a.prm.ServeHTTP, http.MethodGet, http.MethodHead, http.MethodOptions))
 	mux.Handle(PathPRMResource, a.allow(a.prm.ServeHTTP, http.MethodGet, http.MethodHead, http.MethodOptions))
+	if si := opts.SignIn; si != nil {
+		mux.Handle(PathLogin, a.allow(si.Login, http.MethodGet))
+		mux.Handle(PathCallback, a.allow(si.Callback, http.MethodGet))
+		mux.Handle(PathExchange, a.allow(si.Exchange, http.MethodPost))
+		mux.Handle(PathRefresh, a.allow(si.Refresh, http.MethodPost))
+		mux.Handle(PathLogout, a.allow(si.Logout, http.MethodPost))
+	}
 	mux.HandleFunc("/", a.root)
 	return a.recoverer(a.headers(mux))
 }

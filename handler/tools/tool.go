@@ -40,8 +40,10 @@ type Call struct {
 
 // Deps are the parts of the server that tools may use.
 type Deps struct {
-	Tasks   *store.Tasks
-	Version string
+	Tasks *store.Tasks
+	// Sessions ends users' sign-in sessions (revoke_sessions).
+	Sessions SessionRevoker
+	Version  string
 	// Stats reports the server's counters for server_stats; it returns a
 	// JSON-encodable value.
 	Stats func(ctx context.Context) any
@@ -53,6 +55,7 @@ func All(d Deps) []Tool {
 	all = append(all, whoamiTools(d)...)
 	all = append(all, taskTools(d)...)
 	all = append(all, adminTools(d)...)
+	all = append(all, sessionTools(d)...)
 	// Only a build with the conformance tag has extra tools: the MCP
 	// conformance suite's fixtures.
 	all = append(all, extraTools(d)...)

@@ -144,7 +144,7 @@ func TestExactToolNames(t *testing.T) {
 	}
 	slices.Sort(names)
 	want := []string{"complete_task", "create_task", "delete_task", "get_task", "list_tasks",
-		"search_tasks", "server_stats", "update_task", "whoami"}
+		"revoke_sessions", "search_tasks", "server_stats", "update_task", "whoami"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("tools %v, want %v", names, want)
 	}
@@ -165,6 +165,8 @@ func TestDefinitions(t *testing.T) {
 		"complete_task": {authz.Write, false, false, true},
 		"delete_task":   {authz.Write, false, true, true},
 		"server_stats":  {authz.Admin, true, false, true},
+		// Ending sessions removes them; doing it twice changes nothing more.
+		"revoke_sessions": {authz.Admin, false, true, true},
 	}
 	for _, tool := range tools.All(tools.Deps{}) {
 		def, w := tool.Def, wants[tool.Def.Name]

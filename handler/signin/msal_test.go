@@ -1,0 +1,142 @@
+package signin
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/seal"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+)
+
+const redirect = "http://127.0.0.1:9/auth/callback"
+
+// newService is a sign-in service with ONE pooled MSAL client, so every
+// call reuses the cache accessor the previous call left behind.
+func newService(t *testing.T) (*Service, *devidp.Server, *store.Sessions) {
+	t.Helper()
+	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{redirect}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idp.Close() })
+	key, _ := seal.GenerateKey()
+	ring, _ := seal.ParseKeys(key)
+	rdb := storetest.Redis(t)
+	sessions := store.NewSessions(rdb, ring)
+	cred, _ := confidential.NewCredFromSecret(idp.ClientSecret())
+	s, err := New(Options{
+		PublicBaseURL: "http://127.0.0.1:9",
+		Entra: config.Entra{TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
+			AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID()},
+		Credential: cred,
+		HTTPClient: idp.HTTPClient(),
+		Sessions:   sessions,
+		Limiter:    store.NewLimiter(rdb, "test", 100, 1e9, 100),
+		PoolSize:   1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, idp, sessions
+}
+
+// redeem signs user in at the stand-in and redeems the code through the
+// pool, as the callback does.
+func redeem(t *testing.T, s *Service, idp *devidp.Server, user string) confidential.AuthResult {
+	t.Helper()
+	ctx := context.Background()
+	verifier, _ := randomString(32)
+	var authURL string
+	if err := s.pool.with(ctx, "", func(c confidential.Client) error {
+		var err error
+		authURL, err = c.AuthCodeURL(ctx, idp.ClientID(), redirect, s.scopes)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(authURL)
+	q := u.Query()
+	q.Set("code_challenge", s256(verifier))
+	q.Set("code_challenge_method", "S256")
+	q.Set("state", "s")
+	q.Set("nonce", "n")
+	u.RawQuery = q.Encode()
+	loc, err := idp.SignIn(ctx, u.String(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, _ := url.Parse(loc)
+	var res confidential.AuthResult
+	if err := s.pool.with(ctx, "", func(c confidential.Client) error {
+		var err error
+		res, err = c.AcquireTokenByAuthCode(ctx, cb.Query().Get("code"), redirect, s.apiScopes, confidential.WithChallenge(verifier))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestCacheNeverCarriesAnotherUsersTokens: with one shared client, a second
+// user's sign-in must start from an empty cache, so their stored cache never
+// holds the first user's tokens, and a user whose cache is gone gets an
+// error, not someone else's token.
+func TestCacheNeverCarriesAnotherUsersTokens(t *testing.T) {
+	s, idp, sessions := newService(t)
+	ctx := context.Background()
+	reader, _ := devidp.DemoUser("reader")
+	writer, _ := devidp.DemoUser("writer")
+
+	a := redeem(t, s, idp, "reader")
+	b := redeem(t, s, idp, "writer")
+	if a.Account.HomeAccountID != homeAccountID(idp.TenantID(), reader.ObjectID) ||
+		b.Account.HomeAccountID != homeAccountID(idp.TenantID(), writer.ObjectID) {
+		t.Fatalf("accounts %q, %q", a.Account.HomeAccountID, b.Account.HomeAccountID)
+	}
+	data, found, err := sessions.LoadMSAL(ctx, idp.TenantID(), writer.ObjectID)
+	if err != nil || !found {
+		t.Fatalf("writer's cache: %v %v", found, err)
+	}
+	if strings.Contains(string(data), reader.ObjectID) {
+		t.Fatal("the writer's stored cache holds the reader's account or tokens")
+	}
+
+	// The reader's silent call gets the reader's token although the client
+	// last held the writer's cache.
+	res, err := s.acquireSilent(ctx, a.Account.HomeAccountID, s.opts.Entra.Scope())
+	if err != nil || !strings.Contains(string(mustPayload(t, res.AccessToken)), reader.ObjectID) {
+		t.Fatalf("reader's silent token: %v", err)
+	}
+
+	// With the reader's cache gone, the reader gets an error: never the
+	// writer's token from the client's memory.
+	if err := sessions.DeleteMSAL(ctx, idp.TenantID(), reader.ObjectID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.acquireSilent(ctx, b.Account.HomeAccountID, s.opts.Entra.Scope()); err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	if res, err := s.acquireSilent(ctx, a.Account.HomeAccountID, s.opts.Entra.Scope()); err == nil {
+		t.Fatalf("reader with no cache got a token for %s", mustPayload(t, res.AccessToken))
+	}
+}
+
+func mustPayload(t *testing.T, tok string) []byte {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT")
+	}
+	b, err := decodeSegment(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

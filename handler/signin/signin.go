@@ -1,0 +1,194 @@
+// Package signin signs people in with Entra ID and hands clients tokens for
+// the MCP endpoint: /auth/login starts MSAL's authorization-code flow with
+// PKCE, /auth/callback redeems the code and shows a one-time code,
+// /auth/exchange trades that code for an access token and an opaque refresh
+// handle, /auth/refresh rotates the handle, /auth/logout ends the session.
+//
+// Entra's refresh tokens never leave the server: they live in each user's
+// MSAL cache, sealed in Redis. Clients only ever hold our handles.
+package signin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+)
+
+// Lifetimes.
+const (
+	flowTTL      = 10 * time.Minute
+	codeTTL      = 120 * time.Second
+	msalCacheTTL = 90 * 24 * time.Hour // Entra's refresh-token lifetime
+)
+
+// Options configure the sign-in service.
+type Options struct {
+	// PublicBaseURL is the address users and clients reach us at; the
+	// redirect URI is PublicBaseURL + "/auth/callback".
+	PublicBaseURL string
+	Entra         config.Entra
+	// Credential authenticates us to Entra: a client secret or an assertion.
+	Credential confidential.Credential
+	// HTTPClient carries MSAL's requests; nil uses MSAL's default. Dev mode
+	// and tests pass one that trusts the stand-in's certificate.
+	HTTPClient *http.Client
+	Sessions   *store.Sessions
+	// Limiter counts /auth/exchange and /auth/refresh calls per client address.
+	Limiter *store.Limiter
+	// AllowedReturnURLs are the only return_to values /auth/login accepts,
+	// compared exactly.
+	AllowedReturnURLs []string
+	// PoolSize is how many MSAL calls may run at once (default 8).
+	PoolSize int
+	Logger   *slog.Logger
+}
+
+// Service serves the /auth routes.
+type Service struct {
+	opts        Options
+	redirectURI string
+	scopes      []string // what /auth/login asks Entra for
+	apiScopes   []string // the resource scope tokens are acquired for
+	pool        *pool
+	secure      bool // https: __Host- cookie with Secure
+	log         *slog.Logger
+}
+
+// New builds the service. It does not contact Entra.
+func New(opts Options) (*Service, error) {
+	if opts.Sessions == nil || opts.Limiter == nil {
+		return nil, errors.New("sign-in: sessions and limiter are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = 8
+	}
+	s := &Service{
+		opts:        opts,
+		redirectURI: opts.PublicBaseURL + "/auth/callback",
+		apiScopes:   []string{opts.Entra.Scope()},
+		secure:      strings.HasPrefix(opts.PublicBaseURL, "https://"),
+		log:         opts.Logger,
+	}
+	// The token requests MSAL makes add openid, profile and offline_access
+	// by themselves; the authorize URL does not, so they are named here.
+	s.scopes = []string{opts.Entra.Scope(), "openid", "profile", "offline_access"}
+	authority := opts.Entra.AuthorityHost + "/" + opts.Entra.TenantID
+	publicCloud := opts.Entra.AuthorityHost == config.DefaultAuthorityHost
+	p, err := newPool(opts.PoolSize, authority, opts.Entra.ClientID, opts.Credential, opts.HTTPClient, publicCloud, opts.Sessions)
+	if err != nil {
+		return nil, err
+	}
+	s.pool = p
+	return s, nil
+}
+
+// RedirectURI is the callback address registered with Entra.
+func (s *Service) RedirectURI() string { return s.redirectURI }
+
+// RevokeUser ends every session of one user: their refresh handles and
+// their MSAL cache (and so Entra's refresh token) are deleted.
+func (s *Service) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
+	return s.opts.Sessions.RevokeUser(ctx, tid, oid)
+}
+
+// cookieName binds a sign-in to the browser that started it. The __Host-
+// prefix pins it to our host, path / and Secure; plain http (dev mode)
+// cannot carry such a cookie.
+func (s *Service) cookieName() string {
+	if s.secure {
+		return "__Host-mcp-signin"
+	}
+	return "mcp-signin"
+}
+
+// randomString returns n random bytes, base64url without padding.
+func randomString(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("read random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// s256 is the PKCE S256 transform.
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func hashHex(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// pkceRE is RFC 7636's shape for a verifier or an S256 challenge.
+var pkceRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
+
+var guidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+func isGUID(s string) bool { return guidRE.MatchString(s) }
+
+// clientAddress is the caller's address for rate limiting. Behind the
+// Functions host every request comes from loopback and the host appends the
+// caller to X-Forwarded-For, so the last entry is taken, and only from a
+// loopback peer: a remote peer could write anything there.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			if last := strings.TrimSpace(parts[len(parts)-1]); last != "" {
+				if h, _, err := net.SplitHostPort(last); err == nil {
+					last = h
+				}
+				if net.ParseIP(strings.Trim(last, "[]")) != nil {
+					return strings.Trim(last, "[]")
+				}
+			}
+		}
+	}
+	return host
+}
+
+// returnAllowed reports whether u is on the return_to allow-list.
+func (s *Service) returnAllowed(u string) bool {
+	return slices.Contains(s.opts.AllowedReturnURLs, u)
+}
+
+// appendQuery adds key=value to the query of an allow-listed URL.
+func appendQuery(raw, key, value string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}

@@ -1,0 +1,111 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+)
+
+func TestLimiterBurstThenRefuse(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	// 10 a second: one every 100ms, 3 at once.
+	a := store.NewLimiter(rdb, "login", 10, time.Second, 3)
+	b := store.NewLimiter(rdb, "login", 10, time.Second, 3) // another instance
+	ip := "198.51.100.7"
+
+	for i, l := range []*store.Limiter{a, b, a} {
+		ok, wait, err := l.Allow(ctx, ip)
+		if err != nil || !ok || wait != 0 {
+			t.Fatalf("request %d: %v, %v, %v; want allowed", i+1, ok, wait, err)
+		}
+	}
+	ok, wait, err := b.Allow(ctx, ip)
+	if err != nil || ok {
+		t.Fatalf("request 4 on the other instance: %v, %v; want refused", ok, err)
+	}
+	if wait <= 0 || wait > 100*time.Millisecond {
+		t.Errorf("retry after %v, want (0, 100ms]", wait)
+	}
+	// Another client is not affected.
+	if ok, _, err := a.Allow(ctx, "198.51.100.8"); !ok || err != nil {
+		t.Errorf("other client: %v, %v", ok, err)
+	}
+	// Another limiter name is not affected.
+	c := store.NewLimiter(rdb, "token", 10, time.Second, 1)
+	if ok, _, err := c.Allow(ctx, ip); !ok || err != nil {
+		t.Errorf("other limiter: %v, %v", ok, err)
+	}
+
+	time.Sleep(wait + 5*time.Millisecond)
+	if ok, _, err := a.Allow(ctx, ip); !ok || err != nil {
+		t.Errorf("after retry-after: %v, %v; want allowed", ok, err)
+	}
+	if ok, wait, _ := b.Allow(ctx, ip); ok || wait <= 0 {
+		t.Errorf("right after: %v, %v; want refused", ok, wait)
+	}
+
+	for _, key := range keys(t, rdb, "rl:*") {
+		if strings.Contains(key, ip) {
+			t.Errorf("key %s holds the address", key)
+		}
+		if d := rdb.PTTL(ctx, key).Val(); d <= 0 || d > 400*time.Millisecond {
+			t.Errorf("key %s TTL %v, want until the bucket is full", key, d)
+		}
+	}
+}
+
+func TestLimiterRefill(t *testing.T) {
+	// A slow rate: refusals say how long until the next request.
+	ctx := context.Background()
+	l := store.NewLimiter(storetest.Redis(t), "slow", 2, time.Minute, 2)
+	for range 2 {
+		if ok, _, err := l.Allow(ctx, "x"); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	for range 3 {
+		ok, wait, err := l.Allow(ctx, "x")
+		if ok || err != nil || wait < 29*time.Second || wait > 30*time.Second {
+			t.Errorf("refusal: %v, %v, %v; want retry after ~30s", ok, wait, err)
+		}
+	}
+}
+
+func TestNewLimiterRejects(t *testing.T) {
+	rdb := storetest.Mini(t)
+	for _, c := range []struct {
+		name        string
+		rate, burst int
+		per         time.Duration
+	}{
+		{"", 1, 1, time.Second},
+		{"a:b", 1, 1, time.Second},
+		{"ok", 0, 1, time.Second},
+		{"ok", 1, 0, time.Second},
+		{"ok", 1, 1, 0},
+		{"ok", 1e9, 1, time.Second},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewLimiter(%q, %d, %v, %d) did not panic", c.name, c.rate, c.per, c.burst)
+				}
+			}()
+			store.NewLimiter(rdb, c.name, c.rate, c.per, c.burst)
+		}()
+	}
+}
+
+func TestLimiterRedisDown(t *testing.T) {
+	l := store.NewLimiter(storetest.Down(t), "login", 10, time.Second, 3)
+	ok, _, err := l.Allow(context.Background(), "198.51.100.7")
+	if ok || !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Redis down: %v, %v; want refused with ErrUnavailable", ok, err)
+	}
+}
