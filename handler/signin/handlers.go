@@ -49,6 +49,16 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 		s.failPage(w, r, "start sign-in", err)
 		return
 	}
+	var authURL string
+	err := s.pool.with(r.Context(), "", func(c confidential.Client) error {
+		var err error
+		authURL, err = c.AuthCodeURL(r.Context(), s.opts.Entra.ClientID, s.redirectURI, s.scopes)
+		return err
+	})
+	if err != nil {
+		s.failPage(w, r, "build authorize URL", err)
+		return
+	}
 	flow := store.Flow{
 		Verifier:        verifier,
 		Nonce:           nonce,
@@ -62,16 +72,6 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var authURL string
-	err := s.pool.with(r.Context(), "", func(c confidential.Client) error {
-		var err error
-		authURL, err = c.AuthCodeURL(r.Context(), s.opts.Entra.ClientID, s.redirectURI, s.scopes)
-		return err
-	})
-	if err != nil {
-		s.failPage(w, r, "build authorize URL", err)
-		return
-	}
 	// MSAL has no options for PKCE, state or nonce: add them to its URL.
 	u, err := url.Parse(authURL)
 	if err != nil {
