@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 )
 
 // KeySize is the length of a sealing key in bytes (AES-256).
@@ -44,7 +45,9 @@ var ErrOpen = errors.New("seal: cannot open sealed value")
 
 // Ring holds the sealing keys, newest first. It is safe for concurrent use.
 type Ring struct {
-	keys []ringKey
+	// keys is swapped whole by Update, so a key vault reload can rotate the
+	// keys of a ring that stores already hold, without a lock on every seal.
+	keys atomic.Pointer[[]ringKey]
 }
 
 type ringKey struct {
@@ -58,13 +61,13 @@ func NewRing(keys ...[]byte) (*Ring, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("seal: no keys")
 	}
-	r := &Ring{keys: make([]ringKey, 0, len(keys))}
+	ring := make([]ringKey, 0, len(keys))
 	for i, k := range keys {
 		if len(k) != KeySize {
 			return nil, fmt.Errorf("seal: key %d is %d bytes, want %d", i+1, len(k), KeySize)
 		}
 		id := keyID(k)
-		for j, prev := range r.keys {
+		for j, prev := range ring {
 			if prev.id == id {
 				return nil, fmt.Errorf("seal: key %d is the same as key %d", i+1, j+1)
 			}
@@ -77,8 +80,10 @@ func NewRing(keys ...[]byte) (*Ring, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seal: key %d: %w", i+1, err)
 		}
-		r.keys = append(r.keys, ringKey{id: id, aead: aead})
+		ring = append(ring, ringKey{id: id, aead: aead})
 	}
+	r := &Ring{}
+	r.keys.Store(&ring)
 	return r, nil
 }
 
@@ -142,8 +147,9 @@ func keyID(k []byte) [idSize]byte {
 // KeyIDs returns the hex ids of the ring's keys, newest first, so operators
 // can check which keys an instance holds without seeing them.
 func (r *Ring) KeyIDs() []string {
-	ids := make([]string, len(r.keys))
-	for i, k := range r.keys {
+	keys := *r.keys.Load()
+	ids := make([]string, len(keys))
+	for i, k := range keys {
 		ids[i] = hex.EncodeToString(k.id[:])
 	}
 	return ids
@@ -152,7 +158,7 @@ func (r *Ring) KeyIDs() []string {
 // Seal encrypts plaintext with the newest key. name is the name the value
 // will be stored under; Open must be given the same name.
 func (r *Ring) Seal(name string, plaintext []byte) ([]byte, error) {
-	k := r.keys[0]
+	k := (*r.keys.Load())[0]
 	out := make([]byte, header+nonceSize, overhead+len(plaintext))
 	out[0] = version
 	copy(out[1:header], k.id[:])
@@ -173,7 +179,7 @@ func (r *Ring) Open(name string, sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: unknown format version", ErrOpen)
 	}
 	id := sealed[1:header]
-	for _, k := range r.keys {
+	for _, k := range *r.keys.Load() {
 		if !bytes.Equal(k.id[:], id) {
 			continue
 		}
@@ -187,6 +193,13 @@ func (r *Ring) Open(name string, sealed []byte) ([]byte, error) {
 		return plain, nil
 	}
 	return nil, fmt.Errorf("%w: sealed with a key this ring does not hold", ErrOpen)
+}
+
+// Update gives r the keys of from, newest first, as one atomic step: values
+// sealed from then on use from's newest key, and every key from holds still
+// opens. Stores that hold r see the new keys without being rebuilt.
+func (r *Ring) Update(from *Ring) {
+	r.keys.Store(from.keys.Load())
 }
 
 // additionalData binds the header (format and key id) and the value's name

@@ -211,3 +211,27 @@ func TestGenerateKey(t *testing.T) {
 		t.Errorf("opened %q", got)
 	}
 }
+
+// TestUpdateRotatesInPlace: a store holding the ring seals with the new key
+// after Update, and still opens what the old key sealed.
+func TestUpdateRotatesInPlace(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, seal.KeySize), bytes.Repeat([]byte{2}, seal.KeySize)
+	held, err := seal.NewRing(oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := held.Seal("k", []byte("v1"))
+	rotated, _ := seal.NewRing(newKey, oldKey)
+	held.Update(rotated)
+	after, _ := held.Seal("k", []byte("v2"))
+	if p, err := held.Open("k", before); err != nil || string(p) != "v1" {
+		t.Fatalf("old value after rotation: %q %v", p, err)
+	}
+	onlyOld, _ := seal.NewRing(oldKey)
+	if _, err := onlyOld.Open("k", after); err == nil {
+		t.Fatal("a value sealed after Update opened with the old key alone")
+	}
+	if ids := held.KeyIDs(); len(ids) != 2 {
+		t.Fatalf("key ids after update: %v", ids)
+	}
+}
