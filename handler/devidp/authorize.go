@@ -285,7 +285,7 @@ type pageData struct {
 
 var pageTemplate = template.Must(template.New("authorize").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>{{.Title}} · devidp</title>
 <style>` + pageCSS + `</style></head>
 <body><main>
@@ -318,7 +318,10 @@ func (s *Server) writePage(w http.ResponseWriter, status int, data pageData, red
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: under no-referrer Chromium posts the
+	// form with "Origin: null", which the check against forged forms must
+	// refuse. Other sites still get no referrer.
+	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	_ = pageTemplate.Execute(w, data)
 }

@@ -85,7 +85,7 @@ func TestAuthorizePage(t *testing.T) {
 	if !strings.Contains(body, `name="cancel"`) || !strings.Contains(body, `<form method="post">`) {
 		t.Error("page lacks the cancel button or the self-posting form")
 	}
-	for h, want := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+	for h, want := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"} {
 		if got := resp.Header.Get(h); got != want {
 			t.Errorf("%s = %q", h, got)
 		}

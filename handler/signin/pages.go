@@ -35,8 +35,8 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <title>{{.Title}}</title>
 <style nonce="{{.Nonce}}">
 body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}
-h1{font-size:1.5rem}code,pre{font:14px/1.4 ui-monospace,monospace}
-pre{background:#f3f3f3;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+h1{font-size:1.75rem}h2{font-size:1.1rem}code,pre{font:14px/1.4 ui-monospace,monospace}
+pre{background:#f3f3f3;padding:.75rem;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
 .code{display:flex;gap:.5rem;align-items:center}.code code{font-size:1.1rem;background:#eef4ff;padding:.4rem .6rem;word-break:break-all}
 button{font:inherit;padding:.4rem .9rem;cursor:pointer}
 .muted{color:#555}

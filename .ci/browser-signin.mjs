@@ -1,0 +1,283 @@
+// Browser sign-in test, run by .ci/browser-signin.sh against a dev-mode
+// handler at BASE_URL. A real Chromium (Debian's, driven by playwright-core)
+// goes to /auth/login, picks "Rita Reader" on the Entra stand-in's page, and
+// lands on the page with the one-time code. The test checks that page
+// (title, heading, code, Copy button, CSP, no console errors or CSP
+// violations, nothing loaded from outside loopback), saves a screenshot,
+// then trades the code at /auth/exchange and lists the reader's MCP tools.
+//
+// Environment: BASE_URL, OUT_DIR, CHROMIUM (executable), PLAYWRIGHT_DIR
+// (the npm prefix holding playwright-core). Tokens are never printed.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const base = need('BASE_URL').replace(/\/$/, '');
+const outDir = need('OUT_DIR');
+const require = createRequire(join(need('PLAYWRIGHT_DIR'), 'node_modules', '/'));
+const { chromium } = require('playwright-core');
+
+const READER_TOOLS = ['get_task', 'list_tasks', 'search_tasks', 'whoami'];
+const STEP_TIMEOUT = 15_000;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`browser-signin: ${name} is not set`);
+    process.exit(2);
+  }
+  return v;
+}
+
+class Failure extends Error {}
+
+function check(ok, message) {
+  if (!ok) throw new Failure(message);
+}
+
+const done = [];
+function ok(message) {
+  done.push(message);
+  console.log(`  ok  ${message}`);
+}
+
+// Per-page problems the browser reports: console errors (CSP violations
+// are logged as such), uncaught exceptions, securitypolicyviolation events
+// and failed requests.
+const problems = [];
+const requests = [];
+
+async function main() {
+  const profile = await mkdtemp(join(tmpdir(), 'browser-signin-'));
+  let context;
+  try {
+    // launchPersistentContext is how Playwright takes a --user-data-dir:
+    // a fresh, empty profile per run. The networking flags keep Chromium
+    // from calling home; this machine has no internet access.
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: need('CHROMIUM'),
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      viewport: { width: 1024, height: 720 },
+      timeout: 30_000,
+    });
+    context.setDefaultTimeout(STEP_TIMEOUT);
+    context.setDefaultNavigationTimeout(STEP_TIMEOUT);
+    try {
+      await run(context);
+    } catch (err) {
+      const page = context.pages()[0];
+      if (page) {
+        await page.screenshot({ path: join(outDir, 'failure.png'), fullPage: true }).catch(() => {});
+      }
+      throw err;
+    }
+  } finally {
+    if (context) await context.close().catch(() => {});
+    await rm(profile, { recursive: true, force: true });
+  }
+}
+
+async function run(context) {
+  // The page's own CSP must not block this: Playwright injects init
+  // scripts and bindings through DevTools, outside the page's policy.
+  await context.exposeBinding('__reportCSPViolation', ({ page }, v) => {
+    problems.push(`CSP violation on ${urlPath(page.url())}: ${v.directive} blocked ${v.blocked || '(inline)'}`);
+  });
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__reportCSPViolation({ directive: e.violatedDirective, blocked: e.blockedURI });
+    });
+  });
+
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console error on ${urlPath(page.url())}: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`page error on ${urlPath(page.url())}: ${err.message}`));
+  page.on('requestfailed', (req) => {
+    problems.push(`request failed: ${req.method()} ${urlPath(req.url())}: ${req.failure()?.errorText}`);
+  });
+  page.on('request', (req) => requests.push(req.url()));
+
+  // 1. /auth/login redirects to the stand-in's account picker.
+  const pickResp = await page.goto(`${base}/auth/login`);
+  check(pickResp, 'GET /auth/login gave no response');
+  check(pickResp.status() === 200, `the account picker answered ${pickResp.status()}, want 200`);
+  const pickURL = new URL(page.url());
+  check(pickURL.origin !== base && isLoopback(pickURL),
+    `/auth/login did not lead to the Entra stand-in on another loopback port (at ${pickURL.origin}${pickURL.pathname})`);
+  check(pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
+    `the account picker is at ${pickURL.pathname}, want .../oauth2/v2.0/authorize`);
+  check(await page.title() === 'Pick an account · devidp', `account picker title is "${await page.title()}"`);
+  await expectHeading(page, 'Pick an account');
+  expectCSP(pickResp, 'account picker');
+  ok(`/auth/login → stand-in account picker at ${pickURL.origin}`);
+  await page.screenshot({ path: join(outDir, 'account-picker.png'), fullPage: true });
+
+  // 2. Pick the reader; the form posts, the stand-in redirects to
+  //    /auth/callback, which serves the code page.
+  const reader = page.getByRole('button', { name: /Rita Reader/ });
+  check(await reader.count() === 1, 'the account picker has no single "Rita Reader" button');
+  // The first page the click ends on (redirects followed) is the code
+  // page, or the stand-in's error page when it refused the sign-in.
+  const [codeResp] = await Promise.all([
+    page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().frame() === page.mainFrame() &&
+      (r.status() < 300 || r.status() >= 400)),
+    reader.click(),
+  ]);
+  await page.waitForLoadState('load');
+  const landed = new URL(codeResp.url());
+  if (landed.origin === pickURL.origin) {
+    const said = await page.locator('.error').textContent().catch(() => null);
+    throw new Failure(`the Entra stand-in refused the sign-in (${codeResp.request().method()} ${landed.pathname} ` +
+      `answered ${codeResp.status()}: "${await page.title()}"${said ? `: ${said.trim()}` : ''}); ` +
+      `Chromium sent the form with Origin: ${codeResp.request().headers()['origin'] ?? '(none)'}`);
+  }
+  check(landed.origin === base && landed.pathname === '/auth/callback',
+    `after the sign-in the browser is at ${urlPath(codeResp.url())}, want ${base}/auth/callback`);
+  check(codeResp.status() === 200, `/auth/callback answered ${codeResp.status()}, want 200`);
+  ok('clicked "Rita Reader" → /auth/callback (200)');
+
+  // 3. The code page.
+  check(await page.title() === 'You are signed in', `code page title is "${await page.title()}", want "You are signed in"`);
+  await expectHeading(page, 'You are signed in');
+  const codeEl = page.locator('#code');
+  check(await codeEl.isVisible(), 'the code page shows no visible #code');
+  const code = (await codeEl.textContent() ?? '').trim();
+  check(/^[A-Za-z0-9._~-]{16,}$/.test(code), `#code does not hold a plausible one-time code (${code.length} characters)`);
+  const curl = await page.locator('pre').first().textContent();
+  check(curl.includes(`${base}/auth/exchange`) && curl.includes(code),
+    'the curl example does not name this server\'s /auth/exchange with the code');
+  expectCSP(codeResp, 'code page');
+  ok(`code page: title and heading "You are signed in", #code holds a ${code.length}-character code`);
+
+  // 4. Copy. http://127.0.0.1 is a secure context, so navigator.clipboard
+  //    works once the origin has the permissions.
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  const copied = page.locator('#copied');
+  check(await copied.isHidden(), '#copied is visible before Copy was clicked');
+  await page.locator('#copy').click();
+  try {
+    await copied.waitFor({ state: 'visible', timeout: 5_000 });
+  } catch {
+    throw new Failure('#copied ("Copied.") did not become visible within 5 s of clicking Copy');
+  }
+  const clip = await page.evaluate(() => navigator.clipboard.readText());
+  check(clip === code, 'the clipboard does not hold the code after Copy');
+  ok('Copy: "Copied." shown and the clipboard holds the code');
+
+  const shot = join(outDir, 'signin-code.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  ok(`screenshot ${shot}`);
+
+  // 5. No errors or CSP violations on either page, nothing fetched from
+  //    outside loopback. (Checked before the exchange: a code spent is
+  //    not a page problem.)
+  check(problems.length === 0, `the browser reported problems:\n    ${problems.join('\n    ')}`);
+  const foreign = requests.filter((u) => !isLoopback(new URL(u)));
+  check(foreign.length === 0, `the pages loaded from outside loopback: ${foreign.join(', ')}`);
+  ok(`no console errors, page errors or CSP violations; ${requests.length} requests, all to loopback`);
+
+  // 6. Trade the code for tokens, then list the reader's tools.
+  const exRes = await fetch(`${base}/auth/exchange`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ auth_code: code }),
+  });
+  const exText = await exRes.text();
+  check(exRes.status === 200, `POST /auth/exchange answered ${exRes.status}: ${exText.slice(0, 300)}`);
+  let tokens;
+  try {
+    tokens = JSON.parse(exText);
+  } catch {
+    throw new Failure('POST /auth/exchange did not answer JSON');
+  }
+  for (const [k, type] of [['access_token', 'string'], ['token_type', 'string'], ['expires_in', 'number'],
+    ['scope', 'string'], ['refresh_token', 'string']]) {
+    check(typeof tokens[k] === type && tokens[k] !== '' && tokens[k] !== 0,
+      `the /auth/exchange answer has no ${type} ${k}`);
+  }
+  check(tokens.token_type.toLowerCase() === 'bearer', `token_type is "${tokens.token_type}", want Bearer`);
+  check(tokens.expires_in > 0, `expires_in is ${tokens.expires_in}`);
+  ok(`POST /auth/exchange: ${tokens.token_type} token for ${tokens.expires_in} s, scope "${tokens.scope}", refresh token present`);
+
+  const mcpRes = await fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${tokens.access_token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  const mcpText = await mcpRes.text();
+  check(mcpRes.status === 200, `POST /mcp tools/list answered ${mcpRes.status}: ${mcpText.slice(0, 300)}`);
+  let rpc;
+  try {
+    rpc = JSON.parse(mcpText);
+  } catch {
+    throw new Failure(`POST /mcp tools/list did not answer JSON: ${mcpText.slice(0, 300)}`);
+  }
+  check(!rpc.error, `tools/list returned an error: ${JSON.stringify(rpc.error)}`);
+  const names = (rpc.result?.tools ?? []).map((t) => t.name);
+  const sorted = [...names].sort();
+  check(JSON.stringify(sorted) === JSON.stringify(READER_TOOLS),
+    `the reader's tools are [${names.join(', ')}], want [${READER_TOOLS.join(', ')}]`);
+  ok(`POST /mcp tools/list as the reader: ${names.join(', ')}`);
+
+  const again = await fetch(`${base}/auth/exchange`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ auth_code: code }),
+  });
+  check(again.status >= 400 && again.status < 500, `a second POST /auth/exchange with the same code answered ${again.status}, want 4xx`);
+  ok(`the code is one-time: a second exchange answers ${again.status}`);
+}
+
+async function expectHeading(page, want) {
+  const h1 = page.locator('h1');
+  check(await h1.count() === 1, `${urlPath(page.url())} has ${await h1.count()} h1 headings, want 1`);
+  const got = (await h1.textContent()).trim();
+  check(got === want, `${urlPath(page.url())} heading is "${got}", want "${want}"`);
+}
+
+function expectCSP(resp, what) {
+  const csp = resp.headers()['content-security-policy'] ?? '';
+  check(csp.split(';').map((d) => d.trim()).includes("default-src 'none'"),
+    `the ${what}'s Content-Security-Policy lacks default-src 'none': "${csp}"`);
+}
+
+function isLoopback(u) {
+  return ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || u.protocol === 'data:' || u.protocol === 'about:';
+}
+
+// urlPath drops the query: sign-in URLs carry codes and state.
+function urlPath(u) {
+  try {
+    const p = new URL(u);
+    return p.origin + p.pathname;
+  } catch {
+    return String(u).split('?')[0];
+  }
+}
+
+const t0 = Date.now();
+try {
+  await main();
+  console.log(`browser sign-in: all ${done.length} checks ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+} catch (err) {
+  if (err instanceof Failure) {
+    console.error(`browser sign-in FAILED: ${err.message}`);
+  } else {
+    console.error(`browser sign-in FAILED with an error: ${err?.stack ?? err}`);
+  }
+  process.exit(1);
+}
