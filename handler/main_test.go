@@ -220,6 +220,11 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"TOKEN_SEALING_KEYS", "c2hvcnQta2V5LW1hdGVyaWFs", "TOKEN_SEALING_KEYS"},
 		{"TOKEN_SEALING_KEYS", testSealingKey + "," + testSealingKey, "TOKEN_SEALING_KEYS"},
 		{"AUTH_ALLOWED_RETURN_URLS", "http://evil.example/cb", "AUTH_ALLOWED_RETURN_URLS"},
+		{"ENTRA_CLIENT_AUTH", "certificate", "ENTRA_CLIENT_AUTH"},
+		{"KEY_VAULT_URI", "http://kv.vault.azure.net", "KEY_VAULT_URI"},
+		{"REDIS_AUTH", "entra", "REDIS_AUTH"}, // with a redis:// URL: a token must not travel in clear
+		{"REDIS_AUTH", "keys", "REDIS_AUTH"},
+		{"GRAPH_BASE_URL", "http://graph.example", "GRAPH_BASE_URL"},
 	}
 	for _, c := range cases {
 		env := map[string]string{}

@@ -37,13 +37,37 @@ type Config struct {
 	// authz.DefaultRoleMap.
 	RoleMap authz.RoleMap
 
+	// ClientAuth is how MSAL authenticates the app (ENTRA_CLIENT_AUTH):
+	// "secret" (default) or "managed-identity" (a federated credential
+	// trusting the managed identity: no secret at all).
+	ClientAuth string
+
 	// ClientSecret is ENTRA_CLIENT_SECRET, the app registration's secret
-	// MSAL signs in with. Never logged.
+	// MSAL signs in with, when ClientAuth is "secret" and there is no Key
+	// Vault. Never logged.
 	ClientSecret string
 
 	// SealingKeys is TOKEN_SEALING_KEYS: the key ring that seals tokens in
-	// Redis, newest key first.
+	// Redis, newest key first. Nil when the keys come from Key Vault.
 	SealingKeys *seal.Ring
+
+	// KeyVault names where secrets come from in Azure; empty URI: from the
+	// environment.
+	KeyVault KeyVault
+
+	// RedisAuth is REDIS_AUTH: "" (credentials in REDIS_URL, if any) or
+	// "entra" (the managed identity's token, no access keys).
+	RedisAuth string
+
+	// Telemetry: APPLICATIONINSIGHTS_CONNECTION_STRING and
+	// APPLICATIONINSIGHTS_AUTHENTICATION_STRING; empty turns telemetry off.
+	AppInsightsConnectionString string
+	AppInsightsAuthentication   string
+
+	// Graph is where my_profile reads the user's profile, on behalf of the
+	// user: GRAPH_BASE_URL and GRAPH_SCOPE.
+	GraphBaseURL string
+	GraphScope   string
 
 	// ReturnURLs are the addresses /auth/login may send a one-time code to
 	// (AUTH_ALLOWED_RETURN_URLS, comma-separated, compared exactly).
@@ -55,6 +79,21 @@ type Config struct {
 
 	LogLevel slog.Level
 }
+
+// KeyVault locates the handler's secrets in Azure Key Vault.
+type KeyVault struct {
+	URI              string // KEY_VAULT_URI
+	ClientSecretName string // KEY_VAULT_CLIENT_SECRET_NAME
+	SealingKeyName   string // KEY_VAULT_SEALING_KEY_NAME
+}
+
+// Defaults for settings with one.
+const (
+	DefaultClientSecretName = "entra-client-secret"
+	DefaultSealingKeyName   = "token-sealing-key"
+	DefaultGraphBaseURL     = "https://graph.microsoft.com"
+	DefaultGraphScope       = "https://graph.microsoft.com/User.Read"
+)
 
 // Entra is the app registration the handler accepts tokens for.
 type Entra struct {
@@ -112,16 +151,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 
-	c.ClientSecret = getenv("ENTRA_CLIENT_SECRET")
-	if strings.TrimSpace(c.ClientSecret) == "" {
-		return nil, fmt.Errorf("ENTRA_CLIENT_SECRET: required (a client secret of the app registration, for sign-in)")
+	if err := loadSecrets(c, getenv); err != nil {
+		return nil, err
 	}
-	if strings.TrimSpace(getenv("TOKEN_SEALING_KEYS")) == "" {
-		return nil, fmt.Errorf("TOKEN_SEALING_KEYS: required (comma-separated base64 32-byte keys, newest first)")
-	}
-	if c.SealingKeys, err = seal.ParseKeys(getenv("TOKEN_SEALING_KEYS")); err != nil {
-		// The error never holds key material.
-		return nil, fmt.Errorf("TOKEN_SEALING_KEYS: %w", err)
+	if err := loadAzure(c, getenv); err != nil {
+		return nil, err
 	}
 	if c.ReturnURLs, err = ParseReturnURLs(getenv("AUTH_ALLOWED_RETURN_URLS")); err != nil {
 		return nil, err
@@ -137,6 +171,80 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// loadSecrets reads how the app authenticates to Entra and where its
+// secrets come from: Key Vault when KEY_VAULT_URI is set, else the
+// environment.
+func loadSecrets(c *Config, getenv func(string) string) error {
+	switch c.ClientAuth = strings.TrimSpace(getenv("ENTRA_CLIENT_AUTH")); c.ClientAuth {
+	case "":
+		c.ClientAuth = "secret"
+	case "secret", "managed-identity":
+	default:
+		return fmt.Errorf("ENTRA_CLIENT_AUTH: %q must be secret or managed-identity", c.ClientAuth)
+	}
+	c.KeyVault = KeyVault{
+		URI:              strings.TrimSpace(getenv("KEY_VAULT_URI")),
+		ClientSecretName: orDefault(getenv("KEY_VAULT_CLIENT_SECRET_NAME"), DefaultClientSecretName),
+		SealingKeyName:   orDefault(getenv("KEY_VAULT_SEALING_KEY_NAME"), DefaultSealingKeyName),
+	}
+	if c.KeyVault.URI != "" {
+		u, err := url.Parse(c.KeyVault.URI)
+		if err != nil || u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+			return fmt.Errorf("KEY_VAULT_URI: %q must look like https://<name>.vault.azure.net/", c.KeyVault.URI)
+		}
+		for name, v := range map[string]string{"KEY_VAULT_CLIENT_SECRET_NAME": c.KeyVault.ClientSecretName, "KEY_VAULT_SEALING_KEY_NAME": c.KeyVault.SealingKeyName} {
+			if !secretNameRE.MatchString(v) {
+				return fmt.Errorf("%s: %q is not a Key Vault secret name (1-127 letters, digits and dashes)", name, v)
+			}
+		}
+		return nil // the values come from Key Vault at start-up
+	}
+	c.ClientSecret = getenv("ENTRA_CLIENT_SECRET")
+	if c.ClientAuth == "secret" && strings.TrimSpace(c.ClientSecret) == "" {
+		return fmt.Errorf("ENTRA_CLIENT_SECRET: required (a client secret of the app registration, for sign-in), or set KEY_VAULT_URI or ENTRA_CLIENT_AUTH=managed-identity")
+	}
+	if strings.TrimSpace(getenv("TOKEN_SEALING_KEYS")) == "" {
+		return fmt.Errorf("TOKEN_SEALING_KEYS: required (comma-separated base64 32-byte keys, newest first), or set KEY_VAULT_URI")
+	}
+	var err error
+	if c.SealingKeys, err = seal.ParseKeys(getenv("TOKEN_SEALING_KEYS")); err != nil {
+		// The error never holds key material.
+		return fmt.Errorf("TOKEN_SEALING_KEYS: %w", err)
+	}
+	return nil
+}
+
+var secretNameRE = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
+
+// loadAzure reads the settings of the Azure services around the handler.
+func loadAzure(c *Config, getenv func(string) string) error {
+	switch c.RedisAuth = strings.TrimSpace(getenv("REDIS_AUTH")); c.RedisAuth {
+	case "", "entra":
+	default:
+		return fmt.Errorf("REDIS_AUTH: %q must be empty or entra", c.RedisAuth)
+	}
+	if c.RedisAuth == "entra" && strings.HasPrefix(c.RedisURL, "redis://") {
+		return fmt.Errorf("REDIS_AUTH: entra sends a token as the password, which needs TLS: use a rediss:// REDIS_URL")
+	}
+	c.AppInsightsConnectionString = strings.TrimSpace(getenv("APPLICATIONINSIGHTS_CONNECTION_STRING"))
+	c.AppInsightsAuthentication = strings.TrimSpace(getenv("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"))
+
+	c.GraphBaseURL = strings.TrimRight(orDefault(getenv("GRAPH_BASE_URL"), DefaultGraphBaseURL), "/")
+	u, err := url.Parse(c.GraphBaseURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopbackHost(u.Hostname()))) {
+		return fmt.Errorf("GRAPH_BASE_URL: %q must be an https URL such as %s", c.GraphBaseURL, DefaultGraphBaseURL)
+	}
+	c.GraphScope = orDefault(getenv("GRAPH_SCOPE"), DefaultGraphScope)
+	return nil
+}
+
+func orDefault(v, def string) string {
+	if v = strings.TrimSpace(v); v != "" {
+		return v
+	}
+	return def
 }
 
 func publicBaseURL(getenv func(string) string) (string, error) {

@@ -86,3 +86,27 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 		t.Errorf("loopback http authority: %v %v", c, err)
 	}
 }
+
+// TestKeyVaultModeNeedsNoSecretsInTheEnvironment: with KEY_VAULT_URI the
+// secret and the sealing keys come from Key Vault at start-up.
+func TestKeyVaultModeNeedsNoSecretsInTheEnvironment(t *testing.T) {
+	env := map[string]string{
+		"FUNCTIONS_CUSTOMHANDLER_PORT": "40123",
+		"WEBSITE_HOSTNAME":             "myapp.azurewebsites.net",
+		"ENTRA_TENANT_ID":              "aaaaaaaa-1111-4111-8111-111111111111",
+		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
+		"REDIS_URL":                    "rediss://cache.example:10000/0",
+		"REDIS_AUTH":                   "entra",
+		"KEY_VAULT_URI":                "https://kv-abc.vault.azure.net/",
+		"ENTRA_CLIENT_AUTH":            "managed-identity",
+	}
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.KeyVault.SealingKeyName != DefaultSealingKeyName || c.KeyVault.ClientSecretName != DefaultClientSecretName ||
+		c.SealingKeys != nil || c.ClientSecret != "" || c.ClientAuth != "managed-identity" || c.RedisAuth != "entra" ||
+		c.GraphBaseURL != DefaultGraphBaseURL || c.GraphScope != DefaultGraphScope {
+		t.Errorf("loaded %+v", c)
+	}
+}
