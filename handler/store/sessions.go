@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/entra-mcp/functions-mcp/handler/seal"
 )
 
 // Defaults for Sessions.
@@ -80,6 +78,14 @@ type Flow struct {
 	Binding         string    `json:"binding"` // hash of the browser cookie; the caller compares it
 }
 
+// Sealer seals values for Redis: a *seal.Ring, or anything that always uses
+// the current ring (such as the Key Vault backed secrets store, whose keys
+// rotate while the handler runs).
+type Sealer interface {
+	Seal(name string, plaintext []byte) ([]byte, error)
+	Open(name string, sealed []byte) ([]byte, error)
+}
+
 // CodeRecord is what a one-time code stands for until the client redeems it.
 type CodeRecord struct {
 	TenantID        string `json:"tid"`
@@ -127,7 +133,7 @@ type HandleRecord struct {
 // name, so a value copied to another key does not open.
 type Sessions struct {
 	rdb         redis.UniversalClient
-	ring        *seal.Ring
+	ring        Sealer
 	now         func() time.Time
 	idleTTL     time.Duration
 	lifetime    time.Duration
@@ -161,7 +167,7 @@ func WithCodeUsedTTL(d time.Duration) SessionsOption {
 
 // NewSessions returns sign-in state over rdb, sealed with ring (not nil).
 // It panics if a TTL option is under 1ms.
-func NewSessions(rdb redis.UniversalClient, ring *seal.Ring, opts ...SessionsOption) *Sessions {
+func NewSessions(rdb redis.UniversalClient, ring Sealer, opts ...SessionsOption) *Sessions {
 	s := &Sessions{
 		rdb: rdb, ring: ring, now: time.Now,
 		idleTTL: DefaultHandleIdleTTL, lifetime: DefaultChainLifetime, codeUsedTTL: DefaultCodeUsedTTL,
