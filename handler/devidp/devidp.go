@@ -119,6 +119,8 @@ type Server struct {
 
 	tokenFailing  atomic.Bool
 	tokenRequests counter
+
+	obo oboState // on-behalf-of consent and the Graph stand-in (obo.go, graph.go)
 }
 
 // Start generates a signing key and a TLS certificate, and starts serving

@@ -20,6 +20,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /{tenant}"+authorizePath, s.handleAuthorize)
 	mux.HandleFunc("POST /{tenant}"+authorizePath, s.handleAuthorize)
 	mux.HandleFunc("POST /{tenant}"+tokenPath, s.handleToken)
+	mux.HandleFunc("GET "+graphPrefix+"/v1.0/me", s.handleGraphMe)
 	return mux
 }
 

@@ -89,6 +89,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		resp, err = s.codeGrant(form, clientID)
 	case GrantRefreshToken:
 		resp, err = s.refreshGrant(form, clientID)
+	case GrantJWTBearer:
+		s.handleOBO(w, r, form) // writes its own response: its errors carry a suberror
+		return
 	default:
 		err = newAADError(http.StatusBadRequest, "unsupported_grant_type", 70003,
 			"The app requested an unsupported grant type '%s'.", grantType)

@@ -47,6 +47,9 @@ type Deps struct {
 	// Stats reports the server's counters for server_stats; it returns a
 	// JSON-encodable value.
 	Stats func(ctx context.Context) any
+	// Graph lets my_profile read Microsoft Graph on the caller's behalf;
+	// nil leaves the tool out.
+	Graph *Graph
 }
 
 // All returns every production tool.
@@ -56,6 +59,7 @@ func All(d Deps) []Tool {
 	all = append(all, taskTools(d)...)
 	all = append(all, adminTools(d)...)
 	all = append(all, sessionTools(d)...)
+	all = append(all, profileTools(d)...)
 	// Only a build with the conformance tag has extra tools: the MCP
 	// conformance suite's fixtures.
 	all = append(all, extraTools(d)...)
