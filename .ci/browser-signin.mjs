@@ -19,7 +19,7 @@ const outDir = need('OUT_DIR');
 const require = createRequire(join(need('PLAYWRIGHT_DIR'), 'node_modules', '/'));
 const { chromium } = require('playwright-core');
 
-const READER_TOOLS = ['get_task', 'list_tasks', 'search_tasks', 'whoami'];
+const READER_TOOLS = ['get_task', 'list_tasks', 'my_profile', 'search_tasks', 'whoami'];
 const STEP_TIMEOUT = 15_000;
 
 function need(name) {

@@ -68,7 +68,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	a, err := app.New(app.Options{Config: cfg, Version: version(), Logger: log, HTTPClient: client})
+	opts := app.Options{Config: cfg, Version: version(), Logger: log, HTTPClient: client}
+	var rt *app.Runtime
+	if !*dev {
+		rt, err = app.StartRuntime(ctx, app.RuntimeOptions{Config: cfg, Getenv: getenv, Version: version(), Logger: log})
+		if err != nil {
+			fmt.Fprintln(stderr, "start-up error:", err)
+			return 1
+		}
+		if rt.Secrets != nil {
+			go rt.Secrets.Run(ctx)
+		}
+		opts.Sealer, opts.MSALCredential = rt.Sealer, &rt.MSALCredential
+		opts.AzureCredential, opts.Telemetry = rt.Credential, rt.Telemetry
+	}
+	a, err := app.New(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "start-up error:", err)
 		return 1
@@ -121,11 +135,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	case <-ctx.Done():
 	}
+	// Stop accepting, let in-flight requests finish (bounded), then send
+	// what telemetry holds; Redis closes with the app (deferred).
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err.Error())
 	}
+	if rt != nil {
+		flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelFlush()
+		if err := rt.Telemetry.Flush(flushCtx); err != nil {
+			log.Warn("flush telemetry", "err", err.Error())
+		}
+	}
+	log.Info("stopped")
 	return 0
 }
 

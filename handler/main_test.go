@@ -132,7 +132,7 @@ func startProd(t testing.TB, idp *devidp.Server, token string) (*exec.Cmd, time.
 	}
 	for time.Since(start) < 10*time.Second {
 		names, err := toolsList(port, token)
-		if err == nil && strings.Join(names, ",") == "complete_task,create_task,delete_task,get_task,list_tasks,search_tasks,update_task,whoami" {
+		if err == nil && strings.Join(names, ",") == "complete_task,create_task,delete_task,get_task,list_tasks,my_profile,search_tasks,update_task,whoami" {
 			return cmd, time.Since(start)
 		}
 		time.Sleep(200 * time.Microsecond)

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 	"github.com/redis/go-redis/v9"
 
@@ -18,8 +20,11 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
 	"github.com/entra-mcp/functions-mcp/handler/mcpserver"
+	"github.com/entra-mcp/functions-mcp/handler/obo"
+	"github.com/entra-mcp/functions-mcp/handler/redisauth"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/telemetry"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -40,16 +45,29 @@ type Options struct {
 	HTTPClient *http.Client
 	// Redis is used instead of opening Config.RedisURL when set.
 	Redis redis.UniversalClient
+	// Sealer seals sign-in state in Redis; nil uses Config.SealingKeys.
+	// With Key Vault it is the secrets store, whose keys rotate.
+	Sealer store.Sealer
+	// MSALCredential authenticates the app to Entra; nil builds one from
+	// Config.ClientSecret.
+	MSALCredential *confidential.Credential
+	// AzureCredential gets tokens for Azure resources (Redis with
+	// REDIS_AUTH=entra); the managed identity in Azure.
+	AzureCredential azcore.TokenCredential
+	// Telemetry receives requests, dependencies, events and exceptions;
+	// nil or disabled sends nothing.
+	Telemetry *telemetry.Client
 }
 
 // App is the assembled handler.
 type App struct {
-	Handler  http.Handler
-	Verifier *entra.Verifier
-	MCP      *mcpserver.Server
-	SignIn   *signin.Service
-	redis    redis.UniversalClient
-	ownRedis bool
+	Handler   http.Handler
+	Verifier  *entra.Verifier
+	MCP       *mcpserver.Server
+	SignIn    *signin.Service
+	redis     redis.UniversalClient
+	ownRedis  bool
+	redisAuth *redisauth.Provider
 }
 
 // New builds the handler. It does not touch the network: keys are fetched
@@ -62,6 +80,25 @@ func New(opts Options) (*App, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	started := time.Now()
+	tel := opts.Telemetry
+	if !tel.Enabled() {
+		tel = nil
+	}
+	// Calls to Entra (keys, MSAL) are dependencies in telemetry.
+	httpClient := opts.HTTPClient
+	if tel != nil {
+		base := http.DefaultTransport
+		hc := &http.Client{Timeout: 30 * time.Second}
+		if httpClient != nil {
+			c := *httpClient
+			hc = &c
+			if c.Transport != nil {
+				base = c.Transport
+			}
+		}
+		hc.Transport = tel.Transport(base, map[string]string{hostOf(cfg.Entra.AuthorityHost): telemetry.TypeEntra})
+		httpClient = hc
+	}
 
 	verifier, err := entra.NewVerifier(entra.Config{
 		AuthorityHost:  cfg.Entra.AuthorityHost,
@@ -70,7 +107,7 @@ func New(opts Options) (*App, error) {
 		AppIDURI:       cfg.Entra.AppIDURI,
 		AllowedTenants: cfg.Entra.AllowedTenants,
 		TokenVersion:   cfg.Entra.TokenVersion,
-		HTTPClient:     opts.HTTPClient,
+		HTTPClient:     httpClient,
 		Logger:         log,
 	})
 	if err != nil {
@@ -79,16 +116,29 @@ func New(opts Options) (*App, error) {
 
 	a := &App{Verifier: verifier, redis: opts.Redis}
 	if a.redis == nil {
-		rdb, err := store.Open(cfg.RedisURL)
+		rdb, provider, err := openRedis(cfg, opts.AzureCredential, log)
 		if err != nil {
-			return nil, fmt.Errorf("open redis: %w", err)
+			return nil, err
+		}
+		a.redisAuth = provider
+		if tel != nil {
+			rdb.AddHook(tel.RedisHook(hostOf("redis://" + rdb.Options().Addr)))
 		}
 		a.redis, a.ownRedis = rdb, true
 	}
 
-	sessions := store.NewSessions(a.redis, cfg.SealingKeys)
-	cred, err := confidential.NewCredFromSecret(cfg.ClientSecret)
-	if err != nil {
+	sealer := opts.Sealer
+	if sealer == nil {
+		if cfg.SealingKeys == nil {
+			return nil, fmt.Errorf("no sealing keys: set TOKEN_SEALING_KEYS or KEY_VAULT_URI")
+		}
+		sealer = cfg.SealingKeys
+	}
+	sessions := store.NewSessions(a.redis, sealer)
+	var cred confidential.Credential
+	if opts.MSALCredential != nil {
+		cred = *opts.MSALCredential
+	} else if cred, err = confidential.NewCredFromSecret(cfg.ClientSecret); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("build sign-in credential: %w", err)
 	}
@@ -96,22 +146,44 @@ func New(opts Options) (*App, error) {
 		PublicBaseURL:     cfg.PublicBaseURL,
 		Entra:             cfg.Entra,
 		Credential:        cred,
-		HTTPClient:        opts.HTTPClient,
+		HTTPClient:        httpClient,
 		Sessions:          sessions,
 		Limiter:           store.NewLimiter(a.redis, "auth", authRate, time.Second, authBurst),
 		AllowedReturnURLs: cfg.ReturnURLs,
 		Logger:            log,
+		Events:            eventsOf(tel),
 	})
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("build sign-in: %w", err)
 	}
 
+	oboClient, err := obo.New(obo.Options{
+		Authority:   cfg.Entra.AuthorityHost + "/" + cfg.Entra.TenantID,
+		ClientID:    cfg.Entra.ClientID,
+		Credential:  cred,
+		HTTPClient:  httpClient,
+		PublicCloud: cfg.Entra.AuthorityHost == config.DefaultAuthorityHost,
+		Redis:       a.redis,
+		Ring:        sealer,
+		Logger:      log,
+	})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("build on-behalf-of client: %w", err)
+	}
+
 	metrics := mcpserver.NewMetrics()
 	deps := tools.Deps{
 		Tasks:    store.NewTasks(a.redis),
 		Sessions: a.SignIn,
-		Version:  opts.Version,
+		Graph: &tools.Graph{
+			Tokens:     oboClient,
+			BaseURL:    cfg.GraphBaseURL,
+			Scope:      cfg.GraphScope,
+			HTTPClient: graphClient(opts.HTTPClient, tel, cfg.GraphBaseURL),
+		},
+		Version: opts.Version,
 		Stats: func(ctx context.Context) any {
 			return a.stats(ctx, started, opts.Version, metrics)
 		},
@@ -123,6 +195,7 @@ func New(opts Options) (*App, error) {
 		RoleMap: cfg.RoleMap,
 		Logger:  log,
 		Metrics: metrics,
+		Events:  eventsOf(tel),
 	})
 	if err != nil {
 		a.Close()
@@ -139,14 +212,66 @@ func New(opts Options) (*App, error) {
 		SignIn:               a.SignIn,
 		Version:              opts.Version,
 		Logger:               log,
+		Telemetry:            telemetryOf(tel),
 	})
 	return a, nil
+}
+
+// events is what signin and mcpserver report custom events to.
+type events interface {
+	Event(ctx context.Context, name string, props map[string]string)
+}
+
+// eventsOf and telemetryOf keep a nil client out of the interfaces, so
+// "no telemetry" is a nil check, not a call.
+func eventsOf(tel *telemetry.Client) events {
+	if tel == nil {
+		return nil
+	}
+	return tel
+}
+
+func telemetryOf(tel *telemetry.Client) httpapi.Telemetry {
+	if tel == nil {
+		return nil
+	}
+	return tel
+}
+
+// graphClient is the HTTP client for Microsoft Graph: the given one (dev
+// mode's trusts the stand-in), reported as a Graph dependency.
+func graphClient(base *http.Client, tel *telemetry.Client, graphURL string) *http.Client {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if base != nil {
+		c := *base
+		hc = &c
+	}
+	if tel != nil {
+		rt := hc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		hc.Transport = tel.Transport(rt, map[string]string{hostOf(graphURL): telemetry.TypeGraph})
+	}
+	return hc
+}
+
+// hostOf returns the host:port of a URL, or the URL itself.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	return u.Host
 }
 
 // Close releases what New opened.
 func (a *App) Close() {
 	if a.ownRedis && a.redis != nil {
 		_ = a.redis.Close()
+	}
+	if a.redisAuth != nil {
+		_ = a.redisAuth.Close()
 	}
 }
 

@@ -40,6 +40,13 @@ func newStack(t testing.TB, rdb redis.UniversalClient) *stack {
 // built.
 func newStackWith(t testing.TB, rdb redis.UniversalClient, adjust func(*config.Config, *devidp.Options)) *stack {
 	t.Helper()
+	return newStackFull(t, rdb, adjust, nil)
+}
+
+// newStackFull also lets a test adjust the app's options (secrets,
+// credentials, telemetry) once the stand-in runs.
+func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.Config, *devidp.Options), adjustApp func(*Options, *devidp.Server)) *stack {
+	t.Helper()
 	st := &stack{}
 	st.srv = httptest.NewUnstartedServer(nil)
 	st.base = "http://" + st.srv.Listener.Addr().String()
@@ -64,11 +71,16 @@ func newStackWith(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 	}
 	t.Cleanup(func() { idp.Close() })
 	st.idp = idp
+	cfg.GraphBaseURL, cfg.GraphScope = idp.GraphBaseURL(), config.DefaultGraphScope
 	cfg.Entra = config.Entra{
 		TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
 		AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID(),
 	}
-	a, err := New(Options{Config: cfg, Version: "test", HTTPClient: idp.HTTPClient(), Redis: rdb})
+	appOpts := Options{Config: cfg, Version: "test", HTTPClient: idp.HTTPClient(), Redis: rdb}
+	if adjustApp != nil {
+		adjustApp(&appOpts, idp)
+	}
+	a, err := New(appOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +159,7 @@ func toolNames(m map[string]any) []string {
 
 func TestEachRoleGetsExactlyItsTools(t *testing.T) {
 	st := newStack(t, storetest.Redis(t))
-	read := []string{"get_task", "list_tasks", "search_tasks"}
+	read := []string{"get_task", "list_tasks", "my_profile", "search_tasks"}
 	write := []string{"complete_task", "create_task", "delete_task", "update_task"}
 	want := map[string][]string{
 		"reader": append(append([]string{}, read...), "whoami"),
@@ -206,7 +218,7 @@ func TestToolsWorkEndToEnd(t *testing.T) {
 func TestRedisDownKeepsListWorkingAndFailsToolsCleanly(t *testing.T) {
 	st := newStack(t, storetest.Down(t))
 	tok := st.token(t, "all")
-	if got := toolNames(st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(got) != 8 {
+	if got := toolNames(st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(got) != 9 {
 		t.Fatalf("tools/list with Redis down: %v", got)
 	}
 	text, isErr := callText(t, st.rpc(t, tok, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_tasks","arguments":{}}}`))
@@ -299,7 +311,7 @@ func TestProtocolRevision20260728(t *testing.T) {
 	hdr := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}
 	r := st.do(t, http.MethodPost, "/mcp", tok, hdr, `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{`+meta+`}}`)
 	var m map[string]any
-	if r.status != 200 || json.Unmarshal(r.body, &m) != nil || len(toolNames(m)) != 8 {
+	if r.status != 200 || json.Unmarshal(r.body, &m) != nil || len(toolNames(m)) != 9 {
 		t.Fatalf("modern tools/list: %d %s", r.status, r.body)
 	}
 	if r.header.Get("Mcp-Session-Id") != "" {
@@ -357,7 +369,7 @@ func TestSDKClients(t *testing.T) {
 				t.Errorf("negotiated %s, want %s", res.ProtocolVersion, version)
 			}
 			tools, err := c2.ListTools(ctx, mcp.ListToolsRequest{})
-			if err != nil || len(tools.Tools) != 8 {
+			if err != nil || len(tools.Tools) != 9 {
 				t.Fatalf("list tools: %v %d", err, len(tools.Tools))
 			}
 			call := mcp.CallToolRequest{}
@@ -380,5 +392,33 @@ func TestIssuerUnreachableIs503(t *testing.T) {
 	r := st.do(t, http.MethodPost, "/mcp", tok, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !json.Valid(r.body) {
 		t.Fatalf("issuer down: %d %q %s", r.status, r.header.Get("Retry-After"), r.body)
+	}
+}
+
+// TestMyProfileOnBehalfOfTheCaller: my_profile trades the caller's token
+// for a Graph token (OBO) at the stand-in and reads /v1.0/me; without
+// consent the caller is told what to ask an admin for.
+func TestMyProfileOnBehalfOfTheCaller(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	reader, _ := devidp.DemoUser("reader")
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"my_profile","arguments":{}}}`
+	text, isErr := callText(t, st.rpc(t, st.token(t, "reader"), call))
+	if isErr || !strings.Contains(text, reader.Name) || !strings.Contains(text, reader.Username) {
+		t.Fatalf("my_profile: %v %s", isErr, text)
+	}
+	// A second call reuses the sealed OBO token: no new OBO request.
+	before := st.idp.TokenRequests(devidp.GrantJWTBearer)
+	if _, isErr := callText(t, st.rpc(t, st.token(t, "reader"), call)); isErr {
+		t.Fatal("second my_profile failed")
+	}
+	if after := st.idp.TokenRequests(devidp.GrantJWTBearer); after != before {
+		t.Fatalf("second call made %d OBO requests", after-before)
+	}
+	st.idp.RevokeConsent(reader.ObjectID, "https://graph.microsoft.com/User.Read")
+	writer, _ := devidp.DemoUser("all")
+	st.idp.RevokeConsent(writer.ObjectID, "https://graph.microsoft.com/User.Read")
+	text, isErr = callText(t, st.rpc(t, st.token(t, "all"), call))
+	if !isErr || !strings.Contains(strings.ToLower(text), "consent") || !strings.Contains(text, "admin") {
+		t.Fatalf("my_profile without consent: %v %s", isErr, text)
 	}
 }

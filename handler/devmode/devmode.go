@@ -85,9 +85,11 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 			TokenVersion:   2,
 			AppIDURI:       "api://" + idp.ClientID(),
 		},
-		RedisURL: "redis://" + mr.Addr() + "/0",
-		RoleMap:  authz.DefaultRoleMap(),
-		LogLevel: level,
+		RedisURL:     "redis://" + mr.Addr() + "/0",
+		GraphBaseURL: idp.GraphBaseURL(),
+		GraphScope:   config.DefaultGraphScope,
+		RoleMap:      authz.DefaultRoleMap(),
+		LogLevel:     level,
 	}
 	for _, u := range devidp.DemoUsers() {
 		tok, err := idp.Mint(u, devidp.WithLifetime(tokenLifetime))

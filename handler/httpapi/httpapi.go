@@ -91,6 +91,15 @@ type Options struct {
 	Logger  *slog.Logger
 	// MaxBodyBytes caps request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// Telemetry records one request item per call and recovered panics;
+	// nil or disabled records nothing and costs nothing.
+	Telemetry Telemetry
+}
+
+// Telemetry is what the HTTP front reports to (Application Insights).
+type Telemetry interface {
+	Middleware(next http.Handler) http.Handler
+	Exception(ctx context.Context, v any, props map[string]string)
 }
 
 // Limits on what a caller may send.
@@ -146,7 +155,11 @@ func New(opts Options) http.Handler {
 		mux.Handle(PathLogout, a.allow(si.Logout, http.MethodPost))
 	}
 	mux.HandleFunc("/", a.root)
-	return a.recoverer(a.headers(mux))
+	h := a.recoverer(a.headers(mux))
+	if opts.Telemetry != nil {
+		h = opts.Telemetry.Middleware(h)
+	}
+	return h
 }
 
 // allow answers methods outside the list with 405 and an Allow header.
@@ -192,11 +205,12 @@ func (a *api) mcp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "request body too large")
 		return
 	}
-	p, ok := a.authenticate(w, r)
+	p, token, ok := a.authenticate(w, r)
 	if !ok {
 		return
 	}
-	r = r.WithContext(entra.NewContext(r.Context(), p))
+	// Tools that call APIs on the user's behalf trade the token (OBO).
+	r = r.WithContext(entra.WithRawToken(entra.NewContext(r.Context(), p), token))
 	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
 	w.Header().Set("Cache-Control", "no-store")
 	a.opts.MCP.ServeHTTP(w, r)
@@ -205,24 +219,24 @@ func (a *api) mcp(w http.ResponseWriter, r *http.Request) {
 // authenticate verifies the bearer token. On failure it answers 401 with a
 // WWW-Authenticate challenge pointing at Protected Resource Metadata, and
 // logs why; the caller is never told why.
-func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Principal, bool) {
+func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Principal, string, bool) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
 		a.challenge(w, false)
-		return nil, false
+		return nil, "", false
 	}
 	v := values[0]
 	if len(values) > 1 || len(v) > maxAuthHeader {
 		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", "malformed Authorization header"))
 		a.challenge(w, true)
-		return nil, false
+		return nil, "", false
 	}
 	scheme, token, found := strings.Cut(v, " ")
 	token = strings.TrimSpace(token)
 	if !found || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", "not a bearer token"))
 		a.challenge(w, true)
-		return nil, false
+		return nil, "", false
 	}
 	p, err := a.opts.Verifier.Verify(r.Context(), token)
 	if errors.Is(err, entra.ErrUnavailable) {
@@ -231,14 +245,14 @@ func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Princ
 		a.log.LogAttrs(r.Context(), slog.LevelError, "cannot verify tokens: signing keys unavailable", slog.String("err", err.Error()))
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "token verification is unavailable; try again shortly")
-		return nil, false
+		return nil, "", false
 	}
 	if err != nil {
 		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", err.Error()))
 		a.challenge(w, true)
-		return nil, false
+		return nil, "", false
 	}
-	return p, true
+	return p, token, true
 }
 
 // challenge writes the 401. Per RFC 6750 §3.1 a request with no token gets
@@ -273,6 +287,9 @@ func (a *api) recoverer(next http.Handler) http.Handler {
 				}
 				a.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
 					slog.String("path", r.URL.Path), slog.Any("panic", v))
+				if a.opts.Telemetry != nil {
+					a.opts.Telemetry.Exception(r.Context(), v, map[string]string{"path": r.URL.Path})
+				}
 				writeError(w, http.StatusInternalServerError, "internal_error", "internal error")
 			}
 		}()

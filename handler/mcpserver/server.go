@@ -42,6 +42,14 @@ type Options struct {
 	Logger  *slog.Logger
 	// Metrics receives the endpoint's counters; nil makes a private set.
 	Metrics *Metrics
+	// Events receives a custom event per tool call (tool.allowed,
+	// tool.denied); nil sends none.
+	Events Events
+}
+
+// Events records custom events (Application Insights in Azure).
+type Events interface {
+	Event(ctx context.Context, name string, props map[string]string)
 }
 
 // Server is the MCP endpoint. It is safe for concurrent use; nothing about
@@ -55,6 +63,7 @@ type Server struct {
 	versions  []string
 	log       *slog.Logger
 	metrics   *Metrics
+	events    Events
 	lists     sync.Map  // listKey -> *encodedList
 	bufs      sync.Pool // *[]byte for tools/list answers
 }
@@ -77,6 +86,7 @@ func New(opts Options) (*Server, error) {
 		versions: ProtocolVersions(),
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
+		events:   opts.Events,
 	}
 	s.bufs.New = func() any { return new([]byte) }
 	for _, t := range opts.Tools {
@@ -180,8 +190,8 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		switch {
 		case err != nil && errors.Is(err, store.ErrUnavailable):
 			outcome = "unavailable"
-			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: store unavailable", slog.String("tool", name), slog.String("err", err.Error()))
-			res = mcp.NewToolResultError("The task store is unavailable right now. Try again in a moment.")
+			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name), slog.String("err", err.Error()))
+			res = mcp.NewToolResultError("A service this tool needs is unavailable right now. Try again in a moment.")
 		case err != nil:
 			outcome = "error"
 			s.log.LogAttrs(ctx, slog.LevelError, "tool failed", slog.String("tool", name), slog.String("err", err.Error()))
@@ -228,4 +238,11 @@ func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, all
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("outcome", outcome),
 	)
+	if s.events != nil {
+		name := "tool.allowed"
+		if !allowed {
+			name = "tool.denied"
+		}
+		s.events.Event(ctx, name, map[string]string{"tid": tid, "oid": oid, "tool": tool, "outcome": outcome})
+	}
 }

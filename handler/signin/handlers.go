@@ -178,6 +178,7 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "signed in", slog.String("tid", tid), slog.String("oid", oid))
+	s.event(r.Context(), "signin", tid, oid)
 
 	if flow.ReturnTo != "" {
 		target, err := appendQuery(flow.ReturnTo, "code", oneTime)
@@ -309,6 +310,7 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "code exchanged", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
+	s.event(ctx, "exchange", rec.TenantID, rec.ObjectID)
 	writeTokens(w, res, rec.Scope, handle)
 }
 
@@ -349,6 +351,7 @@ func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "refreshed", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
+	s.event(ctx, "refresh", rec.TenantID, rec.ObjectID)
 	writeTokens(w, res, rec.Scope, next)
 }
 
@@ -379,6 +382,7 @@ func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "signed out", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
+		s.event(ctx, "logout", rec.TenantID, rec.ObjectID)
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrHandleReused):
 	default:
 		s.fail(w, r, "look up refresh handle", err)

@@ -59,6 +59,21 @@ type Options struct {
 	// PoolSize is how many MSAL calls may run at once (default 8).
 	PoolSize int
 	Logger   *slog.Logger
+	// Events receives a custom event per sign-in, exchange, refresh and
+	// logout (tid and oid only); nil sends none.
+	Events Events
+}
+
+// Events records custom events (Application Insights in Azure).
+type Events interface {
+	Event(ctx context.Context, name string, props map[string]string)
+}
+
+// event records one custom event, if anyone listens.
+func (s *Service) event(ctx context.Context, name, tid, oid string) {
+	if s.opts.Events != nil {
+		s.opts.Events.Event(ctx, name, map[string]string{"tid": tid, "oid": oid})
+	}
 }
 
 // Service serves the /auth routes.

@@ -1,0 +1,106 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/entra-mcp/functions-mcp/handler/azcred"
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/secrets"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/telemetry"
+)
+
+// Runtime is what the handler takes from Azure around it: the managed
+// identity, telemetry, and the secrets (Key Vault or the environment).
+type Runtime struct {
+	// Credential is the managed identity (Azure CLI login locally); nil when
+	// nothing needs it.
+	Credential azcore.TokenCredential
+	Telemetry  *telemetry.Client
+	// Secrets is the Key Vault backed store; nil when secrets come from the
+	// environment. Run its Run method to reload them.
+	Secrets *secrets.Store
+	// Sealer seals sign-in state with the current keys.
+	Sealer store.Sealer
+	// MSALCredential authenticates the app registration: its secret, or an
+	// assertion made from the managed identity's token.
+	MSALCredential confidential.Credential
+}
+
+// RuntimeOptions are what StartRuntime reads.
+type RuntimeOptions struct {
+	Config  *config.Config
+	Getenv  func(string) string
+	Version string
+	Logger  *slog.Logger
+	// KeyVaultClient configures the Key Vault client's HTTP pipeline; tests
+	// route it to a stand-in. Zero in production.
+	KeyVaultClient azcore.ClientOptions
+}
+
+// StartRuntime builds the runtime for production mode. Reading Key Vault
+// retries for a bounded time; its error is one line naming the setting.
+func StartRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
+	cfg, getenv, version, log := o.Config, o.Getenv, o.Version, o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rt := &Runtime{}
+	aadTelemetry := cfg.AppInsightsConnectionString != "" && cfg.AppInsightsAuthentication != ""
+	if cfg.KeyVault.URI != "" || cfg.ClientAuth == "managed-identity" || cfg.RedisAuth == "entra" || aadTelemetry {
+		cred, err := azcred.New(azcred.Options{Getenv: getenv})
+		if err != nil {
+			return nil, err
+		}
+		rt.Credential = cred
+	}
+
+	tel, err := telemetry.New(telemetry.Options{
+		ConnectionString:     cfg.AppInsightsConnectionString,
+		AuthenticationString: cfg.AppInsightsAuthentication,
+		Credential:           rt.Credential,
+		RoleName:             getenv("WEBSITE_SITE_NAME"),
+		Version:              version,
+		BaseURL:              cfg.PublicBaseURL,
+		Logger:               log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rt.Telemetry = tel
+
+	secretless := cfg.ClientAuth == "managed-identity"
+	clientSecret := cfg.ClientSecret
+	rt.Sealer = cfg.SealingKeys
+	if cfg.KeyVault.URI != "" {
+		st, err := secrets.New(ctx, secrets.Options{
+			Settings: secrets.Settings{
+				VaultURI:         cfg.KeyVault.URI,
+				ClientSecretName: cfg.KeyVault.ClientSecretName,
+				SealingKeyName:   cfg.KeyVault.SealingKeyName,
+			},
+			Secretless:    secretless,
+			Credential:    rt.Credential,
+			ClientOptions: o.KeyVaultClient,
+			Getenv:        getenv,
+			Logger:        log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		rt.Secrets, rt.Sealer = st, st
+		clientSecret = st.ClientSecret()
+	}
+
+	if secretless {
+		rt.MSALCredential = azcred.AssertionCredential(rt.Credential, "")
+	} else if rt.MSALCredential, err = confidential.NewCredFromSecret(clientSecret); err != nil {
+		return nil, fmt.Errorf("ENTRA_CLIENT_SECRET: %w", err)
+	}
+	return rt, nil
+}

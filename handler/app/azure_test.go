@@ -1,0 +1,164 @@
+package app
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/entra-mcp/functions-mcp/handler/azuretest"
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/seal"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/telemetry"
+)
+
+// TestRuntimeFromKeyVaultWithManagedIdentity starts the runtime as in
+// Azure: the managed identity (App Service identity endpoint stand-in)
+// reads the client secret and the sealing keys from Key Vault (TLS
+// stand-in with its challenge), and sign-in then works with them.
+func TestRuntimeFromKeyVaultWithManagedIdentity(t *testing.T) {
+	ident := azuretest.NewIdentity()
+	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{UserAssigned: []azuretest.Identity{ident}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer msi.Close()
+	kv, err := azuretest.StartKeyVault(azuretest.KeyVaultOptions{Name: "kv-app-test", Accept: msi.Accepts(azuretest.KeyVaultResource)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	oldKey, _ := seal.GenerateKey()
+	newKey, _ := seal.GenerateKey()
+	kv.SetSecret(config.DefaultSealingKeyName, oldKey)
+	kv.SetSecret(config.DefaultSealingKeyName, newKey)
+	kv.SetSecret(config.DefaultClientSecretName, devidp.DefaultClientSecret)
+
+	env := msi.Env()
+	env["AZURE_CLIENT_ID"] = ident.ClientID
+	for k, v := range msi.Env() {
+		t.Setenv(k, v) // azidentity reads these from the process itself
+	}
+	cfg := &config.Config{
+		ClientAuth: "secret",
+		KeyVault:   config.KeyVault{URI: kv.URL(), ClientSecretName: config.DefaultClientSecretName, SealingKeyName: config.DefaultSealingKeyName},
+	}
+	rt, err := StartRuntime(context.Background(), RuntimeOptions{
+		Config:         cfg,
+		Getenv:         func(k string) string { return env[k] },
+		Version:        "test",
+		KeyVaultClient: azcore.ClientOptions{Transport: kv.HTTPClient()},
+	})
+	if err != nil {
+		t.Fatalf("start from Key Vault: %v", err)
+	}
+	if rt.Secrets == nil || len(rt.Secrets.Ring().KeyIDs()) != 2 || rt.Secrets.ClientSecret() != devidp.DefaultClientSecret {
+		t.Fatalf("secrets from Key Vault: %v", rt.Secrets.Current())
+	}
+
+	st := newStackFull(t, storetest.Redis(t), nil, func(o *Options, _ *devidp.Server) {
+		o.Config.SealingKeys, o.Config.ClientSecret = nil, "" // nothing from the environment
+		o.Sealer, o.MSALCredential = rt.Sealer, &rt.MSALCredential
+	})
+	r, tk := st.exchange(t, st.signIn(t, "reader"), "")
+	if r.status != 200 || tk.AccessToken == "" {
+		t.Fatalf("sign-in with Key Vault secrets: %d %s", r.status, r.body)
+	}
+	if n := len(msi.Requests()); n == 0 {
+		t.Fatal("the managed identity was never asked for a token")
+	}
+}
+
+// ingestion records what the Application Insights SDK posts.
+type ingestion struct {
+	mu        sync.Mutex
+	envelopes []map[string]any
+	raw       strings.Builder
+	paths     []string
+}
+
+func (in *ingestion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	zr, err := gzip.NewReader(r.Body)
+	if err != nil {
+		http.Error(w, "want gzip", 400)
+		return
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.paths = append(in.paths, r.URL.Path)
+	n := 0
+	for sc.Scan() {
+		var env map[string]any
+		if json.Unmarshal(sc.Bytes(), &env) == nil {
+			in.envelopes = append(in.envelopes, env)
+			in.raw.Write(sc.Bytes())
+			n++
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"itemsReceived": n, "itemsAccepted": n, "errors": []any{}})
+}
+
+// names lists "<baseType> <name>" of every item.
+func (in *ingestion) names() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []string
+	for _, e := range in.envelopes {
+		data, _ := e["data"].(map[string]any)
+		base, _ := data["baseData"].(map[string]any)
+		out = append(out, data["baseType"].(string)+" "+base["name"].(string))
+	}
+	return out
+}
+
+// TestTelemetryLands: requests, Redis dependencies and tool events reach
+// an ingestion stand-in, correlated, with no token in any envelope.
+func TestTelemetryLands(t *testing.T) {
+	in := &ingestion{}
+	srv := httptest.NewServer(in)
+	defer srv.Close()
+	tel, err := telemetry.New(telemetry.Options{
+		ConnectionString: "InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint=" + srv.URL,
+		Version:          "test",
+		MaxBatchInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStackFull(t, storetest.Redis(t), nil, func(o *Options, _ *devidp.Server) { o.Telemetry = tel })
+	tok := st.token(t, "writer")
+	st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_task","arguments":{"title":"observed"}}}`)
+	st.rpc(t, tok, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"server_stats","arguments":{}}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tel.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(in.names(), "\n")
+	for _, want := range []string{"RequestData POST /mcp", "EventData tool.allowed", "EventData tool.denied", "RemoteDependencyData "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q among:\n%s", want, got)
+		}
+	}
+	for _, p := range in.paths {
+		if p != "/v2/track" {
+			t.Errorf("posted to %s", p)
+		}
+	}
+	if strings.Contains(in.raw.String(), tok) || strings.Contains(in.raw.String(), "Bearer") {
+		t.Error("a token reached telemetry")
+	}
+}
