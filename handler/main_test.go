@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,5 +270,82 @@ func TestDevModeRefusesOnAzure(t *testing.T) {
 	code = run(context.Background(), []string{"-dev", "-addr", "0.0.0.0:7071"}, func(string) string { return "" }, &stdout, &stderr)
 	if code == 0 {
 		t.Fatal("dev mode bound a non-loopback address")
+	}
+}
+
+// TestShutdownDrainsAndFlushes sends SIGTERM while a request is half
+// sent: the request still completes, and the telemetry the process held
+// reaches ingestion before it exits.
+func TestShutdownDrainsAndFlushes(t *testing.T) {
+	var mu sync.Mutex
+	var posted int
+	ingest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		posted += len(body)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"itemsReceived":1,"itemsAccepted":1,"errors":[]}`))
+	}))
+	defer ingest.Close()
+
+	idp, err := devidp.Start(devidp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	all, _ := devidp.DemoUser("all")
+	token, _ := idp.Mint(all)
+	port := freePort(t)
+	cmd := exec.Command(binary(t))
+	cmd.Env = append(prodEnv(t, idp, port),
+		"APPLICATIONINSIGHTS_CONNECTION_STRING=InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint="+ingest.URL)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := toolsList(port, token); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Half a request: headers and part of the body, then SIGTERM.
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`
+	fmt.Fprintf(conn, "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", token, len(body), body[:10])
+	time.Sleep(100 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	fmt.Fprint(conn, body[10:])
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("in-flight request lost at shutdown: %v\n%s", err, out.String())
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"id":7`) {
+		t.Fatalf("in-flight request: %d %s", resp.StatusCode, b)
+	}
+	conn.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if posted == 0 {
+		t.Fatalf("no telemetry was flushed before exit:\n%s", out.String())
 	}
 }

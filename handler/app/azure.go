@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
@@ -73,6 +75,12 @@ func StartRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 		return nil, err
 	}
 	rt.Telemetry = tel
+
+	if tel.Enabled() && o.KeyVaultClient.Transport == nil && cfg.KeyVault.URI != "" {
+		// Key Vault reads are dependencies in telemetry.
+		o.KeyVaultClient.Transport = &http.Client{Timeout: 30 * time.Second,
+			Transport: tel.Transport(http.DefaultTransport, map[string]string{hostOf(cfg.KeyVault.URI): telemetry.TypeKeyVault})}
+	}
 
 	secretless := cfg.ClientAuth == "managed-identity"
 	clientSecret := cfg.ClientSecret
