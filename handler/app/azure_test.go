@@ -162,3 +162,55 @@ func TestTelemetryLands(t *testing.T) {
 		t.Error("a token reached telemetry")
 	}
 }
+
+// TestSecretlessSignIn: with ENTRA_CLIENT_AUTH=managed-identity, MSAL
+// authenticates the app with the managed identity's token for
+// api://AzureADTokenExchange, which the stand-in accepts through a
+// federated credential naming the identity. No secret exists anywhere.
+func TestSecretlessSignIn(t *testing.T) {
+	ident := azuretest.NewIdentity()
+	var idp *devidp.Server // set once the stack has started it
+	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{
+		UserAssigned: []azuretest.Identity{ident},
+		Mint: func(id azuretest.Identity, resource string, exp time.Time) (string, error) {
+			// The identity's token as Entra would issue it: signed by the
+			// tenant's keys, sub = the identity's object id.
+			return idp.Mint(devidp.User{Key: "mi", ObjectID: id.ObjectID}, devidp.WithClaims(map[string]any{
+				"aud": resource, "sub": id.ObjectID, "roles": nil, "scp": nil,
+			}))
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer msi.Close()
+	env := msi.Env()
+	env["AZURE_CLIENT_ID"] = ident.ClientID
+	for k, v := range msi.Env() {
+		t.Setenv(k, v)
+	}
+
+	st := newStackFull(t, storetest.Redis(t), func(_ *config.Config, o *devidp.Options) {
+		o.ClientSecret = "a secret nobody is given"
+		o.FederatedCredentials = []devidp.FederatedCredential{{Subject: ident.ObjectID}}
+	}, func(o *Options, s *devidp.Server) {
+		idp = s
+		o.Config.ClientAuth = "managed-identity"
+		rt, err := StartRuntime(context.Background(), RuntimeOptions{Config: o.Config, Getenv: func(k string) string { return env[k] }})
+		if err != nil {
+			t.Fatalf("runtime: %v", err)
+		}
+		o.MSALCredential = &rt.MSALCredential
+	})
+	r, tk := st.exchange(t, st.signIn(t, "writer"), "")
+	if r.status != 200 || tk.AccessToken == "" {
+		t.Fatalf("secretless sign-in: %d %s", r.status, r.body)
+	}
+	asked := false
+	for _, req := range msi.Requests() {
+		asked = asked || strings.HasPrefix(req.Resource, "api://AzureADTokenExchange")
+	}
+	if !asked {
+		t.Fatalf("the identity was not asked for an exchange token: %+v", msi.Requests())
+	}
+}
