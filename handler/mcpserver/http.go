@@ -103,30 +103,39 @@ func (s *Server) checkEnvelope(w http.ResponseWriter, r *http.Request, body []by
 		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "request is not a JSON-RPC message object")
 		return env, false
 	}
-	id := validID(env.ID)
+	// The id is decoded only to be echoed in an error: on the hot path its
+	// first byte says enough (the body is valid JSON by now).
+	hasID := len(bytes.TrimSpace(env.ID)) > 0
+	var id any
+	if hasID {
+		switch c := bytes.TrimSpace(env.ID)[0]; {
+		case c == '"' || c == '-' || ('0' <= c && c <= '9'):
+			id = env.ID
+		}
+	}
 	if env.JSONRPC != mcp.JSONRPC_VERSION {
-		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, `jsonrpc must be "2.0"`)
+		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, `jsonrpc must be "2.0"`)
 		return env, false
 	}
-	if len(env.ID) > 0 && id == nil {
+	if hasID && id == nil {
 		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "id must be a string or a number")
 		return env, false
 	}
 	if env.Method == nil {
 		// A response from the client. A stateless server sends no requests,
 		// but mcp-go answers these (202) itself.
-		if id == nil || (len(env.Result) == 0 && len(env.Error) == 0) {
-			writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, "message has no method")
+		if !hasID || (len(env.Result) == 0 && len(env.Error) == 0) {
+			writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, "message has no method")
 			return env, false
 		}
 		return env, true
 	}
 	if *env.Method == "" || len(*env.Method) > 128 {
-		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, "method must be a non-empty string")
+		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, "method must be a non-empty string")
 		return env, false
 	}
 	if p := bytes.TrimSpace(env.Params); len(p) > 0 && p[0] != '{' && !bytes.Equal(p, []byte("null")) {
-		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST, "params must be an object")
+		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, "params must be an object")
 		return env, false
 	}
 	// mcp-go answers an unknown pre-2026 version with a plain-text 400;
@@ -135,7 +144,7 @@ func (s *Server) checkEnvelope(w http.ResponseWriter, r *http.Request, body []by
 	// is how a newer client negotiates down.
 	if v := r.Header.Get(mcp.HeaderProtocolVersion); v != "" && *env.Method != string(mcp.MethodInitialize) &&
 		!mcp.IsValidProtocolVersion(v) && !mcp.IsModernProtocol(v) {
-		writeRPCError(w, http.StatusBadRequest, id, mcp.INVALID_REQUEST,
+		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST,
 			"unsupported MCP-Protocol-Version "+quoteShort(v))
 		return env, false
 	}

@@ -56,10 +56,6 @@ type listMeta struct {
 // serveToolsList answers a plain tools/list from the pre-encoded response
 // and reports whether it did.
 func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.Need, env envelope) bool {
-	id := validID(env.ID)
-	if id == nil {
-		return false
-	}
 	version, ok := s.listEra(r.Header, env.Params)
 	if !ok {
 		return false
@@ -68,7 +64,7 @@ func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.
 	if !enc.ok {
 		return false
 	}
-	idJSON := rawID(env.ID, id)
+	idJSON := rawID(env.ID)
 	if idJSON == nil {
 		return false
 	}
@@ -92,7 +88,7 @@ func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.
 // rawID returns the id as mcp-go will write it back: it decodes the id
 // into a string or float64 and encodes that again. Small integers come back
 // as they were sent, so they skip the round trip.
-func rawID(raw json.RawMessage, id any) []byte {
+func rawID(raw json.RawMessage) []byte {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) > 0 && len(raw) <= 15 && (raw[0] != '0' || len(raw) == 1) {
 		digits := true
@@ -105,6 +101,10 @@ func rawID(raw json.RawMessage, id any) []byte {
 		if digits {
 			return raw
 		}
+	}
+	id := validID(raw)
+	if id == nil {
+		return nil
 	}
 	b, err := json.Marshal(id)
 	if err != nil {
