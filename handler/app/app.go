@@ -217,9 +217,11 @@ func New(opts Options) (*App, error) {
 	return a, nil
 }
 
-// events is what signin and mcpserver report custom events to.
+// events is what signin and mcpserver report custom events (and
+// mcpserver exceptions) to.
 type events interface {
 	Event(ctx context.Context, name string, props map[string]string)
+	Exception(ctx context.Context, v any, props map[string]string)
 }
 
 // eventsOf and telemetryOf keep a nil client out of the interfaces, so

@@ -47,9 +47,11 @@ type Options struct {
 	Events Events
 }
 
-// Events records custom events (Application Insights in Azure).
+// Events records custom events and exceptions (Application Insights in
+// Azure).
 type Events interface {
 	Event(ctx context.Context, name string, props map[string]string)
+	Exception(ctx context.Context, v any, props map[string]string)
 }
 
 // Server is the MCP endpoint. It is safe for concurrent use; nothing about
@@ -215,6 +217,9 @@ func (s *Server) run(ctx context.Context, t tools.Tool, call tools.Call) (res *m
 	defer func() {
 		if r := recover(); r != nil {
 			res, err = nil, fmt.Errorf("run tool %s: panic: %v", t.Def.Name, r)
+			if s.events != nil {
+				s.events.Exception(ctx, r, map[string]string{"tool": t.Def.Name})
+			}
 		}
 	}()
 	return t.Run(ctx, call)

@@ -362,3 +362,51 @@ func TestNewRefusesToolWithoutNeed(t *testing.T) {
 		t.Fatal("a duplicate tool was accepted")
 	}
 }
+
+// recorder is an Events that keeps what it is told.
+type recorder struct {
+	mu         sync.Mutex
+	events     []string
+	exceptions []string
+}
+
+func (r *recorder) Event(_ context.Context, name string, props map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, name+" "+props["tool"])
+}
+
+func (r *recorder) Exception(_ context.Context, v any, props map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.exceptions = append(r.exceptions, fmt.Sprint(v)+" "+props["tool"])
+}
+
+// TestToolPanicIsAToolErrorAndAnException: a panicking tool answers a
+// generic tool error, the process lives on, and telemetry gets the panic.
+func TestToolPanicIsAToolErrorAndAnException(t *testing.T) {
+	rec := &recorder{}
+	boom := tools.Tool{
+		Def:  mcp.NewTool("boom", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
+		Need: authz.SignedIn,
+		Run:  func(context.Context, tools.Call) (*mcp.CallToolResult, error) { panic("kaboom") },
+	}
+	s, err := New(Options{Tools: append(testTools(), boom), Events: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := post(s, principalWith(), rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"boom"}}`})
+	var r listResult
+	if err := json.Unmarshal(rr.Body.Bytes(), &r); err != nil || !r.Result.IsError || strings.Contains(rr.Body.String(), "kaboom") {
+		t.Fatalf("panicking tool: %s", rr.Body)
+	}
+	post(s, principalWith(), rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"stats"}}`})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.exceptions) != 1 || rec.exceptions[0] != "kaboom boom" {
+		t.Errorf("exceptions %v", rec.exceptions)
+	}
+	if strings.Join(rec.events, ",") != "tool.allowed boom,tool.denied stats" {
+		t.Errorf("events %v", rec.events)
+	}
+}
