@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -108,5 +110,86 @@ func TestKeyVaultModeNeedsNoSecretsInTheEnvironment(t *testing.T) {
 		c.SealingKeys != nil || c.ClientSecret != "" || c.ClientAuth != "managed-identity" || c.RedisAuth != "entra" ||
 		c.GraphBaseURL != DefaultGraphBaseURL || c.GraphScope != DefaultGraphScope {
 		t.Errorf("loaded %+v", c)
+	}
+}
+
+// TestSettingsListIsComplete keeps Settings true: every getenv("NAME") the
+// production code makes is listed, and every listed setting is read.
+func TestSettingsListIsComplete(t *testing.T) {
+	listed := map[string]bool{}
+	for _, s := range Settings() {
+		if listed[s.Name] {
+			t.Errorf("%s listed twice", s.Name)
+		}
+		listed[s.Name] = true
+	}
+	read := map[string]bool{}
+	literal := regexp.MustCompile(`(?:getenv|Getenv)\("([A-Z][A-Z0-9_]+)"\)|Env[A-Za-z]* += "([A-Z][A-Z0-9_]+)"`)
+	err := filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		// Test helpers, dev mode and stand-ins are not production.
+		if d.IsDir() && (d.Name() == "devmode" || d.Name() == "devidp" || d.Name() == "azuretest" || d.Name() == "storetest" || d.Name() == "stage") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range literal.FindAllStringSubmatch(string(b), -1) {
+			name := m[1] + m[2]
+			// secrets' own names (KEY_VAULT_RELOAD_INTERVAL and the others)
+			// are read through config; its constants are documentation.
+			if strings.Contains(path, "secrets") {
+				continue
+			}
+			read[name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range read {
+		if !listed[name] {
+			t.Errorf("%s is read by the handler but not in Settings()", name)
+		}
+	}
+	for name := range listed {
+		if !read[name] {
+			t.Errorf("%s is in Settings() but nothing reads it", name)
+		}
+	}
+}
+
+// TestSampleSettingsAreTheLocalOnes: local.settings.sample.json lists the
+// settings marked Local, plus the Functions host's own.
+func TestSampleSettingsAreTheLocalOnes(t *testing.T) {
+	b, err := os.ReadFile("../../local.settings.sample.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct{ Values map[string]string }
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range Settings() {
+		if _, ok := s.Values[st.Name]; ok != st.Local {
+			t.Errorf("%s: in the sample %v, marked Local %v", st.Name, ok, st.Local)
+		}
+	}
+	own := map[string]bool{"FUNCTIONS_WORKER_RUNTIME": true, "AzureWebJobsStorage": true}
+	known := map[string]bool{}
+	for _, st := range Settings() {
+		known[st.Name] = true
+	}
+	for k := range s.Values {
+		if !known[k] && !own[k] {
+			t.Errorf("the sample sets %s, which the handler does not read", k)
+		}
 	}
 }
