@@ -7,7 +7,6 @@ package config
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // Config is the handler's configuration in production mode.
@@ -115,11 +115,9 @@ func (e Entra) Issuer() string { return e.AuthorityHost + "/" + e.TenantID + "/v
 // DefaultAuthorityHost is Entra ID in the public cloud.
 const DefaultAuthorityHost = "https://login.microsoftonline.com"
 
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // IsGUID reports whether s has the form of a GUID, as Entra tenant, client
 // and object ids do.
-func IsGUID(s string) bool { return guidRE.MatchString(s) }
+func IsGUID(s string) bool { return valid.GUID(s) }
 
 // Load reads the production configuration through getenv (os.Getenv in
 // main, a map in tests).
@@ -415,10 +413,4 @@ func ParseLogLevel(v string) (slog.Level, error) {
 }
 
 // IsLoopbackHost reports whether host (without port) names the local machine.
-func IsLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
-}
+func IsLoopbackHost(host string) bool { return valid.LoopbackHost(host) }

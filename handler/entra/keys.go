@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"io"
 	"log/slog"
 	"math/big"
@@ -172,7 +173,7 @@ func (v *Verifier) discover(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("entra: discovery document names issuer %q, want %q", doc.Issuer, v.discoveryIss)
 	}
 	u, err := url.Parse(doc.JWKSURI)
-	if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && v.allowHTTP && isLoopback(u.Hostname())) {
+	if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && v.allowHTTP && valid.LoopbackHost(u.Hostname())) {
 		return "", fmt.Errorf("entra: discovery document has unusable jwks_uri %q", doc.JWKSURI)
 	}
 	return doc.JWKSURI, nil

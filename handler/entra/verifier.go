@@ -12,8 +12,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -132,17 +132,17 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	allowHTTP := false
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && valid.LoopbackHost(u.Hostname()):
 		allowHTTP = true
 	default:
 		return nil, fmt.Errorf("entra: authority host %q must be https (plain http only on loopback)", cfg.AuthorityHost)
 	}
 	tenant := strings.ToLower(cfg.TenantID)
-	if !isGUID(tenant) {
+	if !valid.GUID(tenant) {
 		return nil, fmt.Errorf("entra: tenant id %q is not a GUID", cfg.TenantID)
 	}
 	clientID := strings.ToLower(cfg.ClientID)
-	if !isGUID(clientID) {
+	if !valid.GUID(clientID) {
 		return nil, fmt.Errorf("entra: client id %q is not a GUID", cfg.ClientID)
 	}
 
@@ -177,7 +177,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	for _, t := range allowed {
 		t = strings.ToLower(t)
-		if !isGUID(t) {
+		if !valid.GUID(t) {
 			return nil, fmt.Errorf("entra: allowed tenant %q is not a GUID", t)
 		}
 		v.issuers[t] = issuerFor(authority, u.Hostname(), t, v.version)
@@ -276,33 +276,4 @@ func (v *Verifier) Warm(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("entra: waiting for key fetch: %w", ctx.Err())
 	}
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// isGUID reports whether s has the 8-4-4-4-12 hex shape of a GUID.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -220,7 +221,7 @@ func (v *Verifier) checkClaims(c *claims, now time.Time) error {
 	if c.Nbf != 0 && nowS+leeway < c.Nbf {
 		return errNotYetValid
 	}
-	if !isGUID(c.Oid) || !isGUID(c.Tid) {
+	if !valid.GUID(c.Oid) || !valid.GUID(c.Tid) {
 		return errIdentity
 	}
 	return nil

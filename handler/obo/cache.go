@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // minTTL is the shortest life worth keeping a token for.
@@ -27,13 +27,11 @@ type entry struct {
 	Expires time.Time `json:"exp"`
 }
 
-var guidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
 // userID checks the principal's tenant and object id, which become part of
 // key names, and returns "<tid>.<oid>" in lower case.
 func userID(p *entra.Principal) (string, error) {
 	tid, oid := strings.ToLower(p.TenantID), strings.ToLower(p.ObjectID)
-	if !guidPattern.MatchString(tid) || !guidPattern.MatchString(oid) {
+	if !valid.LowerGUID(tid) || !valid.LowerGUID(oid) {
 		return "", errors.New("obo: principal's tenant or object id is not a GUID")
 	}
 	return tid + "." + oid, nil

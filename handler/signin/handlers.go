@@ -19,6 +19,7 @@ import (
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 
 	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // maxJSONBody caps the bodies of exchange, refresh and logout: each holds
@@ -215,7 +216,7 @@ func (s *Service) checkIDToken(res confidential.AuthResult, nonce string) (tid, 
 		return "", "", false
 	}
 	tid, oid = strings.ToLower(c.TID), strings.ToLower(c.OID)
-	if !equal(c.Nonce, nonce) || c.Aud != s.opts.Entra.ClientID || !isGUID(tid) || !isGUID(oid) {
+	if !equal(c.Nonce, nonce) || c.Aud != s.opts.Entra.ClientID || !valid.LowerGUID(tid) || !valid.LowerGUID(oid) {
 		return "", "", false
 	}
 	if res.Account.HomeAccountID != homeAccountID(tid, oid) {

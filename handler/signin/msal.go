@@ -10,6 +10,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
 	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // MSAL Go keeps one in-memory token cache per client, replaced wholesale by
@@ -149,7 +150,7 @@ const emptyCacheJSON = "{}"
 // splitHome splits an MSAL home account id "<oid>.<tid>".
 func splitHome(home string) (tid, oid string, ok bool) {
 	oid, tid, found := strings.Cut(home, ".")
-	if !found || !isGUID(oid) || !isGUID(tid) {
+	if !found || !valid.LowerGUID(oid) || !valid.LowerGUID(tid) {
 		return "", "", false
 	}
 	return tid, oid, true

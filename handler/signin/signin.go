@@ -162,10 +162,6 @@ func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []by
 // pkceRE is RFC 7636's shape for a verifier or an S256 challenge.
 var pkceRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 
-var guidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-func isGUID(s string) bool { return guidRE.MatchString(s) }
-
 // clientAddress is the caller's address for rate limiting. Behind the
 // Functions host every request comes from loopback and the host appends the
 // caller to X-Forwarded-For, so the last entry is taken, and only from a

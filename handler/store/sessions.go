@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -206,7 +207,7 @@ func tombKey(chainID, handle string) string {
 // returns "<tid>.<oid>" in lower case.
 func user(tid, oid string) (string, error) {
 	tid, oid = strings.ToLower(tid), strings.ToLower(oid)
-	if !guidPattern.MatchString(tid) || !guidPattern.MatchString(oid) {
+	if !valid.LowerGUID(tid) || !valid.LowerGUID(oid) {
 		return "", errors.New("store: tenant or object id is not a GUID")
 	}
 	return tid + "." + oid, nil

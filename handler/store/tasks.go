@@ -6,13 +6,13 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -174,13 +174,11 @@ func (k tenantKeys) byStatus(status string) string {
 	}
 }
 
-var guidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
 // keysFor checks the tenant id, which becomes part of key names, and
 // normalises its case so one tenant has one namespace.
 func keysFor(tid string) (tenantKeys, error) {
 	tid = strings.ToLower(tid)
-	if !guidPattern.MatchString(tid) {
+	if !valid.LowerGUID(tid) {
 		// Not a ValidationError: the tenant comes from a verified token, so a
 		// bad one is our bug, not the caller's.
 		return tenantKeys{}, errors.New("store: tenant id is not a GUID")

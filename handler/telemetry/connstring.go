@@ -3,7 +3,7 @@ package telemetry
 import (
 	"errors"
 	"fmt"
-	"net"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"net/url"
 	"strings"
 )
@@ -67,7 +67,7 @@ func ParseConnectionString(s string) (ConnString, error) {
 	if cs.InstrumentationKey == "" {
 		return ConnString{}, errors.New("telemetry: connection string: InstrumentationKey is missing")
 	}
-	if !isGUID(cs.InstrumentationKey) {
+	if !valid.GUID(cs.InstrumentationKey) {
 		return ConnString{}, errors.New("telemetry: connection string: InstrumentationKey is not a GUID")
 	}
 	if cs.IngestionEndpoint == "" {
@@ -137,7 +137,7 @@ func ParseAuthenticationString(s string) (Auth, error) {
 			}
 			a.AAD = true
 		case "clientid":
-			if !isGUID(v) {
+			if !valid.GUID(v) {
 				return Auth{}, errors.New("telemetry: authentication string: ClientId is not a GUID")
 			}
 			a.ClientID = strings.ToLower(v)
@@ -162,7 +162,7 @@ func checkEndpoint(raw string) (string, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !valid.LoopbackHost(u.Hostname()) {
 			return "", errors.New("plain http is allowed only for a loopback host")
 		}
 	default:
@@ -172,35 +172,6 @@ func checkEndpoint(raw string) (string, error) {
 		return "", errors.New("must not carry a query, fragment or user info")
 	}
 	return strings.TrimRight(u.String(), "/"), nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// isGUID reports whether s is 8-4-4-4-12 hex digits.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !isHex(c) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func isHex(c byte) bool {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"github.com/microsoft/ApplicationInsights-Go/appinsights/contracts"
 )
 
@@ -72,7 +73,7 @@ func incoming(r *http.Request) *operation {
 	if tid, pid, ok := parseTraceparent(r.Header.Get("traceparent")); ok {
 		op.traceID, op.parentID = tid, pid
 	}
-	if inv := r.Header.Get(InvocationIDHeader); isGUID(inv) {
+	if inv := r.Header.Get(InvocationIDHeader); valid.GUID(inv) {
 		op.invocationID = strings.ToLower(inv)
 		if op.traceID == "" {
 			op.traceID = strings.ReplaceAll(op.invocationID, "-", "")
