@@ -1,0 +1,384 @@
+package oauthclients
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/valid"
+)
+
+// errAddressNotAllowed is the guard's refusal of a non-public address.
+var errAddressNotAllowed = errors.New("address not allowed")
+
+// errRedirect is the refusal of a redirect: the draft says an
+// authorization server MUST NOT follow them, and a document's client_id
+// must equal the URL it was fetched from anyway.
+var errRedirect = errors.New("redirect not followed")
+
+// guard decides which addresses metadata documents may come from: public
+// unicast addresses, and loopback ones when allowed.
+type guard struct {
+	allowLoopback bool
+	blocked       []netip.Prefix
+}
+
+func newGuard(allowLoopback bool) *guard {
+	g := &guard{allowLoopback: allowLoopback}
+	// Ranges that are not private in netip's sense but still reach no
+	// public server, or embed an IPv4 address that may be private.
+	for _, p := range []string{
+		"0.0.0.0/8",       // "this network"
+		"100.64.0.0/10",   // carrier-grade NAT, shared address space
+		"192.0.0.0/24",    // IETF protocol assignments
+		"192.0.2.0/24",    // documentation
+		"198.18.0.0/15",   // benchmarking
+		"198.51.100.0/24", // documentation
+		"203.0.113.0/24",  // documentation
+		"240.0.0.0/4",     // reserved, and broadcast
+		"::/96",           // IPv4-compatible (deprecated)
+		"64:ff9b::/96",    // NAT64: could translate to a private IPv4 address
+		"64:ff9b:1::/48",  // local-use NAT64
+		"100::/64",        // discard
+		"2001::/32",       // Teredo: embeds an IPv4 address
+		"2001:db8::/32",   // documentation
+		"2002::/16",       // 6to4: embeds an IPv4 address
+		"fec0::/10",       // site-local (deprecated)
+	} {
+		g.blocked = append(g.blocked, netip.MustParsePrefix(p))
+	}
+	return g
+}
+
+// allowed reports whether a metadata document may be fetched from ip.
+// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+func (g *guard) allowed(ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	if ip.IsLoopback() {
+		return g.allowLoopback
+	}
+	// IsGlobalUnicast is false for unspecified, link-local, multicast and
+	// broadcast addresses; IsPrivate covers 10/8, 172.16/12, 192.168/16
+	// and fc00::/7.
+	if !ip.IsValid() || !ip.IsGlobalUnicast() || ip.IsPrivate() {
+		return false
+	}
+	for _, p := range g.blocked {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
+}
+
+// control is net.Dialer.Control: the last check, on the very address the
+// socket is about to connect to, whatever path led there.
+func (g *guard) control(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || !g.allowed(ap.Addr()) {
+		return fmt.Errorf("dial %s: %w", address, errAddressNotAllowed)
+	}
+	return nil
+}
+
+// dialer resolves the host itself, refuses it unless every address it has
+// is allowed, and connects to those checked addresses only, so a DNS answer
+// that changes between check and connect (rebinding) changes nothing.
+type dialer struct {
+	guard    *guard
+	resolver Resolver
+	dial     func(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+func (d *dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{ip}
+	} else if addrs, err = d.resolver.LookupNetIP(ctx, "ip", host); err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("resolve %s: no addresses", host)
+	}
+	// All or nothing: a host with one public and one private address is
+	// someone trying their luck.
+	for _, ip := range addrs {
+		if !d.guard.allowed(ip) {
+			return nil, fmt.Errorf("%s resolves to %s: %w", host, ip, errAddressNotAllowed)
+		}
+	}
+	var errs []error
+	for _, ip := range addrs {
+		conn, err := d.dial(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// newFetchClient returns the HTTP client for metadata documents: guarded
+// dials, no proxy (a proxy would make its own, unchecked, dials), no
+// redirects, no kept-alive connections to hosts anyone can name, and a
+// timeout on the whole exchange.
+func newFetchClient(opts Options, timeout time.Duration, g *guard) *http.Client {
+	d := &dialer{guard: g, resolver: opts.Resolver, dial: opts.Dial}
+	if d.resolver == nil {
+		d.resolver = net.DefaultResolver
+	}
+	if d.dial == nil {
+		d.dial = (&net.Dialer{Timeout: timeout, Control: g.control}).DialContext
+	}
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.TLSConfig != nil {
+		tlsConfig = opts.TLSConfig.Clone()
+		tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  nil,
+			DialContext:            d.DialContext,
+			TLSClientConfig:        tlsConfig,
+			TLSHandshakeTimeout:    timeout,
+			ResponseHeaderTimeout:  timeout,
+			DisableKeepAlives:      true,
+			MaxResponseHeaderBytes: 16 << 10,
+			ForceAttemptHTTP2:      true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+		Timeout:       timeout,
+	}
+}
+
+// fetchCall is a fetch under way; whoever asks for the same URL meanwhile
+// waits for it rather than fetching again.
+type fetchCall struct {
+	done   chan struct{}
+	client Client
+	err    error
+}
+
+// cacheEntry is a fetched document's client, or the error its fetch got.
+type cacheEntry struct {
+	client  Client
+	err     error
+	expires time.Time
+}
+
+// lookupDocument returns the client a Client ID Metadata Document URL
+// describes, from the cache or fetched.
+func (r *Registry) lookupDocument(ctx context.Context, clientID string) (Client, error) {
+	if reason := r.checkClientIDURL(clientID); reason != "" {
+		return Client{}, &Error{Code: CodeInvalidClient, Description: "client_id " + reason}
+	}
+	r.mu.Lock()
+	if e, ok := r.docs[clientID]; ok && r.now().Before(e.expires) {
+		r.mu.Unlock()
+		return e.client.clone(), e.err
+	}
+	call, ok := r.inflight[clientID]
+	if !ok {
+		call = &fetchCall{done: make(chan struct{})}
+		r.inflight[clientID] = call
+		// The fetch runs on its own context, so that one caller giving up
+		// does not fail the others waiting for it, nor get cached.
+		go r.runFetch(clientID, call)
+	}
+	r.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.client.clone(), call.err
+	case <-ctx.Done():
+		return Client{}, fmt.Errorf("oauthclients: look up client: %w", ctx.Err())
+	}
+}
+
+func (r *Registry) runFetch(clientID string, call *fetchCall) {
+	ctx, cancel := context.WithTimeout(r.fetchCtx, r.fetchTO)
+	defer cancel()
+	c, ttl, err := r.fetch(ctx, clientID)
+	if err != nil {
+		ttl = r.failureTTL
+		r.log.LogAttrs(ctx, slog.LevelWarn, "client metadata document refused",
+			slog.String("client_id", clientID), slog.String("err", err.Error()))
+	}
+	call.client, call.err = c, err
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.inflight, clientID)
+	if r.fetchCtx.Err() == nil {
+		r.store(clientID, cacheEntry{client: c, err: err, expires: r.now().Add(ttl)})
+	}
+	close(call.done)
+}
+
+// store caches an entry, making room if the cache is full: first by
+// dropping expired entries, then the one closest to expiry. The caller
+// holds r.mu.
+func (r *Registry) store(clientID string, e cacheEntry) {
+	if _, ok := r.docs[clientID]; !ok && len(r.docs) >= r.maxCached {
+		now := r.now()
+		var soonest string
+		for k, v := range r.docs {
+			if !now.Before(v.expires) {
+				delete(r.docs, k)
+			} else if soonest == "" || v.expires.Before(r.docs[soonest].expires) {
+				soonest = k
+			}
+		}
+		if len(r.docs) >= r.maxCached {
+			delete(r.docs, soonest)
+		}
+	}
+	r.docs[clientID] = e
+}
+
+// checkClientIDURL returns why a client_id URL is refused before any fetch,
+// or "". The draft: https, a path, no dot segments, no fragment, no user
+// information; a query and a port are allowed. Plain http only to a loopback
+// host, and only with AllowLoopback. A bare origin (path "/") is refused
+// too: that is a site's home page, not a metadata document.
+func (r *Registry) checkClientIDURL(s string) string {
+	if reason := checkURIText(s); reason != "" {
+		return reason
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "is not a URL"
+	}
+	switch {
+	case strings.HasPrefix(s, "https://"):
+	case strings.HasPrefix(s, "http://") && r.allowLoop && valid.LoopbackHost(u.Hostname()):
+	default:
+		return "must be an https URL"
+	}
+	if u.User != nil {
+		return "must not contain user information"
+	}
+	if u.Hostname() == "" {
+		return "must name a host"
+	}
+	if u.Path == "" || u.Path == "/" {
+		return "must have a path"
+	}
+	for seg := range strings.SplitSeq(u.EscapedPath(), "/") {
+		if dec, err := url.PathUnescape(seg); err != nil || dec == "." || dec == ".." {
+			return "must not contain dot segments"
+		}
+	}
+	return ""
+}
+
+// fetch gets, checks and validates a metadata document, and says how long
+// to cache it. Its errors are *Error with a description safe to show.
+func (r *Registry) fetch(ctx context.Context, clientID string) (Client, time.Duration, error) {
+	refuse := func(description string, cause error) (Client, time.Duration, error) {
+		return Client{}, 0, &Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
+	if err != nil {
+		return refuse("could not be fetched", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.fetcher.Do(req)
+	switch {
+	case errors.Is(err, errAddressNotAllowed):
+		return refuse("is not on a public address", err)
+	case errors.Is(err, errRedirect):
+		return refuse("redirects, and redirects are not followed", err)
+	case isTimeout(err):
+		return refuse("took too long to fetch", err)
+	case err != nil:
+		return refuse("could not be fetched", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return refuse(fmt.Sprintf("could not be fetched (HTTP status %d)", resp.StatusCode), nil)
+	}
+	if !isJSON(resp.Header.Get("Content-Type")) {
+		return refuse("is not served as application/json", nil)
+	}
+	tooLarge := fmt.Sprintf("is larger than %d bytes", r.maxDoc)
+	if resp.ContentLength > r.maxDoc {
+		return refuse(tooLarge, nil)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, r.maxDoc+1))
+	switch {
+	case isTimeout(err) || ctx.Err() != nil:
+		// A body cut short by the deadline can also read as a clean end.
+		return refuse("took too long to fetch", err)
+	case err != nil:
+		return refuse("could not be read", err)
+	case int64(len(body)) > r.maxDoc:
+		return refuse(tooLarge, nil)
+	}
+
+	c, err := parseMetadata(body, true, r.extraSchemes)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return refuse("is invalid: "+e.Description, nil)
+		}
+		return refuse("is invalid", err)
+	}
+	// Simple string comparison, no normalisation, as the draft requires:
+	// otherwise one document could speak for many client_ids.
+	if c.ClientID != clientID {
+		return refuse("names another client_id", nil)
+	}
+	c.Source = SourceMetadataDocument
+	return c, r.cacheTTL(resp.Header), nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// isJSON accepts application/json and application/<anything>+json, as the
+// draft does.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+// cacheTTL is how long to keep a document: its Cache-Control max-age
+// within [1 min, MaxDocumentTTL], or DocumentTTL without one. no-store and
+// no-cache get the minimum: the client asks not to be cached, and a minute
+// is as close to that as we go.
+func (r *Registry) cacheTTL(h http.Header) time.Duration {
+	ttl := r.docTTL
+	for d := range strings.SplitSeq(strings.ToLower(h.Get("Cache-Control")), ",") {
+		d = strings.TrimSpace(d)
+		if d == "no-store" || d == "no-cache" {
+			return minDocumentTTL
+		}
+		if v, ok := strings.CutPrefix(d, "max-age="); ok {
+			if n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64); err == nil && n >= 0 {
+				ttl = time.Duration(min(n, int64(r.maxDocTTL/time.Second))) * time.Second
+			}
+		}
+	}
+	return min(max(ttl, minDocumentTTL), max(r.maxDocTTL, minDocumentTTL))
+}

@@ -1,0 +1,382 @@
+// Package oauthclients knows who is asking: the OAuth clients of the
+// authorization-server front, either registered through RFC 7591 dynamic
+// client registration or identified by a Client ID Metadata Document
+// (draft-ietf-oauth-client-id-metadata-document, used by MCP 2025-11-25).
+//
+// Every client is public: it authenticates with PKCE, never with a secret,
+// so its token_endpoint_auth_method is always "none" and nothing stored here
+// is secret. Registered clients live in Redis:
+//
+//	oauthclient:<client_id>   JSON of the Client; TTL RegistrationTTL, refreshed on every Lookup
+//
+// Metadata documents are fetched over https from public addresses only and
+// cached in memory (see Options.DocumentTTL for why not in Redis).
+package oauthclients
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/store"
+)
+
+// Where a client's metadata came from (Client.Source).
+const (
+	SourceRegistered       = "registered"
+	SourceMetadataDocument = "metadata-document"
+)
+
+// Error codes (Error.Code). The first two are RFC 7591 §3.2.2's; the third
+// is RFC 6749's, for a client_id that names no usable client.
+const (
+	CodeInvalidRedirectURI    = "invalid_redirect_uri"
+	CodeInvalidClientMetadata = "invalid_client_metadata"
+	CodeInvalidClient         = "invalid_client"
+)
+
+// Defaults for Options.
+const (
+	DefaultRegistrationTTL    = 90 * 24 * time.Hour
+	DefaultFetchTimeout       = 5 * time.Second
+	DefaultMaxDocumentBytes   = 16 << 10
+	DefaultDocumentTTL        = 10 * time.Minute
+	DefaultMaxDocumentTTL     = time.Hour
+	DefaultFailureTTL         = 30 * time.Second
+	DefaultMaxCachedDocuments = 1000
+)
+
+// MaxRegistrationBytes caps a registration request body. Callers should
+// stop reading the HTTP body there (http.MaxBytesReader); Register refuses
+// anything longer.
+const MaxRegistrationBytes = 16 << 10
+
+const (
+	keyPrefix   = "oauthclient:"
+	clientIDLen = 26 // rand.Text: 130 bits in base32
+	// minDocumentTTL is the least time a document (or its absence) stays
+	// cached, whatever Cache-Control says: a client must not be able to make
+	// every authorization request cost us a fetch.
+	minDocumentTTL = time.Minute
+)
+
+// Client is an OAuth client's registered metadata. Its JSON form is the
+// RFC 7591 registration response (Source is not part of it).
+type Client struct {
+	ClientID                string   `json:"client_id"`
+	ClientIDIssuedAt        int64    `json:"client_id_issued_at,omitempty"` // Unix seconds; registered clients only
+	ClientName              string   `json:"client_name,omitempty"`
+	ClientURI               string   `json:"client_uri,omitempty"`
+	LogoURI                 string   `json:"logo_uri,omitempty"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"` // always "none": public clients
+	Source                  string   `json:"-"`                          // SourceRegistered or SourceMetadataDocument
+}
+
+// AllowsGrant reports whether the client registered the grant type.
+func (c Client) AllowsGrant(grantType string) bool { return slices.Contains(c.GrantTypes, grantType) }
+
+// clone copies the slices, so a caller that changes the Client it was given
+// does not change the cached one.
+func (c Client) clone() Client {
+	c.RedirectURIs = slices.Clone(c.RedirectURIs)
+	c.GrantTypes = slices.Clone(c.GrantTypes)
+	c.ResponseTypes = slices.Clone(c.ResponseTypes)
+	return c
+}
+
+// Error is a client the package refuses. Description is safe to show to
+// the client (it names fields and reasons, never addresses we resolved);
+// the cause, if any, is for logs.
+type Error struct {
+	Code        string // CodeInvalidRedirectURI, CodeInvalidClientMetadata or CodeInvalidClient
+	Description string
+	Err         error
+}
+
+func (e *Error) Error() string {
+	msg := "oauthclients: " + e.Code + ": " + e.Description
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func metadataError(format string, a ...any) *Error {
+	return &Error{Code: CodeInvalidClientMetadata, Description: fmt.Sprintf(format, a...)}
+}
+
+func redirectError(format string, a ...any) *Error {
+	return &Error{Code: CodeInvalidRedirectURI, Description: fmt.Sprintf(format, a...)}
+}
+
+// unknownClient is Lookup's answer for a client_id we never issued, or
+// whose registration expired. A new value each time: callers may change it.
+func unknownClient() *Error {
+	return &Error{Code: CodeInvalidClient, Description: "unknown client"}
+}
+
+// Options configures a Registry. Only Redis is required.
+type Options struct {
+	// Redis holds registered clients.
+	Redis redis.UniversalClient
+
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	// RegistrationTTL is how long a registered client lives without being
+	// looked up (default DefaultRegistrationTTL).
+	RegistrationTTL time.Duration
+
+	// AllowLoopback lets metadata documents be fetched from loopback
+	// addresses, over https or plain http: dev mode and tests only. Without
+	// it, only https from public addresses.
+	AllowLoopback bool
+
+	// ExtraRedirectSchemes lists custom URI schemes allowed in redirect URIs
+	// although they contain no dot (such as "cursor"), as an operator's
+	// deliberate exception to RFC 8252 §7.1. Lower case.
+	ExtraRedirectSchemes []string
+
+	// TLSConfig is the TLS configuration for fetching metadata documents
+	// (nil: the system's roots). Tests use it to trust a test server.
+	TLSConfig *tls.Config
+
+	// Resolver resolves metadata document hosts (default net.DefaultResolver).
+	Resolver Resolver
+
+	// Dial opens a connection to an address already checked: always an IP
+	// and port, never a host name. The default is a net.Dialer whose Control
+	// checks the address once more right before connecting; a Dial given
+	// here replaces that last check, so it is for tests, which use it to see
+	// whether a dial was attempted.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+
+	// FetchTimeout caps the whole fetch of a metadata document: resolving,
+	// connecting, TLS and reading (default DefaultFetchTimeout).
+	FetchTimeout time.Duration
+
+	// MaxDocumentBytes caps a metadata document (default
+	// DefaultMaxDocumentBytes). The draft suggests 5 KB, but documents of
+	// real clients have been seen above it, and 16 KiB costs nothing.
+	MaxDocumentBytes int64
+
+	// DocumentTTL is how long a fetched document is cached when its
+	// response has no Cache-Control max-age (default DefaultDocumentTTL);
+	// MaxDocumentTTL caps max-age (default DefaultMaxDocumentTTL); no cache
+	// time is under one minute. Documents are cached in memory, per
+	// instance, rather than in Redis: they are public and cheap to fetch
+	// again, and Redis should not hold data and key names that any party on
+	// the internet chooses.
+	DocumentTTL    time.Duration
+	MaxDocumentTTL time.Duration
+
+	// FailureTTL is how long a failed fetch is remembered, so that a broken
+	// or hostile client_id cannot make every request cost a fetch (default
+	// DefaultFailureTTL).
+	FailureTTL time.Duration
+
+	// MaxCachedDocuments bounds the cache of documents and failures
+	// (default DefaultMaxCachedDocuments).
+	MaxCachedDocuments int
+
+	// Logger gets a line for every refused or failed document fetch
+	// (default: discard).
+	Logger *slog.Logger
+}
+
+// Resolver resolves host names; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Registry finds clients: registered ones in Redis, metadata documents on
+// the web. It is safe for concurrent use.
+type Registry struct {
+	rdb          redis.UniversalClient
+	now          func() time.Time
+	ttl          time.Duration
+	extraSchemes []string
+	allowLoop    bool
+	log          *slog.Logger
+
+	// Metadata documents: how to fetch them, and what was fetched.
+	fetcher     *http.Client
+	fetchTO     time.Duration
+	maxDoc      int64
+	docTTL      time.Duration
+	maxDocTTL   time.Duration
+	failureTTL  time.Duration
+	maxCached   int
+	mu          sync.Mutex
+	docs        map[string]cacheEntry // by client_id URL
+	inflight    map[string]*fetchCall // fetches under way, by client_id URL
+	fetchCtx    context.Context       // parent of every fetch: cancelled by Close
+	cancelFetch context.CancelFunc
+}
+
+// New returns a Registry. It fails on options no deployment should have.
+func New(opts Options) (*Registry, error) {
+	if opts.Redis == nil {
+		return nil, errors.New("oauthclients: Options.Redis is required")
+	}
+	for _, d := range []time.Duration{opts.RegistrationTTL, opts.FetchTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
+		if d < 0 {
+			return nil, fmt.Errorf("oauthclients: negative duration %v in Options", d)
+		}
+	}
+	if opts.MaxDocumentBytes < 0 || opts.MaxCachedDocuments < 0 {
+		return nil, errors.New("oauthclients: negative limit in Options")
+	}
+	for _, s := range opts.ExtraRedirectSchemes {
+		if s == "" || s != strings.ToLower(s) || s == "http" || s == "https" || strings.ContainsAny(s, ":/") {
+			return nil, fmt.Errorf("oauthclients: ExtraRedirectSchemes: %q is not a lower-case custom scheme", s)
+		}
+	}
+	r := &Registry{
+		rdb:          opts.Redis,
+		now:          opts.Now,
+		ttl:          orDefault(opts.RegistrationTTL, DefaultRegistrationTTL),
+		extraSchemes: slices.Clone(opts.ExtraRedirectSchemes),
+		allowLoop:    opts.AllowLoopback,
+		log:          opts.Logger,
+		fetchTO:      orDefault(opts.FetchTimeout, DefaultFetchTimeout),
+		maxDoc:       orDefault(opts.MaxDocumentBytes, DefaultMaxDocumentBytes),
+		docTTL:       orDefault(opts.DocumentTTL, DefaultDocumentTTL),
+		maxDocTTL:    orDefault(opts.MaxDocumentTTL, DefaultMaxDocumentTTL),
+		failureTTL:   orDefault(opts.FailureTTL, DefaultFailureTTL),
+		maxCached:    orDefault(opts.MaxCachedDocuments, DefaultMaxCachedDocuments),
+		docs:         make(map[string]cacheEntry),
+		inflight:     make(map[string]*fetchCall),
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.fetchCtx, r.cancelFetch = context.WithCancel(context.Background())
+	r.fetcher = newFetchClient(opts, r.fetchTO, newGuard(opts.AllowLoopback))
+	return r, nil
+}
+
+// Close stops fetches under way. The Registry must not be used after.
+func (r *Registry) Close() { r.cancelFetch() }
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Register validates an RFC 7591 registration request (the request body)
+// and stores the client. The client gets a new random client_id and no
+// secret. A request the client can fix gets an *Error with the RFC 7591
+// code; a Redis failure wraps store.ErrUnavailable.
+func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
+	if len(body) > MaxRegistrationBytes {
+		return Client{}, metadataError("the request is larger than %d bytes", MaxRegistrationBytes)
+	}
+	c, err := parseMetadata(body, false, r.extraSchemes)
+	if err != nil {
+		return Client{}, err
+	}
+	c.ClientID = rand.Text()
+	c.ClientIDIssuedAt = r.now().Unix()
+	data, err := json.Marshal(c)
+	if err != nil {
+		return Client{}, fmt.Errorf("oauthclients: register client: %w", err)
+	}
+	ok, err := r.rdb.SetNX(ctx, keyPrefix+c.ClientID, data, r.ttl).Result()
+	if err != nil {
+		return Client{}, wrap("register client", err)
+	}
+	if !ok {
+		// 130 random bits do not collide; if they did, say so rather than
+		// overwrite another client.
+		return Client{}, errors.New("oauthclients: register client: client_id already in use")
+	}
+	c.Source = SourceRegistered
+	return c, nil
+}
+
+// Lookup returns the client a client_id names: a registered client from
+// Redis (whose registration it keeps alive for another RegistrationTTL),
+// or, for a client_id that is an https URL, the client its metadata
+// document describes. A client_id that names no usable client gets an
+// *Error with CodeInvalidClient, whose Description says why; a Redis
+// failure wraps store.ErrUnavailable.
+func (r *Registry) Lookup(ctx context.Context, clientID string) (Client, error) {
+	// Registered ids are base32 and never contain a colon; anything with a
+	// scheme is a metadata document URL, or nothing.
+	if strings.Contains(clientID, ":") {
+		return r.lookupDocument(ctx, clientID)
+	}
+	return r.lookupRegistered(ctx, clientID)
+}
+
+func (r *Registry) lookupRegistered(ctx context.Context, clientID string) (Client, error) {
+	if !isClientID(clientID) {
+		// Not one of ours: no need to ask Redis, and no odd key names.
+		return Client{}, unknownClient()
+	}
+	key := keyPrefix + clientID
+	var get *redis.StringCmd
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		// EXPIRE on a missing key does nothing, so one round trip serves
+		// both the read and the refresh.
+		p.Expire(ctx, key, r.ttl)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Client{}, wrap("look up client", err)
+	}
+	data, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Client{}, unknownClient()
+	}
+	if err != nil {
+		return Client{}, wrap("look up client", err)
+	}
+	var c Client
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Client{}, fmt.Errorf("oauthclients: look up client: stored client: %w", err)
+	}
+	c.Source = SourceRegistered
+	return c, nil
+}
+
+func isClientID(s string) bool {
+	return len(s) == clientIDLen && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == ""
+}
+
+// wrap marks a Redis error with store.ErrUnavailable. Every error of the
+// commands used here means Redis could not serve us: this package owns its
+// keys, so a WRONGTYPE cannot happen.
+func wrap(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		// The caller went away; Redis may be fine.
+		return fmt.Errorf("oauthclients: %s: %w", op, err)
+	}
+	return fmt.Errorf("oauthclients: %s: %w: %w", op, store.ErrUnavailable, err)
+}
