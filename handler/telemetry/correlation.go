@@ -2,9 +2,8 @@ package telemetry
 
 import (
 	"context"
-	"encoding/binary"
+	"crypto/rand"
 	"encoding/hex"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -119,14 +118,13 @@ func lowerHex(s string) bool {
 
 func isZero(s string) bool { return strings.Trim(s, "0") == "" }
 
-// newTraceID and newSpanID make random W3C ids. math/rand/v2's generator
-// is seeded from the OS and safe for concurrent use; the ids need to be
-// unique, not secret.
+// newTraceID and newSpanID make random W3C ids from crypto/rand, the one
+// source of randomness this code base uses: ids only need to be unique,
+// but one rule is easier to keep than two.
 func newTraceID() string {
 	var b [16]byte
 	for {
-		binary.BigEndian.PutUint64(b[:8], rand.Uint64())
-		binary.BigEndian.PutUint64(b[8:], rand.Uint64())
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 		if b != [16]byte{} {
 			return hex.EncodeToString(b[:])
 		}
@@ -136,7 +134,7 @@ func newTraceID() string {
 func newSpanID() string {
 	var b [8]byte
 	for {
-		binary.BigEndian.PutUint64(b[:], rand.Uint64())
+		_, _ = rand.Read(b[:])
 		if b != [8]byte{} {
 			return hex.EncodeToString(b[:])
 		}
