@@ -81,12 +81,9 @@ func TestManagedIdentityProtocol(t *testing.T) {
 		t.Errorf("expires_on %q is not a string of Unix seconds", expiresOn)
 	}
 	tok, _ := body["access_token"].(string)
-	claims, err := azuretest.TokenClaims(tok)
-	if err != nil || claims["oid"] != ua.ObjectID || claims["appid"] != ua.ClientID || claims["aud"] != "https://vault.azure.net" {
-		t.Errorf("claims %v, %v", claims, err)
-	}
-	if _, err := msi.Verify(tok, "https://vault.azure.net"); err != nil {
-		t.Errorf("Verify: %v", err)
+	claims, err := msi.Verify(tok, "https://vault.azure.net")
+	if err != nil || claims.ObjectID != ua.ObjectID || claims.AppID != ua.ClientID {
+		t.Errorf("claims %+v, %v", claims, err)
 	}
 	if _, err := msi.Verify(tok, "https://redis.azure.com"); err == nil {
 		t.Error("Verify accepted the token for another resource")
@@ -99,7 +96,12 @@ func TestManagedIdentityProtocol(t *testing.T) {
 }
 
 func TestKeyVaultProtocol(t *testing.T) {
-	kv, err := azuretest.StartKeyVault(azuretest.KeyVaultOptions{Name: "proto", PageSize: 2})
+	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer msi.Close()
+	kv, err := azuretest.StartKeyVault(azuretest.KeyVaultOptions{Name: "proto", PageSize: 2, Accept: msi.Accepts(azuretest.KeyVaultResource)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,12 +126,7 @@ func TestKeyVaultProtocol(t *testing.T) {
 		t.Errorf("401 body %v", body)
 	}
 
-	// Without Accept, any JWT for the vault resource passes.
-	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer msi.Close()
+	// The identity's token for the vault passes Accept.
 	_, _, tb := get(t, &http.Client{}, msi.Endpoint()+"?resource=https://vault.azure.net&api-version="+azuretest.MSIAPIVersion,
 		map[string]string{"X-IDENTITY-HEADER": msi.Header()})
 	auth := map[string]string{"Authorization": "Bearer " + tb["access_token"].(string)}

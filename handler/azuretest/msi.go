@@ -13,7 +13,6 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -336,16 +335,6 @@ func writeMSIError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{"statusCode": status, "message": msg}) //nolint:errcheck // the client went away
-}
-
-// TokenClaims decodes the claims of a JWT without verifying it, for tests
-// that want to look at a token issued by a stand-in.
-func TokenClaims(token string) (map[string]any, error) {
-	claims := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(token, claims); err != nil {
-		return nil, errors.New("azuretest: not a JWT")
-	}
-	return claims, nil
 }
 
 func randomHex(n int) string {
