@@ -100,6 +100,8 @@ type Verifier struct {
 	audience       string            // ClientID (v2) or AppIDURI (v1)
 	version        string            // "2.0" or "1.0"
 	issuers        map[string]string // allowed tid -> expected iss
+	clientID       string            // audience of ID tokens
+	idIssuers      map[string]string // allowed tid -> v2 issuer (ID tokens are always v2)
 	discoveryURL   string
 	discoveryIss   string // issuer the discovery document must name
 	allowHTTP      bool   // loopback authority over plain http
@@ -157,6 +159,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		maxKeyAge:    cfg.MaxKeyAge,
 		log:          cfg.Logger,
 		issuers:      map[string]string{},
+		clientID:     clientID,
+		idIssuers:    map[string]string{},
 	}
 	switch cfg.TokenVersion {
 	case 0, 2:
@@ -181,6 +185,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("entra: allowed tenant %q is not a GUID", t)
 		}
 		v.issuers[t] = issuerFor(authority, u.Hostname(), t, v.version)
+		v.idIssuers[t] = issuerFor(authority, u.Hostname(), t, "2.0")
 	}
 
 	client := http.Client{Timeout: fetchTimeout}

@@ -2,6 +2,7 @@ package entra
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -33,6 +34,7 @@ var (
 	errNotYetValid   = errors.New("token not yet valid")
 	errMissingExpiry = errors.New("token has no exp")
 	errIdentity      = errors.New("oid or tid missing or not a GUID")
+	errNoScope       = errors.New("no scp: not a delegated access token (an ID token or an app-only token)")
 )
 
 // b64 is the only base64 a JWT may use: URL alphabet, no padding, no stray
@@ -113,50 +115,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Principal, error)
 		}
 	}
 
-	h64, p64, s64, ok := split(token)
-	if !ok || !wellFormed(token) {
-		return nil, errMalformed
-	}
-	hb, err := b64.DecodeString(h64)
+	pb, kid, key, err := v.signedPayload(ctx, token, now)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header: %v", errMalformed, err)
-	}
-	var h header
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", errMalformed, err)
-	}
-	// Refuse key-carrying headers instead of merely ignoring them: a token
-	// that tries to name its own key is an attack, not a token from Entra.
-	if h.Jku != nil || h.X5u != nil || h.Jwk != nil || h.X5c != nil || h.Crit != nil {
-		return nil, fmt.Errorf("%w: carries jku, x5u, jwk, x5c or crit", errHeader)
-	}
-	if h.Alg != jwt.SigningMethodRS256.Alg() {
-		return nil, fmt.Errorf("%w: %.20q", errAlg, h.Alg)
-	}
-	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
-		return nil, fmt.Errorf("%w: typ %.20q", errHeader, h.Typ)
-	}
-	if h.Kid == "" || len(h.Kid) > maxKidBytes {
-		return nil, fmt.Errorf("%w: kid missing or longer than %d bytes", errHeader, maxKidBytes)
-	}
-	sig, err := b64.DecodeString(s64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: signature: %v", errMalformed, err)
-	}
-	// Decoded now so that junk is refused before the costly RSA check; the
-	// claims are not read until the signature is good.
-	pb, err := b64.DecodeString(p64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", errMalformed, err)
-	}
-	key, err := v.key(ctx, h.Kid, now)
-	if err != nil {
-		return nil, fmt.Errorf("%w (kid %.40q)", err, h.Kid)
-	}
-	// golang-jwt does the RSA check; parsing around it is ours because its
-	// Parse costs more allocations than the budget allows.
-	if err := jwt.SigningMethodRS256.Verify(token[:len(h64)+1+len(p64)], sig, key); err != nil {
-		return nil, fmt.Errorf("%w (kid %.40q)", errSignature, h.Kid)
+		return nil, err
 	}
 
 	// Only now, with the signature good, are the claims read.
@@ -183,9 +144,63 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Principal, error)
 		p.AppID = c.Appid
 	}
 	if v.cache != nil && now.Unix() < c.Exp {
-		v.cache.put(sum, cacheEntry{principal: p, exp: c.Exp, kid: h.Kid, key: key}, now)
+		v.cache.put(sum, cacheEntry{principal: p, exp: c.Exp, kid: kid, key: key}, now)
 	}
 	return p, nil
+}
+
+// signedPayload checks a compact JWS the way every Entra token is checked
+// (shape, header, RS256 signature with a key of the tenant's JWKS chosen by
+// kid) and returns its payload bytes, which are trustworthy only because
+// this returned no error.
+func (v *Verifier) signedPayload(ctx context.Context, token string, now time.Time) (payload []byte, kid string, key *rsa.PublicKey, err error) {
+	h64, p64, s64, ok := split(token)
+	if !ok || !wellFormed(token) {
+		return nil, "", nil, errMalformed
+	}
+	hb, err := b64.DecodeString(h64)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	var h header
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, "", nil, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	// Refuse key-carrying headers instead of merely ignoring them: a token
+	// that tries to name its own key is an attack, not a token from Entra.
+	if h.Jku != nil || h.X5u != nil || h.Jwk != nil || h.X5c != nil || h.Crit != nil {
+		return nil, "", nil, fmt.Errorf("%w: carries jku, x5u, jwk, x5c or crit", errHeader)
+	}
+	if h.Alg != jwt.SigningMethodRS256.Alg() {
+		return nil, "", nil, fmt.Errorf("%w: %.20q", errAlg, h.Alg)
+	}
+	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
+		return nil, "", nil, fmt.Errorf("%w: typ %.20q", errHeader, h.Typ)
+	}
+	if h.Kid == "" || len(h.Kid) > maxKidBytes {
+		return nil, "", nil, fmt.Errorf("%w: kid missing or longer than %d bytes", errHeader, maxKidBytes)
+	}
+	sig, err := b64.DecodeString(s64)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%w: signature: %v", errMalformed, err)
+	}
+	// Decoded now so that junk is refused before the costly RSA check; the
+	// claims are not read until the signature is good.
+	pb, err := b64.DecodeString(p64)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%w: claims: %v", errMalformed, err)
+	}
+	key, err = v.key(ctx, h.Kid, now)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%w (kid %.40q)", err, h.Kid)
+	}
+	// golang-jwt does the RSA check; parsing around it is ours because its
+	// Parse costs more allocations than the budget allows.
+	if err := jwt.SigningMethodRS256.Verify(token[:len(h64)+1+len(p64)], sig, key); err != nil {
+		return nil, "", nil, fmt.Errorf("%w (kid %.40q)", errSignature, h.Kid)
+	}
+	return pb, h.Kid, key, nil
+
 }
 
 // checkClaims applies the rules for version, tenant, issuer, audience, times
@@ -224,7 +239,69 @@ func (v *Verifier) checkClaims(c *claims, now time.Time) error {
 	if !valid.GUID(c.Oid) || !valid.GUID(c.Tid) {
 		return errIdentity
 	}
+	// Every access token a user's client gets for this API carries scp. An
+	// ID token issued to this app has the same audience and issuer but no
+	// scp: without this check it would pass as an access token.
+	if c.Scp == "" {
+		return errNoScope
+	}
 	return nil
+}
+
+// IDToken is what sign-in takes from a verified ID token.
+type IDToken struct {
+	TenantID string
+	ObjectID string
+	Nonce    string
+}
+
+// VerifyIDToken checks an ID token issued to this app by Entra's v2
+// endpoint (the sign-in callback receives one): signature with the tenant's
+// keys, issuer, audience (the client id), allowed tenant, times and
+// identity. The nonce is returned for the caller to compare.
+func (v *Verifier) VerifyIDToken(ctx context.Context, token string) (IDToken, error) {
+	if len(token) > MaxTokenBytes {
+		return IDToken{}, errTooLarge
+	}
+	now := v.now()
+	pb, _, _, err := v.signedPayload(ctx, token, now)
+	if err != nil {
+		return IDToken{}, err
+	}
+	var c struct {
+		Iss   string `json:"iss"`
+		Aud   string `json:"aud"`
+		Exp   int64  `json:"exp"`
+		Nbf   int64  `json:"nbf"`
+		Tid   string `json:"tid"`
+		Oid   string `json:"oid"`
+		Nonce string `json:"nonce"`
+	}
+	if err := json.Unmarshal(pb, &c); err != nil {
+		return IDToken{}, fmt.Errorf("%w: %v", errClaims, err)
+	}
+	wantIss, ok := v.idIssuers[c.Tid]
+	switch {
+	case !ok:
+		return IDToken{}, fmt.Errorf("%w: %.40q", errTenant, c.Tid)
+	case c.Iss != wantIss:
+		return IDToken{}, fmt.Errorf("%w: %.100q, want %q", errIssuer, c.Iss, wantIss)
+	case c.Aud != v.clientID:
+		return IDToken{}, fmt.Errorf("%w: %.100q, want %q", errAudience, c.Aud, v.clientID)
+	case c.Exp == 0:
+		return IDToken{}, errMissingExpiry
+	}
+	nowS, leeway := now.Unix(), int64(Leeway/time.Second)
+	if nowS >= c.Exp+leeway {
+		return IDToken{}, errExpired
+	}
+	if c.Nbf != 0 && nowS+leeway < c.Nbf {
+		return IDToken{}, errNotYetValid
+	}
+	if !valid.GUID(c.Oid) || !valid.GUID(c.Tid) {
+		return IDToken{}, errIdentity
+	}
+	return IDToken{TenantID: c.Tid, ObjectID: strings.ToLower(c.Oid), Nonce: c.Nonce}, nil
 }
 
 // split cuts a compact JWS into its three parts; ok is false unless there are
