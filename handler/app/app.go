@@ -148,6 +148,7 @@ func New(opts Options) (*App, error) {
 		Credential:        cred,
 		HTTPClient:        httpClient,
 		Sessions:          sessions,
+		IDTokens:          verifier,
 		Limiter:           store.NewLimiter(a.redis, "auth", authRate, time.Second, authBurst),
 		AllowedReturnURLs: cfg.ReturnURLs,
 		Logger:            log,

@@ -2,7 +2,6 @@ package signin
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,7 +18,6 @@ import (
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 
 	"github.com/entra-mcp/functions-mcp/handler/store"
-	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // maxJSONBody caps the bodies of exchange, refresh and logout: each holds
@@ -153,7 +151,7 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", "Entra ID did not accept the sign-in. Start again."))
 		return
 	}
-	tid, oid, ok := s.checkIDToken(res, flow.Nonce)
+	tid, oid, ok := s.checkIDToken(r.Context(), res, flow.Nonce)
 	if !ok {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "ID token refused: nonce, audience or identity mismatch")
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", "The sign-in response did not match this sign-in. Start again."))
@@ -195,43 +193,19 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 	s.page(w, http.StatusOK, codePage(oneTime, s.opts.PublicBaseURL, flow.ClientChallenge != "", int(codeTTL/time.Second)))
 }
 
-// checkIDToken compares the ID token's nonce with the one this sign-in
-// sent (MSAL does not), and takes the user's identity from it.
-func (s *Service) checkIDToken(res confidential.AuthResult, nonce string) (tid, oid string, ok bool) {
-	parts := strings.Split(res.IDToken.RawToken, ".")
-	if len(parts) != 3 {
-		return "", "", false
-	}
-	payload, err := decodeSegment(parts[1])
+// checkIDToken verifies the ID token (signature with the tenant's keys,
+// issuer, audience, tenant, times), compares its nonce with the one this
+// sign-in sent (MSAL checks neither), and takes the user's identity from it.
+func (s *Service) checkIDToken(ctx context.Context, res confidential.AuthResult, nonce string) (tid, oid string, ok bool) {
+	id, err := s.opts.IDTokens.VerifyIDToken(ctx, res.IDToken.RawToken)
 	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "ID token refused", slog.String("reason", err.Error()))
 		return "", "", false
 	}
-	var c struct {
-		Nonce string `json:"nonce"`
-		Aud   string `json:"aud"`
-		TID   string `json:"tid"`
-		OID   string `json:"oid"`
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
+	if !equal(id.Nonce, nonce) || res.Account.HomeAccountID != homeAccountID(id.TenantID, id.ObjectID) {
 		return "", "", false
 	}
-	tid, oid = strings.ToLower(c.TID), strings.ToLower(c.OID)
-	if !equal(c.Nonce, nonce) || c.Aud != s.opts.Entra.ClientID || !valid.LowerGUID(tid) || !valid.LowerGUID(oid) {
-		return "", "", false
-	}
-	if res.Account.HomeAccountID != homeAccountID(tid, oid) {
-		return "", "", false
-	}
-	allowed := false
-	for _, t := range s.opts.Entra.AllowedTenants {
-		allowed = allowed || t == tid
-	}
-	return tid, oid, allowed
-}
-
-// decodeSegment decodes one base64url segment of a JWT.
-func decodeSegment(seg string) ([]byte, error) {
-	return base64.RawURLEncoding.DecodeString(seg)
+	return id.TenantID, id.ObjectID, true
 }
 
 // tokenResponse is what exchange and refresh return (RFC 6749 §5.1).

@@ -2,6 +2,7 @@ package signin
 
 import (
 	"context"
+	"encoding/base64"
 	"net/url"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -31,7 +33,13 @@ func newService(t *testing.T) (*Service, *devidp.Server, *store.Sessions) {
 	rdb := storetest.Redis(t)
 	sessions := store.NewSessions(rdb, ring)
 	cred, _ := confidential.NewCredFromSecret(idp.ClientSecret())
+	ids, err := entra.NewVerifier(entra.Config{AuthorityHost: idp.AuthorityHost(), TenantID: idp.TenantID(),
+		ClientID: idp.ClientID(), HTTPClient: idp.HTTPClient()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := New(Options{
+		IDTokens:      ids,
 		PublicBaseURL: "http://127.0.0.1:9",
 		Entra: config.Entra{TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
 			AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID()},
@@ -134,7 +142,7 @@ func mustPayload(t *testing.T, tok string) []byte {
 	if len(parts) != 3 {
 		t.Fatalf("not a JWT")
 	}
-	b, err := decodeSegment(parts[1])
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
 		t.Fatal(err)
 	}

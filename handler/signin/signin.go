@@ -29,6 +29,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
@@ -51,6 +52,8 @@ type Options struct {
 	// and tests pass one that trusts the stand-in's certificate.
 	HTTPClient *http.Client
 	Sessions   *store.Sessions
+	// IDTokens verifies the ID token of each sign-in (the token verifier).
+	IDTokens IDTokenVerifier
 	// Limiter counts /auth/exchange and /auth/refresh calls per client address.
 	Limiter *store.Limiter
 	// AllowedReturnURLs are the only return_to values /auth/login accepts,
@@ -62,6 +65,11 @@ type Options struct {
 	// Events receives a custom event per sign-in, exchange, refresh and
 	// logout (tid and oid only); nil sends none.
 	Events Events
+}
+
+// IDTokenVerifier checks an ID token's signature and claims.
+type IDTokenVerifier interface {
+	VerifyIDToken(ctx context.Context, token string) (entra.IDToken, error)
 }
 
 // Events records custom events (Application Insights in Azure).
@@ -89,8 +97,8 @@ type Service struct {
 
 // New builds the service. It does not contact Entra.
 func New(opts Options) (*Service, error) {
-	if opts.Sessions == nil || opts.Limiter == nil {
-		return nil, errors.New("sign-in: sessions and limiter are required")
+	if opts.Sessions == nil || opts.Limiter == nil || opts.IDTokens == nil {
+		return nil, errors.New("sign-in: sessions, limiter and ID token verifier are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
