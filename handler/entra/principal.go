@@ -1,9 +1,6 @@
 package entra
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // Principal is the verified caller of a request. Identity for data and audit
 // is TenantID + ObjectID; Name and Username are for display only.
@@ -16,17 +13,4 @@ type Principal struct {
 	Roles    []string
 	Scopes   []string
 	Expires  time.Time
-}
-
-type principalKey struct{}
-
-// NewContext returns a copy of ctx that carries p.
-func NewContext(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
-}
-
-// FromContext returns the principal carried by ctx, or nil.
-func FromContext(ctx context.Context) *Principal {
-	p, _ := ctx.Value(principalKey{}).(*Principal)
-	return p
 }

@@ -210,7 +210,7 @@ func (a *api) mcp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Tools that call APIs on the user's behalf trade the token (OBO).
-	r = r.WithContext(entra.WithRawToken(entra.NewContext(r.Context(), p), token))
+	r = r.WithContext(entra.NewVerifiedContext(r.Context(), p, token))
 	r.Body = http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
 	w.Header().Set("Cache-Control", "no-store")
 	a.opts.MCP.ServeHTTP(w, r)

@@ -17,13 +17,10 @@ package obo
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -145,8 +142,9 @@ func New(opts Options) (*Client, error) {
 }
 
 // Token returns an access token for scopes (of one downstream resource,
-// such as "https://graph.microsoft.com/User.Read") on behalf of p, whose
-// verified access token is incoming. A kept token is reused until shortly
+// such as "https://graph.microsoft.com/User.Read") on behalf of the caller
+// in ctx: the principal and the access token it was verified from, which
+// the HTTP layer keeps together (entra.NewVerifiedContext). A kept token is reused until shortly
 // before it expires; otherwise Entra is asked through MSAL and the answer
 // kept, sealed.
 //
@@ -156,7 +154,8 @@ func New(opts Options) (*Client, error) {
 // could not be reached or answered with a server error; anything else is a
 // bug or a misconfiguration. A Redis outage does not fail Token: it only
 // costs the cache.
-func (c *Client) Token(ctx context.Context, p *entra.Principal, incoming string, scopes []string) (string, error) {
+func (c *Client) Token(ctx context.Context, scopes []string) (string, error) {
+	p, incoming := entra.FromContext(ctx), entra.RawTokenFrom(ctx)
 	if p == nil {
 		return "", errors.New("obo: no principal")
 	}
@@ -170,9 +169,6 @@ func (c *Client) Token(ctx context.Context, p *entra.Principal, incoming string,
 	if len(scopes) == 0 {
 		return "", errors.New("obo: no scopes")
 	}
-	if err := sameUser(p, incoming); err != nil {
-		return "", err
-	}
 	key := cacheKey(user, scopes)
 	if tok, ok := c.cached(ctx, key); ok {
 		return tok, nil
@@ -184,34 +180,6 @@ func (c *Client) Token(ctx context.Context, p *entra.Principal, incoming string,
 	}
 	c.keep(ctx, key, res.AccessToken, res.ExpiresOn)
 	return res.AccessToken, nil
-}
-
-// sameUser checks that the incoming token names the principal's user. The
-// HTTP layer verified the token into the principal, so this always holds
-// there; it guards against a caller pairing one user's principal with
-// another's token, which would file one user's downstream token under the
-// other's key. The payload is read without checking the signature, which
-// was checked when the principal was made.
-func sameUser(p *entra.Principal, token string) error {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return errors.New("obo: incoming token is not a JWT")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return errors.New("obo: incoming token is not a JWT")
-	}
-	var claims struct {
-		Tid string `json:"tid"`
-		Oid string `json:"oid"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return errors.New("obo: incoming token is not a JWT")
-	}
-	if !strings.EqualFold(claims.Tid, p.TenantID) || !strings.EqualFold(claims.Oid, p.ObjectID) {
-		return errors.New("obo: incoming token is not the principal's")
-	}
-	return nil
 }
 
 // msalClients hands out the current MSAL client and replaces it every

@@ -34,10 +34,11 @@ const (
 // GraphTokens gets Graph tokens on behalf of the caller; *obo.Client is
 // one.
 type GraphTokens interface {
-	// Token returns an access token for scopes on behalf of p, whose
-	// verified access token is incoming. Its errors are an
-	// *obo.ConsentError, errors wrapping store.ErrUnavailable, or bugs.
-	Token(ctx context.Context, p *entra.Principal, incoming string, scopes []string) (string, error)
+	// Token returns an access token for scopes on behalf of the caller in
+	// ctx (principal and verified token, entra.NewVerifiedContext). Its
+	// errors are an *obo.ConsentError, errors wrapping
+	// store.ErrUnavailable, or bugs.
+	Token(ctx context.Context, scopes []string) (string, error)
 	// Forget drops a kept token that Graph refused.
 	Forget(ctx context.Context, p *entra.Principal, scopes []string) error
 }
@@ -113,14 +114,8 @@ func profileTools(d Deps) []Tool {
 	)
 	def.Annotations.OpenWorldHint = mcp.ToBoolPtr(true)
 	run := func(ctx context.Context, call Call, _ args) (*mcp.CallToolResult, error) {
-		// The HTTP layer puts the caller's token next to the principal; a
-		// call without one is a wiring bug, not the caller's fault.
-		incoming := entra.RawTokenFrom(ctx)
-		if incoming == "" {
-			return nil, errors.New("my_profile: no caller token in the request context")
-		}
 		scopes := []string{scope}
-		tok, err := g.Tokens.Token(ctx, call.Principal, incoming, scopes)
+		tok, err := g.Tokens.Token(ctx, scopes)
 		var consent *obo.ConsentError
 		if errors.As(err, &consent) {
 			return Errorf("%s", consent.UserMessage()), nil

@@ -83,7 +83,7 @@ func (e *graphEnv) signIn(key string) (context.Context, *entra.Principal, string
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx := entra.WithRawToken(entra.NewContext(context.Background(), p), tok)
+	ctx := entra.NewVerifiedContext(context.Background(), p, tok)
 	return ctx, p, tok
 }
 
@@ -212,7 +212,7 @@ type fakeTokens struct {
 	forgot int
 }
 
-func (f *fakeTokens) Token(context.Context, *entra.Principal, string, []string) (string, error) {
+func (f *fakeTokens) Token(context.Context, []string) (string, error) {
 	return f.token, nil
 }
 
@@ -271,7 +271,7 @@ func TestMyProfileGuards(t *testing.T) {
 	}))
 	defer big.Close()
 	p := &entra.Principal{TenantID: devidp.DefaultTenantID, ObjectID: "0a1b2c3d-0001-4000-8000-000000000001"}
-	ctx := entra.WithRawToken(context.Background(), "incoming")
+	ctx := entra.NewVerifiedContext(context.Background(), p, "incoming")
 	s := newServer(t, tools.Deps{Graph: &tools.Graph{Tokens: &fakeTokens{token: "t"}, BaseURL: big.URL, HTTPClient: big.Client()}})
 	if res, err := s.callCtx(ctx, p, "my_profile"); err == nil || res != nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized answer: %v, %v", res, err)
