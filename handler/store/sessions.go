@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,12 +62,15 @@ func (e notFoundError) Error() string        { return "store: " + string(e) + " 
 func (e notFoundError) Is(target error) bool { return target == ErrNotFound }
 
 const (
-	errFlowNotFound   = notFoundError("sign-in flow")
-	errCodeNotFound   = notFoundError("one-time code")
-	errHandleNotFound = notFoundError("refresh handle")
+	errFlowNotFound    = notFoundError("sign-in flow")
+	errCodeNotFound    = notFoundError("one-time code")
+	errHandleNotFound  = notFoundError("refresh handle")
+	errConsentNotFound = notFoundError("consent")
 )
 
 // Flow is a sign-in in progress, kept from /authorize until Entra calls back.
+// The OAuth front also keeps an authorization request waiting for the
+// user's consent as a Flow, with CSRF set and no Verifier.
 type Flow struct {
 	Verifier        string    `json:"verifier"`        // our PKCE verifier towards Entra
 	Nonce           string    `json:"nonce"`           // OIDC nonce sent to Entra
@@ -77,6 +81,12 @@ type Flow struct {
 	Scope           string    `json:"scope"`           // scopes asked of Entra
 	Created         time.Time `json:"created"`
 	Binding         string    `json:"binding"` // hash of the browser cookie; the caller compares it
+	// CSRF is the hash of the consent form's token (consent flows only).
+	CSRF string `json:"csrf,omitempty"`
+	// ConsentUser is "<tid>.<oid>" when the consent page was skipped because
+	// that user approved the client before in this browser; the sign-in
+	// must then be by the same user.
+	ConsentUser string `json:"consentUser,omitempty"`
 }
 
 // Sealer seals values for Redis: a *seal.Ring, or anything that always uses
@@ -111,6 +121,9 @@ type HandleRecord struct {
 	HomeAccountID string    `json:"homeAccountId"`
 	Scope         string    `json:"scope"`
 	Created       time.Time `json:"created"`
+	// ClientID is the OAuth client the chain was issued to ("" for
+	// /auth/exchange); only that client may refresh or revoke it.
+	ClientID string `json:"clientId,omitempty"`
 }
 
 // Sessions keeps sign-in state in Redis: sign-in flows, one-time codes,
@@ -127,6 +140,8 @@ type HandleRecord struct {
 //	                           TTL = idle TTL, never past exp
 //	rt:{<chain>}:<h(handle)>   tombstone of a rotated handle, until exp
 //	rtu:<tid>.<oid>            sorted set of the user's chain ids by exp; TTL = last exp
+//	consent:<h(browser)>       hash h(client_id) -> "<tid>.<oid> <expiry Unix ms>": the
+//	                           OAuth clients a user approved in one browser; TTL = last expiry
 //
 // A handle is "<chain id>.<secret>", so every key a rotation touches shares
 // the chain's hash slot (the braces) and scripts work on a cluster too; the
@@ -197,6 +212,7 @@ func flowKey(state string) string      { return "flow:" + digest(state) }
 func codeKey(code string) string       { return "code:{" + digest(code) + "}" }
 func codeUsedKey(code string) string   { return "codeused:{" + digest(code) + "}" }
 func msalKey(user string) string       { return "msal:" + user }
+func consentKey(browser string) string { return "consent:" + digest(browser) }
 func userChainsKey(user string) string { return "rtu:" + user }
 func chainKey(chainID string) string   { return "rt:{" + chainID + "}" }
 func tombKey(chainID, handle string) string {
@@ -796,4 +812,53 @@ func scriptReply(reply []any) (int64, string) {
 		value, _ = reply[1].(string)
 	}
 	return status, value
+}
+
+// --- remembered consent ---
+
+// RememberConsent records that the user (tid, oid) approved clientID in the
+// browser identified by browserID (a random secret in a cookie), for ttl.
+func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid, oid string, ttl time.Duration) error {
+	u, err := user(tid, oid)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(checkSecret("browser id", browserID), checkTTL("remember consent", ttl)); err != nil {
+		return err
+	}
+	key := consentKey(browserID)
+	exp := s.now().Add(ttl).UnixMilli()
+	// The key lives as long as its newest approval; older fields carry
+	// their own expiry, checked on read.
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, digest(clientID), fmt.Sprintf("%s %d", u, exp))
+		p.PExpire(ctx, key, ttl)
+		return nil
+	})
+	if err != nil {
+		return wrap("remember consent", err)
+	}
+	return nil
+}
+
+// ConsentedUser returns "<tid>.<oid>" of the user who approved clientID in
+// the browser identified by browserID, or an error matching ErrNotFound if
+// no approval is remembered.
+func (s *Sessions) ConsentedUser(ctx context.Context, browserID, clientID string) (string, error) {
+	if checkSecret("browser id", browserID) != nil {
+		return "", errConsentNotFound
+	}
+	v, err := s.rdb.HGet(ctx, consentKey(browserID), digest(clientID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", errConsentNotFound
+	}
+	if err != nil {
+		return "", wrap("look up consent", err)
+	}
+	u, expText, ok := strings.Cut(v, " ")
+	exp, perr := strconv.ParseInt(expText, 10, 64)
+	if !ok || perr != nil || s.now().UnixMilli() >= exp {
+		return "", errConsentNotFound
+	}
+	return u, nil
 }
