@@ -40,6 +40,12 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	s.begin(w, r, store.Flow{ReturnTo: returnTo, ClientChallenge: challenge})
+}
+
+// begin sends the browser to Entra for the flow f, with our own PKCE,
+// state and nonce, and binds the flow to this browser with a cookie.
+func (s *Service) begin(w http.ResponseWriter, r *http.Request, f store.Flow) {
 	state, err1 := randomString(32)
 	nonce, err2 := randomString(32)
 	verifier, err3 := randomString(32)
@@ -58,15 +64,9 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 		s.failPage(w, r, "build authorize URL", err)
 		return
 	}
-	flow := store.Flow{
-		Verifier:        verifier,
-		Nonce:           nonce,
-		ReturnTo:        returnTo,
-		ClientChallenge: challenge,
-		Binding:         hashHex(binding),
-		Created:         time.Now().UTC(),
-	}
-	if err := s.opts.Sessions.SaveFlow(r.Context(), state, flow, flowTTL); err != nil {
+	f.Verifier, f.Nonce, f.Binding = verifier, nonce, hashHex(binding)
+	f.Created = time.Now().UTC()
+	if err := s.opts.Sessions.SaveFlow(r.Context(), state, f, flowTTL); err != nil {
 		s.failPage(w, r, "save sign-in flow", err)
 		return
 	}
@@ -101,7 +101,8 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 
 // Callback finishes a sign-in: GET /auth/callback?code=...&state=... (or
 // ?error=...). It shows a one-time code, or sends it to the allow-listed
-// return_to.
+// return_to, or, for a sign-in an OAuth client started, to the client's
+// redirect URI.
 func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -117,44 +118,26 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		s.failPage(w, r, "load sign-in flow", ferr)
 		return
 	}
-	if ferr != nil || err != nil || !equal(hashHex(cookie.Value), flow.Binding) {
+	// A flow waiting for consent (CSRF set) was never sent to Entra.
+	if ferr != nil || err != nil || flow.CSRF != "" || !equal(hashHex(cookie.Value), flow.Binding) {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "sign-in callback refused",
 			slog.Bool("flow_found", ferr == nil), slog.Bool("cookie_present", err == nil))
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed",
 			"This sign-in has expired, was already used, or was started in another browser. Start again."))
 		return
 	}
-	if e := q.Get("error"); e != "" {
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "sign-in refused by Entra", slog.String("error", truncate(e, 64)))
-		s.page(w, http.StatusBadRequest, errorPage("Sign-in was not completed",
-			"Entra ID answered: "+truncate(e, 64)+": "+truncate(q.Get("error_description"), 400)))
-		return
-	}
-	code := q.Get("code")
-	if code == "" || len(code) > 4096 {
-		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", "The sign-in response has no code. Start again."))
-		return
-	}
 
-	var res confidential.AuthResult
-	err = s.pool.with(r.Context(), "", func(c confidential.Client) error {
-		var err error
-		res, err = c.AcquireTokenByAuthCode(r.Context(), code, s.redirectURI, s.apiScopes, confidential.WithChallenge(flow.Verifier))
-		return err
-	})
-	if err != nil {
-		if isUnavailable(err) {
-			s.failPage(w, r, "redeem authorization code", err)
+	tid, oid, res, fail := s.finishEntra(r.Context(), q, flow)
+	if flow.ClientID != "" {
+		s.finishClient(w, r, flow, tid, oid, res, fail)
+		return
+	}
+	if fail != nil {
+		if fail.err != nil {
+			s.failPage(w, r, fail.doing, fail.err)
 			return
 		}
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "authorization code refused", slog.String("err", err.Error()))
-		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", "Entra ID did not accept the sign-in. Start again."))
-		return
-	}
-	tid, oid, ok := s.checkIDToken(r.Context(), res, flow.Nonce)
-	if !ok {
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "ID token refused: nonce, audience or identity mismatch")
-		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", "The sign-in response did not match this sign-in. Start again."))
+		s.page(w, http.StatusBadRequest, errorPage(fail.title, fail.message))
 		return
 	}
 
@@ -180,7 +163,7 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 	s.event(r.Context(), "signin", tid, oid)
 
 	if flow.ReturnTo != "" {
-		target, err := appendQuery(flow.ReturnTo, "code", oneTime)
+		target, err := appendQuery(flow.ReturnTo, url.Values{"code": {oneTime}})
 		if err != nil {
 			s.failPage(w, r, "build return address", err)
 			return
@@ -191,6 +174,51 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.page(w, http.StatusOK, codePage(oneTime, s.opts.PublicBaseURL, flow.ClientChallenge != "", int(codeTTL/time.Second)))
+}
+
+// callbackFailure is why a sign-in did not complete: Entra's refusal or
+// ours (err nil), or an outage (err set, doing says what failed).
+type callbackFailure struct {
+	oauthError     string // for an OAuth client: access_denied or temporarily_unavailable
+	title, message string // for a person
+	doing          string
+	err            error
+}
+
+func refused(message string) *callbackFailure {
+	return &callbackFailure{oauthError: "access_denied", title: "Sign-in could not be completed", message: message}
+}
+
+// finishEntra reads Entra's answer to the flow: it redeems the code with
+// our PKCE verifier and verifies the ID token.
+func (s *Service) finishEntra(ctx context.Context, q url.Values, flow store.Flow) (tid, oid string, res confidential.AuthResult, fail *callbackFailure) {
+	if e := q.Get("error"); e != "" {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "sign-in refused by Entra", slog.String("error", truncate(e, 64)))
+		return "", "", res, &callbackFailure{oauthError: "access_denied", title: "Sign-in was not completed",
+			message: "Entra ID answered: " + truncate(e, 64) + ": " + truncate(q.Get("error_description"), 400)}
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > 4096 {
+		return "", "", res, refused("The sign-in response has no code. Start again.")
+	}
+	err := s.pool.with(ctx, "", func(c confidential.Client) error {
+		var err error
+		res, err = c.AcquireTokenByAuthCode(ctx, code, s.redirectURI, s.apiScopes, confidential.WithChallenge(flow.Verifier))
+		return err
+	})
+	if err != nil {
+		if isUnavailable(err) {
+			return "", "", res, &callbackFailure{oauthError: "temporarily_unavailable", doing: "redeem authorization code", err: err}
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "authorization code refused", slog.String("err", err.Error()))
+		return "", "", res, refused("Entra ID did not accept the sign-in. Start again.")
+	}
+	tid, oid, ok := s.checkIDToken(ctx, res, flow.Nonce)
+	if !ok {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "ID token refused: nonce, audience or identity mismatch")
+		return "", "", res, refused("The sign-in response did not match this sign-in. Start again.")
+	}
+	return tid, oid, res, nil
 }
 
 // checkIDToken verifies the ID token (signature with the tenant's keys,
@@ -214,7 +242,7 @@ type tokenResponse struct {
 	TokenType    string `json:"token_type"`
 	ExpiresIn    int64  `json:"expires_in"`
 	Scope        string `json:"scope"`
-	RefreshToken string `json:"refresh_token"`
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 // Exchange trades a one-time code for tokens: POST /auth/exchange
@@ -228,106 +256,44 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.AuthCode == "" || len(req.AuthCode) > 128 || len(req.CodeVerifier) > 128 {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "auth_code is required")
+		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "auth_code is required")
 		return
 	}
-	ctx := r.Context()
-	rec, err := s.opts.Sessions.RedeemCode(ctx, req.AuthCode)
-	var reused *store.CodeReusedError
-	switch {
-	case errors.As(err, &reused):
-		// A second redemption: whoever holds the first one's tokens may be
-		// an attacker who intercepted the code. End that session.
-		if reused.ChainID != "" {
-			if rerr := s.opts.Sessions.RevokeChain(ctx, reused.ChainID); rerr != nil {
-				s.log.LogAttrs(ctx, slog.LevelError, "revoke after code reuse failed", slog.String("err", rerr.Error()))
-			}
+	t, err := s.RedeemCode(r.Context(), req.AuthCode, func(rec store.CodeRecord) string {
+		if rec.ClientID != "" {
+			return "the code was issued to an OAuth client; redeem it at the token endpoint"
 		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "one-time code redeemed twice; its session was revoked")
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the code is invalid, expired or already used")
-		return
-	case errors.Is(err, store.ErrNotFound):
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the code is invalid, expired or already used")
-		return
-	case err != nil:
-		s.fail(w, r, "redeem one-time code", err)
-		return
-	}
-	if rec.ClientChallenge != "" && (req.CodeVerifier == "" || !pkceRE.MatchString(req.CodeVerifier) || !equal(s256(req.CodeVerifier), rec.ClientChallenge)) {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge of the sign-in")
-		return
-	}
-
-	// The access token MSAL got at the callback travels, sealed, with the
-	// code; a code that outlived it (it cannot, at two minutes, but a
-	// clock can jump) goes to the user's MSAL cache instead.
-	res := confidential.AuthResult{AccessToken: rec.AccessToken, ExpiresOn: rec.ExpiresOn}
-	if rec.AccessToken == "" || time.Until(rec.ExpiresOn) < 5*time.Minute {
-		if res, err = s.acquireSilent(ctx, rec.HomeAccountID, rec.Scope); err != nil {
-			s.tokenFailure(w, r, "get access token for exchange", err)
-			return
+		if rec.ClientChallenge != "" && !PKCEMatches(req.CodeVerifier, rec.ClientChallenge) {
+			return "code_verifier does not match the code_challenge of the sign-in"
 		}
-	}
-	handle, _, err := s.opts.Sessions.IssueForCode(ctx, req.AuthCode, store.HandleRecord{
-		TenantID:      rec.TenantID,
-		ObjectID:      rec.ObjectID,
-		HomeAccountID: rec.HomeAccountID,
-		Scope:         rec.Scope,
-		Created:       time.Now().UTC(),
-	})
-	if errors.Is(err, store.ErrCodeReused) {
-		// Redeemed again while this exchange ran: issue nothing.
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the code is invalid, expired or already used")
-		return
-	}
+		return ""
+	}, true)
 	if err != nil {
-		s.fail(w, r, "issue refresh handle", err)
+		s.grantFailure(w, r, "redeem one-time code", err)
 		return
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "code exchanged", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
-	s.event(ctx, "exchange", rec.TenantID, rec.ObjectID)
-	writeTokens(w, res, rec.Scope, handle)
+	WriteTokens(w, t)
 }
 
 // Refresh rotates a refresh handle and returns a fresh access token:
 // POST /auth/refresh {"refresh_token": "..."}.
 func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		RefreshToken string `json:"refresh_token"`
+		RefreshToken string `json:"refresh_token,omitempty"`
 	}
 	if !s.readJSON(w, r, &req) || !s.allow(w, r) {
 		return
 	}
 	if req.RefreshToken == "" || len(req.RefreshToken) > 128 {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
 		return
 	}
-	ctx := r.Context()
-	// Look first, get the token, rotate last: if Entra or the network fails
-	// in between, the client's handle still works and it can simply retry.
-	rec, err := s.opts.Sessions.PeekHandle(ctx, req.RefreshToken)
+	t, err := s.RefreshHandle(r.Context(), req.RefreshToken, "")
 	if err != nil {
-		s.handleFailure(w, r, err)
+		s.grantFailure(w, r, "refresh", err)
 		return
 	}
-	res, err := s.acquireSilent(ctx, rec.HomeAccountID, rec.Scope)
-	if err != nil {
-		if !isUnavailable(err) {
-			// Entra no longer honours the session (revoked, expired,
-			// cache deleted): the handle is worthless, end its chain.
-			_ = s.opts.Sessions.Revoke(ctx, req.RefreshToken)
-		}
-		s.tokenFailure(w, r, "get access token for refresh", err)
-		return
-	}
-	next, _, err := s.opts.Sessions.Rotate(ctx, req.RefreshToken)
-	if err != nil {
-		s.handleFailure(w, r, err)
-		return
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "refreshed", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
-	s.event(ctx, "refresh", rec.TenantID, rec.ObjectID)
-	writeTokens(w, res, rec.Scope, next)
+	WriteTokens(w, t)
 }
 
 // Logout ends a session: POST /auth/logout {"refresh_token": "..."}. It
@@ -335,13 +301,13 @@ func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
 // is the same whether or not the handle was valid (RFC 7009 §2.2).
 func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		RefreshToken string `json:"refresh_token"`
+		RefreshToken string `json:"refresh_token,omitempty"`
 	}
 	if !s.readJSON(w, r, &req) {
 		return
 	}
 	if req.RefreshToken == "" || len(req.RefreshToken) > 128 {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
 		return
 	}
 	ctx := r.Context()
@@ -381,8 +347,9 @@ func (s *Service) acquireSilent(ctx context.Context, home, scope string) (confid
 	return res, err
 }
 
-func writeTokens(w http.ResponseWriter, res confidential.AuthResult, scope, handle string) {
-	expires := int64(time.Until(res.ExpiresOn) / time.Second)
+// WriteTokens writes a successful token response (RFC 6749 §5.1).
+func WriteTokens(w http.ResponseWriter, t Tokens) {
+	expires := int64(time.Until(t.ExpiresOn) / time.Second)
 	if expires < 0 {
 		expires = 0
 	}
@@ -391,46 +358,65 @@ func writeTokens(w http.ResponseWriter, res confidential.AuthResult, scope, hand
 	w.Header().Set("Pragma", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(tokenResponse{
-		AccessToken:  res.AccessToken,
+		AccessToken:  t.AccessToken,
 		TokenType:    "Bearer",
 		ExpiresIn:    expires,
-		Scope:        scope,
-		RefreshToken: handle,
+		Scope:        t.Scope,
+		RefreshToken: t.RefreshToken,
 	})
+}
+
+// grantFailure answers a failed grant: invalid_grant for a refusal, 503
+// for an outage.
+func (s *Service) grantFailure(w http.ResponseWriter, r *http.Request, doing string, err error) {
+	var ge *GrantError
+	if errors.As(err, &ge) {
+		WriteOAuthError(w, http.StatusBadRequest, "invalid_grant", ge.Description)
+		return
+	}
+	s.fail(w, r, doing, err)
 }
 
 // readJSON checks method, content type and size, and decodes strictly.
 func (s *Service) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		writeOAuthError(w, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json")
+		WriteOAuthError(w, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json")
 		return false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+			WriteOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
 			return false
 		}
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
 		return false
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil || dec.More() {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON object with the documented fields only")
+		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON object with the documented fields only")
 		return false
 	}
 	return true
 }
 
-// allow applies the per-address rate limit. Redis down means 503: letting
-// calls through unlimited would hand attackers the outage.
+// allow applies the per-address rate limit of exchange and refresh.
 func (s *Service) allow(w http.ResponseWriter, r *http.Request) bool {
-	ok, retry, err := s.opts.Limiter.Allow(r.Context(), clientAddress(r))
+	return Allow(w, r, s.opts.Limiter, s.log)
+}
+
+// Allow applies a per-address rate limit (see ClientAddress) and answers
+// 429 with Retry-After when it is spent. Redis down means 503: letting
+// calls through unlimited would hand attackers the outage.
+func Allow(w http.ResponseWriter, r *http.Request, l *store.Limiter, log *slog.Logger) bool {
+	ok, retry, err := l.Allow(r.Context(), ClientAddress(r))
 	if err != nil {
-		s.fail(w, r, "check rate limit", err)
+		log.LogAttrs(r.Context(), slog.LevelError, "check rate limit failed", slog.String("err", err.Error()))
+		w.Header().Set("Retry-After", "5")
+		WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is unavailable; try again shortly")
 		return false
 	}
 	if !ok {
@@ -439,34 +425,10 @@ func (s *Service) allow(w http.ResponseWriter, r *http.Request) bool {
 			secs++
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeOAuthError(w, http.StatusTooManyRequests, "slow_down", "too many requests; retry later")
+		WriteOAuthError(w, http.StatusTooManyRequests, "slow_down", "too many requests; retry later")
 		return false
 	}
 	return true
-}
-
-// handleFailure answers a handle that cannot be used.
-func (s *Service) handleFailure(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, store.ErrHandleReused):
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "rotated refresh handle presented again; its chain was revoked")
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid or expired")
-	case errors.Is(err, store.ErrNotFound):
-		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid or expired")
-	default:
-		s.fail(w, r, "use refresh handle", err)
-	}
-}
-
-// tokenFailure answers a failed MSAL call: our outage (503) or a session
-// Entra no longer honours (invalid_grant).
-func (s *Service) tokenFailure(w http.ResponseWriter, r *http.Request, doing string, err error) {
-	if isUnavailable(err) {
-		s.fail(w, r, doing, err)
-		return
-	}
-	s.log.LogAttrs(r.Context(), slog.LevelWarn, doing+" failed", slog.String("err", err.Error()))
-	writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; sign in again")
 }
 
 // isUnavailable tells an outage (Redis, the network, Entra answering 5xx
@@ -496,7 +458,7 @@ func (s *Service) failPage(w http.ResponseWriter, r *http.Request, doing string,
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, doing string, err error) {
 	s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
 	w.Header().Set("Retry-After", "5")
-	writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service is unavailable; try again shortly")
+	WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service is unavailable; try again shortly")
 }
 
 func (s *Service) clearCookie(w http.ResponseWriter) {
@@ -504,7 +466,8 @@ func (s *Service) clearCookie(w http.ResponseWriter) {
 		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 }
 
-func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+// WriteOAuthError writes an RFC 6749 §5.2 error response.
+func WriteOAuthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

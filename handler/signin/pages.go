@@ -1,11 +1,10 @@
 package signin
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"html/template"
 	"net/http"
+
+	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
 
 // pageData fills the one page template: an error, or the one-time code.
@@ -75,24 +74,9 @@ document.getElementById("copy").addEventListener("click", function () {
 </body></html>
 `))
 
-// page renders the template with security headers: nothing cached, nothing
-// framed, no referrer (the callback URL carried Entra's code).
+// page renders the template with the shared security headers (the
+// callback URL carried Entra's code: no referrer).
 func (s *Service) page(w http.ResponseWriter, status int, d pageData) {
-	nonce := make([]byte, 16)
-	_, _ = rand.Read(nonce)
-	d.Nonce = base64.StdEncoding.EncodeToString(nonce)
-	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, d); err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+d.Nonce+"'; script-src 'nonce-"+d.Nonce+
-		"'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	d.Nonce = webpage.Nonce()
+	webpage.Write(w, status, pageTemplate, d, d.Nonce, "'none'")
 }

@@ -167,14 +167,20 @@ func hashHex(v string) string {
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
+// PKCEMatches reports whether verifier is an RFC 7636 code_verifier whose
+// S256 transform is challenge.
+func PKCEMatches(verifier, challenge string) bool {
+	return challenge != "" && pkceRE.MatchString(verifier) && equal(s256(verifier), challenge)
+}
+
 // pkceRE is RFC 7636's shape for a verifier or an S256 challenge.
 var pkceRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 
-// clientAddress is the caller's address for rate limiting. Behind the
+// ClientAddress is the caller's address for rate limiting. Behind the
 // Functions host every request comes from loopback and the host appends the
 // caller to X-Forwarded-For, so the last entry is taken, and only from a
 // loopback peer: a remote peer could write anything there.
-func clientAddress(r *http.Request) string {
+func ClientAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -200,14 +206,17 @@ func (s *Service) returnAllowed(u string) bool {
 	return slices.Contains(s.opts.AllowedReturnURLs, u)
 }
 
-// appendQuery adds key=value to the query of an allow-listed URL.
-func appendQuery(raw, key, value string) (string, error) {
+// appendQuery adds params to the query of an allow-listed or registered
+// URL, keeping what its query already holds.
+func appendQuery(raw string, params url.Values) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", err
 	}
 	q := u.Query()
-	q.Set(key, value)
+	for k, v := range params {
+		q[k] = v
+	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }

@@ -1,0 +1,198 @@
+package signin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/entra-mcp/functions-mcp/handler/store"
+)
+
+// ConsentTTL is how long a user's approval of an OAuth client is
+// remembered in one browser.
+const ConsentTTL = 30 * 24 * time.Hour
+
+// ClientRequest is an OAuth client's authorization request, checked by the
+// OAuth front and approved by the user: the sign-in it starts ends at the
+// client's redirect URI.
+type ClientRequest struct {
+	ClientID    string
+	RedirectURI string // registered for the client
+	State       string // the client's, returned unchanged
+	Challenge   string // the client's PKCE S256 challenge
+	Scope       string // granted to the client
+	// ConsentUser is "<tid>.<oid>" when the approval was remembered rather
+	// than given just now: the sign-in must then be by that user.
+	ConsentUser string
+}
+
+// StartClientSignIn sends the browser to Entra for an approved client
+// request. Its callback redirects to the client with our one-time code.
+func (s *Service) StartClientSignIn(w http.ResponseWriter, r *http.Request, c ClientRequest) {
+	s.begin(w, r, store.Flow{
+		ReturnTo:        c.RedirectURI,
+		ClientID:        c.ClientID,
+		ClientState:     c.State,
+		ClientChallenge: c.Challenge,
+		Scope:           c.Scope,
+		ConsentUser:     c.ConsentUser,
+	})
+}
+
+// AuthorizeOrigin is the origin of Entra's authorize endpoint, where
+// StartClientSignIn sends the browser (pages whose forms lead there must
+// allow it in their CSP). MSAL caches the discovery it comes from.
+func (s *Service) AuthorizeOrigin(ctx context.Context) (string, error) {
+	var authURL string
+	err := s.pool.with(ctx, "", func(c confidential.Client) error {
+		var err error
+		authURL, err = c.AuthCodeURL(ctx, s.opts.Entra.ClientID, s.redirectURI, s.scopes)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("build authorize URL: %w", err)
+	}
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return "", fmt.Errorf("parse authorize URL: %w", err)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// RememberedConsent returns "<tid>.<oid>" of the user who approved clientID
+// in this browser, or "" if no approval is remembered. An error means Redis
+// could not be asked.
+func (s *Service) RememberedConsent(ctx context.Context, r *http.Request, clientID string) (string, error) {
+	c, err := r.Cookie(s.consentCookieName())
+	if err != nil {
+		return "", nil
+	}
+	u, err := s.opts.Sessions.ConsentedUser(ctx, c.Value, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return u, err
+}
+
+// finishClient ends a sign-in an OAuth client started: the client's
+// redirect URI gets our one-time code, bound to the client, or the error.
+func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow store.Flow, tid, oid string, res confidential.AuthResult, fail *callbackFailure) {
+	ctx := r.Context()
+	back := url.Values{"state": {flow.ClientState}}
+	if fail != nil {
+		if fail.err != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, fail.doing+" failed", slog.String("err", fail.err.Error()))
+		}
+		back.Set("error", fail.oauthError)
+		back.Set("error_description", "the sign-in with Entra ID was not completed")
+		RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
+		return
+	}
+	user := strings.ToLower(tid + "." + oid)
+	if flow.ConsentUser != "" && flow.ConsentUser != user {
+		// The approval remembered here was another account's. Forget it so
+		// the next attempt asks this account.
+		s.log.LogAttrs(ctx, slog.LevelWarn, "client sign-in refused: signed in as another user than the one who approved the client",
+			slog.String("tid", tid), slog.String("oid", oid), slog.String("client_id", flow.ClientID))
+		s.clearConsentCookie(w)
+		back.Set("error", "access_denied")
+		back.Set("error_description", "the account that signed in has not approved this client; try again")
+		RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
+		return
+	}
+
+	oneTime, err := randomString(32)
+	if err != nil {
+		s.failPage(w, r, "mint one-time code", err)
+		return
+	}
+	rec := store.CodeRecord{
+		TenantID:        tid,
+		ObjectID:        oid,
+		HomeAccountID:   homeAccountID(tid, oid),
+		Scope:           strings.Join(s.apiScopes, " "),
+		ClientID:        flow.ClientID,
+		RedirectURI:     flow.ReturnTo,
+		ClientChallenge: flow.ClientChallenge,
+		AccessToken:     res.AccessToken,
+		ExpiresOn:       res.ExpiresOn,
+	}
+	if err := s.opts.Sessions.SaveCode(ctx, oneTime, rec, codeTTL); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "save one-time code failed", slog.String("err", err.Error()))
+		back.Set("error", "temporarily_unavailable")
+		RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
+		return
+	}
+	if flow.ConsentUser == "" {
+		s.rememberConsent(w, r, flow.ClientID, tid, oid)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "signed in for client", slog.String("tid", tid), slog.String("oid", oid),
+		slog.String("client_id", flow.ClientID))
+	s.event(ctx, "signin", tid, oid)
+	back.Set("code", oneTime)
+	RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
+}
+
+// rememberConsent records the approval the user just gave, under this
+// browser's consent cookie (made now if it has none). A failure only costs
+// the user the consent page next time.
+func (s *Service) rememberConsent(w http.ResponseWriter, r *http.Request, clientID, tid, oid string) {
+	browser := ""
+	if c, err := r.Cookie(s.consentCookieName()); err == nil && len(c.Value) >= 32 && len(c.Value) <= 64 {
+		browser = c.Value
+	}
+	if browser == "" {
+		var err error
+		if browser, err = randomString(32); err != nil {
+			return
+		}
+	}
+	if err := s.opts.Sessions.RememberConsent(r.Context(), browser, clientID, tid, oid, ConsentTTL); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "remember consent failed", slog.String("err", err.Error()))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     s.consentCookieName(),
+		Value:    browser,
+		Path:     "/",
+		MaxAge:   int(ConsentTTL / time.Second),
+		HttpOnly: true,
+		Secure:   s.secure,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func (s *Service) consentCookieName() string {
+	if s.secure {
+		return "__Host-mcp-consent"
+	}
+	return "mcp-consent"
+}
+
+func (s *Service) clearConsentCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: s.consentCookieName(), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
+}
+
+// RedirectClient sends the browser back to an OAuth client's registered
+// redirect URI with params, the issuer added as iss (RFC 9207), so the
+// client can tell which authorization server answered.
+func RedirectClient(w http.ResponseWriter, r *http.Request, redirectURI, issuer string, params url.Values) {
+	params.Set("iss", issuer)
+	target, err := appendQuery(redirectURI, params)
+	if err != nil {
+		// Registered redirect URIs were parsed when registered.
+		http.Error(w, "bad redirect URI", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, target, http.StatusFound)
+}
