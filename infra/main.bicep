@@ -63,6 +63,17 @@ param instanceMemoryMB int = 2048
 @description('Upper bound on Flex Consumption instances; it also caps what a flood of requests can cost.')
 param maximumInstanceCount int = 40
 
+// proxy: the function app is the OAuth authorization server MCP clients see
+// (client registration, consent, PKCE) and signs users in with Entra ID.
+// entra: Protected Resource Metadata names Entra ID itself, for clients with
+// built-in Entra support. `azd env set MCP_AUTH_MODE entra`.
+@description('How MCP clients sign in: proxy (this app is their OAuth authorization server) or entra (they go to Entra ID directly).')
+@allowed([
+  'proxy'
+  'entra'
+])
+param mcpAuthMode string = 'proxy'
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -155,6 +166,7 @@ module functionApp 'app/function.bicep' = {
     appClientId: entra.outputs.clientId
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    mcpAuthMode: mcpAuthMode
   }
 }
 
@@ -172,3 +184,4 @@ output KEY_VAULT_NAME string = backing.outputs.keyVaultName
 output KEY_VAULT_URI string = backing.outputs.keyVaultUri
 output TOKEN_SEALING_KEY_SECRET_NAME string = sealingKeySecretName
 output REDIS_KIND string = redisKind
+output MCP_AUTH_MODE string = mcpAuthMode

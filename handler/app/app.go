@@ -20,6 +20,8 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
 	"github.com/entra-mcp/functions-mcp/handler/mcpserver"
+	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/oauthserver"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/redisauth"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
@@ -33,6 +35,10 @@ import (
 const (
 	authRate  = 5
 	authBurst = 10
+	// The OAuth front's endpoints (registration, consent pages, token,
+	// revocation) per client address: a client's sign-in takes a few.
+	oauthRate  = 10
+	oauthBurst = 40
 )
 
 // Options are what the handler is built from.
@@ -61,10 +67,13 @@ type Options struct {
 
 // App is the assembled handler.
 type App struct {
-	Handler   http.Handler
-	Verifier  *entra.Verifier
-	MCP       *mcpserver.Server
-	SignIn    *signin.Service
+	Handler  http.Handler
+	Verifier *entra.Verifier
+	MCP      *mcpserver.Server
+	SignIn   *signin.Service
+	// OAuth is the authorization-server front; nil in entra mode.
+	OAuth     *oauthserver.Server
+	clients   *oauthclients.Registry
 	redis     redis.UniversalClient
 	ownRedis  bool
 	redisAuth *redisauth.Provider
@@ -203,10 +212,21 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 
+	authServer := cfg.Entra.Issuer()
+	var front httpapi.OAuth
+	if cfg.AuthMode != config.AuthModeEntra {
+		if err := a.buildOAuth(cfg, sessions, log); err != nil {
+			a.Close()
+			return nil, err
+		}
+		authServer, front = cfg.PublicBaseURL, a.OAuth
+	}
+
 	a.Handler = httpapi.New(httpapi.Options{
 		PublicBaseURL:        cfg.PublicBaseURL,
 		AllowedOrigins:       cfg.AllowedOrigins,
-		AuthorizationServers: []string{cfg.Entra.Issuer()},
+		AuthorizationServers: []string{authServer},
+		OAuth:                front,
 		Scopes:               []string{cfg.Entra.Scope()},
 		Verifier:             verifier,
 		MCP:                  a.MCP,
@@ -216,6 +236,33 @@ func New(opts Options) (*App, error) {
 		Telemetry:            telemetryOf(tel),
 	})
 	return a, nil
+}
+
+// buildOAuth builds the authorization-server front of proxy mode.
+func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog.Logger) error {
+	var err error
+	a.clients, err = oauthclients.New(oauthclients.Options{
+		Redis:         a.redis,
+		AllowLoopback: cfg.AllowLoopbackClients,
+		Logger:        log,
+	})
+	if err != nil {
+		return fmt.Errorf("build OAuth client registry: %w", err)
+	}
+	a.OAuth, err = oauthserver.New(oauthserver.Options{
+		Issuer:   cfg.PublicBaseURL,
+		Resource: cfg.PublicBaseURL + httpapi.PathMCP,
+		Scope:    cfg.Entra.Scope(),
+		Clients:  a.clients,
+		SignIn:   a.SignIn,
+		Sessions: sessions,
+		Limiter:  store.NewLimiter(a.redis, "oauth", oauthRate, time.Second, oauthBurst),
+		Logger:   log,
+	})
+	if err != nil {
+		return fmt.Errorf("build OAuth front: %w", err)
+	}
+	return nil
 }
 
 // events is what signin and mcpserver report custom events (and
@@ -270,6 +317,9 @@ func hostOf(raw string) string {
 
 // Close releases what New opened.
 func (a *App) Close() {
+	if a.clients != nil {
+		a.clients.Close()
+	}
 	if a.ownRedis && a.redis != nil {
 		_ = a.redis.Close()
 	}

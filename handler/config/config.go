@@ -78,6 +78,36 @@ type Config struct {
 	AllowedOrigins []string
 
 	LogLevel slog.Level
+
+	// AuthMode is MCP_AUTH_MODE: AuthModeProxy (default) or AuthModeEntra.
+	AuthMode string
+
+	// AllowLoopbackClients lets OAuth clients' metadata documents be
+	// fetched from loopback addresses. Dev mode sets it; no setting does,
+	// so a deployment can never turn it on.
+	AllowLoopbackClients bool
+}
+
+// Authorization modes (MCP_AUTH_MODE).
+const (
+	// AuthModeProxy: Protected Resource Metadata names this server as the
+	// authorization server, and its OAuth front (client registration,
+	// consent, PKCE) signs people in with Entra ID for any MCP client.
+	AuthModeProxy = "proxy"
+	// AuthModeEntra: Protected Resource Metadata names the Entra issuer;
+	// clients with built-in Entra support sign in there directly.
+	AuthModeEntra = "entra"
+)
+
+// ParseAuthMode reads MCP_AUTH_MODE: proxy (default) or entra.
+func ParseAuthMode(v string) (string, error) {
+	switch v = strings.TrimSpace(v); v {
+	case "":
+		return AuthModeProxy, nil
+	case AuthModeProxy, AuthModeEntra:
+		return v, nil
+	}
+	return "", fmt.Errorf("MCP_AUTH_MODE: %q must be proxy or entra", v)
 }
 
 // KeyVault locates the handler's secrets in Azure Key Vault.
@@ -166,6 +196,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	if c.LogLevel, err = ParseLogLevel(getenv("LOG_LEVEL")); err != nil {
+		return nil, err
+	}
+	if c.AuthMode, err = ParseAuthMode(getenv("MCP_AUTH_MODE")); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -46,6 +46,7 @@ func Settings() []Setting {
 		{Name: "GRAPH_SCOPE"},
 		{Name: "AUTH_ALLOWED_RETURN_URLS"},
 		{Name: "MCP_ALLOWED_ORIGINS"},
+		{Name: "MCP_AUTH_MODE", Azure: true, Local: true},
 		{Name: "ROLE_MAP"},
 		{Name: "LOG_LEVEL", Local: true},
 	}

@@ -52,6 +52,10 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	authMode, err := config.ParseAuthMode(getenv("MCP_AUTH_MODE"))
+	if err != nil {
+		return nil, err
+	}
 
 	sealKey, err := seal.GenerateKey()
 	if err != nil {
@@ -90,6 +94,9 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 		GraphScope:   config.DefaultGraphScope,
 		RoleMap:      authz.DefaultRoleMap(),
 		LogLevel:     level,
+		AuthMode:     authMode,
+		// Test clients serve their metadata documents on loopback.
+		AllowLoopbackClients: true,
 	}
 	for _, u := range devidp.DemoUsers() {
 		tok, err := idp.Mint(u, devidp.WithLifetime(tokenLifetime))

@@ -17,6 +17,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/oauthserver"
 )
 
 // Route is one path the handler serves and the methods it accepts there.
@@ -37,6 +38,13 @@ const (
 	PathExchange    = "/auth/exchange"
 	PathRefresh     = "/auth/refresh"
 	PathLogout      = "/auth/logout"
+
+	PathOAuthMetadata  = oauthserver.PathMetadata
+	PathOpenIDMetadata = oauthserver.PathOpenID
+	PathAuthorize      = oauthserver.PathAuthorize
+	PathToken          = oauthserver.PathToken
+	PathRegister       = oauthserver.PathRegister
+	PathRevoke         = oauthserver.PathRevoke
 )
 
 // Routes lists the routes the Functions host must forward to the handler.
@@ -54,7 +62,24 @@ func Routes() []Route {
 		{Path: PathExchange, Methods: []string{http.MethodPost}},
 		{Path: PathRefresh, Methods: []string{http.MethodPost}},
 		{Path: PathLogout, Methods: []string{http.MethodPost}},
+		// The OAuth front (MCP_AUTH_MODE=proxy; 404 in entra mode).
+		// OPTIONS is the CORS preflight of browser-based clients.
+		{Path: PathOAuthMetadata, Methods: []string{http.MethodGet, http.MethodOptions}},
+		{Path: PathOpenIDMetadata, Methods: []string{http.MethodGet, http.MethodOptions}},
+		{Path: PathAuthorize, Methods: []string{http.MethodGet, http.MethodPost}},
+		{Path: PathToken, Methods: []string{http.MethodPost, http.MethodOptions}},
+		{Path: PathRegister, Methods: []string{http.MethodPost, http.MethodOptions}},
+		{Path: PathRevoke, Methods: []string{http.MethodPost, http.MethodOptions}},
 	}
+}
+
+// OAuth serves the OAuth authorization-server front.
+type OAuth interface {
+	Metadata(http.ResponseWriter, *http.Request)
+	Authorize(http.ResponseWriter, *http.Request)
+	Token(http.ResponseWriter, *http.Request)
+	Register(http.ResponseWriter, *http.Request)
+	Revoke(http.ResponseWriter, *http.Request)
 }
 
 // SignIn serves the /auth routes.
@@ -86,7 +111,10 @@ type Options struct {
 	// MCP serves POST /mcp for an authenticated caller.
 	MCP http.Handler
 	// SignIn serves /auth/*.
-	SignIn  SignIn
+	SignIn SignIn
+	// OAuth serves the authorization-server front; nil (entra mode)
+	// leaves its routes unserved.
+	OAuth   OAuth
 	Version string
 	Logger  *slog.Logger
 	// MaxBodyBytes caps request bodies (default 1 MiB).
@@ -154,6 +182,14 @@ func New(opts Options) http.Handler {
 		mux.Handle(PathRefresh, a.allow(si.Refresh, http.MethodPost))
 		mux.Handle(PathLogout, a.allow(si.Logout, http.MethodPost))
 	}
+	if o := opts.OAuth; o != nil {
+		mux.Handle(PathOAuthMetadata, cors(a.allow(o.Metadata, http.MethodGet, http.MethodHead)))
+		mux.Handle(PathOpenIDMetadata, cors(a.allow(o.Metadata, http.MethodGet, http.MethodHead)))
+		mux.Handle(PathAuthorize, a.allow(o.Authorize, http.MethodGet, http.MethodPost))
+		mux.Handle(PathToken, cors(a.allow(o.Token, http.MethodPost)))
+		mux.Handle(PathRegister, cors(a.allow(o.Register, http.MethodPost)))
+		mux.Handle(PathRevoke, cors(a.allow(o.Revoke, http.MethodPost)))
+	}
 	mux.HandleFunc("/", a.root)
 	h := a.recoverer(a.headers(mux))
 	if opts.Telemetry != nil {
@@ -172,6 +208,24 @@ func (a *api) allow(h http.HandlerFunc, methods ...string) http.Handler {
 			return
 		}
 		h(w, r)
+	})
+}
+
+// cors lets browser-based MCP clients (the MCP Inspector's web app) read
+// the OAuth endpoints' answers. No credentials are involved: public
+// clients authenticate with PKCE, so any origin may call.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, MCP-Protocol-Version")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

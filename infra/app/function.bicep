@@ -38,6 +38,13 @@ param appClientId string
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 
+@description('MCP_AUTH_MODE: proxy (this app is the OAuth authorization server MCP clients use) or entra.')
+@allowed([
+  'proxy'
+  'entra'
+])
+param mcpAuthMode string = 'proxy'
+
 // Flex Consumption, Linux. The plan's `reserved: true` is what makes it Linux.
 module plan 'br/public:avm/res/web/serverfarm:0.7.0' = {
   name: 'plan'
@@ -87,6 +94,9 @@ var appSettings = {
 
   REDIS_URL: redisUrl
   REDIS_AUTH: 'entra'
+
+  // Who MCP clients see as their authorization server (main.bicep explains).
+  MCP_AUTH_MODE: mcpAuthMode
 
   // Local auth is off on the component, so the connection string alone cannot
   // ingest; telemetry goes with the identity's Entra token.

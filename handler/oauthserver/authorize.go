@@ -1,0 +1,380 @@
+package oauthserver
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/signin"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/webpage"
+)
+
+// consentTTL is how long a consent page stays answerable.
+const consentTTL = 10 * time.Minute
+
+// challengeRE is an S256 code_challenge: 32 bytes in base64url.
+var challengeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+// Authorize serves /oauth/authorize: GET checks a client's authorization
+// request and asks the user to approve the client (or goes straight to
+// Entra when this user approved it before in this browser); POST is the
+// consent form's answer.
+func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		s.decide(w, r)
+		return
+	}
+	ctx := r.Context()
+	q := r.URL.Query()
+
+	// Until client and redirect URI are known good, errors are pages: a
+	// redirect would send the browser wherever the request says.
+	if len(q["client_id"]) > 1 || len(q["redirect_uri"]) > 1 {
+		s.errorPage(w, http.StatusBadRequest, "client_id and redirect_uri may appear only once.")
+		return
+	}
+	clientID := q.Get("client_id")
+	if clientID == "" || len(clientID) > 2048 {
+		s.errorPage(w, http.StatusBadRequest, "The request names no valid client (client_id).")
+		return
+	}
+	client, err := s.opts.Clients.Lookup(ctx, clientID)
+	if err != nil {
+		var ce *oauthclients.Error
+		if errors.As(err, &ce) {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: unknown client", slog.String("reason", ce.Description))
+			s.errorPage(w, http.StatusBadRequest, "The application asking for access is not known to this server: "+ce.Description+".")
+			return
+		}
+		s.unavailablePage(w, r, "look up client", err)
+		return
+	}
+	redirect := q.Get("redirect_uri")
+	switch {
+	case redirect == "" && len(client.RedirectURIs) == 1:
+		redirect = client.RedirectURIs[0]
+	case redirect == "":
+		s.errorPage(w, http.StatusBadRequest, "The request has no redirect_uri, and the application registered more than one.")
+		return
+	case !oauthclients.RedirectAllowed(client, redirect):
+		s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: redirect_uri not registered", slog.String("client_id", clientID))
+		s.errorPage(w, http.StatusBadRequest, "The redirect_uri is not registered for this application.")
+		return
+	}
+
+	// From here the client hears of errors at its redirect URI (RFC 6749 §4.1.2.1).
+	state := q.Get("state")
+	fail := func(code, desc string) {
+		back := url.Values{"error": {code}, "error_description": {desc}}
+		if state != "" && len(q["state"]) == 1 {
+			back.Set("state", state)
+		}
+		s.log.LogAttrs(ctx, slog.LevelInfo, "authorization request refused", slog.String("client_id", clientID),
+			slog.String("error", code), slog.String("reason", desc))
+		signin.RedirectClient(w, r, redirect, s.opts.Issuer, back)
+	}
+	if k := repeated(q); k != "" {
+		fail("invalid_request", k+" appears more than once")
+		return
+	}
+	switch rt := q.Get("response_type"); {
+	case rt == "":
+		fail("invalid_request", "response_type is required")
+		return
+	case rt != "code":
+		fail("unsupported_response_type", "response_type must be code")
+		return
+	}
+	if !client.AllowsGrant("authorization_code") {
+		fail("unauthorized_client", "the client did not register the authorization_code grant")
+		return
+	}
+	if state == "" || len(state) > 1024 {
+		fail("invalid_request", "state is required (at most 1024 characters)")
+		return
+	}
+	challenge := q.Get("code_challenge")
+	if challenge == "" {
+		fail("invalid_request", "code_challenge is required: PKCE with S256")
+		return
+	}
+	if q.Get("code_challenge_method") != "S256" {
+		fail("invalid_request", "code_challenge_method must be S256")
+		return
+	}
+	if !challengeRE.MatchString(challenge) {
+		fail("invalid_request", "code_challenge is not an S256 challenge")
+		return
+	}
+	if res, ok := q["resource"]; ok && res[0] != s.opts.Resource {
+		fail("invalid_target", "resource must be "+s.opts.Resource)
+		return
+	}
+	scope, ok := s.grantedScope(q.Get("scope"))
+	if !ok {
+		fail("invalid_scope", "scope must be "+s.opts.Scope)
+		return
+	}
+	req := signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}
+
+	user, err := s.opts.SignIn.RememberedConsent(ctx, r, client.ClientID)
+	if err != nil {
+		// Asking again is the safe way round.
+		s.log.LogAttrs(ctx, slog.LevelWarn, "look up remembered consent failed", slog.String("err", err.Error()))
+	}
+	if user != "" {
+		req.ConsentUser = user
+		s.opts.SignIn.StartClientSignIn(w, r, req)
+		return
+	}
+	if !signin.Allow(w, r, s.opts.Limiter, s.log) {
+		return
+	}
+	s.askConsent(w, r, client, req)
+}
+
+// askConsent keeps the request under a random id and shows the consent
+// page. Its form is good only in this browser (the cookie's hash is kept
+// with the request) and only with the page's own CSRF token.
+func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclients.Client, req signin.ClientRequest) {
+	binding := ""
+	if ck, err := r.Cookie(s.cookieName()); err == nil && len(ck.Value) == 43 {
+		// Reuse the browser's cookie, so two consent pages open at once
+		// both stay answerable.
+		binding = ck.Value
+	}
+	id, csrf := randomText(), randomText()
+	if binding == "" {
+		binding = randomText()
+	}
+	flow := store.Flow{
+		ReturnTo:        req.RedirectURI,
+		ClientID:        req.ClientID,
+		ClientState:     req.State,
+		ClientChallenge: req.Challenge,
+		Scope:           req.Scope,
+		Binding:         hashHex(binding),
+		CSRF:            hashHex(csrf),
+	}
+	if err := s.opts.Sessions.SaveFlow(r.Context(), id, flow, consentTTL); err != nil {
+		s.unavailablePage(w, r, "save authorization request", err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     s.cookieName(),
+		Value:    binding,
+		Path:     "/",
+		MaxAge:   int(consentTTL / time.Second),
+		HttpOnly: true,
+		Secure:   s.secure,
+		// Only our own consent page posts the form.
+		SameSite: http.SameSiteStrictMode,
+	})
+	// Chromium applies form-action to the redirects that answer the form
+	// too: to Entra on approval, to the client on denial.
+	entraOrigin, err := s.opts.SignIn.AuthorizeOrigin(r.Context())
+	if err != nil {
+		s.unavailablePage(w, r, "find Entra's authorize endpoint", err)
+		return
+	}
+	d := consentData(c, req)
+	d.RequestID, d.CSRF, d.Nonce = id, csrf, webpage.Nonce()
+	webpage.Write(w, http.StatusOK, consentTemplate, d, d.Nonce, strings.Join([]string{"'self'", entraOrigin, originOf(req.RedirectURI)}, " "))
+}
+
+// decide handles the consent form: POST /oauth/authorize.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if o := r.Header.Get("Origin"); o != "" && o != s.origin {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "consent form refused: foreign Origin")
+		s.errorPage(w, http.StatusForbidden, "This form was sent from another site.")
+		return
+	}
+	form, ok := s.readConsentForm(w, r)
+	if !ok {
+		return
+	}
+	id, csrf, decision := form.Get("request"), form.Get("csrf_token"), form.Get("decision")
+	if id == "" || csrf == "" {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "consent form refused: request or CSRF token missing")
+		s.errorPage(w, http.StatusForbidden, "This form could not be verified. Go back to the application and start again.")
+		return
+	}
+	if decision != "approve" && decision != "deny" {
+		s.errorPage(w, http.StatusBadRequest, "The form's decision must be approve or deny.")
+		return
+	}
+	flow, err := s.opts.Sessions.TakeFlow(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && flow.CSRF == "") {
+		s.errorPage(w, http.StatusBadRequest, "This request has expired or was already answered. Go back to the application and start again.")
+		return
+	}
+	if err != nil {
+		s.unavailablePage(w, r, "load authorization request", err)
+		return
+	}
+	ck, cerr := r.Cookie(s.cookieName())
+	if cerr != nil || !equal(hashHex(ck.Value), flow.Binding) || !equal(hashHex(csrf), flow.CSRF) {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "consent form refused: browser binding or CSRF token does not match",
+			slog.Bool("cookie_present", cerr == nil))
+		s.errorPage(w, http.StatusForbidden, "This form could not be verified. Go back to the application and start again.")
+		return
+	}
+	if decision == "deny" {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "client denied by the user", slog.String("client_id", flow.ClientID))
+		signin.RedirectClient(w, r, flow.ReturnTo, s.opts.Issuer, url.Values{
+			"error": {"access_denied"}, "error_description": {"the user denied access"}, "state": {flow.ClientState}})
+		return
+	}
+	s.opts.SignIn.StartClientSignIn(w, r, signin.ClientRequest{
+		ClientID: flow.ClientID, RedirectURI: flow.ReturnTo, State: flow.ClientState,
+		Challenge: flow.ClientChallenge, Scope: flow.Scope,
+	})
+}
+
+// readConsentForm reads the consent form: form encoding, size capped, no
+// field twice. On failure it has answered with a page.
+func (s *Server) readConsentForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		s.errorPage(w, http.StatusUnsupportedMediaType, "The form must be sent as application/x-www-form-urlencoded.")
+		return nil, false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil || repeated(r.PostForm) != "" {
+		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+		return nil, false
+	}
+	return r.PostForm, true
+}
+
+func (s *Server) cookieName() string {
+	if s.secure {
+		return "__Host-mcp-authorize"
+	}
+	return "mcp-authorize"
+}
+
+func (s *Server) errorPage(w http.ResponseWriter, status int, message string) {
+	d := pageData{Title: "Authorization failed", Message: message, Nonce: webpage.Nonce()}
+	webpage.Write(w, status, consentTemplate, d, d.Nonce, "'none'")
+}
+
+func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request, doing string, err error) {
+	s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
+	w.Header().Set("Retry-After", "5")
+	d := pageData{Title: "Authorization is unavailable right now",
+		Message: "A service this server depends on did not answer. Wait a moment and try again.", Nonce: webpage.Nonce()}
+	webpage.Write(w, http.StatusServiceUnavailable, consentTemplate, d, d.Nonce, "'none'")
+}
+
+// pageData fills the consent page, or an error page when Message is set.
+type pageData struct {
+	Title, Message string
+	Nonce          string
+
+	ClientName   string // as the client declares it
+	ClientHost   string // host of client_uri, or of the metadata document URL
+	Verified     bool   // identified by a metadata document on ClientHost
+	RedirectHost string
+	Scope        string
+	RequestID    string
+	CSRF         string
+}
+
+func consentData(c oauthclients.Client, req signin.ClientRequest) pageData {
+	d := pageData{
+		Title:        "Authorize access",
+		ClientName:   c.ClientName,
+		ClientHost:   hostOf(c.ClientURI),
+		RedirectHost: hostOf(req.RedirectURI),
+		Scope:        req.Scope,
+	}
+	if c.Source == oauthclients.SourceMetadataDocument {
+		d.ClientHost, d.Verified = hostOf(c.ClientID), true
+	}
+	if d.ClientName == "" {
+		d.ClientName = "An unnamed application"
+	}
+	if d.RedirectHost == "" {
+		// A custom-scheme redirect (a native app): show the scheme.
+		if u, err := url.Parse(req.RedirectURI); err == nil {
+			d.RedirectHost = u.Scheme + ":"
+		}
+	}
+	return d
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style nonce="{{.Nonce}}">
+body{font:16px/1.5 system-ui,sans-serif;max-width:38rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}
+h1{font-size:1.6rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{color:#555}dd{margin:0;overflow-wrap:anywhere}
+code{font:14px/1.4 ui-monospace,monospace}.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:.6rem .8rem}
+.actions{display:flex;gap:.75rem;margin-top:1.5rem}button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}
+button.approve{background:#0b5cad;color:#fff;border:1px solid #0b5cad}.muted{color:#555;font-size:.9rem}
+</style></head><body>
+<h1>{{.Title}}</h1>
+{{if .Message}}<p id="message">{{.Message}}</p>{{else}}
+<p><strong id="client-name">{{.ClientName}}</strong> wants to use this server's MCP tools as you.</p>
+<dl>
+<dt>Application</dt><dd id="client-host">{{if .ClientHost}}{{.ClientHost}}{{if .Verified}} (identified by its metadata document there){{else}} (as the application says; not verified){{end}}{{else}}no web site given{{end}}</dd>
+<dt>Sends you back to</dt><dd id="redirect-host"><code>{{.RedirectHost}}</code></dd>
+<dt>Access</dt><dd id="scope"><code>{{.Scope}}</code></dd>
+</dl>
+<p class="warn">Allow only if you started this from an application you trust. It will be able to call the tools your roles allow, as you, until you sign out or the access is revoked.</p>
+<form method="post" action="/oauth/authorize">
+<input type="hidden" name="request" value="{{.RequestID}}">
+<input type="hidden" name="csrf_token" value="{{.CSRF}}">
+<div class="actions">
+<button type="submit" name="decision" value="approve" class="approve">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</div>
+</form>
+<p class="muted">After you allow, you sign in with your organization's account.</p>
+{{end}}
+</body></html>
+`))
+
+// randomText is 32 random bytes in base64url (43 characters).
+func randomText() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+func hashHex(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,244 @@
+// Package oauthserver is the OAuth 2.1 authorization server that MCP
+// clients find through Protected Resource Metadata when MCP_AUTH_MODE is
+// proxy. Entra ID cannot register MCP clients (neither Client ID Metadata
+// Documents nor RFC 7591), so this thin front does: it knows clients
+// (package oauthclients), asks the user to approve each one, signs the user
+// in with Entra through package signin with our own PKCE, and gives the
+// client our one-time code, redeemable with the client's PKCE verifier for
+// the Entra access token of our API and a rotating refresh handle.
+//
+// The consent page exists because every client ends up with tokens from one
+// Entra app: without it, Entra's remembered consent for our app would let
+// any client that registers a redirect URI of its own get a user's token
+// (the confused-deputy rule of the MCP security guidance).
+//
+// Endpoints: RFC 8414 metadata, RFC 7591 registration, authorization with
+// RFC 9207's iss, token (authorization_code and refresh_token, public
+// clients only) and RFC 7009 revocation.
+package oauthserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/signin"
+	"github.com/entra-mcp/functions-mcp/handler/store"
+)
+
+// Paths of the endpoints.
+const (
+	PathMetadata  = "/.well-known/oauth-authorization-server"
+	PathOpenID    = "/.well-known/openid-configuration" // the same document, for clients that only try OIDC discovery
+	PathAuthorize = "/oauth/authorize"
+	PathToken     = "/oauth/token"
+	PathRegister  = "/oauth/register"
+	PathRevoke    = "/oauth/revoke"
+)
+
+// maxFormBody caps token, revocation and consent bodies: a few short fields.
+const maxFormBody = 8 << 10
+
+// Options configure the server. All are required but Logger.
+type Options struct {
+	// Issuer is our public base URL: the issuer in the metadata, the iss
+	// sent back to clients, and the only Origin the consent form accepts.
+	Issuer string
+	// Resource is the MCP endpoint's URL; a client's RFC 8707 resource
+	// parameter must name it. It is not forwarded to Entra, which refuses
+	// resource next to scopes.
+	Resource string
+	// Scope is the API scope clients are granted (and the Entra scope the
+	// sign-in asks for).
+	Scope    string
+	Clients  *oauthclients.Registry
+	SignIn   *signin.Service
+	Sessions *store.Sessions
+	// Limiter counts registration, consent-page, token and revocation
+	// requests per client address.
+	Limiter *store.Limiter
+	Logger  *slog.Logger
+}
+
+// Server serves the endpoints.
+type Server struct {
+	opts     Options
+	origin   string
+	secure   bool
+	metadata []byte
+	log      *slog.Logger
+}
+
+// New builds the server.
+func New(opts Options) (*Server, error) {
+	if opts.Clients == nil || opts.SignIn == nil || opts.Sessions == nil || opts.Limiter == nil {
+		return nil, errors.New("oauthserver: clients, sign-in, sessions and limiter are required")
+	}
+	u, err := url.Parse(opts.Issuer)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("oauthserver: issuer %q must be a base URL without path, query or fragment", opts.Issuer)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opts:   opts,
+		origin: u.Scheme + "://" + u.Host,
+		secure: u.Scheme == "https",
+		log:    opts.Logger,
+	}
+	s.metadata, err = json.Marshal(s.newMetadata())
+	if err != nil {
+		return nil, fmt.Errorf("oauthserver: encode metadata: %w", err)
+	}
+	return s, nil
+}
+
+// metadata is the RFC 8414 document.
+type metadata struct {
+	Issuer                                     string   `json:"issuer"`
+	AuthorizationEndpoint                      string   `json:"authorization_endpoint"`
+	TokenEndpoint                              string   `json:"token_endpoint"`
+	RegistrationEndpoint                       string   `json:"registration_endpoint"`
+	RevocationEndpoint                         string   `json:"revocation_endpoint"`
+	ScopesSupported                            []string `json:"scopes_supported"`
+	ResponseTypesSupported                     []string `json:"response_types_supported"`
+	ResponseModesSupported                     []string `json:"response_modes_supported"`
+	GrantTypesSupported                        []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
+	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported"`
+	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
+}
+
+func (s *Server) newMetadata() metadata {
+	iss := s.opts.Issuer
+	return metadata{
+		Issuer:                                     iss,
+		AuthorizationEndpoint:                      iss + PathAuthorize,
+		TokenEndpoint:                              iss + PathToken,
+		RegistrationEndpoint:                       iss + PathRegister,
+		RevocationEndpoint:                         iss + PathRevoke,
+		ScopesSupported:                            []string{s.opts.Scope},
+		ResponseTypesSupported:                     []string{"code"},
+		ResponseModesSupported:                     []string{"query"},
+		GrantTypesSupported:                        []string{"authorization_code", "refresh_token"},
+		TokenEndpointAuthMethodsSupported:          []string{"none"},
+		RevocationEndpointAuthMethodsSupported:     []string{"none"},
+		CodeChallengeMethodsSupported:              []string{"S256"},
+		ClientIDMetadataDocumentSupported:          true,
+		AuthorizationResponseIssParameterSupported: true,
+	}
+}
+
+// Metadata serves the RFC 8414 document: GET /.well-known/oauth-authorization-server.
+func (s *Server) Metadata(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(s.metadata)
+}
+
+// Register registers a public client: POST /oauth/register (RFC 7591).
+func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		signin.WriteOAuthError(w, http.StatusUnsupportedMediaType, oauthclients.CodeInvalidClientMetadata, "Content-Type must be application/json")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, oauthclients.MaxRegistrationBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			signin.WriteOAuthError(w, http.StatusRequestEntityTooLarge, oauthclients.CodeInvalidClientMetadata, "the registration request is too large")
+			return
+		}
+		signin.WriteOAuthError(w, http.StatusBadRequest, oauthclients.CodeInvalidClientMetadata, "could not read the request body")
+		return
+	}
+	if !signin.Allow(w, r, s.opts.Limiter, s.log) {
+		return
+	}
+	c, err := s.opts.Clients.Register(r.Context(), body)
+	if err != nil {
+		var ce *oauthclients.Error
+		if errors.As(err, &ce) {
+			signin.WriteOAuthError(w, http.StatusBadRequest, ce.Code, ce.Description)
+			return
+		}
+		s.unavailable(w, r, "register client", err)
+		return
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "client registered", slog.String("client_id", c.ClientID),
+		slog.String("client_name", c.ClientName))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(c)
+}
+
+// readForm reads an application/x-www-form-urlencoded body strictly: size
+// capped, no parameter twice (RFC 6749 §3.1). On failure it has answered.
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			signin.WriteOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "the request body is too large")
+			return nil, false
+		}
+		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+		return nil, false
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "the body is not valid form encoding")
+		return nil, false
+	}
+	if k := repeated(form); k != "" {
+		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", k+" appears more than once")
+		return nil, false
+	}
+	return form, true
+}
+
+// repeated returns a parameter given more than once, or "".
+func repeated(v url.Values) string {
+	for k, vs := range v {
+		if len(vs) > 1 {
+			return k
+		}
+	}
+	return ""
+}
+
+// unavailable answers 503 for an outage and logs what was being done.
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, doing string, err error) {
+	s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
+	w.Header().Set("Retry-After", "5")
+	signin.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server is unavailable; try again shortly")
+}
+
+// grantedScope checks a requested scope and returns what is granted: the
+// API scope, whatever was asked. OpenID Connect's scopes are accepted and
+// ignored (the client gets no ID token); anything else is invalid_scope.
+func (s *Server) grantedScope(requested string) (string, bool) {
+	for _, sc := range strings.Fields(requested) {
+		switch sc {
+		case s.opts.Scope, "openid", "profile", "email", "offline_access":
+		default:
+			return "", false
+		}
+	}
+	return s.opts.Scope, true
+}
