@@ -281,23 +281,37 @@ func TestHTTPGuards(t *testing.T) {
 	}
 }
 
+// TestProtectedResourceMetadata checks both modes: proxy (the default)
+// names this server as the authorization server, entra names Entra's v2
+// issuer; neither takes the host from the request.
 func TestProtectedResourceMetadata(t *testing.T) {
-	st := newStack(t, storetest.Mini(t))
-	for _, path := range []string{"/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"} {
-		r := st.do(t, http.MethodGet, path, "", map[string]string{"X-Forwarded-Host": "evil.example", "Host": "evil.example"}, "")
-		var m struct {
-			Resource               string   `json:"resource"`
-			AuthorizationServers   []string `json:"authorization_servers"`
-			ScopesSupported        []string `json:"scopes_supported"`
-			BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	for _, mode := range []string{"", config.AuthModeProxy, config.AuthModeEntra} {
+		st := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.AuthMode = mode })
+		wantAS := st.base
+		if mode == config.AuthModeEntra {
+			wantAS = st.idp.Issuer()
 		}
-		if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
-			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		for _, path := range []string{"/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"} {
+			r := st.do(t, http.MethodGet, path, "", map[string]string{"X-Forwarded-Host": "evil.example", "Host": "evil.example"}, "")
+			var m struct {
+				Resource               string   `json:"resource"`
+				AuthorizationServers   []string `json:"authorization_servers"`
+				ScopesSupported        []string `json:"scopes_supported"`
+				BearerMethodsSupported []string `json:"bearer_methods_supported"`
+			}
+			if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
+				t.Fatalf("mode %q %s: %d %s", mode, path, r.status, r.body)
+			}
+			if m.Resource != st.base+"/mcp" || len(m.AuthorizationServers) != 1 || m.AuthorizationServers[0] != wantAS ||
+				len(m.ScopesSupported) != 1 || m.ScopesSupported[0] != "api://"+st.idp.ClientID()+"/access_as_user" ||
+				len(m.BearerMethodsSupported) != 1 || m.BearerMethodsSupported[0] != "header" {
+				t.Errorf("mode %q %s: %s", mode, path, r.body)
+			}
 		}
-		if m.Resource != st.base+"/mcp" || len(m.AuthorizationServers) != 1 || m.AuthorizationServers[0] != st.idp.Issuer() ||
-			len(m.ScopesSupported) != 1 || m.ScopesSupported[0] != "api://"+st.idp.ClientID()+"/access_as_user" ||
-			len(m.BearerMethodsSupported) != 1 || m.BearerMethodsSupported[0] != "header" {
-			t.Errorf("%s: %s", path, r.body)
+		// The front's metadata exists in proxy mode only.
+		r := st.do(t, http.MethodGet, "/.well-known/oauth-authorization-server", "", nil, "")
+		if want := map[bool]int{true: 404, false: 200}[mode == config.AuthModeEntra]; r.status != want {
+			t.Errorf("mode %q: authorization server metadata answered %d, want %d", mode, r.status, want)
 		}
 	}
 }

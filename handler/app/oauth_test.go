@@ -1,0 +1,599 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+)
+
+// The OAuth front, end to end through the real handler, the Entra stand-in
+// over HTTPS and Redis: what an MCP client following the authorization spec
+// does, and every way it must fail closed.
+
+const clientRedirect = "http://127.0.0.1:7777/callback"
+
+// pkcePair returns a fresh verifier and its S256 challenge.
+func pkcePair(t testing.TB) (verifier, challenge string) {
+	t.Helper()
+	verifier = strings.TrimRight(rand.Text()+rand.Text(), "=")
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// register registers a client through /oauth/register and returns its id.
+func (st *stack) register(t testing.TB, name string, redirects ...string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{
+		"client_name": name, "redirect_uris": redirects,
+		"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "none",
+	})
+	r := st.do(t, http.MethodPost, "/oauth/register", "", nil, string(body))
+	var c struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &c) != nil || c.ClientID == "" || c.ClientSecret != "" {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	return c.ClientID
+}
+
+// authRequest is an authorization request as a client builds it.
+type authRequest struct {
+	clientID, redirect, state, challenge string
+	verifier                             string
+	extra                                url.Values // added or, with an empty value, removed
+}
+
+func (st *stack) newAuthRequest(t testing.TB, clientID string) authRequest {
+	v, c := pkcePair(t)
+	return authRequest{clientID: clientID, redirect: clientRedirect, state: rand.Text(), challenge: c, verifier: v}
+}
+
+func (a authRequest) url(base string) string {
+	q := url.Values{
+		"response_type": {"code"}, "client_id": {a.clientID}, "redirect_uri": {a.redirect},
+		"state": {a.state}, "code_challenge": {a.challenge}, "code_challenge_method": {"S256"},
+		"scope": {"api://" + devidp.DefaultClientID + "/access_as_user"}, "resource": {base + "/mcp"},
+	}
+	for k, v := range a.extra {
+		if len(v) == 1 && v[0] == "" {
+			q.Del(k)
+		} else {
+			q[k] = v
+		}
+	}
+	return base + "/oauth/authorize?" + q.Encode()
+}
+
+var (
+	requestRE = regexp.MustCompile(`name="request" value="([^"]+)"`)
+	csrfRE    = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+)
+
+// consent loads the consent page of a request and returns its form fields.
+func (st *stack) consent(t testing.TB, c *http.Client, a authRequest) (request, csrf string) {
+	t.Helper()
+	r := get(t, c, a.url(st.base))
+	rm, cm := requestRE.FindSubmatch(r.body), csrfRE.FindSubmatch(r.body)
+	if r.status != http.StatusOK || rm == nil || cm == nil {
+		t.Fatalf("consent page: %d %s %s", r.status, r.header.Get("Location"), r.body)
+	}
+	return string(rm[1]), string(cm[1])
+}
+
+// decide posts the consent form as the page would.
+func (st *stack) decide(t testing.TB, c *http.Client, fields url.Values, origin string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, st.base+"/oauth/authorize", strings.NewReader(fields.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, body}
+}
+
+// clientLanding follows a Location to the client's redirect URI and
+// returns its query; it fails unless the Location is the redirect URI.
+func clientLanding(t testing.TB, loc, redirect string) url.Values {
+	t.Helper()
+	u, err := url.Parse(loc)
+	if err != nil || u.Scheme+"://"+u.Host+u.Path != redirect {
+		t.Fatalf("redirected to %q, want the client's %s", loc, redirect)
+	}
+	return u.Query()
+}
+
+// authorize runs the browser part for a: consent (approved) unless
+// remembered, the stand-in's sign-in as user, and the callback. It returns
+// the query the client's redirect URI receives.
+func (st *stack) authorize(t testing.TB, c *http.Client, a authRequest, user string) url.Values {
+	t.Helper()
+	r := get(t, c, a.url(st.base))
+	loc := r.header.Get("Location")
+	if r.status == http.StatusOK {
+		request, csrf := st.consent(t, c, a)
+		r = st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base)
+		loc = r.header.Get("Location")
+	}
+	if r.status != http.StatusFound || !strings.HasPrefix(loc, st.idp.AuthorityHost()) && !strings.Contains(loc, "/oauth2/v2.0/authorize") {
+		t.Fatalf("approve: %d %s %s", r.status, loc, r.body)
+	}
+	cb, err := st.idp.SignIn(context.Background(), loc, user)
+	if err != nil {
+		t.Fatalf("stand-in sign-in: %v", err)
+	}
+	r = get(t, c, cb)
+	if r.status != http.StatusFound {
+		t.Fatalf("callback: %d %s", r.status, r.body)
+	}
+	return clientLanding(t, r.header.Get("Location"), a.redirect)
+}
+
+// tokenReq posts form to /oauth/token.
+func (st *stack) tokenReq(t testing.TB, path string, form url.Values) (reply, tokens) {
+	t.Helper()
+	r := st.do(t, http.MethodPost, path, "", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, form.Encode())
+	var tk tokens
+	if len(r.body) > 0 {
+		if err := json.Unmarshal(r.body, &tk); err != nil {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+	}
+	return r, tk
+}
+
+func (st *stack) redeem(t testing.TB, a authRequest, code string) (reply, tokens) {
+	t.Helper()
+	return st.tokenReq(t, "/oauth/token", url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "client_id": {a.clientID},
+		"redirect_uri": {a.redirect}, "code_verifier": {a.verifier}, "resource": {st.base + "/mcp"},
+	})
+}
+
+func (st *stack) refreshFor(t testing.TB, clientID, handle string) (reply, tokens) {
+	t.Helper()
+	return st.tokenReq(t, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {handle}, "client_id": {clientID}})
+}
+
+func wantOAuthError(t testing.TB, what string, r reply, status int, code string) {
+	t.Helper()
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(r.body, &e)
+	if r.status != status || e.Error != code {
+		t.Errorf("%s: %d %s, want %d %s", what, r.status, r.body, status, code)
+	}
+	if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+		t.Errorf("%s: Cache-Control %q, want no-store", what, cc)
+	}
+}
+
+func TestOAuthMetadata(t *testing.T) {
+	st := newStack(t, storetest.Mini(t))
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
+		r := st.do(t, http.MethodGet, path, "", nil, "")
+		var m map[string]any
+		if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+		want := map[string]any{
+			"issuer":                                         st.base,
+			"authorization_endpoint":                         st.base + "/oauth/authorize",
+			"token_endpoint":                                 st.base + "/oauth/token",
+			"registration_endpoint":                          st.base + "/oauth/register",
+			"revocation_endpoint":                            st.base + "/oauth/revoke",
+			"code_challenge_methods_supported":               []any{"S256"},
+			"response_types_supported":                       []any{"code"},
+			"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
+			"token_endpoint_auth_methods_supported":          []any{"none"},
+			"client_id_metadata_document_supported":          true,
+			"scopes_supported":                               []any{"api://" + st.idp.ClientID() + "/access_as_user"},
+			"authorization_response_iss_parameter_supported": true,
+		}
+		for k, v := range want {
+			if fmt.Sprint(m[k]) != fmt.Sprint(v) {
+				t.Errorf("%s: %s = %v, want %v", path, k, m[k], v)
+			}
+		}
+		if r.header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s: no CORS header", path)
+		}
+	}
+	// A browser client's preflight.
+	r := st.do(t, http.MethodOptions, "/oauth/token", "", map[string]string{"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST"}, "")
+	if r.status != http.StatusNoContent || !strings.Contains(r.header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Errorf("preflight: %d %v", r.status, r.header)
+	}
+}
+
+// TestOAuthEndToEnd is the whole life of a registered client: discovery
+// from a 401, registration, consent, sign-in, token, MCP calls, refresh,
+// remembered consent, revocation.
+func TestOAuthEndToEnd(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+
+	// Discovery starts from the 401 of the MCP endpoint.
+	r := st.do(t, http.MethodPost, "/mcp", "", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	if r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), st.base+"/.well-known/oauth-protected-resource/mcp") {
+		t.Fatalf("401: %d %v", r.status, r.header)
+	}
+
+	id := st.register(t, "Test Client", clientRedirect)
+	c := browser(t)
+	a := st.newAuthRequest(t, id)
+	page := get(t, c, a.url(st.base))
+	for _, want := range []string{"Test Client", "127.0.0.1:7777", "access_as_user", `name="decision" value="approve"`} {
+		if !strings.Contains(string(page.body), want) {
+			t.Errorf("consent page lacks %q", want)
+		}
+	}
+	if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("consent page CSP %q", csp)
+	}
+
+	got := st.authorize(t, c, a, "all")
+	if got.Get("state") != a.state || got.Get("iss") != st.base || got.Get("code") == "" {
+		t.Fatalf("client got %v", got)
+	}
+	r, tk := st.redeem(t, a, got.Get("code"))
+	if r.status != 200 || tk.AccessToken == "" || tk.RefreshToken == "" || tk.TokenType != "Bearer" ||
+		tk.Scope != "api://"+st.idp.ClientID()+"/access_as_user" || !strings.Contains(r.header.Get("Cache-Control"), "no-store") {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+	if names := toolNames(st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(names) != 9 {
+		t.Errorf("tools with the client's token: %v", names)
+	}
+	res := st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`)
+	if text, isErr := callText(t, res); isErr || !strings.Contains(text, "Alex All") {
+		t.Errorf("whoami: %v", res)
+	}
+
+	// Refresh rotates; the old handle presented again revokes the chain.
+	r, tk2 := st.refreshFor(t, id, tk.RefreshToken)
+	if r.status != 200 || tk2.AccessToken == "" || tk2.RefreshToken == "" || tk2.RefreshToken == tk.RefreshToken {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	if names := toolNames(st.rpc(t, tk2.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(names) != 9 {
+		t.Errorf("tools with the refreshed token: %v", names)
+	}
+	r, _ = st.refreshFor(t, id, tk.RefreshToken)
+	wantOAuthError(t, "refresh-handle reuse", r, 400, "invalid_grant")
+	r, _ = st.refreshFor(t, id, tk2.RefreshToken)
+	wantOAuthError(t, "newest handle after reuse (chain revoked)", r, 400, "invalid_grant")
+
+	// The same user and browser again: no consent page, straight to Entra.
+	a2 := st.newAuthRequest(t, id)
+	r = get(t, c, a2.url(st.base))
+	if r.status != http.StatusFound || !strings.Contains(r.header.Get("Location"), "/oauth2/v2.0/authorize") {
+		t.Fatalf("remembered consent: %d %s", r.status, r.header.Get("Location"))
+	}
+	got = st.authorize(t, c, a2, "all")
+	r, tk3 := st.redeem(t, a2, got.Get("code"))
+	if r.status != 200 {
+		t.Fatalf("second token: %d %s", r.status, r.body)
+	}
+
+	// Revocation: another client cannot, the owner can, a JWT cannot.
+	other := st.register(t, "Other", clientRedirect)
+	r, _ = st.tokenReq(t, "/oauth/revoke", url.Values{"token": {tk3.RefreshToken}, "client_id": {other}})
+	wantOAuthError(t, "revoke by another client", r, 400, "invalid_grant")
+	r, _ = st.tokenReq(t, "/oauth/revoke", url.Values{"token": {tk3.AccessToken}, "client_id": {id}})
+	wantOAuthError(t, "revoke an access token", r, 400, "unsupported_token_type")
+	r, _ = st.tokenReq(t, "/oauth/revoke", url.Values{"token": {tk3.RefreshToken}, "client_id": {id}, "token_type_hint": {"refresh_token"}})
+	if r.status != 200 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	r, _ = st.refreshFor(t, id, tk3.RefreshToken)
+	wantOAuthError(t, "refresh after revoke", r, 400, "invalid_grant")
+	r, _ = st.tokenReq(t, "/oauth/revoke", url.Values{"token": {"no-such-token"}, "client_id": {id}})
+	if r.status != 200 {
+		t.Errorf("revoke an unknown token: %d %s, want 200 (RFC 7009 §2.2)", r.status, r.body)
+	}
+}
+
+// TestOAuthClientMetadataDocument signs in a client identified by a Client
+// ID Metadata Document, and refuses bad documents with a page, never a
+// redirect.
+func TestOAuthClientMetadataDocument(t *testing.T) {
+	docs := http.NewServeMux()
+	srv := httptest.NewServer(docs)
+	t.Cleanup(srv.Close)
+	doc := func(path string, body func(id string) string) string {
+		id := srv.URL + path
+		docs.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, body(id))
+		})
+		return id
+	}
+	good := doc("/good.json", func(id string) string {
+		return `{"client_id":"` + id + `","client_name":"Doc Client","client_uri":"` + srv.URL + `","redirect_uris":["` + clientRedirect + `"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}`
+	})
+	mismatched := doc("/mismatched.json", func(string) string {
+		return `{"client_id":"https://elsewhere.example/client.json","redirect_uris":["` + clientRedirect + `"]}`
+	})
+	oversize := doc("/big.json", func(id string) string {
+		return `{"client_id":"` + id + `","redirect_uris":["` + clientRedirect + `"],"client_name":"` + strings.Repeat("x", 20000) + `"}`
+	})
+	slowID := srv.URL + "/slow.json"
+	docs.HandleFunc("/slow.json", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(8 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+
+	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) { c.AllowLoopbackClients = true })
+	c := browser(t)
+	a := st.newAuthRequest(t, good)
+	page := get(t, c, a.url(st.base))
+	if !strings.Contains(string(page.body), "Doc Client") || !strings.Contains(string(page.body), "identified by its metadata document") {
+		t.Errorf("consent page for a document client: %s", page.body)
+	}
+	got := st.authorize(t, c, a, "reader")
+	r, tk := st.redeem(t, a, got.Get("code"))
+	if r.status != 200 || tk.AccessToken == "" {
+		t.Fatalf("token for a document client: %d %s", r.status, r.body)
+	}
+
+	for name, id := range map[string]string{
+		"mismatched client_id": mismatched,
+		"private address":      "https://10.1.2.3/client.json",
+		"link-local address":   "https://169.254.169.254/client.json",
+		"oversize document":    oversize,
+		"slow server":          slowID,
+		"plain http elsewhere": "http://example.com/client.json",
+	} {
+		r := get(t, browser(t), st.newAuthRequest(t, id).url(st.base))
+		if r.status != http.StatusBadRequest || r.header.Get("Location") != "" || !strings.Contains(string(r.body), "not known to this server") {
+			t.Errorf("%s: %d Location=%q %s", name, r.status, r.header.Get("Location"), r.body)
+		}
+	}
+}
+
+// TestOAuthNegativeMatrix: each case fails closed with the spec's error,
+// as a page while the redirect URI is not trusted, at the client's
+// redirect URI after.
+func TestOAuthNegativeMatrix(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	id := st.register(t, "Matrix", clientRedirect)
+
+	t.Run("authorize errors shown as a page", func(t *testing.T) {
+		for name, a := range map[string]authRequest{
+			"unregistered client":          {clientID: "AAAAAAAAAAAAAAAAAAAAAAAAAA", redirect: clientRedirect, state: "s", challenge: strings.Repeat("a", 43)},
+			"redirect URI not registered":  {clientID: id, redirect: "http://127.0.0.1:7777/other", state: "s", challenge: strings.Repeat("a", 43)},
+			"redirect URI on another host": {clientID: id, redirect: "https://attacker.example/callback", state: "s", challenge: strings.Repeat("a", 43)},
+			"no client_id":                 {redirect: clientRedirect, state: "s", challenge: strings.Repeat("a", 43)},
+		} {
+			r := get(t, browser(t), a.url(st.base))
+			if r.status != http.StatusBadRequest || r.header.Get("Location") != "" {
+				t.Errorf("%s: %d Location=%q", name, r.status, r.header.Get("Location"))
+			}
+		}
+	})
+
+	t.Run("authorize errors sent to the client", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			extra     url.Values
+			code      string
+			withState bool
+		}{
+			"plain PKCE":              {url.Values{"code_challenge_method": {"plain"}}, "invalid_request", true},
+			"PKCE method missing":     {url.Values{"code_challenge_method": {""}}, "invalid_request", true},
+			"no code_challenge":       {url.Values{"code_challenge": {""}}, "invalid_request", true},
+			"missing state":           {url.Values{"state": {""}}, "invalid_request", false},
+			"response_type token":     {url.Values{"response_type": {"token"}}, "unsupported_response_type", true},
+			"resource of another API": {url.Values{"resource": {"https://graph.microsoft.com"}}, "invalid_target", true},
+			"scope not offered":       {url.Values{"scope": {"https://graph.microsoft.com/Mail.Read"}}, "invalid_scope", true},
+			"state given twice":       {url.Values{"state": {"a", "b"}}, "invalid_request", false},
+		} {
+			a := st.newAuthRequest(t, id)
+			a.extra = tc.extra
+			r := get(t, browser(t), a.url(st.base))
+			if r.status != http.StatusFound {
+				t.Errorf("%s: %d %s", name, r.status, r.body)
+				continue
+			}
+			q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+			if q.Get("error") != tc.code || q.Get("iss") != st.base || (q.Get("state") == a.state) != tc.withState {
+				t.Errorf("%s: client got %v, want error=%s", name, q, tc.code)
+			}
+		}
+	})
+
+	t.Run("consent form", func(t *testing.T) {
+		c := browser(t)
+		a := st.newAuthRequest(t, id)
+		request, csrf := st.consent(t, c, a)
+		for name, tc := range map[string]struct {
+			fields url.Values
+			origin string
+		}{
+			"CSRF token missing": {url.Values{"request": {request}, "decision": {"approve"}}, st.base},
+			"foreign Origin":     {url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, "https://attacker.example"},
+		} {
+			if r := st.decide(t, c, tc.fields, tc.origin); r.status != http.StatusForbidden || r.header.Get("Location") != "" {
+				t.Errorf("%s: %d %s", name, r.status, r.header.Get("Location"))
+			}
+		}
+		// A wrong token spends the request: the attacker cannot retry.
+		if r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {"wrong"}, "decision": {"approve"}}, st.base); r.status != http.StatusForbidden {
+			t.Errorf("wrong CSRF token: %d", r.status)
+		}
+		if r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base); r.status != http.StatusBadRequest {
+			t.Errorf("request after a forged answer: %d, want 400 (spent)", r.status)
+		}
+		// Another browser (no binding cookie) cannot answer this browser's page.
+		request, csrf = st.consent(t, c, a)
+		if r := st.decide(t, browser(t), url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base); r.status != http.StatusForbidden {
+			t.Errorf("answer from another browser: %d", r.status)
+		}
+		// Denied: the client gets access_denied, with its state and our iss.
+		request, csrf = st.consent(t, c, a)
+		r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"deny"}}, st.base)
+		q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+		if r.status != http.StatusFound || q.Get("error") != "access_denied" || q.Get("state") != a.state || q.Get("iss") != st.base {
+			t.Errorf("deny: %d %v", r.status, q)
+		}
+	})
+
+	t.Run("sign-in cancelled at Entra", func(t *testing.T) {
+		c := browser(t)
+		a := st.newAuthRequest(t, id)
+		request, csrf := st.consent(t, c, a)
+		r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base)
+		cb, err := st.idp.CancelSignIn(context.Background(), r.header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = get(t, c, cb)
+		q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+		if q.Get("error") != "access_denied" || q.Get("state") != a.state || q.Get("code") != "" {
+			t.Errorf("cancel: %v", q)
+		}
+	})
+
+	t.Run("token errors", func(t *testing.T) {
+		other := st.register(t, "Other", clientRedirect)
+		c := browser(t)
+		code := func() (authRequest, string) {
+			a := st.newAuthRequest(t, id)
+			return a, st.authorize(t, c, a, "writer").Get("code")
+		}
+
+		a, cd := code()
+		bad := a
+		bad.verifier = strings.Repeat("x", 43)
+		r, _ := st.redeem(t, bad, cd)
+		wantOAuthError(t, "wrong verifier", r, 400, "invalid_grant")
+		r, _ = st.redeem(t, a, cd)
+		wantOAuthError(t, "right verifier after a wrong one (code spent)", r, 400, "invalid_grant")
+
+		a, cd = code()
+		theirs := a
+		theirs.clientID = other
+		r, _ = st.redeem(t, theirs, cd)
+		wantOAuthError(t, "code from another client", r, 400, "invalid_grant")
+
+		a, cd = code()
+		moved := a
+		moved.redirect = "http://127.0.0.1:7777/other"
+		r, _ = st.redeem(t, moved, cd)
+		wantOAuthError(t, "redirect_uri differs", r, 400, "invalid_grant")
+
+		// Code reuse: refused, and the tokens of the first redemption lose
+		// their refresh chain.
+		a, cd = code()
+		r, first := st.redeem(t, a, cd)
+		if r.status != 200 {
+			t.Fatalf("first redemption: %d %s", r.status, r.body)
+		}
+		r, _ = st.redeem(t, a, cd)
+		wantOAuthError(t, "code reuse", r, 400, "invalid_grant")
+		r, _ = st.refreshFor(t, id, first.RefreshToken)
+		wantOAuthError(t, "refresh after code reuse", r, 400, "invalid_grant")
+
+		a, cd = code()
+		r, tk := st.redeem(t, a, cd)
+		if r.status != 200 {
+			t.Fatalf("redemption: %d %s", r.status, r.body)
+		}
+		r, _ = st.refreshFor(t, other, tk.RefreshToken)
+		wantOAuthError(t, "refresh by another client", r, 400, "invalid_grant")
+		r, _ = st.refresh(t, tk.RefreshToken)
+		wantOAuthError(t, "client's handle at /auth/refresh", r, 400, "invalid_grant")
+
+		// A client-bound code is no good at /auth/exchange.
+		a, cd = code()
+		r, _ = st.exchange(t, cd, a.verifier)
+		wantOAuthError(t, "client code at /auth/exchange", r, 400, "invalid_grant")
+
+		for name, tc := range map[string]struct {
+			form   url.Values
+			status int
+			code   string
+		}{
+			"unknown client":      {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {"AAAAAAAAAAAAAAAAAAAAAAAAAA"}, "redirect_uri": {clientRedirect}, "code_verifier": {a.verifier}}, 401, "invalid_client"},
+			"client secret sent":  {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {id}, "client_secret": {"s"}}, 401, "invalid_client"},
+			"no client_id":        {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, 400, "invalid_request"},
+			"no grant_type":       {url.Values{"client_id": {id}}, 400, "invalid_request"},
+			"password grant":      {url.Values{"grant_type": {"password"}, "client_id": {id}}, 400, "unsupported_grant_type"},
+			"client_credentials":  {url.Values{"grant_type": {"client_credentials"}, "client_id": {id}}, 400, "unsupported_grant_type"},
+			"no verifier":         {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {id}, "redirect_uri": {clientRedirect}}, 400, "invalid_request"},
+			"unknown code":        {url.Values{"grant_type": {"authorization_code"}, "code": {rand.Text()}, "client_id": {id}, "redirect_uri": {clientRedirect}, "code_verifier": {a.verifier}}, 400, "invalid_grant"},
+			"unknown refresh":     {url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {id}}, 400, "invalid_grant"},
+			"wrong resource":      {url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {id}, "resource": {"https://other.example"}}, 400, "invalid_target"},
+			"wider refresh scope": {url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {id}, "scope": {"Mail.Read"}}, 400, "invalid_scope"},
+		} {
+			r, _ := st.tokenReq(t, "/oauth/token", tc.form)
+			wantOAuthError(t, name, r, tc.status, tc.code)
+		}
+		r = st.do(t, http.MethodPost, "/oauth/token", "", map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
+			"grant_type=refresh_token&grant_type=authorization_code&client_id="+id)
+		wantOAuthError(t, "parameter twice", r, 400, "invalid_request")
+		r = st.do(t, http.MethodPost, "/oauth/token", "", nil, `{"grant_type":"refresh_token"}`)
+		wantOAuthError(t, "JSON body", r, 400, "invalid_request")
+	})
+
+	t.Run("remembered consent is for the user who gave it", func(t *testing.T) {
+		c := browser(t)
+		st.authorize(t, c, st.newAuthRequest(t, id), "all")
+		// Same browser, consent remembered, but another account signs in.
+		a := st.newAuthRequest(t, id)
+		r := get(t, c, a.url(st.base))
+		if r.status != http.StatusFound {
+			t.Fatalf("remembered consent: %d", r.status)
+		}
+		cb, err := st.idp.SignIn(context.Background(), r.header.Get("Location"), "reader")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = get(t, c, cb)
+		q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+		if q.Get("error") != "access_denied" || q.Get("code") != "" {
+			t.Errorf("other user with remembered consent: %v", q)
+		}
+		// Forgotten: the next request asks again.
+		if r := get(t, c, st.newAuthRequest(t, id).url(st.base)); r.status != http.StatusOK {
+			t.Errorf("after a refused remembered consent: %d, want the consent page", r.status)
+		}
+	})
+
+	t.Run("registration", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			body, code string
+		}{
+			"no redirect_uris":        {`{"client_name":"x"}`, "invalid_redirect_uri"},
+			"http redirect elsewhere": {`{"redirect_uris":["http://attacker.example/cb"]}`, "invalid_redirect_uri"},
+			"fragment in redirect":    {`{"redirect_uris":["https://app.example/cb#x"]}`, "invalid_redirect_uri"},
+			"secret auth method":      {`{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"client_secret_basic"}`, "invalid_client_metadata"},
+			"not JSON":                {`redirect_uris=x`, "invalid_client_metadata"},
+		} {
+			r := st.do(t, http.MethodPost, "/oauth/register", "", nil, tc.body)
+			wantOAuthError(t, name, r, 400, tc.code)
+		}
+	})
+}
