@@ -311,6 +311,11 @@ func (s *Server) writePage(w http.ResponseWriter, status int, data pageData, red
 		if u, err := url.Parse(redirectURI); err == nil && u.Scheme != "" && u.Host != "" {
 			formAction += " " + u.Scheme + "://" + u.Host
 		}
+		// The redirect URI may redirect on in turn: the OAuth front's
+		// callback sends the browser to its client's redirect URI, which we
+		// cannot know here, on loopback in dev mode. (Entra sets no
+		// form-action at all.)
+		formAction += " http://127.0.0.1:* http://localhost:*"
 	}
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+pageCSSHash+"; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")

@@ -55,7 +55,7 @@ func TestAuthorizePage(t *testing.T) {
 		t.Fatalf("GET page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	csp := resp.Header.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "form-action 'self' http://127.0.0.1:7071;", "frame-ancestors 'none'", "base-uri 'none'"} {
+	for _, want := range []string{"default-src 'none'", "form-action 'self' http://127.0.0.1:7071 http://127.0.0.1:* http://localhost:*;", "frame-ancestors 'none'", "base-uri 'none'"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
