@@ -18,51 +18,10 @@
 # machine's node is 22 or newer.
 set -euo pipefail
 
-PLAYWRIGHT_PKG='playwright-core'
-PLAYWRIGHT_VERSION='1.65.1'
-CHROMIUM='/usr/bin/chromium'
-
 ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 source "$ci_dir/lib.sh"
-browser_dir="$ci_dir/.browser"
 out_dir="$ci_dir/out/browser"
-
-ensure_chromium() {
-  if [[ ! -x $CHROMIUM ]]; then
-    log "installing Debian chromium"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  fi
-  # The Debian launcher's shared-memory check prints a harmless shell
-  # warning on some machines: keep only the version line.
-  log "$("$CHROMIUM" --version 2>/dev/null)"
-}
-
-ensure_playwright() {
-  local have=''
-  local pkg_json="$browser_dir/node_modules/$PLAYWRIGHT_PKG/package.json"
-  if [[ -f $pkg_json ]]; then
-    have=$(node -p 'require(process.argv[1]).version' "$pkg_json")
-  fi
-  if [[ $have != "$PLAYWRIGHT_VERSION" ]]; then
-    log "installing $PLAYWRIGHT_PKG@$PLAYWRIGHT_VERSION into $browser_dir"
-    mkdir -p "$browser_dir"
-    # playwright-core downloads no browsers; we use Debian's chromium.
-    HOME="$tmp/home" npm install --prefix "$browser_dir" --no-save --no-package-lock \
-      "$PLAYWRIGHT_PKG@$PLAYWRIGHT_VERSION" >/dev/null
-  fi
-  log "$PLAYWRIGHT_PKG $PLAYWRIGHT_VERSION"
-}
-
-free_port() {
-  node -e '
-    const s = require("net").createServer().listen(0, "127.0.0.1", () => {
-      process.stdout.write(String(s.address().port));
-      s.close();
-    });
-  '
-}
 
 # Start clean, so a failed run leaves no screenshot from an earlier one.
 rm -rf "$out_dir"

@@ -2,8 +2,9 @@
 # mode (conformance.sh, browser-signin.sh). Source it after setting ci_dir.
 #
 # Provides: root, node_dir, tmp (removed on exit, with the server stopped),
-# log, ensure_node, server_log_tail, and start_dev_handler, which sets
-# server_pid, base_url and dev_token (the "all" demo user's token).
+# log, ensure_node, ensure_chromium, ensure_playwright, ensure_sdk,
+# free_port, server_log_tail, and start_dev_handler, which sets server_pid,
+# base_url and dev_token (the "all" demo user's token).
 
 root=$(cd "$ci_dir/.." && pwd)
 node_dir="$ci_dir/.node"
@@ -45,6 +46,56 @@ ensure_node() {
     export PATH="$bin:$PATH"
   fi
   log "node $(node --version)"
+}
+
+CHROMIUM='/usr/bin/chromium'
+PLAYWRIGHT_PKG='playwright-core'
+PLAYWRIGHT_VERSION='1.65.1'
+browser_dir="$ci_dir/.browser"
+SDK_PKG='@modelcontextprotocol/sdk'
+SDK_VERSION='1.32.2'
+sdk_dir="$ci_dir/.sdk"
+
+ensure_chromium() {
+  if [[ ! -x $CHROMIUM ]]; then
+    log "installing Debian chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  # The Debian launcher's shared-memory check prints a harmless shell
+  # warning on some machines: keep only the version line.
+  log "$("$CHROMIUM" --version 2>/dev/null)"
+}
+
+# ensure_npm_pkg DIR PKG VERSION installs PKG@VERSION into the npm prefix
+# DIR (git-ignored) unless that version is there already.
+ensure_npm_pkg() {
+  local dir=$1 pkg=$2 version=$3 have=''
+  local pkg_json="$dir/node_modules/$pkg/package.json"
+  if [[ -f $pkg_json ]]; then
+    have=$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).version)' "$pkg_json")
+  fi
+  if [[ $have != "$version" ]]; then
+    log "installing $pkg@$version into $dir"
+    mkdir -p "$dir"
+    HOME="$tmp/home" npm install --prefix "$dir" --no-save --no-package-lock "$pkg@$version" >/dev/null
+  fi
+  log "$pkg $version"
+}
+
+# playwright-core downloads no browsers; we use Debian's chromium.
+ensure_playwright() { ensure_npm_pkg "$browser_dir" "$PLAYWRIGHT_PKG" "$PLAYWRIGHT_VERSION"; }
+
+# The official TypeScript MCP SDK, for its OAuth client.
+ensure_sdk() { ensure_npm_pkg "$sdk_dir" "$SDK_PKG" "$SDK_VERSION"; }
+
+free_port() {
+  node -e '
+    const s = require("net").createServer().listen(0, "127.0.0.1", () => {
+      process.stdout.write(String(s.address().port));
+      s.close();
+    });
+  '
 }
 
 # Dev mode prints its demo tokens at start-up: keep them out of CI logs.

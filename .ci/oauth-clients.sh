@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The OAuth front against real third-party clients, in dev mode (proxy):
+#
+#   1. the official TypeScript MCP SDK's OAuth client, headless
+#      (.ci/oauth-sdk-client.mjs): discovery from a 401, dynamic registration
+#      and a Client ID Metadata Document, consent, sign-in at the Entra
+#      stand-in, token, tools/list and tools/call, refresh, reuse detection,
+#      remembered consent, revocation;
+#   2. the same SDK client with a real Chromium clicking the consent page
+#      (.ci/browser-oauth.mjs), Allow and Deny; screenshots in
+#      .ci/out/oauth/.
+#
+# Installs what it needs like browser-signin.sh (lib.sh): Node 22, Debian
+# chromium, playwright-core and @modelcontextprotocol/sdk (pinned in lib.sh).
+#
+# Usage: .ci/oauth-clients.sh
+set -euo pipefail
+
+ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$ci_dir/lib.sh"
+out_dir="$ci_dir/out/oauth"
+
+rm -rf "$out_dir"
+mkdir -p "$out_dir"
+
+ensure_chromium
+ensure_node
+ensure_playwright
+ensure_sdk
+start_dev_handler "$(free_port)"
+
+status=0
+log "the TypeScript SDK's OAuth client, headless"
+BASE_URL="$base_url" SDK_DIR="$sdk_dir" HOME="$tmp/home" \
+  timeout 180 node "$ci_dir/oauth-sdk-client.mjs" || status=$?
+
+log "the TypeScript SDK's OAuth client with Chromium on the consent page"
+BASE_URL="$base_url" SDK_DIR="$sdk_dir" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" \
+  PLAYWRIGHT_DIR="$browser_dir" HOME="$tmp/home" \
+  timeout 180 node "$ci_dir/browser-oauth.mjs" || status=$?
+
+if [[ $status -ne 0 ]]; then
+  echo >&2
+  echo "OAuth client tests failed; screenshots in $out_dir" >&2
+  echo "last lines of the handler's log (tokens removed):" >&2
+  server_log_tail
+fi
+exit "$status"

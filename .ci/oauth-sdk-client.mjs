@@ -1,0 +1,867 @@
+// OAuth test of the authorization-server front with the official MCP
+// TypeScript SDK (@modelcontextprotocol/sdk), against a dev-mode handler at
+// BASE_URL. No browser: the test plays the browser itself with plain HTTP
+// requests and a small cookie jar.
+//
+// It checks the metadata (the 401's WWW-Authenticate, RFC 9728 and RFC 8414
+// documents), then runs the whole flow twice, once with a client that the
+// SDK registers dynamically (RFC 7591) and once with a Client ID Metadata
+// Document that this script serves on a loopback port:
+//   1. the SDK connects with no token, gets the 401, discovers the
+//      metadata from it, gets a client_id and hands over an authorization URL;
+//   2. "the browser" loads the consent page, allows, picks "Alex All" on the
+//      Entra stand-in's page and follows /auth/callback back to the client's
+//      redirect URI, with code, state and iss;
+//   3. the SDK trades the code (PKCE) and lists and calls tools with the token;
+//   4. the SDK refreshes; the refresh token rotates, and presenting the old
+//      one again revokes the whole chain, the new one included;
+//   5. the SDK starts over (its refresh fails), the consent is remembered so
+//      the consent page is skipped, the new tokens work, and RFC 7009
+//      revocation ends them.
+//
+// Environment: BASE_URL, SDK_DIR (the npm prefix holding
+// @modelcontextprotocol/sdk). Tokens, codes and CSRF values are never
+// printed; URLs are printed without their query.
+
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+
+const base = need('BASE_URL').replace(/\/$/, '');
+const mcpURL = `${base}/mcp`;
+const sdkDir = need('SDK_DIR');
+const require = createRequire(join(sdkDir, 'node_modules', '/'));
+// The package's exports map sends "./*" to dist/cjs/* for require: all three
+// come from the same (CommonJS) build, so instanceof works across them.
+const { auth, UnauthorizedError } = require('@modelcontextprotocol/sdk/client/auth.js');
+const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
+const { InvalidClientMetadataError } = require('@modelcontextprotocol/sdk/server/auth/errors.js');
+// Not require('.../package.json'): the exports map would send that to dist/cjs.
+const sdkVersion = JSON.parse(readFileSync(
+  join(sdkDir, 'node_modules', '@modelcontextprotocol', 'sdk', 'package.json'), 'utf8')).version;
+
+const ALL_TOOLS = ['complete_task', 'create_task', 'delete_task', 'get_task', 'list_tasks', 'my_profile',
+  'search_tasks', 'update_task', 'whoami'];
+const USER_NAME = 'Alex All';
+const STEP_TIMEOUT = 15_000;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`oauth-sdk-client: ${name} is not set`);
+    process.exit(2);
+  }
+  return v;
+}
+
+class Failure extends Error {}
+
+function check(ok, message) {
+  if (!ok) throw new Failure(message);
+}
+
+const done = [];
+function ok(message) {
+  done.push(message);
+  console.log(`  ok  ${message}`);
+}
+
+// Every request the SDK makes goes through recordingFetch (the transport's
+// fetch option, which auth() gets too): method, URL without query, status,
+// and the harmless form parameters, so the test can check what the SDK did
+// and print the trail when it fails.
+const trail = [];
+const SAFE_PARAMS = ['grant_type', 'client_id', 'redirect_uri', 'resource', 'scope', 'token_type_hint'];
+
+async function recordingFetch(input, init) {
+  const url = input instanceof Request ? input.url : String(input);
+  const entry = {
+    method: (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase(),
+    url: urlPath(url),
+    params: formParams(init?.body),
+    status: 0,
+    wwwAuthenticate: null,
+  };
+  trail.push(entry);
+  const res = await fetch(input, init);
+  entry.status = res.status;
+  entry.wwwAuthenticate = res.headers.get('www-authenticate');
+  return res;
+}
+
+// formParams keeps the values of SAFE_PARAMS and only the names of the rest
+// (codes, verifiers, refresh tokens).
+function formParams(body) {
+  if (!(body instanceof URLSearchParams)) return null;
+  const out = {};
+  for (const [k, v] of body) out[k] = SAFE_PARAMS.includes(k) ? v : '(set)';
+  return out;
+}
+
+// MemoryProvider is the SDK's OAuthClientProvider, kept in memory. It stores
+// what saveClientInformation and saveTokens get unchanged (the SDK stamps
+// them with the authorization server's URL as `issuer`), and records the
+// states it made and the authorization URLs it was sent to.
+class MemoryProvider {
+  constructor({ redirectUrl, clientMetadata, clientMetadataUrl, clientInformation }) {
+    this._redirectUrl = redirectUrl;
+    this._clientMetadata = clientMetadata;
+    if (clientMetadataUrl) this.clientMetadataUrl = clientMetadataUrl;
+    this._client = clientInformation;
+    this._tokens = undefined;
+    this._verifier = undefined;
+    this.states = [];
+    this.authorizationUrls = [];
+    this.invalidated = [];
+  }
+
+  get redirectUrl() { return this._redirectUrl; }
+  get clientMetadata() { return this._clientMetadata; }
+
+  state() {
+    const s = randomBytes(16).toString('base64url');
+    this.states.push(s);
+    return s;
+  }
+
+  clientInformation() { return this._client; }
+  saveClientInformation(info) { this._client = info; }
+  tokens() { return this._tokens; }
+  saveTokens(tokens) { this._tokens = tokens; }
+  saveCodeVerifier(verifier) { this._verifier = verifier; }
+
+  codeVerifier() {
+    if (!this._verifier) throw new Error('no PKCE code verifier saved');
+    return this._verifier;
+  }
+
+  redirectToAuthorization(url) { this.authorizationUrls.push(new URL(url)); }
+
+  invalidateCredentials(scope) {
+    this.invalidated.push(scope);
+    if (scope === 'all' || scope === 'client') this._client = undefined;
+    if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
+    if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
+  }
+}
+
+let prm;
+let asMeta;
+
+async function main() {
+  console.log(`  using @modelcontextprotocol/sdk ${sdkVersion}`);
+  await checkMetadata();
+  const docs = await startDocServer();
+  try {
+    await runFlow('DCR', docs);
+    await runFlow('CIMD', docs);
+  } finally {
+    await docs.close();
+  }
+}
+
+// checkMetadata checks what the SDK will read: the 401, the protected
+// resource metadata and the authorization server metadata.
+async function checkMetadata() {
+  const prmURL = `${base}/.well-known/oauth-protected-resource/mcp`;
+  const res = await fetch(mcpURL, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  await res.body?.cancel();
+  check(res.status === 401, `POST /mcp without a token answered ${res.status}, want 401`);
+  const challenge = res.headers.get('www-authenticate') ?? '';
+  check(/^Bearer\b/i.test(challenge) && challenge.includes(`resource_metadata="${prmURL}"`),
+    `the 401's WWW-Authenticate is "${challenge}", want Bearer with resource_metadata="${prmURL}"`);
+  ok(`POST /mcp without a token: 401, WWW-Authenticate names ${urlPath(prmURL)}`);
+
+  for (const u of [prmURL, `${base}/.well-known/oauth-protected-resource`]) {
+    const doc = await getJSON(u);
+    check(doc.resource === mcpURL, `${urlPath(u)}: resource is ${JSON.stringify(doc.resource)}, want "${mcpURL}"`);
+    check(sameList(doc.authorization_servers, [base]),
+      `${urlPath(u)}: authorization_servers is ${JSON.stringify(doc.authorization_servers)}, want ["${base}"]`);
+    check(Array.isArray(doc.scopes_supported) && doc.scopes_supported.length === 1 &&
+      /^api:\/\/[0-9a-f-]{36}\/access_as_user$/.test(doc.scopes_supported[0]),
+    `${urlPath(u)}: scopes_supported is ${JSON.stringify(doc.scopes_supported)}, want ["api://<client id>/access_as_user"]`);
+    prm = doc;
+  }
+  ok(`protected resource metadata: resource ${prm.resource}, authorization server ${base}, scope ${prm.scopes_supported[0]}`);
+
+  for (const u of [`${base}/.well-known/oauth-authorization-server`, `${base}/.well-known/openid-configuration`]) {
+    const doc = await getJSON(u);
+    const where = urlPath(u);
+    check(doc.issuer === base, `${where}: issuer is ${JSON.stringify(doc.issuer)}, want "${base}"`);
+    for (const [k, path] of [['authorization_endpoint', '/oauth/authorize'], ['token_endpoint', '/oauth/token'],
+      ['registration_endpoint', '/oauth/register'], ['revocation_endpoint', '/oauth/revoke']]) {
+      check(doc[k] === base + path, `${where}: ${k} is ${JSON.stringify(doc[k])}, want "${base}${path}"`);
+    }
+    // The SDK's OAuthMetadataSchema requires response_types_supported, and
+    // startAuthorization refuses a server without "code" in it.
+    check(Array.isArray(doc.response_types_supported) && doc.response_types_supported.includes('code'),
+      `${where}: response_types_supported is ${JSON.stringify(doc.response_types_supported)}; ` +
+      'the SDK requires it, with "code"');
+    check(sameList(doc.code_challenge_methods_supported, ['S256']),
+      `${where}: code_challenge_methods_supported is ${JSON.stringify(doc.code_challenge_methods_supported)}, want ["S256"]`);
+    check(sameList(doc.token_endpoint_auth_methods_supported, ['none']),
+      `${where}: token_endpoint_auth_methods_supported is ${JSON.stringify(doc.token_endpoint_auth_methods_supported)}, want ["none"]`);
+    check(doc.client_id_metadata_document_supported === true, `${where}: client_id_metadata_document_supported is not true`);
+    check(doc.authorization_response_iss_parameter_supported === true,
+      `${where}: authorization_response_iss_parameter_supported is not true`);
+    check(sameList(doc.scopes_supported, prm.scopes_supported),
+      `${where}: scopes_supported is ${JSON.stringify(doc.scopes_supported)}, want the protected resource's`);
+    if (!asMeta) asMeta = doc;
+  }
+  ok('authorization server metadata (RFC 8414 and OpenID path): issuer, endpoints, S256, public clients, ' +
+    'client ID metadata documents, iss parameter');
+}
+
+// runFlow runs steps 1 to 5 for one kind of client: "DCR" (registered by
+// the SDK) or "CIMD" (a Client ID Metadata Document served by docs).
+async function runFlow(kind, docs) {
+  console.log(`  -- ${kind} client`);
+  const clientName = `oauth-sdk-client ${kind} ${randomBytes(3).toString('hex')}`;
+  const redirectUrl = `${docs.origin}/callback`;
+  const clientMetadata = {
+    client_name: clientName,
+    redirect_uris: [redirectUrl],
+    // Without refresh_token the server registers authorization_code only.
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+  };
+
+  // 1. Connect with nothing: the SDK must start from the 401.
+  let provider;
+  let start = trail.length;
+  let first;
+  if (kind === 'DCR') {
+    provider = new MemoryProvider({ redirectUrl, clientMetadata });
+    first = await connectWithoutToken(provider);
+  } else {
+    const docPath = `/clients/${randomBytes(6).toString('hex')}.json`;
+    const clientId = docs.origin + docPath;
+    docs.serve(docPath, { client_id: clientId, ...clientMetadata });
+    // The SDK's own way: clientMetadataUrl, used when the server's metadata
+    // says client_id_metadata_document_supported. SDK 1.32.2 accepts only
+    // https there, which a loopback test server cannot offer the handler.
+    // A client ID metadata document's URL is just the client_id to the
+    // SDK's later steps, so the fallback hands the SDK the same client_id as
+    // client information, as it does itself (auth.js: clientInformation =
+    // { client_id: clientMetadataUrl }).
+    provider = new MemoryProvider({ redirectUrl, clientMetadata, clientMetadataUrl: clientId });
+    first = await connectWithoutToken(provider);
+    if (first.error instanceof InvalidClientMetadataError && /https/i.test(first.error.message)) {
+      ok(`SDK ${sdkVersion} refuses a plain-http clientMetadataUrl ("${first.error.message.split(',')[0]}"); ` +
+        'giving it the document URL as the client_id instead');
+      provider = new MemoryProvider({ redirectUrl, clientMetadata, clientInformation: { client_id: clientId } });
+      start = trail.length;
+      first = await connectWithoutToken(provider);
+    } else {
+      ok(`SDK ${sdkVersion} takes the plain-http loopback clientMetadataUrl`);
+    }
+    provider.docPath = docPath;
+  }
+  check(first.error instanceof UnauthorizedError,
+    `connecting with no token ended in ${describe(first.error)}, want the SDK's UnauthorizedError (redirect to authorization)`);
+  const transport = first.transport;
+  expectDiscovery(trail.slice(start), kind);
+
+  const info = provider.clientInformation();
+  check(info?.client_id, 'the SDK saved no client information');
+  if (kind === 'DCR') {
+    check(!info.client_secret, 'the registration answered a client_secret; clients here are public');
+    check(info.token_endpoint_auth_method === 'none',
+      `the registration answered token_endpoint_auth_method ${JSON.stringify(info.token_endpoint_auth_method)}, want "none"`);
+    ok(`the SDK registered "${clientName}" (public client, ${info.client_id.length}-character client_id)`);
+  } else {
+    check(info.client_id === docs.origin + provider.docPath, 'the SDK does not use the document URL as client_id');
+  }
+
+  const authURL = expectAuthorizationURL(provider, redirectUrl);
+
+  // 2. The browser: consent page, Allow, account picker, back to the client.
+  const browser = new Browser();
+  const consent = await browser.send(authURL, { from: null });
+  const form = expectConsentPage(consent, clientName, redirectUrl);
+  if (kind === 'CIMD') {
+    check(docs.hits(provider.docPath) > 0, 'the handler showed the consent page without fetching the client metadata document');
+    ok(`the handler fetched the client metadata document (${docs.hits(provider.docPath)} time(s))`);
+  }
+  const approve = await browser.submit(consent, form, { name: 'decision', value: 'approve' });
+  check(approve.status === 302 || approve.status === 303,
+    `POST /oauth/authorize (Allow) answered ${approve.status}, want a redirect to the account picker${pageSays(approve)}`);
+  check(browser.hasCookie(base, 'mcp-signin'), 'POST /oauth/authorize (Allow) set no mcp-signin cookie');
+  ok('Allow: 302 to the account picker, mcp-signin cookie set');
+  const code = await signInAtPicker(browser, approve.location, provider, redirectUrl);
+  check(browser.hasCookie(base, 'mcp-consent'), 'the completed sign-in set no mcp-consent cookie');
+
+  // 3. Trade the code, then use the tools.
+  start = trail.length;
+  await transport.finishAuth(code);
+  const tokenReq = trail.slice(start).find((e) => e.method === 'POST' && e.url === asMeta.token_endpoint);
+  check(tokenReq, `finishAuth made no POST to ${asMeta.token_endpoint}`);
+  check(tokenReq.status === 200, `the code exchange answered ${tokenReq.status}`);
+  const p = tokenReq.params ?? {};
+  check(p.grant_type === 'authorization_code' && p.code === '(set)' && p.code_verifier === '(set)' &&
+    p.redirect_uri === redirectUrl && p.client_id === info.client_id && p.resource === mcpURL && !p.client_secret,
+  `the SDK's code exchange sent ${JSON.stringify(p)}, want authorization_code with code, code_verifier, ` +
+    'redirect_uri, client_id and resource and no secret');
+  const tokens1 = expectTokens(provider.tokens(), 'the code exchange');
+  ok(`finishAuth: code + PKCE verifier + resource → ${tokens1.token_type} token for ${tokens1.expires_in} s and a refresh token`);
+
+  const taskTitle = `oauth-sdk-client ${kind} ${new Date().toISOString()}`;
+  await useTools(provider, `${kind} token`, { taskTitle });
+
+  // 4. Refresh through the SDK: auth() with stored tokens that carry a
+  //    refresh token always refreshes (it does not look at expiry).
+  start = trail.length;
+  const refreshed = await auth(provider, { serverUrl: mcpURL, fetchFn: recordingFetch });
+  check(refreshed === 'AUTHORIZED', `auth() with a refresh token answered ${refreshed}, want AUTHORIZED`);
+  const refreshReq = trail.slice(start).find((e) => e.method === 'POST' && e.url === asMeta.token_endpoint);
+  check(refreshReq?.params?.grant_type === 'refresh_token' && refreshReq.params.resource === mcpURL &&
+    refreshReq.params.client_id === info.client_id && refreshReq.status === 200,
+  `auth() did not refresh as expected: ${JSON.stringify(refreshReq ?? null)}`);
+  const tokens2 = expectTokens(provider.tokens(), 'the refresh');
+  check(tokens2.refresh_token !== tokens1.refresh_token, 'the refresh answered the same refresh token (no rotation)');
+  // The access token may be the same: in proxy mode it is Entra's, and a
+  // refresh gets it from the token cache while it is still valid.
+  ok(`the SDK refreshed: new refresh token (rotated), ${tokens2.access_token === tokens1.access_token
+    ? 'the same, still valid access token' : 'new access token'}`);
+
+  start = trail.length;
+  await useTools(provider, `${kind} refreshed token`, { listOnly: true });
+  const extra = trail.slice(start).filter((e) => e.status === 401 || e.url === asMeta.token_endpoint);
+  check(extra.length === 0, `tools/list with the refreshed token needed ${extra.map(show).join(', ')}`);
+
+  const reuse = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens1.refresh_token,
+    client_id: info.client_id, resource: mcpURL });
+  expectInvalidGrant(reuse, 'the old (already used) refresh token');
+  const after = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens2.refresh_token,
+    client_id: info.client_id, resource: mcpURL });
+  expectInvalidGrant(after, 'the new refresh token after the old one was replayed');
+  ok('replaying the old refresh token: 400 invalid_grant, and the new one is revoked with it (400 invalid_grant)');
+
+  // 5. Start over in the same browser. The SDK's refresh fails with
+  //    invalid_grant, it drops its tokens and sends the user to authorize
+  //    again; the consent is remembered, so no consent page.
+  start = trail.length;
+  const again = await auth(provider, { serverUrl: mcpURL, fetchFn: recordingFetch });
+  check(again === 'REDIRECT', `auth() after the chain was revoked answered ${again}, want REDIRECT`);
+  check(provider.invalidated.includes('tokens'), 'the SDK did not drop its revoked tokens (invalidateCredentials("tokens"))');
+  check(!trail.slice(start).some((e) => e.url === asMeta.registration_endpoint), 'the SDK registered again');
+  ok('auth() with the revoked chain: refresh refused, tokens dropped, new authorization URL (same client)');
+  const authURL2 = expectAuthorizationURL(provider, redirectUrl);
+  const skip = await browser.send(authURL2, { from: null });
+  check(skip.status === 302 || skip.status === 303,
+    `GET /oauth/authorize with the consent remembered answered ${skip.status}, want a redirect straight to the ` +
+    `account picker${skip.status === 200 ? ` (page "${pageTitle(skip.body)}")` : pageSays(skip)}`);
+  check(skip.location && skip.location.origin !== base && isLoopback(skip.location) &&
+    skip.location.pathname.endsWith('/oauth2/v2.0/authorize'),
+  `GET /oauth/authorize with the consent remembered redirected to ${urlPath(skip.location)}, want the account picker`);
+  ok('second authorization: consent remembered, 302 straight to the account picker');
+  const code2 = await signInAtPicker(browser, skip.location, provider, redirectUrl);
+  const traded = await auth(provider, { serverUrl: mcpURL, authorizationCode: code2, fetchFn: recordingFetch });
+  check(traded === 'AUTHORIZED', `auth() with the second code answered ${traded}`);
+  const tokens3 = expectTokens(provider.tokens(), 'the second code exchange');
+  await useTools(provider, `${kind} second sign-in`, { whoamiOnly: true });
+
+  // RFC 7009: revoking the refresh token ends its chain.
+  const rev = await fetch(asMeta.revocation_endpoint, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+    body: new URLSearchParams({ token: tokens3.refresh_token, token_type_hint: 'refresh_token', client_id: info.client_id }),
+  });
+  await rev.body?.cancel();
+  check(rev.status === 200, `POST /oauth/revoke answered ${rev.status}, want 200`);
+  const revoked = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens3.refresh_token,
+    client_id: info.client_id, resource: mcpURL });
+  expectInvalidGrant(revoked, 'a refresh token revoked at /oauth/revoke');
+  ok('POST /oauth/revoke: 200, and the revoked refresh token is refused (400 invalid_grant)');
+}
+
+// connectWithoutToken connects with a provider that has no tokens. It
+// returns the transport (for finishAuth) and the error connect ended in.
+async function connectWithoutToken(provider) {
+  const transport = new StreamableHTTPClientTransport(new URL(mcpURL), { authProvider: provider, fetch: recordingFetch });
+  const client = new Client({ name: 'oauth-sdk-client', version: '1.0.0' });
+  try {
+    await client.connect(transport);
+  } catch (error) {
+    return { transport, error };
+  }
+  await client.close();
+  throw new Failure('connecting with no token succeeded; want a 401 and the OAuth flow');
+}
+
+// expectDiscovery checks the SDK's requests from the first POST on: the
+// 401, the metadata named by its WWW-Authenticate, the authorization server
+// metadata, and (DCR only) the registration.
+function expectDiscovery(steps, kind) {
+  const prmURL = `${base}/.well-known/oauth-protected-resource/mcp`;
+  const where = `the SDK's requests (${steps.map(show).join(', ')})`;
+  check(steps[0]?.method === 'POST' && steps[0].url === mcpURL && steps[0].status === 401,
+    `${where} do not start with POST /mcp → 401`);
+  check((steps[0].wwwAuthenticate ?? '').includes(`resource_metadata="${prmURL}"`),
+    'the 401 the SDK got names no resource_metadata');
+  const iPRM = steps.findIndex((e) => e.method === 'GET' && e.url === prmURL && e.status === 200);
+  check(iPRM > 0, `${where} do not fetch ${urlPath(prmURL)} after the 401`);
+  const iAS = steps.findIndex((e, i) => i > iPRM && e.method === 'GET' &&
+    e.url === `${base}/.well-known/oauth-authorization-server` && e.status === 200);
+  check(iAS > 0, `${where} do not fetch the authorization server metadata after the protected resource metadata`);
+  const reg = steps.filter((e) => e.url === asMeta.registration_endpoint);
+  if (kind === 'DCR') {
+    check(reg.length === 1 && reg[0].method === 'POST' && reg[0].status === 201 && steps.indexOf(reg[0]) > iAS,
+      `${where} do not register once (POST /oauth/register → 201) after discovery`);
+    ok('the SDK went 401 → protected resource metadata → authorization server metadata → POST /oauth/register (201)');
+  } else {
+    check(reg.length === 0, `${where} register a client although the client_id is a metadata document URL`);
+    ok('the SDK went 401 → protected resource metadata → authorization server metadata, no registration');
+  }
+}
+
+function expectAuthorizationURL(provider, redirectUrl) {
+  const u = provider.authorizationUrls.at(-1);
+  check(u, 'the SDK sent the user nowhere (redirectToAuthorization was not called)');
+  provider.authorizationUrls.length = 0;
+  check(urlPath(u) === asMeta.authorization_endpoint,
+    `the SDK's authorization URL is ${urlPath(u)}, want ${asMeta.authorization_endpoint}`);
+  const q = u.searchParams;
+  const want = {
+    response_type: 'code',
+    client_id: provider.clientInformation().client_id,
+    redirect_uri: redirectUrl,
+    code_challenge_method: 'S256',
+    state: provider.states.at(-1),
+    scope: prm.scopes_supported.join(' '),
+    resource: mcpURL,
+  };
+  for (const [k, v] of Object.entries(want)) {
+    check(v && q.get(k) === v, `the SDK's authorization URL has ${k}=${k === 'state' ? '(other)' : q.get(k)}, want ${k === 'state' ? 'its state' : v}`);
+  }
+  check(/^[A-Za-z0-9_-]{43}$/.test(q.get('code_challenge') ?? ''), 'the SDK\'s authorization URL has no S256 code_challenge');
+  ok('authorization URL: /oauth/authorize with code, client_id, redirect_uri, S256 challenge, state, scope, resource');
+  return u;
+}
+
+// expectConsentPage checks the consent page and returns its form.
+function expectConsentPage(resp, clientName, redirectUrl) {
+  check(resp.status === 200, `GET /oauth/authorize answered ${resp.status}, want the consent page (200)${pageSays(resp)}`);
+  check(/^text\/html\b/.test(resp.headers['content-type'] ?? ''),
+    `GET /oauth/authorize answered ${resp.headers['content-type']}, want text/html`);
+  const html = resp.body;
+  check(pageTitle(html) === 'Authorize access', `consent page title is "${pageTitle(html)}", want "Authorize access"`);
+  const h1 = headings(html);
+  check(h1.length === 1 && h1[0] === 'Authorize access', `consent page headings are ${JSON.stringify(h1)}, want one "Authorize access"`);
+  const shown = {};
+  for (const id of ['client-name', 'client-host', 'redirect-host', 'scope']) {
+    shown[id] = byId(html, id);
+    check(shown[id] !== null, `the consent page has no #${id}`);
+  }
+  check(shown['client-name'] === clientName, `#client-name shows "${shown['client-name']}", want "${clientName}"`);
+  const redirectHost = new URL(redirectUrl).host;
+  check(shown['redirect-host'] === redirectHost, `#redirect-host shows "${shown['redirect-host']}", want "${redirectHost}"`);
+  const form = forms(html).find((f) => (f.attrs.action ?? '') === '/oauth/authorize');
+  check(form, 'the consent page has no form posting to /oauth/authorize');
+  check((form.attrs.method ?? '').toLowerCase() === 'post', `the consent form's method is "${form.attrs.method}", want post`);
+  for (const name of ['request', 'csrf_token']) {
+    const input = form.inputs.find((i) => i.name === name);
+    check(input && (input.type ?? '').toLowerCase() === 'hidden' && input.value,
+      `the consent form has no hidden, non-empty input "${name}"`);
+  }
+  for (const [value, text] of [['approve', 'Allow'], ['deny', 'Deny']]) {
+    const b = form.buttons.find((x) => x.attrs.name === 'decision' && x.attrs.value === value);
+    check(b && b.text === text && (b.attrs.type ?? 'submit') === 'submit',
+      `the consent form has no submit button decision=${value} labelled "${text}"`);
+  }
+  check(resp.jar.hasCookie(base, 'mcp-authorize'), 'GET /oauth/authorize set no mcp-authorize cookie');
+  ok(`consent page: "${shown['client-name']}" (${shown['client-host']}) → ${shown['redirect-host']}, ` +
+    `scope "${shown.scope}"; form with request and csrf_token; Allow and Deny`);
+  return form;
+}
+
+// signInAtPicker goes from the account picker's URL to the client's
+// redirect URI and returns the code, after checking state and iss.
+async function signInAtPicker(browser, pickURL, provider, redirectUrl) {
+  check(pickURL && pickURL.origin !== base && isLoopback(pickURL) && pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
+    `the redirect went to ${urlPath(pickURL)}, want the Entra stand-in's account picker on another loopback port`);
+  const pick = await browser.send(pickURL, { from: base });
+  check(pick.status === 200, `the account picker answered ${pick.status}${pageSays(pick)}`);
+  check(pageTitle(pick.body) === 'Pick an account · devidp', `account picker title is "${pageTitle(pick.body)}"`);
+  const form = forms(pick.body).find((f) => f.buttons.some((b) => b.attrs.name === 'user' && b.attrs.value === 'all'));
+  check(form, 'the account picker has no form with a user=all button');
+  const button = form.buttons.find((b) => b.attrs.name === 'user' && b.attrs.value === 'all');
+  check(button.text.startsWith(USER_NAME), `the user=all button says "${button.text}", want "${USER_NAME} ..."`);
+  const picked = await browser.submit(pick, form, { name: 'user', value: 'all' });
+  check(picked.status === 302 || picked.status === 303,
+    `POST to the account picker answered ${picked.status}, want a redirect${pageSays(picked)}`);
+  check(urlPath(picked.location) === `${base}/auth/callback`,
+    `the account picker redirected to ${urlPath(picked.location)}, want ${base}/auth/callback`);
+  const cb = await browser.send(picked.location, { from: pickURL.origin });
+  check(cb.status === 302 || cb.status === 303, `GET /auth/callback answered ${cb.status}, want a redirect to the client${pageSays(cb)}`);
+  check(cb.location && urlPath(cb.location) === redirectUrl,
+    `/auth/callback redirected to ${urlPath(cb.location)}, want the client's ${redirectUrl}`);
+  const q = cb.location.searchParams;
+  check(!q.has('error'), `/auth/callback sent the client error=${q.get('error')}: ${q.get('error_description') ?? ''}`);
+  check(q.get('code'), '/auth/callback sent the client no code');
+  check(q.get('state') === provider.states.at(-1), 'the state the client got back is not the one the SDK sent');
+  check(q.get('iss') === base, `the client got iss=${q.get('iss')}, want ${base}`);
+  ok(`picked "${USER_NAME}" → /auth/callback → the client's redirect URI with code, its state and iss=${base}`);
+  return q.get('code');
+}
+
+function expectTokens(t, what) {
+  check(t, `${what} saved no tokens`);
+  check(typeof t.access_token === 'string' && t.access_token, `${what} answered no access_token`);
+  check(typeof t.refresh_token === 'string' && t.refresh_token, `${what} answered no refresh_token`);
+  check((t.token_type ?? '').toLowerCase() === 'bearer', `${what} answered token_type "${t.token_type}", want Bearer`);
+  check(t.expires_in > 0, `${what} answered expires_in ${t.expires_in}`);
+  // auth() stamps saved tokens with the authorization server it used.
+  check(t.issuer === base, `the SDK stamped the tokens with issuer ${t.issuer}, want ${base}`);
+  return t;
+}
+
+// useTools connects with the provider's tokens and uses the tools.
+async function useTools(provider, label, { taskTitle, listOnly = false, whoamiOnly = false } = {}) {
+  const transport = new StreamableHTTPClientTransport(new URL(mcpURL), { authProvider: provider, fetch: recordingFetch });
+  const client = new Client({ name: 'oauth-sdk-client', version: '1.0.0' });
+  await client.connect(transport);
+  try {
+    if (!whoamiOnly) {
+      const { tools } = await client.listTools();
+      const names = tools.map((t) => t.name).sort();
+      check(sameList(names, ALL_TOOLS), `tools/list with the ${label}: [${names.join(', ')}], want [${ALL_TOOLS.join(', ')}]`);
+      ok(`tools/list with the ${label}: all ${names.length} tools`);
+      if (listOnly) return;
+      const me = structured(await client.callTool({ name: 'whoami', arguments: {} }), 'whoami');
+      check(me.name === USER_NAME, `whoami says name "${me.name}", want "${USER_NAME}"`);
+      const create = tools.find((t) => t.name === 'create_task');
+      const args = argumentsFor(create.inputSchema, taskTitle);
+      const task = structured(await client.callTool({ name: 'create_task', arguments: args }), 'create_task');
+      check(task.id && task.title === taskTitle, `create_task answered ${JSON.stringify(task).slice(0, 300)}`);
+      const list = structured(await client.callTool({ name: 'list_tasks', arguments: {} }), 'list_tasks');
+      check(Array.isArray(list.tasks) && list.tasks.some((t) => t.id === task.id && t.title === taskTitle),
+        `list_tasks does not show the task create_task made (${task.id})`);
+      ok(`tools/call as ${USER_NAME}: whoami, create_task (${Object.keys(args).join(', ')}), list_tasks shows it`);
+    } else {
+      const me = structured(await client.callTool({ name: 'whoami', arguments: {} }), 'whoami');
+      check(me.name === USER_NAME, `whoami says name "${me.name}", want "${USER_NAME}"`);
+      ok(`tools/call whoami with the ${label}: ${USER_NAME}`);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+// argumentsFor fills a tool's required arguments from its input schema; the
+// title (or, lacking one, the first string argument) carries the marker.
+function argumentsFor(schema, title) {
+  const props = schema?.properties ?? {};
+  const required = schema?.required ?? [];
+  const titleKey = 'title' in props ? 'title' : Object.keys(props).find((k) => props[k]?.type === 'string');
+  check(titleKey, 'create_task has no string argument to carry a title');
+  const args = {};
+  for (const k of new Set([...required, titleKey])) {
+    const p = props[k] ?? {};
+    if (k === titleKey) args[k] = p.maxLength ? title.slice(0, p.maxLength) : title;
+    else if (Array.isArray(p.enum)) args[k] = p.enum[0];
+    else if (p.type === 'string') args[k] = 'x'.repeat(Math.max(1, p.minLength ?? 1));
+    else if (p.type === 'integer' || p.type === 'number') args[k] = p.minimum ?? 1;
+    else if (p.type === 'boolean') args[k] = false;
+    else throw new Failure(`create_task needs argument ${k} of a type this test cannot fill (${JSON.stringify(p)})`);
+  }
+  check(args[titleKey] === title, `create_task's ${titleKey} is too short for the test's marker`);
+  return args;
+}
+
+function structured(result, what) {
+  const text = (result.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+  check(!result.isError, `${what} returned an error: ${text.slice(0, 300)}`);
+  if (result.structuredContent) return result.structuredContent;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Failure(`${what} returned no structured content`);
+  }
+}
+
+async function tokenRequest(params) {
+  const res = await fetch(asMeta.token_endpoint, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+    body: new URLSearchParams(params),
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // Checked by the caller.
+  }
+  return { status: res.status, json };
+}
+
+function expectInvalidGrant(r, what) {
+  check(r.status === 400 && r.json?.error === 'invalid_grant',
+    `POST /oauth/token with ${what} answered ${r.status} ${r.json?.error ?? '(not an OAuth error)'}, want 400 invalid_grant`);
+  check(!r.json?.access_token, `POST /oauth/token with ${what} answered an access token`);
+}
+
+async function getJSON(u) {
+  const res = await fetch(u, { headers: { Accept: 'application/json' } });
+  const text = await res.text();
+  check(res.status === 200, `GET ${urlPath(u)} answered ${res.status}`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Failure(`GET ${urlPath(u)} did not answer JSON`);
+  }
+}
+
+// Browser stands in for the user's browser: top-level navigations with the
+// headers a browser sends (Sec-Fetch-*, Origin on a form POST), redirects
+// not followed (the test follows them step by step), and cookies kept per
+// origin. node:http rather than fetch, which would force Sec-Fetch-Mode: cors.
+class Browser {
+  constructor() {
+    this.jar = new Map(); // origin → Map(name → value)
+  }
+
+  hasCookie(origin, name) {
+    const c = this.jar.get(origin);
+    return !!c && (c.has(name) || c.has(`__Host-${name}`));
+  }
+
+  // send navigates to url; from is the origin of the page the navigation
+  // starts from (null for a URL the user's client opened).
+  send(url, { method = 'GET', form = null, from = null } = {}) {
+    const u = new URL(url);
+    if (u.protocol !== 'http:') throw new Failure(`the flow went to ${urlPath(u)}; this test speaks plain http to loopback only`);
+    const headers = {
+      accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+      'user-agent': 'oauth-sdk-client.mjs',
+      'sec-fetch-dest': 'document',
+      'sec-fetch-mode': 'navigate',
+      'sec-fetch-site': fetchSite(from, u),
+    };
+    if (from === null) headers['sec-fetch-user'] = '?1';
+    const cookies = this.jar.get(u.origin);
+    if (cookies?.size) headers.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    let body;
+    if (method === 'POST') {
+      body = new URLSearchParams(form).toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      headers['content-length'] = Buffer.byteLength(body);
+      headers.origin = from;
+    }
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(u, { method, headers, timeout: STEP_TIMEOUT }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          this.store(u.origin, res.headers['set-cookie'] ?? []);
+          resolve({
+            url: u,
+            status: res.statusCode,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+            location: res.headers.location ? new URL(res.headers.location, u) : null,
+            jar: this,
+          });
+        });
+      });
+      req.on('timeout', () => req.destroy(new Failure(`${method} ${urlPath(u)} did not answer within ${STEP_TIMEOUT / 1000} s`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  // submit posts a form of page as a click on the button {name, value}
+  // would: its named inputs plus the button's pair, to its action (the
+  // page's own URL when it has none).
+  submit(page, form, button) {
+    const fields = new URLSearchParams();
+    for (const i of form.inputs) {
+      if (i.name && !['submit', 'button', 'image', 'reset'].includes((i.type ?? '').toLowerCase())) fields.append(i.name, i.value ?? '');
+    }
+    fields.append(button.name, button.value);
+    const action = form.attrs.action ? new URL(form.attrs.action, page.url) : page.url;
+    return this.send(action, { method: 'POST', form: fields, from: page.url.origin });
+  }
+
+  store(origin, lines) {
+    const jar = this.jar.get(origin) ?? new Map();
+    for (const line of lines) {
+      const [pair, ...attrs] = line.split(';');
+      const eq = pair.indexOf('=');
+      if (eq < 1) continue;
+      const name = pair.slice(0, eq).trim();
+      let expired = false;
+      for (const a of attrs) {
+        const [k, v = ''] = a.split('=');
+        const key = k.trim().toLowerCase();
+        if (key === 'max-age' && Number(v) <= 0) expired = true;
+        if (key === 'expires' && Date.parse(v) <= Date.now()) expired = true;
+      }
+      if (expired) jar.delete(name);
+      else jar.set(name, pair.slice(eq + 1).trim());
+    }
+    this.jar.set(origin, jar);
+  }
+}
+
+function fetchSite(from, u) {
+  if (from === null) return 'none';
+  const f = new URL(from);
+  if (f.origin === u.origin) return 'same-origin';
+  return f.protocol === u.protocol && f.hostname === u.hostname ? 'same-site' : 'cross-site';
+}
+
+// startDocServer serves Client ID Metadata Documents on a loopback port, and
+// counts the requests per path. Its /callback is the clients' redirect URI,
+// which this test never follows to.
+async function startDocServer() {
+  const docs = new Map();
+  const hits = new Map();
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://127.0.0.1').pathname;
+    hits.set(path, (hits.get(path) ?? 0) + 1);
+    const doc = docs.get(path);
+    if (req.method === 'GET' && doc) {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+      res.end(JSON.stringify(doc));
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' });
+    res.end('not found\n');
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    serve: (path, doc) => docs.set(path, doc),
+    hits: (path) => hits.get(path) ?? 0,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(resolve);
+    }),
+  };
+}
+
+// Minimal HTML reading for the two pages this test knows.
+
+function unescapeHTML(s) {
+  const named = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0' };
+  return s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (m, e) => {
+    if (e[0] === '#') {
+      const n = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+      return Number.isFinite(n) ? String.fromCodePoint(n) : m;
+    }
+    return named[e.toLowerCase()] ?? m;
+  });
+}
+
+function textOf(html) {
+  return unescapeHTML(html.replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ').trim();
+}
+
+function parseAttrs(s) {
+  const out = {};
+  for (const m of s.matchAll(/([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g)) {
+    out[m[1].toLowerCase()] = unescapeHTML(m[2] ?? m[3] ?? m[4] ?? '');
+  }
+  return out;
+}
+
+function pageTitle(html) {
+  const m = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(html ?? '');
+  return m ? textOf(m[1]) : null;
+}
+
+function headings(html) {
+  return [...html.matchAll(/<h1\b[^>]*>([\s\S]*?)<\/h1>/gi)].map((m) => textOf(m[1]));
+}
+
+// byId returns the text of the element with that id, or null.
+function byId(html, id) {
+  for (const m of html.matchAll(/<([a-z][a-z0-9]*)\b([^>]*)>/gi)) {
+    if (parseAttrs(m[2]).id !== id) continue;
+    const from = m.index + m[0].length;
+    const end = html.toLowerCase().indexOf(`</${m[1].toLowerCase()}`, from);
+    return end < 0 ? null : textOf(html.slice(from, end));
+  }
+  return null;
+}
+
+function forms(html) {
+  return [...html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)].map((m) => ({
+    attrs: parseAttrs(m[1]),
+    inputs: [...m[2].matchAll(/<input\b([^>]*)>/gi)].map((i) => parseAttrs(i[1])),
+    buttons: [...m[2].matchAll(/<button\b([^>]*)>([\s\S]*?)<\/button>/gi)].map((b) => ({ attrs: parseAttrs(b[1]), text: textOf(b[2]) })),
+  }));
+}
+
+// pageSays is the error an HTML or JSON answer carries, for messages.
+function pageSays(resp) {
+  const body = resp.body ?? '';
+  const m = /<p class="error">([\s\S]*?)<\/p>/i.exec(body);
+  if (m) return `: "${textOf(m[1])}"`;
+  const t = pageTitle(body);
+  if (t) return `: page "${t}"`;
+  try {
+    const j = JSON.parse(body);
+    if (j.error) return `: ${j.error}${j.error_description ? ` (${j.error_description})` : ''}`;
+  } catch {
+    // Not JSON.
+  }
+  return resp.location ? ` (to ${urlPath(resp.location)})` : '';
+}
+
+function sameList(a, b) {
+  return Array.isArray(a) && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function isLoopback(u) {
+  return ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
+}
+
+function show(e) {
+  return `${e.method} ${e.url.startsWith(base) ? e.url.slice(base.length) || '/' : e.url} → ${e.status}`;
+}
+
+function describe(err) {
+  if (!err) return 'no error';
+  return `${err.constructor?.name ?? 'Error'}: ${err.message}`;
+}
+
+// urlPath drops the query: authorization URLs carry codes and state.
+function urlPath(u) {
+  try {
+    const p = new URL(u);
+    return p.origin + p.pathname;
+  } catch {
+    return String(u).split('?')[0];
+  }
+}
+
+const t0 = Date.now();
+try {
+  await main();
+  console.log(`oauth SDK client: all ${done.length} checks ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+} catch (err) {
+  if (err instanceof Failure) {
+    console.error(`oauth SDK client FAILED: ${err.message}`);
+  } else {
+    console.error(`oauth SDK client FAILED with an error: ${err?.stack ?? err}`);
+  }
+  if (trail.length) {
+    console.error(`the SDK's last requests:\n    ${trail.slice(-12).map(show).join('\n    ')}`);
+  }
+  process.exit(1);
+}
