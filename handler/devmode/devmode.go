@@ -153,6 +153,10 @@ func (e *Env) PrintWelcome(w io.Writer) {
 	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
 	fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'\n\n")
 	fmt.Fprintf(w, "Or sign in as a demo user in a browser: %s/auth/login\n\n", base)
+	if e.Config.AuthMode == config.AuthModeProxy {
+		fmt.Fprintf(w, "Or point an MCP client that does OAuth (the MCP Inspector, VS Code, Claude Code) at %s/mcp:\n", base)
+		fmt.Fprintf(w, "it registers itself, shows you the consent page and the stand-in's sign-in, and gets a token.\n\n")
+	}
 	fmt.Fprintf(w, "Create a task as the writer (the reader gets \"tool not found\"):\n\n")
 	fmt.Fprintf(w, "  curl -s %s/mcp -H \"Authorization: Bearer $TOKEN_WRITER\" -H 'Content-Type: application/json' \\\n", base)
 	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")

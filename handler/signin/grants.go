@@ -73,7 +73,7 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.
 	res := confidential.AuthResult{AccessToken: rec.AccessToken, ExpiresOn: rec.ExpiresOn}
 	if rec.AccessToken == "" || time.Until(rec.ExpiresOn) < 5*time.Minute {
 		if res, err = s.acquireSilent(ctx, rec.HomeAccountID, rec.Scope); err != nil {
-			return Tokens{}, s.tokenError("get access token for code", err)
+			return Tokens{}, s.tokenError(ctx, "get access token for code", err)
 		}
 	}
 	t := Tokens{AccessToken: res.AccessToken, ExpiresOn: res.ExpiresOn, Scope: rec.Scope}
@@ -123,7 +123,7 @@ func (s *Service) RefreshHandle(ctx context.Context, handle, clientID string) (T
 			// cache deleted): the handle is worthless, end its chain.
 			_ = s.opts.Sessions.Revoke(ctx, handle)
 		}
-		return Tokens{}, s.tokenError("get access token for refresh", err)
+		return Tokens{}, s.tokenError(ctx, "get access token for refresh", err)
 	}
 	next, _, err := s.opts.Sessions.Rotate(ctx, handle)
 	if err != nil {
@@ -170,10 +170,10 @@ func handleError(ctx context.Context, log *slog.Logger, err error) error {
 
 // tokenError tells our outage (returned wrapped) from a session Entra no
 // longer honours (invalid_grant).
-func (s *Service) tokenError(doing string, err error) error {
+func (s *Service) tokenError(ctx context.Context, doing string, err error) error {
 	if isUnavailable(err) {
 		return fmt.Errorf("%s: %w", doing, err)
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelWarn, doing+" failed", slog.String("err", err.Error()))
+	s.log.LogAttrs(ctx, slog.LevelWarn, doing+" failed", slog.String("err", err.Error()))
 	return errSessionEnded
 }

@@ -719,3 +719,54 @@ func TestSessionsRedisDown(t *testing.T) {
 		}
 	}
 }
+
+func TestRememberedConsent(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, rdb := newSessions(t, store.WithSessionsClock(clock.Now))
+	browser, other := rand.Text(), rand.Text()
+
+	if _, err := s.ConsentedUser(ctx, browser, "client-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before any approval: %v", err)
+	}
+	if err := s.RememberConsent(ctx, browser, "client-a", tenantA, oidAlice, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(30 * time.Minute)
+	if err := s.RememberConsent(ctx, browser, "client-b", tenantA, oidBob, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.ConsentedUser(ctx, browser, "client-a"); err != nil || u != tenantA+"."+oidAlice {
+		t.Errorf("client-a: %q %v", u, err)
+	}
+	for name, tc := range map[string][2]string{
+		"another client":  {browser, "client-c"},
+		"another browser": {other, "client-a"},
+		"short id":        {"short", "client-a"},
+	} {
+		if _, err := s.ConsentedUser(ctx, tc[0], tc[1]); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// client-a's approval ends at its own expiry although the key lives on
+	// for client-b's.
+	clock.Add(31 * time.Minute)
+	if _, err := s.ConsentedUser(ctx, browser, "client-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("client-a after its expiry: %v", err)
+	}
+	if u, err := s.ConsentedUser(ctx, browser, "client-b"); err != nil || u != tenantA+"."+oidBob {
+		t.Errorf("client-b: %q %v", u, err)
+	}
+	keys, _ := rdb.Keys(ctx, "consent:*").Result()
+	for _, k := range keys {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Errorf("%s has no TTL", k)
+		}
+		if strings.Contains(k, browser) {
+			t.Errorf("%s holds the browser id as it is", k)
+		}
+	}
+	if err := s.RememberConsent(ctx, browser, "client-a", "not-a-guid", oidAlice, time.Hour); err == nil {
+		t.Error("a tenant id that is not a GUID was accepted")
+	}
+}
