@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -105,13 +104,7 @@ func (st *stack) decide(t testing.TB, c *http.Client, fields url.Values, origin 
 	if origin != "" {
 		req.Header.Set("Origin", origin)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, resp.Header, body}
+	return send(t, c, req)
 }
 
 // clientLanding follows a Location to the client's redirect URI and

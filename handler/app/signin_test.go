@@ -37,7 +37,17 @@ func browser(t testing.TB) *http.Client {
 
 func get(t testing.TB, c *http.Client, u string) reply {
 	t.Helper()
-	resp, err := c.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return send(t, c, req)
+}
+
+// send sends req with c and reads the whole answer.
+func send(t testing.TB, c *http.Client, req *http.Request) reply {
+	t.Helper()
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

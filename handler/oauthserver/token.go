@@ -14,11 +14,7 @@ import (
 // Token serves POST /oauth/token: the authorization_code and refresh_token
 // grants for public clients.
 func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
-	form, ok := readForm(w, r)
-	if !ok || !signin.Allow(w, r, s.opts.Limiter, s.log) {
-		return
-	}
-	client, ok := s.client(w, r, form)
+	form, client, ok := s.clientRequest(w, r)
 	if !ok {
 		return
 	}
@@ -90,11 +86,7 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 // Revoke serves POST /oauth/revoke (RFC 7009): it ends the chain of a
 // refresh token. An unknown or expired token is not an error.
 func (s *Server) Revoke(w http.ResponseWriter, r *http.Request) {
-	form, ok := readForm(w, r)
-	if !ok || !signin.Allow(w, r, s.opts.Limiter, s.log) {
-		return
-	}
-	client, ok := s.client(w, r, form)
+	form, client, ok := s.clientRequest(w, r)
 	if !ok {
 		return
 	}
@@ -120,6 +112,17 @@ func (s *Server) Revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+}
+
+// clientRequest reads a token or revocation request (form, rate limit) and
+// identifies the calling client. On failure it has answered.
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (url.Values, oauthclients.Client, bool) {
+	form, ok := readForm(w, r)
+	if !ok || !signin.Allow(w, r, s.opts.Limiter, s.log) {
+		return nil, oauthclients.Client{}, false
+	}
+	c, ok := s.client(w, r, form)
+	return form, c, ok
 }
 
 // client identifies the calling client: a public client sends its

@@ -108,24 +108,9 @@ func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow stor
 		return
 	}
 
-	oneTime, err := randomString(32)
+	oneTime, err := s.mintCode(ctx, flow, tid, oid, res)
 	if err != nil {
-		s.failPage(w, r, "mint one-time code", err)
-		return
-	}
-	rec := store.CodeRecord{
-		TenantID:        tid,
-		ObjectID:        oid,
-		HomeAccountID:   homeAccountID(tid, oid),
-		Scope:           strings.Join(s.apiScopes, " "),
-		ClientID:        flow.ClientID,
-		RedirectURI:     flow.ReturnTo,
-		ClientChallenge: flow.ClientChallenge,
-		AccessToken:     res.AccessToken,
-		ExpiresOn:       res.ExpiresOn,
-	}
-	if err := s.opts.Sessions.SaveCode(ctx, oneTime, rec, codeTTL); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "save one-time code failed", slog.String("err", err.Error()))
+		s.log.LogAttrs(ctx, slog.LevelError, "mint one-time code failed", slog.String("err", err.Error()))
 		back.Set("error", "temporarily_unavailable")
 		RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
 		return

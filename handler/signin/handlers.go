@@ -141,22 +141,9 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	oneTime, err := randomString(32)
+	oneTime, err := s.mintCode(r.Context(), flow, tid, oid, res)
 	if err != nil {
 		s.failPage(w, r, "mint one-time code", err)
-		return
-	}
-	rec := store.CodeRecord{
-		TenantID:        tid,
-		ObjectID:        oid,
-		HomeAccountID:   homeAccountID(tid, oid),
-		Scope:           strings.Join(s.apiScopes, " "),
-		ClientChallenge: flow.ClientChallenge,
-		AccessToken:     res.AccessToken,
-		ExpiresOn:       res.ExpiresOn,
-	}
-	if err := s.opts.Sessions.SaveCode(r.Context(), oneTime, rec, codeTTL); err != nil {
-		s.failPage(w, r, "save one-time code", err)
 		return
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "signed in", slog.String("tid", tid), slog.String("oid", oid))
@@ -174,6 +161,33 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.page(w, http.StatusOK, codePage(oneTime, s.opts.PublicBaseURL, flow.ClientChallenge != "", int(codeTTL/time.Second)))
+}
+
+// mintCode stores what a one-time code stands for (the user, the access
+// token MSAL just got, and, for an OAuth client, the client and redirect
+// URI the code is bound to) and returns the code.
+func (s *Service) mintCode(ctx context.Context, flow store.Flow, tid, oid string, res confidential.AuthResult) (string, error) {
+	code, err := randomString(32)
+	if err != nil {
+		return "", err
+	}
+	rec := store.CodeRecord{
+		TenantID:        tid,
+		ObjectID:        oid,
+		HomeAccountID:   homeAccountID(tid, oid),
+		Scope:           strings.Join(s.apiScopes, " "),
+		ClientID:        flow.ClientID,
+		ClientChallenge: flow.ClientChallenge,
+		AccessToken:     res.AccessToken,
+		ExpiresOn:       res.ExpiresOn,
+	}
+	if flow.ClientID != "" {
+		rec.RedirectURI = flow.ReturnTo
+	}
+	if err := s.opts.Sessions.SaveCode(ctx, code, rec, codeTTL); err != nil {
+		return "", err
+	}
+	return code, nil
 }
 
 // callbackFailure is why a sign-in did not complete: Entra's refusal or
