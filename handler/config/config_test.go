@@ -193,3 +193,16 @@ func TestSampleSettingsAreTheLocalOnes(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthMode(t *testing.T) {
+	for in, want := range map[string]string{"": AuthModeProxy, "proxy": AuthModeProxy, " entra ": AuthModeEntra} {
+		if got, err := ParseAuthMode(in); err != nil || got != want {
+			t.Errorf("ParseAuthMode(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"Entra", "oauth", "none"} {
+		if _, err := ParseAuthMode(in); err == nil || !strings.HasPrefix(err.Error(), "MCP_AUTH_MODE: ") {
+			t.Errorf("ParseAuthMode(%q) = %v, want an error naming MCP_AUTH_MODE", in, err)
+		}
+	}
+}
