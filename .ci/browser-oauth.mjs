@@ -23,6 +23,10 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import {
+  Failure, MemoryProvider, argumentsFor, check, done, isLoopback, need, ok, structured, urlPath,
+} from './oauth-lib.mjs';
+
 const base = need('BASE_URL').replace(/\/$/, '');
 const mcpURL = `${base}/mcp`;
 const outDir = need('OUT_DIR');
@@ -40,75 +44,11 @@ const STEP_TIMEOUT = 15_000;
 const SIGNED_IN = 'Signed in; you can close this tab';
 const NOT_SIGNED_IN = 'Not signed in; you can close this tab';
 
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`browser-oauth: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
-
-class Failure extends Error {}
-
-function check(ok, message) {
-  if (!ok) throw new Failure(message);
-}
-
-const done = [];
-function ok(message) {
-  done.push(message);
-  console.log(`  ok  ${message}`);
-}
-
 // Per-page problems the browser reports: console errors (CSP violations
 // are logged as such), uncaught exceptions, securitypolicyviolation events
 // and failed requests.
 const problems = [];
 const requests = [];
-
-// MemoryProvider is the SDK's OAuthClientProvider, kept in memory. It stores
-// what saveClientInformation and saveTokens get unchanged, and records the
-// states it made and the authorization URLs it was sent to.
-class MemoryProvider {
-  constructor({ redirectUrl, clientMetadata }) {
-    this._redirectUrl = redirectUrl;
-    this._clientMetadata = clientMetadata;
-    this._client = undefined;
-    this._tokens = undefined;
-    this._verifier = undefined;
-    this.states = [];
-    this.authorizationUrls = [];
-  }
-
-  get redirectUrl() { return this._redirectUrl; }
-  get clientMetadata() { return this._clientMetadata; }
-
-  state() {
-    const s = randomBytes(16).toString('base64url');
-    this.states.push(s);
-    return s;
-  }
-
-  clientInformation() { return this._client; }
-  saveClientInformation(info) { this._client = info; }
-  tokens() { return this._tokens; }
-  saveTokens(tokens) { this._tokens = tokens; }
-  saveCodeVerifier(verifier) { this._verifier = verifier; }
-
-  codeVerifier() {
-    if (!this._verifier) throw new Error('no PKCE code verifier saved');
-    return this._verifier;
-  }
-
-  redirectToAuthorization(url) { this.authorizationUrls.push(new URL(url)); }
-
-  invalidateCredentials(scope) {
-    if (scope === 'all' || scope === 'client') this._client = undefined;
-    if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
-    if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
-  }
-}
 
 async function main() {
   const callback = await startCallbackServer();
@@ -372,7 +312,7 @@ async function clickAndLand(page, locator, what) {
 
 function expectNoProblems() {
   check(problems.length === 0, `the browser reported problems:\n    ${problems.join('\n    ')}`);
-  const foreign = requests.filter((u) => !isLoopback(new URL(u)));
+  const foreign = requests.filter((u) => !isLocal(new URL(u)));
   check(foreign.length === 0, `the pages loaded from outside loopback: ${foreign.map(urlPath).join(', ')}`);
   ok(`no console errors, page errors or CSP violations; ${requests.length} requests so far, all to loopback`);
 }
@@ -441,56 +381,16 @@ async function startCallbackServer() {
   };
 }
 
-// argumentsFor fills a tool's required arguments from its input schema; the
-// title (or, lacking one, the first string argument) carries the marker.
-function argumentsFor(schema, title) {
-  const props = schema?.properties ?? {};
-  const required = schema?.required ?? [];
-  const titleKey = 'title' in props ? 'title' : Object.keys(props).find((k) => props[k]?.type === 'string');
-  check(titleKey, 'create_task has no string argument to carry a title');
-  const args = {};
-  for (const k of new Set([...required, titleKey])) {
-    const p = props[k] ?? {};
-    if (k === titleKey) args[k] = p.maxLength ? title.slice(0, p.maxLength) : title;
-    else if (Array.isArray(p.enum)) args[k] = p.enum[0];
-    else if (p.type === 'string') args[k] = 'x'.repeat(Math.max(1, p.minLength ?? 1));
-    else if (p.type === 'integer' || p.type === 'number') args[k] = p.minimum ?? 1;
-    else if (p.type === 'boolean') args[k] = false;
-    else throw new Failure(`create_task needs argument ${k} of a type this test cannot fill (${JSON.stringify(p)})`);
-  }
-  check(args[titleKey] === title, `create_task's ${titleKey} is too short for the test's marker`);
-  return args;
-}
-
-function structured(result, what) {
-  const text = (result.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
-  check(!result.isError, `${what} returned an error: ${text.slice(0, 300)}`);
-  if (result.structuredContent) return result.structuredContent;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new Failure(`${what} returned no structured content`);
-  }
-}
-
-function isLoopback(u) {
-  return ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || u.protocol === 'data:' || u.protocol === 'about:';
+// isLocal says whether a URL a page loaded stays on this machine: loopback,
+// or data: and about: URLs.
+function isLocal(u) {
+  return isLoopback(u) || u.protocol === 'data:' || u.protocol === 'about:';
 }
 
 // withoutQueries drops the queries of the URLs in a browser message (CSP
 // reports quote whole URLs, and those of this flow carry codes).
 function withoutQueries(text) {
   return text.replace(/(https?:\/\/[^\s'"?#]+)[?#][^\s'"]*/g, '$1?…');
-}
-
-// urlPath drops the query: authorization URLs carry codes and state.
-function urlPath(u) {
-  try {
-    const p = new URL(u);
-    return p.origin + p.pathname;
-  } catch {
-    return String(u).split('?')[0];
-  }
 }
 
 const t0 = Date.now();

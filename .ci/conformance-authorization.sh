@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the MCP conformance package's authorization-server checks
+# (`conformance authorization`) against our OAuth front in dev mode.
+#
+# It starts the handler in dev mode (embedded Entra stand-in and Redis) and
+# runs .ci/conformance-authorization.mjs, which registers a public client
+# for the tool's callback, runs the tool's scenarios (metadata endpoint,
+# authorization code grant), plays the user's browser through the consent
+# page and the stand-in's account picker, and compares the tool's results
+# with .ci/conformance-authorization-expected-failures.yml. A check that
+# fails or warns and is not listed there, a listed one that passes, or a
+# skipped check fails the step.
+#
+# Usage: .ci/conformance-authorization.sh
+# Needs Go, npm (any version) and network access to the npm registry on the
+# first run; Node 22 (the package needs it) is installed into .ci/.node and
+# the package into .ci/.conformance-authz (both git-ignored) and reused.
+set -euo pipefail
+
+# A pre-release: pinned exactly.
+CONFORMANCE_PKG='@modelcontextprotocol/conformance'
+CONFORMANCE_VERSION='0.2.0-alpha.12'
+
+ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$ci_dir/lib.sh"
+pkg_dir="$ci_dir/.conformance-authz"
+out_dir="$ci_dir/out/conformance-authorization"
+
+ensure_node
+ensure_npm_pkg "$pkg_dir" "$CONFORMANCE_PKG" "$CONFORMANCE_VERSION"
+start_dev_handler "$(free_port)"
+
+rm -rf "$out_dir"
+mkdir -p "$out_dir"
+log "conformance authorization ($CONFORMANCE_PKG $CONFORMANCE_VERSION) against $base_url"
+status=0
+BASE_URL="$base_url" CONFORMANCE_BIN="$pkg_dir/node_modules/.bin/conformance" OUT_DIR="$out_dir" \
+  EXPECTED="$ci_dir/conformance-authorization-expected-failures.yml" HOME="$tmp/home" \
+  timeout 150 node "$ci_dir/conformance-authorization.mjs" || status=$?
+
+if [[ $status -ne 0 ]]; then
+  echo >&2
+  echo "conformance authorization failed (exit $status); results in $out_dir" >&2
+  echo "last lines of the handler's log (tokens removed):" >&2
+  server_log_tail
+fi
+exit "$status"
