@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -238,7 +239,8 @@ func TestOAuthEndToEnd(t *testing.T) {
 	c := browser(t)
 	a := st.newAuthRequest(t, id)
 	page := get(t, c, a.url(st.base))
-	for _, want := range []string{"Test Client", "127.0.0.1:7777", "access_as_user", `name="decision" value="approve"`} {
+	// Allow starts inert (the page's script arms it: double-clickjacking).
+	for _, want := range []string{"Test Client", "127.0.0.1:7777", "access_as_user", `name="decision" value="approve" class="approve" id="approve" disabled>`} {
 		if !strings.Contains(string(page.body), want) {
 			t.Errorf("consent page lacks %q", want)
 		}
@@ -417,6 +419,28 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 		}
 	})
 
+	// A registered https redirect URI may be anyone's site: errors go there
+	// only through a link the user follows, never automatically (RFC 9700
+	// §4.11.2), or this server would be an open redirector.
+	t.Run("untrusted redirect URI gets a page with a link", func(t *testing.T) {
+		web := st.register(t, "Web", "https://app.example/cb")
+		a := st.newAuthRequest(t, web)
+		a.redirect = "https://app.example/cb"
+		a.extra = url.Values{"code_challenge_method": {"plain"}}
+		r := get(t, browser(t), a.url(st.base))
+		if r.status != http.StatusBadRequest || r.header.Get("Location") != "" {
+			t.Fatalf("untrusted redirect: %d Location=%q", r.status, r.header.Get("Location"))
+		}
+		m := regexp.MustCompile(`<a id="return" href="([^"]+)"`).FindSubmatch(r.body)
+		if m == nil {
+			t.Fatalf("no return link: %s", r.body)
+		}
+		q := clientLanding(t, html.UnescapeString(string(m[1])), "https://app.example/cb")
+		if q.Get("error") != "invalid_request" || q.Get("state") != a.state || q.Get("iss") != st.base {
+			t.Errorf("return link carries %v", q)
+		}
+	})
+
 	t.Run("consent form", func(t *testing.T) {
 		c := browser(t)
 		a := st.newAuthRequest(t, id)
@@ -543,6 +567,12 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 		} {
 			r, _ := st.tokenReq(t, "/oauth/token", tc.form)
 			wantOAuthError(t, name, r, tc.status, tc.code)
+		}
+		r = st.do(t, http.MethodPost, "/oauth/token", "", map[string]string{"Content-Type": "application/x-www-form-urlencoded",
+			"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":secret"))}, "grant_type=refresh_token&refresh_token=x&client_id="+id)
+		wantOAuthError(t, "client_secret_basic", r, 401, "invalid_client")
+		if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("client_secret_basic: WWW-Authenticate %q, want the Basic scheme (RFC 6749 §5.2)", r.header.Get("WWW-Authenticate"))
 		}
 		r = st.do(t, http.MethodPost, "/oauth/token", "", map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
 			"grant_type=refresh_token&grant_type=authorization_code&client_id="+id)

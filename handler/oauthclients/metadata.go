@@ -304,6 +304,32 @@ func RedirectAllowed(c Client, uri string) bool {
 	return false
 }
 
+// RedirectTrusted reports whether the server may send the browser to the
+// client's registered redirect URI uri on its own, before the user has seen
+// where it leads (RFC 9700 §4.11.2: anyone can register a client, so a
+// registered https redirect URI may be a phishing site, and automatic error
+// redirects would make this server an open redirector). Trusted are:
+// loopback URIs and custom schemes, which reach an app on the user's own
+// machine, and the redirect URIs of a metadata document on the document's
+// own origin, which that origin vouches for.
+func RedirectTrusted(c Client, uri string) bool {
+	if _, ok := loopbackWithoutPort(uri); ok {
+		return true
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return false
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return true
+	}
+	if c.Source != SourceMetadataDocument {
+		return false
+	}
+	doc, err := url.Parse(c.ClientID)
+	return err == nil && u.Scheme == doc.Scheme && strings.EqualFold(u.Host, doc.Host)
+}
+
 // loopbackWithoutPort returns an http loopback redirect URI without its
 // port, or false if uri is not one.
 func loopbackWithoutPort(uri string) (string, bool) {

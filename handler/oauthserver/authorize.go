@@ -21,8 +21,17 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
 
-// consentTTL is how long a consent page stays answerable.
-const consentTTL = 10 * time.Minute
+const (
+	// consentTTL is how long a consent page stays answerable.
+	consentTTL = 10 * time.Minute
+	// maxState bounds the client's state, which travels back in a URL.
+	maxState = 1024
+	// armDelay is how long the Allow button stays inert after the page is
+	// visible and focused: a click meant for another page (the second
+	// click of a double-click whose first one swapped the window, i.e.
+	// double-clickjacking) lands on nothing.
+	armDelay = 700 * time.Millisecond
+)
 
 // challengeRE is an S256 code_challenge: 32 bytes in base64url.
 var challengeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
@@ -50,6 +59,10 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "The request names no valid client (client_id).")
 		return
 	}
+	// A client_id that is a URL costs an outbound fetch: count it before.
+	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter, s.log) {
+		return
+	}
 	client, err := s.opts.Clients.Lookup(ctx, clientID)
 	if err != nil {
 		var ce *oauthclients.Error
@@ -61,29 +74,36 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 		s.unavailablePage(w, r, "look up client", err)
 		return
 	}
+	// Always required, though OAuth 2.1 lets a client with one redirect URI
+	// leave it out: every MCP client sends it, and the token request then
+	// always has one to match.
 	redirect := q.Get("redirect_uri")
-	switch {
-	case redirect == "" && len(client.RedirectURIs) == 1:
-		redirect = client.RedirectURIs[0]
-	case redirect == "":
-		s.errorPage(w, http.StatusBadRequest, "The request has no redirect_uri, and the application registered more than one.")
+	if redirect == "" {
+		s.errorPage(w, http.StatusBadRequest, "The request has no redirect_uri.")
 		return
-	case !oauthclients.RedirectAllowed(client, redirect):
+	}
+	if !oauthclients.RedirectAllowed(client, redirect) {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: redirect_uri not registered", slog.String("client_id", clientID))
 		s.errorPage(w, http.StatusBadRequest, "The redirect_uri is not registered for this application.")
 		return
 	}
 
-	// From here the client hears of errors at its redirect URI (RFC 6749 §4.1.2.1).
+	// From here the client hears of errors at its redirect URI (RFC 6749
+	// §4.1.2.1): automatically where the redirect URI is trusted, else
+	// through a page with a link the user follows (RFC 9700 §4.11.2).
 	state := q.Get("state")
 	fail := func(code, desc string) {
 		back := url.Values{"error": {code}, "error_description": {desc}}
-		if state != "" && len(q["state"]) == 1 {
+		if state != "" && len(state) <= maxState && len(q["state"]) == 1 {
 			back.Set("state", state)
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "authorization request refused", slog.String("client_id", clientID),
 			slog.String("error", code), slog.String("reason", desc))
-		signin.RedirectClient(w, r, redirect, s.opts.Issuer, back)
+		if oauthclients.RedirectTrusted(client, redirect) {
+			signin.RedirectClient(w, r, redirect, s.opts.Issuer, back)
+			return
+		}
+		s.errorReturnPage(w, redirect, back, code, desc)
 	}
 	if k := repeated(q); k != "" {
 		fail("invalid_request", k+" appears more than once")
@@ -101,7 +121,7 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 		fail("unauthorized_client", "the client did not register the authorization_code grant")
 		return
 	}
-	if state == "" || len(state) > 1024 {
+	if state == "" || len(state) > maxState {
 		fail("invalid_request", "state is required (at most 1024 characters)")
 		return
 	}
@@ -190,7 +210,7 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclien
 		return
 	}
 	d := consentData(c, req)
-	d.RequestID, d.CSRF, d.Nonce = id, csrf, webpage.Nonce()
+	d.RequestID, d.CSRF, d.Nonce, d.ArmDelayMS = id, csrf, webpage.Nonce(), armDelay.Milliseconds()
 	webpage.Write(w, http.StatusOK, consentTemplate, d, d.Nonce, strings.Join([]string{"'self'", entraOrigin, originOf(req.RedirectURI)}, " "))
 }
 
@@ -266,6 +286,26 @@ func (s *Server) cookieName() string {
 	return "mcp-authorize"
 }
 
+// errorReturnPage shows an authorization error for a client whose redirect
+// URI is not trusted, with a link that returns it to the client if the user
+// chooses to follow it.
+func (s *Server) errorReturnPage(w http.ResponseWriter, redirect string, back url.Values, code, desc string) {
+	back.Set("iss", s.opts.Issuer)
+	u, err := url.Parse(redirect)
+	if err != nil {
+		s.errorPage(w, http.StatusBadRequest, "The authorization request is not valid.")
+		return
+	}
+	q := u.Query()
+	for k, v := range back {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	d := pageData{Title: "Authorization failed", Message: "The application's request is not valid (" + code + ": " + desc + ").",
+		ReturnURL: u.String(), ReturnHost: u.Host, Nonce: webpage.Nonce()}
+	webpage.Write(w, http.StatusBadRequest, consentTemplate, d, d.Nonce, "'none'")
+}
+
 func (s *Server) errorPage(w http.ResponseWriter, status int, message string) {
 	d := pageData{Title: "Authorization failed", Message: message, Nonce: webpage.Nonce()}
 	webpage.Write(w, status, consentTemplate, d, d.Nonce, "'none'")
@@ -291,6 +331,10 @@ type pageData struct {
 	Scope        string
 	RequestID    string
 	CSRF         string
+	ArmDelayMS   int64
+
+	ReturnURL  string // the client's redirect URI with the error, for a link
+	ReturnHost string
 }
 
 func consentData(c oauthclients.Client, req signin.ClientRequest) pageData {
@@ -341,10 +385,11 @@ body{font:16px/1.5 system-ui,sans-serif;max-width:38rem;margin:3rem auto;padding
 h1{font-size:1.6rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{color:#555}dd{margin:0;overflow-wrap:anywhere}
 code{font:14px/1.4 ui-monospace,monospace}.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:.6rem .8rem}
 .actions{display:flex;gap:.75rem;margin-top:1.5rem}button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}
-button.approve{background:#0b5cad;color:#fff;border:1px solid #0b5cad}.muted{color:#555;font-size:.9rem}
+button.approve{background:#0b5cad;color:#fff;border:1px solid #0b5cad}button:disabled{opacity:.5;cursor:default}.muted{color:#555;font-size:.9rem}
 </style></head><body>
 <h1>{{.Title}}</h1>
-{{if .Message}}<p id="message">{{.Message}}</p>{{else}}
+{{if .Message}}<p id="message">{{.Message}}</p>
+{{if .ReturnURL}}<p><a id="return" href="{{.ReturnURL}}" rel="noreferrer">Return to the application at {{.ReturnHost}}</a></p>{{end}}{{else}}
 <p><strong id="client-name">{{.ClientName}}</strong> wants to use this server's MCP tools as you.</p>
 <dl>
 <dt>Application</dt><dd id="client-host">{{if .ClientHost}}{{.ClientHost}}{{if .Verified}} (identified by its metadata document there){{else}} (as the application says; not verified){{end}}{{else}}no web site given{{end}}</dd>
@@ -356,10 +401,28 @@ button.approve{background:#0b5cad;color:#fff;border:1px solid #0b5cad}.muted{col
 <input type="hidden" name="request" value="{{.RequestID}}">
 <input type="hidden" name="csrf_token" value="{{.CSRF}}">
 <div class="actions">
-<button type="submit" name="decision" value="approve" class="approve">Allow</button>
 <button type="submit" name="decision" value="deny">Deny</button>
+<button type="submit" name="decision" value="approve" class="approve" id="approve" disabled>Allow</button>
 </div>
 </form>
+<script nonce="{{.Nonce}}">
+// Allow works once this page has been visible and focused for a moment,
+// so a click aimed at another window cannot land on it.
+(function () {
+  var b = document.getElementById("approve"), t = null;
+  function arm() {
+    clearTimeout(t);
+    b.disabled = true;
+    if (document.visibilityState === "visible" && document.hasFocus()) {
+      t = setTimeout(function () { b.disabled = false; }, {{.ArmDelayMS}});
+    }
+  }
+  window.addEventListener("focus", arm);
+  window.addEventListener("blur", arm);
+  document.addEventListener("visibilitychange", arm);
+  arm();
+})();
+</script>
 <p class="muted">After you allow, you sign in with your organization's account.</p>
 {{end}}
 </body></html>

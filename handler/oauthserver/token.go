@@ -128,7 +128,15 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (url.Valu
 // client identifies the calling client: a public client sends its
 // client_id and no secret. On failure it has answered.
 func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values) (oauthclients.Client, bool) {
-	if r.Header.Get("Authorization") != "" || form.Has("client_secret") || form.Has("client_assertion") {
+	if authz := r.Header.Get("Authorization"); authz != "" || form.Has("client_secret") || form.Has("client_assertion") {
+		if authz != "" {
+			// RFC 6749 §5.2: answer the scheme the client tried.
+			scheme, _, _ := strings.Cut(authz, " ")
+			if scheme != "Basic" {
+				scheme = "Bearer"
+			}
+			w.Header().Set("WWW-Authenticate", scheme+` realm="`+s.opts.Issuer+`"`)
+		}
 		signin.WriteOAuthError(w, http.StatusUnauthorized, "invalid_client",
 			"clients of this server are public: send client_id and no secret or assertion")
 		return oauthclients.Client{}, false
