@@ -39,6 +39,11 @@ const (
 	// revocation) per client address: a client's sign-in takes a few.
 	oauthRate  = 10
 	oauthBurst = 40
+	// Registrations are stored for a day until used, so they are limited
+	// per hour: 20 per address, 1000 in all (with bursts of 20 and 200).
+	registerRate     = 20
+	registerAllRate  = 1000
+	registerAllBurst = 200
 )
 
 // Options are what the handler is built from.
@@ -250,14 +255,16 @@ func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog
 		return fmt.Errorf("build OAuth client registry: %w", err)
 	}
 	a.OAuth, err = oauthserver.New(oauthserver.Options{
-		Issuer:   cfg.PublicBaseURL,
-		Resource: cfg.PublicBaseURL + httpapi.PathMCP,
-		Scope:    cfg.Entra.Scope(),
-		Clients:  a.clients,
-		SignIn:   a.SignIn,
-		Sessions: sessions,
-		Limiter:  store.NewLimiter(a.redis, "oauth", oauthRate, time.Second, oauthBurst),
-		Logger:   log,
+		Issuer:           cfg.PublicBaseURL,
+		Resource:         cfg.PublicBaseURL + httpapi.PathMCP,
+		Scope:            cfg.Entra.Scope(),
+		Clients:          a.clients,
+		SignIn:           a.SignIn,
+		Sessions:         sessions,
+		Limiter:          store.NewLimiter(a.redis, "oauth", oauthRate, time.Second, oauthBurst),
+		Registrations:    store.NewLimiter(a.redis, "register", registerRate, time.Hour, registerRate),
+		AllRegistrations: store.NewLimiter(a.redis, "register-all", registerAllRate, time.Hour, registerAllBurst),
+		Logger:           log,
 	})
 	if err != nil {
 		return fmt.Errorf("build OAuth front: %w", err)

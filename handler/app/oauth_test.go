@@ -227,7 +227,8 @@ func TestOAuthMetadata(t *testing.T) {
 // from a 401, registration, consent, sign-in, token, MCP calls, refresh,
 // remembered consent, revocation.
 func TestOAuthEndToEnd(t *testing.T) {
-	st := newStack(t, storetest.Redis(t))
+	rdb := storetest.Redis(t)
+	st := newStack(t, rdb)
 
 	// Discovery starts from the 401 of the MCP endpoint.
 	r := st.do(t, http.MethodPost, "/mcp", "", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
@@ -236,6 +237,11 @@ func TestOAuthEndToEnd(t *testing.T) {
 	}
 
 	id := st.register(t, "Test Client", clientRedirect)
+	// Unused, a registration lives a day; the first sign-in keeps it 90.
+	ttl := func() time.Duration { return rdb.TTL(context.Background(), "oauthclient:"+id).Val() }
+	if d := ttl(); d <= 0 || d > 24*time.Hour {
+		t.Errorf("TTL of an unused registration: %v", d)
+	}
 	c := browser(t)
 	a := st.newAuthRequest(t, id)
 	page := get(t, c, a.url(st.base))
@@ -257,6 +263,9 @@ func TestOAuthEndToEnd(t *testing.T) {
 	if r.status != 200 || tk.AccessToken == "" || tk.RefreshToken == "" || tk.TokenType != "Bearer" ||
 		tk.Scope != "api://"+st.idp.ClientID()+"/access_as_user" || !strings.Contains(r.header.Get("Cache-Control"), "no-store") {
 		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+	if d := ttl(); d < 89*24*time.Hour {
+		t.Errorf("TTL of a registration after its first sign-in: %v", d)
 	}
 	if names := toolNames(st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(names) != 9 {
 		t.Errorf("tools with the client's token: %v", names)
@@ -619,4 +628,27 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			wantOAuthError(t, name, r, 400, tc.code)
 		}
 	})
+}
+
+// TestOAuthRegistrationLimit: every registration is stored, and anyone may
+// register, so one address gets 20 an hour.
+func TestOAuthRegistrationLimit(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	body := `{"redirect_uris":["http://127.0.0.1:7777/callback"]}`
+	from := func(addr string) reply {
+		return st.do(t, http.MethodPost, "/oauth/register", "", map[string]string{"X-Forwarded-For": addr}, body)
+	}
+	for i := range 20 {
+		if r := from("203.0.113.7"); r.status != http.StatusCreated {
+			t.Fatalf("registration %d: %d %s", i+1, r.status, r.body)
+		}
+	}
+	r := from("203.0.113.7")
+	wantOAuthError(t, "21st registration from one address", r, http.StatusTooManyRequests, "slow_down")
+	if r.header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	if r := from("203.0.113.8"); r.status != http.StatusCreated {
+		t.Errorf("another address: %d %s", r.status, r.body)
+	}
 }

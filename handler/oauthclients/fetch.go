@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
@@ -40,22 +41,23 @@ func newGuard(allowLoopback bool) *guard {
 	// Ranges that are not private in netip's sense but still reach no
 	// public server, or embed an IPv4 address that may be private.
 	for _, p := range []string{
-		"0.0.0.0/8",       // "this network"
-		"100.64.0.0/10",   // carrier-grade NAT, shared address space
-		"192.0.0.0/24",    // IETF protocol assignments
-		"192.0.2.0/24",    // documentation
-		"198.18.0.0/15",   // benchmarking
-		"198.51.100.0/24", // documentation
-		"203.0.113.0/24",  // documentation
-		"240.0.0.0/4",     // reserved, and broadcast
-		"::/96",           // IPv4-compatible (deprecated)
-		"64:ff9b::/96",    // NAT64: could translate to a private IPv4 address
-		"64:ff9b:1::/48",  // local-use NAT64
-		"100::/64",        // discard
-		"2001::/32",       // Teredo: embeds an IPv4 address
-		"2001:db8::/32",   // documentation
-		"2002::/16",       // 6to4: embeds an IPv4 address
-		"fec0::/10",       // site-local (deprecated)
+		"0.0.0.0/8",        // "this network"
+		"100.64.0.0/10",    // carrier-grade NAT, shared address space
+		"168.63.129.16/32", // Azure's WireServer: a public address, but the host's own endpoint
+		"192.0.0.0/24",     // IETF protocol assignments
+		"192.0.2.0/24",     // documentation
+		"198.18.0.0/15",    // benchmarking
+		"198.51.100.0/24",  // documentation
+		"203.0.113.0/24",   // documentation
+		"240.0.0.0/4",      // reserved, and broadcast
+		"::/96",            // IPv4-compatible (deprecated)
+		"64:ff9b::/96",     // NAT64: could translate to a private IPv4 address
+		"64:ff9b:1::/48",   // local-use NAT64
+		"100::/64",         // discard
+		"2001::/32",        // Teredo: embeds an IPv4 address
+		"2001:db8::/32",    // documentation
+		"2002::/16",        // 6to4: embeds an IPv4 address
+		"fec0::/10",        // site-local (deprecated)
 	} {
 		g.blocked = append(g.blocked, netip.MustParsePrefix(p))
 	}
@@ -182,6 +184,9 @@ type cacheEntry struct {
 	expires time.Time
 }
 
+// maxConcurrentFetches bounds the metadata documents fetched at once.
+const maxConcurrentFetches = 32
+
 // lookupDocument returns the client a Client ID Metadata Document URL
 // describes, from the cache or fetched.
 func (r *Registry) lookupDocument(ctx context.Context, clientID string) (Client, error) {
@@ -195,6 +200,14 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID string) (Client,
 	}
 	call, ok := r.inflight[clientID]
 	if !ok {
+		if len(r.inflight) >= maxConcurrentFetches {
+			// A flood of distinct client_ids must not become a flood of
+			// outbound connections. Not cached: it says nothing of the
+			// document.
+			r.mu.Unlock()
+			return Client{}, fmt.Errorf("oauthclients: look up client: %w: %d metadata documents are being fetched already",
+				store.ErrUnavailable, maxConcurrentFetches)
+		}
 		call = &fetchCall{done: make(chan struct{})}
 		r.inflight[clientID] = call
 		// The fetch runs on its own context, so that one caller giving up

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -90,8 +91,11 @@ type docServer struct {
 	conns    atomic.Int32
 	mu       sync.Mutex
 	requests map[string]int
-	release  chan struct{} // closed at cleanup: slow handlers stop waiting
+	release  chan struct{} // closed by releaseSlow or at cleanup: slow handlers stop waiting
+	once     sync.Once
 }
+
+func (d *docServer) releaseSlow() { d.once.Do(func() { close(d.release) }) }
 
 const (
 	appHost   = "app.example.com"
@@ -109,7 +113,7 @@ func newDocServer(t *testing.T) *docServer {
 	}
 	d.srv.StartTLS()
 	t.Cleanup(func() {
-		close(d.release)
+		d.releaseSlow()
 		d.srv.Close()
 	})
 	_, d.port, _ = net.SplitHostPort(d.srv.Listener.Addr().String())
@@ -503,5 +507,37 @@ func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 	_, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/slow.json"))
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
 		t.Errorf("caller gave up after 100ms: %v after %v; want its deadline error, promptly", err, time.Since(start))
+	}
+}
+
+// TestDocumentFetchesBounded: a flood of distinct client_id URLs does not
+// become a flood of outbound fetches; the refusal is an outage (503), not a
+// verdict on the document, and is not cached.
+func TestDocumentFetchesBounded(t *testing.T) {
+	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = 5 * time.Second })
+	for i := range 32 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		// The caller gives up; the fetch goes on until the server answers.
+		_, _ = e.reg.Lookup(ctx, e.docs.url(appHost, fmt.Sprintf("/slow.json?n=%d", i)))
+		cancel()
+	}
+	_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json"))
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("33rd concurrent document: %v, want ErrUnavailable", err)
+	}
+	if n := e.docs.count("/client.json"); n != 0 {
+		t.Errorf("the refused document was fetched %d times", n)
+	}
+	e.docs.releaseSlow()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err = e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json"))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Errorf("once the slow fetches ended: %v", err)
 	}
 }

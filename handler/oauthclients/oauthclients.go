@@ -7,7 +7,8 @@
 // so its token_endpoint_auth_method is always "none" and nothing stored here
 // is secret. Registered clients live in Redis:
 //
-//	oauthclient:<client_id>   JSON of the Client; TTL RegistrationTTL, refreshed on every Lookup
+//	oauthclient:<client_id>   JSON of the Client; TTL UnusedRegistrationTTL until Confirm
+//	                          (its first sign-in), then RegistrationTTL, refreshed by Lookup
 //
 // Metadata documents are fetched over https from public addresses only and
 // cached in memory (see Options.DocumentTTL for why not in Redis).
@@ -51,6 +52,7 @@ const (
 // Defaults for Options.
 const (
 	DefaultRegistrationTTL    = 90 * 24 * time.Hour
+	DefaultUnusedTTL          = 24 * time.Hour
 	DefaultFetchTimeout       = 5 * time.Second
 	DefaultMaxDocumentBytes   = 16 << 10
 	DefaultDocumentTTL        = 10 * time.Minute
@@ -141,9 +143,15 @@ type Options struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	// RegistrationTTL is how long a registered client lives without being
-	// looked up (default DefaultRegistrationTTL).
+	// RegistrationTTL is how long a registered client that has been used
+	// (Confirm) lives without being looked up (default
+	// DefaultRegistrationTTL).
 	RegistrationTTL time.Duration
+
+	// UnusedRegistrationTTL is how long a registration lives until its
+	// first use (default DefaultUnusedTTL). Anyone may register, so
+	// registrations nobody signs in with must not pile up in Redis.
+	UnusedRegistrationTTL time.Duration
 
 	// AllowLoopback lets metadata documents be fetched from loopback
 	// addresses, over https or plain http: dev mode and tests only. Without
@@ -213,6 +221,7 @@ type Registry struct {
 	rdb          redis.UniversalClient
 	now          func() time.Time
 	ttl          time.Duration
+	unusedTTL    time.Duration
 	extraSchemes []string
 	allowLoop    bool
 	log          *slog.Logger
@@ -237,7 +246,7 @@ func New(opts Options) (*Registry, error) {
 	if opts.Redis == nil {
 		return nil, errors.New("oauthclients: Options.Redis is required")
 	}
-	for _, d := range []time.Duration{opts.RegistrationTTL, opts.FetchTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
+	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
 		if d < 0 {
 			return nil, fmt.Errorf("oauthclients: negative duration %v in Options", d)
 		}
@@ -254,6 +263,7 @@ func New(opts Options) (*Registry, error) {
 		rdb:          opts.Redis,
 		now:          opts.Now,
 		ttl:          orDefault(opts.RegistrationTTL, DefaultRegistrationTTL),
+		unusedTTL:    orDefault(opts.UnusedRegistrationTTL, DefaultUnusedTTL),
 		extraSchemes: slices.Clone(opts.ExtraRedirectSchemes),
 		allowLoop:    opts.AllowLoopback,
 		log:          opts.Logger,
@@ -268,6 +278,9 @@ func New(opts Options) (*Registry, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if r.unusedTTL > r.ttl {
+		return nil, errors.New("oauthclients: UnusedRegistrationTTL is longer than RegistrationTTL")
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -306,7 +319,7 @@ func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 	if err != nil {
 		return Client{}, fmt.Errorf("oauthclients: register client: %w", err)
 	}
-	ok, err := r.rdb.SetNX(ctx, keyPrefix+c.ClientID, data, r.ttl).Result()
+	ok, err := r.rdb.SetNX(ctx, keyPrefix+c.ClientID, data, r.unusedTTL).Result()
 	if err != nil {
 		return Client{}, wrap("register client", err)
 	}
@@ -320,7 +333,8 @@ func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 }
 
 // Lookup returns the client a client_id names: a registered client from
-// Redis (whose registration it keeps alive for another RegistrationTTL),
+// Redis (whose registration, once used, it keeps alive for another
+// RegistrationTTL),
 // or, for a client_id that is an https URL, the client its metadata
 // document describes. A client_id that names no usable client gets an
 // *Error with CodeInvalidClient, whose Description says why; a Redis
@@ -339,19 +353,8 @@ func (r *Registry) lookupRegistered(ctx context.Context, clientID string) (Clien
 		// Not one of ours: no need to ask Redis, and no odd key names.
 		return Client{}, unknownClient()
 	}
-	key := keyPrefix + clientID
-	var get *redis.StringCmd
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, key)
-		// EXPIRE on a missing key does nothing, so one round trip serves
-		// both the read and the refresh.
-		p.Expire(ctx, key, r.ttl)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return Client{}, wrap("look up client", err)
-	}
-	data, err := get.Bytes()
+	data, err := lookupScript.Run(ctx, r.rdb, []string{keyPrefix + clientID},
+		r.ttl.Milliseconds(), r.unusedTTL.Milliseconds()).Text()
 	if errors.Is(err, redis.Nil) {
 		return Client{}, unknownClient()
 	}
@@ -359,11 +362,35 @@ func (r *Registry) lookupRegistered(ctx context.Context, clientID string) (Clien
 		return Client{}, wrap("look up client", err)
 	}
 	var c Client
-	if err := json.Unmarshal(data, &c); err != nil {
+	if err := json.Unmarshal([]byte(data), &c); err != nil {
 		return Client{}, fmt.Errorf("oauthclients: look up client: stored client: %w", err)
 	}
 	c.Source = SourceRegistered
 	return c, nil
+}
+
+// lookupScript reads a registration and, if it has been used (its TTL is
+// longer than any unused one's), keeps it alive. KEYS: the client's key.
+// ARGV: RegistrationTTL and UnusedRegistrationTTL in ms.
+var lookupScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and redis.call('PTTL', KEYS[1]) > tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return v
+`)
+
+// Confirm marks a registered client as used (a sign-in completed with it):
+// its registration now lives RegistrationTTL from its last lookup. A
+// metadata-document client or an unknown one is left alone.
+func (r *Registry) Confirm(ctx context.Context, clientID string) error {
+	if !isClientID(clientID) {
+		return nil
+	}
+	if err := r.rdb.Expire(ctx, keyPrefix+clientID, r.ttl).Err(); err != nil {
+		return wrap("confirm client", err)
+	}
+	return nil
 }
 
 func isClientID(s string) bool {

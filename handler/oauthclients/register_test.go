@@ -92,13 +92,12 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 		t.Errorf("registration response has a secret or the source: %s", out)
 	}
 
+	// Unused, it lives a day, and a lookup does not extend that: only a
+	// completed sign-in (Confirm) does.
 	key := "oauthclient:" + c.ClientID
-	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute || ttl > oauthclients.DefaultRegistrationTTL {
-		t.Errorf("TTL %v; want about %v", ttl, oauthclients.DefaultRegistrationTTL)
+	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultUnusedTTL-time.Minute || ttl > oauthclients.DefaultUnusedTTL {
+		t.Errorf("TTL %v; want about %v", ttl, oauthclients.DefaultUnusedTTL)
 	}
-
-	// Lookup finds it and keeps it alive.
-	rdb.Expire(ctx, key, time.Hour)
 	got, err := r.Lookup(ctx, c.ClientID)
 	if err != nil {
 		t.Fatal(err)
@@ -106,15 +105,33 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 	if !equalClients(got, want) {
 		t.Errorf("looked up\n %+v\nwant\n %+v", got, want)
 	}
+	if ttl := rdb.TTL(ctx, key).Val(); ttl > oauthclients.DefaultUnusedTTL {
+		t.Errorf("TTL after a lookup of an unused client %v; want at most %v", ttl, oauthclients.DefaultUnusedTTL)
+	}
+	if err := r.Confirm(ctx, c.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute {
+		t.Errorf("TTL after Confirm %v; want about %v", ttl, oauthclients.DefaultRegistrationTTL)
+	}
+
+	// Once used, a lookup keeps it alive.
+	rdb.Expire(ctx, key, 30*time.Hour)
+	if _, err := r.Lookup(ctx, c.ClientID); err != nil {
+		t.Fatal(err)
+	}
 	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute {
 		t.Errorf("TTL after lookup %v; want refreshed to about %v", ttl, oauthclients.DefaultRegistrationTTL)
+	}
+	if err := r.Confirm(ctx, "https://app.example/client.json"); err != nil {
+		t.Errorf("Confirm of a document client: %v", err)
 	}
 }
 
 func TestRegisterDefaultsAndTTL(t *testing.T) {
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	r := newRegistry(t, rdb, oauthclients.Options{RegistrationTTL: time.Hour, ExtraRedirectSchemes: []string{"cursor"}})
+	r := newRegistry(t, rdb, oauthclients.Options{RegistrationTTL: 2 * time.Hour, UnusedRegistrationTTL: time.Hour, ExtraRedirectSchemes: []string{"cursor"}})
 	c, err := r.Register(ctx, []byte(`{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"],"client_name":null}`))
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package oauthserver
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -79,6 +80,12 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 		}
 		s.unavailable(w, r, grant+" grant", err)
 		return
+	}
+	if grant == "authorization_code" {
+		// A sign-in completed: the registration is in use, keep it.
+		if err := s.opts.Clients.Confirm(r.Context(), client.ClientID); err != nil {
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "confirm client failed", slog.String("err", err.Error()))
+		}
 	}
 	signin.WriteTokens(w, t)
 }
