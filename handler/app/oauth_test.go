@@ -614,6 +614,22 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 		}
 	})
 
+	t.Run("an admin's revocation ends remembered consent", func(t *testing.T) {
+		c := browser(t)
+		st.authorize(t, c, st.newAuthRequest(t, id), "writer")
+		if r := get(t, c, st.newAuthRequest(t, id).url(st.base)); r.status != http.StatusFound {
+			t.Fatalf("remembered consent: %d", r.status)
+		}
+		writer, _ := devidp.DemoUser("writer")
+		res := st.rpc(t, st.token(t, "admin"), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"revoke_sessions","arguments":{"oid":"`+writer.ObjectID+`"}}}`)
+		if _, isErr := callText(t, res); isErr {
+			t.Fatalf("revoke_sessions: %v", res)
+		}
+		if r := get(t, c, st.newAuthRequest(t, id).url(st.base)); r.status != http.StatusOK {
+			t.Errorf("after revoke_sessions: %d, want the consent page again", r.status)
+		}
+	})
+
 	t.Run("registration", func(t *testing.T) {
 		for name, tc := range map[string]struct {
 			body, code string

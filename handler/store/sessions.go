@@ -140,8 +140,10 @@ type HandleRecord struct {
 //	                           TTL = idle TTL, never past exp
 //	rt:{<chain>}:<h(handle)>   tombstone of a rotated handle, until exp
 //	rtu:<tid>.<oid>            sorted set of the user's chain ids by exp; TTL = last exp
-//	consent:<h(browser)>       hash h(client_id) -> "<tid>.<oid> <expiry Unix ms>": the
-//	                           OAuth clients a user approved in one browser; TTL = last expiry
+//	consent:<h(browser)>       hash h(client_id) -> "<tid>.<oid> <expiry ms> <approved ms>":
+//	                           the OAuth clients a user approved in one browser; TTL = last expiry
+//	consentrevoked:<tid>.<oid> when RevokeUser last ran (Unix ms): approvals before it are
+//	                           void; TTL = the chain lifetime
 //
 // A handle is "<chain id>.<secret>", so every key a rotation touches shares
 // the chain's hash slot (the braces) and scripts work on a cluster too; the
@@ -208,13 +210,14 @@ func digest(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func flowKey(state string) string      { return "flow:" + digest(state) }
-func codeKey(code string) string       { return "code:{" + digest(code) + "}" }
-func codeUsedKey(code string) string   { return "codeused:{" + digest(code) + "}" }
-func msalKey(user string) string       { return "msal:" + user }
-func consentKey(browser string) string { return "consent:" + digest(browser) }
-func userChainsKey(user string) string { return "rtu:" + user }
-func chainKey(chainID string) string   { return "rt:{" + chainID + "}" }
+func flowKey(state string) string          { return "flow:" + digest(state) }
+func codeKey(code string) string           { return "code:{" + digest(code) + "}" }
+func codeUsedKey(code string) string       { return "codeused:{" + digest(code) + "}" }
+func msalKey(user string) string           { return "msal:" + user }
+func consentKey(browser string) string     { return "consent:" + digest(browser) }
+func consentRevokedKey(user string) string { return "consentrevoked:" + user }
+func userChainsKey(user string) string     { return "rtu:" + user }
+func chainKey(chainID string) string       { return "rt:{" + chainID + "}" }
 func tombKey(chainID, handle string) string {
 	return chainKey(chainID) + ":" + digest(handle)
 }
@@ -781,6 +784,9 @@ func (s *Sessions) RevokeUser(ctx context.Context, tid, oid string) (int, error)
 			p.ZRem(ctx, index, toAny(chains)...)
 		}
 		p.Del(ctx, msalKey(u))
+		// Approvals of OAuth clients sit under browser ids, which cannot be
+		// found from the user: mark every approval until now void instead.
+		p.Set(ctx, consentRevokedKey(u), s.now().UnixMilli(), s.lifetime)
 		return nil
 	})
 	if err != nil {
@@ -826,12 +832,16 @@ func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid
 	if err := errors.Join(checkSecret("browser id", browserID), checkTTL("remember consent", ttl)); err != nil {
 		return err
 	}
+	if ttl > s.lifetime {
+		// RevokeUser's mark must outlive every approval it voids.
+		return fmt.Errorf("store: remember consent: TTL %v is longer than the chain lifetime %v", ttl, s.lifetime)
+	}
 	key := consentKey(browserID)
-	exp := s.now().Add(ttl).UnixMilli()
+	now := s.now()
 	// The key lives as long as its newest approval; older fields carry
 	// their own expiry, checked on read.
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, digest(clientID), fmt.Sprintf("%s %d", u, exp))
+		p.HSet(ctx, key, digest(clientID), fmt.Sprintf("%s %d %d", u, now.Add(ttl).UnixMilli(), now.UnixMilli()))
 		p.PExpire(ctx, key, ttl)
 		return nil
 	})
@@ -855,10 +865,22 @@ func (s *Sessions) ConsentedUser(ctx context.Context, browserID, clientID string
 	if err != nil {
 		return "", wrap("look up consent", err)
 	}
-	u, expText, ok := strings.Cut(v, " ")
-	exp, perr := strconv.ParseInt(expText, 10, 64)
-	if !ok || perr != nil || s.now().UnixMilli() >= exp {
+	parts := strings.Fields(v)
+	if len(parts) != 3 {
 		return "", errConsentNotFound
 	}
-	return u, nil
+	exp, err1 := strconv.ParseInt(parts[1], 10, 64)
+	approved, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || s.now().UnixMilli() >= exp {
+		return "", errConsentNotFound
+	}
+	revoked, err := s.rdb.Get(ctx, consentRevokedKey(parts[0])).Int64()
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return "", wrap("look up consent", err)
+	case revoked >= approved:
+		return "", errConsentNotFound
+	}
+	return parts[0], nil
 }

@@ -769,4 +769,27 @@ func TestRememberedConsent(t *testing.T) {
 	if err := s.RememberConsent(ctx, browser, "client-a", "not-a-guid", oidAlice, time.Hour); err == nil {
 		t.Error("a tenant id that is not a GUID was accepted")
 	}
+
+	// An admin's revocation of Bob voids his approvals up to now; a new
+	// approval after it counts again.
+	clock.Add(time.Second)
+	if _, err := s.RevokeUser(ctx, tenantA, oidBob); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ConsentedUser(ctx, browser, "client-b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("client-b after RevokeUser: %v", err)
+	}
+	clock.Add(time.Second)
+	if err := s.RememberConsent(ctx, browser, "client-b", tenantA, oidBob, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.ConsentedUser(ctx, browser, "client-b"); err != nil || u != tenantA+"."+oidBob {
+		t.Errorf("client-b approved again after RevokeUser: %q %v", u, err)
+	}
+	if ttl := rdb.PTTL(ctx, "consentrevoked:"+tenantA+"."+oidBob).Val(); ttl <= 0 {
+		t.Errorf("revocation mark TTL %v", ttl)
+	}
+	if err := s.RememberConsent(ctx, browser, "client-a", tenantA, oidAlice, store.DefaultChainLifetime+time.Hour); err == nil {
+		t.Error("a consent outliving RevokeUser's mark was accepted")
+	}
 }
