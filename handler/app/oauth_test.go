@@ -294,6 +294,13 @@ func TestOAuthEndToEnd(t *testing.T) {
 	if r.status != http.StatusFound || !strings.Contains(r.header.Get("Location"), "/oauth2/v2.0/authorize") {
 		t.Fatalf("remembered consent: %d %s", r.status, r.header.Get("Location"))
 	}
+	// Not for another loopback port, though the client may use any: any
+	// program on the machine could be asking in the client's name.
+	other := st.newAuthRequest(t, id)
+	other.redirect = "http://127.0.0.1:7778/callback"
+	if r := get(t, c, other.url(st.base)); r.status != http.StatusOK || !strings.Contains(string(r.body), `id="loopback"`) {
+		t.Errorf("remembered consent on another port: %d, want the consent page with the loopback warning", r.status)
+	}
 	got = st.authorize(t, c, a2, "all")
 	r, tk3 := st.redeem(t, a2, got.Get("code"))
 	if r.status != 200 {
@@ -301,8 +308,8 @@ func TestOAuthEndToEnd(t *testing.T) {
 	}
 
 	// Revocation: another client cannot, the owner can, a JWT cannot.
-	other := st.register(t, "Other", clientRedirect)
-	r, _ = st.tokenReq(t, "/oauth/revoke", url.Values{"token": {tk3.RefreshToken}, "client_id": {other}})
+	otherClient := st.register(t, "Other", clientRedirect)
+	r, _ = st.tokenReq(t, "/oauth/revoke", url.Values{"token": {tk3.RefreshToken}, "client_id": {otherClient}})
 	wantOAuthError(t, "revoke by another client", r, 400, "invalid_grant")
 	r, _ = st.tokenReq(t, "/oauth/revoke", url.Values{"token": {tk3.AccessToken}, "client_id": {id}})
 	wantOAuthError(t, "revoke an access token", r, 400, "unsupported_token_type")

@@ -149,7 +149,7 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	req := signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}
 
-	user, err := s.opts.SignIn.RememberedConsent(ctx, r, client.ClientID)
+	user, err := s.opts.SignIn.RememberedConsent(ctx, r, client.ClientID, redirect)
 	if err != nil {
 		// Asking again is the safe way round.
 		s.log.LogAttrs(ctx, slog.LevelWarn, "look up remembered consent failed", slog.String("err", err.Error()))
@@ -328,6 +328,7 @@ type pageData struct {
 	ClientHost   string // host of client_uri, or of the metadata document URL
 	Verified     bool   // identified by a metadata document on ClientHost
 	RedirectHost string
+	Loopback     bool // the redirect URI is on this computer: any program there could have asked
 	Scope        string
 	RequestID    string
 	CSRF         string
@@ -347,6 +348,9 @@ func consentData(c oauthclients.Client, req signin.ClientRequest) pageData {
 	}
 	if c.Source == oauthclients.SourceMetadataDocument {
 		d.ClientHost, d.Verified = hostOf(c.ClientID), true
+	}
+	if u, err := url.Parse(req.RedirectURI); err == nil && u.Scheme == "http" {
+		d.Loopback = true // registered http redirect URIs are loopback only
 	}
 	if d.ClientName == "" {
 		d.ClientName = "An unnamed application"
@@ -396,6 +400,7 @@ button.approve{background:#0b5cad;color:#fff;border:1px solid #0b5cad}button:dis
 <dt>Sends you back to</dt><dd id="redirect-host"><code>{{.RedirectHost}}</code></dd>
 <dt>Access</dt><dd id="scope"><code>{{.Scope}}</code></dd>
 </dl>
+{{if .Loopback}}<p class="warn" id="loopback">It sends you back to a program on this computer. Any program here can ask in an application's name: allow only if you just started the sign-in yourself.</p>{{end}}
 <p class="warn">Allow only if you started this from an application you trust. It will be able to call the tools your roles allow, as you, until you sign out or the access is revoked.</p>
 <form method="post" action="/oauth/authorize">
 <input type="hidden" name="request" value="{{.RequestID}}">

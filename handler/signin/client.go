@@ -67,14 +67,20 @@ func (s *Service) AuthorizeOrigin(ctx context.Context) (string, error) {
 }
 
 // RememberedConsent returns "<tid>.<oid>" of the user who approved clientID
-// in this browser, or "" if no approval is remembered. An error means Redis
-// could not be asked.
-func (s *Service) RememberedConsent(ctx context.Context, r *http.Request, clientID string) (string, error) {
+// with this exact redirect URI in this browser, or "" if no approval is
+// remembered. An error means Redis could not be asked.
+//
+// The redirect URI is part of what was approved because a loopback one may
+// have any port: any program on the user's machine can ask in the name of
+// a client the user trusts. With the port in the key, a native app on an
+// ephemeral port is asked again; one on a fixed port (VS Code, the MCP
+// Inspector) is not.
+func (s *Service) RememberedConsent(ctx context.Context, r *http.Request, clientID, redirectURI string) (string, error) {
 	c, err := r.Cookie(s.consentCookieName())
 	if err != nil {
 		return "", nil
 	}
-	u, err := s.opts.Sessions.ConsentedUser(ctx, c.Value, clientID)
+	u, err := s.opts.Sessions.ConsentedUser(ctx, c.Value, consentSubject(clientID, redirectURI))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", nil
 	}
@@ -116,7 +122,7 @@ func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow stor
 		return
 	}
 	if flow.ConsentUser == "" {
-		s.rememberConsent(w, r, flow.ClientID, tid, oid)
+		s.rememberConsent(w, r, consentSubject(flow.ClientID, flow.ReturnTo), tid, oid)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "signed in for client", slog.String("tid", tid), slog.String("oid", oid),
 		slog.String("client_id", flow.ClientID))
@@ -125,10 +131,14 @@ func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow stor
 	RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
 }
 
+// consentSubject is what an approval is for: a client sending the user
+// back to one redirect URI.
+func consentSubject(clientID, redirectURI string) string { return clientID + " " + redirectURI }
+
 // rememberConsent records the approval the user just gave, under this
 // browser's consent cookie (made now if it has none). A failure only costs
 // the user the consent page next time.
-func (s *Service) rememberConsent(w http.ResponseWriter, r *http.Request, clientID, tid, oid string) {
+func (s *Service) rememberConsent(w http.ResponseWriter, r *http.Request, subject, tid, oid string) {
 	browser := ""
 	if c, err := r.Cookie(s.consentCookieName()); err == nil && len(c.Value) >= 32 && len(c.Value) <= 64 {
 		browser = c.Value
@@ -139,7 +149,7 @@ func (s *Service) rememberConsent(w http.ResponseWriter, r *http.Request, client
 			return
 		}
 	}
-	if err := s.opts.Sessions.RememberConsent(r.Context(), browser, clientID, tid, oid, ConsentTTL); err != nil {
+	if err := s.opts.Sessions.RememberConsent(r.Context(), browser, subject, tid, oid, ConsentTTL); err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "remember consent failed", slog.String("err", err.Error()))
 		return
 	}

@@ -140,7 +140,7 @@ type HandleRecord struct {
 //	                           TTL = idle TTL, never past exp
 //	rt:{<chain>}:<h(handle)>   tombstone of a rotated handle, until exp
 //	rtu:<tid>.<oid>            sorted set of the user's chain ids by exp; TTL = last exp
-//	consent:<h(browser)>       hash h(client_id) -> "<tid>.<oid> <expiry ms> <approved ms>":
+//	consent:<h(browser)>       hash h(what was approved) -> "<tid>.<oid> <expiry ms> <approved ms>":
 //	                           the OAuth clients a user approved in one browser; TTL = last expiry
 //	consentrevoked:<tid>.<oid> when RevokeUser last ran (Unix ms): approvals before it are
 //	                           void; TTL = the chain lifetime
@@ -822,7 +822,8 @@ func scriptReply(reply []any) (int64, string) {
 
 // --- remembered consent ---
 
-// RememberConsent records that the user (tid, oid) approved clientID in the
+// RememberConsent records that the user (tid, oid) approved clientID (or
+// whatever names what was approved: the caller decides) in the
 // browser identified by browserID (a random secret in a cookie), for ttl.
 func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid, oid string, ttl time.Duration) error {
 	u, err := user(tid, oid)
