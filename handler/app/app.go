@@ -220,7 +220,7 @@ func New(opts Options) (*App, error) {
 	authServer := cfg.Entra.Issuer()
 	var front httpapi.OAuth
 	if cfg.AuthMode != config.AuthModeEntra {
-		if err := a.buildOAuth(cfg, sessions, log); err != nil {
+		if err := a.buildOAuth(cfg, sessions, log, eventsOf(tel)); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -244,7 +244,7 @@ func New(opts Options) (*App, error) {
 }
 
 // buildOAuth builds the authorization-server front of proxy mode.
-func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog.Logger) error {
+func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog.Logger, ev events) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:         a.redis,
@@ -265,6 +265,7 @@ func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog
 		Registrations:    store.NewLimiter(a.redis, "register", registerRate, time.Hour, registerRate),
 		AllRegistrations: store.NewLimiter(a.redis, "register-all", registerAllRate, time.Hour, registerAllBurst),
 		Logger:           log,
+		Events:           ev,
 	})
 	if err != nil {
 		return fmt.Errorf("build OAuth front: %w", err)

@@ -142,13 +142,21 @@ func TestTelemetryLands(t *testing.T) {
 	tok := st.token(t, "writer")
 	st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_task","arguments":{"title":"observed"}}}`)
 	st.rpc(t, tok, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"server_stats","arguments":{}}}`)
+	// The OAuth front's events: registration, consent, token.
+	id := st.register(t, "Observed", clientRedirect)
+	a := st.newAuthRequest(t, id)
+	code := st.authorize(t, browser(t), a, "reader").Get("code")
+	if r, _ := st.redeem(t, a, code); r.status != 200 {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := tel.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Join(in.names(), "\n")
-	for _, want := range []string{"RequestData POST /mcp", "EventData tool.allowed", "EventData tool.denied", "RemoteDependencyData "} {
+	for _, want := range []string{"RequestData POST /mcp", "EventData tool.allowed", "EventData tool.denied", "RemoteDependencyData ",
+		"EventData oauth.register", "EventData oauth.consent", "EventData oauth.token", "EventData signin"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q among:\n%s", want, got)
 		}
@@ -158,7 +166,7 @@ func TestTelemetryLands(t *testing.T) {
 			t.Errorf("posted to %s", p)
 		}
 	}
-	if strings.Contains(in.raw.String(), tok) || strings.Contains(in.raw.String(), "Bearer") {
+	if strings.Contains(in.raw.String(), tok) || strings.Contains(in.raw.String(), "Bearer") || strings.Contains(in.raw.String(), code) {
 		t.Error("a token reached telemetry")
 	}
 }

@@ -252,6 +252,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "This form could not be verified. Go back to the application and start again.")
 		return
 	}
+	s.event(ctx, "oauth.consent", map[string]string{"client_id": flow.ClientID, "decision": decision})
 	if decision == "deny" {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "client denied by the user", slog.String("client_id", flow.ClientID))
 		signin.RedirectClient(w, r, flow.ReturnTo, s.opts.Issuer, url.Values{

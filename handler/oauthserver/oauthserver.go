@@ -18,6 +18,7 @@
 package oauthserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +71,21 @@ type Options struct {
 	Registrations    *store.Limiter
 	AllRegistrations *store.Limiter
 	Logger           *slog.Logger
+	// Events receives a custom event per registration, consent decision
+	// and token grant (client ids only); nil sends none.
+	Events Events
+}
+
+// Events records custom events (Application Insights in Azure).
+type Events interface {
+	Event(ctx context.Context, name string, props map[string]string)
+}
+
+// event records one custom event, if anyone listens.
+func (s *Server) event(ctx context.Context, name string, props map[string]string) {
+	if s.opts.Events != nil {
+		s.opts.Events.Event(ctx, name, props)
+	}
 }
 
 // Server serves the endpoints.
@@ -183,6 +199,7 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "client registered", slog.String("client_id", c.ClientID),
 		slog.String("client_name", c.ClientName))
+	s.event(r.Context(), "oauth.register", map[string]string{"client_id": c.ClientID})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusCreated)

@@ -87,6 +87,7 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "confirm client failed", slog.String("err", err.Error()))
 		}
 	}
+	s.event(r.Context(), "oauth.token", map[string]string{"client_id": client.ClientID, "grant_type": grant})
 	signin.WriteTokens(w, t)
 }
 
