@@ -228,6 +228,8 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"REDIS_AUTH", "entra", "REDIS_AUTH"}, // with a redis:// URL: a token must not travel in clear
 		{"REDIS_AUTH", "keys", "REDIS_AUTH"},
 		{"GRAPH_BASE_URL", "http://graph.example", "GRAPH_BASE_URL"},
+		{"REDIS_USERNAME", "33333333-3333-4333-8333-333333333333", "REDIS_USERNAME"}, // without REDIS_AUTH=entra
+		{"MCP_AUTH_MODE", "open", "MCP_AUTH_MODE"},
 	}
 	for _, c := range cases {
 		env := map[string]string{}

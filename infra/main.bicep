@@ -157,6 +157,7 @@ module functionApp 'app/function.bicep' = {
     tags: union(tags, { 'azd-service-name': serviceName })
     identityResourceId: identity.outputs.resourceId
     identityClientId: identity.outputs.clientId
+    identityPrincipalId: identity.outputs.principalId
     storageAccountName: backing.outputs.storageAccountName
     deploymentContainerUrl: backing.outputs.deploymentContainerUrl
     appInsightsConnectionString: backing.outputs.appInsightsConnectionString

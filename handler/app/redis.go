@@ -28,7 +28,8 @@ func openRedis(cfg *config.Config, cred azcore.TokenCredential, log *slog.Logger
 	if cred == nil {
 		return nil, nil, errors.New("REDIS_AUTH=entra: no Azure credential (a managed identity in Azure)")
 	}
-	p, err := redisauth.New(cred, redisauth.Options{Logger: log})
+	// An explicit user name spares reading it from the token, unverified.
+	p, err := redisauth.New(cred, redisauth.Options{UserName: cfg.RedisUsername, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_AUTH=entra: %w", err)
 	}

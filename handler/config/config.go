@@ -59,6 +59,11 @@ type Config struct {
 	// "entra" (the managed identity's token, no access keys).
 	RedisAuth string
 
+	// RedisUsername is REDIS_USERNAME: with REDIS_AUTH=entra, the Redis user
+	// to sign in as, the managed identity's object (principal) id. Empty:
+	// read from the identity's own token.
+	RedisUsername string
+
 	// Telemetry: APPLICATIONINSIGHTS_CONNECTION_STRING and
 	// APPLICATIONINSIGHTS_AUTHENTICATION_STRING; empty turns telemetry off.
 	AppInsightsConnectionString string
@@ -258,6 +263,10 @@ func loadAzure(c *Config, getenv func(string) string) error {
 	}
 	if c.RedisAuth == "entra" && strings.HasPrefix(c.RedisURL, "redis://") {
 		return fmt.Errorf("REDIS_AUTH: entra sends a token as the password, which needs TLS: use a rediss:// REDIS_URL")
+	}
+	c.RedisUsername = strings.ToLower(strings.TrimSpace(getenv("REDIS_USERNAME")))
+	if c.RedisUsername != "" && (c.RedisAuth != "entra" || !IsGUID(c.RedisUsername)) {
+		return fmt.Errorf("REDIS_USERNAME: %q must be the managed identity's object id (a GUID), with REDIS_AUTH=entra", c.RedisUsername)
 	}
 	c.AppInsightsConnectionString = strings.TrimSpace(getenv("APPLICATIONINSIGHTS_CONNECTION_STRING"))
 	c.AppInsightsAuthentication = strings.TrimSpace(getenv("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"))

@@ -99,6 +99,7 @@ func TestKeyVaultModeNeedsNoSecretsInTheEnvironment(t *testing.T) {
 		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
 		"REDIS_URL":                    "rediss://cache.example:10000/0",
 		"REDIS_AUTH":                   "entra",
+		"REDIS_USERNAME":               "44444444-4444-4444-8444-44444444AAAA",
 		"KEY_VAULT_URI":                "https://kv-abc.vault.azure.net/",
 		"ENTRA_CLIENT_AUTH":            "managed-identity",
 	}
@@ -108,6 +109,7 @@ func TestKeyVaultModeNeedsNoSecretsInTheEnvironment(t *testing.T) {
 	}
 	if c.KeyVault.SealingKeyName != DefaultSealingKeyName || c.KeyVault.ClientSecretName != DefaultClientSecretName ||
 		c.SealingKeys != nil || c.ClientSecret != "" || c.ClientAuth != "managed-identity" || c.RedisAuth != "entra" ||
+		c.RedisUsername != "44444444-4444-4444-8444-44444444aaaa" ||
 		c.GraphBaseURL != DefaultGraphBaseURL || c.GraphScope != DefaultGraphScope {
 		t.Errorf("loaded %+v", c)
 	}
@@ -203,6 +205,28 @@ func TestAuthMode(t *testing.T) {
 	for _, in := range []string{"Entra", "oauth", "none"} {
 		if _, err := ParseAuthMode(in); err == nil || !strings.HasPrefix(err.Error(), "MCP_AUTH_MODE: ") {
 			t.Errorf("ParseAuthMode(%q) = %v, want an error naming MCP_AUTH_MODE", in, err)
+		}
+	}
+}
+
+func TestRedisUsernameNeedsEntraAndAGUID(t *testing.T) {
+	base := map[string]string{
+		"FUNCTIONS_CUSTOMHANDLER_PORT": "40123",
+		"WEBSITE_HOSTNAME":             "myapp.azurewebsites.net",
+		"ENTRA_TENANT_ID":              "aaaaaaaa-1111-4111-8111-111111111111",
+		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
+		"REDIS_URL":                    "rediss://cache.example:10000/0",
+		"REDIS_AUTH":                   "entra",
+		"KEY_VAULT_URI":                "https://kv-abc.vault.azure.net/",
+	}
+	for _, tc := range []struct{ auth, user string }{{"entra", "default"}, {"entra", "not-a-guid"}, {"", "44444444-4444-4444-8444-444444444444"}} {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		env["REDIS_AUTH"], env["REDIS_USERNAME"] = tc.auth, tc.user
+		if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.HasPrefix(err.Error(), "REDIS_USERNAME: ") {
+			t.Errorf("REDIS_AUTH=%q REDIS_USERNAME=%q: %v, want an error naming REDIS_USERNAME", tc.auth, tc.user, err)
 		}
 	}
 }

@@ -40,6 +40,7 @@ func Settings() []Setting {
 		{Name: "AZURE_CLIENT_SECRET"}, // read only to refuse it (azcred)
 		{Name: "REDIS_URL", Azure: true, Local: true},
 		{Name: "REDIS_AUTH", Azure: true},
+		{Name: "REDIS_USERNAME", Azure: true},
 		{Name: "APPLICATIONINSIGHTS_CONNECTION_STRING", Azure: true},
 		{Name: "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", Azure: true},
 		{Name: "GRAPH_BASE_URL"},

@@ -17,6 +17,9 @@ param identityResourceId string
 @description('Client id of the user-assigned identity.')
 param identityClientId string
 
+@description('Object (principal) id of the user-assigned identity: its Redis user name.')
+param identityPrincipalId string
+
 param storageAccountName string
 
 @description('https://<account>.blob.core.windows.net/<container>: where Flex Consumption keeps the deployed package.')
@@ -94,6 +97,9 @@ var appSettings = {
 
   REDIS_URL: redisUrl
   REDIS_AUTH: 'entra'
+  // The Redis user is the identity's object id, the name its access policy
+  // assignment has.
+  REDIS_USERNAME: identityPrincipalId
 
   // Who MCP clients see as their authorization server (main.bicep explains).
   MCP_AUTH_MODE: mcpAuthMode
