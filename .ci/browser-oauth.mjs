@@ -17,15 +17,13 @@
 // @modelcontextprotocol/sdk). Tokens and codes are never printed.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import {
-  Failure, MemoryProvider, argumentsFor, check, done, isLoopback, need, ok, structured, urlPath,
-} from './oauth-lib.mjs';
+  Failure, MemoryProvider, argumentsFor, check, done, isLoopback, need, ok, structured, urlPath, withChromium,
+} from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const mcpURL = `${base}/mcp`;
@@ -226,43 +224,9 @@ async function consentPage(page, c, callback, shot) {
 
 // withBrowser runs fn in a fresh Chromium profile, and saves a screenshot
 // as oauth-<label>-failure.png when fn fails.
-async function withBrowser(label, fn) {
-  const profile = await mkdtemp(join(tmpdir(), 'browser-oauth-'));
-  let context;
-  try {
-    // launchPersistentContext is how Playwright takes a --user-data-dir:
-    // a fresh, empty profile per path, so nothing (cookies, remembered
-    // consent) carries over. The networking flags keep Chromium from
-    // calling home; this machine has no internet access.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: chromiumPath,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1024, height: 720 },
-      timeout: 30_000,
-    });
-    context.setDefaultTimeout(STEP_TIMEOUT);
-    context.setDefaultNavigationTimeout(STEP_TIMEOUT);
-    const page = await instrument(context);
-    try {
-      await fn(context, page);
-    } catch (err) {
-      await page.screenshot({ path: join(outDir, `oauth-${label}-failure.png`), fullPage: true }).catch(() => {});
-      throw err;
-    }
-  } finally {
-    if (context) await context.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
-  }
+function withBrowser(label, fn) {
+  return withChromium({ chromium, executablePath: chromiumPath, failureShot: join(outDir, `oauth-${label}-failure.png`), stepTimeout: STEP_TIMEOUT },
+    async (context) => fn(context, await instrument(context)));
 }
 
 async function instrument(context) {

@@ -9,10 +9,10 @@
 // Environment: BASE_URL, OUT_DIR, CHROMIUM (executable), PLAYWRIGHT_DIR
 // (the npm prefix holding playwright-core). Tokens are never printed.
 
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import { Failure, check, done, need, ok, withChromium } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const outDir = need('OUT_DIR');
@@ -22,71 +22,14 @@ const { chromium } = require('playwright-core');
 const READER_TOOLS = ['get_task', 'list_tasks', 'my_profile', 'search_tasks', 'whoami'];
 const STEP_TIMEOUT = 15_000;
 
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`browser-signin: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
-
-class Failure extends Error {}
-
-function check(ok, message) {
-  if (!ok) throw new Failure(message);
-}
-
-const done = [];
-function ok(message) {
-  done.push(message);
-  console.log(`  ok  ${message}`);
-}
-
 // Per-page problems the browser reports: console errors (CSP violations
 // are logged as such), uncaught exceptions, securitypolicyviolation events
 // and failed requests.
 const problems = [];
 const requests = [];
 
-async function main() {
-  const profile = await mkdtemp(join(tmpdir(), 'browser-signin-'));
-  let context;
-  try {
-    // launchPersistentContext is how Playwright takes a --user-data-dir:
-    // a fresh, empty profile per run. The networking flags keep Chromium
-    // from calling home; this machine has no internet access.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: need('CHROMIUM'),
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1024, height: 720 },
-      timeout: 30_000,
-    });
-    context.setDefaultTimeout(STEP_TIMEOUT);
-    context.setDefaultNavigationTimeout(STEP_TIMEOUT);
-    try {
-      await run(context);
-    } catch (err) {
-      const page = context.pages()[0];
-      if (page) {
-        await page.screenshot({ path: join(outDir, 'failure.png'), fullPage: true }).catch(() => {});
-      }
-      throw err;
-    }
-  } finally {
-    if (context) await context.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
-  }
+function main() {
+  return withChromium({ chromium, executablePath: need('CHROMIUM'), failureShot: join(outDir, 'failure.png'), stepTimeout: STEP_TIMEOUT }, run);
 }
 
 async function run(context) {

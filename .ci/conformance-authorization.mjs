@@ -9,7 +9,7 @@
 //      authorization-server scenario: the metadata endpoint, then the
 //      authorization code grant, for which it prints an authorization URL
 //      and waits for the redirect to its callback;
-//   3. open that URL with the headless Browser of oauth-lib.mjs: consent
+//   3. open that URL with the headless Browser of lib.mjs: consent
 //      page, Allow, "Alex All" on the Entra stand-in's account picker,
 //      /auth/callback, and on to the tool's callback with code, state and
 //      iss; the tool then trades the code itself;
@@ -36,7 +36,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 
-import { Browser, Failure, check, done, forms, isLoopback, need, ok, pageSays, pageTitle, urlPath } from './oauth-lib.mjs';
+import { Browser, Failure, check, done, forms, isLoopback, need, ok, pageSays, pageTitle, urlPath } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const bin = realpathSync(need('CONFORMANCE_BIN'));

@@ -31,12 +31,11 @@
 // playwright-core). Tokens, codes and the API token are never printed.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Failure, check, done, isLoopback, need, ok, urlPath } from './oauth-lib.mjs';
+import { Failure, check, done, isLoopback, need, ok, urlPath, withChromium } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const mcpURL = `${base}/mcp`;
@@ -366,42 +365,12 @@ async function readClientLog() {
 
 // withBrowser runs fn in a fresh Chromium profile (nothing remembered), and
 // saves a screenshot as inspector-failure.png when fn fails.
-async function withBrowser(fn) {
-  const profile = await mkdtemp(join(tmpdir(), 'inspector-oauth-'));
-  let context;
-  try {
-    // As browser-oauth.mjs: a fresh profile, and Chromium kept from
-    // calling home; this machine has no internet access.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: chromiumPath,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      // The Inspector's layout wants a wide window.
-      viewport: { width: 1280, height: 900 },
-      timeout: 30_000,
-    });
-    context.setDefaultTimeout(STEP_TIMEOUT);
-    context.setDefaultNavigationTimeout(STEP_TIMEOUT);
-    const page = await instrument(context);
-    try {
-      await fn(page);
-    } catch (err) {
-      await page.screenshot({ path: join(outDir, 'inspector-failure.png'), fullPage: true }).catch(() => {});
-      throw err;
-    }
-  } finally {
-    if (context) await context.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true });
-  }
+function withBrowser(fn) {
+  return withChromium({
+    chromium, executablePath: chromiumPath, failureShot: join(outDir, 'inspector-failure.png'), stepTimeout: STEP_TIMEOUT,
+    // The Inspector's layout wants a wide window.
+    viewport: { width: 1280, height: 900 },
+  }, async (context) => fn(await instrument(context)));
 }
 
 // ours says whether a page URL is one of ours (the handler's or the

@@ -1,7 +1,7 @@
 // OAuth test of the authorization-server front with the official MCP
 // TypeScript SDK (@modelcontextprotocol/sdk), against a dev-mode handler at
 // BASE_URL. No browser: the test plays the browser itself with plain HTTP
-// requests and a small cookie jar (Browser in oauth-lib.mjs).
+// requests and a small cookie jar (Browser in lib.mjs).
 //
 // It checks the metadata (the 401's WWW-Authenticate, RFC 9728 and RFC 8414
 // documents), then runs the whole flow twice, once with a client that the
@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import {
   Browser, Failure, MemoryProvider, argumentsFor, byId, check, done, forms, headings, isLoopback, need, ok, pageSays,
   pageTitle, structured, urlPath,
-} from './oauth-lib.mjs';
+} from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const mcpURL = `${base}/mcp`;

@@ -1,5 +1,6 @@
-// Shared by the OAuth CI scripts (oauth-sdk-client.mjs, browser-oauth.mjs,
-// conformance-authorization.mjs): failure reporting, the SDK's
+// Shared by the Node CI scripts (browser-signin.mjs, oauth-sdk-client.mjs,
+// browser-oauth.mjs, inspector-oauth.mjs, conformance-authorization.mjs):
+// failure reporting, Chromium in a fresh profile, the SDK's
 // OAuthClientProvider kept in memory, tool-call helpers, URL helpers, and a
 // headless "browser" (node:http and a cookie jar) with the little HTML
 // reading the handler's consent page and the Entra stand-in's account
@@ -9,12 +10,56 @@
 // print a URL.
 
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { basename } from 'node:path';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 
 // The running script's name ("oauth-sdk-client" for oauth-sdk-client.mjs),
 // for messages and the Browser's User-Agent.
 const script = basename(process.argv[1] ?? 'oauth', '.mjs');
+
+// withChromium runs fn(context) in a fresh Chromium (playwright-core's
+// chromium, Debian's executable) with an empty profile, so nothing (cookies,
+// remembered consent) carries over, and removes the profile afterwards.
+// When fn fails it saves a screenshot of the first page to failureShot.
+export async function withChromium({ chromium, executablePath, failureShot, viewport = { width: 1024, height: 720 }, stepTimeout = 15_000 }, fn) {
+  const profile = await mkdtemp(join(tmpdir(), `${script}-`));
+  let context;
+  try {
+    // launchPersistentContext is how Playwright takes a --user-data-dir.
+    // The networking flags keep Chromium from calling home; CI machines
+    // have no internet access.
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      viewport,
+      timeout: 30_000,
+    });
+    context.setDefaultTimeout(stepTimeout);
+    context.setDefaultNavigationTimeout(stepTimeout);
+    try {
+      return await fn(context);
+    } catch (err) {
+      const page = context.pages()[0];
+      if (page) await page.screenshot({ path: failureShot, fullPage: true }).catch(() => {});
+      throw err;
+    }
+  } finally {
+    if (context) await context.close().catch(() => {});
+    await rm(profile, { recursive: true, force: true });
+  }
+}
 
 // need returns the environment variable name, or exits 2 when it is unset.
 export function need(name) {
