@@ -22,7 +22,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import {
-  Failure, MemoryProvider, argumentsFor, check, done, isLoopback, need, ok, structured, urlPath, withChromium,
+  Failure, MemoryProvider, argumentsFor, check, done, expectCSP, expectHeading, isLocal, isLoopback, need, ok, pageError,
+  structured, urlPath, withChromium, withoutQueries,
 } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
@@ -281,24 +282,6 @@ function expectNoProblems() {
   ok(`no console errors, page errors or CSP violations; ${requests.length} requests so far, all to loopback`);
 }
 
-async function expectHeading(page, want) {
-  const h1 = page.locator('h1');
-  check(await h1.count() === 1, `${urlPath(page.url())} has ${await h1.count()} h1 headings, want 1`);
-  const got = (await h1.textContent()).trim();
-  check(got === want, `${urlPath(page.url())} heading is "${got}", want "${want}"`);
-}
-
-function expectCSP(resp, what) {
-  const csp = resp.headers()['content-security-policy'] ?? '';
-  check(csp.split(';').map((d) => d.trim()).includes("default-src 'none'"),
-    `the ${what}'s Content-Security-Policy lacks default-src 'none': "${csp}"`);
-}
-
-// pageError is the error a page shows (class "error"), for messages.
-async function pageError(page) {
-  const said = await page.locator('.error').first().textContent({ timeout: 1_000 }).catch(() => null);
-  return said ? `: "${said.trim()}"` : '';
-}
 
 // startCallbackServer is the client's redirect URI: it records the query
 // of each visit (code, state, iss, error) and answers a small page.
@@ -345,17 +328,7 @@ async function startCallbackServer() {
   };
 }
 
-// isLocal says whether a URL a page loaded stays on this machine: loopback,
-// or data: and about: URLs.
-function isLocal(u) {
-  return isLoopback(u) || u.protocol === 'data:' || u.protocol === 'about:';
-}
 
-// withoutQueries drops the queries of the URLs in a browser message (CSP
-// reports quote whole URLs, and those of this flow carry codes).
-function withoutQueries(text) {
-  return text.replace(/(https?:\/\/[^\s'"?#]+)[?#][^\s'"]*/g, '$1?…');
-}
 
 const t0 = Date.now();
 try {

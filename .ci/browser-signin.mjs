@@ -12,7 +12,9 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
-import { Failure, check, done, need, ok, withChromium } from './lib.mjs';
+import {
+  Failure, check, done, expectCSP, expectHeading, isLocal, isLoopback, need, ok, urlPath, withChromium,
+} from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const outDir = need('OUT_DIR');
@@ -129,7 +131,7 @@ async function run(context) {
   //    outside loopback. (Checked before the exchange: a code spent is
   //    not a page problem.)
   check(problems.length === 0, `the browser reported problems:\n    ${problems.join('\n    ')}`);
-  const foreign = requests.filter((u) => !isLoopback(new URL(u)));
+  const foreign = requests.filter((u) => !isLocal(new URL(u)));
   check(foreign.length === 0, `the pages loaded from outside loopback: ${foreign.join(', ')}`);
   ok(`no console errors, page errors or CSP violations; ${requests.length} requests, all to loopback`);
 
@@ -185,32 +187,6 @@ async function run(context) {
   ok(`the code is one-time: a second exchange answers ${again.status}`);
 }
 
-async function expectHeading(page, want) {
-  const h1 = page.locator('h1');
-  check(await h1.count() === 1, `${urlPath(page.url())} has ${await h1.count()} h1 headings, want 1`);
-  const got = (await h1.textContent()).trim();
-  check(got === want, `${urlPath(page.url())} heading is "${got}", want "${want}"`);
-}
-
-function expectCSP(resp, what) {
-  const csp = resp.headers()['content-security-policy'] ?? '';
-  check(csp.split(';').map((d) => d.trim()).includes("default-src 'none'"),
-    `the ${what}'s Content-Security-Policy lacks default-src 'none': "${csp}"`);
-}
-
-function isLoopback(u) {
-  return ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || u.protocol === 'data:' || u.protocol === 'about:';
-}
-
-// urlPath drops the query: sign-in URLs carry codes and state.
-function urlPath(u) {
-  try {
-    const p = new URL(u);
-    return p.origin + p.pathname;
-  } catch {
-    return String(u).split('?')[0];
-  }
-}
 
 const t0 = Date.now();
 try {

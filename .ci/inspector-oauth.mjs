@@ -35,7 +35,9 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
-import { Failure, check, done, isLoopback, need, ok, urlPath, withChromium } from './lib.mjs';
+import {
+  Failure, check, done, expectHeading, isLocal, isLoopback, need, ok, pageError, urlPath, withChromium, withoutQueries,
+} from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const mcpURL = `${base}/mcp`;
@@ -491,19 +493,6 @@ function printNotes() {
   if (shown.length > 8) console.log(`        … and ${shown.length - 8} more`);
 }
 
-async function expectHeading(page, want) {
-  const h1 = page.locator('h1');
-  check(await h1.count() === 1, `${urlPath(page.url())} has ${await h1.count()} h1 headings, want 1`);
-  const got = (await h1.textContent()).trim();
-  check(got === want, `${urlPath(page.url())} heading is "${got}", want "${want}"`);
-}
-
-// pageError is the error one of our pages shows (class "error"), for
-// messages.
-async function pageError(page) {
-  const said = await page.locator('.error').first().textContent({ timeout: 1_000 }).catch(() => null);
-  return said ? `: "${said.trim()}"` : '';
-}
 
 // alerts are the Inspector's notifications on screen, for messages.
 async function alerts(page) {
@@ -522,21 +511,12 @@ async function waitFor(cond, ms, what) {
   }
 }
 
-function isLocal(u) {
-  return isLoopback(u) || u.protocol === 'data:' || u.protocol === 'about:' || u.protocol === 'blob:';
-}
-
 // redact drops long hex strings from a message: the Inspector names the
 // storage of an OAuth flow in progress by its state.
 function redact(text) {
   return text.replace(/[0-9a-f]{32,}/gi, '…');
 }
 
-// withoutQueries drops the queries of the URLs in a browser message (the
-// flow's URLs carry codes, and the Inspector's its API token).
-function withoutQueries(text) {
-  return text.replace(/(https?:\/\/[^\s'"?#]+)[?#][^\s'"]*/g, '$1?…');
-}
 
 const t0 = Date.now();
 try {

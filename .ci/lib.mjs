@@ -356,3 +356,37 @@ export function pageSays(resp) {
   }
   return resp.location ? ` (to ${urlPath(resp.location)})` : '';
 }
+
+// Checks on real pages (playwright-core).
+
+export async function expectHeading(page, want) {
+  const h1 = page.locator('h1');
+  check(await h1.count() === 1, `${urlPath(page.url())} has ${await h1.count()} h1 headings, want 1`);
+  const got = (await h1.textContent()).trim();
+  check(got === want, `${urlPath(page.url())} heading is "${got}", want "${want}"`);
+}
+
+// expectCSP checks that a page's policy starts from nothing allowed.
+export function expectCSP(resp, what) {
+  const csp = resp.headers()['content-security-policy'] ?? '';
+  check(csp.split(';').map((d) => d.trim()).includes("default-src 'none'"),
+    `the ${what}'s Content-Security-Policy lacks default-src 'none': "${csp}"`);
+}
+
+// pageError is the error a page shows (class "error"), for messages.
+export async function pageError(page) {
+  const said = await page.locator('.error').first().textContent({ timeout: 1_000 }).catch(() => null);
+  return said ? `: "${said.trim()}"` : '';
+}
+
+// isLocal says whether a URL a page loaded stayed on this machine:
+// loopback, or no network at all (data:, about:, blob:).
+export function isLocal(u) {
+  return isLoopback(u) || ['data:', 'about:', 'blob:'].includes(u.protocol);
+}
+
+// withoutQueries drops the queries of the URLs in a browser message: they
+// may carry codes and state.
+export function withoutQueries(text) {
+  return text.replace(/(https?:\/\/[^\s'"?#]+)[?#][^\s'"]*/g, '$1?…');
+}
