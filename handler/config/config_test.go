@@ -92,17 +92,8 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 // TestKeyVaultModeNeedsNoSecretsInTheEnvironment: with KEY_VAULT_URI the
 // secret and the sealing keys come from Key Vault at start-up.
 func TestKeyVaultModeNeedsNoSecretsInTheEnvironment(t *testing.T) {
-	env := map[string]string{
-		"FUNCTIONS_CUSTOMHANDLER_PORT": "40123",
-		"WEBSITE_HOSTNAME":             "myapp.azurewebsites.net",
-		"ENTRA_TENANT_ID":              "aaaaaaaa-1111-4111-8111-111111111111",
-		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
-		"REDIS_URL":                    "rediss://cache.example:10000/0",
-		"REDIS_AUTH":                   "entra",
-		"REDIS_USERNAME":               "44444444-4444-4444-8444-44444444AAAA",
-		"KEY_VAULT_URI":                "https://kv-abc.vault.azure.net/",
-		"ENTRA_CLIENT_AUTH":            "managed-identity",
-	}
+	env := azureEnv()
+	env["REDIS_USERNAME"] = "44444444-4444-4444-8444-44444444AAAA"
 	c, err := Load(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +201,19 @@ func TestAuthMode(t *testing.T) {
 }
 
 func TestRedisUsernameNeedsEntraAndAGUID(t *testing.T) {
-	base := map[string]string{
+	for _, tc := range []struct{ auth, user string }{{"entra", "default"}, {"entra", "not-a-guid"}, {"", "44444444-4444-4444-8444-444444444444"}} {
+		env := azureEnv()
+		env["REDIS_AUTH"], env["REDIS_USERNAME"] = tc.auth, tc.user
+		if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.HasPrefix(err.Error(), "REDIS_USERNAME: ") {
+			t.Errorf("REDIS_AUTH=%q REDIS_USERNAME=%q: %v, want an error naming REDIS_USERNAME", tc.auth, tc.user, err)
+		}
+	}
+}
+
+// azureEnv is what infra/ sets on the function app (secrets in Key Vault,
+// Redis with the managed identity), as a fresh map.
+func azureEnv() map[string]string {
+	return map[string]string{
 		"FUNCTIONS_CUSTOMHANDLER_PORT": "40123",
 		"WEBSITE_HOSTNAME":             "myapp.azurewebsites.net",
 		"ENTRA_TENANT_ID":              "aaaaaaaa-1111-4111-8111-111111111111",
@@ -218,15 +221,6 @@ func TestRedisUsernameNeedsEntraAndAGUID(t *testing.T) {
 		"REDIS_URL":                    "rediss://cache.example:10000/0",
 		"REDIS_AUTH":                   "entra",
 		"KEY_VAULT_URI":                "https://kv-abc.vault.azure.net/",
-	}
-	for _, tc := range []struct{ auth, user string }{{"entra", "default"}, {"entra", "not-a-guid"}, {"", "44444444-4444-4444-8444-444444444444"}} {
-		env := map[string]string{}
-		for k, v := range base {
-			env[k] = v
-		}
-		env["REDIS_AUTH"], env["REDIS_USERNAME"] = tc.auth, tc.user
-		if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.HasPrefix(err.Error(), "REDIS_USERNAME: ") {
-			t.Errorf("REDIS_AUTH=%q REDIS_USERNAME=%q: %v, want an error naming REDIS_USERNAME", tc.auth, tc.user, err)
-		}
+		"ENTRA_CLIENT_AUTH":            "managed-identity",
 	}
 }
