@@ -30,9 +30,12 @@ if (($names -split "`n") -contains $secretName) {
 
 Write-Host @"
 
-MCP endpoint: $($env:MCP_URL)
+MCP endpoint: $($env:MCP_URL) (MCP_AUTH_MODE=$(if ($env:MCP_AUTH_MODE) { $env:MCP_AUTH_MODE } else { 'proxy' }))
 
-VS Code (.vscode/mcp.json); VS Code signs you in with Entra ID:
+In proxy mode, Claude, Claude Code, the MCP Inspector and VS Code need only
+that URL: they register, show this app's consent page and sign in with Entra.
+
+VS Code (.vscode/mcp.json):
 {
   "servers": {
     "entra-mcp": { "type": "http", "url": "$($env:MCP_URL)" }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # azd postprovision hook. azd exports the deployment's outputs as
-# environment variables (KEY_VAULT_NAME, MCP_URL, ...).
+# environment variables (KEY_VAULT_NAME, MCP_URL, MCP_AUTH_MODE, ...).
 #
 # 1. The first version of the token-sealing key is created here, once: Bicep
 #    never holds a secret value, and a re-provision must not replace a key
@@ -41,9 +41,12 @@ fi
 
 cat <<MSG
 
-MCP endpoint: ${MCP_URL:-<see azd env get-values>}
+MCP endpoint: ${MCP_URL:-<see azd env get-values>} (MCP_AUTH_MODE=${MCP_AUTH_MODE:-proxy})
 
-VS Code (.vscode/mcp.json); VS Code signs you in with Entra ID:
+In proxy mode, Claude, Claude Code, the MCP Inspector and VS Code need only
+that URL: they register, show this app's consent page and sign in with Entra.
+
+VS Code (.vscode/mcp.json):
 {
   "servers": {
     "entra-mcp": { "type": "http", "url": "${MCP_URL:-<MCP_URL>}" }
