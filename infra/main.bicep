@@ -173,7 +173,7 @@ module functionApp 'app/function.bicep' = {
 
 // Outputs azd stores in the environment (`azd env get-values`); the
 // postprovision hook reads KEY_VAULT_NAME, TOKEN_SEALING_KEY_SECRET_NAME,
-// MCP_URL, AZURE_FUNCTION_URL and ENTRA_CLIENT_ID. None of them is a secret.
+// MCP_URL, AZURE_FUNCTION_URL, ENTRA_CLIENT_ID and MCP_AUTH_MODE. None of them is a secret.
 output AZURE_LOCATION string = location
 output AZURE_RESOURCE_GROUP string = rg.name
 output SERVICE_MCP_NAME string = functionApp.outputs.name
