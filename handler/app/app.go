@@ -39,11 +39,12 @@ const (
 	// revocation) per client address: a client's sign-in takes a few.
 	oauthRate  = 10
 	oauthBurst = 40
-	// Registrations are stored for a day until used, so they are limited
-	// per hour: 20 per address, 1000 in all (with bursts of 20 and 200).
+	// Registrations are stored (4 KiB at most) for a day until used, so
+	// they are limited per hour: 20 per address, 300 in all (with bursts
+	// of 20 and 100); at most about 30 MB of unused ones.
 	registerRate     = 20
-	registerAllRate  = 1000
-	registerAllBurst = 200
+	registerAllRate  = 300
+	registerAllBurst = 100
 )
 
 // Options are what the handler is built from.

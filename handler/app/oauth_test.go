@@ -569,8 +569,8 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			status int
 			code   string
 		}{
-			"unknown client":      {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {"AAAAAAAAAAAAAAAAAAAAAAAAAA"}, "redirect_uri": {clientRedirect}, "code_verifier": {a.verifier}}, 401, "invalid_client"},
-			"client secret sent":  {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {id}, "client_secret": {"s"}}, 401, "invalid_client"},
+			"unknown client":      {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {"AAAAAAAAAAAAAAAAAAAAAAAAAA"}, "redirect_uri": {clientRedirect}, "code_verifier": {a.verifier}}, 400, "invalid_client"},
+			"client secret sent":  {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {id}, "client_secret": {"s"}}, 400, "invalid_client"},
 			"no client_id":        {url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, 400, "invalid_request"},
 			"no grant_type":       {url.Values{"client_id": {id}}, 400, "invalid_request"},
 			"password grant":      {url.Values{"grant_type": {"password"}, "client_id": {id}}, 400, "unsupported_grant_type"},

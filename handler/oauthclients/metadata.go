@@ -306,28 +306,18 @@ func RedirectAllowed(c Client, uri string) bool {
 
 // RedirectTrusted reports whether the server may send the browser to the
 // client's registered redirect URI uri on its own, before the user has seen
-// where it leads (RFC 9700 §4.11.2: anyone can register a client, so a
-// registered https redirect URI may be a phishing site, and automatic error
-// redirects would make this server an open redirector). Trusted are:
-// loopback URIs and custom schemes, which reach an app on the user's own
-// machine, and the redirect URIs of a metadata document on the document's
-// own origin, which that origin vouches for.
-func RedirectTrusted(c Client, uri string) bool {
+// where it leads. Anyone can register a client, or host a metadata document
+// that vouches for any site of theirs, so an https redirect URI may be a
+// phishing site, and automatic error redirects there would make this server
+// an open redirector (RFC 9700 §4.11.2). Trusted are only loopback URIs and
+// custom schemes: they reach an app on the user's own machine. Call it for
+// a uri RedirectAllowed accepted.
+func RedirectTrusted(uri string) bool {
 	if _, ok := loopbackWithoutPort(uri); ok {
 		return true
 	}
 	u, err := url.Parse(uri)
-	if err != nil {
-		return false
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return true
-	}
-	if c.Source != SourceMetadataDocument {
-		return false
-	}
-	doc, err := url.Parse(c.ClientID)
-	return err == nil && u.Scheme == doc.Scheme && strings.EqualFold(u.Host, doc.Host)
+	return err == nil && u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https"
 }
 
 // loopbackWithoutPort returns an http loopback redirect URI without its

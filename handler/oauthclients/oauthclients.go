@@ -61,6 +61,10 @@ const (
 	DefaultMaxCachedDocuments = 1000
 )
 
+// MaxStoredClientBytes caps what a registration stores in Redis (its
+// metadata as JSON): real clients need a few hundred bytes.
+const MaxStoredClientBytes = 4 << 10
+
 // MaxRegistrationBytes caps a registration request body. Callers should
 // stop reading the HTTP body there (http.MaxBytesReader); Register refuses
 // anything longer.
@@ -318,6 +322,10 @@ func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 	data, err := json.Marshal(c)
 	if err != nil {
 		return Client{}, fmt.Errorf("oauthclients: register client: %w", err)
+	}
+	if len(data) > MaxStoredClientBytes {
+		// What is stored is what anyone may make us store: keep it small.
+		return Client{}, metadataError("the client's metadata takes more than %d bytes; register fewer or shorter redirect URIs", MaxStoredClientBytes)
 	}
 	ok, err := r.rdb.SetNX(ctx, keyPrefix+c.ClientID, data, r.unusedTTL).Result()
 	if err != nil {

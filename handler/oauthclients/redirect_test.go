@@ -66,27 +66,19 @@ func TestRedirectAllowed(t *testing.T) {
 }
 
 func TestRedirectTrusted(t *testing.T) {
-	registered := oauthclients.Client{ClientID: "ABCDEFGHIJKLMNOPQRSTUVWXYZ", Source: oauthclients.SourceRegistered}
-	doc := oauthclients.Client{ClientID: "https://app.example/oauth/client.json", Source: oauthclients.SourceMetadataDocument}
-	for _, tc := range []struct {
-		c    oauthclients.Client
-		uri  string
-		want bool
-	}{
-		{registered, "http://127.0.0.1:4711/callback", true},
-		{registered, "http://localhost/cb", true},
-		{registered, "cursor://anysphere.cursor-mcp/oauth/callback", true},
-		{registered, "https://app.example/callback", false},
-		{registered, "https://evil.example/phish", false},
-		{doc, "https://app.example/callback", true},
-		{doc, "https://APP.example/callback", true},
-		{doc, "https://evil.example/callback", false},
-		{doc, "https://app.example:8443/callback", false},
-		{doc, "http://app.example/callback", false},
-		{doc, "http://127.0.0.1:9/cb", true},
+	for uri, want := range map[string]bool{
+		"http://127.0.0.1:4711/callback":               true,
+		"http://localhost/cb":                          true,
+		"http://[::1]:9/cb":                            true,
+		"cursor://anysphere.cursor-mcp/oauth/callback": true,
+		"com.example.app:/oauth":                       true,
+		"https://app.example/callback":                 false,
+		"https://evil.example/phish":                   false,
+		"http://localhost.evil.example/cb":             false,
+		"https://127.0.0.1/cb":                         false,
 	} {
-		if got := oauthclients.RedirectTrusted(tc.c, tc.uri); got != tc.want {
-			t.Errorf("RedirectTrusted(%s client, %q) = %v, want %v", tc.c.Source, tc.uri, got, tc.want)
+		if got := oauthclients.RedirectTrusted(uri); got != want {
+			t.Errorf("RedirectTrusted(%q) = %v, want %v", uri, got, want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -271,4 +272,20 @@ func equalClients(a, b oauthclients.Client) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y) && a.Source == b.Source
+}
+
+func TestRegisterStoresLittle(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	r := newRegistry(t, rdb, oauthclients.Options{})
+	var uris []string
+	for i := range 10 {
+		uris = append(uris, fmt.Sprintf("https://app.example/%s/%d", strings.Repeat("p", 400), i))
+	}
+	body, _ := json.Marshal(map[string]any{"redirect_uris": uris})
+	_, err := r.Register(ctx, body)
+	wantCode(t, "metadata over the stored cap", err, oauthclients.CodeInvalidClientMetadata)
+	if n := len(rdb.Keys(ctx, "oauthclient:*").Val()); n != 0 {
+		t.Errorf("%d clients stored after a refused registration", n)
+	}
 }

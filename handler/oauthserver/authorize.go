@@ -68,7 +68,8 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: unknown client", slog.String("reason", ce.Description))
-			s.errorPage(w, http.StatusBadRequest, "The application asking for access is not known to this server: "+ce.Description+".")
+			s.errorPage(w, http.StatusBadRequest, "The application asking for access is not known to this server: "+ce.Description+
+				". If it worked before, its registration may have expired: remove this server from the application and add it again.")
 			return
 		}
 		s.unavailablePage(w, r, "look up client", err)
@@ -99,7 +100,7 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "authorization request refused", slog.String("client_id", clientID),
 			slog.String("error", code), slog.String("reason", desc))
-		if oauthclients.RedirectTrusted(client, redirect) {
+		if oauthclients.RedirectTrusted(redirect) {
 			signin.RedirectClient(w, r, redirect, s.opts.Issuer, back)
 			return
 		}
@@ -424,6 +425,7 @@ button.approve{background:#0b5cad;color:#fff;border:1px solid #0b5cad}button:dis
     }
   }
   window.addEventListener("focus", arm);
+  window.addEventListener("pageshow", arm);
   window.addEventListener("blur", arm);
   document.addEventListener("visibilitychange", arm);
   arm();

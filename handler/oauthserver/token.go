@@ -81,11 +81,11 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, grant+" grant", err)
 		return
 	}
-	if grant == "authorization_code" {
-		// A sign-in completed: the registration is in use, keep it.
-		if err := s.opts.Clients.Confirm(r.Context(), client.ClientID); err != nil {
-			s.log.LogAttrs(r.Context(), slog.LevelWarn, "confirm client failed", slog.String("err", err.Error()))
-		}
+	// The registration is in use: keep it 90 days from now. Done on every
+	// grant, so a client that only refreshes never reaches the last day,
+	// where lookups stop extending (they cannot tell it from an unused one).
+	if err := s.opts.Clients.Confirm(r.Context(), client.ClientID); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "confirm client failed", slog.String("err", err.Error()))
 	}
 	s.event(r.Context(), "oauth.token", map[string]string{"client_id": client.ClientID, "grant_type": grant})
 	signin.WriteTokens(w, t)
@@ -145,7 +145,13 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values)
 			}
 			w.Header().Set("WWW-Authenticate", scheme+` realm="`+s.opts.Issuer+`"`)
 		}
-		signin.WriteOAuthError(w, http.StatusUnauthorized, "invalid_client",
+		// 401 only with the WWW-Authenticate set above (RFC 6749 §5.2,
+		// RFC 9110 §15.5.2); a secret in the body gets 400.
+		status := http.StatusBadRequest
+		if authz != "" {
+			status = http.StatusUnauthorized
+		}
+		signin.WriteOAuthError(w, status, "invalid_client",
 			"clients of this server are public: send client_id and no secret or assertion")
 		return oauthclients.Client{}, false
 	}
@@ -158,7 +164,8 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values)
 	if err != nil {
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {
-			signin.WriteOAuthError(w, http.StatusUnauthorized, "invalid_client", ce.Description)
+			// 400, not 401: no HTTP authentication scheme would help.
+			signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_client", ce.Description)
 			return oauthclients.Client{}, false
 		}
 		s.unavailable(w, r, "look up client", err)

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -422,11 +423,25 @@ func (s *Service) allow(w http.ResponseWriter, r *http.Request) bool {
 	return Allow(w, r, s.opts.Limiter, s.log)
 }
 
+// limitKey is what rate limits count by: the caller's address, or for IPv6
+// its /64, which one site usually gets whole.
+func limitKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Unmap().Is4() {
+		return addr
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
+}
+
 // Allow applies a per-address rate limit (see ClientAddress) and answers
 // 429 with Retry-After when it is spent. Redis down means 503: letting
 // calls through unlimited would hand attackers the outage.
 func Allow(w http.ResponseWriter, r *http.Request, l *store.Limiter, log *slog.Logger) bool {
-	ok, retry, err := l.Allow(r.Context(), ClientAddress(r))
+	ok, retry, err := l.Allow(r.Context(), limitKey(ClientAddress(r)))
 	if err != nil {
 		log.LogAttrs(r.Context(), slog.LevelError, "check rate limit failed", slog.String("err", err.Error()))
 		w.Header().Set("Retry-After", "5")

@@ -140,9 +140,9 @@ type HandleRecord struct {
 //	                           TTL = idle TTL, never past exp
 //	rt:{<chain>}:<h(handle)>   tombstone of a rotated handle, until exp
 //	rtu:<tid>.<oid>            sorted set of the user's chain ids by exp; TTL = last exp
-//	consent:<h(browser)>       hash h(what was approved) -> "<tid>.<oid> <expiry ms> <approved ms>":
+//	consent:<h(browser)>       hash h(what was approved) -> "<tid>.<oid> <expiry ms> <epoch>":
 //	                           the OAuth clients a user approved in one browser; TTL = last expiry
-//	consentrevoked:<tid>.<oid> when RevokeUser last ran (Unix ms): approvals before it are
+//	consentepoch:<tid>.<oid>   how often RevokeUser ran: approvals of another epoch are
 //	                           void; TTL = the chain lifetime
 //
 // A handle is "<chain id>.<secret>", so every key a rotation touches shares
@@ -210,14 +210,14 @@ func digest(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func flowKey(state string) string          { return "flow:" + digest(state) }
-func codeKey(code string) string           { return "code:{" + digest(code) + "}" }
-func codeUsedKey(code string) string       { return "codeused:{" + digest(code) + "}" }
-func msalKey(user string) string           { return "msal:" + user }
-func consentKey(browser string) string     { return "consent:" + digest(browser) }
-func consentRevokedKey(user string) string { return "consentrevoked:" + user }
-func userChainsKey(user string) string     { return "rtu:" + user }
-func chainKey(chainID string) string       { return "rt:{" + chainID + "}" }
+func flowKey(state string) string        { return "flow:" + digest(state) }
+func codeKey(code string) string         { return "code:{" + digest(code) + "}" }
+func codeUsedKey(code string) string     { return "codeused:{" + digest(code) + "}" }
+func msalKey(user string) string         { return "msal:" + user }
+func consentKey(browser string) string   { return "consent:" + digest(browser) }
+func consentEpochKey(user string) string { return "consentepoch:" + user }
+func userChainsKey(user string) string   { return "rtu:" + user }
+func chainKey(chainID string) string     { return "rt:{" + chainID + "}" }
 func tombKey(chainID, handle string) string {
 	return chainKey(chainID) + ":" + digest(handle)
 }
@@ -785,8 +785,10 @@ func (s *Sessions) RevokeUser(ctx context.Context, tid, oid string) (int, error)
 		}
 		p.Del(ctx, msalKey(u))
 		// Approvals of OAuth clients sit under browser ids, which cannot be
-		// found from the user: mark every approval until now void instead.
-		p.Set(ctx, consentRevokedKey(u), s.now().UnixMilli(), s.lifetime)
+		// found from the user: a new epoch voids every earlier approval. A
+		// counter, not a time: instances' clocks differ.
+		p.Incr(ctx, consentEpochKey(u))
+		p.PExpire(ctx, consentEpochKey(u), s.lifetime)
 		return nil
 	})
 	if err != nil {
@@ -834,15 +836,19 @@ func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid
 		return err
 	}
 	if ttl > s.lifetime {
-		// RevokeUser's mark must outlive every approval it voids.
+		// RevokeUser's epoch must outlive every approval it voids.
 		return fmt.Errorf("store: remember consent: TTL %v is longer than the chain lifetime %v", ttl, s.lifetime)
 	}
+	epoch, err := s.consentEpoch(ctx, u)
+	if err != nil {
+		return err
+	}
 	key := consentKey(browserID)
-	now := s.now()
 	// The key lives as long as its newest approval; older fields carry
-	// their own expiry, checked on read.
+	// their own expiry, checked on read. A RevokeUser between reading the
+	// epoch and writing leaves this approval in the old epoch: void.
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, digest(clientID), fmt.Sprintf("%s %d %d", u, now.Add(ttl).UnixMilli(), now.UnixMilli()))
+		p.HSet(ctx, key, digest(clientID), fmt.Sprintf("%s %d %d", u, s.now().Add(ttl).UnixMilli(), epoch))
 		p.PExpire(ctx, key, ttl)
 		return nil
 	})
@@ -850,6 +856,19 @@ func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid
 		return wrap("remember consent", err)
 	}
 	return nil
+}
+
+// consentEpoch is the user's current consent epoch (0 before any
+// revocation).
+func (s *Sessions) consentEpoch(ctx context.Context, u string) (int64, error) {
+	n, err := s.rdb.Get(ctx, consentEpochKey(u)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrap("read consent epoch", err)
+	}
+	return n, nil
 }
 
 // ConsentedUser returns "<tid>.<oid>" of the user who approved clientID in
@@ -871,16 +890,15 @@ func (s *Sessions) ConsentedUser(ctx context.Context, browserID, clientID string
 		return "", errConsentNotFound
 	}
 	exp, err1 := strconv.ParseInt(parts[1], 10, 64)
-	approved, err2 := strconv.ParseInt(parts[2], 10, 64)
+	epoch, err2 := strconv.ParseInt(parts[2], 10, 64)
 	if err1 != nil || err2 != nil || s.now().UnixMilli() >= exp {
 		return "", errConsentNotFound
 	}
-	revoked, err := s.rdb.Get(ctx, consentRevokedKey(parts[0])).Int64()
-	switch {
-	case errors.Is(err, redis.Nil):
-	case err != nil:
-		return "", wrap("look up consent", err)
-	case revoked >= approved:
+	current, err := s.consentEpoch(ctx, parts[0])
+	if err != nil {
+		return "", err
+	}
+	if epoch != current {
 		return "", errConsentNotFound
 	}
 	return parts[0], nil

@@ -786,8 +786,8 @@ func TestRememberedConsent(t *testing.T) {
 	if u, err := s.ConsentedUser(ctx, browser, "client-b"); err != nil || u != tenantA+"."+oidBob {
 		t.Errorf("client-b approved again after RevokeUser: %q %v", u, err)
 	}
-	if ttl := rdb.PTTL(ctx, "consentrevoked:"+tenantA+"."+oidBob).Val(); ttl <= 0 {
-		t.Errorf("revocation mark TTL %v", ttl)
+	if ttl := rdb.PTTL(ctx, "consentepoch:"+tenantA+"."+oidBob).Val(); ttl <= 0 {
+		t.Errorf("consent epoch TTL %v", ttl)
 	}
 	if err := s.RememberConsent(ctx, browser, "client-a", tenantA, oidAlice, store.DefaultChainLifetime+time.Hour); err == nil {
 		t.Error("a consent outliving RevokeUser's mark was accepted")
