@@ -248,9 +248,10 @@ func New(opts Options) (*App, error) {
 func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog.Logger, ev events) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
-		Redis:         a.redis,
-		AllowLoopback: cfg.AllowLoopbackClients,
-		Logger:        log,
+		Redis:                a.redis,
+		AllowLoopback:        cfg.AllowLoopbackClients,
+		ExtraRedirectSchemes: cfg.ExtraRedirectSchemes,
+		Logger:               log,
 	})
 	if err != nil {
 		return fmt.Errorf("build OAuth client registry: %w", err)

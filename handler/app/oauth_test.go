@@ -675,3 +675,27 @@ func TestOAuthRegistrationLimit(t *testing.T) {
 		t.Errorf("another address: %d %s", r.status, r.body)
 	}
 }
+
+// TestOAuthExtraRedirectSchemes: a custom scheme without a dot (Cursor's)
+// is refused unless the operator lists it; then its errors go straight
+// back to the app, which lives on the user's machine.
+func TestOAuthExtraRedirectSchemes(t *testing.T) {
+	const cursor = "cursor://anysphere.cursor-mcp/oauth/callback"
+	body := `{"redirect_uris":["` + cursor + `"]}`
+	st := newStack(t, storetest.Mini(t))
+	wantOAuthError(t, "cursor:// by default", st.do(t, http.MethodPost, "/oauth/register", "", nil, body), 400, "invalid_redirect_uri")
+
+	st = newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.ExtraRedirectSchemes = []string{"cursor"} })
+	id := st.register(t, "Cursor", cursor)
+	a := st.newAuthRequest(t, id)
+	a.redirect = cursor
+	page := get(t, browser(t), a.url(st.base))
+	if page.status != http.StatusOK || !strings.Contains(string(page.body), "<code>cursor://anysphere.cursor-mcp</code>") {
+		t.Errorf("consent page for a cursor:// client: %d", page.status)
+	}
+	a.extra = url.Values{"code_challenge_method": {"plain"}}
+	r := get(t, browser(t), a.url(st.base))
+	if r.status != http.StatusFound || !strings.HasPrefix(r.header.Get("Location"), cursor+"?") {
+		t.Errorf("error for a cursor:// client: %d %q", r.status, r.header.Get("Location"))
+	}
+}

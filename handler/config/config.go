@@ -87,6 +87,12 @@ type Config struct {
 	// AuthMode is MCP_AUTH_MODE: AuthModeProxy (default) or AuthModeEntra.
 	AuthMode string
 
+	// ExtraRedirectSchemes are custom URI schemes without a dot that OAuth
+	// clients may register redirect URIs with (OAUTH_EXTRA_REDIRECT_SCHEMES,
+	// comma-separated, such as "cursor"): an operator's exception to RFC
+	// 8252 §7.1, which wants reverse domain names.
+	ExtraRedirectSchemes []string
+
 	// AllowLoopbackClients lets OAuth clients' metadata documents be
 	// fetched from loopback addresses. Dev mode sets it; no setting does,
 	// so a deployment can never turn it on.
@@ -103,6 +109,26 @@ const (
 	// clients with built-in Entra support sign in there directly.
 	AuthModeEntra = "entra"
 )
+
+// schemeRE is an RFC 3986 scheme, in lower case.
+var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
+
+// ParseRedirectSchemes reads OAUTH_EXTRA_REDIRECT_SCHEMES: lower-case
+// custom schemes, never http or https.
+func ParseRedirectSchemes(v string) ([]string, error) {
+	var out []string
+	for _, sc := range strings.Split(v, ",") {
+		sc = strings.TrimSpace(sc)
+		if sc == "" {
+			continue
+		}
+		if !schemeRE.MatchString(sc) || sc == "http" || sc == "https" || len(sc) > 64 {
+			return nil, fmt.Errorf("OAUTH_EXTRA_REDIRECT_SCHEMES: %q must be a lower-case custom URI scheme such as cursor (not http or https)", sc)
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
 
 // ParseAuthMode reads MCP_AUTH_MODE: proxy (default) or entra.
 func ParseAuthMode(v string) (string, error) {
@@ -204,6 +230,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	if c.AuthMode, err = ParseAuthMode(getenv("MCP_AUTH_MODE")); err != nil {
+		return nil, err
+	}
+	if c.ExtraRedirectSchemes, err = ParseRedirectSchemes(getenv("OAUTH_EXTRA_REDIRECT_SCHEMES")); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -224,3 +224,15 @@ func azureEnv() map[string]string {
 		"ENTRA_CLIENT_AUTH":            "managed-identity",
 	}
 }
+
+func TestRedirectSchemes(t *testing.T) {
+	got, err := ParseRedirectSchemes(" cursor, com.example.app ,")
+	if err != nil || strings.Join(got, " ") != "cursor com.example.app" {
+		t.Errorf("ParseRedirectSchemes = %v, %v", got, err)
+	}
+	for _, in := range []string{"https", "http", "Cursor", "cursor:", "1app", "a b"} {
+		if _, err := ParseRedirectSchemes(in); err == nil || !strings.HasPrefix(err.Error(), "OAUTH_EXTRA_REDIRECT_SCHEMES: ") {
+			t.Errorf("ParseRedirectSchemes(%q) = %v, want an error naming the setting", in, err)
+		}
+	}
+}

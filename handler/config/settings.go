@@ -48,6 +48,7 @@ func Settings() []Setting {
 		{Name: "AUTH_ALLOWED_RETURN_URLS"},
 		{Name: "MCP_ALLOWED_ORIGINS"},
 		{Name: "MCP_AUTH_MODE", Azure: true, Local: true},
+		{Name: "OAUTH_EXTRA_REDIRECT_SCHEMES"},
 		{Name: "ROLE_MAP"},
 		{Name: "LOG_LEVEL", Local: true},
 	}

@@ -357,10 +357,11 @@ func consentData(c oauthclients.Client, req signin.ClientRequest) pageData {
 	if d.ClientName == "" {
 		d.ClientName = "An unnamed application"
 	}
-	if d.RedirectHost == "" {
-		// A custom-scheme redirect (a native app): show the scheme.
-		if u, err := url.Parse(req.RedirectURI); err == nil {
-			d.RedirectHost = u.Scheme + ":"
+	if u, err := url.Parse(req.RedirectURI); err == nil && u.Scheme != "http" && u.Scheme != "https" {
+		// A custom scheme (a native app): the scheme says which app.
+		d.RedirectHost = u.Scheme + ":"
+		if u.Host != "" {
+			d.RedirectHost += "//" + u.Host
 		}
 	}
 	return d
