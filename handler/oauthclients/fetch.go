@@ -184,8 +184,21 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-// maxConcurrentFetches bounds the metadata documents fetched at once.
-const maxConcurrentFetches = 32
+// Bounds on the metadata documents fetched at once: in all, and from one
+// host (case-insensitive host and port of the client_id URL).
+const (
+	maxConcurrentFetches = 32
+	maxFetchesPerHost    = 4
+)
+
+// hostOf is the host (and port) of a client_id URL already checked.
+func hostOf(clientID string) string {
+	u, err := url.Parse(clientID)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Host)
+}
 
 // lookupDocument returns the client a Client ID Metadata Document URL
 // describes, from the cache or fetched.
@@ -200,14 +213,16 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID string) (Client,
 	}
 	call, ok := r.inflight[clientID]
 	if !ok {
-		if len(r.inflight) >= maxConcurrentFetches {
+		host := hostOf(clientID)
+		if len(r.inflight) >= maxConcurrentFetches || r.inflightHosts[host] >= maxFetchesPerHost {
 			// A flood of distinct client_ids must not become a flood of
-			// outbound connections. Not cached: it says nothing of the
-			// document.
+			// outbound connections, and one slow host must not take every
+			// slot. Not cached: it says nothing of the document.
 			r.mu.Unlock()
-			return Client{}, fmt.Errorf("oauthclients: look up client: %w: %d metadata documents are being fetched already",
-				store.ErrUnavailable, maxConcurrentFetches)
+			return Client{}, fmt.Errorf("oauthclients: look up client: %w: too many metadata documents are being fetched already",
+				store.ErrUnavailable)
 		}
+		r.inflightHosts[host]++
 		call = &fetchCall{done: make(chan struct{})}
 		r.inflight[clientID] = call
 		// The fetch runs on its own context, so that one caller giving up
@@ -237,6 +252,11 @@ func (r *Registry) runFetch(clientID string, call *fetchCall) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.inflight, clientID)
+	if host := hostOf(clientID); r.inflightHosts[host] <= 1 {
+		delete(r.inflightHosts, host)
+	} else {
+		r.inflightHosts[host]--
+	}
 	if r.fetchCtx.Err() == nil {
 		r.store(clientID, cacheEntry{client: c, err: err, expires: r.now().Add(ttl)})
 	}

@@ -511,27 +511,61 @@ func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 }
 
 // TestDocumentFetchesBounded: a flood of distinct client_id URLs does not
-// become a flood of outbound fetches; the refusal is an outage (503), not a
-// verdict on the document, and is not cached.
+// become a flood of outbound fetches, and one slow host cannot take every
+// slot. The refusal is an outage (503), not a verdict on the document, and
+// is not cached.
 func TestDocumentFetchesBounded(t *testing.T) {
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = 5 * time.Second })
-	for i := range 32 {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		// The caller gives up; the fetch goes on until the server answers.
-		_, _ = e.reg.Lookup(ctx, e.docs.url(appHost, fmt.Sprintf("/slow.json?n=%d", i)))
-		cancel()
+	host := func(i int) string {
+		h := fmt.Sprintf("h%d.example.com", i)
+		e.dns.mu.Lock()
+		e.dns.hosts[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+		e.dns.mu.Unlock()
+		return h
 	}
-	_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json"))
+	// startSlow starts a fetch that hangs until the server is released;
+	// the caller gives up at once, the fetch goes on.
+	startSlow := func(h string, n int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := e.reg.Lookup(ctx, e.docs.url(h, fmt.Sprintf("/slow.json?n=%d", n)))
+		return err
+	}
+
+	// One host: four at once, the fifth refused, another host still served.
+	h0 := host(0)
+	for n := range 4 {
+		if err := startSlow(h0, n); errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("fetch %d from one host refused: %v", n+1, err)
+		}
+	}
+	if err := startSlow(h0, 4); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("fifth fetch from one host: %v, want ErrUnavailable", err)
+	}
+	if _, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json")); err != nil {
+		t.Errorf("another host while one is slow: %v", err)
+	}
+
+	// All hosts: 32 at once, the 33rd refused.
+	for i := 1; i < 8; i++ {
+		h := host(i)
+		for n := range 4 {
+			if err := startSlow(h, n); errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("fetch %d from host %d refused: %v", n+1, i, err)
+			}
+		}
+	}
+	_, err := e.reg.Lookup(context.Background(), e.docs.url(otherHost, "/client.json"))
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("33rd concurrent document: %v, want ErrUnavailable", err)
 	}
-	if n := e.docs.count("/client.json"); n != 0 {
-		t.Errorf("the refused document was fetched %d times", n)
+	if n := e.docs.count("/client.json"); n != 1 {
+		t.Errorf("/client.json fetched %d times, want once (the refused lookup fetched nothing)", n)
 	}
 	e.docs.releaseSlow()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, err = e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json"))
+		_, err = e.reg.Lookup(context.Background(), e.docs.url(otherHost, "/client.json"))
 		if err == nil || time.Now().After(deadline) {
 			break
 		}

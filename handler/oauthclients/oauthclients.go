@@ -231,18 +231,19 @@ type Registry struct {
 	log          *slog.Logger
 
 	// Metadata documents: how to fetch them, and what was fetched.
-	fetcher     *http.Client
-	fetchTO     time.Duration
-	maxDoc      int64
-	docTTL      time.Duration
-	maxDocTTL   time.Duration
-	failureTTL  time.Duration
-	maxCached   int
-	mu          sync.Mutex
-	docs        map[string]cacheEntry // by client_id URL
-	inflight    map[string]*fetchCall // fetches under way, by client_id URL
-	fetchCtx    context.Context       // parent of every fetch: cancelled by Close
-	cancelFetch context.CancelFunc
+	fetcher       *http.Client
+	fetchTO       time.Duration
+	maxDoc        int64
+	docTTL        time.Duration
+	maxDocTTL     time.Duration
+	failureTTL    time.Duration
+	maxCached     int
+	mu            sync.Mutex
+	docs          map[string]cacheEntry // by client_id URL
+	inflight      map[string]*fetchCall // fetches under way, by client_id URL
+	inflightHosts map[string]int        // how many of them per host
+	fetchCtx      context.Context       // parent of every fetch: cancelled by Close
+	cancelFetch   context.CancelFunc
 }
 
 // New returns a Registry. It fails on options no deployment should have.
@@ -264,21 +265,22 @@ func New(opts Options) (*Registry, error) {
 		}
 	}
 	r := &Registry{
-		rdb:          opts.Redis,
-		now:          opts.Now,
-		ttl:          orDefault(opts.RegistrationTTL, DefaultRegistrationTTL),
-		unusedTTL:    orDefault(opts.UnusedRegistrationTTL, DefaultUnusedTTL),
-		extraSchemes: slices.Clone(opts.ExtraRedirectSchemes),
-		allowLoop:    opts.AllowLoopback,
-		log:          opts.Logger,
-		fetchTO:      orDefault(opts.FetchTimeout, DefaultFetchTimeout),
-		maxDoc:       orDefault(opts.MaxDocumentBytes, DefaultMaxDocumentBytes),
-		docTTL:       orDefault(opts.DocumentTTL, DefaultDocumentTTL),
-		maxDocTTL:    orDefault(opts.MaxDocumentTTL, DefaultMaxDocumentTTL),
-		failureTTL:   orDefault(opts.FailureTTL, DefaultFailureTTL),
-		maxCached:    orDefault(opts.MaxCachedDocuments, DefaultMaxCachedDocuments),
-		docs:         make(map[string]cacheEntry),
-		inflight:     make(map[string]*fetchCall),
+		rdb:           opts.Redis,
+		now:           opts.Now,
+		ttl:           orDefault(opts.RegistrationTTL, DefaultRegistrationTTL),
+		unusedTTL:     orDefault(opts.UnusedRegistrationTTL, DefaultUnusedTTL),
+		extraSchemes:  slices.Clone(opts.ExtraRedirectSchemes),
+		allowLoop:     opts.AllowLoopback,
+		log:           opts.Logger,
+		fetchTO:       orDefault(opts.FetchTimeout, DefaultFetchTimeout),
+		maxDoc:        orDefault(opts.MaxDocumentBytes, DefaultMaxDocumentBytes),
+		docTTL:        orDefault(opts.DocumentTTL, DefaultDocumentTTL),
+		maxDocTTL:     orDefault(opts.MaxDocumentTTL, DefaultMaxDocumentTTL),
+		failureTTL:    orDefault(opts.FailureTTL, DefaultFailureTTL),
+		maxCached:     orDefault(opts.MaxCachedDocuments, DefaultMaxCachedDocuments),
+		docs:          make(map[string]cacheEntry),
+		inflight:      make(map[string]*fetchCall),
+		inflightHosts: make(map[string]int),
 	}
 	if r.now == nil {
 		r.now = time.Now
