@@ -6,7 +6,9 @@
 #   .ci/load-tools-list.sh [seconds]     (default 10)
 #
 # Prints requests/s and latency for both, the ratio, and the handler's peak
-# resident memory (VmHWM). Needs wrk (apt-get install wrk) and taskset.
+# resident memory (VmHWM). A second bare handler sends a body as large as the
+# handler's answer (bare-same), for the ratio at equal payload. Needs wrk
+# (apt-get install wrk) and taskset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
@@ -36,6 +38,11 @@ wait_http http://127.0.0.1:7191/health
 wait_http http://127.0.0.1:7181/
 for _ in $(seq 1 100); do [ -s "$tmp/tokens.json" ] && break; sleep 0.05; done
 token="$(sed -E 's/.*"all":"([^"]+)".*/\1/' "$tmp/tokens.json")"
+list_bytes="$(curl -fsS http://127.0.0.1:7191/mcp -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}' | wc -c)"
+taskset -c 1 "$tmp/bare" -addr 127.0.0.1:7182 -bytes "$list_bytes" >/dev/null 2>&1 &
+pids+=("$!")
+wait_http http://127.0.0.1:7182/
 
 cat >"$tmp/list.lua" <<LUA
 wrk.method = "POST"
@@ -57,12 +64,14 @@ run() { # name url
   p99="$(awk '$1=="99%" {print $2}' "$tmp/$1.txt")"
   p50="$(awk '$1=="50%" {print $2}' "$tmp/$1.txt")"
   errs="$(awk '/Non-2xx/ {print $5}' "$tmp/$1.txt")"
-  printf '%-8s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
+  printf '%-9s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
   eval "${1}_rps=$rps"
 }
 
-echo "tools/list, ${conns} connections, ${secs}s, server on core 1, wrk on core 0"
+echo "tools/list, ${conns} connections, ${secs}s, server on core 1, wrk on core 0; the handler's answer is ${list_bytes} bytes"
 run bare http://127.0.0.1:7181/
+run bare_same http://127.0.0.1:7182/
 run handler http://127.0.0.1:7191/mcp
-awk -v h="$handler_rps" -v b="$bare_rps" 'BEGIN { printf "handler/bare: %.0f%%\n", 100*h/b }'
+awk -v h="$handler_rps" -v b="$bare_rps" -v s="$bare_same_rps" \
+  'BEGIN { printf "handler/bare: %.0f%%   handler/bare_same (same payload): %.0f%%\n", 100*h/b, 100*h/s }'
 echo "handler peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$hpid/status)"
