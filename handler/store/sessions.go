@@ -283,23 +283,29 @@ func (s *Sessions) openJSON(name string, sealed []byte, v any) error {
 
 // SaveFlow stores a sign-in flow under its state for ttl.
 func (s *Sessions) SaveFlow(ctx context.Context, state string, f Flow, ttl time.Duration) error {
-	if err := errors.Join(checkSecret("state", state), checkTTL("save flow", ttl)); err != nil {
-		return err
-	}
 	if f.Created.IsZero() {
 		f.Created = s.now().UTC()
 	}
-	key := flowKey(state)
-	sealed, err := s.sealJSON(key, f)
+	return s.saveOnce(ctx, "flow", "state", state, flowKey(state), f, ttl)
+}
+
+// saveOnce seals v under key for ttl, unless the key exists: what the
+// secret names is written once. what names the record, secretName the
+// secret, in errors.
+func (s *Sessions) saveOnce(ctx context.Context, what, secretName, secret, key string, v any, ttl time.Duration) error {
+	if err := errors.Join(checkSecret(secretName, secret), checkTTL("save "+what, ttl)); err != nil {
+		return err
+	}
+	sealed, err := s.sealJSON(key, v)
 	if err != nil {
-		return fmt.Errorf("store: save flow: %w", err)
+		return fmt.Errorf("store: save %s: %w", what, err)
 	}
 	ok, err := s.rdb.SetNX(ctx, key, sealed, ttl).Result()
 	if err != nil {
-		return wrap("save flow", err)
+		return wrap("save "+what, err)
 	}
 	if !ok {
-		return errors.New("store: save flow: state already in use")
+		return fmt.Errorf("store: save %s: %s already in use", what, secretName)
 	}
 	return nil
 }
@@ -336,22 +342,7 @@ return v
 
 // SaveCode stores what a one-time code stands for, for ttl.
 func (s *Sessions) SaveCode(ctx context.Context, code string, r CodeRecord, ttl time.Duration) error {
-	if err := errors.Join(checkSecret("code", code), checkTTL("save code", ttl)); err != nil {
-		return err
-	}
-	key := codeKey(code)
-	sealed, err := s.sealJSON(key, r)
-	if err != nil {
-		return fmt.Errorf("store: save code: %w", err)
-	}
-	ok, err := s.rdb.SetNX(ctx, key, sealed, ttl).Result()
-	if err != nil {
-		return wrap("save code", err)
-	}
-	if !ok {
-		return errors.New("store: save code: code already in use")
-	}
-	return nil
+	return s.saveOnce(ctx, "code", "code", code, codeKey(code), r, ttl)
 }
 
 // RedeemCode returns what a code stands for and deletes it, leaving a
