@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // benchPool is a set of distinct valid tokens, minted once for all
@@ -23,7 +24,7 @@ func benchEnv(b *testing.B) (*env, []string) {
 	benchPool.once.Do(func() {
 		// The issuer must outlive any one benchmark, so it is not tied to b's
 		// cleanup (the process exit closes it).
-		e := &env{t: b, clock: newClock(), logs: &syncBuffer{}}
+		e := &env{t: b, clock: newClock(), logs: &testkit.SyncBuffer{}}
 		idp, err := devidp.Start(devidp.Options{Now: e.clock.Now})
 		if err != nil {
 			b.Fatal(err)

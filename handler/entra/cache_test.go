@@ -43,13 +43,13 @@ func TestCacheEntryExpiresAtExp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Advance(10*time.Minute - time.Second)
+	e.clock.Add(10*time.Minute - time.Second)
 	if p, err := e.v.Verify(ctx, tok); err != nil || p != p1 {
 		t.Fatalf("one second before exp: %v, cached %v", err, p == p1)
 	}
 	// At exp the entry is gone; the token is verified afresh (and accepted
 	// within the leeway) but not cached again.
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	p2, err := e.v.Verify(ctx, tok)
 	if err != nil || p2 == p1 {
 		t.Fatalf("at exp: %v, served from cache %v", err, p2 == p1)
@@ -57,7 +57,7 @@ func TestCacheEntryExpiresAtExp(t *testing.T) {
 	if n := e.v.Stats().CachedTokens; n != 0 {
 		t.Errorf("CachedTokens = %d after exp, want 0", n)
 	}
-	e.clock.Advance(Leeway)
+	e.clock.Add(Leeway)
 	if _, err := e.v.verify(ctx, tok); !errors.Is(err, errExpired) {
 		t.Fatalf("past exp + leeway: %v", err)
 	}
@@ -75,7 +75,7 @@ func TestCacheBounded(t *testing.T) {
 		t.Errorf("CachedTokens = %d, want 3", n)
 	}
 	// Expired entries go first when the cache is full.
-	e.clock.Advance(2 * time.Hour)
+	e.clock.Add(2 * time.Hour)
 	if _, err := e.v.Verify(ctx, e.mint()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,63 +1,27 @@
 package entra
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
-// clock is a settable clock shared by the issuer and the verifier.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// syncBuffer is a log sink safe for the verifier's background goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// newClock is a settable clock shared by the issuer and the verifier.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Unix(1_800_000_000, 0)) }
 
 // env is an issuer and a verifier of its tokens, on one clock.
 type env struct {
 	t     testing.TB
 	idp   *devidp.Server
-	clock *clock
+	clock *testkit.Clock
 	v     *Verifier
-	logs  *syncBuffer
+	logs  *testkit.SyncBuffer
 }
 
 // Tenants used across tests besides the issuer's home tenant.
@@ -66,7 +30,7 @@ const (
 	secondTenant = "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff"
 )
 
-func startIdP(t testing.TB, c *clock) *devidp.Server {
+func startIdP(t testing.TB, c *testkit.Clock) *devidp.Server {
 	t.Helper()
 	idp, err := devidp.Start(devidp.Options{Now: c.Now})
 	if err != nil {
@@ -79,7 +43,7 @@ func startIdP(t testing.TB, c *clock) *devidp.Server {
 // newEnv starts an issuer and a warmed verifier; edit adjusts the config.
 func newEnv(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, clock: newClock(), logs: &syncBuffer{}}
+	e := &env{t: t, clock: newClock(), logs: &testkit.SyncBuffer{}}
 	e.idp = startIdP(t, e.clock)
 	e.v = e.newVerifier(edit)
 	if err := e.v.Warm(context.Background()); err != nil {

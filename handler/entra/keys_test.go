@@ -34,7 +34,7 @@ func TestNewKidPickedUp(t *testing.T) {
 		t.Fatalf("%d fetches inside the refresh interval", n)
 	}
 	// ...and once the interval has passed it causes one fetch and verifies.
-	e.clock.Advance(defaultMinRefreshInterval)
+	e.clock.Add(defaultMinRefreshInterval)
 	if _, err := e.v.verify(ctx, tok); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
@@ -86,7 +86,7 @@ func TestUnknownKidFlood(t *testing.T) {
 		{defaultMinRefreshInterval / 2, 0}, // still inside the interval: none
 		{defaultMinRefreshInterval / 2, 1}, // next interval: one again
 	} {
-		e.clock.Advance(step.advance)
+		e.clock.Add(step.advance)
 		before := e.idp.JWKSFetches()
 		flood()
 		if n := e.idp.JWKSFetches() - before; n != step.want {
@@ -103,13 +103,13 @@ func TestOutageKeepsCachedKeys(t *testing.T) {
 
 	// Keys are old enough for a background refresh; it fails, and the old
 	// keys keep working.
-	e.clock.Advance(defaultMaxKeyAge + time.Second)
+	e.clock.Add(defaultMaxKeyAge + time.Second)
 	if _, err := e.v.Verify(ctx, e.mint()); err != nil {
 		t.Fatalf("during outage: %v", err)
 	}
 	waitFor(t, func() bool { return e.v.Stats().LastRefreshError != "" })
 	// An unknown kid forces a fetch of its own, which fails too.
-	e.clock.Advance(defaultMinRefreshInterval)
+	e.clock.Add(defaultMinRefreshInterval)
 	if _, err := e.v.verify(ctx, e.sign(with(e.rs256Header(), "kid", "new"), e.claims())); !errors.Is(err, errUnknownKid) {
 		t.Fatalf("unknown kid during outage: %v", err)
 	}
@@ -158,7 +158,7 @@ func TestRetiredKeyStopsVerifying(t *testing.T) {
 					t.Fatal(err)
 				}
 			case "background":
-				e.clock.Advance(defaultMaxKeyAge)
+				e.clock.Add(defaultMaxKeyAge)
 				fetches := e.v.Stats().JWKSFetches
 				// This call is served (cache), and starts the refresh.
 				if _, err := e.v.Verify(ctx, tok); err != nil {
@@ -213,7 +213,7 @@ func TestKnownKidNotBlockedByRefresh(t *testing.T) {
 	}
 	bt.armed.Store(true)
 
-	e.clock.Advance(defaultMinRefreshInterval)
+	e.clock.Add(defaultMinRefreshInterval)
 	unknown := make(chan error, 1)
 	go func() {
 		_, err := v.verify(ctx, e.sign(with(e.rs256Header(), "kid", "brand-new"), e.claims()))
@@ -266,7 +266,7 @@ func TestColdStartAndUnavailable(t *testing.T) {
 	}
 	// Retries come sooner than MinRefreshInterval while no keys are loaded.
 	e.idp.SetJWKSFailing(false)
-	e.clock.Advance(bootstrapRetryInterval)
+	e.clock.Add(bootstrapRetryInterval)
 	if _, err := broken.Verify(ctx, e.mint()); err != nil {
 		t.Fatalf("after the outage: %v", err)
 	}

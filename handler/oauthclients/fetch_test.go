@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -63,24 +64,6 @@ func (d *dialLog) count() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.addrs)
-}
-
-// testClock is a clock the test moves.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // docServer is a TLS server of metadata documents on a loopback port,
@@ -199,7 +182,7 @@ type cimdEnv struct {
 	docs  *docServer
 	dns   *fakeDNS
 	dials *dialLog
-	clock *testClock
+	clock *testkit.Clock
 	reg   *oauthclients.Registry
 }
 
@@ -208,7 +191,7 @@ func newCIMD(t *testing.T, allowLoopback bool, tweak func(*oauthclients.Options)
 	e := &cimdEnv{
 		docs:  newDocServer(t),
 		dials: &dialLog{},
-		clock: &testClock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)},
+		clock: testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)),
 	}
 	loop := netip.MustParseAddr("127.0.0.1")
 	e.dns = &fakeDNS{hosts: map[string][]netip.Addr{

@@ -1,7 +1,6 @@
 package obo_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
@@ -35,41 +36,13 @@ type env struct {
 	verify *entra.Verifier
 	rdb    redis.UniversalClient
 	client *obo.Client
-	logs   *syncBuffer
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *testkit.SyncBuffer
 }
 
 func newEnv(t *testing.T, rdb redis.UniversalClient, opts ...func(*obo.Options)) *env {
 	t.Helper()
-	idp, err := devidp.Start(devidp.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	v, err := entra.NewVerifier(entra.Config{
-		AuthorityHost: idp.AuthorityHost(), TenantID: idp.TenantID(), ClientID: idp.ClientID(), HTTPClient: idp.HTTPClient(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, idp: idp, verify: v, rdb: rdb, logs: &syncBuffer{}}
+	idp, v := standin.Start(t, devidp.Options{})
+	e := &env{t: t, idp: idp, verify: v, rdb: rdb, logs: &testkit.SyncBuffer{}}
 	e.client = e.newClient(opts...)
 	return e
 }

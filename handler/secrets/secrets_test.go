@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/entra-mcp/functions-mcp/handler/azcred"
 	"github.com/entra-mcp/functions-mcp/handler/azuretest"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/secrets"
 )
@@ -29,7 +29,7 @@ type vaultEnv struct {
 	kv    *azuretest.KeyVault
 	ident azuretest.Identity
 	cred  azcore.TokenCredential
-	logs  *logBuffer
+	logs  *testkit.SyncBuffer
 	// values are every secret value put in the vault, to prove none leaks.
 	values []string
 }
@@ -65,7 +65,7 @@ func newVaultEnv(t *testing.T) *vaultEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &vaultEnv{msi: msi, kv: kv, ident: ident, cred: cred, logs: &logBuffer{}}
+	return &vaultEnv{msi: msi, kv: kv, ident: ident, cred: cred, logs: &testkit.SyncBuffer{}}
 }
 
 func (e *vaultEnv) options() secrets.Options {
@@ -554,20 +554,3 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -44,24 +45,6 @@ func newSessions(t *testing.T, opts ...store.SessionsOption) (*store.Sessions, *
 
 func record(oid string) store.HandleRecord {
 	return store.HandleRecord{TenantID: tenantA, ObjectID: oid, HomeAccountID: oid + "." + tenantA, Scope: "api://x/.default offline_access"}
-}
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 func TestFlowSingleUse(t *testing.T) {
@@ -424,7 +407,7 @@ func TestConcurrentRotate(t *testing.T) {
 
 func TestHandleLifetimes(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	s, rdb := newSessions(t, store.WithSessionsClock(clock.Now),
 		store.WithHandleIdleTTL(time.Hour), store.WithChainLifetime(3*time.Hour))
 	h, chainID, err := s.NewHandle(ctx, record(oidAlice))
@@ -722,7 +705,7 @@ func TestSessionsRedisDown(t *testing.T) {
 
 func TestRememberedConsent(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s, rdb := newSessions(t, store.WithSessionsClock(clock.Now))
 	browser, other := rand.Text(), rand.Text()
 

@@ -17,6 +17,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
@@ -36,17 +37,7 @@ type graphEnv struct {
 
 func newGraphEnv(t *testing.T) *graphEnv {
 	t.Helper()
-	idp, err := devidp.Start(devidp.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = idp.Close() })
-	v, err := entra.NewVerifier(entra.Config{
-		AuthorityHost: idp.AuthorityHost(), TenantID: idp.TenantID(), ClientID: idp.ClientID(), HTTPClient: idp.HTTPClient(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	idp, v := standin.Start(t, devidp.Options{})
 	cred, err := confidential.NewCredFromSecret(idp.ClientSecret())
 	if err != nil {
 		t.Fatal(err)
