@@ -2,15 +2,10 @@ package azuretest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/selfsigned"
 )
 
 // KeyVaultResource is Key Vault's resource (token audience) in the public
@@ -466,33 +463,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) int {
 // vaultCertificate makes a self-signed certificate for *.vault.azure.net.
 // It is its own root: clients trust exactly this certificate.
 func vaultCertificate() (tls.Certificate, *x509.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, leaf, err := selfsigned.New(selfsigned.Names{
+		CommonName: "*.vault.azure.net",
+		DNS:        []string{"*.vault.azure.net", "vault.azure.net"},
+	}, 24*time.Hour)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("azuretest: key vault certificate: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("azuretest: key vault certificate: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "*.vault.azure.net", Organization: []string{"azuretest stand-in"}},
-		DNSNames:              []string{"*.vault.azure.net", "vault.azure.net"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("azuretest: key vault certificate: %w", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("azuretest: key vault certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf, nil
+	return cert, leaf, nil
 }
