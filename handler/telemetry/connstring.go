@@ -38,18 +38,13 @@ type ConnString struct {
 func ParseConnectionString(s string) (ConnString, error) {
 	var cs ConnString
 	var suffix, location string
-	for part := range strings.SplitSeq(s, ";") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			// Do not echo the segment: a malformed string may hold a key.
-			return ConnString{}, errors.New("telemetry: connection string: a segment is not key=value")
-		}
-		v = strings.TrimSpace(v)
-		switch strings.ToLower(strings.TrimSpace(k)) {
+	kvs, err := pairs(s, "connection string")
+	if err != nil {
+		return ConnString{}, err
+	}
+	for _, kv := range kvs {
+		k, v := kv[0], kv[1]
+		switch k {
 		case "instrumentationkey":
 			cs.InstrumentationKey = strings.ToLower(v)
 		case "ingestionendpoint":
@@ -120,17 +115,13 @@ type Auth struct {
 // An empty string means instrumentation-key-only ingestion.
 func ParseAuthenticationString(s string) (Auth, error) {
 	var a Auth
-	for part := range strings.SplitSeq(s, ";") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return Auth{}, errors.New("telemetry: authentication string: a segment is not key=value")
-		}
-		v = strings.TrimSpace(v)
-		switch strings.ToLower(strings.TrimSpace(k)) {
+	kvs, err := pairs(s, "authentication string")
+	if err != nil {
+		return Auth{}, err
+	}
+	for _, kv := range kvs {
+		k, v := kv[0], kv[1]
+		switch k {
 		case "authorization":
 			if !strings.EqualFold(v, "AAD") {
 				return Auth{}, fmt.Errorf("telemetry: authentication string: Authorization=%q is not supported (only AAD)", v)
@@ -176,4 +167,23 @@ func checkEndpoint(raw string) (string, error) {
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// pairs splits "key=value;key=value" into lower-case keys and trimmed
+// values; empty segments (a trailing ";") are skipped. A segment without
+// "=" is an error that does not echo it: a malformed string may hold a key.
+func pairs(s, what string) ([][2]string, error) {
+	var out [][2]string
+	for part := range strings.SplitSeq(s, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, errors.New("telemetry: " + what + ": a segment is not key=value")
+		}
+		out = append(out, [2]string{strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)})
+	}
+	return out, nil
 }
