@@ -293,17 +293,11 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 // Refresh rotates a refresh handle and returns a fresh access token:
 // POST /auth/refresh {"refresh_token": "..."}.
 func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		RefreshToken string `json:"refresh_token,omitempty"`
-	}
-	if !s.readJSON(w, r, &req) || !s.allow(w, r) {
+	handle, ok := s.readHandle(w, r)
+	if !ok || !s.allow(w, r) {
 		return
 	}
-	if req.RefreshToken == "" || len(req.RefreshToken) > 128 {
-		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
-		return
-	}
-	t, err := s.RefreshHandle(r.Context(), req.RefreshToken, "")
+	t, err := s.RefreshHandle(r.Context(), handle, "")
 	if err != nil {
 		s.grantFailure(w, r, "refresh", err)
 		return
@@ -315,21 +309,15 @@ func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
 // revokes the handle's chain and deletes the user's MSAL cache. The answer
 // is the same whether or not the handle was valid (RFC 7009 §2.2).
 func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		RefreshToken string `json:"refresh_token,omitempty"`
-	}
-	if !s.readJSON(w, r, &req) {
-		return
-	}
-	if req.RefreshToken == "" || len(req.RefreshToken) > 128 {
-		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+	handle, ok := s.readHandle(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	rec, err := s.opts.Sessions.PeekHandle(ctx, req.RefreshToken)
+	rec, err := s.opts.Sessions.PeekHandle(ctx, handle)
 	switch {
 	case err == nil:
-		if err := s.opts.Sessions.Revoke(ctx, req.RefreshToken); err != nil {
+		if err := s.opts.Sessions.Revoke(ctx, handle); err != nil {
 			s.fail(w, r, "revoke refresh handle", err)
 			return
 		}
@@ -346,6 +334,22 @@ func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// readHandle reads the body of refresh and logout: {"refresh_token": "..."}.
+// On failure it has answered.
+func (s *Service) readHandle(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var req struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if !s.readJSON(w, r, &req) {
+		return "", false
+	}
+	if req.RefreshToken == "" || len(req.RefreshToken) > 128 {
+		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		return "", false
+	}
+	return req.RefreshToken, true
 }
 
 // acquireSilent gets the user's access token from their MSAL cache,
