@@ -171,10 +171,10 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 // with the request) and only with the page's own CSRF token.
 func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclients.Client, req signin.ClientRequest) {
 	binding := ""
-	if ck, err := r.Cookie(s.cookieName()); err == nil && len(ck.Value) == 43 {
+	if v := s.bindCookie.Value(r); len(v) == 43 {
 		// Reuse the browser's cookie, so two consent pages open at once
 		// both stay answerable.
-		binding = ck.Value
+		binding = v
 	}
 	id, csrf := randomText(), randomText()
 	if binding == "" {
@@ -193,16 +193,7 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclien
 		s.unavailablePage(w, r, "save authorization request", err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     s.cookieName(),
-		Value:    binding,
-		Path:     "/",
-		MaxAge:   int(consentTTL / time.Second),
-		HttpOnly: true,
-		Secure:   s.secure,
-		// Only our own consent page posts the form.
-		SameSite: http.SameSiteStrictMode,
-	})
+	s.bindCookie.Set(w, binding, consentTTL)
 	// Chromium applies form-action to the redirects that answer the form
 	// too: to Entra on approval, to the client on denial.
 	entraOrigin, err := s.opts.SignIn.AuthorizeOrigin(r.Context())
@@ -246,10 +237,10 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.unavailablePage(w, r, "load authorization request", err)
 		return
 	}
-	ck, cerr := r.Cookie(s.cookieName())
-	if cerr != nil || !equal(hashHex(ck.Value), flow.Binding) || !equal(hashHex(csrf), flow.CSRF) {
+	binding := s.bindCookie.Value(r)
+	if binding == "" || !equal(hashHex(binding), flow.Binding) || !equal(hashHex(csrf), flow.CSRF) {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "consent form refused: browser binding or CSRF token does not match",
-			slog.Bool("cookie_present", cerr == nil))
+			slog.Bool("cookie_present", binding != ""))
 		s.errorPage(w, http.StatusForbidden, "This form could not be verified. Go back to the application and start again.")
 		return
 	}
@@ -279,13 +270,6 @@ func (s *Server) readConsentForm(w http.ResponseWriter, r *http.Request) (url.Va
 		return nil, false
 	}
 	return r.PostForm, true
-}
-
-func (s *Server) cookieName() string {
-	if s.secure {
-		return "__Host-mcp-authorize"
-	}
-	return "mcp-authorize"
 }
 
 // errorReturnPage shows an authorization error for a client whose redirect

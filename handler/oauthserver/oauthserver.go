@@ -32,6 +32,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
 
 // Paths of the endpoints.
@@ -92,9 +93,11 @@ func (s *Server) event(ctx context.Context, name string, props map[string]string
 type Server struct {
 	opts     Options
 	origin   string
-	secure   bool
 	metadata []byte
 	log      *slog.Logger
+	// bindCookie binds a consent page to the browser it was shown in.
+	// Strict: only our own page posts the form.
+	bindCookie webpage.BrowserCookie
 }
 
 // New builds the server.
@@ -113,8 +116,9 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:   opts,
 		origin: u.Scheme + "://" + u.Host,
-		secure: u.Scheme == "https",
 		log:    opts.Logger,
+		bindCookie: webpage.BrowserCookie{Name: "mcp-authorize", Secure: u.Scheme == "https",
+			SameSite: http.SameSiteStrictMode},
 	}
 	s.metadata, err = json.Marshal(s.newMetadata())
 	if err != nil {

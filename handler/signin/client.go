@@ -76,11 +76,11 @@ func (s *Service) AuthorizeOrigin(ctx context.Context) (string, error) {
 // ephemeral port is asked again; one on a fixed port (VS Code, the MCP
 // Inspector) is not.
 func (s *Service) RememberedConsent(ctx context.Context, r *http.Request, clientID, redirectURI string) (string, error) {
-	c, err := r.Cookie(s.consentCookieName())
-	if err != nil {
+	browser := s.consentCookie.Value(r)
+	if browser == "" {
 		return "", nil
 	}
-	u, err := s.opts.Sessions.ConsentedUser(ctx, c.Value, consentSubject(clientID, redirectURI))
+	u, err := s.opts.Sessions.ConsentedUser(ctx, browser, consentSubject(clientID, redirectURI))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", nil
 	}
@@ -107,7 +107,7 @@ func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow stor
 		// the next attempt asks this account.
 		s.log.LogAttrs(ctx, slog.LevelWarn, "client sign-in refused: signed in as another user than the one who approved the client",
 			slog.String("tid", tid), slog.String("oid", oid), slog.String("client_id", flow.ClientID))
-		s.clearConsentCookie(w)
+		s.consentCookie.Clear(w)
 		back.Set("error", "access_denied")
 		back.Set("error_description", "the account that signed in has not approved this client; try again")
 		RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
@@ -139,11 +139,8 @@ func consentSubject(clientID, redirectURI string) string { return clientID + " "
 // browser's consent cookie (made now if it has none). A failure only costs
 // the user the consent page next time.
 func (s *Service) rememberConsent(w http.ResponseWriter, r *http.Request, subject, tid, oid string) {
-	browser := ""
-	if c, err := r.Cookie(s.consentCookieName()); err == nil && len(c.Value) >= 32 && len(c.Value) <= 64 {
-		browser = c.Value
-	}
-	if browser == "" {
+	browser := s.consentCookie.Value(r)
+	if len(browser) < 32 || len(browser) > 64 {
 		var err error
 		if browser, err = randomString(32); err != nil {
 			return
@@ -153,27 +150,7 @@ func (s *Service) rememberConsent(w http.ResponseWriter, r *http.Request, subjec
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "remember consent failed", slog.String("err", err.Error()))
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     s.consentCookieName(),
-		Value:    browser,
-		Path:     "/",
-		MaxAge:   int(ConsentTTL / time.Second),
-		HttpOnly: true,
-		Secure:   s.secure,
-		SameSite: http.SameSiteLaxMode,
-	})
-}
-
-func (s *Service) consentCookieName() string {
-	if s.secure {
-		return "__Host-mcp-consent"
-	}
-	return "mcp-consent"
-}
-
-func (s *Service) clearConsentCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: s.consentCookieName(), Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
+	s.consentCookie.Set(w, browser, ConsentTTL)
 }
 
 // RedirectClient sends the browser back to an OAuth client's registered

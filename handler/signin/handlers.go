@@ -86,15 +86,7 @@ func (s *Service) begin(w http.ResponseWriter, r *http.Request, f store.Flow) {
 	v.Set("response_mode", "query")
 	u.RawQuery = v.Encode()
 
-	http.SetCookie(w, &http.Cookie{
-		Name:     s.cookieName(),
-		Value:    binding,
-		Path:     "/",
-		MaxAge:   int(flowTTL / time.Second),
-		HttpOnly: true,
-		Secure:   s.secure,
-		SameSite: http.SameSiteLaxMode,
-	})
+	s.flowCookie.Set(w, binding, flowTTL)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, u.String(), http.StatusFound)
@@ -111,18 +103,18 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", "The sign-in response has no valid state. Start again."))
 		return
 	}
-	cookie, err := r.Cookie(s.cookieName())
+	binding := s.flowCookie.Value(r)
 	// Consume the flow whatever happens next: a state is good for one try.
 	flow, ferr := s.opts.Sessions.TakeFlow(r.Context(), state)
-	s.clearCookie(w)
+	s.flowCookie.Clear(w)
 	if ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
 		s.failPage(w, r, "load sign-in flow", ferr)
 		return
 	}
 	// A flow waiting for consent (CSRF set) was never sent to Entra.
-	if ferr != nil || err != nil || flow.CSRF != "" || !equal(hashHex(cookie.Value), flow.Binding) {
+	if ferr != nil || binding == "" || flow.CSRF != "" || !equal(hashHex(binding), flow.Binding) {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "sign-in callback refused",
-			slog.Bool("flow_found", ferr == nil), slog.Bool("cookie_present", err == nil))
+			slog.Bool("flow_found", ferr == nil), slog.Bool("cookie_present", binding != ""))
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed",
 			"This sign-in has expired, was already used, or was started in another browser. Start again."))
 		return
@@ -492,11 +484,6 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, doing string, err
 	s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
 	w.Header().Set("Retry-After", "5")
 	WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service is unavailable; try again shortly")
-}
-
-func (s *Service) clearCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 }
 
 // WriteOAuthError writes an RFC 6749 §5.2 error response.

@@ -31,6 +31,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
 
 // Lifetimes.
@@ -91,8 +92,11 @@ type Service struct {
 	scopes      []string // what /auth/login asks Entra for
 	apiScopes   []string // the resource scope tokens are acquired for
 	pool        *pool
-	secure      bool // https: __Host- cookie with Secure
-	log         *slog.Logger
+	// flowCookie binds a sign-in to the browser that started it;
+	// consentCookie identifies the browser OAuth consents are remembered in.
+	flowCookie    webpage.BrowserCookie
+	consentCookie webpage.BrowserCookie
+	log           *slog.Logger
 }
 
 // New builds the service. It does not contact Entra.
@@ -110,12 +114,14 @@ func New(opts Options) (*Service, error) {
 		opts:        opts,
 		redirectURI: opts.PublicBaseURL + "/auth/callback",
 		apiScopes:   []string{opts.Entra.Scope()},
-		secure:      strings.HasPrefix(opts.PublicBaseURL, "https://"),
 		log:         opts.Logger,
 	}
 	// The token requests MSAL makes add openid, profile and offline_access
 	// by themselves; the authorize URL does not, so they are named here.
 	s.scopes = []string{opts.Entra.Scope(), "openid", "profile", "offline_access"}
+	secure := strings.HasPrefix(opts.PublicBaseURL, "https://")
+	s.flowCookie = webpage.BrowserCookie{Name: "mcp-signin", Secure: secure, SameSite: http.SameSiteLaxMode}
+	s.consentCookie = webpage.BrowserCookie{Name: "mcp-consent", Secure: secure, SameSite: http.SameSiteLaxMode}
 	authority := opts.Entra.AuthorityHost + "/" + opts.Entra.TenantID
 	publicCloud := opts.Entra.AuthorityHost == config.DefaultAuthorityHost
 	p, err := newPool(opts.PoolSize, authority, opts.Entra.ClientID, opts.Credential, opts.HTTPClient, publicCloud, opts.Sessions)
@@ -133,16 +139,6 @@ func (s *Service) RedirectURI() string { return s.redirectURI }
 // their MSAL cache (and so Entra's refresh token) are deleted.
 func (s *Service) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
 	return s.opts.Sessions.RevokeUser(ctx, tid, oid)
-}
-
-// cookieName binds a sign-in to the browser that started it. The __Host-
-// prefix pins it to our host, path / and Secure; plain http (dev mode)
-// cannot carry such a cookie.
-func (s *Service) cookieName() string {
-	if s.secure {
-		return "__Host-mcp-signin"
-	}
-	return "mcp-signin"
 }
 
 // randomString returns n random bytes, base64url without padding.

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"time"
 )
 
 // Nonce returns a fresh CSP nonce for one page.
@@ -44,4 +45,49 @@ func Write(w http.ResponseWriter, status int, t *template.Template, data any, no
 		"'; base-uri 'none'; form-action "+formAction+"; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// BrowserCookie is a cookie that binds server state to one browser:
+// HttpOnly, path /, and over https Secure with the __Host- prefix, which
+// pins it to our host. Plain http (dev mode) cannot carry such a cookie, so
+// there it has the bare name.
+type BrowserCookie struct {
+	Name     string // without the prefix
+	Secure   bool   // https: prefix and Secure
+	SameSite http.SameSite
+}
+
+func (c BrowserCookie) fullName() string {
+	if c.Secure {
+		return "__Host-" + c.Name
+	}
+	return c.Name
+}
+
+// Set sends the cookie with value for maxAge.
+func (c BrowserCookie) Set(w http.ResponseWriter, value string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     c.fullName(),
+		Value:    value,
+		Path:     "/",
+		MaxAge:   int(maxAge / time.Second),
+		HttpOnly: true,
+		Secure:   c.Secure,
+		SameSite: c.SameSite,
+	})
+}
+
+// Clear tells the browser to drop the cookie.
+func (c BrowserCookie) Clear(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: c.fullName(), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: c.Secure, SameSite: c.SameSite})
+}
+
+// Value is the cookie's value in r, or "" if it has none.
+func (c BrowserCookie) Value(r *http.Request) string {
+	ck, err := r.Cookie(c.fullName())
+	if err != nil {
+		return ""
+	}
+	return ck.Value
 }
