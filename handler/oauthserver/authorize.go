@@ -189,7 +189,7 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclien
 		Binding:         hashHex(binding),
 		CSRF:            hashHex(csrf),
 	}
-	if err := s.opts.Sessions.SaveFlow(r.Context(), id, flow, consentTTL); err != nil {
+	if err := s.opts.Sessions.SaveConsentRequest(r.Context(), id, flow, consentTTL); err != nil {
 		s.unavailablePage(w, r, "save authorization request", err)
 		return
 	}
@@ -228,8 +228,8 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "The form's decision must be approve or deny.")
 		return
 	}
-	flow, err := s.opts.Sessions.TakeFlow(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && flow.CSRF == "") {
+	flow, err := s.opts.Sessions.TakeConsentRequest(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
 		s.errorPage(w, http.StatusBadRequest, "This request has expired or was already answered. Go back to the application and start again.")
 		return
 	}

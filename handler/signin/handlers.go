@@ -111,8 +111,7 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		s.failPage(w, r, "load sign-in flow", ferr)
 		return
 	}
-	// A flow waiting for consent (CSRF set) was never sent to Entra.
-	if ferr != nil || binding == "" || flow.CSRF != "" || !equal(hashHex(binding), flow.Binding) {
+	if ferr != nil || binding == "" || !equal(hashHex(binding), flow.Binding) {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "sign-in callback refused",
 			slog.Bool("flow_found", ferr == nil), slog.Bool("cookie_present", binding != ""))
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed",

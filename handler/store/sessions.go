@@ -62,15 +62,15 @@ func (e notFoundError) Error() string        { return "store: " + string(e) + " 
 func (e notFoundError) Is(target error) bool { return target == ErrNotFound }
 
 const (
-	errFlowNotFound    = notFoundError("sign-in flow")
 	errCodeNotFound    = notFoundError("one-time code")
 	errHandleNotFound  = notFoundError("refresh handle")
 	errConsentNotFound = notFoundError("consent")
 )
 
 // Flow is a sign-in in progress, kept from /authorize until Entra calls back.
-// The OAuth front also keeps an authorization request waiting for the
-// user's consent as a Flow, with CSRF set and no Verifier.
+// The OAuth front keeps an authorization request waiting for the user's
+// consent as a Flow too, with CSRF set and no Verifier, under its own keys
+// (SaveConsentRequest), so neither can be taken as the other.
 type Flow struct {
 	Verifier        string    `json:"verifier"`        // our PKCE verifier towards Entra
 	Nonce           string    `json:"nonce"`           // OIDC nonce sent to Entra
@@ -132,6 +132,7 @@ type HandleRecord struct {
 // Keys (h(x) is hex SHA-256 of x; no state, code or handle is stored as it is):
 //
 //	flow:<h(state)>            sealed Flow; TTL given by the caller; single use
+//	authreq:<h(id)>            sealed Flow waiting for consent; TTL given by the caller; single use
 //	code:{<h(code)>}           sealed CodeRecord; TTL given by the caller; single use
 //	codeused:{<h(code)>}       tombstone of a redeemed code: "", "!" or a chain id
 //	msal:<tid>.<oid>           sealed MSAL cache of one user; TTL given by the caller
@@ -211,6 +212,7 @@ func digest(secret string) string {
 }
 
 func flowKey(state string) string        { return "flow:" + digest(state) }
+func consentRequestKey(id string) string { return "authreq:" + digest(id) }
 func codeKey(code string) string         { return "code:{" + digest(code) + "}" }
 func codeUsedKey(code string) string     { return "codeused:{" + digest(code) + "}" }
 func msalKey(user string) string         { return "msal:" + user }
@@ -289,6 +291,15 @@ func (s *Sessions) SaveFlow(ctx context.Context, state string, f Flow, ttl time.
 	return s.saveOnce(ctx, "flow", "state", state, flowKey(state), f, ttl)
 }
 
+// SaveConsentRequest stores an authorization request waiting for the
+// user's consent under its random id for ttl.
+func (s *Sessions) SaveConsentRequest(ctx context.Context, id string, f Flow, ttl time.Duration) error {
+	if f.Created.IsZero() {
+		f.Created = s.now().UTC()
+	}
+	return s.saveOnce(ctx, "consent request", "request id", id, consentRequestKey(id), f, ttl)
+}
+
 // saveOnce seals v under key for ttl, unless the key exists: what the
 // secret names is written once. what names the record, secretName the
 // secret, in errors.
@@ -313,20 +324,28 @@ func (s *Sessions) saveOnce(ctx context.Context, what, secretName, secret, key s
 // TakeFlow returns the flow saved under state and deletes it, so a state
 // works once. It returns an error matching ErrNotFound if there is none.
 func (s *Sessions) TakeFlow(ctx context.Context, state string) (Flow, error) {
-	if checkSecret("state", state) != nil {
-		return Flow{}, errFlowNotFound
+	return s.takeFlow(ctx, "sign-in flow", state, flowKey(state))
+}
+
+// TakeConsentRequest is TakeFlow for what SaveConsentRequest stored.
+func (s *Sessions) TakeConsentRequest(ctx context.Context, id string) (Flow, error) {
+	return s.takeFlow(ctx, "consent request", id, consentRequestKey(id))
+}
+
+func (s *Sessions) takeFlow(ctx context.Context, what, secret, key string) (Flow, error) {
+	if checkSecret(what, secret) != nil {
+		return Flow{}, notFoundError(what)
 	}
-	key := flowKey(state)
 	sealed, err := takeScript.Run(ctx, s.rdb, []string{key}).Text()
 	if errors.Is(err, redis.Nil) {
-		return Flow{}, errFlowNotFound
+		return Flow{}, notFoundError(what)
 	}
 	if err != nil {
-		return Flow{}, wrap("take flow", err)
+		return Flow{}, wrap("take "+what, err)
 	}
 	var f Flow
 	if err := s.openJSON(key, []byte(sealed), &f); err != nil {
-		return Flow{}, fmt.Errorf("store: take flow: %w", err)
+		return Flow{}, fmt.Errorf("store: take %s: %w", what, err)
 	}
 	return f, nil
 }

@@ -776,3 +776,32 @@ func TestRememberedConsent(t *testing.T) {
 		t.Error("a consent outliving RevokeUser's mark was accepted")
 	}
 }
+
+// TestConsentRequestsAreNotFlows: a consent request and a sign-in flow live
+// under different keys, so the callback can never take a request that was
+// never sent to Entra, nor the consent form a sign-in flow.
+func TestConsentRequestsAreNotFlows(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newSessions(t)
+	id := rand.Text()
+	if err := s.SaveConsentRequest(ctx, id, store.Flow{ClientID: "c", CSRF: "h"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakeFlow(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a consent request taken as a flow: %v", err)
+	}
+	f, err := s.TakeConsentRequest(ctx, id)
+	if err != nil || f.ClientID != "c" || f.CSRF != "h" {
+		t.Fatalf("TakeConsentRequest: %+v %v", f, err)
+	}
+	if _, err := s.TakeConsentRequest(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a consent request taken twice: %v", err)
+	}
+	state := rand.Text()
+	if err := s.SaveFlow(ctx, state, store.Flow{Verifier: "v"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakeConsentRequest(ctx, state); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a flow taken as a consent request: %v", err)
+	}
+}
