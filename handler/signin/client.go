@@ -48,8 +48,11 @@ func (s *Service) StartClientSignIn(w http.ResponseWriter, r *http.Request, c Cl
 
 // AuthorizeOrigin is the origin of Entra's authorize endpoint, where
 // StartClientSignIn sends the browser (pages whose forms lead there must
-// allow it in their CSP). MSAL caches the discovery it comes from.
+// allow it in their CSP). It comes from MSAL's discovery, once.
 func (s *Service) AuthorizeOrigin(ctx context.Context) (string, error) {
+	if o := s.authorizeOrigin.Load(); o != nil {
+		return *o, nil
+	}
 	var authURL string
 	err := s.pool.with(ctx, "", func(c confidential.Client) error {
 		var err error
@@ -63,7 +66,9 @@ func (s *Service) AuthorizeOrigin(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("parse authorize URL: %w", err)
 	}
-	return u.Scheme + "://" + u.Host, nil
+	o := u.Scheme + "://" + u.Host
+	s.authorizeOrigin.Store(&o)
+	return o, nil
 }
 
 // RememberedConsent returns "<tid>.<oid>" of the user who approved clientID

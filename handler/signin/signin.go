@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
@@ -96,7 +97,9 @@ type Service struct {
 	// consentCookie identifies the browser OAuth consents are remembered in.
 	flowCookie    webpage.BrowserCookie
 	consentCookie webpage.BrowserCookie
-	log           *slog.Logger
+	// authorizeOrigin caches AuthorizeOrigin: the endpoint does not move.
+	authorizeOrigin atomic.Pointer[string]
+	log             *slog.Logger
 }
 
 // New builds the service. It does not contact Entra.
