@@ -22,7 +22,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import {
-  Failure, MemoryProvider, argumentsFor, check, done, expectCSP, expectHeading, isLocal, isLoopback, need, ok, pageError,
+  Failure, MemoryProvider, argumentsFor, check, clickAndLand, done, expectCSP, expectHeading, isLocal, isLoopback, need, ok, pageError,
   structured, urlPath, withChromium, withoutQueries,
 } from './lib.mjs';
 
@@ -105,7 +105,7 @@ async function allowPath(callback) {
 
     const allow = page.getByRole('button', { name: 'Allow', exact: true });
     check(await allow.count() === 1, 'the consent page has no single "Allow" button');
-    const pickResp = await clickAndLand(page, allow, '"Allow"');
+    const pickResp = await clickAndLand(page, allow, '"Allow"', problems);
     const pickURL = new URL(pickResp.url());
     check(pickURL.origin !== base && isLoopback(pickURL) && pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
       `after "Allow" the browser is at ${urlPath(pickURL)}${await pageError(page)}, want the Entra stand-in's account picker`);
@@ -116,7 +116,7 @@ async function allowPath(callback) {
     const user = page.getByRole('button', { name: new RegExp(USER_NAME) });
     check(await user.count() === 1, `the account picker has no single "${USER_NAME}" button`);
     const before = requests.length;
-    const landResp = await clickAndLand(page, user, `"${USER_NAME}"`);
+    const landResp = await clickAndLand(page, user, `"${USER_NAME}"`, problems);
     const landed = new URL(landResp.url());
     if (landed.origin === pickURL.origin) {
       throw new Failure(`the Entra stand-in refused the sign-in (${landResp.request().method()} ${landed.pathname} ` +
@@ -173,7 +173,7 @@ async function denyPath(callback, allowed) {
     await consentPage(page, c, callback, null);
     const deny = page.getByRole('button', { name: 'Deny', exact: true });
     check(await deny.count() === 1, 'the consent page has no single "Deny" button');
-    const landResp = await clickAndLand(page, deny, '"Deny"');
+    const landResp = await clickAndLand(page, deny, '"Deny"', problems);
     const landed = new URL(landResp.url());
     check(urlPath(landed) === callback.url,
       `after "Deny" the browser is at ${urlPath(landed)} (${landResp.status()}, "${await page.title()}"${await pageError(page)}), ` +
@@ -254,26 +254,6 @@ async function instrument(context) {
   return page;
 }
 
-// clickAndLand clicks and returns the response of the page the click ends
-// on, redirects followed. A navigation the browser blocked (a CSP
-// form-action refusing a redirect, say) ends nowhere: then the problems the
-// browser reported are the message.
-async function clickAndLand(page, locator, what) {
-  try {
-    const [resp] = await Promise.all([
-      page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().frame() === page.mainFrame() &&
-        (r.status() < 300 || r.status() >= 400)),
-      locator.click(),
-    ]);
-    await page.waitForLoadState('load');
-    return resp;
-  } catch (err) {
-    if (problems.length) {
-      throw new Failure(`clicking ${what} led to no page; the browser reported:\n    ${problems.join('\n    ')}`);
-    }
-    throw err;
-  }
-}
 
 function expectNoProblems() {
   check(problems.length === 0, `the browser reported problems:\n    ${problems.join('\n    ')}`);

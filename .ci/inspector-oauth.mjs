@@ -36,7 +36,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import {
-  Failure, check, done, expectHeading, isLocal, isLoopback, need, ok, pageError, urlPath, withChromium, withoutQueries,
+  Failure, arrived, check, clickAndLand, done, expectHeading, isLocal, isLoopback, need, ok, pageError, urlPath, withChromium, withoutQueries,
 } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
@@ -211,7 +211,7 @@ async function signIn(page, auth) {
   // click waits for it to be enabled.
   const allow = page.getByRole('button', { name: 'Allow', exact: true });
   check(await allow.count() === 1, 'the consent page has no single "Allow" button');
-  const pickResp = await clickAndLand(page, allow, '"Allow"');
+  const pickResp = await clickAndLand(page, allow, '"Allow"', problems);
   const pickURL = new URL(pickResp.url());
   check(pickURL.origin !== base && pickURL.origin !== inspectorOrigin && isLoopback(pickURL) &&
     pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
@@ -223,7 +223,7 @@ async function signIn(page, auth) {
   const user = page.getByRole('button', { name: new RegExp(USER_NAME) });
   check(await user.count() === 1, `the account picker has no single "${USER_NAME}" button`);
   const before = requests.length;
-  const landResp = await clickAndLand(page, user, `"${USER_NAME}"`);
+  const landResp = await clickAndLand(page, user, `"${USER_NAME}"`, problems);
   const landed = new URL(landResp.url());
   check(landed.origin !== pickURL.origin,
     `the Entra stand-in refused the sign-in (${landResp.status()}: "${await page.title()}"${await pageError(page)})`);
@@ -449,33 +449,7 @@ async function instrument(context) {
   return page;
 }
 
-// clickAndLand clicks and returns the response of the page the click ends
-// on, redirects followed (as browser-oauth.mjs), once that page has loaded.
-async function clickAndLand(page, locator, what) {
-  try {
-    const [resp] = await Promise.all([
-      page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().frame() === page.mainFrame() &&
-        (r.status() < 300 || r.status() >= 400)),
-      locator.click(),
-    ]);
-    await arrived(page, resp);
-    return resp;
-  } catch (err) {
-    if (problems.length) {
-      throw new Failure(`clicking ${what} led to no page; the browser reported:\n    ${problems.join('\n    ')}`);
-    }
-    throw err;
-  }
-}
 
-// arrived waits until the page that answered resp has replaced the one the
-// navigation started from, and has loaded: the response comes before the
-// new document commits. (Only the origin is compared: every navigation
-// here changes origin, and the Inspector rewrites its URL once loaded.)
-async function arrived(page, resp) {
-  const origin = new URL(resp.url()).origin;
-  await page.waitForURL((u) => u.origin === origin, { waitUntil: 'load' });
-}
 
 function expectNoProblems() {
   check(problems.length === 0, `our pages reported problems:\n    ${problems.join('\n    ')}`);

@@ -390,3 +390,30 @@ export function isLocal(u) {
 export function withoutQueries(text) {
   return text.replace(/(https?:\/\/[^\s'"?#]+)[?#][^\s'"]*/g, '$1?…');
 }
+
+// clickAndLand clicks and returns the response of the page the click ends
+// on, redirects followed, once that page has loaded. A navigation the
+// browser blocked (a CSP form-action refusing a redirect, say) ends
+// nowhere: then the problems the browser reported are the message.
+export async function clickAndLand(page, locator, what, problems) {
+  try {
+    const [resp] = await Promise.all([
+      page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().frame() === page.mainFrame() &&
+        (r.status() < 300 || r.status() >= 400)),
+      locator.click(),
+    ]);
+    await arrived(page, resp);
+    return resp;
+  } catch (err) {
+    if (problems.length) {
+      throw new Failure(`clicking ${what} led to no page; the browser reported:\n    ${problems.join('\n    ')}`);
+    }
+    throw err;
+  }
+}
+
+// arrived waits until the page is on the origin of resp and has loaded.
+export async function arrived(page, resp) {
+  const origin = new URL(resp.url()).origin;
+  await page.waitForURL((u) => u.origin === origin, { waitUntil: 'load' });
+}
