@@ -33,16 +33,5 @@ ensure_playwright
 start_dev_handler "${BROWSER_SIGNIN_PORT:-$(free_port)}"
 
 log "signing in with Chromium"
-status=0
-# timeout bounds a hung browser; the script's own waits are much shorter.
-BASE_URL="$base_url" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" \
-  PLAYWRIGHT_DIR="$browser_dir" HOME="$tmp/home" \
-  timeout 180 node "$ci_dir/browser-signin.mjs" || status=$?
-
-if [[ $status -ne 0 ]]; then
-  echo >&2
-  echo "browser sign-in failed (exit $status); screenshots in $out_dir" >&2
-  echo "last lines of the handler's log (tokens removed):" >&2
-  server_log_tail
-fi
-exit "$status"
+BASE_URL="$base_url" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
+  run_node "browser sign-in" "screenshots in $out_dir" 180 "$ci_dir/browser-signin.mjs"

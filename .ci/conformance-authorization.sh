@@ -34,15 +34,6 @@ start_dev_handler "$(free_port)"
 rm -rf "$out_dir"
 mkdir -p "$out_dir"
 log "conformance authorization ($CONFORMANCE_PKG $CONFORMANCE_VERSION) against $base_url"
-status=0
 BASE_URL="$base_url" CONFORMANCE_BIN="$pkg_dir/node_modules/.bin/conformance" OUT_DIR="$out_dir" \
-  EXPECTED="$ci_dir/conformance-authorization-expected-failures.yml" HOME="$tmp/home" \
-  timeout 150 node "$ci_dir/conformance-authorization.mjs" || status=$?
-
-if [[ $status -ne 0 ]]; then
-  echo >&2
-  echo "conformance authorization failed (exit $status); results in $out_dir" >&2
-  echo "last lines of the handler's log (tokens removed):" >&2
-  server_log_tail
-fi
-exit "$status"
+  EXPECTED="$ci_dir/conformance-authorization-expected-failures.yml" \
+  run_node "conformance authorization" "results in $out_dir" 150 "$ci_dir/conformance-authorization.mjs"

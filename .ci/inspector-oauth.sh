@@ -122,9 +122,7 @@ start_inspector() {
       inspector_log_tail
       exit 1
     fi
-    if node -e '
-      fetch(process.argv[1]).then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))
-    ' "$inspector_url/healthz"; then
+    if http_ok "$inspector_url/healthz"; then
       return
     fi
     sleep 0.2
@@ -155,14 +153,9 @@ log "the MCP Inspector's OAuth flow, with Chromium on its UI and our pages"
 status=0
 BASE_URL="$base_url" INSPECTOR_URL="$inspector_url" INSPECTOR_TOKEN="$inspector_token" \
   INSPECTOR_VERSION="$INSPECTOR_VERSION" INSPECTOR_LOG="$tmp/inspector-client.log" \
-  OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" HOME="$tmp/home" \
-  timeout 120 node "$ci_dir/inspector-oauth.mjs" || status=$?
-
+  OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
+  run_node "the MCP Inspector's OAuth flow" "screenshots in $out_dir" 120 "$ci_dir/inspector-oauth.mjs" || status=$?
 if [[ $status -ne 0 ]]; then
-  echo >&2
-  echo "the MCP Inspector's OAuth flow failed; screenshots in $out_dir" >&2
-  echo "last lines of the handler's log (tokens removed):" >&2
-  server_log_tail
   echo "last lines of the MCP Inspector's log (API token removed):" >&2
   inspector_log_tail
   echo "the MCP Inspector's client log (HTTP exchanges, credentials redacted by the Inspector):" >&2

@@ -3,8 +3,9 @@
 #
 # Provides: root, node_dir, tmp (removed on exit, with the server stopped),
 # log, ensure_node, ensure_chromium, ensure_playwright, ensure_sdk,
-# free_port, server_log_tail, and start_dev_handler, which sets server_pid,
-# base_url and dev_token (the "all" demo user's token).
+# free_port, http_ok, server_log_tail, run_node, and start_dev_handler,
+# which sets server_pid, base_url and dev_token (the "all" demo user's
+# token).
 
 root=$(cd "$ci_dir/.." && pwd)
 node_dir="$ci_dir/.node"
@@ -98,6 +99,29 @@ free_port() {
   '
 }
 
+# http_ok URL: does GET URL answer 200? (No curl on every machine; node is.)
+http_ok() {
+  node -e '
+    fetch(process.argv[1]).then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))
+  ' "$1"
+}
+
+# run_node WHAT DETAIL SECONDS SCRIPT runs a Node test script against the
+# dev handler, with the caller's environment assignments, bounded by
+# SECONDS (a hung browser or tool). On failure it says WHAT failed, DETAIL
+# (where to look), and shows the handler's log. Returns the script's status.
+run_node() {
+  local what=$1 detail=$2 secs=$3 script=$4 status=0
+  HOME="$tmp/home" timeout "$secs" node "$script" || status=$?
+  if [[ $status -ne 0 ]]; then
+    echo >&2
+    echo "$what failed (exit $status); $detail" >&2
+    echo "last lines of the handler's log (tokens removed):" >&2
+    server_log_tail
+  fi
+  return "$status"
+}
+
 # Dev mode prints its demo tokens at start-up: keep them out of CI logs.
 server_log_tail() {
   grep -v -e 'TOKEN_' -e 'eyJ' "$tmp/server.log" | tail -n 40 >&2 || true
@@ -124,9 +148,7 @@ start_dev_handler() {
       server_log_tail
       exit 1
     fi
-    if [[ -s $tmp/tokens.json ]] && node -e '
-      fetch(process.argv[1]).then(r => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))
-    ' "$base_url/health"; then
+    if [[ -s $tmp/tokens.json ]] && http_ok "$base_url/health"; then
       dev_token=$(node -e '
         const t = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).all;
         if (!t) process.exit(1);

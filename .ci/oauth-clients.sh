@@ -32,18 +32,10 @@ start_dev_handler "$(free_port)"
 
 status=0
 log "the TypeScript SDK's OAuth client, headless"
-BASE_URL="$base_url" SDK_DIR="$sdk_dir" HOME="$tmp/home" \
-  timeout 180 node "$ci_dir/oauth-sdk-client.mjs" || status=$?
+BASE_URL="$base_url" SDK_DIR="$sdk_dir" \
+  run_node "the headless SDK client" "its checks are above" 180 "$ci_dir/oauth-sdk-client.mjs" || status=$?
 
 log "the TypeScript SDK's OAuth client with Chromium on the consent page"
-BASE_URL="$base_url" SDK_DIR="$sdk_dir" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" \
-  PLAYWRIGHT_DIR="$browser_dir" HOME="$tmp/home" \
-  timeout 180 node "$ci_dir/browser-oauth.mjs" || status=$?
-
-if [[ $status -ne 0 ]]; then
-  echo >&2
-  echo "OAuth client tests failed; screenshots in $out_dir" >&2
-  echo "last lines of the handler's log (tokens removed):" >&2
-  server_log_tail
-fi
+BASE_URL="$base_url" SDK_DIR="$sdk_dir" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
+  run_node "the SDK client with Chromium" "screenshots in $out_dir" 180 "$ci_dir/browser-oauth.mjs" || status=$?
 exit "$status"
