@@ -66,8 +66,13 @@ func (s *Server) errorURI(e *aadError) string {
 // writeTokenError sends e as the token endpoint does: JSON with Entra's
 // fields, never cached.
 func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, e *aadError) {
+	writeNoStoreJSON(w, e.status, s.tokenErrorBody(r, e))
+}
+
+// tokenErrorBody is the token endpoint's JSON error with Entra's fields.
+func (s *Server) tokenErrorBody(r *http.Request, e *aadError) map[string]any {
 	d := s.details(r)
-	writeNoStoreJSON(w, e.status, map[string]any{
+	return map[string]any{
 		"error":             e.code,
 		"error_description": e.description(d),
 		"error_codes":       []int{e.number},
@@ -75,7 +80,7 @@ func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, e *aadE
 		"trace_id":          d.traceID,
 		"correlation_id":    d.correlationID,
 		"error_uri":         s.errorURI(e),
-	})
+	}
 }
 
 // writeNoStoreJSON writes v as JSON with the headers RFC 6749 §5.1 requires

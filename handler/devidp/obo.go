@@ -344,16 +344,7 @@ func (s *Server) issueGraphToken(u User, tenant string, requested, granted []str
 // writeOBOError writes e as writeTokenError does, adding Entra's suberror:
 // consent_required for AADSTS65001.
 func (s *Server) writeOBOError(w http.ResponseWriter, r *http.Request, e *aadError) {
-	d := s.details(r)
-	body := map[string]any{
-		"error":             e.code,
-		"error_description": e.description(d),
-		"error_codes":       []int{e.number},
-		"timestamp":         d.timestamp,
-		"trace_id":          d.traceID,
-		"correlation_id":    d.correlationID,
-		"error_uri":         s.errorURI(e),
-	}
+	body := s.tokenErrorBody(r, e)
 	if e.number == 65001 {
 		body["suberror"] = "consent_required"
 	}
