@@ -19,6 +19,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/httpapi"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -434,5 +435,20 @@ func TestMyProfileOnBehalfOfTheCaller(t *testing.T) {
 	text, isErr = callText(t, st.rpc(t, st.token(t, "all"), call))
 	if !isErr || !strings.Contains(strings.ToLower(text), "consent") || !strings.Contains(text, "admin") {
 		t.Fatalf("my_profile without consent: %v %s", isErr, text)
+	}
+}
+
+// TestEveryRouteIsServed: each route the Functions host forwards (and the
+// layout test matches with functions/*/function.json) reaches a handler, for
+// every method it forwards; none falls through to the 404 of unknown paths.
+func TestEveryRouteIsServed(t *testing.T) {
+	st := newStack(t, storetest.Mini(t))
+	for _, rt := range httpapi.Routes() {
+		for _, m := range rt.Methods {
+			r := st.do(t, m, rt.Path, "", nil, "")
+			if r.status == http.StatusNotFound && strings.Contains(string(r.body), "no such route") {
+				t.Errorf("%s %s: not served", m, rt.Path)
+			}
+		}
 	}
 }
