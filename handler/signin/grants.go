@@ -84,7 +84,6 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.
 			HomeAccountID: rec.HomeAccountID,
 			Scope:         rec.Scope,
 			ClientID:      rec.ClientID,
-			Created:       time.Now().UTC(),
 		})
 		if errors.Is(err, store.ErrCodeReused) {
 			// Redeemed again while this redemption ran: issue nothing.

@@ -66,7 +66,6 @@ func (s *Service) begin(w http.ResponseWriter, r *http.Request, f store.Flow) {
 		return
 	}
 	f.Verifier, f.Nonce, f.Binding = verifier, nonce, hashHex(binding)
-	f.Created = time.Now().UTC()
 	if err := s.opts.Sessions.SaveFlow(r.Context(), state, f, flowTTL); err != nil {
 		s.failPage(w, r, "save sign-in flow", err)
 		return

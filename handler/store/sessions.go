@@ -285,19 +285,21 @@ func (s *Sessions) openJSON(name string, sealed []byte, v any) error {
 
 // SaveFlow stores a sign-in flow under its state for ttl.
 func (s *Sessions) SaveFlow(ctx context.Context, state string, f Flow, ttl time.Duration) error {
-	if f.Created.IsZero() {
-		f.Created = s.now().UTC()
-	}
-	return s.saveOnce(ctx, "flow", "state", state, flowKey(state), f, ttl)
+	return s.saveFlow(ctx, "flow", "state", state, flowKey(state), f, ttl)
 }
 
 // SaveConsentRequest stores an authorization request waiting for the
 // user's consent under its random id for ttl.
 func (s *Sessions) SaveConsentRequest(ctx context.Context, id string, f Flow, ttl time.Duration) error {
+	return s.saveFlow(ctx, "consent request", "request id", id, consentRequestKey(id), f, ttl)
+}
+
+// saveFlow stamps f with its creation time, unless set, and saves it once.
+func (s *Sessions) saveFlow(ctx context.Context, what, secretName, secret, key string, f Flow, ttl time.Duration) error {
 	if f.Created.IsZero() {
 		f.Created = s.now().UTC()
 	}
-	return s.saveOnce(ctx, "consent request", "request id", id, consentRequestKey(id), f, ttl)
+	return s.saveOnce(ctx, what, secretName, secret, key, f, ttl)
 }
 
 // saveOnce seals v under key for ttl, unless the key exists: what the
