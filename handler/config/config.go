@@ -176,10 +176,6 @@ func (e Entra) Issuer() string { return e.AuthorityHost + "/" + e.TenantID + "/v
 // DefaultAuthorityHost is Entra ID in the public cloud.
 const DefaultAuthorityHost = "https://login.microsoftonline.com"
 
-// IsGUID reports whether s has the form of a GUID, as Entra tenant, client
-// and object ids do.
-func IsGUID(s string) bool { return valid.GUID(s) }
-
 // Load reads the production configuration through getenv (os.Getenv in
 // main, a map in tests).
 func Load(getenv func(string) string) (*Config, error) {
@@ -294,7 +290,7 @@ func loadAzure(c *Config, getenv func(string) string) error {
 		return fmt.Errorf("REDIS_AUTH: entra sends a token as the password, which needs TLS: use a rediss:// REDIS_URL")
 	}
 	c.RedisUsername = strings.ToLower(strings.TrimSpace(getenv("REDIS_USERNAME")))
-	if c.RedisUsername != "" && (c.RedisAuth != "entra" || !IsGUID(c.RedisUsername)) {
+	if c.RedisUsername != "" && (c.RedisAuth != "entra" || !valid.GUID(c.RedisUsername)) {
 		return fmt.Errorf("REDIS_USERNAME: %q must be the managed identity's object id (a GUID), with REDIS_AUTH=entra", c.RedisUsername)
 	}
 	c.AppInsightsConnectionString = strings.TrimSpace(getenv("APPLICATIONINSIGHTS_CONNECTION_STRING"))
@@ -302,7 +298,7 @@ func loadAzure(c *Config, getenv func(string) string) error {
 
 	c.GraphBaseURL = strings.TrimRight(orDefault(getenv("GRAPH_BASE_URL"), DefaultGraphBaseURL), "/")
 	u, err := url.Parse(c.GraphBaseURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopbackHost(u.Hostname()))) {
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && valid.LoopbackHost(u.Hostname()))) {
 		return fmt.Errorf("GRAPH_BASE_URL: %q must be an https URL such as %s", c.GraphBaseURL, DefaultGraphBaseURL)
 	}
 	c.GraphScope = orDefault(getenv("GRAPH_SCOPE"), DefaultGraphScope)
@@ -323,7 +319,7 @@ func publicBaseURL(getenv func(string) string) (string, error) {
 			u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Trim(u.Path, "/") != "" {
 			return "", fmt.Errorf("PUBLIC_BASE_URL: %q must be an absolute http(s) URL with no path, query or fragment", v)
 		}
-		if u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+		if u.Scheme == "http" && !valid.LoopbackHost(u.Hostname()) {
 			return "", fmt.Errorf("PUBLIC_BASE_URL: %q must use https unless the host is loopback", v)
 		}
 		return u.Scheme + "://" + u.Host, nil
@@ -345,13 +341,13 @@ func loadEntra(getenv func(string) string) (Entra, error) {
 	if e.TenantID == "" {
 		return e, fmt.Errorf("ENTRA_TENANT_ID: required (the directory (tenant) id of the app registration)")
 	}
-	if !IsGUID(e.TenantID) {
+	if !valid.GUID(e.TenantID) {
 		return e, fmt.Errorf("ENTRA_TENANT_ID: %q is not a tenant id (GUID)", e.TenantID)
 	}
 	if e.ClientID == "" {
 		return e, fmt.Errorf("ENTRA_CLIENT_ID: required (the application (client) id of the API's app registration)")
 	}
-	if !IsGUID(e.ClientID) {
+	if !valid.GUID(e.ClientID) {
 		return e, fmt.Errorf("ENTRA_CLIENT_ID: %q is not a client id (GUID)", e.ClientID)
 	}
 	e.TenantID = strings.ToLower(e.TenantID)
@@ -367,7 +363,7 @@ func loadEntra(getenv func(string) string) (Entra, error) {
 		e.AllowedTenants = nil
 		for _, t := range strings.Split(v, ",") {
 			t = strings.ToLower(strings.TrimSpace(t))
-			if !IsGUID(t) {
+			if !valid.GUID(t) {
 				return e, fmt.Errorf("ENTRA_ALLOWED_TENANTS: %q is not a tenant id (GUID)", t)
 			}
 			e.AllowedTenants = append(e.AllowedTenants, t)
@@ -406,7 +402,7 @@ func authorityHost(v string) (string, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !IsLoopbackHost(u.Hostname()) {
+		if !valid.LoopbackHost(u.Hostname()) {
 			return "", fmt.Errorf("ENTRA_AUTHORITY_HOST: %q: plain http is accepted only for a loopback host", v)
 		}
 	default:
@@ -463,7 +459,7 @@ func ParseReturnURLs(v string) ([]string, error) {
 		}
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil ||
-			(u.Scheme != "https" && !(u.Scheme == "http" && IsLoopbackHost(u.Hostname()))) {
+			(u.Scheme != "https" && !(u.Scheme == "http" && valid.LoopbackHost(u.Hostname()))) {
 			return nil, fmt.Errorf("AUTH_ALLOWED_RETURN_URLS: %q must be an https URL (http only for loopback) without a fragment", raw)
 		}
 		out = append(out, raw)
@@ -482,6 +478,3 @@ func ParseLogLevel(v string) (slog.Level, error) {
 	}
 	return l, nil
 }
-
-// IsLoopbackHost reports whether host (without port) names the local machine.
-func IsLoopbackHost(host string) bool { return valid.LoopbackHost(host) }

@@ -18,6 +18,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // DefaultAddr is where dev mode listens, the Functions host's usual port.
@@ -45,7 +46,7 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 		return nil, fmt.Errorf("dev mode: refusing to start: WEBSITE_HOSTNAME is set, so this is an Azure host")
 	}
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil || !config.IsLoopbackHost(host) {
+	if err != nil || !valid.LoopbackHost(host) {
 		return nil, fmt.Errorf("dev mode: -addr %q must be a loopback host:port such as %s", addr, DefaultAddr)
 	}
 	level, err := config.ParseLogLevel(getenv("LOG_LEVEL"))
