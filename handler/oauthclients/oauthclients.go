@@ -407,13 +407,7 @@ func isClientID(s string) bool {
 	return len(s) == clientIDLen && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == ""
 }
 
-// wrap marks a Redis error with store.ErrUnavailable. Every error of the
-// commands used here means Redis could not serve us: this package owns its
-// keys, so a WRONGTYPE cannot happen.
+// wrap says what failed, with Redis outages marked store.ErrUnavailable.
 func wrap(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		// The caller went away; Redis may be fine.
-		return fmt.Errorf("oauthclients: %s: %w", op, err)
-	}
-	return fmt.Errorf("oauthclients: %s: %w: %w", op, store.ErrUnavailable, err)
+	return fmt.Errorf("oauthclients: %s: %w", op, store.MarkUnavailable(err))
 }

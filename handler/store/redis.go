@@ -88,10 +88,17 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if unavailable(err) {
-		return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
+	return fmt.Errorf("store: %s: %w", op, MarkUnavailable(err))
+}
+
+// MarkUnavailable returns a Redis client error marked with ErrUnavailable
+// when it means Redis could not serve the request (so callers answer 503
+// and retry), or err as it is. For packages that keep keys of their own.
+func MarkUnavailable(err error) error {
+	if err != nil && unavailable(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return fmt.Errorf("store: %s: %w", op, err)
+	return err
 }
 
 // unavailable reports whether err means Redis could not serve a request, as
