@@ -47,108 +47,29 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	q := r.URL.Query()
-
-	// Until client and redirect URI are known good, errors are pages: a
-	// redirect would send the browser wherever the request says.
-	if len(q["client_id"]) > 1 || len(q["redirect_uri"]) > 1 {
-		s.errorPage(w, http.StatusBadRequest, "client_id and redirect_uri may appear only once.")
+	client, redirect, ok := s.clientAndRedirect(w, r, q)
+	if !ok {
 		return
 	}
-	clientID := q.Get("client_id")
-	if clientID == "" || len(clientID) > 2048 {
-		s.errorPage(w, http.StatusBadRequest, "The request names no valid client (client_id).")
-		return
-	}
-	// A client_id that is a URL costs an outbound fetch: count it before.
-	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter, s.log) {
-		return
-	}
-	client, err := s.opts.Clients.Lookup(ctx, clientID)
-	if err != nil {
-		var ce *oauthclients.Error
-		if errors.As(err, &ce) {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: unknown client", slog.String("reason", ce.Description))
-			s.errorPage(w, http.StatusBadRequest, "The application asking for access is not known to this server: "+ce.Description+
-				". If it worked before, its registration may have expired: remove this server from the application and add it again.")
-			return
-		}
-		s.unavailablePage(w, r, "look up client", err)
-		return
-	}
-	// Always required, though OAuth 2.1 lets a client with one redirect URI
-	// leave it out: every MCP client sends it, and the token request then
-	// always has one to match.
-	redirect := q.Get("redirect_uri")
-	if redirect == "" {
-		s.errorPage(w, http.StatusBadRequest, "The request has no redirect_uri.")
-		return
-	}
-	if !oauthclients.RedirectAllowed(client, redirect) {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: redirect_uri not registered", slog.String("client_id", clientID))
-		s.errorPage(w, http.StatusBadRequest, "The redirect_uri is not registered for this application.")
-		return
-	}
-
-	// From here the client hears of errors at its redirect URI (RFC 6749
-	// §4.1.2.1): automatically where the redirect URI is trusted, else
-	// through a page with a link the user follows (RFC 9700 §4.11.2).
-	state := q.Get("state")
-	fail := func(code, desc string) {
+	req, code, desc := s.checkRequest(q, client, redirect)
+	if code != "" {
+		// From here the client hears of errors at its redirect URI (RFC
+		// 6749 §4.1.2.1): automatically where the redirect URI is trusted,
+		// else through a page with a link the user follows (RFC 9700
+		// §4.11.2).
 		back := url.Values{"error": {code}, "error_description": {desc}}
-		if state != "" && len(state) <= maxState && len(q["state"]) == 1 {
+		if state := q.Get("state"); state != "" && len(state) <= maxState && len(q["state"]) == 1 {
 			back.Set("state", state)
 		}
-		s.log.LogAttrs(ctx, slog.LevelInfo, "authorization request refused", slog.String("client_id", clientID),
+		s.log.LogAttrs(ctx, slog.LevelInfo, "authorization request refused", slog.String("client_id", client.ClientID),
 			slog.String("error", code), slog.String("reason", desc))
 		if oauthclients.RedirectTrusted(redirect) {
 			signin.RedirectClient(w, r, redirect, s.opts.Issuer, back)
 			return
 		}
 		s.errorReturnPage(w, redirect, back, code, desc)
-	}
-	if k := repeated(q); k != "" {
-		fail("invalid_request", k+" appears more than once")
 		return
 	}
-	switch rt := q.Get("response_type"); {
-	case rt == "":
-		fail("invalid_request", "response_type is required")
-		return
-	case rt != "code":
-		fail("unsupported_response_type", "response_type must be code")
-		return
-	}
-	if !client.AllowsGrant("authorization_code") {
-		fail("unauthorized_client", "the client did not register the authorization_code grant")
-		return
-	}
-	if state == "" || len(state) > maxState {
-		fail("invalid_request", "state is required (at most 1024 characters)")
-		return
-	}
-	challenge := q.Get("code_challenge")
-	if challenge == "" {
-		fail("invalid_request", "code_challenge is required: PKCE with S256")
-		return
-	}
-	if q.Get("code_challenge_method") != "S256" {
-		fail("invalid_request", "code_challenge_method must be S256")
-		return
-	}
-	if !challengeRE.MatchString(challenge) {
-		fail("invalid_request", "code_challenge is not an S256 challenge")
-		return
-	}
-	if res, ok := q["resource"]; ok && res[0] != s.opts.Resource {
-		fail("invalid_target", "resource must be "+s.opts.Resource)
-		return
-	}
-	scope, ok := s.grantedScope(q.Get("scope"))
-	if !ok {
-		fail("invalid_scope", "scope must be "+s.opts.Scope)
-		return
-	}
-	req := signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}
 
 	user, err := s.opts.SignIn.RememberedConsent(ctx, r, client.ClientID, redirect)
 	if err != nil {
@@ -164,6 +85,92 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.askConsent(w, r, client, req)
+}
+
+// clientAndRedirect finds the client and checks the redirect URI. Until
+// both are known good, errors are pages: a redirect would send the browser
+// wherever the request says. On failure it has answered.
+func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url.Values) (oauthclients.Client, string, bool) {
+	ctx := r.Context()
+	if len(q["client_id"]) > 1 || len(q["redirect_uri"]) > 1 {
+		s.errorPage(w, http.StatusBadRequest, "client_id and redirect_uri may appear only once.")
+		return oauthclients.Client{}, "", false
+	}
+	clientID := q.Get("client_id")
+	if clientID == "" || len(clientID) > 2048 {
+		s.errorPage(w, http.StatusBadRequest, "The request names no valid client (client_id).")
+		return oauthclients.Client{}, "", false
+	}
+	// A client_id that is a URL costs an outbound fetch: count it before.
+	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter, s.log) {
+		return oauthclients.Client{}, "", false
+	}
+	client, err := s.opts.Clients.Lookup(ctx, clientID)
+	if err != nil {
+		var ce *oauthclients.Error
+		if errors.As(err, &ce) {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: unknown client", slog.String("reason", ce.Description))
+			s.errorPage(w, http.StatusBadRequest, "The application asking for access is not known to this server: "+ce.Description+
+				". If it worked before, its registration may have expired: remove this server from the application and add it again.")
+			return oauthclients.Client{}, "", false
+		}
+		s.unavailablePage(w, r, "look up client", err)
+		return oauthclients.Client{}, "", false
+	}
+	// Always required, though OAuth 2.1 lets a client with one redirect URI
+	// leave it out: every MCP client sends it, and the token request then
+	// always has one to match.
+	redirect := q.Get("redirect_uri")
+	if redirect == "" {
+		s.errorPage(w, http.StatusBadRequest, "The request has no redirect_uri.")
+		return oauthclients.Client{}, "", false
+	}
+	if !oauthclients.RedirectAllowed(client, redirect) {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: redirect_uri not registered", slog.String("client_id", clientID))
+		s.errorPage(w, http.StatusBadRequest, "The redirect_uri is not registered for this application.")
+		return oauthclients.Client{}, "", false
+	}
+	return client, redirect, true
+}
+
+// checkRequest checks the rest of an authorization request from a known
+// client and redirect URI. It returns the request, or the RFC 6749 error
+// code and description of the first problem.
+func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect string) (signin.ClientRequest, string, string) {
+	var none signin.ClientRequest
+	if k := repeated(q); k != "" {
+		return none, "invalid_request", k + " appears more than once"
+	}
+	switch rt := q.Get("response_type"); {
+	case rt == "":
+		return none, "invalid_request", "response_type is required"
+	case rt != "code":
+		return none, "unsupported_response_type", "response_type must be code"
+	}
+	if !client.AllowsGrant("authorization_code") {
+		return none, "unauthorized_client", "the client did not register the authorization_code grant"
+	}
+	state := q.Get("state")
+	if state == "" || len(state) > maxState {
+		return none, "invalid_request", "state is required (at most 1024 characters)"
+	}
+	challenge := q.Get("code_challenge")
+	switch {
+	case challenge == "":
+		return none, "invalid_request", "code_challenge is required: PKCE with S256"
+	case q.Get("code_challenge_method") != "S256":
+		return none, "invalid_request", "code_challenge_method must be S256"
+	case !challengeRE.MatchString(challenge):
+		return none, "invalid_request", "code_challenge is not an S256 challenge"
+	}
+	if res, ok := q["resource"]; ok && res[0] != s.opts.Resource {
+		return none, "invalid_target", "resource must be " + s.opts.Resource
+	}
+	scope, ok := s.grantedScope(q.Get("scope"))
+	if !ok {
+		return none, "invalid_scope", "scope must be " + s.opts.Scope
+	}
+	return signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}, "", ""
 }
 
 // askConsent keeps the request under a random id and shows the consent
