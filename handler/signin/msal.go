@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
@@ -32,12 +33,16 @@ type pooled struct {
 
 func newPool(size int, authority, clientID string, cred confidential.Credential, httpClient *http.Client, publicCloud bool, sessions *store.Sessions) (*pool, error) {
 	p := &pool{clients: make(chan *pooled, size)}
+	// One discovery for the whole pool, not one per client.
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if httpClient != nil {
+		c := *httpClient
+		hc = &c
+	}
+	hc.Transport = newDiscoveryCache(hc.Transport)
 	for i := 0; i < size; i++ {
 		uc := &userCache{sessions: sessions}
-		opts := []confidential.Option{confidential.WithCache(uc)}
-		if httpClient != nil {
-			opts = append(opts, confidential.WithHTTPClient(httpClient))
-		}
+		opts := []confidential.Option{confidential.WithCache(uc), confidential.WithHTTPClient(hc)}
 		if !publicCloud {
 			// Instance discovery asks login.microsoftonline.com about the
 			// authority, which fails for sovereign clouds' private hosts and
