@@ -628,41 +628,52 @@ func (s *Sessions) Rotate(ctx context.Context, handle string) (string, HandleRec
 		return "", HandleRecord{}, errHandleNotFound
 	}
 	next := newHandle(chainID)
-	ck := chainKey(chainID)
-	reply, err := rotateScript.Run(ctx, s.rdb, []string{ck, tombKey(chainID, handle)},
-		digest(handle), digest(next), s.now().UnixMilli(), s.idleTTL.Milliseconds()).Slice()
+	rec, err := s.useHandle(ctx, "rotate handle", chainID, handle, digest(next))
 	if err != nil {
-		return "", HandleRecord{}, wrap("rotate handle", err)
+		return "", HandleRecord{}, err
+	}
+	return next, rec, nil
+}
+
+// useHandle runs handleScript for a handle of chainID: it rotates to
+// nextDigest, or only looks when nextDigest is "".
+func (s *Sessions) useHandle(ctx context.Context, doing, chainID, handle, nextDigest string) (HandleRecord, error) {
+	ck := chainKey(chainID)
+	reply, err := handleScript.Run(ctx, s.rdb, []string{ck, tombKey(chainID, handle)},
+		digest(handle), s.now().UnixMilli(), s.idleTTL.Milliseconds(), nextDigest).Slice()
+	if err != nil {
+		return HandleRecord{}, wrap(doing, err)
 	}
 	status, sealed := scriptReply(reply)
 	switch status {
 	case rotateOK:
 	case rotateReused:
-		return "", HandleRecord{}, fmt.Errorf("store: rotate handle: %w", ErrHandleReused)
+		return HandleRecord{}, fmt.Errorf("store: %s: %w", doing, ErrHandleReused)
 	default:
-		return "", HandleRecord{}, errHandleNotFound
+		return HandleRecord{}, errHandleNotFound
 	}
 	var rec HandleRecord
 	if err := s.openJSON(ck, []byte(sealed), &rec); err != nil {
-		return "", HandleRecord{}, fmt.Errorf("store: rotate handle: %w", err)
+		return HandleRecord{}, fmt.Errorf("store: %s: %w", doing, err)
 	}
-	return next, rec, nil
+	return rec, nil
 }
 
-// Results of rotateScript and peekScript; 0 means there is no such handle.
+// Results of handleScript; 0 means there is no such handle.
 const (
 	rotateOK     = 1
 	rotateReused = 2
 )
 
-// rotateScript moves a chain on to a new handle, leaving a tombstone for the
-// old one until the chain's absolute end, or revokes the chain when a
-// tombstoned handle comes back. The new handle lives for the idle TTL but
-// never past the end.
+// handleScript checks a presented handle and, given a new one, moves the
+// chain on to it, leaving a tombstone for the old one until the chain's
+// absolute end. A tombstoned handle coming back revokes the chain (reuse),
+// whether rotating or only looking. The new handle lives for the idle TTL
+// but never past the end.
 // KEYS: chain, tombstone of the presented handle.
-// ARGV: h(presented), h(new), now (Unix ms), idle TTL (ms).
-// Returns {0} unknown, {1, sealed record} rotated, {2} reuse (chain revoked).
-var rotateScript = redis.NewScript(`
+// ARGV: h(presented), now (Unix ms), idle TTL (ms), h(new) or "" to only look.
+// Returns {0} unknown, {1, sealed record} valid (rotated if asked), {2} reuse (chain revoked).
+var handleScript = redis.NewScript(`
 local f = redis.call('HMGET', KEYS[1], 'cur', 'exp', 'data')
 if not f[1] then return {0} end
 if f[1] ~= ARGV[1] then
@@ -672,15 +683,17 @@ if f[1] ~= ARGV[1] then
   end
   return {0}
 end
-local left = tonumber(f[2]) - tonumber(ARGV[3])
+local left = tonumber(f[2]) - tonumber(ARGV[2])
 if left < 1 then
   redis.call('DEL', KEYS[1])
   return {0}
 end
-local ttl = math.min(tonumber(ARGV[4]), left)
-redis.call('SET', KEYS[2], '1', 'PX', string.format('%.0f', left))
-redis.call('HSET', KEYS[1], 'cur', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
+if ARGV[4] ~= '' then
+  local ttl = math.min(tonumber(ARGV[3]), left)
+  redis.call('SET', KEYS[2], '1', 'PX', string.format('%.0f', left))
+  redis.call('HSET', KEYS[1], 'cur', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
+end
 return {1, f[3]}
 `)
 
@@ -693,46 +706,8 @@ func (s *Sessions) PeekHandle(ctx context.Context, handle string) (HandleRecord,
 	if !ok {
 		return HandleRecord{}, errHandleNotFound
 	}
-	ck := chainKey(chainID)
-	reply, err := peekScript.Run(ctx, s.rdb, []string{ck, tombKey(chainID, handle)},
-		digest(handle), s.now().UnixMilli()).Slice()
-	if err != nil {
-		return HandleRecord{}, wrap("look up handle", err)
-	}
-	status, sealed := scriptReply(reply)
-	switch status {
-	case rotateOK:
-	case rotateReused:
-		return HandleRecord{}, fmt.Errorf("store: look up handle: %w", ErrHandleReused)
-	default:
-		return HandleRecord{}, errHandleNotFound
-	}
-	var rec HandleRecord
-	if err := s.openJSON(ck, []byte(sealed), &rec); err != nil {
-		return HandleRecord{}, fmt.Errorf("store: look up handle: %w", err)
-	}
-	return rec, nil
+	return s.useHandle(ctx, "look up handle", chainID, handle, "")
 }
-
-// peekScript is rotateScript without the rotation: the same answers, and
-// the same revocation on reuse.
-// KEYS: chain, tombstone of the presented handle. ARGV: h(presented), now (Unix ms).
-var peekScript = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'cur', 'exp', 'data')
-if not f[1] then return {0} end
-if f[1] ~= ARGV[1] then
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('DEL', KEYS[1], KEYS[2])
-    return {2}
-  end
-  return {0}
-end
-if tonumber(f[2]) - tonumber(ARGV[2]) < 1 then
-  redis.call('DEL', KEYS[1])
-  return {0}
-end
-return {1, f[3]}
-`)
 
 // Revoke ends the chain of a handle, current or rotated (logout). It
 // returns an error matching ErrNotFound if the handle is unknown.
