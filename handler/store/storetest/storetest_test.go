@@ -15,7 +15,7 @@ func TestSlot(t *testing.T) {
 	if got := crc16("123456789"); got != 0x31C3 {
 		t.Errorf("crc16(123456789) = %#x, want 0x31c3", got)
 	}
-	for key, want := range map[string]int{"foo": 12182, "bar": 5061, "{foo}.x": 12182, "a{}b": Slot("a{}b")} {
+	for key, want := range map[string]int{"foo": 12182, "bar": 5061, "{foo}.x": 12182, "a{}b": int(crc16("a{}b") % 16384)} {
 		if got := Slot(key); got != want {
 			t.Errorf("Slot(%q) = %d, want %d", key, got, want)
 		}
@@ -23,7 +23,7 @@ func TestSlot(t *testing.T) {
 	if Slot("{user1000}.following") != Slot("{user1000}.followers") {
 		t.Error("keys with one hash tag are in different slots")
 	}
-	if Slot("{}.a") == Slot("{}.b") && Slot("{}.a") != Slot("{}.a") {
+	if Slot("{}.a") != int(crc16("{}.a")%16384) {
 		t.Error("an empty tag must not be a tag")
 	}
 }
