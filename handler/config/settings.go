@@ -50,6 +50,8 @@ func Settings() []Setting {
 		{Name: "MCP_AUTH_MODE", Azure: true, Local: true},
 		{Name: "OAUTH_EXTRA_REDIRECT_SCHEMES"},
 		{Name: "ROLE_MAP"},
+		{Name: "CLIENT_IP_HEADER"},
+		{Name: "REFRESH_REUSE_GRACE"},
 		{Name: "LOG_LEVEL", Local: true},
 	}
 }
