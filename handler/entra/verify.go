@@ -23,7 +23,6 @@ var (
 	errMalformed     = errors.New("malformed token")
 	errHeader        = errors.New("unacceptable header")
 	errAlg           = errors.New("algorithm not RS256")
-	errUnknownKid    = errors.New("unknown kid")
 	errSignature     = errors.New("bad signature")
 	errClaims        = errors.New("malformed claims")
 	errVersion       = errors.New("wrong token version")
@@ -84,13 +83,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	if err == nil {
 		return p, nil
 	}
-	// Expired tokens are routine, and junk or throttled kids are what a
-	// flood looks like: keep those out of the operators' way. The rest (bad
-	// signature, wrong issuer, audience or tenant) point at an attack or a
-	// misconfiguration.
+	// Expired tokens are routine, and junk or unknown kids are what a flood
+	// looks like: keep those out of the operators' way (unknown kids get a
+	// warning of their own, limited per kid; see warnUnknownKid). The rest
+	// (bad signature, wrong issuer, audience or tenant) point at an attack
+	// or a misconfiguration.
 	level := slog.LevelWarn
 	if errors.Is(err, errExpired) || errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) ||
-		errors.Is(err, errRefreshThrottled) {
+		errors.Is(err, ErrUnknownKey) {
 		level = slog.LevelDebug
 	}
 	v.log.LogAttrs(ctx, level, "entra: token refused", slog.String("reason", err.Error()))
@@ -192,12 +192,12 @@ func (v *Verifier) signedPayload(ctx context.Context, token string, now time.Tim
 	}
 	key, err = v.key(ctx, h.Kid, now)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("%w (kid %.40q)", err, h.Kid)
+		return nil, "", nil, fmt.Errorf("%w (kid %q)", err, shortKid(h.Kid))
 	}
 	// golang-jwt does the RSA check; parsing around it is ours because its
 	// Parse costs more allocations than the budget allows.
 	if err := jwt.SigningMethodRS256.Verify(token[:len(h64)+1+len(p64)], sig, key); err != nil {
-		return nil, "", nil, fmt.Errorf("%w (kid %.40q)", errSignature, h.Kid)
+		return nil, "", nil, fmt.Errorf("%w (kid %q)", errSignature, shortKid(h.Kid))
 	}
 	return pb, h.Kid, key, nil
 
