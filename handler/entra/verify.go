@@ -259,7 +259,23 @@ type IDToken struct {
 // endpoint (the sign-in callback receives one): signature with the tenant's
 // keys, issuer, audience (the client id), allowed tenant, times and
 // identity. The nonce is returned for the caller to compare.
+//
+// A refused token's error matches ErrInvalidToken and says why; it also
+// matches ErrUnknownKey when the token was signed with a key this verifier
+// has not loaded, which after a key rollover usually heals within
+// MinRefreshInterval. ErrUnavailable means no keys could be loaded at all.
+// Unlike Verify it explains itself because its caller is the sign-in
+// callback, which logs the reason and picks the message, not a client.
 func (v *Verifier) VerifyIDToken(ctx context.Context, token string) (IDToken, error) {
+	id, err := v.verifyIDToken(ctx, token)
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		return IDToken{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	return id, err
+}
+
+// verifyIDToken does the work of VerifyIDToken.
+func (v *Verifier) verifyIDToken(ctx context.Context, token string) (IDToken, error) {
 	if len(token) > MaxTokenBytes {
 		return IDToken{}, errTooLarge
 	}
