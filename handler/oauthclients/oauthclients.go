@@ -63,6 +63,8 @@ const (
 	DefaultUnusedTTL          = 24 * time.Hour
 	DefaultMaxPending         = 2000
 	DefaultFetchTimeout       = 5 * time.Second
+	DefaultConnectTimeout     = 2 * time.Second
+	DefaultHeaderTimeout      = 3 * time.Second
 	DefaultMaxDocumentBytes   = 16 << 10
 	DefaultDocumentTTL        = 10 * time.Minute
 	DefaultMaxDocumentTTL     = time.Hour
@@ -215,6 +217,15 @@ type Options struct {
 	// connecting, TLS and reading (default DefaultFetchTimeout).
 	FetchTimeout time.Duration
 
+	// ConnectTimeout caps resolving a document's host and connecting to
+	// it, and also the TLS handshake (default DefaultConnectTimeout);
+	// HeaderTimeout caps the wait for the response headers once the
+	// request is sent (default DefaultHeaderTimeout). Both are within
+	// FetchTimeout: a server that answers slowly gives its fetch slot up
+	// sooner.
+	ConnectTimeout time.Duration
+	HeaderTimeout  time.Duration
+
 	// MaxDocumentBytes caps a metadata document (default
 	// DefaultMaxDocumentBytes). The draft suggests 5 KB, but documents of
 	// real clients have been seen above it, and 16 KiB costs nothing.
@@ -273,6 +284,8 @@ type Registry struct {
 	docs          map[string]cacheEntry // by client_id URL
 	inflight      map[string]*fetchCall // fetches under way, by client_id URL
 	inflightHosts map[string]int        // how many of them per host
+	inflightBy    map[string]int        // how many of them each requester started
+	knownGood     *recentSet            // client ids whose documents were fetched and valid
 	fetchCtx      context.Context       // parent of every fetch: cancelled by Close
 	cancelFetch   context.CancelFunc
 
@@ -287,7 +300,8 @@ func New(opts Options) (*Registry, error) {
 	if opts.Redis == nil {
 		return nil, errors.New("oauthclients: Options.Redis is required")
 	}
-	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
+	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout,
+		opts.ConnectTimeout, opts.HeaderTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
 		if d < 0 {
 			return nil, fmt.Errorf("oauthclients: negative duration %v in Options", d)
 		}
@@ -318,6 +332,8 @@ func New(opts Options) (*Registry, error) {
 		docs:          make(map[string]cacheEntry),
 		inflight:      make(map[string]*fetchCall),
 		inflightHosts: make(map[string]int),
+		inflightBy:    make(map[string]int),
+		knownGood:     newRecentSet(maxKnownGood),
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -329,7 +345,11 @@ func New(opts Options) (*Registry, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.fetchCtx, r.cancelFetch = context.WithCancel(context.Background())
-	r.fetcher = newFetchClient(opts, r.fetchTO, newGuard(opts.AllowLoopback))
+	r.fetcher = newFetchClient(opts, fetchTimeouts{
+		total:   r.fetchTO,
+		connect: min(orDefault(opts.ConnectTimeout, DefaultConnectTimeout), r.fetchTO),
+		header:  min(orDefault(opts.HeaderTimeout, DefaultHeaderTimeout), r.fetchTO),
+	}, newGuard(opts.AllowLoopback))
 	return r, nil
 }
 
@@ -451,14 +471,17 @@ func (r *Registry) noteEvicted(ctx context.Context, n int) {
 // Lookup returns the client a client_id names: a registered client from
 // Redis (whose registration, once used, it keeps alive for another
 // RegistrationTTL), or, for a client_id that is an https URL, the client
-// its metadata document describes. A client_id that names no usable
-// client gets an *Error with CodeInvalidClient, whose Description says
-// why; a Redis failure wraps store.ErrUnavailable.
-func (r *Registry) Lookup(ctx context.Context, clientID string) (Client, error) {
+// its metadata document describes. requester names who is asking (the
+// caller's rate-limit key, say): fetches of metadata documents are capped
+// per requester, so one requester cannot take every fetch slot. A
+// client_id that names no usable client gets an *Error with
+// CodeInvalidClient, whose Description says why; a Redis failure, or no
+// fetch slot free, wraps store.ErrUnavailable.
+func (r *Registry) Lookup(ctx context.Context, clientID, requester string) (Client, error) {
 	// Registered ids are base32 and never contain a colon; anything with a
 	// scheme is a metadata document URL, or nothing.
 	if strings.Contains(clientID, ":") {
-		return r.lookupDocument(ctx, clientID)
+		return r.lookupDocument(ctx, clientID, requester)
 	}
 	return r.lookupRegistered(ctx, clientID)
 }

@@ -53,7 +53,7 @@ func registerN(t *testing.T, r *oauthclients.Registry, clock *testkit.Clock, n i
 // known reports whether Lookup finds a registered client.
 func known(t *testing.T, r *oauthclients.Registry, id string) bool {
 	t.Helper()
-	_, err := r.Lookup(context.Background(), id)
+	_, err := r.Lookup(context.Background(), id, "requester")
 	if err == nil {
 		return true
 	}
@@ -107,7 +107,7 @@ func TestRegistrationBudgetEvictsOldest(t *testing.T) {
 	})
 	t.Run("a confirmed client leaves the budget", func(t *testing.T) {
 		ids := registerN(t, r, clock, 1)
-		c, err := r.Lookup(ctx, ids[0])
+		c, err := r.Lookup(ctx, ids[0], "requester")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func TestLegacyRegistrationResolves(t *testing.T) {
 	if err := rdb.Set(ctx, key, legacy, 20*time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := r.Lookup(ctx, id)
+	c, err := r.Lookup(ctx, id, "requester")
 	if err != nil || c.ClientName != "Old" || c.Source != oauthclients.SourceRegistered || !c.AllowsGrant("refresh_token") {
 		t.Fatalf("legacy registration: %+v, %v", c, err)
 	}
@@ -222,7 +222,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 
 	t.Run("moved", func(t *testing.T) {
 		id := registerN(t, r, clock, 1)[0]
-		c, err := r.Lookup(ctx, id)
+		c, err := r.Lookup(ctx, id, "requester")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 		if rdb.Exists(ctx, "oauthclient:"+id).Val() != 1 {
 			t.Error("no confirmed key after Confirm")
 		}
-		again, err := r.Lookup(ctx, id)
+		again, err := r.Lookup(ctx, id, "requester")
 		if err != nil || !equalClients(again, c) {
 			t.Errorf("after Confirm: %+v, %v; want %+v", again, err, c)
 		}
@@ -244,7 +244,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 	})
 	t.Run("evicted before Confirm", func(t *testing.T) {
 		id := registerN(t, r, clock, 1)[0]
-		c, err := r.Lookup(ctx, id)
+		c, err := r.Lookup(ctx, id, "requester")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 		// straddling them, must still find the client.
 		for trial := range 50 {
 			id := registerN(t, r, clock, 1)[0]
-			c, err := r.Lookup(ctx, id)
+			c, err := r.Lookup(ctx, id, "requester")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,7 +282,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 					stop = true
 				default:
 				}
-				if _, err := r.Lookup(ctx, id); err != nil {
+				if _, err := r.Lookup(ctx, id, "requester"); err != nil {
 					t.Fatalf("trial %d: lookup while confirming: %v", trial, err)
 				}
 			}
@@ -302,7 +302,7 @@ func TestRegistrationScriptsOneSlot(t *testing.T) {
 	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	r := newRegistry(t, rdb, oauthclients.Options{MaxPendingRegistrations: 2, Now: clock.Now})
 	ids := registerN(t, r, clock, 4) // with evictions
-	c, err := r.Lookup(ctx, ids[3])
+	c, err := r.Lookup(ctx, ids[3], "requester")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 			t.Errorf("TTL of %s %v; want about %v", k, ttl, oauthclients.DefaultUnusedTTL)
 		}
 	}
-	got, err := r.Lookup(ctx, c.ClientID)
+	got, err := r.Lookup(ctx, c.ClientID, "requester")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 
 	// Once used, a lookup keeps it alive.
 	rdb.Expire(ctx, key, 30*time.Hour)
-	got, err = r.Lookup(ctx, c.ClientID)
+	got, err = r.Lookup(ctx, c.ClientID, "requester")
 	if err != nil || !equalClients(got, want) {
 		t.Fatalf("lookup of a confirmed client: %+v, %v", got, err)
 	}
@@ -154,7 +154,7 @@ func TestRegisterDefaultsAndTTL(t *testing.T) {
 	if ttl := rdb.TTL(ctx, oauthclients.PendingKey).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
 		t.Errorf("TTL %v; want the configured hour", ttl)
 	}
-	got, err := r.Lookup(ctx, c.ClientID)
+	got, err := r.Lookup(ctx, c.ClientID, "requester")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,14 +241,14 @@ func TestLookupUnknown(t *testing.T) {
 	ctx := context.Background()
 	r := newRegistry(t, storetest.Redis(t), oauthclients.Options{})
 	for _, id := range []string{"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "", "not-ours", strings.Repeat("A", 27)} {
-		_, err := r.Lookup(ctx, id)
+		_, err := r.Lookup(ctx, id, "requester")
 		wantCode(t, "client_id "+id, err, oauthclients.CodeInvalidClient)
 	}
 
 	// Malformed ids are refused without asking Redis (which here is down).
 	down := newRegistry(t, storetest.Down(t), oauthclients.Options{})
 	for _, id := range []string{"oauthclient:x", "../../x", "abc"} {
-		_, err := down.Lookup(ctx, id)
+		_, err := down.Lookup(ctx, id, "requester")
 		wantCode(t, "malformed client_id "+id, err, oauthclients.CodeInvalidClient)
 	}
 }
@@ -259,7 +259,7 @@ func TestRedisDown(t *testing.T) {
 	if _, err := r.Register(ctx, []byte(`{"redirect_uris":["https://app.example/cb"]}`)); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Register with Redis down: %v; want ErrUnavailable", err)
 	}
-	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "requester"); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Lookup with Redis down: %v; want ErrUnavailable", err)
 	}
 }
@@ -271,6 +271,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		"negative TTL":       {Redis: rdb, RegistrationTTL: -time.Second},
 		"negative size":      {Redis: rdb, MaxDocumentBytes: -1},
 		"negative budget":    {Redis: rdb, MaxPendingRegistrations: -1},
+		"negative timeout":   {Redis: rdb, HeaderTimeout: -time.Second},
 		"scheme with colon":  {Redis: rdb, ExtraRedirectSchemes: []string{"cursor:"}},
 		"upper-case scheme":  {Redis: rdb, ExtraRedirectSchemes: []string{"Cursor"}},
 		"http as extra":      {Redis: rdb, ExtraRedirectSchemes: []string{"http"}},

@@ -105,7 +105,7 @@ func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url
 	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter, s.log) {
 		return oauthclients.Client{}, "", false
 	}
-	client, err := s.opts.Clients.Lookup(ctx, clientID)
+	client, err := s.opts.Clients.Lookup(ctx, clientID, signin.ClientAddress(r))
 	if err != nil {
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {

@@ -160,7 +160,7 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values)
 		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "client_id is required")
 		return oauthclients.Client{}, false
 	}
-	c, err := s.opts.Clients.Lookup(r.Context(), id)
+	c, err := s.opts.Clients.Lookup(r.Context(), id, signin.ClientAddress(r))
 	if err != nil {
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {
