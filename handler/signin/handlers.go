@@ -535,8 +535,14 @@ func truncate(s string, n int) string {
 // idTokenFailure says why an ID token was refused in words that help: our
 // outage, or a refusal.
 func idTokenFailure(err error) *callbackFailure {
-	if errors.Is(err, entra.ErrUnavailable) {
+	switch {
+	case errors.Is(err, entra.ErrUnavailable):
 		return &callbackFailure{oauthError: "temporarily_unavailable", doing: "verify ID token", err: err}
+	case errors.Is(err, entra.ErrUnknownKey):
+		// Entra published a new signing key this instance has not loaded
+		// yet (it refreshes at most every 30 s for unknown keys).
+		return &callbackFailure{oauthError: "temporarily_unavailable", title: "Sign-in could not be completed",
+			message: "Entra ID signed the sign-in with a key this server has not loaded yet. Wait 30 seconds and start again."}
 	}
 	return refused("The sign-in response could not be verified. Start again.")
 }
