@@ -242,7 +242,13 @@ func (s *Service) finishEntra(ctx context.Context, q url.Values, state string, f
 	if code == "" || len(code) > 4096 {
 		return d, refused("The sign-in response has no code. Start again.")
 	}
-	ep, err := s.pool.redeem(ctx, func(c confidential.Client) error {
+	// Redis's clock, as RevokeUser stamps revocations: one that runs while
+	// this sign-in is under way refuses it.
+	started, err := s.opts.Sessions.Now(ctx)
+	if err != nil {
+		return d, &callbackFailure{oauthError: "temporarily_unavailable", doing: "read Redis time", err: err}
+	}
+	ep, err := s.pool.redeem(ctx, started, func(c confidential.Client) error {
 		var err error
 		d.res, err = c.AcquireTokenByAuthCode(ctx, code, s.redirectURI, s.apiScopes, confidential.WithChallenge(f.Verifier))
 		return err
