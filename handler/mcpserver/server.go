@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +46,16 @@ type Options struct {
 	// Events receives a custom event per tool call (tool.allowed,
 	// tool.denied); nil sends none.
 	Events Events
+	// Limiter limits tools/call per caller (tenant and object id), after
+	// the caller's right to the tool is checked; nil: no limit.
+	Limiter Limiter
+}
+
+// Limiter counts one call for a key and says whether it is within the
+// limit, and if not, how long until the next one would be; *store.Limiter
+// is one.
+type Limiter interface {
+	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
 }
 
 // Events records custom events and exceptions (Application Insights in
@@ -66,8 +77,10 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	events    Events
-	lists     sync.Map  // listKey -> *encodedList
-	bufs      sync.Pool // *[]byte for tools/list answers
+	limiter   Limiter
+	warned    *onceEvery // rate-limit warnings already logged this window
+	lists     sync.Map   // listKey -> *encodedList
+	bufs      sync.Pool  // *[]byte for tools/list answers
 }
 
 // New builds the endpoint. It fails when a tool is declared twice or
@@ -89,6 +102,8 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
 		events:   opts.Events,
+		limiter:  opts.Limiter,
+		warned:   newOnceEvery(warnWindow, maxWarned, time.Now),
 	}
 	s.bufs.New = func() any { return new([]byte) }
 	for _, t := range opts.Tools {
@@ -182,6 +197,11 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 			s.audit(ctx, p, name, false, "denied", time.Since(start))
 			return nil, fmt.Errorf("tool '%s' not found: %w", name, server.ErrToolNotFound)
 		}
+		if limited := s.limit(ctx, p, name); limited != nil {
+			s.metrics.toolCall(name, outcomeLimited)
+			s.audit(ctx, p, name, true, outcomeLimited, time.Since(start))
+			return limited, nil
+		}
 		res, err := s.run(ctx, t, tools.Call{
 			Principal:    p,
 			Grants:       g,
@@ -193,7 +213,9 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		case err != nil && errors.Is(err, store.ErrUnavailable):
 			outcome = "unavailable"
 			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name), slog.String("err", err.Error()))
-			res = mcp.NewToolResultError("A service this tool needs is unavailable right now. Try again in a moment.")
+			// For a write, a lost reply is not a failure: the message says
+			// whether the change may have happened and how to retry safely.
+			res = mcp.NewToolResultError(t.UnavailableText())
 		case err != nil:
 			outcome = "error"
 			s.log.LogAttrs(ctx, slog.LevelError, "tool failed", slog.String("tool", name), slog.String("err", err.Error()))
@@ -209,6 +231,79 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		s.audit(ctx, p, name, true, outcome, time.Since(start))
 		return res, nil
 	}
+}
+
+// Rate limiting of tools/call.
+const (
+	outcomeLimited = "rate_limited"
+	// warnWindow is how often one caller's being limited is logged.
+	warnWindow = time.Minute
+	// maxWarned bounds the callers remembered per window; past it, further
+	// callers are counted in the metrics but not logged one by one.
+	maxWarned = 1024
+	// limiterDownKey stands for the limiter itself in s.warned.
+	limiterDownKey = "\x00limiter"
+)
+
+// limit counts the call against its caller's budget. Over it, it returns
+// the tool error to answer with: when to retry, in the text for people and
+// models and in _meta.retryAfterSeconds for programs. A limiter that fails
+// lets the call through: one Redis outage must not stop every tool,
+// including those that do not use Redis.
+func (s *Server) limit(ctx context.Context, p *entra.Principal, tool string) *mcp.CallToolResult {
+	if s.limiter == nil {
+		return nil
+	}
+	key := p.TenantID + "." + p.ObjectID
+	ok, retry, err := s.limiter.Allow(ctx, key)
+	if err != nil {
+		if s.warned.first(limiterDownKey) {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "tool-call rate limit unavailable: calls are let through unlimited",
+				slog.String("err", err.Error()))
+		}
+		return nil
+	}
+	if ok {
+		return nil
+	}
+	secs := max(1, int64(math.Ceil(retry.Seconds())))
+	if s.warned.first(key) {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "tool calls rate limited",
+			slog.String("tid", p.TenantID), slog.String("oid", p.ObjectID),
+			slog.String("tool", tool), slog.Int64("retry_after_s", secs))
+	}
+	res := mcp.NewToolResultError(fmt.Sprintf("Too many tool calls: retry in %d seconds.", secs))
+	res.Meta = mcp.NewMetaFromMap(map[string]any{"retryAfterSeconds": secs})
+	return res
+}
+
+// onceEvery answers, for each key, true the first time it is asked in a
+// window and false after, remembering at most max keys per window.
+type onceEvery struct {
+	mu     sync.Mutex
+	window time.Duration
+	max    int
+	now    func() time.Time
+	start  time.Time
+	seen   map[string]struct{}
+}
+
+func newOnceEvery(window time.Duration, max int, now func() time.Time) *onceEvery {
+	return &onceEvery{window: window, max: max, now: now, seen: map[string]struct{}{}}
+}
+
+func (o *onceEvery) first(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if now := o.now(); now.Sub(o.start) >= o.window {
+		clear(o.seen)
+		o.start = now
+	}
+	if _, ok := o.seen[key]; ok || len(o.seen) >= o.max {
+		return false
+	}
+	o.seen[key] = struct{}{}
+	return true
 }
 
 // run calls the tool, turning a panic into an error so one bad tool cannot
