@@ -50,6 +50,9 @@ func Settings() []Setting {
 		{Name: "MCP_AUTH_MODE", Azure: true, Local: true},
 		{Name: "OAUTH_EXTRA_REDIRECT_SCHEMES"},
 		{Name: "ROLE_MAP"},
+		{Name: "TOOL_CALLS_PER_MINUTE"},
+		{Name: "TOOL_CALLS_BURST"},
+		{Name: "TASKS_MAX_BYTES_PER_TENANT"},
 		{Name: "LOG_LEVEL", Local: true},
 	}
 }
