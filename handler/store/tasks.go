@@ -44,8 +44,10 @@ const (
 	// TaskOverhead is what each task counts for beyond the lengths of its
 	// stored fields: field names, the key, two index entries and the
 	// allocator's rounding. Measured on Redis 7 (used_memory): a small task
-	// takes about 700 bytes, a maximal one about 14,800 bytes for 10,900
-	// counted, so Redis memory stays within 1.25× of what is counted.
+	// takes about 700 bytes and counts about 1,200; a maximal one takes
+	// about 12,300 (the allocator rounds 8 KiB of notes up to 10 KiB) and
+	// counts about 9,900. So a full budget takes at most about 1.25× its
+	// size in Redis, and the task cap, not the budget, limits small tasks.
 	TaskOverhead = 1024
 	// SearchScanLimit bounds how many of a tenant's newest tasks one search
 	// reads, so that a search costs the same however many tasks there are.

@@ -479,3 +479,57 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 	}
 	slots.Check(t)
 }
+
+// TestBudgetBoundsRedisMemory fills a tenant's default budget with maximal
+// tasks, on a redis-server of the test's own, and checks what Redis really
+// spends on them: the budget must bound memory, not just a count.
+func TestBudgetBoundsRedisMemory(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Server(t)
+	s := store.NewTasks(rdb)
+	before := usedMemory(t, rdb)
+	title := strings.Repeat("😀", store.MaxTitleBytes/4)
+	notes := strings.Repeat("€", store.MaxNotesBytes/3) + "ab"
+	n := 0
+	for ; ; n++ {
+		_, err := s.Create(ctx, tenantA, alice, title, notes)
+		if errors.Is(err, store.ErrStorageFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > store.DefaultMaxBytes/store.MaxNotesBytes {
+			t.Fatalf("%d maximal tasks fit in %d bytes", n, store.DefaultMaxBytes)
+		}
+	}
+	used := usedMemory(t, rdb) - before
+	t.Logf("%d maximal tasks fill the %d MiB budget; Redis used_memory grew by %.1f MiB", n, store.DefaultMaxBytes>>20, float64(used)/(1<<20))
+	if used > store.DefaultMaxBytes*13/10 {
+		t.Errorf("a full budget of %d bytes takes %d bytes of Redis memory, more than 1.3×", store.DefaultMaxBytes, used)
+	}
+
+	read := &readBytes{}
+	rdb.AddHook(read)
+	if _, err := s.Search(ctx, tenantA, "needle", 10); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a search that matches nothing read %.2f MB of task text", float64(read.n.Load())/1e6)
+}
+
+func usedMemory(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	t.Fatal("no used_memory in INFO")
+	return 0
+}
