@@ -31,13 +31,29 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
-// Rate limit of /auth/exchange and /auth/refresh per client address: a
-// person or script needs a handful; a code-guessing loop gets nowhere.
+// Rate limits. Per client address (clientip.Key: an IPv4 address or an
+// IPv6 /48) where nobody is known yet, per user where someone is. Each is
+// counted in Redis across instances, and in process when Redis cannot.
 const (
-	authRate  = 5
-	authBurst = 10
-	// The OAuth front's endpoints (registration, consent pages, token,
-	// revocation) per client address: a client's sign-in takes a few.
+	// Sign-ins started (/auth/login, /oauth/authorize and its consent
+	// form) per address, a minute: a person needs a few, an office a few
+	// dozen.
+	signInRate  = 30
+	signInBurst = 30
+	// Callbacks per address, a minute, before any code goes to Entra with
+	// the app's credential.
+	callbackRate  = 20
+	callbackBurst = 10
+	// Refused codes and refresh tokens per address, a minute: a
+	// code-guessing loop gets nowhere, and good tokens cost nothing.
+	failureRate  = 30
+	failureBurst = 20
+	// Refreshes per user, a minute: far above what a user's clients need,
+	// even a fleet of agents signed in as one user.
+	refreshRate  = 300
+	refreshBurst = 150
+	// The OAuth front's client-document lookups and revocations per
+	// address, a second.
 	oauthRate  = 10
 	oauthBurst = 40
 	// Registrations are stored (4 KiB at most) for a day until used, so
@@ -156,7 +172,17 @@ func New(opts Options) (*App, error) {
 		}
 		sealer = cfg.SealingKeys
 	}
-	sessions := store.NewSessions(a.redis, sealer)
+	var sessionOpts []store.SessionsOption
+	switch {
+	case cfg.ReuseGrace < 0:
+		sessionOpts = append(sessionOpts, store.WithReuseGrace(0))
+	case cfg.ReuseGrace > 0:
+		sessionOpts = append(sessionOpts, store.WithReuseGrace(cfg.ReuseGrace))
+	}
+	sessions := store.NewSessions(a.redis, sealer, sessionOpts...)
+	limit := func(name string, rate int, per time.Duration, burst int) *store.Limiter {
+		return store.NewLimiter(a.redis, name, rate, per, burst, store.WithLimiterLogger(log))
+	}
 	var cred confidential.Credential
 	if opts.MSALCredential != nil {
 		cred = *opts.MSALCredential
@@ -165,13 +191,19 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("build sign-in credential: %w", err)
 	}
 	a.SignIn, err = signin.New(signin.Options{
-		PublicBaseURL:     cfg.PublicBaseURL,
-		Entra:             cfg.Entra,
-		Credential:        cred,
-		HTTPClient:        httpClient,
-		Sessions:          sessions,
-		IDTokens:          verifier,
-		Limiter:           store.NewLimiter(a.redis, "auth", authRate, time.Second, authBurst),
+		PublicBaseURL: cfg.PublicBaseURL,
+		Entra:         cfg.Entra,
+		Credential:    cred,
+		HTTPClient:    httpClient,
+		Sessions:      sessions,
+		Sealer:        sealer,
+		IDTokens:      verifier,
+		Limits: signin.Limits{
+			SignIn:   limit("signin", signInRate, time.Minute, signInBurst),
+			Callback: limit("callback", callbackRate, time.Minute, callbackBurst),
+			Failures: limit("refused", failureRate, time.Minute, failureBurst),
+			Refresh:  limit("refresh", refreshRate, time.Minute, refreshBurst),
+		},
 		AllowedReturnURLs: cfg.ReturnURLs,
 		Logger:            log,
 		Events:            eventsOf(tel),
@@ -235,7 +267,7 @@ func New(opts Options) (*App, error) {
 	authServer := cfg.Entra.Issuer()
 	var front httpapi.OAuth
 	if cfg.AuthMode != config.AuthModeEntra {
-		if err := a.buildOAuth(cfg, sessions, log, eventsOf(tel)); err != nil {
+		if err := a.buildOAuth(cfg, sealer, limit, log, eventsOf(tel)); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -254,12 +286,13 @@ func New(opts Options) (*App, error) {
 		Version:              opts.Version,
 		Logger:               log,
 		Telemetry:            telemetryOf(tel),
+		ClientIP:             cfg.ClientIP,
 	})
 	return a, nil
 }
 
 // buildOAuth builds the authorization-server front of proxy mode.
-func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog.Logger, ev events) error {
+func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *store.Limiter, log *slog.Logger, ev events) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:                a.redis,
@@ -276,10 +309,10 @@ func (a *App) buildOAuth(cfg *config.Config, sessions *store.Sessions, log *slog
 		Scope:            cfg.Entra.Scope(),
 		Clients:          a.clients,
 		SignIn:           a.SignIn,
-		Sessions:         sessions,
-		Limiter:          store.NewLimiter(a.redis, "oauth", oauthRate, time.Second, oauthBurst),
-		Registrations:    store.NewLimiter(a.redis, "register", registerRate, time.Hour, registerRate),
-		AllRegistrations: store.NewLimiter(a.redis, "register-all", registerAllRate, time.Hour, registerAllBurst),
+		Sealer:           sealer,
+		Limiter:          limit("oauth", oauthRate, time.Second, oauthBurst),
+		Registrations:    limit("register", registerRate, time.Hour, registerRate),
+		AllRegistrations: limit("register-all", registerAllRate, time.Hour, registerAllBurst),
 		Logger:           log,
 		Events:           ev,
 	})

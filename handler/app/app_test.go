@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
@@ -62,6 +63,7 @@ func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 		ClientSecret:  devidp.DefaultClientSecret,
 		SealingKeys:   ring,
 		ReturnURLs:    []string{"http://127.0.0.1:9/return"},
+		ClientIP:      clientip.Policy{Header: clientip.DefaultHeader},
 	}
 	if adjust != nil {
 		adjust(cfg, &idpOpts)
@@ -277,7 +279,7 @@ func TestHTTPGuards(t *testing.T) {
 	}
 	r = st.do(t, http.MethodGet, "/health", "", nil, "")
 	var health map[string]string
-	if r.status != 200 || json.Unmarshal(r.body, &health) != nil || health["status"] != "ok" || len(health) != 2 {
+	if r.status != 200 || json.Unmarshal(r.body, &health) != nil || health["status"] != "ok" || health["client_address"] != "127.0.0.1" || len(health) != 3 {
 		t.Errorf("health: %d %s", r.status, r.body)
 	}
 }

@@ -283,9 +283,15 @@ func TestOAuthEndToEnd(t *testing.T) {
 	if names := toolNames(st.rpc(t, tk2.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(names) != 9 {
 		t.Errorf("tools with the refreshed token: %v", names)
 	}
+	// Once the new handle has been used, the old one coming back is reuse
+	// (within the grace it would have been a retry after a lost reply).
+	r, tkNext := st.refreshFor(t, id, tk2.RefreshToken)
+	if r.status != 200 {
+		t.Fatalf("second refresh: %d %s", r.status, r.body)
+	}
 	r, _ = st.refreshFor(t, id, tk.RefreshToken)
 	wantOAuthError(t, "refresh-handle reuse", r, 400, "invalid_grant")
-	r, _ = st.refreshFor(t, id, tk2.RefreshToken)
+	r, _ = st.refreshFor(t, id, tkNext.RefreshToken)
 	wantOAuthError(t, "newest handle after reuse (chain revoked)", r, 400, "invalid_grant")
 
 	// The same user and browser again: no consent page, straight to Entra.
@@ -472,12 +478,23 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 				t.Errorf("%s: %d %s", name, r.status, r.header.Get("Location"))
 			}
 		}
-		// A wrong token spends the request: the attacker cannot retry.
+		// A wrong token is refused. The request is not stored, so nothing
+		// is spent: the page's own (256-bit) token still works, and a forger
+		// would need this browser's SameSite=Strict cookie for every guess.
 		if r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {"wrong"}, "decision": {"approve"}}, st.base); r.status != http.StatusForbidden {
 			t.Errorf("wrong CSRF token: %d", r.status)
 		}
-		if r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base); r.status != http.StatusBadRequest {
-			t.Errorf("request after a forged answer: %d, want 400 (spent)", r.status)
+		// A request sealed for another page does not take this page's token.
+		other, _ := st.consent(t, c, a)
+		if r := st.decide(t, c, url.Values{"request": {other}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base); r.status != http.StatusForbidden {
+			t.Errorf("another page's request with this page's token: %d", r.status)
+		}
+		// A forged or altered request does not open.
+		if r := st.decide(t, c, url.Values{"request": {request[:len(request)-4] + "AAAA"}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base); r.status != http.StatusBadRequest {
+			t.Errorf("altered request: %d, want 400", r.status)
+		}
+		if r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base); r.status != http.StatusFound {
+			t.Errorf("the page's own answer after refused ones: %d", r.status)
 		}
 		// Another browser (no binding cookie) cannot answer this browser's page.
 		request, csrf = st.consent(t, c, a)

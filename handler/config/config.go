@@ -11,8 +11,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
@@ -92,6 +94,17 @@ type Config struct {
 	// comma-separated, such as "cursor"): an operator's exception to RFC
 	// 8252 §7.1, which wants reverse domain names.
 	ExtraRedirectSchemes []string
+
+	// ClientIP says which address per-address rate limits count by
+	// (CLIENT_IP_HEADER): by default X-Forwarded-For as the Functions host
+	// sets it; the zero Policy is the TCP peer.
+	ClientIP clientip.Policy
+
+	// ReuseGrace is REFRESH_REUSE_GRACE: how long a rotated refresh token
+	// presented again gets a successor instead of revoking its chain (a
+	// client whose reply was lost retries). 0 means the default
+	// (store.DefaultReuseGrace), negative means none.
+	ReuseGrace time.Duration
 
 	// ToolCallsPerMinute and ToolCallsBurst limit each caller's tools/call
 	// (TOOL_CALLS_PER_MINUTE, TOOL_CALLS_BURST); 0 (unset) means the
@@ -242,6 +255,12 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.ExtraRedirectSchemes, err = ParseRedirectSchemes(getenv("OAUTH_EXTRA_REDIRECT_SCHEMES")); err != nil {
 		return nil, err
 	}
+	if c.ClientIP, err = clientip.ParsePolicy(getenv("CLIENT_IP_HEADER")); err != nil {
+		return nil, fmt.Errorf("CLIENT_IP_HEADER: %w", err)
+	}
+	if c.ReuseGrace, err = ParseReuseGrace(getenv("REFRESH_REUSE_GRACE")); err != nil {
+		return nil, err
+	}
 	if err := loadLimits(c, getenv); err != nil {
 		return nil, err
 	}
@@ -284,6 +303,30 @@ func parseCount(name, v string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("%s: %q must be a whole number from %d to %d", name, v, lo, hi)
 	}
 	return n, nil
+}
+
+// maxReuseGrace bounds REFRESH_REUSE_GRACE: a grace is for a lost reply
+// and its retry, not a second life for stolen refresh tokens.
+const maxReuseGrace = 5 * time.Minute
+
+// ParseReuseGrace reads REFRESH_REUSE_GRACE: a duration such as 30s (at
+// most 5m), or 0 for none. Empty means the default (returned as 0).
+func ParseReuseGrace(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if v == "0" {
+		d, err = 0, nil
+	}
+	if err != nil || d < 0 || d > maxReuseGrace {
+		return 0, fmt.Errorf("REFRESH_REUSE_GRACE: %q must be a duration from 0 (none) to 5m, such as 30s", v)
+	}
+	if d == 0 {
+		return -1, nil
+	}
+	return d, nil
 }
 
 // loadSecrets reads how the app authenticates to Entra and where its

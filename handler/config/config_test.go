@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSampleSettingsLoad keeps local.settings.sample.json true: with its
@@ -237,6 +238,37 @@ func TestRedirectSchemes(t *testing.T) {
 	}
 }
 
+func TestClientIPAndReuseGrace(t *testing.T) {
+	load := func(extra map[string]string) (*Config, error) {
+		env := azureEnv()
+		for k, v := range extra {
+			env[k] = v
+		}
+		return Load(func(k string) string { return env[k] })
+	}
+	c, err := load(nil)
+	if err != nil || c.ClientIP.Header != "X-Forwarded-For" || c.ReuseGrace != 0 {
+		t.Fatalf("defaults: %+v %v %v", c.ClientIP, c.ReuseGrace, err)
+	}
+	for in, want := range map[string]string{"none": "", "X-Azure-SocketIP": "X-Azure-Socketip"} {
+		if c, err := load(map[string]string{"CLIENT_IP_HEADER": in}); err != nil || c.ClientIP.Header != want {
+			t.Errorf("CLIENT_IP_HEADER=%s: %+v %v", in, c, err)
+		}
+	}
+	if _, err := load(map[string]string{"CLIENT_IP_HEADER": "x forwarded"}); err == nil || !strings.HasPrefix(err.Error(), "CLIENT_IP_HEADER: ") {
+		t.Errorf("a bad header name: %v", err)
+	}
+	for in, want := range map[string]time.Duration{"45s": 45 * time.Second, "0": -1, "0s": -1, "5m": 5 * time.Minute} {
+		if c, err := load(map[string]string{"REFRESH_REUSE_GRACE": in}); err != nil || c.ReuseGrace != want {
+			t.Errorf("REFRESH_REUSE_GRACE=%s: %v %v, want %v", in, c.ReuseGrace, err, want)
+		}
+	}
+	for _, bad := range []string{"-1s", "10m", "soon", "30"} {
+		if _, err := load(map[string]string{"REFRESH_REUSE_GRACE": bad}); err == nil || !strings.HasPrefix(err.Error(), "REFRESH_REUSE_GRACE: ") {
+			t.Errorf("REFRESH_REUSE_GRACE=%s: %v", bad, err)
+		}
+	}
+}
 func TestLimitSettings(t *testing.T) {
 	t.Run("unset are the defaults", func(t *testing.T) {
 		env := azureEnv()

@@ -53,6 +53,8 @@ func Settings() []Setting {
 		{Name: "TOOL_CALLS_PER_MINUTE"},
 		{Name: "TOOL_CALLS_BURST"},
 		{Name: "TASKS_MAX_BYTES_PER_TENANT"},
+		{Name: "CLIENT_IP_HEADER"},
+		{Name: "REFRESH_REUSE_GRACE"},
 		{Name: "LOG_LEVEL", Local: true},
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
@@ -98,6 +99,8 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 		AuthMode:     authMode,
 		// Test clients serve their metadata documents on loopback.
 		AllowLoopbackClients: true,
+		// As in Azure: a local proxy or test may say who the caller is.
+		ClientIP: clientip.Policy{Header: clientip.DefaultHeader},
 	}
 	for _, u := range devidp.DemoUsers() {
 		tok, err := idp.Mint(u, devidp.WithLifetime(tokenLifetime))

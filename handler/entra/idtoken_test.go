@@ -37,8 +37,57 @@ func TestVerifyIDTokenRefuses(t *testing.T) {
 		"not a JWT":        "abc.def",
 	}
 	for name, tok := range cases {
-		if _, err := e.v.VerifyIDToken(context.Background(), tok); err == nil {
-			t.Errorf("%s: accepted", name)
+		_, err := e.v.VerifyIDToken(context.Background(), tok)
+		if !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
+			t.Errorf("%s: %v, want ErrInvalidToken and not ErrUnknownKey", name, err)
 		}
 	}
+}
+
+// TestVerifyIDTokenUnknownKey checks that the sign-in callback can tell a
+// key this server has not loaded from other refusals, while Verify still
+// says nothing but ErrInvalidToken.
+func TestVerifyIDTokenUnknownKey(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	idClaims := with(e.claims(), "scp", nil, "nonce", "n")
+	cases := []struct {
+		name   string
+		token  string
+		reason error
+	}{
+		// Causes a fetch, and the kid is not in the fresh set either.
+		{"unknown kid", e.sign(with(e.rs256Header(), "kid", "not-loaded"), idClaims), errNotInFetchedSet},
+		// Right after, another unknown kid is throttled.
+		{"unknown kid, throttled", e.sign(with(e.rs256Header(), "kid", "not-loaded-2"), idClaims), errRefreshThrottled},
+		{"same kid again", e.sign(with(e.rs256Header(), "kid", "not-loaded"), idClaims), errKidThrottled},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.v.VerifyIDToken(ctx, tc.token)
+			if !errors.Is(err, ErrUnknownKey) || !errors.Is(err, ErrInvalidToken) || !errors.Is(err, tc.reason) {
+				t.Fatalf("VerifyIDToken: %v, want ErrUnknownKey, ErrInvalidToken and %v", err, tc.reason)
+			}
+			if _, err := e.v.Verify(ctx, tc.token); err != ErrInvalidToken {
+				t.Fatalf("Verify: %v, want exactly ErrInvalidToken", err)
+			}
+		})
+	}
+	t.Run("bad signature, known kid", func(t *testing.T) {
+		good := e.sign(e.rs256Header(), idClaims)
+		forged := good[:strings.LastIndexByte(good, '.')+1] + strings.Repeat("A", 342)
+		_, err := e.v.VerifyIDToken(ctx, forged)
+		if !errors.Is(err, ErrInvalidToken) || !errors.Is(err, errSignature) || errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("VerifyIDToken: %v, want ErrInvalidToken for a bad signature, not ErrUnknownKey", err)
+		}
+	})
+	t.Run("no keys loaded", func(t *testing.T) {
+		e.idp.SetJWKSFailing(true)
+		defer e.idp.SetJWKSFailing(false)
+		cold := e.newVerifier(nil)
+		_, err := cold.VerifyIDToken(ctx, e.sign(e.rs256Header(), idClaims))
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("VerifyIDToken: %v, want ErrUnavailable only", err)
+		}
+	})
 }

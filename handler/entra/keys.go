@@ -39,14 +39,34 @@ type flight struct {
 	err  error
 }
 
-// errRefreshThrottled is returned for an unknown kid seen too soon after the
-// last fetch attempt.
-var errRefreshThrottled = fmt.Errorf("%w; key refresh throttled", errUnknownKid)
+// trigger is why a fetch is wanted. Only an unknown kid spends the
+// unknown-kid budget: the start-up fetch and the background refresh of an old
+// set must not make the first new key after them wait (an instance that has
+// just started is exactly the one that has just fetched).
+type trigger int
+
+const (
+	byWarm trigger = iota // Warm: always fetches
+	byAge                 // the cached set is older than MaxKeyAge
+	byKid                 // a token named a kid the cached set lacks
+)
+
+// Why a fetch did not happen or a token's kid was not found. The first four
+// are ErrUnknownKey; errBootstrapWait is ErrUnavailable; errAgeThrottled only
+// stops a background refresh and never reaches a caller.
+var (
+	errRefreshThrottled = fmt.Errorf("%w; key refresh throttled (one fetch per MinRefreshInterval for unknown kids)", ErrUnknownKey)
+	errKidThrottled     = fmt.Errorf("%w; key refresh throttled (this kid was missing from a fetch made for it within KidRetryInterval)", ErrUnknownKey)
+	errNotInFetchedSet  = fmt.Errorf("%w: not in the tenant's key set, fetched just now", ErrUnknownKey)
+	errFetchFailed      = fmt.Errorf("%w; the key fetch made for it failed", ErrUnknownKey)
+	errBootstrapWait    = fmt.Errorf("%w: no keys loaded and the last fetch attempt was too recent", ErrUnavailable)
+	errAgeThrottled     = errors.New("background key refresh attempted recently")
+)
 
 // key returns the public key for kid. A known kid is answered from the cache
 // without waiting, starting a background refresh when the set is older than
-// MaxKeyAge. An unknown kid joins or starts one fetch, at most once per
-// MinRefreshInterval; beyond that it fails fast.
+// MaxKeyAge. An unknown kid joins the fetch under way or starts one, unless
+// throttled (see throttle); a throttled kid fails fast.
 func (v *Verifier) key(ctx context.Context, kid string, now time.Time) (*rsa.PublicKey, error) {
 	ks := v.keys.Load()
 	if ks != nil {
@@ -55,12 +75,17 @@ func (v *Verifier) key(ctx context.Context, kid string, now time.Time) (*rsa.Pub
 			return k, nil
 		}
 	}
-	f := v.startRefresh(false)
-	if f == nil {
-		if ks == nil {
-			return nil, fmt.Errorf("%w: no keys loaded and refresh throttled", ErrUnavailable)
+	f, err := v.startRefresh(byKid, kid)
+	if err != nil {
+		// A fetch may have landed the kid since ks was loaded.
+		if cur := v.keys.Load(); cur != nil && cur.keys[kid] != nil {
+			return cur.keys[kid], nil
 		}
-		return nil, errRefreshThrottled
+		if errors.Is(err, ErrUnknownKey) {
+			v.throttled.Add(1)
+		}
+		v.warnUnknownKid(ctx, kid, err, now)
+		return nil, err
 	}
 	select {
 	case <-f.done:
@@ -74,34 +99,34 @@ func (v *Verifier) key(ctx context.Context, kid string, now time.Time) (*rsa.Pub
 	if k := ks.keys[kid]; k != nil {
 		return k, nil
 	}
-	return nil, errUnknownKid
+	err = errNotInFetchedSet
+	if f.err != nil {
+		err = errFetchFailed
+	}
+	v.warnUnknownKid(ctx, kid, err, now)
+	return nil, err
 }
 
 // refreshIfOld starts a background fetch when ks is older than MaxKeyAge.
 func (v *Verifier) refreshIfOld(ks *keySet, now time.Time) {
 	if now.Sub(ks.fetchedAt) >= v.maxKeyAge {
-		v.startRefresh(false)
+		_, _ = v.startRefresh(byAge, "")
 	}
 }
 
-// startRefresh returns the fetch under way, or starts one. Unless force is
-// set it starts none (and returns nil) within the refresh interval of the
-// last attempt, so a flood of unknown kids cannot hammer the issuer.
+// startRefresh returns the fetch under way, or starts one for the given
+// reason unless throttle refuses, in which case it returns throttle's error.
 // The fetch runs detached from any caller's context: one caller giving up
 // must not fail the fetch for the others.
-func (v *Verifier) startRefresh(force bool) *flight {
+func (v *Verifier) startRefresh(why trigger, kid string) (*flight, error) {
 	v.refreshMu.Lock()
 	defer v.refreshMu.Unlock()
 	if v.inflight != nil {
-		return v.inflight
+		return v.inflight, nil
 	}
 	now := v.now()
-	interval := v.minRefresh
-	if v.keys.Load() == nil {
-		interval = min(interval, bootstrapRetryInterval)
-	}
-	if !force && !v.lastAttempt.IsZero() && now.Sub(v.lastAttempt) < interval {
-		return nil
+	if err := v.throttle(why, kid, now); err != nil {
+		return nil, err
 	}
 	v.lastAttempt = now
 	f := &flight{done: make(chan struct{})}
@@ -117,10 +142,86 @@ func (v *Verifier) startRefresh(force bool) *flight {
 		v.refreshMu.Lock()
 		v.inflight = nil
 		v.lastRefreshErr = f.err
+		// A kid the tenant's own set lacks is not retried for a while: that
+		// is what a made-up kid repeated looks like. After a failed fetch it
+		// got no real answer, so it may try again.
+		if why == byKid && f.err == nil && v.keys.Load().keys[kid] == nil {
+			v.missedKids.set(kid, now)
+		}
 		v.refreshMu.Unlock()
 		close(f.done)
 	}()
-	return f
+	return f, nil
+}
+
+// throttle decides whether a fetch for why may start at now, and books it if
+// so. Callers hold refreshMu.
+//
+// While no key set has loaded, any trigger may fetch every
+// bootstrapRetryInterval, so a start-up outage heals within seconds. Once
+// keys are loaded, an unknown kid may fetch unless that kid was missing from
+// a fetch made for it within KidRetryInterval, or another unknown kid caused
+// a fetch within MinRefreshInterval. Background refreshes have their own
+// allowance of one per MinRefreshInterval and do not touch the unknown-kid
+// one; Warm is never throttled.
+func (v *Verifier) throttle(why trigger, kid string, now time.Time) error {
+	switch {
+	case why == byWarm:
+		return nil
+	case v.keys.Load() == nil:
+		if !v.lastAttempt.IsZero() && now.Sub(v.lastAttempt) < min(v.minRefresh, bootstrapRetryInterval) {
+			return errBootstrapWait
+		}
+		return nil
+	case why == byAge:
+		if !v.lastAgeFetch.IsZero() && now.Sub(v.lastAgeFetch) < v.minRefresh {
+			return errAgeThrottled
+		}
+		v.lastAgeFetch = now
+		return nil
+	}
+	if v.missedKids.within(kid, now, v.kidRetry) {
+		return errKidThrottled
+	}
+	if !v.lastKidFetch.IsZero() && now.Sub(v.lastKidFetch) < v.minRefresh {
+		return errRefreshThrottled
+	}
+	v.lastKidFetch = now
+	return nil
+}
+
+// maxUnknownKidWarnings bounds the unknown-kid warnings logged per
+// MinRefreshInterval, so a flood of distinct made-up kids costs a few log
+// lines, not one per request.
+const maxUnknownKidWarnings = 10
+
+// warnUnknownKid logs, at WARN, that a token was refused because its kid is
+// not in the loaded key set: after a rollover that is the first sign that
+// this instance lags, and otherwise it is someone making kids up. Each kid is
+// logged at most once per KidRetryInterval and all of them at most
+// maxUnknownKidWarnings times per MinRefreshInterval; the lines left out are
+// counted in the next one.
+func (v *Verifier) warnUnknownKid(ctx context.Context, kid string, reason error, now time.Time) {
+	if !errors.Is(reason, ErrUnknownKey) {
+		return
+	}
+	v.warnMu.Lock()
+	if now.Sub(v.warnWindow) >= v.minRefresh {
+		v.warnWindow, v.warnsInWindow = now, 0
+	}
+	if v.warnedKids.within(kid, now, v.kidRetry) || v.warnsInWindow >= maxUnknownKidWarnings {
+		v.warnsSkipped++
+		v.warnMu.Unlock()
+		return
+	}
+	v.warnedKids.set(kid, now)
+	v.warnsInWindow++
+	skipped := v.warnsSkipped
+	v.warnsSkipped = 0
+	v.warnMu.Unlock()
+	v.log.LogAttrs(ctx, slog.LevelWarn, "entra: token signed with a key this server has not loaded",
+		slog.String("kid", shortKid(kid)), slog.String("reason", reason.Error()),
+		slog.Int64("similar_not_logged", skipped))
 }
 
 // refresh fetches the key set (discovering its URL first if needed) and

@@ -6,6 +6,15 @@
 // rate-limited, and an injectable clock. Verification is local: no network
 // round trip per request once keys are cached, and a repeated token is
 // answered from a bounded cache of verified tokens.
+//
+// A token whose kid is not in the cached key set makes the verifier fetch
+// the set again, so a key Entra has just published is picked up by the
+// first token signed with it, even on an instance that fetched keys a
+// moment ago at start-up. Such fetches are limited twice: one per
+// MinRefreshInterval for all unknown kids together, and a kid that was
+// missing from a fetch made for it causes no other for KidRetryInterval. The
+// start-up fetch and the background refresh of old keys do not count
+// against either. A failed fetch keeps the last good key set.
 package entra
 
 import (
@@ -31,6 +40,14 @@ var ErrInvalidToken = errors.New("entra: invalid token")
 // them failed: the token could not be checked at all. Answer 503, not 401.
 var ErrUnavailable = errors.New("entra: signing keys unavailable")
 
+// ErrUnknownKey is matched, besides ErrInvalidToken, by the error of
+// VerifyIDToken when the token was signed with a key this verifier has not
+// loaded: either the tenant published it after the last fetch and the
+// throttle held back another, or it is not one of the tenant's keys. Only
+// VerifyIDToken says so; Verify tells its callers nothing but
+// ErrInvalidToken.
+var ErrUnknownKey = errors.New("unknown signing key")
+
 // Defaults and limits. The leeway absorbs clock skew between us and Entra;
 // a minute is enough for NTP-synchronised hosts and keeps replay of an
 // expired token short.
@@ -39,7 +56,8 @@ const (
 	MaxTokenBytes             = 16 << 10
 	maxKidBytes               = 128
 	maxDocumentBytes          = 1 << 20
-	defaultMinRefreshInterval = 5 * time.Minute
+	defaultMinRefreshInterval = 30 * time.Second
+	defaultKidRetryInterval   = 5 * time.Minute
 	defaultMaxKeyAge          = 24 * time.Hour
 	defaultCacheSize          = 10000
 	fetchTimeout              = 10 * time.Second
@@ -73,9 +91,16 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// MinRefreshInterval is how often a token with an unknown kid may cause a
-	// key fetch (default 5m). Within it, such tokens fail fast.
+	// MinRefreshInterval is how often tokens with unknown kids may cause a
+	// key fetch, all kids together (default 30s); within it, such tokens fail
+	// fast. The start-up fetch (Warm) and background refreshes do not count,
+	// so the first unknown kid after them fetches at once.
 	MinRefreshInterval time.Duration
+	// KidRetryInterval is how long a kid that was still missing from a fetch
+	// it caused is refused without causing another (default 5m), so a
+	// made-up kid repeated costs one fetch per interval. At most 1024 such
+	// kids are remembered, the oldest forgotten first.
+	KidRetryInterval time.Duration
 	// MaxKeyAge is the age after which keys are refreshed in the background
 	// (default 24h). Callers keep using the cached keys meanwhile.
 	MaxKeyAge time.Duration
@@ -95,29 +120,41 @@ type Config struct {
 // Entra never sends them, and honouring any of them would let the token
 // choose its own key.
 type Verifier struct {
-	authority      string
-	tenantID       string
-	audience       string            // ClientID (v2) or AppIDURI (v1)
-	version        string            // "2.0" or "1.0"
-	issuers        map[string]string // allowed tid -> expected iss
-	clientID       string            // audience of ID tokens
-	idIssuers      map[string]string // allowed tid -> v2 issuer (ID tokens are always v2)
-	discoveryURL   string
-	discoveryIss   string // issuer the discovery document must name
-	allowHTTP      bool   // loopback authority over plain http
-	client         *http.Client
-	now            func() time.Time
-	minRefresh     time.Duration
-	maxKeyAge      time.Duration
-	log            *slog.Logger
-	cache          *tokenCache // nil when disabled
-	keys           atomic.Pointer[keySet]
-	fetches        atomic.Int64
-	refreshMu      sync.Mutex // guards the fields below
+	authority    string
+	tenantID     string
+	audience     string            // ClientID (v2) or AppIDURI (v1)
+	version      string            // "2.0" or "1.0"
+	issuers      map[string]string // allowed tid -> expected iss
+	clientID     string            // audience of ID tokens
+	idIssuers    map[string]string // allowed tid -> v2 issuer (ID tokens are always v2)
+	discoveryURL string
+	discoveryIss string // issuer the discovery document must name
+	allowHTTP    bool   // loopback authority over plain http
+	client       *http.Client
+	now          func() time.Time
+	minRefresh   time.Duration
+	kidRetry     time.Duration
+	maxKeyAge    time.Duration
+	log          *slog.Logger
+	cache        *tokenCache // nil when disabled
+	keys         atomic.Pointer[keySet]
+	fetches      atomic.Int64
+	throttled    atomic.Int64 // unknown kids refused without a fetch
+
+	refreshMu      sync.Mutex // guards the fields below, up to warnMu
 	inflight       *flight
-	lastAttempt    time.Time
+	lastAttempt    time.Time // of any fetch
+	lastKidFetch   time.Time // of the last fetch an unknown kid caused
+	lastAgeFetch   time.Time // of the last background refresh
+	missedKids     *kidMemo  // kids missing from a fetch they caused, and when
 	lastRefreshErr error
 	jwksURI        string
+
+	warnMu        sync.Mutex // guards the unknown-kid warning limits below
+	warnedKids    *kidMemo
+	warnWindow    time.Time
+	warnsInWindow int
+	warnsSkipped  int64
 }
 
 // NewVerifier checks cfg and returns a verifier. It fetches nothing: call
@@ -156,11 +193,14 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		discoveryIss: authority + "/" + tenant + "/v2.0",
 		now:          cfg.Now,
 		minRefresh:   cfg.MinRefreshInterval,
+		kidRetry:     cfg.KidRetryInterval,
 		maxKeyAge:    cfg.MaxKeyAge,
 		log:          cfg.Logger,
 		issuers:      map[string]string{},
 		clientID:     clientID,
 		idIssuers:    map[string]string{},
+		missedKids:   newKidMemo(maxRememberedKids),
+		warnedKids:   newKidMemo(maxRememberedKids),
 	}
 	switch cfg.TokenVersion {
 	case 0, 2:
@@ -206,6 +246,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if v.minRefresh <= 0 {
 		v.minRefresh = defaultMinRefreshInterval
 	}
+	if v.kidRetry <= 0 {
+		v.kidRetry = defaultKidRetryInterval
+	}
 	if v.maxKeyAge <= 0 {
 		v.maxKeyAge = defaultMaxKeyAge
 	}
@@ -247,6 +290,7 @@ type VerifierStats struct {
 	LastRefresh      time.Time // when the cached key set was fetched; zero if never
 	LastRefreshError string    // error of the latest fetch attempt; empty if it succeeded
 	JWKSFetches      int64     // key-set fetch attempts so far
+	ThrottledKids    int64     // tokens refused for an unknown kid without a fetch (throttled)
 	CachedTokens     int       // entries in the verified-token cache
 }
 
@@ -263,6 +307,7 @@ func (v *Verifier) Stats() VerifierStats {
 	}
 	v.refreshMu.Unlock()
 	st.JWKSFetches = v.fetches.Load()
+	st.ThrottledKids = v.throttled.Load()
 	if v.cache != nil {
 		st.CachedTokens = v.cache.len()
 	}
@@ -272,9 +317,9 @@ func (v *Verifier) Stats() VerifierStats {
 // Warm fetches discovery and the key set now, waiting for a fetch already
 // under way rather than starting a second. Call it at start-up so the first
 // request does not pay for the fetch; a failure is worth logging but the
-// verifier retries on its own.
+// verifier retries on its own. It spends none of the unknown-kid allowance.
 func (v *Verifier) Warm(ctx context.Context) error {
-	f := v.startRefresh(true)
+	f, _ := v.startRefresh(byWarm, "") // never throttled
 	select {
 	case <-f.done:
 		return f.err

@@ -23,7 +23,6 @@ var (
 	errMalformed     = errors.New("malformed token")
 	errHeader        = errors.New("unacceptable header")
 	errAlg           = errors.New("algorithm not RS256")
-	errUnknownKid    = errors.New("unknown kid")
 	errSignature     = errors.New("bad signature")
 	errClaims        = errors.New("malformed claims")
 	errVersion       = errors.New("wrong token version")
@@ -84,13 +83,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	if err == nil {
 		return p, nil
 	}
-	// Expired tokens are routine, and junk or throttled kids are what a
-	// flood looks like: keep those out of the operators' way. The rest (bad
-	// signature, wrong issuer, audience or tenant) point at an attack or a
-	// misconfiguration.
+	// Expired tokens are routine, and junk or unknown kids are what a flood
+	// looks like: keep those out of the operators' way (unknown kids get a
+	// warning of their own, limited per kid; see warnUnknownKid). The rest
+	// (bad signature, wrong issuer, audience or tenant) point at an attack
+	// or a misconfiguration.
 	level := slog.LevelWarn
 	if errors.Is(err, errExpired) || errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) ||
-		errors.Is(err, errRefreshThrottled) {
+		errors.Is(err, ErrUnknownKey) {
 		level = slog.LevelDebug
 	}
 	v.log.LogAttrs(ctx, level, "entra: token refused", slog.String("reason", err.Error()))
@@ -192,12 +192,12 @@ func (v *Verifier) signedPayload(ctx context.Context, token string, now time.Tim
 	}
 	key, err = v.key(ctx, h.Kid, now)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("%w (kid %.40q)", err, h.Kid)
+		return nil, "", nil, fmt.Errorf("%w (kid %q)", err, shortKid(h.Kid))
 	}
 	// golang-jwt does the RSA check; parsing around it is ours because its
 	// Parse costs more allocations than the budget allows.
 	if err := jwt.SigningMethodRS256.Verify(token[:len(h64)+1+len(p64)], sig, key); err != nil {
-		return nil, "", nil, fmt.Errorf("%w (kid %.40q)", errSignature, h.Kid)
+		return nil, "", nil, fmt.Errorf("%w (kid %q)", errSignature, shortKid(h.Kid))
 	}
 	return pb, h.Kid, key, nil
 
@@ -259,7 +259,23 @@ type IDToken struct {
 // endpoint (the sign-in callback receives one): signature with the tenant's
 // keys, issuer, audience (the client id), allowed tenant, times and
 // identity. The nonce is returned for the caller to compare.
+//
+// A refused token's error matches ErrInvalidToken and says why; it also
+// matches ErrUnknownKey when the token was signed with a key this verifier
+// has not loaded, which after a key rollover usually heals within
+// MinRefreshInterval. ErrUnavailable means no keys could be loaded at all.
+// Unlike Verify it explains itself because its caller is the sign-in
+// callback, which logs the reason and picks the message, not a client.
 func (v *Verifier) VerifyIDToken(ctx context.Context, token string) (IDToken, error) {
+	id, err := v.verifyIDToken(ctx, token)
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		return IDToken{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	return id, err
+}
+
+// verifyIDToken does the work of VerifyIDToken.
+func (v *Verifier) verifyIDToken(ctx context.Context, token string) (IDToken, error) {
 	if len(token) > MaxTokenBytes {
 		return IDToken{}, errTooLarge
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/oauthserver"
 )
@@ -122,6 +123,9 @@ type Options struct {
 	// Telemetry records one request item per call and recovered panics;
 	// nil or disabled records nothing and costs nothing.
 	Telemetry Telemetry
+	// ClientIP decides each request's client address for the limits
+	// counted per address (clientip.KeyOf reads it from the context).
+	ClientIP clientip.Policy
 }
 
 // Telemetry is what the HTTP front reports to (Application Insights).
@@ -191,7 +195,7 @@ func New(opts Options) http.Handler {
 		mux.Handle(PathRevoke, cors(a.allow(o.Revoke, http.MethodPost)))
 	}
 	mux.HandleFunc("/", a.root)
-	h := a.recoverer(a.headers(mux))
+	h := a.recoverer(a.headers(opts.ClientIP.Middleware(mux)))
 	if opts.Telemetry != nil {
 		h = opts.Telemetry.Middleware(h)
 	}
@@ -238,8 +242,13 @@ func (a *api) root(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "not_found", "no such route")
 }
 
-func (a *api) health(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": a.opts.Version})
+// health answers the platform's and the operator's probes. It also tells
+// callers the address their per-address limits count by (their own
+// address, or their IPv6 /48), so an operator can check from two networks
+// that two callers get two buckets.
+func (a *api) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": a.opts.Version,
+		"client_address": clientip.KeyOf(r)})
 }
 
 // mcp runs the guards in order, cheapest first, and hands an authenticated

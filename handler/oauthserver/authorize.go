@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
 
@@ -26,6 +26,9 @@ const (
 	consentTTL = 10 * time.Minute
 	// maxState bounds the client's state, which travels back in a URL.
 	maxState = 1024
+	// maxConsentFormBody caps the consent form, which carries the sealed
+	// request (client_id, redirect URI and state of up to a few KiB).
+	maxConsentFormBody = 24 << 10
 	// armDelay is how long the Allow button stays inert after the page is
 	// visible and focused: a click meant for another page (the second
 	// click of a double-click whose first one swapped the window, i.e.
@@ -43,6 +46,11 @@ var challengeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		s.decide(w, r)
+		return
+	}
+	// Every authorization request may start a sign-in: it counts against
+	// the address's sign-in budget before anything else is done for it.
+	if !s.opts.SignIn.AllowSignIn(w, r) {
 		return
 	}
 	ctx := r.Context()
@@ -81,9 +89,6 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 		s.opts.SignIn.StartClientSignIn(w, r, req)
 		return
 	}
-	if !signin.Allow(w, r, s.opts.Limiter, s.log) {
-		return
-	}
 	s.askConsent(w, r, client, req)
 }
 
@@ -102,7 +107,7 @@ func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url
 		return oauthclients.Client{}, "", false
 	}
 	// A client_id that is a URL costs an outbound fetch: count it before.
-	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter, s.log) {
+	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter) {
 		return oauthclients.Client{}, "", false
 	}
 	client, err := s.opts.Clients.Lookup(ctx, clientID)
@@ -173,9 +178,21 @@ func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect
 	return signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}, "", ""
 }
 
-// askConsent keeps the request under a random id and shows the consent
-// page. Its form is good only in this browser (the cookie's hash is kept
-// with the request) and only with the page's own CSRF token.
+// consentRequest is an authorization request waiting for the user's
+// answer. It is not stored: it travels sealed in the consent form, good
+// only in the browser it was shown in (the binding cookie's hash), with
+// the page's own CSRF token, until it expires.
+type consentRequest struct {
+	Request signin.ClientRequest `json:"q"`
+	Binding string               `json:"b"` // h(binding cookie)
+	CSRF    string               `json:"c"` // h(CSRF token)
+	Expires int64                `json:"x"` // Unix ms
+}
+
+// consentSealName is the additional data of a consent request's seal.
+const consentSealName = "oauth-consent-request"
+
+// askConsent shows the consent page, the request sealed into its form.
 func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclients.Client, req signin.ClientRequest) {
 	binding := ""
 	if v := s.bindCookie.Value(r); len(v) == 43 {
@@ -183,24 +200,21 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclien
 		// both stay answerable.
 		binding = v
 	}
-	id, csrf := randomText(), randomText()
+	csrf := randomText()
 	if binding == "" {
 		binding = randomText()
 	}
-	flow := store.Flow{
-		ReturnTo:        req.RedirectURI,
-		ClientID:        req.ClientID,
-		ClientState:     req.State,
-		ClientChallenge: req.Challenge,
-		Scope:           req.Scope,
-		Binding:         hashHex(binding),
-		CSRF:            hashHex(csrf),
-	}
-	if err := s.opts.Sessions.SaveConsentRequest(r.Context(), id, flow, consentTTL); err != nil {
-		s.unavailablePage(w, r, "save authorization request", err)
+	plain, err := json.Marshal(consentRequest{Request: req, Binding: hashHex(binding), CSRF: hashHex(csrf),
+		Expires: time.Now().Add(consentTTL).UnixMilli()})
+	if err != nil {
+		s.unavailablePage(w, r, "encode authorization request", err)
 		return
 	}
-	s.bindCookie.Set(w, binding, consentTTL)
+	sealed, err := s.opts.Sealer.Seal(consentSealName, plain)
+	if err != nil {
+		s.unavailablePage(w, r, "seal authorization request", err)
+		return
+	}
 	// Chromium applies form-action to the redirects that answer the form
 	// too: to Entra on approval, to the client on denial.
 	entraOrigin, err := s.opts.SignIn.AuthorizeOrigin(r.Context())
@@ -208,9 +222,28 @@ func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclien
 		s.unavailablePage(w, r, "find Entra's authorize endpoint", err)
 		return
 	}
+	s.bindCookie.Set(w, binding, consentTTL)
 	d := consentData(c, req)
-	d.RequestID, d.CSRF, d.Nonce, d.ArmDelayMS = id, csrf, webpage.Nonce(), armDelay.Milliseconds()
+	d.Request, d.CSRF, d.Nonce, d.ArmDelayMS = base64.RawURLEncoding.EncodeToString(sealed), csrf, webpage.Nonce(), armDelay.Milliseconds()
 	webpage.Write(w, http.StatusOK, consentTemplate, d, d.Nonce, strings.Join([]string{"'self'", entraOrigin, originOf(req.RedirectURI)}, " "))
+}
+
+// openConsentRequest opens the request a consent form carries, or fails
+// for one that is forged, expired or sealed with a key no longer held.
+func (s *Server) openConsentRequest(v string) (consentRequest, bool) {
+	sealed, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil {
+		return consentRequest{}, false
+	}
+	plain, err := s.opts.Sealer.Open(consentSealName, sealed)
+	if err != nil {
+		return consentRequest{}, false
+	}
+	var cr consentRequest
+	if json.Unmarshal(plain, &cr) != nil || time.Now().UnixMilli() >= cr.Expires {
+		return consentRequest{}, false
+	}
+	return cr, true
 }
 
 // decide handles the consent form: POST /oauth/authorize.
@@ -221,12 +254,15 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "This form was sent from another site.")
 		return
 	}
+	if !s.opts.SignIn.AllowSignIn(w, r) {
+		return
+	}
 	form, ok := s.readConsentForm(w, r)
 	if !ok {
 		return
 	}
-	id, csrf, decision := form.Get("request"), form.Get("csrf_token"), form.Get("decision")
-	if id == "" || csrf == "" {
+	sealed, csrf, decision := form.Get("request"), form.Get("csrf_token"), form.Get("decision")
+	if sealed == "" || csrf == "" {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "consent form refused: request or CSRF token missing")
 		s.errorPage(w, http.StatusForbidden, "This form could not be verified. Go back to the application and start again.")
 		return
@@ -235,33 +271,28 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "The form's decision must be approve or deny.")
 		return
 	}
-	flow, err := s.opts.Sessions.TakeConsentRequest(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, http.StatusBadRequest, "This request has expired or was already answered. Go back to the application and start again.")
-		return
-	}
-	if err != nil {
-		s.unavailablePage(w, r, "load authorization request", err)
+	cr, ok := s.openConsentRequest(sealed)
+	if !ok {
+		s.errorPage(w, http.StatusBadRequest, "This request has expired or is not valid. Go back to the application and start again.")
 		return
 	}
 	binding := s.bindCookie.Value(r)
-	if binding == "" || !equal(hashHex(binding), flow.Binding) || !equal(hashHex(csrf), flow.CSRF) {
+	if binding == "" || !equal(hashHex(binding), cr.Binding) || !equal(hashHex(csrf), cr.CSRF) {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "consent form refused: browser binding or CSRF token does not match",
 			slog.Bool("cookie_present", binding != ""))
 		s.errorPage(w, http.StatusForbidden, "This form could not be verified. Go back to the application and start again.")
 		return
 	}
-	s.event(ctx, "oauth.consent", map[string]string{"client_id": flow.ClientID, "decision": decision})
+	req := cr.Request
+	s.event(ctx, "oauth.consent", map[string]string{"client_id": req.ClientID, "decision": decision})
 	if decision == "deny" {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "client denied by the user", slog.String("client_id", flow.ClientID))
-		signin.RedirectClient(w, r, flow.ReturnTo, s.opts.Issuer, url.Values{
-			"error": {"access_denied"}, "error_description": {"the user denied access"}, "state": {flow.ClientState}})
+		s.log.LogAttrs(ctx, slog.LevelInfo, "client denied by the user", slog.String("client_id", req.ClientID))
+		signin.RedirectClient(w, r, req.RedirectURI, s.opts.Issuer, url.Values{
+			"error": {"access_denied"}, "error_description": {"the user denied access"}, "state": {req.State}})
 		return
 	}
-	s.opts.SignIn.StartClientSignIn(w, r, signin.ClientRequest{
-		ClientID: flow.ClientID, RedirectURI: flow.ReturnTo, State: flow.ClientState,
-		Challenge: flow.ClientChallenge, Scope: flow.Scope,
-	})
+	req.ConsentUser = ""
+	s.opts.SignIn.StartClientSignIn(w, r, req)
 }
 
 // readConsentForm reads the consent form: form encoding, size capped, no
@@ -271,7 +302,7 @@ func (s *Server) readConsentForm(w http.ResponseWriter, r *http.Request) (url.Va
 		s.errorPage(w, http.StatusUnsupportedMediaType, "The form must be sent as application/x-www-form-urlencoded.")
 		return nil, false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	r.Body = http.MaxBytesReader(w, r.Body, maxConsentFormBody)
 	if err := r.ParseForm(); err != nil || repeated(r.PostForm) != "" {
 		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
 		return nil, false
@@ -323,7 +354,7 @@ type pageData struct {
 	RedirectHost string
 	Loopback     bool // the redirect URI is on this computer: any program there could have asked
 	Scope        string
-	RequestID    string
+	Request      string // the sealed request
 	CSRF         string
 	ArmDelayMS   int64
 
@@ -397,7 +428,7 @@ button.approve{background:#0b5cad;color:#fff;border:1px solid #0b5cad}button:dis
 {{if .Loopback}}<p class="warn" id="loopback">It sends you back to a program on this computer. Any program here can ask in an application's name: allow only if you just started the sign-in yourself.</p>{{end}}
 <p class="warn">Allow only if you started this from an application you trust. It will be able to call the tools your roles allow, as you, until you sign out or the access is revoked.</p>
 <form method="post" action="/oauth/authorize">
-<input type="hidden" name="request" value="{{.RequestID}}">
+<input type="hidden" name="request" value="{{.Request}}">
 <input type="hidden" name="csrf_token" value="{{.CSRF}}">
 <div class="actions">
 <button type="submit" name="decision" value="deny">Deny</button>

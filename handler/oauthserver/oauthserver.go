@@ -59,12 +59,15 @@ type Options struct {
 	Resource string
 	// Scope is the API scope clients are granted (and the Entra scope the
 	// sign-in asks for).
-	Scope    string
-	Clients  *oauthclients.Registry
-	SignIn   *signin.Service
-	Sessions *store.Sessions
-	// Limiter counts consent-page, client-document, token and revocation
-	// requests per client address.
+	Scope   string
+	Clients *oauthclients.Registry
+	SignIn  *signin.Service
+	// Sealer seals authorization requests into their consent forms.
+	Sealer store.Sealer
+	// Limiter counts client-document lookups and revocations per client
+	// address. Authorization and consent requests count against the
+	// sign-in service's budget, and token requests against its budget of
+	// refused requests.
 	Limiter *store.Limiter
 	// Registrations counts registrations per client address, and
 	// AllRegistrations all of them: each one is stored in Redis, and
@@ -102,9 +105,9 @@ type Server struct {
 
 // New builds the server.
 func New(opts Options) (*Server, error) {
-	if opts.Clients == nil || opts.SignIn == nil || opts.Sessions == nil || opts.Limiter == nil ||
+	if opts.Clients == nil || opts.SignIn == nil || opts.Sealer == nil || opts.Limiter == nil ||
 		opts.Registrations == nil || opts.AllRegistrations == nil {
-		return nil, errors.New("oauthserver: clients, sign-in, sessions and limiters are required")
+		return nil, errors.New("oauthserver: clients, sign-in, sealer and limiters are required")
 	}
 	u, err := url.Parse(opts.Issuer)
 	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
@@ -188,7 +191,7 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
 		signin.WriteOAuthError(w, http.StatusBadRequest, oauthclients.CodeInvalidClientMetadata, "could not read the request body")
 		return
 	}
-	if !signin.Allow(w, r, s.opts.Registrations, s.log) || !s.allowAll(w, r) {
+	if !signin.Allow(w, r, s.opts.Registrations) || !s.allowAll(w, r) {
 		return
 	}
 	c, err := s.opts.Clients.Register(r.Context(), body)
@@ -267,9 +270,15 @@ func repeated(v url.Values) string {
 
 // unavailable answers 503 for an outage and logs what was being done.
 func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, doing string, err error) {
+	s.unavailableHint(w, r, doing, err, "the authorization server is unavailable; try again shortly")
+}
+
+// unavailableHint is unavailable whose description says what the client
+// may safely do about a request whose outcome is unknown.
+func (s *Server) unavailableHint(w http.ResponseWriter, r *http.Request, doing string, err error, hint string) {
 	s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
 	w.Header().Set("Retry-After", "5")
-	signin.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server is unavailable; try again shortly")
+	signin.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", hint)
 }
 
 // grantedScope checks a requested scope and returns what is granted: the

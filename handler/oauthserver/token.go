@@ -15,7 +15,16 @@ import (
 // Token serves POST /oauth/token: the authorization_code and refresh_token
 // grants for public clients.
 func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
-	form, client, ok := s.clientRequest(w, r)
+	// An address that keeps presenting bad codes or refresh tokens is
+	// refused before any work; good ones cost it nothing.
+	if !s.opts.SignIn.GuardFailures(w, r) {
+		return
+	}
+	form, ok := readForm(w, r)
+	if !ok {
+		return
+	}
+	client, ok := s.client(w, r, form)
 	if !ok {
 		return
 	}
@@ -74,11 +83,19 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		var ge *signin.GrantError
-		if errors.As(err, &ge) {
+		var slow *signin.SlowDown
+		switch {
+		case errors.As(err, &ge):
+			s.opts.SignIn.CountFailure(r.Context(), r)
 			signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_grant", ge.Description)
-			return
+		case errors.As(err, &slow):
+			signin.WriteSlowDown(w, slow)
+		case grant == "refresh_token":
+			s.unavailableHint(w, r, "refresh_token grant", err, s.opts.SignIn.RefreshRetryHint())
+		default:
+			s.unavailableHint(w, r, "authorization_code grant", err,
+				"the service did not answer in time; the code may have been used up: if redeeming it again fails, start the authorization again")
 		}
-		s.unavailable(w, r, grant+" grant", err)
 		return
 	}
 	// The registration is in use: keep it 90 days from now. Done on every
@@ -103,8 +120,8 @@ func (s *Server) Revoke(w http.ResponseWriter, r *http.Request) {
 		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "token is required")
 		return
 	}
-	if strings.Count(token, ".") == 2 {
-		// A JWT: the access tokens are Entra's, which nobody but Entra can
+	if strings.HasPrefix(token, "eyJ") {
+		// A JWT (its header is base64url JSON): the access tokens are Entra's, which nobody but Entra can
 		// revoke. They expire within about an hour; revoke the refresh token.
 		signin.WriteOAuthError(w, http.StatusBadRequest, "unsupported_token_type", "access tokens cannot be revoked here; revoke the refresh token")
 		return
@@ -122,11 +139,11 @@ func (s *Server) Revoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// clientRequest reads a token or revocation request (form, rate limit) and
+// clientRequest reads a revocation request (form, rate limit) and
 // identifies the calling client. On failure it has answered.
 func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (url.Values, oauthclients.Client, bool) {
 	form, ok := readForm(w, r)
-	if !ok || !signin.Allow(w, r, s.opts.Limiter, s.log) {
+	if !ok || !signin.Allow(w, r, s.opts.Limiter) {
 		return nil, oauthclients.Client{}, false
 	}
 	c, ok := s.client(w, r, form)
@@ -160,11 +177,16 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values)
 		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "client_id is required")
 		return oauthclients.Client{}, false
 	}
+	// A client_id that is a URL may cost an outbound fetch: count it before.
+	if strings.Contains(id, ":") && !signin.Allow(w, r, s.opts.Limiter) {
+		return oauthclients.Client{}, false
+	}
 	c, err := s.opts.Clients.Lookup(r.Context(), id)
 	if err != nil {
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {
 			// 400, not 401: no HTTP authentication scheme would help.
+			s.opts.SignIn.CountFailure(r.Context(), r)
 			signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_client", ce.Description)
 			return oauthclients.Client{}, false
 		}

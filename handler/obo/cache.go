@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
-	"github.com/entra-mcp/functions-mcp/handler/valid"
+	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
 // minTTL is the shortest life worth keeping a token for.
@@ -27,33 +27,38 @@ type entry struct {
 	Expires time.Time `json:"exp"`
 }
 
-// userID checks the principal's tenant and object id, which become part of
-// key names, and returns "<tid>.<oid>" in lower case.
-func userID(p *entra.Principal) (string, error) {
-	tid, oid := strings.ToLower(p.TenantID), strings.ToLower(p.ObjectID)
-	if !valid.LowerGUID(tid) || !valid.LowerGUID(oid) {
-		return "", errors.New("obo: principal's tenant or object id is not a GUID")
-	}
-	return tid + "." + oid, nil
+// slot is where one user's token for one set of scopes is kept: a field of
+// the user's hash, whose key store names (store.OBOKey), so that revoking
+// the user's sessions deletes their tokens too.
+type slot struct {
+	key, field string
 }
 
-// cacheKey names the token of user for scopes. Entra compares scopes
-// without regard to case or order, so neither changes the key.
-func cacheKey(user string, scopes []string) string {
+// sealName is what the token is sealed under: a value copied to another
+// user's hash or scopes does not open.
+func (s slot) sealName() string { return s.key + ":" + s.field }
+
+// slotFor names the token of p for scopes. Entra compares scopes without
+// regard to case or order, so neither changes the field.
+func slotFor(p *entra.Principal, scopes []string) (slot, error) {
+	key, err := store.OBOKey(p.TenantID, p.ObjectID)
+	if err != nil {
+		return slot{}, fmt.Errorf("obo: %w", err)
+	}
 	norm := make([]string, len(scopes))
 	for i, s := range scopes {
 		norm[i] = strings.ToLower(strings.TrimSpace(s))
 	}
 	slices.Sort(norm)
 	sum := sha256.Sum256([]byte(strings.Join(slices.Compact(norm), " ")))
-	return "obo:" + user + ":" + hex.EncodeToString(sum[:])
+	return slot{key: key, field: hex.EncodeToString(sum[:])}, nil
 }
 
 // cached returns the token kept under key if it is good for longer than the
 // margin. Any failure is a miss: the caller then asks Entra, so a Redis
 // outage or a rotated-away sealing key costs a round trip, not the call.
-func (c *Client) cached(ctx context.Context, key string) (string, bool) {
-	sealed, err := c.rdb.Get(ctx, key).Bytes()
+func (c *Client) cached(ctx context.Context, at slot) (string, bool) {
+	sealed, err := c.rdb.HGet(ctx, at.key, at.field).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return "", false
 	}
@@ -61,7 +66,7 @@ func (c *Client) cached(ctx context.Context, key string) (string, bool) {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "obo: read token cache", slog.String("err", err.Error()))
 		return "", false
 	}
-	plain, err := c.ring.Open(key, sealed)
+	plain, err := c.ring.Open(at.sealName(), sealed)
 	if err != nil {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "obo: open cached token", slog.String("err", err.Error()))
 		return "", false
@@ -79,9 +84,9 @@ func (c *Client) cached(ctx context.Context, key string) (string, bool) {
 	return e.Token, true
 }
 
-// keep stores token, sealed under its key name, until the margin before it
-// expires. A failure is logged, not returned: the caller has its token.
-func (c *Client) keep(ctx context.Context, key, token string, expires time.Time) {
+// keep stores token, sealed under its slot's name, until the margin before
+// it expires. A failure is logged, not returned: the caller has its token.
+func (c *Client) keep(ctx context.Context, at slot, token string, expires time.Time) {
 	ttl := expires.Sub(c.now()) - c.margin
 	if ttl < minTTL {
 		return
@@ -91,15 +96,24 @@ func (c *Client) keep(ctx context.Context, key, token string, expires time.Time)
 		c.log.LogAttrs(ctx, slog.LevelError, "obo: encode token for cache", slog.String("err", err.Error()))
 		return
 	}
-	sealed, err := c.ring.Seal(key, plain)
+	sealed, err := c.ring.Seal(at.sealName(), plain)
 	if err != nil {
 		c.log.LogAttrs(ctx, slog.LevelError, "obo: seal token for cache", slog.String("err", err.Error()))
 		return
 	}
-	if err := c.rdb.Set(ctx, key, sealed, ttl).Err(); err != nil {
+	if err := keepScript.Run(ctx, c.rdb, []string{at.key}, at.field, sealed, ttl.Milliseconds()).Err(); err != nil {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "obo: write token cache", slog.String("err", err.Error()))
 	}
 }
+
+// keepScript sets a field of the user's hash and keeps the hash as long as
+// its longest-lived token: each token's own expiry is checked on read.
+// KEYS: hash. ARGV: field, sealed entry, TTL (ms).
+var keepScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+`)
 
 // Forget deletes the kept token of p for scopes, for a caller whose
 // downstream API refused it (a 401 after the token was revoked), so that the
@@ -108,11 +122,11 @@ func (c *Client) Forget(ctx context.Context, p *entra.Principal, scopes []string
 	if p == nil {
 		return errors.New("obo: no principal")
 	}
-	user, err := userID(p)
+	at, err := slotFor(p, scopes)
 	if err != nil {
 		return err
 	}
-	if err := c.rdb.Del(ctx, cacheKey(user, scopes)).Err(); err != nil {
+	if err := c.rdb.HDel(ctx, at.key, at.field).Err(); err != nil {
 		return fmt.Errorf("%w: forget cached token: %w", ErrUnavailable, err)
 	}
 	return nil

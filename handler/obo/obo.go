@@ -159,7 +159,7 @@ func (c *Client) Token(ctx context.Context, scopes []string) (string, error) {
 	if p == nil {
 		return "", errors.New("obo: no principal")
 	}
-	user, err := userID(p)
+	at, err := slotFor(p, scopes)
 	if err != nil {
 		return "", err
 	}
@@ -169,8 +169,7 @@ func (c *Client) Token(ctx context.Context, scopes []string) (string, error) {
 	if len(scopes) == 0 {
 		return "", errors.New("obo: no scopes")
 	}
-	key := cacheKey(user, scopes)
-	if tok, ok := c.cached(ctx, key); ok {
+	if tok, ok := c.cached(ctx, at); ok {
 		return tok, nil
 	}
 	client := c.msal.get()
@@ -178,7 +177,7 @@ func (c *Client) Token(ctx context.Context, scopes []string) (string, error) {
 	if err != nil {
 		return "", classify(err, c.clientID, scopes)
 	}
-	c.keep(ctx, key, res.AccessToken, res.ExpiresOn)
+	c.keep(ctx, at, res.AccessToken, res.ExpiresOn)
 	return res.AccessToken, nil
 }
 

@@ -140,7 +140,8 @@ func claims(t *testing.T, token string) map[string]any {
 	return m
 }
 
-// redisValues returns every key and value in the test's Redis.
+// redisValues returns every kept token in the test's Redis, by
+// "<key> <field>".
 func redisValues(t *testing.T, rdb redis.UniversalClient) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -150,11 +151,13 @@ func redisValues(t *testing.T, rdb redis.UniversalClient) map[string]string {
 	}
 	out := map[string]string{}
 	for _, k := range keys {
-		v, err := rdb.Get(ctx, k).Result()
+		fields, err := rdb.HGetAll(ctx, k).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[k] = v
+		for f, v := range fields {
+			out[k+" "+f] = v
+		}
 	}
 	return out
 }
@@ -194,9 +197,11 @@ func TestHappyPathAndCache(t *testing.T) {
 	if len(vals) != 1 {
 		t.Fatalf("Redis holds %d keys, want 1: %v", len(vals), vals)
 	}
-	for k, v := range vals {
-		if !strings.HasPrefix(k, "obo:"+p.TenantID+"."+p.ObjectID+":") || len(k) != len("obo:")+73+1+64 {
-			t.Errorf("key %q", k)
+	want, _ := store.OBOKey(p.TenantID, p.ObjectID)
+	for kf, v := range vals {
+		k, field, _ := strings.Cut(kf, " ")
+		if k != want || len(field) != 64 {
+			t.Errorf("key %q field %q, want key %q", k, field, want)
 		}
 		noTokenIn(t, "Redis value", v, incoming, tok)
 		ttl := e.rdb.TTL(ctx, k).Val()
@@ -249,7 +254,7 @@ func TestUsersNeverShareTokens(t *testing.T) {
 		t.Errorf("OBO requests = %d, want 2", n)
 	}
 	if n := len(redisValues(t, e.rdb)); n != 2 {
-		t.Errorf("Redis holds %d keys, want 2", n)
+		t.Errorf("Redis holds %d tokens, want 2", n)
 	}
 
 }

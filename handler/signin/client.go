@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
-
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
@@ -36,7 +34,7 @@ type ClientRequest struct {
 // StartClientSignIn sends the browser to Entra for an approved client
 // request. Its callback redirects to the client with our one-time code.
 func (s *Service) StartClientSignIn(w http.ResponseWriter, r *http.Request, c ClientRequest) {
-	s.begin(w, r, store.Flow{
+	s.begin(w, r, flow{
 		ReturnTo:        c.RedirectURI,
 		ClientID:        c.ClientID,
 		ClientState:     c.State,
@@ -53,12 +51,7 @@ func (s *Service) AuthorizeOrigin(ctx context.Context) (string, error) {
 	if o := s.authorizeOrigin.Load(); o != nil {
 		return *o, nil
 	}
-	var authURL string
-	err := s.pool.with(ctx, "", func(c confidential.Client) error {
-		var err error
-		authURL, err = c.AuthCodeURL(ctx, s.opts.Entra.ClientID, s.redirectURI, s.scopes)
-		return err
-	})
+	authURL, err := s.authorizeURL(ctx)
 	if err != nil {
 		return "", fmt.Errorf("build authorize URL: %w", err)
 	}
@@ -94,8 +87,9 @@ func (s *Service) RememberedConsent(ctx context.Context, r *http.Request, client
 
 // finishClient ends a sign-in an OAuth client started: the client's
 // redirect URI gets our one-time code, bound to the client, or the error.
-func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow store.Flow, tid, oid string, res confidential.AuthResult, fail *callbackFailure) {
+func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow flow, d signedIn, fail *callbackFailure) {
 	ctx := r.Context()
+	tid, oid := d.tid, d.oid
 	back := url.Values{"state": {flow.ClientState}}
 	if fail != nil {
 		if fail.err != nil {
@@ -119,7 +113,13 @@ func (s *Service) finishClient(w http.ResponseWriter, r *http.Request, flow stor
 		return
 	}
 
-	oneTime, err := s.mintCode(ctx, flow, tid, oid, res)
+	oneTime, err := s.mintCode(ctx, flow, d)
+	if errors.Is(err, store.ErrRevoked) {
+		back.Set("error", "access_denied")
+		back.Set("error_description", "the user's sessions were ended while they signed in; try again")
+		RedirectClient(w, r, flow.ReturnTo, s.opts.PublicBaseURL, back)
+		return
+	}
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "mint one-time code failed", slog.String("err", err.Error()))
 		back.Set("error", "temporarily_unavailable")

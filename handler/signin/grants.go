@@ -50,8 +50,8 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.
 	case errors.As(err, &reused):
 		// Whoever holds the first redemption's tokens may be an attacker
 		// who intercepted the code. End that session.
-		if reused.ChainID != "" {
-			if rerr := s.opts.Sessions.RevokeChain(ctx, reused.ChainID); rerr != nil {
+		if reused.Chain != "" {
+			if rerr := s.opts.Sessions.RevokeChain(ctx, reused.Chain); rerr != nil {
 				s.log.LogAttrs(ctx, slog.LevelError, "revoke after code reuse failed", slog.String("err", rerr.Error()))
 			}
 		}
@@ -84,10 +84,14 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.
 			HomeAccountID: rec.HomeAccountID,
 			Scope:         rec.Scope,
 			ClientID:      rec.ClientID,
+			Epoch:         rec.Epoch,
 		})
 		if errors.Is(err, store.ErrCodeReused) {
 			// Redeemed again while this redemption ran: issue nothing.
 			return Tokens{}, errCodeInvalid
+		}
+		if errors.Is(err, store.ErrRevoked) {
+			return Tokens{}, errSessionEnded
 		}
 		if err != nil {
 			return Tokens{}, fmt.Errorf("issue refresh handle: %w", err)
@@ -101,7 +105,9 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.
 
 // RefreshHandle rotates a refresh handle issued to clientID ("" for
 // /auth/refresh) and returns a fresh access token for the scope first
-// granted. Presenting a rotated handle revokes its chain.
+// granted. Presenting a rotated handle revokes its chain, except within the
+// reuse grace after a rotation whose reply was lost (see
+// store.Sessions.Rotate). A user over their refresh limit gets a *SlowDown.
 func (s *Service) RefreshHandle(ctx context.Context, handle, clientID string) (Tokens, error) {
 	// Look first, get the token, rotate last: if Entra or the network fails
 	// in between, the client's handle still works and it can simply retry.
@@ -115,8 +121,14 @@ func (s *Service) RefreshHandle(ctx context.Context, handle, clientID string) (T
 		}
 		return Tokens{}, errOtherClient
 	}
+	if err := s.allowRefresh(ctx, rec.TenantID, rec.ObjectID); err != nil {
+		return Tokens{}, err
+	}
 	res, err := s.acquireSilent(ctx, rec.HomeAccountID, rec.Scope)
 	if err != nil {
+		if errors.Is(err, store.ErrRevoked) {
+			return Tokens{}, errSessionEnded
+		}
 		if !isUnavailable(err) {
 			// Entra no longer honours the session (revoked, expired,
 			// cache deleted): the handle is worthless, end its chain.

@@ -4,20 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 
+	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
@@ -25,8 +25,11 @@ import (
 // one or two short strings.
 const maxJSONBody = 4 << 10
 
-// Login starts a sign-in: GET /auth/login[?return_to=...][&code_challenge=...&code_challenge_method=S256].
+// Login starts a sign-in: GET /auth/login[?return_to=...&code_challenge=...&code_challenge_method=S256].
 func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
+	if !s.AllowSignIn(w, r) {
+		return
+	}
 	q := r.URL.Query()
 	returnTo := q.Get("return_to")
 	if returnTo != "" && !s.returnAllowed(returnTo) {
@@ -40,33 +43,42 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 			"code_challenge must be an S256 challenge (43 characters, base64url) with code_challenge_method=S256."))
 		return
 	}
-
-	s.begin(w, r, store.Flow{ReturnTo: returnTo, ClientChallenge: challenge})
+	if returnTo != "" && challenge == "" {
+		// The code goes to return_to in a URL, where another program (on a
+		// loopback port, RFC 8252 §8.1) may catch it: only the holder of
+		// the verifier may redeem it.
+		s.page(w, http.StatusBadRequest, errorPage("This sign-in link is not valid",
+			"A sign-in with return_to needs PKCE: add code_challenge (S256) and code_challenge_method=S256."))
+		return
+	}
+	s.begin(w, r, flow{ReturnTo: returnTo, ClientChallenge: challenge})
 }
 
 // begin sends the browser to Entra for the flow f, with our own PKCE,
-// state and nonce, and binds the flow to this browser with a cookie.
-func (s *Service) begin(w http.ResponseWriter, r *http.Request, f store.Flow) {
+// state and nonce. The flow travels sealed in a cookie of its own: nothing
+// is stored until Entra has accepted the sign-in.
+func (s *Service) begin(w http.ResponseWriter, r *http.Request, f flow) {
 	state, err1 := randomString(32)
 	nonce, err2 := randomString(32)
 	verifier, err3 := randomString(32)
-	binding, err4 := randomString(32)
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	if err := errors.Join(err1, err2, err3); err != nil {
 		s.failPage(w, r, "start sign-in", err)
 		return
 	}
-	var authURL string
-	err := s.pool.with(r.Context(), "", func(c confidential.Client) error {
-		var err error
-		authURL, err = c.AuthCodeURL(r.Context(), s.opts.Entra.ClientID, s.redirectURI, s.scopes)
-		return err
-	})
+	authURL, err := s.authorizeURL(r.Context())
 	if err != nil {
 		s.failPage(w, r, "build authorize URL", err)
 		return
 	}
-	f.Verifier, f.Nonce, f.Binding = verifier, nonce, hashHex(binding)
-	if err := s.opts.Sessions.SaveFlow(r.Context(), state, f, flowTTL); err != nil {
+	f.Verifier, f.Nonce = verifier, nonce
+	f.Expires = time.Now().Add(flowTTL).UnixMilli()
+	cookie, err := s.sealFlow(state, f)
+	if errors.Is(err, errFlowTooLarge) {
+		s.page(w, http.StatusBadRequest, errorPage("This sign-in request is too large",
+			"The application's request (its client_id, redirect URI and state together) is too long to carry through the sign-in."))
+		return
+	}
+	if err != nil {
 		s.failPage(w, r, "save sign-in flow", err)
 		return
 	}
@@ -85,10 +97,23 @@ func (s *Service) begin(w http.ResponseWriter, r *http.Request, f store.Flow) {
 	v.Set("response_mode", "query")
 	u.RawQuery = v.Encode()
 
-	s.flowCookie.Set(w, binding, flowTTL)
+	s.dropOldFlows(w, r)
+	s.flowCookie(state).Set(w, cookie, flowTTL)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// authorizeURL is Entra's authorize URL for our client, from MSAL (which
+// takes it from the discovery document, fetched once).
+func (s *Service) authorizeURL(ctx context.Context) (string, error) {
+	var authURL string
+	_, err := s.pool.with(ctx, "", func(c confidential.Client) error {
+		var err error
+		authURL, err = c.AuthCodeURL(ctx, s.opts.Entra.ClientID, s.redirectURI, s.scopes)
+		return err
+	})
+	return authURL, err
 }
 
 // Callback finishes a sign-in: GET /auth/callback?code=...&state=... (or
@@ -102,25 +127,24 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", "The sign-in response has no valid state. Start again."))
 		return
 	}
-	binding := s.flowCookie.Value(r)
-	// Consume the flow whatever happens next: a state is good for one try.
-	flow, ferr := s.opts.Sessions.TakeFlow(r.Context(), state)
-	s.flowCookie.Clear(w)
-	if ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
-		s.failPage(w, r, "load sign-in flow", ferr)
+	// Before the code goes to Entra with the app's credential: made-up
+	// callbacks must not spend the app's standing with Entra.
+	if !s.allowPage(w, r, s.opts.Limits.Callback) {
 		return
 	}
-	if ferr != nil || binding == "" || !equal(hashHex(binding), flow.Binding) {
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "sign-in callback refused",
-			slog.Bool("flow_found", ferr == nil), slog.Bool("cookie_present", binding != ""))
+	f, ok := s.openFlow(r, state, time.Now())
+	// A state is good for one try: the cookie goes whatever happens next.
+	s.flowCookie(state).Clear(w)
+	if !ok {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "sign-in callback refused: no sign-in in progress for this state in this browser")
 		s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed",
 			"This sign-in has expired, was already used, or was started in another browser. Start again."))
 		return
 	}
 
-	tid, oid, res, fail := s.finishEntra(r.Context(), q, flow)
-	if flow.ClientID != "" {
-		s.finishClient(w, r, flow, tid, oid, res, fail)
+	done, fail := s.finishEntra(r.Context(), q, state, f)
+	if f.ClientID != "" {
+		s.finishClient(w, r, f, done, fail)
 		return
 	}
 	if fail != nil {
@@ -132,16 +156,20 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	oneTime, err := s.mintCode(r.Context(), flow, tid, oid, res)
+	oneTime, err := s.mintCode(r.Context(), f, done)
 	if err != nil {
+		if errors.Is(err, store.ErrRevoked) {
+			s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", msgRevokedMeanwhile))
+			return
+		}
 		s.failPage(w, r, "mint one-time code", err)
 		return
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "signed in", slog.String("tid", tid), slog.String("oid", oid))
-	s.event(r.Context(), "signin", tid, oid)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "signed in", slog.String("tid", done.tid), slog.String("oid", done.oid))
+	s.event(r.Context(), "signin", done.tid, done.oid)
 
-	if flow.ReturnTo != "" {
-		target, err := appendQuery(flow.ReturnTo, url.Values{"code": {oneTime}})
+	if f.ReturnTo != "" {
+		target, err := appendQuery(f.ReturnTo, url.Values{"code": {oneTime}})
 		if err != nil {
 			s.failPage(w, r, "build return address", err)
 			return
@@ -151,34 +179,40 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
-	s.page(w, http.StatusOK, codePage(oneTime, s.opts.PublicBaseURL, flow.ClientChallenge != "", int(codeTTL/time.Second)))
+	s.page(w, http.StatusOK, codePage(oneTime, s.opts.PublicBaseURL, f.ClientChallenge != "", int(codeTTL/time.Second)))
+}
+
+// msgRevokedMeanwhile explains a sign-in an administrator's revocation
+// overtook.
+const msgRevokedMeanwhile = "Your sessions were ended by an administrator while you were signing in. Start again."
+
+// signedIn is a sign-in Entra accepted: who, the tokens MSAL got, and the
+// user's epoch when their token cache was read.
+type signedIn struct {
+	tid, oid string
+	res      confidential.AuthResult
+	epoch    store.Epoch
 }
 
 // mintCode stores what a one-time code stands for (the user, the access
 // token MSAL just got, and, for an OAuth client, the client and redirect
 // URI the code is bound to) and returns the code.
-func (s *Service) mintCode(ctx context.Context, flow store.Flow, tid, oid string, res confidential.AuthResult) (string, error) {
-	code, err := randomString(32)
-	if err != nil {
-		return "", err
-	}
+func (s *Service) mintCode(ctx context.Context, f flow, d signedIn) (string, error) {
 	rec := store.CodeRecord{
-		TenantID:        tid,
-		ObjectID:        oid,
-		HomeAccountID:   homeAccountID(tid, oid),
+		TenantID:        d.tid,
+		ObjectID:        d.oid,
+		HomeAccountID:   homeAccountID(d.tid, d.oid),
 		Scope:           strings.Join(s.apiScopes, " "),
-		ClientID:        flow.ClientID,
-		ClientChallenge: flow.ClientChallenge,
-		AccessToken:     res.AccessToken,
-		ExpiresOn:       res.ExpiresOn,
+		ClientID:        f.ClientID,
+		ClientChallenge: f.ClientChallenge,
+		AccessToken:     d.res.AccessToken,
+		ExpiresOn:       d.res.ExpiresOn,
+		Epoch:           d.epoch,
 	}
-	if flow.ClientID != "" {
-		rec.RedirectURI = flow.ReturnTo
+	if f.ClientID != "" {
+		rec.RedirectURI = f.ReturnTo
 	}
-	if err := s.opts.Sessions.SaveCode(ctx, code, rec, codeTTL); err != nil {
-		return "", err
-	}
-	return code, nil
+	return s.opts.Sessions.NewCode(ctx, rec, codeTTL)
 }
 
 // callbackFailure is why a sign-in did not complete: Entra's refusal or
@@ -195,50 +229,67 @@ func refused(message string) *callbackFailure {
 }
 
 // finishEntra reads Entra's answer to the flow: it redeems the code with
-// our PKCE verifier and verifies the ID token.
-func (s *Service) finishEntra(ctx context.Context, q url.Values, flow store.Flow) (tid, oid string, res confidential.AuthResult, fail *callbackFailure) {
+// our PKCE verifier, verifies the ID token, and marks the sign-in done so
+// that it completes once.
+func (s *Service) finishEntra(ctx context.Context, q url.Values, state string, f flow) (signedIn, *callbackFailure) {
+	var d signedIn
 	if e := q.Get("error"); e != "" {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "sign-in refused by Entra", slog.String("error", truncate(e, 64)))
-		return "", "", res, &callbackFailure{oauthError: "access_denied", title: "Sign-in was not completed",
+		return d, &callbackFailure{oauthError: "access_denied", title: "Sign-in was not completed",
 			message: "Entra ID answered: " + truncate(e, 64) + ": " + truncate(q.Get("error_description"), 400)}
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > 4096 {
-		return "", "", res, refused("The sign-in response has no code. Start again.")
+		return d, refused("The sign-in response has no code. Start again.")
 	}
-	err := s.pool.with(ctx, "", func(c confidential.Client) error {
+	ep, err := s.pool.redeem(ctx, func(c confidential.Client) error {
 		var err error
-		res, err = c.AcquireTokenByAuthCode(ctx, code, s.redirectURI, s.apiScopes, confidential.WithChallenge(flow.Verifier))
+		d.res, err = c.AcquireTokenByAuthCode(ctx, code, s.redirectURI, s.apiScopes, confidential.WithChallenge(f.Verifier))
 		return err
 	})
-	if err != nil {
-		if isUnavailable(err) {
-			return "", "", res, &callbackFailure{oauthError: "temporarily_unavailable", doing: "redeem authorization code", err: err}
-		}
+	switch {
+	case errors.Is(err, store.ErrRevoked):
+		return d, refused(msgRevokedMeanwhile)
+	case err != nil && isUnavailable(err):
+		return d, &callbackFailure{oauthError: "temporarily_unavailable", doing: "redeem authorization code", err: err}
+	case err != nil:
 		s.log.LogAttrs(ctx, slog.LevelWarn, "authorization code refused", slog.String("err", err.Error()))
-		return "", "", res, refused("Entra ID did not accept the sign-in. Start again.")
+		return d, refused("Entra ID did not accept the sign-in. Start again.")
 	}
-	tid, oid, ok := s.checkIDToken(ctx, res, flow.Nonce)
-	if !ok {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "ID token refused: nonce, audience or identity mismatch")
-		return "", "", res, refused("The sign-in response did not match this sign-in. Start again.")
+	d.epoch = ep
+	var fail *callbackFailure
+	if d.tid, d.oid, fail = s.checkIDToken(ctx, d.res, f.Nonce); fail != nil {
+		return d, fail
 	}
-	return tid, oid, res, nil
+	first, err := s.opts.Sessions.MarkFlowDone(ctx, state, max(time.Until(time.UnixMilli(f.Expires)), time.Second))
+	if err != nil {
+		return d, &callbackFailure{oauthError: "temporarily_unavailable", doing: "mark sign-in done", err: err}
+	}
+	if !first {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "sign-in callback refused: this sign-in was completed before")
+		return d, refused("This sign-in was already completed. Start again.")
+	}
+	return d, nil
 }
 
 // checkIDToken verifies the ID token (signature with the tenant's keys,
 // issuer, audience, tenant, times), compares its nonce with the one this
 // sign-in sent (MSAL checks neither), and takes the user's identity from it.
-func (s *Service) checkIDToken(ctx context.Context, res confidential.AuthResult, nonce string) (tid, oid string, ok bool) {
+func (s *Service) checkIDToken(ctx context.Context, res confidential.AuthResult, nonce string) (tid, oid string, fail *callbackFailure) {
 	id, err := s.opts.IDTokens.VerifyIDToken(ctx, res.IDToken.RawToken)
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "ID token refused", slog.String("reason", err.Error()))
-		return "", "", false
+		return "", "", idTokenFailure(err)
 	}
-	if !equal(id.Nonce, nonce) || res.Account.HomeAccountID != homeAccountID(id.TenantID, id.ObjectID) {
-		return "", "", false
+	if !equal(id.Nonce, nonce) {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "ID token refused: its nonce is not this sign-in's")
+		return "", "", refused("The sign-in response did not match this sign-in. Start again.")
 	}
-	return id.TenantID, id.ObjectID, true
+	if res.Account.HomeAccountID != homeAccountID(id.TenantID, id.ObjectID) {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "ID token refused: its identity is not the account Entra returned")
+		return "", "", refused("The sign-in response did not match this sign-in. Start again.")
+	}
+	return id.TenantID, id.ObjectID, nil
 }
 
 // tokenResponse is what exchange and refresh return (RFC 6749 §5.1).
@@ -257,7 +308,7 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 		AuthCode     string `json:"auth_code"`
 		CodeVerifier string `json:"code_verifier"`
 	}
-	if !s.readJSON(w, r, &req) || !s.allow(w, r) {
+	if !s.GuardFailures(w, r) || !s.readJSON(w, r, &req) {
 		return
 	}
 	if req.AuthCode == "" || len(req.AuthCode) > 128 || len(req.CodeVerifier) > 128 {
@@ -274,7 +325,8 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 		return ""
 	}, true)
 	if err != nil {
-		s.grantFailure(w, r, "redeem one-time code", err)
+		s.grantFailure(w, r, "redeem one-time code", err,
+			"the service did not answer in time; the code may have been used up: if exchanging it again fails, sign in again")
 		return
 	}
 	WriteTokens(w, t)
@@ -283,13 +335,16 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 // Refresh rotates a refresh handle and returns a fresh access token:
 // POST /auth/refresh {"refresh_token": "..."}.
 func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
+	if !s.GuardFailures(w, r) {
+		return
+	}
 	handle, ok := s.readHandle(w, r)
-	if !ok || !s.allow(w, r) {
+	if !ok {
 		return
 	}
 	t, err := s.RefreshHandle(r.Context(), handle, "")
 	if err != nil {
-		s.grantFailure(w, r, "refresh", err)
+		s.grantFailure(w, r, "refresh", err, s.RefreshRetryHint())
 		return
 	}
 	WriteTokens(w, t)
@@ -299,6 +354,9 @@ func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
 // revokes the handle's chain and deletes the user's MSAL cache. The answer
 // is the same whether or not the handle was valid (RFC 7009 §2.2).
 func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
+	if !s.GuardFailures(w, r) {
+		return
+	}
 	handle, ok := s.readHandle(w, r)
 	if !ok {
 		return
@@ -318,6 +376,7 @@ func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "signed out", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
 		s.event(ctx, "logout", rec.TenantID, rec.ObjectID)
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrHandleReused):
+		s.CountFailure(ctx, r)
 	default:
 		s.fail(w, r, "look up refresh handle", err)
 		return
@@ -347,7 +406,7 @@ func (s *Service) readHandle(w http.ResponseWriter, r *http.Request) (string, bo
 // granted: Entra requires it on refresh.
 func (s *Service) acquireSilent(ctx context.Context, home, scope string) (confidential.AuthResult, error) {
 	var res confidential.AuthResult
-	err := s.pool.with(ctx, home, func(c confidential.Client) error {
+	_, err := s.pool.with(ctx, home, func(c confidential.Client) error {
 		var err error
 		res, err = c.AcquireTokenSilent(ctx, strings.Fields(scope),
 			confidential.WithSilentAccount(confidential.Account{HomeAccountID: home}))
@@ -375,15 +434,31 @@ func WriteTokens(w http.ResponseWriter, t Tokens) {
 	})
 }
 
-// grantFailure answers a failed grant: invalid_grant for a refusal, 503
-// for an outage.
-func (s *Service) grantFailure(w http.ResponseWriter, r *http.Request, doing string, err error) {
+// grantFailure answers a failed grant: invalid_grant for a refusal (which
+// spends one of the address's refused requests), slow_down for a user over
+// their refresh limit, 503 for an outage, whose description is retryHint:
+// what the client may safely do about a write whose outcome is unknown.
+func (s *Service) grantFailure(w http.ResponseWriter, r *http.Request, doing string, err error, retryHint string) {
 	var ge *GrantError
-	if errors.As(err, &ge) {
+	var slow *SlowDown
+	switch {
+	case errors.As(err, &ge):
+		s.CountFailure(r.Context(), r)
 		WriteOAuthError(w, http.StatusBadRequest, "invalid_grant", ge.Description)
-		return
+	case errors.As(err, &slow):
+		WriteSlowDown(w, slow)
+	default:
+		s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
+		w.Header().Set("Retry-After", "5")
+		WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", retryHint)
 	}
-	s.fail(w, r, doing, err)
+}
+
+// RefreshRetryHint is what a client is told when a refresh's outcome is
+// unknown: a retry with the same refresh token is safe for a while.
+func (s *Service) RefreshRetryHint() string {
+	return fmt.Sprintf("the service did not answer in time; retrying with the same refresh_token within %d seconds is safe",
+		int(s.opts.Sessions.ReuseGrace()/time.Second))
 }
 
 // readJSON checks method, content type and size, and decodes strictly.
@@ -407,48 +482,6 @@ func (s *Service) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil || dec.More() {
 		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON object with the documented fields only")
-		return false
-	}
-	return true
-}
-
-// allow applies the per-address rate limit of exchange and refresh.
-func (s *Service) allow(w http.ResponseWriter, r *http.Request) bool {
-	return Allow(w, r, s.opts.Limiter, s.log)
-}
-
-// limitKey is what rate limits count by: the caller's address, or for IPv6
-// its /64, which one site usually gets whole.
-func limitKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil || ip.Unmap().Is4() {
-		return addr
-	}
-	p, err := ip.Prefix(64)
-	if err != nil {
-		return addr
-	}
-	return p.String()
-}
-
-// Allow applies a per-address rate limit (see ClientAddress) and answers
-// 429 with Retry-After when it is spent. Redis down means 503: letting
-// calls through unlimited would hand attackers the outage.
-func Allow(w http.ResponseWriter, r *http.Request, l *store.Limiter, log *slog.Logger) bool {
-	ok, retry, err := l.Allow(r.Context(), limitKey(ClientAddress(r)))
-	if err != nil {
-		log.LogAttrs(r.Context(), slog.LevelError, "check rate limit failed", slog.String("err", err.Error()))
-		w.Header().Set("Retry-After", "5")
-		WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service is unavailable; try again shortly")
-		return false
-	}
-	if !ok {
-		secs := int(retry / time.Second)
-		if retry%time.Second != 0 || secs == 0 {
-			secs++
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		WriteOAuthError(w, http.StatusTooManyRequests, "slow_down", "too many requests; retry later")
 		return false
 	}
 	return true
@@ -497,4 +530,13 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// idTokenFailure says why an ID token was refused in words that help: our
+// outage, or a refusal.
+func idTokenFailure(err error) *callbackFailure {
+	if errors.Is(err, entra.ErrUnavailable) {
+		return &callbackFailure{oauthError: "temporarily_unavailable", doing: "verify ID token", err: err}
+	}
+	return refused("The sign-in response could not be verified. Start again.")
 }

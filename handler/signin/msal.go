@@ -2,7 +2,9 @@ package signin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
+	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
@@ -20,9 +23,13 @@ import (
 // exclusive use of a pooled client, and the client's cache accessor loads
 // exactly one user's cache from Redis (or an empty one) for that call.
 
-// pool hands out confidential clients one call at a time.
+// pool hands out confidential clients one call at a time. Redeeming an
+// authorization code is the one call an anonymous request can cause (a
+// made-up code in a callback), so at most half the pool does that at once:
+// refreshes of signed-in users always find a client.
 type pool struct {
 	clients chan *pooled
+	redeems chan struct{}
 }
 
 // pooled is one MSAL client and the cache accessor that belongs to it.
@@ -31,8 +38,8 @@ type pooled struct {
 	cache  *userCache
 }
 
-func newPool(size int, authority, clientID string, cred confidential.Credential, httpClient *http.Client, publicCloud bool, sessions *store.Sessions) (*pool, error) {
-	p := &pool{clients: make(chan *pooled, size)}
+func newPool(size int, authority, clientID string, cred confidential.Credential, httpClient *http.Client, publicCloud bool, sessions *store.Sessions, log *slog.Logger) (*pool, error) {
+	p := &pool{clients: make(chan *pooled, size), redeems: make(chan struct{}, max(size/2, 1))}
 	// One discovery for the whole pool, not one per client.
 	hc := &http.Client{Timeout: 30 * time.Second}
 	if httpClient != nil {
@@ -41,7 +48,7 @@ func newPool(size int, authority, clientID string, cred confidential.Credential,
 	}
 	hc.Transport = newDiscoveryCache(hc.Transport)
 	for i := 0; i < size; i++ {
-		uc := &userCache{sessions: sessions}
+		uc := &userCache{sessions: sessions, log: log}
 		opts := []confidential.Option{confidential.WithCache(uc), confidential.WithHTTPClient(hc)}
 		if !publicCloud {
 			// Instance discovery asks login.microsoftonline.com about the
@@ -60,20 +67,35 @@ func newPool(size int, authority, clientID string, cred confidential.Credential,
 
 // with runs fn with a client of its own. user is the home account id
 // ("<oid>.<tid>") whose cache the call works on, or "" for a call that does
-// not know its user yet (redeeming an authorization code).
-func (p *pool) with(ctx context.Context, user string, fn func(c confidential.Client) error) error {
+// not know its user yet (redeeming an authorization code). It returns the
+// user's epoch as read with their cache, if the call read it: whatever the
+// call goes on to issue must carry that epoch.
+func (p *pool) with(ctx context.Context, user string, fn func(c confidential.Client) error) (store.Epoch, error) {
 	var pc *pooled
 	select {
 	case pc = <-p.clients:
 	case <-ctx.Done():
-		return fmt.Errorf("wait for an MSAL client: %w", ctx.Err())
+		return 0, fmt.Errorf("wait for an MSAL client: %w", ctx.Err())
 	}
 	pc.cache.begin(user)
 	defer func() {
 		pc.cache.end()
 		p.clients <- pc
 	}()
-	return fn(pc.client)
+	err := fn(pc.client)
+	return pc.cache.epoch, err
+}
+
+// redeem is with for redeeming an authorization code, within the share of
+// the pool that redemptions may take.
+func (p *pool) redeem(ctx context.Context, fn func(c confidential.Client) error) (store.Epoch, error) {
+	select {
+	case p.redeems <- struct{}{}:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("wait for an MSAL client: %w", ctx.Err())
+	}
+	defer func() { <-p.redeems }()
+	return p.with(ctx, "", fn)
 }
 
 // userCache is MSAL's cache accessor for one pooled client. Between begin
@@ -81,13 +103,15 @@ func (p *pool) with(ctx context.Context, user string, fn func(c confidential.Cli
 // call uses it meanwhile.
 type userCache struct {
 	sessions *store.Sessions
-	user     string // home account id the call is for; may be learnt from hints
-	memo     []byte // the user's cache as loaded or exported during this call
+	log      *slog.Logger
+	user     string      // home account id the call is for; may be learnt from hints
+	memo     []byte      // the user's cache as loaded or exported during this call
+	epoch    store.Epoch // the user's epoch, read with the cache
 	loaded   bool
 }
 
 func (u *userCache) begin(user string) {
-	u.user, u.memo, u.loaded = user, nil, false
+	u.user, u.memo, u.epoch, u.loaded = user, nil, 0, false
 }
 
 func (u *userCache) end() { u.begin("") }
@@ -102,33 +126,47 @@ func (u *userCache) Replace(ctx context.Context, c cache.Unmarshaler, hints cach
 	}
 	if !u.loaded {
 		tid, oid, _ := splitHome(user)
-		data, found, err := u.sessions.LoadMSAL(ctx, tid, oid)
+		data, found, ep, err := u.sessions.LoadMSAL(ctx, tid, oid)
+		if errors.Is(err, seal.ErrOpen) {
+			// Sealed with a key since removed from the ring (an emergency
+			// rotation): the cache is lost, not the user. Start empty; the
+			// next save reseals it with a key the ring holds.
+			u.log.LogAttrs(ctx, slog.LevelWarn, "MSAL cache does not open with the current keys; starting an empty one",
+				slog.String("tid", tid), slog.String("oid", oid))
+			err, found = nil, false
+		}
 		if err != nil {
 			return err
 		}
 		if !found {
 			data = []byte(emptyCacheJSON)
 		}
-		u.user, u.memo, u.loaded = user, data, true
+		u.user, u.memo, u.epoch, u.loaded = user, data, ep, true
 	}
 	return c.Unmarshal(u.memo)
 }
 
-// Export stores the user's cache, sealed, in Redis.
+// Export stores the user's cache, sealed, in Redis, unless the user's
+// sessions were revoked since it was loaded (store.ErrRevoked).
 func (u *userCache) Export(ctx context.Context, c cache.Marshaler, hints cache.ExportHints) error {
 	user, ok := u.resolve(hints.PartitionKey)
 	if !ok {
 		return nil // nothing user-scoped to keep
+	}
+	if !u.loaded {
+		// MSAL replaces before it exports; a cache that was never loaded
+		// has no epoch to check against.
+		return errors.New("export of an MSAL cache that was not loaded")
 	}
 	data, err := c.Marshal()
 	if err != nil {
 		return fmt.Errorf("marshal MSAL cache: %w", err)
 	}
 	tid, oid, _ := splitHome(user)
-	if err := u.sessions.SaveMSAL(ctx, tid, oid, data, msalCacheTTL); err != nil {
+	if err := u.sessions.SaveMSAL(ctx, tid, oid, data, msalCacheTTL, u.epoch); err != nil {
 		return err
 	}
-	u.user, u.memo, u.loaded = user, data, true
+	u.memo = data
 	return nil
 }
 
@@ -159,11 +197,6 @@ func splitHome(home string) (tid, oid string, ok bool) {
 		return "", "", false
 	}
 	return tid, oid, true
-}
-
-func isHome(s string) bool {
-	_, _, ok := splitHome(s)
-	return ok
 }
 
 func homeAccountID(tid, oid string) string { return oid + "." + tid }

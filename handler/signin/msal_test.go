@@ -3,15 +3,19 @@ package signin
 import (
 	"context"
 	"encoding/base64"
+	"errors"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -22,6 +26,13 @@ const redirect = "http://127.0.0.1:9/auth/callback"
 // newService is a sign-in service with ONE pooled MSAL client, so every
 // call reuses the cache accessor the previous call left behind.
 func newService(t *testing.T) (*Service, *devidp.Server, *store.Sessions) {
+	s, idp, sessions, _, _ := newServiceWithRing(t)
+	return s, idp, sessions
+}
+
+// newServiceWithRing also returns the sealing ring (to rotate keys under
+// the service) and its log.
+func newServiceWithRing(t *testing.T) (*Service, *devidp.Server, *store.Sessions, *seal.Ring, *testkit.SyncBuffer) {
 	t.Helper()
 	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{redirect}})
 	if err != nil {
@@ -32,6 +43,7 @@ func newService(t *testing.T) (*Service, *devidp.Server, *store.Sessions) {
 	ring, _ := seal.ParseKeys(key)
 	rdb := storetest.Redis(t)
 	sessions := store.NewSessions(rdb, ring)
+	logs := &testkit.SyncBuffer{}
 	cred, _ := confidential.NewCredFromSecret(idp.ClientSecret())
 	ids, err := entra.NewVerifier(entra.Config{AuthorityHost: idp.AuthorityHost(), TenantID: idp.TenantID(),
 		ClientID: idp.ClientID(), HTTPClient: idp.HTTPClient()})
@@ -46,13 +58,20 @@ func newService(t *testing.T) (*Service, *devidp.Server, *store.Sessions) {
 		Credential: cred,
 		HTTPClient: idp.HTTPClient(),
 		Sessions:   sessions,
-		Limiter:    store.NewLimiter(rdb, "test", 100, 1e9, 100),
-		PoolSize:   1,
+		Sealer:     ring,
+		Limits: Limits{
+			SignIn:   store.NewLimiter(rdb, "test-signin", 100, time.Second, 100),
+			Callback: store.NewLimiter(rdb, "test-callback", 100, time.Second, 100),
+			Failures: store.NewLimiter(rdb, "test-failures", 100, time.Second, 100),
+			Refresh:  store.NewLimiter(rdb, "test-refresh", 100, time.Second, 100),
+		},
+		PoolSize: 1,
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, idp, sessions
+	return s, idp, sessions, ring, logs
 }
 
 // redeem signs user in at the stand-in and redeems the code through the
@@ -62,7 +81,7 @@ func redeem(t *testing.T, s *Service, idp *devidp.Server, user string) confident
 	ctx := context.Background()
 	verifier, _ := randomString(32)
 	var authURL string
-	if err := s.pool.with(ctx, "", func(c confidential.Client) error {
+	if _, err := s.pool.with(ctx, "", func(c confidential.Client) error {
 		var err error
 		authURL, err = c.AuthCodeURL(ctx, idp.ClientID(), redirect, s.scopes)
 		return err
@@ -82,7 +101,7 @@ func redeem(t *testing.T, s *Service, idp *devidp.Server, user string) confident
 	}
 	cb, _ := url.Parse(loc)
 	var res confidential.AuthResult
-	if err := s.pool.with(ctx, "", func(c confidential.Client) error {
+	if _, err := s.pool.redeem(ctx, func(c confidential.Client) error {
 		var err error
 		res, err = c.AcquireTokenByAuthCode(ctx, cb.Query().Get("code"), redirect, s.apiScopes, confidential.WithChallenge(verifier))
 		return err
@@ -108,7 +127,7 @@ func TestCacheNeverCarriesAnotherUsersTokens(t *testing.T) {
 		b.Account.HomeAccountID != homeAccountID(idp.TenantID(), writer.ObjectID) {
 		t.Fatalf("accounts %q, %q", a.Account.HomeAccountID, b.Account.HomeAccountID)
 	}
-	data, found, err := sessions.LoadMSAL(ctx, idp.TenantID(), writer.ObjectID)
+	data, found, _, err := sessions.LoadMSAL(ctx, idp.TenantID(), writer.ObjectID)
 	if err != nil || !found {
 		t.Fatalf("writer's cache: %v %v", found, err)
 	}
@@ -147,4 +166,31 @@ func mustPayload(t *testing.T, tok string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestUnopenableCacheIsEmpty: after the key that sealed a user's MSAL
+// cache is removed from the ring (an emergency rotation), the user's next
+// sign-in works at once, from an empty cache, and says so at WARN.
+func TestUnopenableCacheIsEmpty(t *testing.T) {
+	s, idp, sessions, ring, logs := newServiceWithRing(t)
+	ctx := context.Background()
+	reader, _ := devidp.DemoUser("reader")
+	redeem(t, s, idp, "reader")
+
+	key, _ := seal.GenerateKey()
+	fresh, _ := seal.ParseKeys(key)
+	ring.Update(fresh) // the old key is gone
+	if _, _, _, err := sessions.LoadMSAL(ctx, idp.TenantID(), reader.ObjectID); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("the old cache opens: %v", err)
+	}
+	res := redeem(t, s, idp, "reader")
+	if res.AccessToken == "" {
+		t.Fatal("no token after the key was removed")
+	}
+	if _, found, _, err := sessions.LoadMSAL(ctx, idp.TenantID(), reader.ObjectID); !found || err != nil {
+		t.Fatalf("the cache was not resealed with the new key: %v %v", found, err)
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN","msg":"MSAL cache does not open`) {
+		t.Errorf("no WARN line: %s", logs)
+	}
 }

@@ -6,6 +6,11 @@
 //
 // Entra's refresh tokens never leave the server: they live in each user's
 // MSAL cache, sealed in Redis. Clients only ever hold our handles.
+//
+// Nothing an anonymous request sends is stored: a sign-in in progress
+// travels sealed in a cookie (flow.go), and every route that costs
+// something is behind a limit per client address (or, once the user is
+// known, per user).
 package signin
 
 import (
@@ -18,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -54,10 +58,13 @@ type Options struct {
 	// and tests pass one that trusts the stand-in's certificate.
 	HTTPClient *http.Client
 	Sessions   *store.Sessions
+	// Sealer seals sign-ins in progress into their cookies (the key ring
+	// that seals what Redis holds).
+	Sealer store.Sealer
 	// IDTokens verifies the ID token of each sign-in (the token verifier).
 	IDTokens IDTokenVerifier
-	// Limiter counts /auth/exchange and /auth/refresh calls per client address.
-	Limiter *store.Limiter
+	// Limits are the rate limits of the sign-in routes.
+	Limits Limits
 	// AllowedReturnURLs are the only return_to values /auth/login accepts,
 	// compared exactly.
 	AllowedReturnURLs []string
@@ -67,6 +74,27 @@ type Options struct {
 	// Events receives a custom event per sign-in, exchange, refresh and
 	// logout (tid and oid only); nil sends none.
 	Events Events
+}
+
+// Limits are the sign-in routes' rate limits. Each is required.
+type Limits struct {
+	// SignIn counts sign-ins started per client address: /auth/login and
+	// the OAuth front's authorization and consent requests.
+	SignIn *store.Limiter
+	// Callback counts /auth/callback per client address, before any code
+	// is sent to Entra with the app's credential.
+	Callback *store.Limiter
+	// Failures counts refused codes and refresh tokens per client address;
+	// an address over it is refused before any work is done. Successes do
+	// not count, so a shared address is not a shared budget for people
+	// whose tokens are good.
+	Failures *store.Limiter
+	// Refresh counts refreshes per user (tid and oid).
+	Refresh *store.Limiter
+}
+
+func (l Limits) complete() bool {
+	return l.SignIn != nil && l.Callback != nil && l.Failures != nil && l.Refresh != nil
 }
 
 // IDTokenVerifier checks an ID token's signature and claims.
@@ -93,9 +121,8 @@ type Service struct {
 	scopes      []string // what /auth/login asks Entra for
 	apiScopes   []string // the resource scope tokens are acquired for
 	pool        *pool
-	// flowCookie binds a sign-in to the browser that started it;
+	secure      bool // https: cookies are __Host- and Secure
 	// consentCookie identifies the browser OAuth consents are remembered in.
-	flowCookie    webpage.BrowserCookie
 	consentCookie webpage.BrowserCookie
 	// authorizeOrigin caches AuthorizeOrigin: the endpoint does not move.
 	authorizeOrigin atomic.Pointer[string]
@@ -104,8 +131,8 @@ type Service struct {
 
 // New builds the service. It does not contact Entra.
 func New(opts Options) (*Service, error) {
-	if opts.Sessions == nil || opts.Limiter == nil || opts.IDTokens == nil {
-		return nil, errors.New("sign-in: sessions, limiter and ID token verifier are required")
+	if opts.Sessions == nil || opts.Sealer == nil || !opts.Limits.complete() || opts.IDTokens == nil {
+		return nil, errors.New("sign-in: sessions, sealer, limits and ID token verifier are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -122,12 +149,11 @@ func New(opts Options) (*Service, error) {
 	// The token requests MSAL makes add openid, profile and offline_access
 	// by themselves; the authorize URL does not, so they are named here.
 	s.scopes = []string{opts.Entra.Scope(), "openid", "profile", "offline_access"}
-	secure := strings.HasPrefix(opts.PublicBaseURL, "https://")
-	s.flowCookie = webpage.BrowserCookie{Name: "mcp-signin", Secure: secure, SameSite: http.SameSiteLaxMode}
-	s.consentCookie = webpage.BrowserCookie{Name: "mcp-consent", Secure: secure, SameSite: http.SameSiteLaxMode}
+	s.secure = strings.HasPrefix(opts.PublicBaseURL, "https://")
+	s.consentCookie = webpage.BrowserCookie{Name: "mcp-consent", Secure: s.secure, SameSite: http.SameSiteLaxMode}
 	authority := opts.Entra.AuthorityHost + "/" + opts.Entra.TenantID
 	publicCloud := opts.Entra.AuthorityHost == config.DefaultAuthorityHost
-	p, err := newPool(opts.PoolSize, authority, opts.Entra.ClientID, opts.Credential, opts.HTTPClient, publicCloud, opts.Sessions)
+	p, err := newPool(opts.PoolSize, authority, opts.Entra.ClientID, opts.Credential, opts.HTTPClient, publicCloud, opts.Sessions, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +164,9 @@ func New(opts Options) (*Service, error) {
 // RedirectURI is the callback address registered with Entra.
 func (s *Service) RedirectURI() string { return s.redirectURI }
 
-// RevokeUser ends every session of one user: their refresh handles and
-// their MSAL cache (and so Entra's refresh token) are deleted.
+// RevokeUser ends every session of one user: their refresh handles, their
+// MSAL cache (and so Entra's refresh token), their on-behalf-of tokens,
+// one-time codes, remembered consents, and sign-ins and refreshes under way.
 func (s *Service) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
 	return s.opts.Sessions.RevokeUser(ctx, tid, oid)
 }
@@ -174,31 +201,6 @@ func PKCEMatches(verifier, challenge string) bool {
 
 // pkceRE is RFC 7636's shape for a verifier or an S256 challenge.
 var pkceRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
-
-// ClientAddress is the caller's address for rate limiting. Behind the
-// Functions host every request comes from loopback and the host appends the
-// caller to X-Forwarded-For, so the last entry is taken, and only from a
-// loopback peer: a remote peer could write anything there.
-func ClientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			parts := strings.Split(xff[len(xff)-1], ",")
-			if last := strings.TrimSpace(parts[len(parts)-1]); last != "" {
-				if h, _, err := net.SplitHostPort(last); err == nil {
-					last = h
-				}
-				if net.ParseIP(strings.Trim(last, "[]")) != nil {
-					return strings.Trim(last, "[]")
-				}
-			}
-		}
-	}
-	return host
-}
 
 // returnAllowed reports whether u is on the return_to allow-list.
 func (s *Service) returnAllowed(u string) bool {

@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Limiter limits how often a key (a client address) may do something,
-// counted in Redis so that every instance shares one count.
+// Limiter limits how often a key (a client address, a user) may do
+// something, counted in Redis so that every instance shares one count.
 //
 // It is a token bucket in the form of GCRA (the generic cell rate
 // algorithm): a bucket is one number, the time at which it will be full
@@ -20,35 +22,116 @@ import (
 // fixed window would. Time comes from Redis (TIME), so instances whose
 // clocks disagree still share one clock.
 //
+// When Redis cannot count (down, or full and refusing writes under
+// noeviction), the limiter counts in process instead, with the same rate
+// per instance: an outage must neither lift every limit nor refuse every
+// request.
+//
 // Keys: rl:<name>:<h(key)>, a string, with a TTL of the time until the
-// bucket is full again (then it is the same as no key).
+// bucket is full again (then it is the same as no key). A bucket exists
+// only while its key is being refused or refilling: what one key costs
+// Redis does not grow with the number of its requests.
 type Limiter struct {
 	rdb      redis.UniversalClient
+	name     string
 	prefix   string
 	interval time.Duration // time to earn one request
 	burst    int
+	log      *slog.Logger
+	local    *localBuckets
+	reported *reportOnce // refusals logged once per window per key
+	outage   *reportOnce // "counting in process" logged once a minute
 }
 
 var limiterName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
+// LimiterOption configures a Limiter.
+type LimiterOption func(*Limiter)
+
+// WithLimiterLogger logs the first refusal of each key in each window (the
+// time the bucket takes to fill), so an operator sees an attack without a
+// line per refused request, and when Redis cannot count.
+func WithLimiterLogger(log *slog.Logger) LimiterOption {
+	return func(l *Limiter) { l.log = log }
+}
+
 // NewLimiter returns a limiter named name (a-z, 0-9, _ and -) that allows
 // rate requests per per for each key, and up to burst at once. Limits are
 // part of the program, so bad arguments are a programming error: it panics.
-func NewLimiter(rdb redis.UniversalClient, name string, rate int, per time.Duration, burst int) *Limiter {
+func NewLimiter(rdb redis.UniversalClient, name string, rate int, per time.Duration, burst int, opts ...LimiterOption) *Limiter {
 	if !limiterName.MatchString(name) {
 		panic("store: NewLimiter: name must be 1 to 32 of a-z, 0-9, _ and -")
 	}
 	if rate < 1 || burst < 1 || per/time.Duration(max(rate, 1)) < time.Microsecond {
 		panic(fmt.Sprintf("store: NewLimiter %s: want rate ≥ 1, burst ≥ 1 and at most one request per µs", name))
 	}
-	return &Limiter{rdb: rdb, prefix: "rl:" + name + ":", interval: per / time.Duration(rate), burst: burst}
+	l := &Limiter{
+		rdb: rdb, name: name, prefix: "rl:" + name + ":", interval: per / time.Duration(rate), burst: burst,
+		log: slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	window := l.interval * time.Duration(burst)
+	l.local = newLocalBuckets(maxLocalBuckets)
+	l.reported = newReportOnce(maxReported, window)
+	l.outage = newReportOnce(1, time.Minute)
+	return l
 }
 
+// Bounds on the in-process state, so that a flood of distinct keys cannot
+// grow it: the fallback buckets and the keys whose refusal was logged.
+const (
+	maxLocalBuckets = 10000
+	maxReported     = 4096
+)
+
 // Allow counts one request for key. If the request is over the limit it
-// returns false and how long to wait before one more would be allowed. If
-// Redis cannot answer, the error wraps ErrUnavailable: refuse the request
-// (503) rather than let it through uncounted.
+// returns false and how long to wait before one more would be allowed.
+// When Redis cannot count it counts in process and still answers; the
+// error is then nil, so callers need no outage path of their own.
 func (l *Limiter) Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error) {
+	ok, retryAfter, err = l.allowRedis(ctx, key)
+	if err != nil {
+		if l.outage.first("") {
+			l.log.LogAttrs(ctx, slog.LevelWarn, "rate limit counted in process: Redis cannot count",
+				slog.String("limit", l.name), slog.String("err", err.Error()))
+		}
+		ok, retryAfter = l.local.allow(key, l.interval, l.burst, time.Now())
+	}
+	if !ok && l.reported.first(key) {
+		l.log.LogAttrs(ctx, slog.LevelWarn, "rate limit reached",
+			slog.String("limit", l.name), slog.String("key", key),
+			slog.Duration("retry_after", retryAfter))
+	}
+	return ok, retryAfter, nil
+}
+
+// Blocked reports, without counting anything, whether the next request for
+// key would be refused, and for how long. It reads one key and writes
+// none, so refusing a flood from a key that is over its limit costs Redis
+// nothing. When Redis cannot answer it asks the in-process count.
+func (l *Limiter) Blocked(ctx context.Context, key string) (bool, time.Duration, error) {
+	interval := l.interval.Microseconds()
+	wait, err := peekScript.Run(ctx, l.rdb, []string{l.prefix + digest(key)}, interval, interval*int64(l.burst)).Int64()
+	if err != nil {
+		ok, retry := l.local.peek(key, l.interval, l.burst, time.Now())
+		return !ok, retry, nil
+	}
+	return wait > 0, time.Duration(wait) * time.Microsecond, nil
+}
+
+// peekScript is gcraScript without the write. KEYS: bucket. ARGV: interval
+// (µs), burst × interval (µs). Returns µs to wait, ≤ 0 if allowed.
+var peekScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+return tat + tonumber(ARGV[1]) - now - tonumber(ARGV[2])
+`)
+
+func (l *Limiter) allowRedis(ctx context.Context, key string) (bool, time.Duration, error) {
 	interval := l.interval.Microseconds()
 	reply, err := gcraScript.Run(ctx, l.rdb, []string{l.prefix + digest(key)},
 		interval, interval*int64(l.burst)).Int64Slice()
@@ -81,3 +164,98 @@ if wait > 0 then return {0, wait} end
 redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', string.format('%.0f', math.ceil((new - now) / 1000)))
 return {1, 0}
 `)
+
+// localBuckets is GCRA in process, for when Redis cannot count. It holds
+// at most max keys; when full it drops buckets that are full again (the
+// same as absent), and failing that an arbitrary one, which then starts
+// afresh: a flood of new keys must not lock out the keys already counted,
+// nor grow memory.
+type localBuckets struct {
+	mu  sync.Mutex
+	max int
+	tat map[string]time.Time
+}
+
+func newLocalBuckets(size int) *localBuckets {
+	return &localBuckets{max: size, tat: make(map[string]time.Time)}
+}
+
+func (b *localBuckets) allow(key string, interval time.Duration, burst int, now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	tat, ok := b.tat[key]
+	if !ok {
+		b.makeRoom(now)
+	}
+	if tat.Before(now) {
+		tat = now
+	}
+	next := tat.Add(interval)
+	if wait := next.Sub(now) - interval*time.Duration(burst); wait > 0 {
+		return false, wait
+	}
+	b.tat[key] = next
+	return true, 0
+}
+
+// peek is allow without counting.
+func (b *localBuckets) peek(key string, interval time.Duration, burst int, now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	tat := b.tat[key]
+	if tat.Before(now) {
+		tat = now
+	}
+	if wait := tat.Add(interval).Sub(now) - interval*time.Duration(burst); wait > 0 {
+		return false, wait
+	}
+	return true, 0
+}
+
+func (b *localBuckets) makeRoom(now time.Time) {
+	if len(b.tat) < b.max {
+		return
+	}
+	for k, t := range b.tat {
+		if !t.After(now) {
+			delete(b.tat, k)
+		}
+	}
+	for k := range b.tat {
+		if len(b.tat) < b.max {
+			return
+		}
+		delete(b.tat, k)
+	}
+}
+
+// reportOnce says whether an event for a key is the first in its window,
+// remembering at most max keys.
+type reportOnce struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	until  map[string]time.Time
+}
+
+func newReportOnce(size int, window time.Duration) *reportOnce {
+	return &reportOnce{max: size, window: max(window, time.Second), until: make(map[string]time.Time)}
+}
+
+func (r *reportOnce) first(key string) bool {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.until[key]; ok && now.Before(t) {
+		return false
+	}
+	if len(r.until) >= r.max {
+		for k, t := range r.until {
+			if !now.Before(t) || len(r.until) >= r.max {
+				delete(r.until, k)
+			}
+		}
+	}
+	r.until[key] = now.Add(r.window)
+	return true
+}

@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -105,10 +107,87 @@ func TestNewLimiterRejects(t *testing.T) {
 	}
 }
 
+// TestLimiterRedisDown: without Redis the limiter counts in process, with
+// the same burst and rate, and says so once in the log.
 func TestLimiterRedisDown(t *testing.T) {
-	l := store.NewLimiter(storetest.Down(t), "login", 10, time.Second, 3)
-	ok, _, err := l.Allow(context.Background(), "198.51.100.7")
-	if ok || !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("Redis down: %v, %v; want refused with ErrUnavailable", ok, err)
+	logs := &testkit.SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	l := store.NewLimiter(storetest.Down(t), "login", 1, time.Minute, 3, store.WithLimiterLogger(log))
+	ctx := context.Background()
+	for i := range 3 {
+		if ok, _, err := l.Allow(ctx, "198.51.100.7"); !ok || err != nil {
+			t.Fatalf("request %d: %v, %v; want allowed in process", i+1, ok, err)
+		}
+	}
+	ok, wait, err := l.Allow(ctx, "198.51.100.7")
+	if ok || err != nil || wait < 59*time.Second {
+		t.Fatalf("request 4: %v, %v, %v; want refused for about a minute", ok, wait, err)
+	}
+	if ok, _, _ := l.Allow(ctx, "198.51.100.8"); !ok {
+		t.Error("another key was refused")
+	}
+	if n := strings.Count(logs.String(), "counted in process"); n != 1 {
+		t.Errorf("outage logged %d times, want once:\n%s", n, logs)
+	}
+}
+
+// TestLimiterLogsRefusalsOncePerWindow: a flood from one key is one log
+// line, not one per request.
+func TestLimiterLogsRefusalsOncePerWindow(t *testing.T) {
+	logs := &testkit.SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	l := store.NewLimiter(storetest.Redis(t), "flood", 1, time.Minute, 2, store.WithLimiterLogger(log))
+	ctx := context.Background()
+	for range 50 {
+		l.Allow(ctx, "203.0.113.9")
+		l.Allow(ctx, "203.0.113.10")
+	}
+	out := logs.String()
+	for _, key := range []string{"203.0.113.9", "203.0.113.10"} {
+		if n := strings.Count(out, `"key":"`+key+`"`); n != 1 {
+			t.Errorf("refusals of %s logged %d times, want once", key, n)
+		}
+	}
+	if !strings.Contains(out, `"level":"WARN"`) || !strings.Contains(out, `"limit":"flood"`) {
+		t.Errorf("refusal log lacks level or limit name: %s", out)
+	}
+}
+
+// TestLocalBucketsStayBounded: a flood of distinct keys during an outage
+// neither grows memory past the bound nor locks out a key being counted.
+func TestLocalBucketsStayBounded(t *testing.T) {
+	l := store.NewLimiter(storetest.Down(t), "bounded", 1, time.Hour, 1)
+	ctx := context.Background()
+	for i := range 11000 {
+		l.Allow(ctx, fmt.Sprint("flood-", i))
+	}
+	if n := store.LocalBucketCount(l); n > 10000 {
+		t.Fatalf("%d local buckets, want at most 10000", n)
+	}
+}
+
+// TestLimiterBlocked: Blocked looks without counting, and agrees with Allow.
+func TestLimiterBlocked(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	l := store.NewLimiter(rdb, "peek", 1, time.Minute, 2)
+	for range 5 {
+		if blocked, _, err := l.Blocked(ctx, "k"); blocked || err != nil {
+			t.Fatalf("blocked before any request: %v %v", blocked, err)
+		}
+	}
+	if n := len(keys(t, rdb, "rl:peek:*")); n != 0 {
+		t.Fatalf("Blocked wrote %d keys", n)
+	}
+	l.Allow(ctx, "k")
+	l.Allow(ctx, "k")
+	blocked, wait, err := l.Blocked(ctx, "k")
+	if !blocked || err != nil || wait < 59*time.Second {
+		t.Fatalf("after the burst: %v %v %v", blocked, wait, err)
+	}
+	down := store.NewLimiter(storetest.Down(t), "peek", 1, time.Minute, 1)
+	down.Allow(ctx, "k")
+	if blocked, _, err := down.Blocked(ctx, "k"); !blocked || err != nil {
+		t.Errorf("in process: %v %v", blocked, err)
 	}
 }

@@ -40,6 +40,7 @@ func testRing(t testing.TB) *seal.Ring {
 func newSessions(t *testing.T, opts ...store.SessionsOption) (*store.Sessions, *redis.Client) {
 	t.Helper()
 	rdb := storetest.Redis(t)
+	storetest.Watch(t, rdb)
 	return store.NewSessions(rdb, testRing(t), opts...), rdb
 }
 
@@ -47,100 +48,75 @@ func record(oid string) store.HandleRecord {
 	return store.HandleRecord{TenantID: tenantA, ObjectID: oid, HomeAccountID: oid + "." + tenantA, Scope: "api://x/.default offline_access"}
 }
 
-func TestFlowSingleUse(t *testing.T) {
+func TestMarkFlowDone(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newSessions(t)
+	s, rdb := newSessions(t)
 	state := rand.Text()
-	f := store.Flow{
-		Verifier: "verifier-" + rand.Text(), Nonce: "n", ReturnTo: "https://client.example/cb",
-		ClientID: "client", ClientState: "cs", ClientChallenge: "ch", Scope: "s",
-		Created: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), Binding: "b",
-	}
-	if err := s.SaveFlow(ctx, state, f, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SaveFlow(ctx, state, f, time.Minute); err == nil {
-		t.Error("saved a second flow under the same state")
-	}
-	got, err := s.TakeFlow(ctx, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != f {
-		t.Errorf("took %+v, want %+v", got, f)
-	}
-	if _, err := s.TakeFlow(ctx, state); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("second take: %v, want ErrNotFound", err)
-	}
-	if _, err := s.TakeFlow(ctx, "short"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("take short state: %v, want ErrNotFound", err)
-	}
-	if err := s.SaveFlow(ctx, "short", f, time.Minute); err == nil {
-		t.Error("saved a flow under a short state")
-	}
-	if err := s.SaveFlow(ctx, rand.Text(), f, 0); err == nil {
-		t.Error("saved a flow without a TTL")
-	}
-
-	// Concurrent callbacks with one state: exactly one gets the flow.
-	state = rand.Text()
-	if err := s.SaveFlow(ctx, state, f, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	var wins, misses atomic.Int32
+	var wins atomic.Int32
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
-			_, err := s.TakeFlow(ctx, state)
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case errors.Is(err, store.ErrNotFound):
-				misses.Add(1)
-			default:
+			ok, err := s.MarkFlowDone(ctx, state, time.Minute)
+			if err != nil {
 				t.Error(err)
+			}
+			if ok {
+				wins.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	if wins.Load() != 1 || misses.Load() != 49 {
-		t.Errorf("%d took the flow, %d missed; want 1 and 49", wins.Load(), misses.Load())
+	if wins.Load() != 1 {
+		t.Errorf("%d completions of one sign-in, want 1", wins.Load())
 	}
+	if d := rdb.PTTL(ctx, keys(t, rdb, "flowdone:*")[0]).Val(); d <= 0 || d > time.Minute {
+		t.Errorf("marker TTL %v", d)
+	}
+	if _, err := s.MarkFlowDone(ctx, "short", time.Minute); err == nil {
+		t.Error("marked a short state")
+	}
+}
+
+// newCode mints a code for rec in the user's current epoch.
+func newCode(t *testing.T, s *store.Sessions, rec store.CodeRecord) string {
+	t.Helper()
+	code, err := s.NewCode(context.Background(), rec, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
 }
 
 func TestCodeRedeemOnce(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newSessions(t)
-	code := rand.Text()
 	rec := store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice, HomeAccountID: "h", Scope: "s",
 		ClientID: "c", RedirectURI: "https://client.example/cb", ClientChallenge: "ch"}
-	if err := s.SaveCode(ctx, code, rec, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	code := newCode(t, s, rec)
 	got, err := s.RedeemCode(ctx, code)
 	if err != nil || got != rec {
 		t.Fatalf("redeem: %+v, %v; want %+v", got, err, rec)
 	}
 	_, err = s.RedeemCode(ctx, code)
 	var reused *store.CodeReusedError
-	if !errors.Is(err, store.ErrCodeReused) || !errors.As(err, &reused) || reused.ChainID != "" {
+	if !errors.Is(err, store.ErrCodeReused) || !errors.As(err, &reused) || reused.Chain != "" {
 		t.Errorf("second redemption: %v, want ErrCodeReused without a chain", err)
 	}
-	if _, err := s.RedeemCode(ctx, rand.Text()); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("unknown code: %v, want ErrNotFound", err)
+	tag, _, _ := strings.Cut(code, ".")
+	for _, unknown := range []string{rand.Text(), tag + "." + rand.Text(), tag + ".short", "0123456789abcdeg." + rand.Text()} {
+		if _, err := s.RedeemCode(ctx, unknown); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown code %q: %v, want ErrNotFound", unknown, err)
+		}
 	}
-	if err := s.SaveCode(ctx, "short", rec, time.Minute); err == nil {
-		t.Error("saved a short code")
+	if _, err := s.NewCode(ctx, store.CodeRecord{TenantID: tenantA, ObjectID: "x"}, time.Minute); err == nil {
+		t.Error("minted a code for an oid that is not a GUID")
 	}
 }
 
 func TestCodeConcurrentRedeem(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newSessions(t)
-	code := rand.Text()
-	if err := s.SaveCode(ctx, code, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	code := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
 	var wins, reused atomic.Int32
 	var wg sync.WaitGroup
 	for range 100 {
@@ -165,38 +141,35 @@ func TestCodeConcurrentRedeem(t *testing.T) {
 func TestIssueForCode(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newSessions(t)
-	code := rand.Text()
-	if err := s.SaveCode(ctx, code, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	code := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
 	if _, err := s.RedeemCode(ctx, code); err != nil {
 		t.Fatal(err)
+	}
+	if _, _, err := s.IssueForCode(ctx, code, record(oidBob)); err == nil {
+		t.Fatal("issued a chain for Bob from Alice's code")
 	}
 	handle, chainID, err := s.IssueForCode(ctx, code, record(oidAlice))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(handle, chainID+".") || len(handle) < 40 {
+	if !strings.HasPrefix(handle, chainID+".") || len(handle) < 60 {
 		t.Errorf("handle %q of chain %q", handle, chainID)
 	}
 
 	// The code comes back: the caller learns which chain to revoke.
 	_, err = s.RedeemCode(ctx, code)
 	var reused *store.CodeReusedError
-	if !errors.As(err, &reused) || reused.ChainID != chainID {
+	if !errors.As(err, &reused) || reused.Chain != chainID {
 		t.Fatalf("reuse: %v, want CodeReusedError for chain %s", err, chainID)
 	}
-	if err := s.RevokeChain(ctx, reused.ChainID); err != nil {
+	if err := s.RevokeChain(ctx, reused.Chain); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Rotate(ctx, handle); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("rotate after revocation: %v, want ErrNotFound", err)
 	}
-	if err := s.SetCodeChain(ctx, code, chainID); !errors.Is(err, store.ErrCodeReused) {
-		t.Errorf("set chain twice: %v, want ErrCodeReused", err)
-	}
-	if err := s.SetCodeChain(ctx, rand.Text(), chainID); err == nil || errors.Is(err, store.ErrCodeReused) {
-		t.Errorf("set chain of an unredeemed code: %v, want an error", err)
+	if _, _, err := s.IssueForCode(ctx, code, record(oidAlice)); !errors.Is(err, store.ErrCodeReused) {
+		t.Errorf("issue twice: %v, want ErrCodeReused", err)
 	}
 }
 
@@ -205,10 +178,7 @@ func TestIssueForCodeAfterReuse(t *testing.T) {
 	// issue: nothing may be issued.
 	ctx := context.Background()
 	s, rdb := newSessions(t)
-	code := rand.Text()
-	if err := s.SaveCode(ctx, code, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	code := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
 	if _, err := s.RedeemCode(ctx, code); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +192,8 @@ func TestIssueForCodeAfterReuse(t *testing.T) {
 		t.Errorf("chains left behind: %v", chains)
 	}
 	// Without a redemption there is no issue either.
-	if _, _, err := s.IssueForCode(ctx, rand.Text(), record(oidAlice)); err == nil {
+	unredeemed := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
+	if _, _, err := s.IssueForCode(ctx, unredeemed, record(oidAlice)); err == nil {
 		t.Error("issued for a code that was never redeemed")
 	}
 }
@@ -230,34 +201,45 @@ func TestIssueForCodeAfterReuse(t *testing.T) {
 func TestMSAL(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newSessions(t)
-	if _, ok, err := s.LoadMSAL(ctx, tenantA, oidAlice); ok || err != nil {
-		t.Fatalf("load before save: %v, %v", ok, err)
+	if _, ok, ep, err := s.LoadMSAL(ctx, tenantA, oidAlice); ok || ep != 0 || err != nil {
+		t.Fatalf("load before save: %v, %d, %v", ok, ep, err)
 	}
 	data := []byte(`{"RefreshToken":{"x":{"secret":"marker"}}}`)
-	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, time.Hour); err != nil {
+	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, time.Hour, 0); err != nil {
 		t.Fatal(err)
 	}
 	// Ids are GUIDs in any case; one user has one cache.
-	got, ok, err := s.LoadMSAL(ctx, strings.ToUpper(tenantA), strings.ToUpper(oidAlice))
+	got, ok, _, err := s.LoadMSAL(ctx, strings.ToUpper(tenantA), strings.ToUpper(oidAlice))
 	if err != nil || !ok || !bytes.Equal(got, data) {
 		t.Fatalf("load: %q, %v, %v", got, ok, err)
 	}
-	if _, ok, _ := s.LoadMSAL(ctx, tenantA, oidBob); ok {
+	if _, ok, _, _ := s.LoadMSAL(ctx, tenantA, oidBob); ok {
 		t.Error("bob sees alice's cache")
 	}
 	if err := s.DeleteMSAL(ctx, tenantA, oidAlice); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.LoadMSAL(ctx, tenantA, oidAlice); ok || err != nil {
+	if _, ok, _, err := s.LoadMSAL(ctx, tenantA, oidAlice); ok || err != nil {
 		t.Errorf("load after delete: %v, %v", ok, err)
 	}
 	for _, ids := range [][2]string{{"tenant", oidAlice}, {tenantA, "*"}, {tenantA, oidAlice + ":x"}} {
-		if err := s.SaveMSAL(ctx, ids[0], ids[1], data, time.Hour); err == nil {
+		if err := s.SaveMSAL(ctx, ids[0], ids[1], data, time.Hour, 0); err == nil {
 			t.Errorf("saved under tid %q oid %q", ids[0], ids[1])
 		}
 	}
-	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, 0); err == nil {
+	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, 0, 0); err == nil {
 		t.Error("saved without a TTL")
+	}
+	// A save from before a revocation writes nothing.
+	_, _, ep, err := s.LoadMSAL(ctx, tenantA, oidAlice)
+	must(t, err)
+	_, err = s.RevokeUser(ctx, tenantA, oidAlice)
+	must(t, err)
+	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, time.Hour, ep); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("save across a revocation: %v, want ErrRevoked", err)
+	}
+	if _, ok, now, _ := s.LoadMSAL(ctx, tenantA, oidAlice); ok || now != ep+1 {
+		t.Errorf("after the refused save: found %v, epoch %d; want nothing, epoch %d", ok, now, ep+1)
 	}
 }
 
@@ -290,7 +272,7 @@ func TestRotate(t *testing.T) {
 		t.Errorf("current handle after reuse: %v, want ErrNotFound", err)
 	}
 
-	for _, bad := range []string{"", "x", chainID, chainID + "." + rand.Text()[:20], h2 + "x"} {
+	for _, bad := range []string{"", "x", chainID, chainID + "." + rand.Text()[:20], h2 + "x", rand.Text() + "." + rand.Text()} {
 		if _, _, err := s.Rotate(ctx, bad); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("rotate %q: %v, want ErrNotFound", bad, err)
 		}
@@ -299,7 +281,7 @@ func TestRotate(t *testing.T) {
 
 func TestPeekHandle(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newSessions(t)
+	s, _ := newSessions(t, store.WithReuseGrace(0))
 	rec := record(oidAlice)
 	rec.Created = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	h0, _, err := s.NewHandle(ctx, rec)
@@ -311,10 +293,10 @@ func TestPeekHandle(t *testing.T) {
 	}
 	h1, _, err := s.Rotate(ctx, h0) // peeking did not use the handle up
 	must(t, err)
-	if _, err := s.PeekHandle(ctx, rand.Text()+"."+rand.Text()); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.PeekHandle(ctx, chainOf(h0)+"."+rand.Text()+"."+rand.Text()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("peek unknown: %v, want ErrNotFound", err)
 	}
-	// Peeking at a rotated handle is reuse too.
+	// Peeking at a rotated handle is reuse too (outside the grace).
 	if _, err := s.PeekHandle(ctx, h0); !errors.Is(err, store.ErrHandleReused) {
 		t.Fatalf("peek rotated: %v, want ErrHandleReused", err)
 	}
@@ -369,10 +351,10 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestConcurrentRotate(t *testing.T) {
-	// A handle used twice at once is reuse: at most one rotation succeeds,
-	// and then the chain is revoked.
+	// Without a grace, a handle used twice at once is reuse: at most one
+	// rotation succeeds, and then the chain is revoked.
 	ctx := context.Background()
-	s, _ := newSessions(t)
+	s, _ := newSessions(t, store.WithReuseGrace(0))
 	h, _, err := s.NewHandle(ctx, record(oidAlice))
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +396,7 @@ func TestHandleLifetimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := "rt:{" + chainID + "}"
+	chain := chainKeyOf(chainID)
 	ttl := func() time.Duration { return rdb.PTTL(ctx, chain).Val() }
 	if d := ttl(); d <= 59*time.Minute || d > time.Hour {
 		t.Errorf("new chain TTL %v, want the idle TTL", d)
@@ -458,7 +440,7 @@ func TestRevokeUser(t *testing.T) {
 	a1, _, err1 := s.NewHandle(ctx, record(oidAlice))
 	a2, _, err2 := s.NewHandle(ctx, record(oidAlice))
 	b, _, err3 := s.NewHandle(ctx, record(oidBob))
-	err4 := s.SaveMSAL(ctx, tenantA, oidAlice, []byte("cache"), time.Hour)
+	err4 := s.SaveMSAL(ctx, tenantA, oidAlice, []byte("cache"), time.Hour, 0)
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +457,7 @@ func TestRevokeUser(t *testing.T) {
 			t.Errorf("alice's handle after revocation: %v, want ErrNotFound", err)
 		}
 	}
-	if _, ok, _ := s.LoadMSAL(ctx, tenantA, oidAlice); ok {
+	if _, ok, _, _ := s.LoadMSAL(ctx, tenantA, oidAlice); ok {
 		t.Error("alice's MSAL cache survived")
 	}
 	if _, _, err := s.Rotate(ctx, b); err != nil {
@@ -526,7 +508,7 @@ func rawValue(t *testing.T, rdb *redis.Client, key string) string {
 
 func TestKeysHaveTTLsAndNoSecrets(t *testing.T) {
 	ctx := context.Background()
-	s, rdb := newSessions(t)
+	s, rdb := newSessions(t, store.WithReuseGrace(0))
 	var secrets []string
 	secret := func(s string) string { secrets = append(secrets, s); return s }
 	// A handle's chain id is meant to be in key names; its secret part and
@@ -537,21 +519,17 @@ func TestKeysHaveTTLsAndNoSecrets(t *testing.T) {
 	}
 
 	// A full sign-in, exchange, refreshes, a reuse and a logout.
-	state := secret(rand.Text())
-	flow := store.Flow{Verifier: secret("VERIFIER" + rand.Text()), Nonce: secret("NONCE" + rand.Text()),
-		ReturnTo: "https://client.example/cb", ClientChallenge: secret("CHALLENGE" + rand.Text())}
-	must(t, s.SaveFlow(ctx, state, flow, 10*time.Minute))
-	_, err := s.TakeFlow(ctx, state)
+	_, err := s.MarkFlowDone(ctx, secret(rand.Text()), 10*time.Minute)
 	must(t, err)
-	must(t, s.SaveFlow(ctx, secret(rand.Text()), flow, 10*time.Minute)) // abandoned sign-in
-
-	code := secret(rand.Text())
-	must(t, s.SaveCode(ctx, code, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice,
-		HomeAccountID: secret("HOMEACCOUNT" + rand.Text())}, 2*time.Minute))
-	must(t, s.SaveCode(ctx, secret(rand.Text()), store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice}, 2*time.Minute))
+	code := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice,
+		HomeAccountID: secret("HOMEACCOUNT" + rand.Text())})
+	secret(code)
+	_, codeSecret, _ := strings.Cut(code, ".")
+	secret(codeSecret)
+	secret(newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})) // never redeemed
 	_, err = s.RedeemCode(ctx, code)
 	must(t, err)
-	must(t, s.SaveMSAL(ctx, tenantA, oidAlice, []byte(`{"RefreshToken":"`+secret("REFRESHTOKEN"+rand.Text())+`"}`), time.Hour))
+	must(t, s.SaveMSAL(ctx, tenantA, oidAlice, []byte(`{"RefreshToken":"`+secret("REFRESHTOKEN"+rand.Text())+`"}`), time.Hour, 0))
 	h, _, err := s.IssueForCode(ctx, code, record(oidAlice))
 	must(t, err)
 	handle(h)
@@ -585,8 +563,11 @@ func TestKeysHaveTTLsAndNoSecrets(t *testing.T) {
 	_, _, err = lim.Allow(ctx, secret("203.0.113.77"))
 	must(t, err)
 
+	_, err = s.RevokeUser(ctx, tenantA, oidBob) // leaves Bob's epoch
+	must(t, err)
+
 	all := keys(t, rdb, "*")
-	if len(all) < 10 {
+	if len(all) < 8 {
 		t.Fatalf("only %d keys: %v", len(all), all)
 	}
 	for _, key := range all {
@@ -627,28 +608,14 @@ func TestCopiedValuesDoNotOpen(t *testing.T) {
 		return k[0]
 	}
 
-	// A flow copied to an attacker's state.
-	must(t, s.SaveFlow(ctx, rand.Text(), store.Flow{Verifier: "v"}, time.Minute))
-	victimFlow := only("flow:*")
-	attacker := rand.Text()
-	must(t, s.SaveFlow(ctx, attacker, store.Flow{Verifier: "mine"}, time.Minute))
-	for _, k := range keys(t, rdb, "flow:*") {
-		if k != victimFlow {
-			copyKey(victimFlow, k)
-		}
-	}
-	if _, err := s.TakeFlow(ctx, attacker); !errors.Is(err, seal.ErrOpen) {
-		t.Errorf("copied flow: %v, want seal.ErrOpen", err)
-	}
-
-	// A code's record copied to another code.
-	must(t, s.SaveCode(ctx, rand.Text(), store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice}, time.Minute))
+	// A code's record copied to another code of the same user.
+	newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
 	victimCode := only("code:*")
-	other := rand.Text()
-	must(t, s.SaveCode(ctx, other, store.CodeRecord{TenantID: tenantA, ObjectID: oidBob}, time.Minute))
+	other := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice, Scope: "other"})
 	for _, k := range keys(t, rdb, "code:*") {
 		if k != victimCode {
-			copyKey(victimCode, k)
+			d := rdb.HGet(ctx, victimCode, "d").Val()
+			must(t, rdb.HSet(ctx, k, "d", d).Err())
 		}
 	}
 	if _, err := s.RedeemCode(ctx, other); !errors.Is(err, seal.ErrOpen) {
@@ -656,9 +623,10 @@ func TestCopiedValuesDoNotOpen(t *testing.T) {
 	}
 
 	// Alice's MSAL cache copied to Bob.
-	must(t, s.SaveMSAL(ctx, tenantA, oidAlice, []byte("alice"), time.Hour))
-	copyKey("msal:"+tenantA+"."+oidAlice, "msal:"+tenantA+"."+oidBob)
-	if _, _, err := s.LoadMSAL(ctx, tenantA, oidBob); !errors.Is(err, seal.ErrOpen) {
+	must(t, s.SaveMSAL(ctx, tenantA, oidAlice, []byte("alice"), time.Hour, 0))
+	must(t, s.SaveMSAL(ctx, tenantA, oidBob, []byte("bob"), time.Hour, 0))
+	copyKey(only("msal:*"+oidAlice), only("msal:*"+oidBob))
+	if _, _, _, err := s.LoadMSAL(ctx, tenantA, oidBob); !errors.Is(err, seal.ErrOpen) {
 		t.Errorf("copied MSAL cache: %v, want seal.ErrOpen", err)
 	}
 
@@ -667,8 +635,8 @@ func TestCopiedValuesDoNotOpen(t *testing.T) {
 	must(t, err)
 	bobHandle, bobChain, err := s.NewHandle(ctx, record(oidBob))
 	must(t, err)
-	data := rdb.HGet(ctx, "rt:{"+aliceChain+"}", "data").Val()
-	must(t, rdb.HSet(ctx, "rt:{"+bobChain+"}", "data", data).Err())
+	data := rdb.HGet(ctx, chainKeyOf(aliceChain), "data").Val()
+	must(t, rdb.HSet(ctx, chainKeyOf(bobChain), "data", data).Err())
 	if _, _, err := s.Rotate(ctx, bobHandle); !errors.Is(err, seal.ErrOpen) {
 		t.Errorf("copied chain record: %v, want seal.ErrOpen", err)
 	}
@@ -678,22 +646,26 @@ func TestSessionsRedisDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s := store.NewSessions(storetest.Down(t), testRing(t))
-	h := rand.Text() + "." + rand.Text()
+	tag := store.UserTag(tenantA, oidAlice)
+	h := tag + "." + rand.Text() + "." + rand.Text()
+	code := tag + "." + rand.Text()
 	ops := map[string]func() error{
-		"save flow": func() error { return s.SaveFlow(ctx, rand.Text(), store.Flow{}, time.Minute) },
-		"take flow": func() error { _, err := s.TakeFlow(ctx, rand.Text()); return err },
-		"save code": func() error { return s.SaveCode(ctx, rand.Text(), store.CodeRecord{}, time.Minute) },
-		"redeem":    func() error { _, err := s.RedeemCode(ctx, rand.Text()); return err },
-		"set chain": func() error { return s.SetCodeChain(ctx, rand.Text(), rand.Text()) },
-		"load msal": func() error { _, _, err := s.LoadMSAL(ctx, tenantA, oidAlice); return err },
-		"save msal": func() error { return s.SaveMSAL(ctx, tenantA, oidAlice, nil, time.Hour) },
+		"flow done": func() error { _, err := s.MarkFlowDone(ctx, rand.Text(), time.Minute); return err },
+		"new code": func() error {
+			_, err := s.NewCode(ctx, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice}, time.Minute)
+			return err
+		},
+		"redeem":    func() error { _, err := s.RedeemCode(ctx, code); return err },
+		"load msal": func() error { _, _, _, err := s.LoadMSAL(ctx, tenantA, oidAlice); return err },
+		"save msal": func() error { return s.SaveMSAL(ctx, tenantA, oidAlice, nil, time.Hour, 0) },
+		"epoch":     func() error { _, err := s.CurrentEpoch(ctx, tenantA, oidAlice); return err },
 		"del msal":  func() error { return s.DeleteMSAL(ctx, tenantA, oidAlice) },
 		"new":       func() error { _, _, err := s.NewHandle(ctx, record(oidAlice)); return err },
-		"issue":     func() error { _, _, err := s.IssueForCode(ctx, rand.Text(), record(oidAlice)); return err },
+		"issue":     func() error { _, _, err := s.IssueForCode(ctx, code, record(oidAlice)); return err },
 		"rotate":    func() error { _, _, err := s.Rotate(ctx, h); return err },
 		"peek":      func() error { _, err := s.PeekHandle(ctx, h); return err },
 		"revoke":    func() error { return s.Revoke(ctx, h) },
-		"chain":     func() error { return s.RevokeChain(ctx, rand.Text()) },
+		"chain":     func() error { return s.RevokeChain(ctx, tag+"."+rand.Text()) },
 		"user":      func() error { _, err := s.RevokeUser(ctx, tenantA, oidAlice); return err },
 	}
 	for op, run := range ops {
@@ -740,8 +712,7 @@ func TestRememberedConsent(t *testing.T) {
 	if u, err := s.ConsentedUser(ctx, browser, "client-b"); err != nil || u != tenantA+"."+oidBob {
 		t.Errorf("client-b: %q %v", u, err)
 	}
-	keys, _ := rdb.Keys(ctx, "consent:*").Result()
-	for _, k := range keys {
+	for _, k := range keys(t, rdb, "consent:*") {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
 			t.Errorf("%s has no TTL", k)
 		}
@@ -769,39 +740,198 @@ func TestRememberedConsent(t *testing.T) {
 	if u, err := s.ConsentedUser(ctx, browser, "client-b"); err != nil || u != tenantA+"."+oidBob {
 		t.Errorf("client-b approved again after RevokeUser: %q %v", u, err)
 	}
-	if ttl := rdb.PTTL(ctx, "consentepoch:"+tenantA+"."+oidBob).Val(); ttl <= 0 {
-		t.Errorf("consent epoch TTL %v", ttl)
+	for _, k := range keys(t, rdb, "rev:*") {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Errorf("epoch key %s TTL %v", k, ttl)
+		}
 	}
 	if err := s.RememberConsent(ctx, browser, "client-a", tenantA, oidAlice, store.DefaultChainLifetime+time.Hour); err == nil {
 		t.Error("a consent outliving RevokeUser's mark was accepted")
 	}
 }
 
-// TestConsentRequestsAreNotFlows: a consent request and a sign-in flow live
-// under different keys, so the callback can never take a request that was
-// never sent to Entra, nor the consent form a sign-in flow.
-func TestConsentRequestsAreNotFlows(t *testing.T) {
+// chainKeyOf is the Redis key of the chain a reference (from NewHandle)
+// names, as the store's key plan documents it.
+func chainKeyOf(chain string) string {
+	tag, id, _ := strings.Cut(chain, ".")
+	return "rt:{" + tag + "}:" + id
+}
+
+// chainOf is the user tag of a handle.
+func chainOf(handle string) string {
+	tag, _, _ := strings.Cut(handle, ".")
+	return tag
+}
+
+// TestReuseGrace: a rotated handle presented again soon after its rotation,
+// while its successor is unused, is a retry after a lost reply and gets a
+// successor; anything else is reuse and revokes the chain.
+func TestReuseGrace(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	setup := func(t *testing.T) (*store.Sessions, *testkit.Clock, string) {
+		clock := testkit.NewClock(start)
+		s, _ := newSessions(t, store.WithSessionsClock(clock.Now), store.WithReuseGrace(30*time.Second))
+		h, _, err := s.NewHandle(ctx, record(oidAlice))
+		must(t, err)
+		return s, clock, h
+	}
+	t.Run("a lost reply is retried", func(t *testing.T) {
+		s, clock, h0 := setup(t)
+		_, _, err := s.Rotate(ctx, h0) // the reply carrying h1 is lost
+		must(t, err)
+		clock.Add(10 * time.Second)
+		if _, err := s.PeekHandle(ctx, h0); err != nil {
+			t.Fatalf("peek within the grace: %v", err)
+		}
+		h2, _, err := s.Rotate(ctx, h0)
+		if err != nil {
+			t.Fatalf("retry within the grace: %v", err)
+		}
+		h3, _, err := s.Rotate(ctx, h2)
+		if err != nil {
+			t.Fatalf("the retry's handle: %v", err)
+		}
+		// Once the grace is over, the old handle is reuse again.
+		clock.Add(21 * time.Second)
+		if _, _, err := s.Rotate(ctx, h0); !errors.Is(err, store.ErrHandleReused) {
+			t.Fatalf("after the grace: %v, want ErrHandleReused", err)
+		}
+		if _, _, err := s.Rotate(ctx, h3); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("chain after reuse: %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("a used successor ends the grace", func(t *testing.T) {
+		s, clock, h0 := setup(t)
+		h1, _, err := s.Rotate(ctx, h0)
+		must(t, err)
+		h2, _, err := s.Rotate(ctx, h1)
+		must(t, err)
+		clock.Add(time.Second)
+		if _, _, err := s.Rotate(ctx, h0); !errors.Is(err, store.ErrHandleReused) {
+			t.Fatalf("h0 after h1 was used: %v, want ErrHandleReused", err)
+		}
+		if _, err := s.PeekHandle(ctx, h2); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("chain after reuse: %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("taking turns does not stretch the grace", func(t *testing.T) {
+		s, clock, h0 := setup(t)
+		h1, _, err := s.Rotate(ctx, h0) // a thief's copy of h0
+		must(t, err)
+		clock.Add(10 * time.Second)
+		h2, _, err := s.Rotate(ctx, h0) // the owner
+		must(t, err)
+		clock.Add(10 * time.Second)
+		if _, _, err = s.Rotate(ctx, h1); err != nil { // the thief again, within the first rotation's grace
+			t.Fatalf("h1 within the grace: %v", err)
+		}
+		clock.Add(11 * time.Second)
+		if _, _, err := s.Rotate(ctx, h2); !errors.Is(err, store.ErrHandleReused) {
+			t.Fatalf("31 s after the first rotation: %v, want ErrHandleReused", err)
+		}
+	})
+	t.Run("no grace", func(t *testing.T) {
+		s, _ := newSessions(t, store.WithReuseGrace(0))
+		h0, _, err := s.NewHandle(ctx, record(oidAlice))
+		must(t, err)
+		_, _, err = s.Rotate(ctx, h0)
+		must(t, err)
+		if _, _, err := s.Rotate(ctx, h0); !errors.Is(err, store.ErrHandleReused) {
+			t.Fatalf("reuse without grace: %v", err)
+		}
+	})
+}
+
+// TestRevocationEpoch: whatever was issued in an earlier epoch, or is
+// being issued while RevokeUser runs, does not outlive it.
+func TestRevocationEpoch(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newSessions(t)
+	ep, err := s.CurrentEpoch(ctx, tenantA, oidAlice)
+	must(t, err)
+	code := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice, Epoch: ep})
+	h, _, err := s.NewHandle(ctx, record(oidAlice))
+	must(t, err)
+	obo, err := store.OBOKey(tenantA, oidAlice)
+	must(t, err)
+	must(t, rdb.HSet(ctx, obo, "scope", "sealed").Err())
+	bobHandle, _, err := s.NewHandle(ctx, record(oidBob))
+	must(t, err)
+
+	n, err := s.RevokeUser(ctx, tenantA, oidAlice)
+	if err != nil || n != 1 {
+		t.Fatalf("RevokeUser: %d, %v", n, err)
+	}
+	if now, _ := s.CurrentEpoch(ctx, tenantA, oidAlice); now != ep+1 {
+		t.Fatalf("epoch %d after a revocation, want %d", now, ep+1)
+	}
+	if _, err := s.RedeemCode(ctx, code); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a code minted before the revocation: %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.Rotate(ctx, h); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a chain from before: %v, want ErrNotFound", err)
+	}
+	if rdb.Exists(ctx, obo).Val() != 0 {
+		t.Error("the on-behalf-of tokens survived")
+	}
+	rec := record(oidAlice)
+	rec.Epoch = ep
+	if _, _, err := s.NewHandle(ctx, rec); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("a chain issued in the old epoch: %v, want ErrRevoked", err)
+	}
+	if _, err := s.NewCode(ctx, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice, Epoch: ep}, time.Minute); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("a code minted in the old epoch: %v, want ErrRevoked", err)
+	}
+	rec.Epoch = ep + 1
+	if _, _, err := s.NewHandle(ctx, rec); err != nil {
+		t.Errorf("a chain of the new epoch: %v", err)
+	}
+	if _, _, err := s.Rotate(ctx, bobHandle); err != nil {
+		t.Errorf("Bob's chain: %v", err)
+	}
+}
+
+// TestRevokeUserRacesIssue: chains issued while RevokeUser runs, many
+// times over, never survive it.
+func TestRevokeUserRacesIssue(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newSessions(t)
-	id := rand.Text()
-	if err := s.SaveConsentRequest(ctx, id, store.Flow{ClientID: "c", CSRF: "h"}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.TakeFlow(ctx, id); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a consent request taken as a flow: %v", err)
-	}
-	f, err := s.TakeConsentRequest(ctx, id)
-	if err != nil || f.ClientID != "c" || f.CSRF != "h" {
-		t.Fatalf("TakeConsentRequest: %+v %v", f, err)
-	}
-	if _, err := s.TakeConsentRequest(ctx, id); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a consent request taken twice: %v", err)
-	}
-	state := rand.Text()
-	if err := s.SaveFlow(ctx, state, store.Flow{Verifier: "v"}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.TakeConsentRequest(ctx, state); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a flow taken as a consent request: %v", err)
+	for trial := range 40 {
+		var mu sync.Mutex
+		var issued []string
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				ep, err := s.CurrentEpoch(ctx, tenantA, oidAlice)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				rec := record(oidAlice)
+				rec.Epoch = ep
+				h, _, err := s.NewHandle(ctx, rec)
+				if err == nil {
+					mu.Lock()
+					issued = append(issued, h)
+					mu.Unlock()
+				} else if !errors.Is(err, store.ErrRevoked) {
+					t.Error(err)
+				}
+			})
+		}
+		if _, err := s.RevokeUser(ctx, tenantA, oidAlice); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		// Whatever was issued in the epoch the revocation ended is gone;
+		// only what was issued after it, in the new epoch, may live.
+		now, _ := s.CurrentEpoch(ctx, tenantA, oidAlice)
+		for _, h := range issued {
+			rec, err := s.PeekHandle(ctx, h)
+			if err == nil && rec.Epoch != now {
+				t.Fatalf("trial %d: a chain of epoch %d survived the revocation to epoch %d", trial, rec.Epoch, now)
+			}
+		}
 	}
 }

@@ -165,10 +165,6 @@ func checkEndpoint(raw string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
 // pairs splits "key=value;key=value" into lower-case keys and trimmed
 // values; empty segments (a trailing ";") are skipped. A segment without
 // "=" is an error that does not echo it: a malformed string may hold a key.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -24,6 +25,20 @@ type Slots struct {
 	checked    int
 }
 
+// Watch adds a Slots hook to rdb and fails t, when it ends, for every
+// cross-slot script or transaction it saw.
+func Watch(t testing.TB, rdb *redis.Client) *Slots {
+	t.Helper()
+	s := &Slots{}
+	rdb.AddHook(s)
+	t.Cleanup(func() {
+		for _, v := range s.Violations() {
+			t.Errorf("cross-slot: %s", v)
+		}
+	})
+	return s
+}
+
 // Check fails the test for every script or transaction that spanned slots,
 // and if nothing was checked at all (the hook was not in use).
 func (s *Slots) Check(t interface {
@@ -39,6 +54,13 @@ func (s *Slots) Check(t interface {
 	if s.checked == 0 {
 		t.Errorf("storetest.Slots saw no script or transaction")
 	}
+}
+
+// Violations lists the scripts and transactions that spanned slots.
+func (s *Slots) Violations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.violations...)
 }
 
 // Checked is how many scripts and transactions the hook has looked at.

@@ -1,0 +1,202 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LoadMSAL returns a user's MSAL cache, false if there is none, and the
+// user's current epoch, read together: a SaveMSAL of what this call's
+// MSAL operation produced passes that epoch, so that a RevokeUser in
+// between wins. A cache that does not open (for example, sealed with a key
+// since removed from the ring) is an error matching seal.ErrOpen, with the
+// epoch still returned.
+func (s *Sessions) LoadMSAL(ctx context.Context, tid, oid string) ([]byte, bool, Epoch, error) {
+	u, err := keysOf(tid, oid)
+	if err != nil {
+		return nil, false, 0, err
+	}
+	key := u.msal()
+	reply, err := loadMSALScript.Run(ctx, s.rdb, []string{key, u.epoch()}, u.id).Slice()
+	if err != nil {
+		return nil, false, 0, wrap("load MSAL cache", err)
+	}
+	if len(reply) != 2 {
+		return nil, false, 0, errors.New("store: load MSAL cache: unexpected reply")
+	}
+	ep, err := parseEpoch(reply[1])
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("store: load MSAL cache: %w", err)
+	}
+	sealed, ok := reply[0].(string)
+	if !ok {
+		return nil, false, ep, nil
+	}
+	data, err := s.ring.Open(key, []byte(sealed))
+	if err != nil {
+		return nil, false, ep, fmt.Errorf("store: load MSAL cache: %w", err)
+	}
+	return data, true, ep, nil
+}
+
+// loadMSALScript reads a cache and its user's epoch at one instant.
+// KEYS: cache, epochs. ARGV: user id. Returns {cache or nil, epoch}.
+var loadMSALScript = redis.NewScript(`
+return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], ARGV[1]) or '0'}
+`)
+
+func parseEpoch(v any) (Epoch, error) {
+	str, _ := v.(string)
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("epoch %q is not a number", str)
+	}
+	return Epoch(n), nil
+}
+
+// SaveMSAL stores a user's MSAL cache for ttl (the refresh token's
+// lifetime), unless the user's epoch is no longer ep (their sessions were
+// revoked since the cache was loaded): then nothing is written and the
+// error matches ErrRevoked.
+func (s *Sessions) SaveMSAL(ctx context.Context, tid, oid string, data []byte, ttl time.Duration, ep Epoch) error {
+	u, err := keysOf(tid, oid)
+	if err != nil {
+		return err
+	}
+	if err := checkTTL("save MSAL cache", ttl); err != nil {
+		return err
+	}
+	key := u.msal()
+	sealed, err := s.ring.Seal(key, data)
+	if err != nil {
+		return fmt.Errorf("store: save MSAL cache: %w", err)
+	}
+	n, err := saveMSALScript.Run(ctx, s.rdb, []string{key, u.epoch()}, u.id, int64(ep), sealed, ms(ttl)).Int()
+	if err != nil {
+		return wrap("save MSAL cache", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("store: save MSAL cache: %w", ErrRevoked)
+	}
+	return nil
+}
+
+// saveMSALScript writes a cache if its user's epoch is the one given.
+// KEYS: cache, epochs. ARGV: user id, epoch, sealed cache, TTL (ms).
+var saveMSALScript = redis.NewScript(`
+if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1
+`)
+
+// DeleteMSAL deletes a user's MSAL cache.
+func (s *Sessions) DeleteMSAL(ctx context.Context, tid, oid string) error {
+	u, err := keysOf(tid, oid)
+	if err != nil {
+		return err
+	}
+	return wrap("delete MSAL cache", s.rdb.Del(ctx, u.msal()).Err())
+}
+
+// CurrentEpoch is the user's epoch now (0 before any revocation).
+func (s *Sessions) CurrentEpoch(ctx context.Context, tid, oid string) (Epoch, error) {
+	u, err := keysOf(tid, oid)
+	if err != nil {
+		return 0, err
+	}
+	return s.epoch(ctx, u)
+}
+
+func (s *Sessions) epoch(ctx context.Context, u userKeys) (Epoch, error) {
+	v, err := s.rdb.HGet(ctx, u.epoch(), u.id).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrap("read epoch", err)
+	}
+	return parseEpoch(v)
+}
+
+// maxRevokeRounds bounds RevokeUser's rounds. The first round ends the
+// epoch, so no chain can be issued after it; a later round only catches
+// chains issued between reading the index and that first round.
+const maxRevokeRounds = 5
+
+// RevokeUser ends everything a user holds: every refresh chain, the MSAL
+// cache (and so Entra's refresh token), the on-behalf-of tokens and, by
+// moving the user's epoch, every one-time code and remembered consent, and
+// every sign-in, refresh or redemption under way (they are refused when
+// they try to write). It returns how many live chains it ended.
+//
+// All of a user's keys share one hash slot, so each round is one script.
+// Scripts name their keys up front, so the chains are listed first; a
+// chain issued after the listing but before the epoch moved is caught by
+// the next round.
+func (s *Sessions) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
+	u, err := keysOf(tid, oid)
+	if err != nil {
+		return 0, err
+	}
+	chains, err := s.rdb.ZRange(ctx, u.chains(), 0, -1).Result()
+	if err != nil {
+		return 0, wrap("revoke user", err)
+	}
+	total := 0
+	for round := range maxRevokeRounds {
+		keys := []string{u.epoch(), u.msal(), u.chains(), u.obo()}
+		first := "0"
+		if round == 0 {
+			first = "1"
+		}
+		args := []any{u.id, first, ms(s.lifetime)}
+		for _, c := range chains {
+			keys = append(keys, u.chain(c))
+			args = append(args, c)
+		}
+		reply, err := revokeUserScript.Run(ctx, s.rdb, keys, args...).Slice()
+		if err != nil {
+			return total, wrap("revoke user", err)
+		}
+		if len(reply) != 2 {
+			return total, errors.New("store: revoke user: unexpected reply")
+		}
+		n, _ := reply[0].(int64)
+		total += int(n)
+		var left []string
+		if list, ok := reply[1].([]any); ok {
+			for _, v := range list {
+				if c, ok := v.(string); ok {
+					left = append(left, c)
+				}
+			}
+		}
+		if len(left) == 0 {
+			return total, nil
+		}
+		chains = left
+	}
+	return total, errors.New("store: revoke user: chains kept appearing")
+}
+
+// revokeUserScript moves the user's epoch (first round only), deletes the
+// MSAL cache, the on-behalf-of tokens and the listed chains, and returns
+// how many chains it ended and which the index still lists.
+// KEYS: epochs, cache, index, obo tokens, chain keys...
+// ARGV: user id, "1" to move the epoch, lifetime (ms), chain ids (as KEYS[5..]).
+var revokeUserScript = redis.NewScript(`
+if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('DEL', KEYS[2], KEYS[4])
+local n = 0
+for i = 5, #KEYS do
+  n = n + redis.call('DEL', KEYS[i])
+  redis.call('ZREM', KEYS[3], ARGV[i - 1])
+end
+return {n, redis.call('ZRANGE', KEYS[3], 0, -1)}
+`)
