@@ -255,8 +255,7 @@ func New(opts Options) (*App, error) {
 		Logger:  log,
 		Metrics: metrics,
 		Events:  eventsOf(tel),
-		Limiter: store.NewLimiter(a.redis, "tools",
-			cmp.Or(cfg.ToolCallsPerMinute, toolCallsPerMinute), time.Minute,
+		Limiter: limit("tools", cmp.Or(cfg.ToolCallsPerMinute, toolCallsPerMinute), time.Minute,
 			cmp.Or(cfg.ToolCallsBurst, toolCallsBurst)),
 	})
 	if err != nil {

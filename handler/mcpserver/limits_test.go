@@ -125,10 +125,11 @@ func (f fixedLimiter) Allow(context.Context, string) (bool, time.Duration, error
 
 func TestToolCallRateLimit(t *testing.T) {
 	logs := &testkit.SyncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	s, err := New(Options{
 		Tools:   testTools(),
-		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
-		Limiter: store.NewLimiter(storetest.Redis(t), "tools", 1, time.Minute, 2),
+		Logger:  logger,
+		Limiter: store.NewLimiter(storetest.Redis(t), "tools", 1, time.Minute, 2, store.WithLimiterLogger(logger)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -180,11 +181,9 @@ func TestToolCallRateLimit(t *testing.T) {
 		if n := strings.Count(logs.String(), `"outcome":"rate_limited"`); n != 2 {
 			t.Errorf("%d audit lines with outcome rate_limited, want 2", n)
 		}
-		if n := strings.Count(logs.String(), `"msg":"tool calls rate limited"`); n != 1 {
-			t.Errorf("%d rate-limit warnings for one caller in one window, want 1:\n%s", n, logs)
-		}
-		if !strings.Contains(logs.String(), `"level":"WARN","msg":"tool calls rate limited","tid":"`+limited.TenantID+`","oid":"`+limited.ObjectID+`"`) {
-			t.Errorf("warning does not name the caller:\n%s", logs)
+		warning := `"level":"WARN","msg":"rate limit reached","limit":"tools","key":"` + limited.TenantID + "." + limited.ObjectID + `"`
+		if n := strings.Count(logs.String(), `"msg":"rate limit reached"`); n != 1 || !strings.Contains(logs.String(), warning) {
+			t.Errorf("want one warning naming the caller, for one caller in one window:\n%s", logs)
 		}
 		if n := s.metrics.Snapshot().RateLimited; n != 2 {
 			t.Errorf("rate_limited_calls = %d, want 2", n)
@@ -209,22 +208,7 @@ func TestLimiterDownLetsCallsThrough(t *testing.T) {
 			t.Fatalf("limiter down: %q", r.text())
 		}
 	}
-	if n := strings.Count(logs.String(), `"level":"WARN","msg":"tool-call rate limit unavailable`); n != 1 {
+	if n := strings.Count(logs.String(), `"level":"WARN","msg":"tool-call rate limit failed`); n != 1 {
 		t.Errorf("%d warnings, want 1:\n%s", n, logs)
-	}
-}
-
-func TestOnceEvery(t *testing.T) {
-	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	o := newOnceEvery(time.Minute, 2, clock.Now)
-	if !o.first("a") || o.first("a") || !o.first("b") {
-		t.Fatal("first per key per window")
-	}
-	if o.first("c") {
-		t.Error("a third key in a window of two was remembered: memory is not bounded")
-	}
-	clock.Add(time.Minute)
-	if !o.first("a") || !o.first("c") {
-		t.Error("a new window forgets the old keys")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -47,7 +48,9 @@ type Options struct {
 	// tool.denied); nil sends none.
 	Events Events
 	// Limiter limits tools/call per caller (tenant and object id), after
-	// the caller's right to the tool is checked; nil: no limit.
+	// the caller's right to the tool is checked; nil: no limit. Logging
+	// refusals is the limiter's: *store.Limiter with a logger warns once
+	// per caller per window.
 	Limiter Limiter
 }
 
@@ -78,9 +81,9 @@ type Server struct {
 	metrics   *Metrics
 	events    Events
 	limiter   Limiter
-	warned    *onceEvery // rate-limit warnings already logged this window
-	lists     sync.Map   // listKey -> *encodedList
-	bufs      sync.Pool  // *[]byte for tools/list answers
+	downSince atomic.Int64 // when a failing limiter was last logged (Unix ns)
+	lists     sync.Map     // listKey -> *encodedList
+	bufs      sync.Pool    // *[]byte for tools/list answers
 }
 
 // New builds the endpoint. It fails when a tool is declared twice or
@@ -103,7 +106,6 @@ func New(opts Options) (*Server, error) {
 		metrics:  opts.Metrics,
 		events:   opts.Events,
 		limiter:  opts.Limiter,
-		warned:   newOnceEvery(warnWindow, maxWarned, time.Now),
 	}
 	s.bufs.New = func() any { return new([]byte) }
 	for _, t := range opts.Tools {
@@ -197,7 +199,7 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 			s.audit(ctx, p, name, false, "denied", time.Since(start))
 			return nil, fmt.Errorf("tool '%s' not found: %w", name, server.ErrToolNotFound)
 		}
-		if limited := s.limit(ctx, p, name); limited != nil {
+		if limited := s.limit(ctx, p); limited != nil {
 			s.metrics.toolCall(name, outcomeLimited)
 			s.audit(ctx, p, name, true, outcomeLimited, time.Since(start))
 			return limited, nil
@@ -233,77 +235,41 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 	}
 }
 
-// Rate limiting of tools/call.
-const (
-	outcomeLimited = "rate_limited"
-	// warnWindow is how often one caller's being limited is logged.
-	warnWindow = time.Minute
-	// maxWarned bounds the callers remembered per window; past it, further
-	// callers are counted in the metrics but not logged one by one.
-	maxWarned = 1024
-	// limiterDownKey stands for the limiter itself in s.warned.
-	limiterDownKey = "\x00limiter"
-)
+// outcomeLimited is the audit outcome of a call refused by the limiter.
+const outcomeLimited = "rate_limited"
 
 // limit counts the call against its caller's budget. Over it, it returns
 // the tool error to answer with: when to retry, in the text for people and
 // models and in _meta.retryAfterSeconds for programs. A limiter that fails
-// lets the call through: one Redis outage must not stop every tool,
-// including those that do not use Redis.
-func (s *Server) limit(ctx context.Context, p *entra.Principal, tool string) *mcp.CallToolResult {
+// lets the call through (*store.Limiter never does: it counts in process
+// when Redis cannot): one outage must not stop every tool, including those
+// that do not use Redis.
+func (s *Server) limit(ctx context.Context, p *entra.Principal) *mcp.CallToolResult {
 	if s.limiter == nil {
 		return nil
 	}
-	key := p.TenantID + "." + p.ObjectID
-	ok, retry, err := s.limiter.Allow(ctx, key)
+	ok, retry, err := s.limiter.Allow(ctx, p.TenantID+"."+p.ObjectID)
 	if err != nil {
-		if s.warned.first(limiterDownKey) {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "tool-call rate limit unavailable: calls are let through unlimited",
-				slog.String("err", err.Error()))
-		}
+		s.limiterFailed(ctx, err)
 		return nil
 	}
 	if ok {
 		return nil
 	}
 	secs := max(1, int64(math.Ceil(retry.Seconds())))
-	if s.warned.first(key) {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "tool calls rate limited",
-			slog.String("tid", p.TenantID), slog.String("oid", p.ObjectID),
-			slog.String("tool", tool), slog.Int64("retry_after_s", secs))
-	}
 	res := mcp.NewToolResultError(fmt.Sprintf("Too many tool calls: retry in %d seconds.", secs))
 	res.Meta = mcp.NewMetaFromMap(map[string]any{"retryAfterSeconds": secs})
 	return res
 }
 
-// onceEvery answers, for each key, true the first time it is asked in a
-// window and false after, remembering at most max keys per window.
-type onceEvery struct {
-	mu     sync.Mutex
-	window time.Duration
-	max    int
-	now    func() time.Time
-	start  time.Time
-	seen   map[string]struct{}
-}
-
-func newOnceEvery(window time.Duration, max int, now func() time.Time) *onceEvery {
-	return &onceEvery{window: window, max: max, now: now, seen: map[string]struct{}{}}
-}
-
-func (o *onceEvery) first(key string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if now := o.now(); now.Sub(o.start) >= o.window {
-		clear(o.seen)
-		o.start = now
+// limiterFailed logs a failing limiter at most once a minute.
+func (s *Server) limiterFailed(ctx context.Context, err error) {
+	now, last := time.Now().UnixNano(), s.downSince.Load()
+	if now-last < int64(time.Minute) || !s.downSince.CompareAndSwap(last, now) {
+		return
 	}
-	if _, ok := o.seen[key]; ok || len(o.seen) >= o.max {
-		return false
-	}
-	o.seen[key] = struct{}{}
-	return true
+	s.log.LogAttrs(ctx, slog.LevelWarn, "tool-call rate limit failed: calls are let through unlimited",
+		slog.String("err", err.Error()))
 }
 
 // run calls the tool, turning a panic into an error so one bad tool cannot
