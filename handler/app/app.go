@@ -57,11 +57,10 @@ const (
 	oauthRate  = 10
 	oauthBurst = 40
 	// Registrations are stored (4 KiB at most) for a day until used, so
-	// they are limited per hour: 20 per address, 300 in all (with bursts
-	// of 20 and 100); at most about 30 MB of unused ones.
-	registerRate     = 20
-	registerAllRate  = 300
-	registerAllBurst = 100
+	// they are limited to 20 an hour per address; unused ones beyond the
+	// registry's budget (oauthclients.DefaultMaxPending, 8 MiB at most)
+	// evict the oldest.
+	registerRate = 20
 	// tools/call per caller (tenant and object id), unless
 	// TOOL_CALLS_PER_MINUTE and TOOL_CALLS_BURST say otherwise: five a
 	// second sustained and a hundred at once is more than a person and an
@@ -92,6 +91,11 @@ type Options struct {
 	// Telemetry receives requests, dependencies, events and exceptions;
 	// nil or disabled sends nothing.
 	Telemetry *telemetry.Client
+
+	// pendingRegistrations overrides the budget of unused OAuth client
+	// registrations (0: oauthclients.DefaultMaxPending). Tests only: they
+	// fill a small budget with a few requests.
+	pendingRegistrations int
 }
 
 // App is the assembled handler.
@@ -266,7 +270,7 @@ func New(opts Options) (*App, error) {
 	authServer := cfg.Entra.Issuer()
 	var front httpapi.OAuth
 	if cfg.AuthMode != config.AuthModeEntra {
-		if err := a.buildOAuth(cfg, sealer, limit, log, eventsOf(tel)); err != nil {
+		if err := a.buildOAuth(cfg, sealer, limit, opts.pendingRegistrations, log, eventsOf(tel)); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -291,29 +295,29 @@ func New(opts Options) (*App, error) {
 }
 
 // buildOAuth builds the authorization-server front of proxy mode.
-func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *store.Limiter, log *slog.Logger, ev events) error {
+func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *store.Limiter, pendingRegistrations int, log *slog.Logger, ev events) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
-		Redis:                a.redis,
-		AllowLoopback:        cfg.AllowLoopbackClients,
-		ExtraRedirectSchemes: cfg.ExtraRedirectSchemes,
-		Logger:               log,
+		Redis:                   a.redis,
+		AllowLoopback:           cfg.AllowLoopbackClients,
+		ExtraRedirectSchemes:    cfg.ExtraRedirectSchemes,
+		MaxPendingRegistrations: pendingRegistrations,
+		Logger:                  log,
 	})
 	if err != nil {
 		return fmt.Errorf("build OAuth client registry: %w", err)
 	}
 	a.OAuth, err = oauthserver.New(oauthserver.Options{
-		Issuer:           cfg.PublicBaseURL,
-		Resource:         cfg.PublicBaseURL + httpapi.PathMCP,
-		Scope:            cfg.Entra.Scope(),
-		Clients:          a.clients,
-		SignIn:           a.SignIn,
-		Sealer:           sealer,
-		Limiter:          limit("oauth", oauthRate, time.Second, oauthBurst),
-		Registrations:    limit("register", registerRate, time.Hour, registerRate),
-		AllRegistrations: limit("register-all", registerAllRate, time.Hour, registerAllBurst),
-		Logger:           log,
-		Events:           ev,
+		Issuer:        cfg.PublicBaseURL,
+		Resource:      cfg.PublicBaseURL + httpapi.PathMCP,
+		Scope:         cfg.Entra.Scope(),
+		Clients:       a.clients,
+		SignIn:        a.SignIn,
+		Sealer:        sealer,
+		Limiter:       limit("oauth", oauthRate, time.Second, oauthBurst),
+		Registrations: limit("register", registerRate, time.Hour, registerRate),
+		Logger:        log,
+		Events:        ev,
 	})
 	if err != nil {
 		return fmt.Errorf("build OAuth front: %w", err)

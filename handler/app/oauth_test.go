@@ -237,10 +237,11 @@ func TestOAuthEndToEnd(t *testing.T) {
 	}
 
 	id := st.register(t, "Test Client", clientRedirect)
-	// Unused, a registration lives a day; the first sign-in keeps it 90.
+	// Unused, a registration is pending, for a day at most; the first
+	// sign-in moves it to a key of its own, for 90 days.
 	ttl := func() time.Duration { return rdb.TTL(context.Background(), "oauthclient:"+id).Val() }
-	if d := ttl(); d <= 0 || d > 24*time.Hour {
-		t.Errorf("TTL of an unused registration: %v", d)
+	if !rdb.HExists(context.Background(), "oauthclients:{pending}", id).Val() || rdb.Exists(context.Background(), "oauthclient:"+id).Val() != 0 {
+		t.Error("an unused registration is not (only) pending")
 	}
 	c := browser(t)
 	a := st.newAuthRequest(t, id)
@@ -266,6 +267,9 @@ func TestOAuthEndToEnd(t *testing.T) {
 	}
 	if d := ttl(); d < 89*24*time.Hour {
 		t.Errorf("TTL of a registration after its first sign-in: %v", d)
+	}
+	if rdb.HExists(context.Background(), "oauthclients:{pending}", id).Val() {
+		t.Error("a registration is still pending after its first sign-in")
 	}
 	if names := toolNames(st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(names) != 9 {
 		t.Errorf("tools with the client's token: %v", names)
@@ -670,26 +674,112 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 	})
 }
 
+// registerFrom posts a registration from a client address.
+func (st *stack) registerFrom(t testing.TB, addr string) reply {
+	t.Helper()
+	return st.do(t, http.MethodPost, "/oauth/register", "", map[string]string{"X-Forwarded-For": addr},
+		`{"redirect_uris":["`+clientRedirect+`"]}`)
+}
+
 // TestOAuthRegistrationLimit: every registration is stored, and anyone may
-// register, so one address gets 20 an hour.
+// register, so one address gets 20 an hour; nothing counts all addresses
+// together, so another address is never refused for what others did.
 func TestOAuthRegistrationLimit(t *testing.T) {
 	st := newStack(t, storetest.Redis(t))
-	body := `{"redirect_uris":["http://127.0.0.1:7777/callback"]}`
-	from := func(addr string) reply {
-		return st.do(t, http.MethodPost, "/oauth/register", "", map[string]string{"X-Forwarded-For": addr}, body)
-	}
 	for i := range 20 {
-		if r := from("203.0.113.7"); r.status != http.StatusCreated {
+		if r := st.registerFrom(t, "203.0.113.7"); r.status != http.StatusCreated {
 			t.Fatalf("registration %d: %d %s", i+1, r.status, r.body)
 		}
 	}
-	r := from("203.0.113.7")
+	r := st.registerFrom(t, "203.0.113.7")
 	wantOAuthError(t, "21st registration from one address", r, http.StatusTooManyRequests, "slow_down")
 	if r.header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
-	if r := from("203.0.113.8"); r.status != http.StatusCreated {
-		t.Errorf("another address: %d %s", r.status, r.body)
+	// Once took the server-wide burst of 100 and refused everyone with 503.
+	for n := range 5 {
+		for range 20 {
+			st.registerFrom(t, fmt.Sprintf("2001:db8:7:%d::1", n))
+		}
+	}
+	if r := st.registerFrom(t, "203.0.113.8"); r.status != http.StatusCreated {
+		t.Errorf("another address after 120 registrations from others: %d %s", r.status, r.body)
+	}
+}
+
+// TestOAuthRegistrationSquatting: registrations from several /64s of one
+// /48 and from many addresses fill the budget of unused registrations;
+// a client from another address still registers and signs in, since the
+// oldest squatters are evicted, not the newcomer, and a client that signed
+// in leaves the budget.
+func TestOAuthRegistrationSquatting(t *testing.T) {
+	const budget = 30
+	rdb := storetest.Redis(t)
+	st := newStackFull(t, rdb, nil, func(o *Options, _ *devidp.Server) { o.pendingRegistrations = budget })
+	// squat registers from each address until it is refused (20 an hour
+	// per address; per /48 for IPv6 once limits group by /48) and returns
+	// the ids, oldest first.
+	squat := func(addrs ...string) []string {
+		var ids []string
+		for _, addr := range addrs {
+			for {
+				r := st.registerFrom(t, addr)
+				if r.status == http.StatusTooManyRequests {
+					break
+				}
+				var c struct {
+					ClientID string `json:"client_id"`
+				}
+				if r.status != http.StatusCreated || json.Unmarshal(r.body, &c) != nil {
+					t.Fatalf("squatting from %s: %d %s", addr, r.status, r.body)
+				}
+				ids = append(ids, c.ClientID)
+			}
+		}
+		return ids
+	}
+	var addrs []string
+	for n := range 4 {
+		addrs = append(addrs, fmt.Sprintf("2001:db8:5:%x::%d", n, n+1)) // four /64s of one /48
+	}
+	for n := range 2 {
+		addrs = append(addrs, fmt.Sprintf("198.51.100.%d", n+1))
+	}
+	first := squat(addrs...)
+	if len(first) <= budget {
+		t.Fatalf("only %d squatting registrations; the test needs more than the budget, %d", len(first), budget)
+	}
+	if n := rdb.HLen(context.Background(), "oauthclients:{pending}").Val(); n != budget {
+		t.Errorf("%d pending registrations; want the budget, %d", n, budget)
+	}
+
+	// The victim registers from elsewhere, and squatters go on.
+	id := st.register(t, "Victim", clientRedirect)
+	more := squat("198.51.100.3")
+	if len(more) >= budget {
+		t.Fatalf("%d more squatting registrations: the victim's is gone, the test needs fewer", len(more))
+	}
+	c := browser(t)
+	a := st.newAuthRequest(t, id)
+	got := st.authorize(t, c, a, "all")
+	r, tk := st.redeem(t, a, got.Get("code"))
+	if r.status != http.StatusOK || tk.AccessToken == "" {
+		t.Fatalf("the victim's sign-in: %d %s", r.status, r.body)
+	}
+
+	// The oldest squatters were evicted: their registrations are unknown.
+	old := st.newAuthRequest(t, first[0])
+	if p := get(t, browser(t), old.url(st.base)); p.status != http.StatusBadRequest || !strings.Contains(string(p.body), "unknown client") {
+		t.Errorf("the oldest squatter's registration: %d; want an unknown-client page", p.status)
+	}
+
+	// Signed in, the victim no longer counts against the budget: a whole
+	// budget more of squatting does not touch it.
+	for n := range 2 {
+		squat(fmt.Sprintf("198.51.100.%d", n+10))
+	}
+	if r, _ := st.refreshFor(t, id, tk.RefreshToken); r.status != http.StatusOK {
+		t.Errorf("the victim's refresh after more squatting: %d %s", r.status, r.body)
 	}
 }
 

@@ -637,3 +637,26 @@ func BenchmarkExchange(b *testing.B) {
 		}
 	}
 }
+
+// TestKeyRolloverDuringSignIn: a key Entra publishes after the instance
+// loaded its keys works at once; a second new key within the refresh
+// interval gets a callback page that names the real cause.
+func TestKeyRolloverDuringSignIn(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	st.signIn(t, "reader") // keys loaded
+	if _, err := st.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	code := st.signIn(t, "reader")
+	if r, _ := st.exchange(t, code, ""); r.status != 200 {
+		t.Fatalf("exchange after a key rollover: %d %s", r.status, r.body)
+	}
+	if _, err := st.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	c := browser(t)
+	r := get(t, c, st.startLogin(t, c, "reader", ""))
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "a key this server has not loaded yet") {
+		t.Fatalf("callback signed with a key not loaded yet: %d %s", r.status, r.body)
+	}
+}

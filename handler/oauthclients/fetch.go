@@ -1,6 +1,7 @@
 package oauthclients
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -98,13 +99,17 @@ func (g *guard) control(network, address string, _ syscall.RawConn) error {
 // dialer resolves the host itself, refuses it unless every address it has
 // is allowed, and connects to those checked addresses only, so a DNS answer
 // that changes between check and connect (rebinding) changes nothing.
+// Resolving and connecting together get the connect timeout.
 type dialer struct {
 	guard    *guard
 	resolver Resolver
 	dial     func(ctx context.Context, network, address string) (net.Conn, error)
+	timeout  time.Duration
 }
 
 func (d *dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, err
@@ -136,17 +141,24 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 	return nil, errors.Join(errs...)
 }
 
+// fetchTimeouts bound a document fetch: connect covers resolving,
+// connecting and the TLS handshake, header the wait for response headers,
+// and total the whole exchange, body included.
+type fetchTimeouts struct {
+	total, connect, header time.Duration
+}
+
 // newFetchClient returns the HTTP client for metadata documents: guarded
 // dials, no proxy (a proxy would make its own, unchecked, dials), no
-// redirects, no kept-alive connections to hosts anyone can name, and a
-// timeout on the whole exchange.
-func newFetchClient(opts Options, timeout time.Duration, g *guard) *http.Client {
-	d := &dialer{guard: g, resolver: opts.Resolver, dial: opts.Dial}
+// redirects, no kept-alive connections to hosts anyone can name, and
+// timeouts on each step and on the whole exchange.
+func newFetchClient(opts Options, to fetchTimeouts, g *guard) *http.Client {
+	d := &dialer{guard: g, resolver: opts.Resolver, dial: opts.Dial, timeout: to.connect}
 	if d.resolver == nil {
 		d.resolver = net.DefaultResolver
 	}
 	if d.dial == nil {
-		d.dial = (&net.Dialer{Timeout: timeout, Control: g.control}).DialContext
+		d.dial = (&net.Dialer{Timeout: to.connect, Control: g.control}).DialContext
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if opts.TLSConfig != nil {
@@ -158,23 +170,25 @@ func newFetchClient(opts Options, timeout time.Duration, g *guard) *http.Client 
 			Proxy:                  nil,
 			DialContext:            d.DialContext,
 			TLSClientConfig:        tlsConfig,
-			TLSHandshakeTimeout:    timeout,
-			ResponseHeaderTimeout:  timeout,
+			TLSHandshakeTimeout:    to.connect,
+			ResponseHeaderTimeout:  to.header,
 			DisableKeepAlives:      true,
 			MaxResponseHeaderBytes: 16 << 10,
 			ForceAttemptHTTP2:      true,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
-		Timeout:       timeout,
+		Timeout:       to.total,
 	}
 }
 
 // fetchCall is a fetch under way; whoever asks for the same URL meanwhile
 // waits for it rather than fetching again.
 type fetchCall struct {
-	done   chan struct{}
-	client Client
-	err    error
+	host      string // what it counts against: its host,
+	requester string // and whoever started it
+	done      chan struct{}
+	client    Client
+	err       error
 }
 
 // cacheEntry is a fetched document's client, or the error its fetch got.
@@ -184,11 +198,18 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-// Bounds on the metadata documents fetched at once: in all, and from one
-// host (case-insensitive host and port of the client_id URL).
+// Bounds on the metadata documents fetched at once: in all, from one host
+// (case-insensitive host and port of the client_id URL), and started by
+// one requester. reservedFetches of all the slots serve only client ids
+// in the known-good set (maxKnownGood ids whose documents were last
+// fetched and valid), so that a flood of new, slow documents from many
+// requesters cannot stop a client we know from refreshing its document.
 const (
-	maxConcurrentFetches = 32
-	maxFetchesPerHost    = 4
+	maxConcurrentFetches   = 32
+	maxFetchesPerHost      = 4
+	maxFetchesPerRequester = 2
+	reservedFetches        = 8
+	maxKnownGood           = 1000
 )
 
 // hostOf is the host (and port) of a client_id URL already checked.
@@ -202,7 +223,7 @@ func hostOf(clientID string) string {
 
 // lookupDocument returns the client a Client ID Metadata Document URL
 // describes, from the cache or fetched.
-func (r *Registry) lookupDocument(ctx context.Context, clientID string) (Client, error) {
+func (r *Registry) lookupDocument(ctx context.Context, clientID, requester string) (Client, error) {
 	if reason := r.checkClientIDURL(clientID); reason != "" {
 		return Client{}, &Error{Code: CodeInvalidClient, Description: "client_id " + reason}
 	}
@@ -211,19 +232,21 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID string) (Client,
 		r.mu.Unlock()
 		return e.client.clone(), e.err
 	}
+	// Joining a fetch under way costs nothing more, so it counts against
+	// no cap.
 	call, ok := r.inflight[clientID]
 	if !ok {
 		host := hostOf(clientID)
-		if len(r.inflight) >= maxConcurrentFetches || r.inflightHosts[host] >= maxFetchesPerHost {
+		if reason := r.fetchRefused(clientID, host, requester); reason != "" {
 			// A flood of distinct client_ids must not become a flood of
-			// outbound connections, and one slow host must not take every
-			// slot. Not cached: it says nothing of the document.
+			// outbound connections, and no one requester or slow host may
+			// take every slot. Not cached: it says nothing of the document.
 			r.mu.Unlock()
-			return Client{}, fmt.Errorf("oauthclients: look up client: %w: too many metadata documents are being fetched already",
-				store.ErrUnavailable)
+			return Client{}, fmt.Errorf("oauthclients: look up client: %w: %s", store.ErrUnavailable, reason)
 		}
 		r.inflightHosts[host]++
-		call = &fetchCall{done: make(chan struct{})}
+		r.inflightBy[requester]++
+		call = &fetchCall{host: host, requester: requester, done: make(chan struct{})}
 		r.inflight[clientID] = call
 		// The fetch runs on its own context, so that one caller giving up
 		// does not fail the others waiting for it, nor get cached.
@@ -235,6 +258,34 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID string) (Client,
 		return call.client.clone(), call.err
 	case <-ctx.Done():
 		return Client{}, fmt.Errorf("oauthclients: look up client: %w", ctx.Err())
+	}
+}
+
+// fetchRefused says why a new fetch may not start now, or "". The caller
+// holds r.mu.
+func (r *Registry) fetchRefused(clientID, host, requester string) string {
+	slots := maxConcurrentFetches - reservedFetches
+	if r.knownGood.has(clientID) {
+		slots = maxConcurrentFetches
+	}
+	switch {
+	case r.inflightBy[requester] >= maxFetchesPerRequester:
+		return "this requester has too many metadata documents being fetched"
+	case r.inflightHosts[host] >= maxFetchesPerHost:
+		return "too many metadata documents are being fetched from this host"
+	case len(r.inflight) >= slots:
+		return "too many metadata documents are being fetched already"
+	}
+	return ""
+}
+
+// decrement lowers a count, dropping it at zero so the map holds only
+// fetches under way.
+func decrement(m map[string]int, k string) {
+	if m[k] <= 1 {
+		delete(m, k)
+	} else {
+		m[k]--
 	}
 }
 
@@ -252,10 +303,15 @@ func (r *Registry) runFetch(clientID string, call *fetchCall) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.inflight, clientID)
-	if host := hostOf(clientID); r.inflightHosts[host] <= 1 {
-		delete(r.inflightHosts, host)
+	decrement(r.inflightHosts, call.host)
+	decrement(r.inflightBy, call.requester)
+	// A document that stops being served well loses its place in the
+	// reserve: otherwise one fast answer would buy a host lasting use of
+	// it for slow ones.
+	if err == nil {
+		r.knownGood.add(clientID)
 	} else {
-		r.inflightHosts[host]--
+		r.knownGood.remove(clientID)
 	}
 	if r.fetchCtx.Err() == nil {
 		r.store(clientID, cacheEntry{client: c, err: err, expires: r.now().Add(ttl)})
@@ -282,6 +338,42 @@ func (r *Registry) store(clientID string, e cacheEntry) {
 		}
 	}
 	r.docs[clientID] = e
+}
+
+// recentSet is a bounded set of strings that forgets the one added or
+// re-added longest ago when full. Not safe for concurrent use.
+type recentSet struct {
+	max   int
+	order *list.List               // most recent first
+	elems map[string]*list.Element // of order
+}
+
+func newRecentSet(max int) *recentSet {
+	return &recentSet{max: max, order: list.New(), elems: make(map[string]*list.Element)}
+}
+
+func (s *recentSet) has(k string) bool {
+	_, ok := s.elems[k]
+	return ok
+}
+
+// add puts k in the set as its most recent member.
+func (s *recentSet) add(k string) {
+	if e, ok := s.elems[k]; ok {
+		s.order.MoveToFront(e)
+		return
+	}
+	s.elems[k] = s.order.PushFront(k)
+	if s.order.Len() > s.max {
+		delete(s.elems, s.order.Remove(s.order.Back()).(string))
+	}
+}
+
+func (s *recentSet) remove(k string) {
+	if e, ok := s.elems[k]; ok {
+		s.order.Remove(e)
+		delete(s.elems, k)
+	}
 }
 
 // checkClientIDURL returns why a client_id URL is refused before any fetch,

@@ -73,8 +73,9 @@ type docServer struct {
 	port     string
 	conns    atomic.Int32
 	mu       sync.Mutex
-	requests map[string]int
-	release  chan struct{} // closed by releaseSlow or at cleanup: slow handlers stop waiting
+	requests map[string]int // by path
+	byURI    map[string]int // by path and query
+	release  chan struct{}  // closed by releaseSlow or at cleanup: slow handlers stop waiting
 	once     sync.Once
 }
 
@@ -87,7 +88,7 @@ const (
 
 func newDocServer(t *testing.T) *docServer {
 	t.Helper()
-	d := &docServer{requests: make(map[string]int), release: make(chan struct{})}
+	d := &docServer{requests: make(map[string]int), byURI: make(map[string]int), release: make(chan struct{})}
 	d.srv = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
 	d.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -115,6 +116,8 @@ func (d *docServer) count(path string) int {
 func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	d.requests[r.URL.Path]++
+	d.byURI[r.URL.RequestURI()]++
+	seen := d.byURI[r.URL.RequestURI()]
 	d.mu.Unlock()
 	self := "https://" + r.Host + r.URL.RequestURI()
 	doc := map[string]any{
@@ -153,6 +156,12 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 	case "/redirect.json":
 		http.Redirect(w, r, "https://"+otherHost+":"+d.port+"/client.json", http.StatusFound)
 		return
+	case "/turns-slow.json":
+		// Served well the first time, then as /slow.json.
+		if seen == 1 {
+			break
+		}
+		fallthrough
 	case "/slow.json":
 		select {
 		case <-r.Context().Done():
@@ -171,6 +180,12 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/pause.json":
 		time.Sleep(200 * time.Millisecond)
+	case "/once.json":
+		// A document that is served well once, then not at all.
+		if seen > 1 {
+			http.NotFound(w, r)
+			return
+		}
 	default:
 		http.NotFound(w, r)
 		return
@@ -226,7 +241,7 @@ func TestDocumentAccepted(t *testing.T) {
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	id := e.docs.url(appHost, "/client.json")
-	c, err := e.reg.Lookup(ctx, id)
+	c, err := e.reg.Lookup(ctx, id, "requester")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,11 +260,11 @@ func TestDocumentAccepted(t *testing.T) {
 	}
 
 	// A vendor +json content type is JSON too.
-	if _, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/vendor.json")); err != nil {
+	if _, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/vendor.json"), "requester"); err != nil {
 		t.Errorf("application/client-metadata+json: %v", err)
 	}
 	// Display fields a document gets wrong are dropped, not fatal.
-	c, err = e.reg.Lookup(ctx, e.docs.url(appHost, "/bad-display.json"))
+	c, err = e.reg.Lookup(ctx, e.docs.url(appHost, "/bad-display.json"), "requester")
 	if err != nil || c.ClientName != "" || c.LogoURI != "" || c.ClientURI == "" {
 		t.Errorf("bad display fields: %+v, %v; want name and logo dropped, the rest kept", c, err)
 	}
@@ -262,7 +277,7 @@ func TestDocumentRefused(t *testing.T) {
 		"/mismatch.json", "/secret.json", "/basic.json", "/no-redirects.json", "/bad-redirect.json",
 		"/big.json", "/text.json", "/missing.json",
 	} {
-		_, err := e.reg.Lookup(ctx, e.docs.url(appHost, path))
+		_, err := e.reg.Lookup(ctx, e.docs.url(appHost, path), "requester")
 		if err := wantCode(t, path, err, oauthclients.CodeInvalidClient); err != nil {
 			t.Logf("%s: %s", path, err.Description)
 		}
@@ -274,7 +289,7 @@ func TestDocumentRefused(t *testing.T) {
 
 func TestDocumentRedirectNotFollowed(t *testing.T) {
 	e := newCIMD(t, true, nil)
-	_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/redirect.json"))
+	_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/redirect.json"), "requester")
 	wantCode(t, "redirect", err, oauthclients.CodeInvalidClient)
 	if n := e.docs.count("/client.json"); n != 0 {
 		t.Errorf("the redirect was followed (%d requests to its target)", n)
@@ -305,7 +320,7 @@ func TestDocumentURLRefusedBeforeFetch(t *testing.T) {
 		"https://" + appHost + "/cl ient.json",
 		"urn:example:client",
 	} {
-		_, err := e.reg.Lookup(ctx, id)
+		_, err := e.reg.Lookup(ctx, id, "requester")
 		wantCode(t, id, err, oauthclients.CodeInvalidClient)
 	}
 	if n := e.dials.count(); n != 0 || len(e.dns.lookups) != 0 || e.docs.conns.Load() != 0 {
@@ -335,7 +350,7 @@ func TestDocumentNonPublicAddressRefusedWithoutConnecting(t *testing.T) {
 		"https://224.0.0.1/client.json",
 		"https://localhost:" + e.docs.port + "/client.json", // not in fakeDNS: fails to resolve
 	} {
-		_, err := e.reg.Lookup(ctx, id)
+		_, err := e.reg.Lookup(ctx, id, "requester")
 		if oe := wantCode(t, id, err, oauthclients.CodeInvalidClient); oe != nil && strings.Contains(oe.Description, "10.0.0.1") {
 			t.Errorf("%s: the description shows the address: %s", id, oe.Description)
 		}
@@ -359,13 +374,13 @@ func TestDocumentPlainHTTPOnLoopbackInDevMode(t *testing.T) {
 	id := srv.URL + "/client.json"
 
 	dev := newCIMD(t, true, nil)
-	c, err := dev.reg.Lookup(context.Background(), id)
+	c, err := dev.reg.Lookup(context.Background(), id, "requester")
 	if err != nil || c.ClientID != id {
 		t.Fatalf("dev mode, http loopback document: %+v, %v", c, err)
 	}
 
 	prod := newCIMD(t, false, nil)
-	_, err = prod.reg.Lookup(context.Background(), id)
+	_, err = prod.reg.Lookup(context.Background(), id, "requester")
 	wantCode(t, "production, http loopback document", err, oauthclients.CodeInvalidClient)
 	if requests.Load() != 1 {
 		t.Errorf("%d requests; want only dev mode's one", requests.Load())
@@ -377,7 +392,7 @@ func TestDocumentSlowServerRefusedWithinCap(t *testing.T) {
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = limit })
 	for _, path := range []string{"/slow.json", "/slow-body.json"} {
 		start := time.Now()
-		_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, path))
+		_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, path), "requester")
 		took := time.Since(start)
 		t.Logf("%s took %v", path, took)
 		if oe := wantCode(t, path, err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
@@ -393,12 +408,12 @@ func TestDocumentCache(t *testing.T) {
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	id := e.docs.url(appHost, "/client.json")
-	first, err := e.reg.Lookup(ctx, id)
+	first, err := e.reg.Lookup(ctx, id, "requester")
 	if err != nil {
 		t.Fatal(err)
 	}
 	first.RedirectURIs[0] = "https://changed.example/cb" // must not reach the cache
-	second, err := e.reg.Lookup(ctx, id)
+	second, err := e.reg.Lookup(ctx, id, "requester")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,34 +426,34 @@ func TestDocumentCache(t *testing.T) {
 
 	// Default TTL: gone after ten minutes.
 	e.clock.Add(oauthclients.DefaultDocumentTTL + time.Second)
-	if _, err := e.reg.Lookup(ctx, id); err != nil || e.docs.count("/client.json") != 2 {
+	if _, err := e.reg.Lookup(ctx, id, "requester"); err != nil || e.docs.count("/client.json") != 2 {
 		t.Errorf("after the TTL: %v, %d requests; want a second fetch", err, e.docs.count("/client.json"))
 	}
 
 	// max-age=120 is honoured.
 	cached := e.docs.url(appHost, "/cached.json")
-	e.reg.Lookup(ctx, cached)
+	e.reg.Lookup(ctx, cached, "requester")
 	e.clock.Add(100 * time.Second)
-	e.reg.Lookup(ctx, cached)
+	e.reg.Lookup(ctx, cached, "requester")
 	if n := e.docs.count("/cached.json"); n != 1 {
 		t.Errorf("within max-age: %d requests; want 1", n)
 	}
 	e.clock.Add(30 * time.Second)
-	e.reg.Lookup(ctx, cached)
+	e.reg.Lookup(ctx, cached, "requester")
 	if n := e.docs.count("/cached.json"); n != 2 {
 		t.Errorf("past max-age: %d requests; want 2", n)
 	}
 
 	// Failures are remembered briefly.
 	bad := e.docs.url(appHost, "/mismatch.json")
-	e.reg.Lookup(ctx, bad)
-	_, err = e.reg.Lookup(ctx, bad)
+	e.reg.Lookup(ctx, bad, "requester")
+	_, err = e.reg.Lookup(ctx, bad, "requester")
 	wantCode(t, "cached failure", err, oauthclients.CodeInvalidClient)
 	if n := e.docs.count("/mismatch.json"); n != 1 {
 		t.Errorf("failure: %d requests for two lookups; want 1", n)
 	}
 	e.clock.Add(oauthclients.DefaultFailureTTL + time.Second)
-	e.reg.Lookup(ctx, bad)
+	e.reg.Lookup(ctx, bad, "requester")
 	if n := e.docs.count("/mismatch.json"); n != 2 {
 		t.Errorf("after the failure TTL: %d requests; want 2", n)
 	}
@@ -448,12 +463,12 @@ func TestDocumentCacheBounded(t *testing.T) {
 	ctx := context.Background()
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.MaxCachedDocuments = 2 })
 	a, b, c := e.docs.url(appHost, "/client.json"), e.docs.url(appHost, "/other.json"), e.docs.url(appHost, "/vendor.json")
-	e.reg.Lookup(ctx, a)
+	e.reg.Lookup(ctx, a, "requester")
 	e.clock.Add(time.Second) // b expires after a
-	e.reg.Lookup(ctx, b)
-	e.reg.Lookup(ctx, c) // evicts a, the soonest to expire
-	e.reg.Lookup(ctx, b)
-	e.reg.Lookup(ctx, a)
+	e.reg.Lookup(ctx, b, "requester")
+	e.reg.Lookup(ctx, c, "requester") // evicts a, the soonest to expire
+	e.reg.Lookup(ctx, b, "requester")
+	e.reg.Lookup(ctx, a, "requester")
 	if na, nb := e.docs.count("/client.json"), e.docs.count("/other.json"); na != 2 || nb != 1 {
 		t.Errorf("requests: a %d, b %d; want a evicted (2) and b kept (1)", na, nb)
 	}
@@ -466,7 +481,7 @@ func TestDocumentConcurrentLookupsFetchOnce(t *testing.T) {
 	errs := make(chan error, 10)
 	for range 10 {
 		wg.Go(func() {
-			_, err := e.reg.Lookup(context.Background(), id)
+			_, err := e.reg.Lookup(context.Background(), id, "requester")
 			errs <- err
 		})
 	}
@@ -487,9 +502,64 @@ func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/slow.json"))
+	_, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/slow.json"), "requester")
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
 		t.Errorf("caller gave up after 100ms: %v after %v; want its deadline error, promptly", err, time.Since(start))
+	}
+}
+
+// host names h<i>.example.com on the loopback server.
+func (e *cimdEnv) host(i int) string {
+	h := fmt.Sprintf("h%d.example.com", i)
+	e.dns.mu.Lock()
+	defer e.dns.mu.Unlock()
+	e.dns.hosts[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	return h
+}
+
+// startSlow starts a fetch of a document that hangs until the server is
+// released, for requester; the caller gives up at once, the fetch goes on.
+// It returns the lookup's error: ErrUnavailable if the fetch was refused.
+func (e *cimdEnv) startSlow(h string, n int, requester string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	_, err := e.reg.Lookup(ctx, e.docs.url(h, fmt.Sprintf("/slow.json?n=%d", n)), requester)
+	return err
+}
+
+// fill starts slow fetches from requesters attacker-0, attacker-1, ...
+// (two each) on hosts h0, h1, ... (four each) until n are under way.
+func (e *cimdEnv) fill(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		if err := e.startSlow(e.host(i/oauthclients.MaxFetchesPerHost), i, fmt.Sprintf("attacker-%d", i/oauthclients.MaxFetchesPerRequester)); errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("slow fetch %d refused: %v", i+1, err)
+		}
+	}
+}
+
+func wantUnavailable(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("%s: %v; want ErrUnavailable", what, err)
+	}
+}
+
+// eventually retries a lookup until it succeeds (slow fetches ending after
+// a release), for up to five seconds.
+func (e *cimdEnv) eventually(t *testing.T, what, id, requester string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.reg.Lookup(context.Background(), id, requester)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %v", what, err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -498,63 +568,207 @@ func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 // slot. The refusal is an outage (503), not a verdict on the document, and
 // is not cached.
 func TestDocumentFetchesBounded(t *testing.T) {
-	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = 5 * time.Second })
-	host := func(i int) string {
-		h := fmt.Sprintf("h%d.example.com", i)
-		e.dns.mu.Lock()
-		e.dns.hosts[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
-		e.dns.mu.Unlock()
-		return h
-	}
-	// startSlow starts a fetch that hangs until the server is released;
-	// the caller gives up at once, the fetch goes on.
-	startSlow := func(h string, n int) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		defer cancel()
-		_, err := e.reg.Lookup(ctx, e.docs.url(h, fmt.Sprintf("/slow.json?n=%d", n)))
-		return err
-	}
-
-	// One host: four at once, the fifth refused, another host still served.
-	h0 := host(0)
-	for n := range 4 {
-		if err := startSlow(h0, n); errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("fetch %d from one host refused: %v", n+1, err)
-		}
-	}
-	if err := startSlow(h0, 4); !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("fifth fetch from one host: %v, want ErrUnavailable", err)
-	}
-	if _, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json")); err != nil {
-		t.Errorf("another host while one is slow: %v", err)
-	}
-
-	// All hosts: 32 at once, the 33rd refused.
-	for i := 1; i < 8; i++ {
-		h := host(i)
-		for n := range 4 {
-			if err := startSlow(h, n); errors.Is(err, store.ErrUnavailable) {
-				t.Fatalf("fetch %d from host %d refused: %v", n+1, i, err)
+	e := newCIMD(t, true, nil)
+	t.Run("per host", func(t *testing.T) {
+		h0 := e.host(0)
+		for n := range oauthclients.MaxFetchesPerHost {
+			if err := e.startSlow(h0, n, fmt.Sprintf("r%d", n)); errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("fetch %d from one host refused: %v", n+1, err)
 			}
 		}
-	}
-	_, err := e.reg.Lookup(context.Background(), e.docs.url(otherHost, "/client.json"))
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("33rd concurrent document: %v, want ErrUnavailable", err)
-	}
-	if n := e.docs.count("/client.json"); n != 1 {
-		t.Errorf("/client.json fetched %d times, want once (the refused lookup fetched nothing)", n)
-	}
-	e.docs.releaseSlow()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err = e.reg.Lookup(context.Background(), e.docs.url(otherHost, "/client.json"))
-		if err == nil || time.Now().After(deadline) {
-			break
+		wantUnavailable(t, "fifth fetch from one host", e.startSlow(h0, 99, "another"))
+		if _, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json"), "another"); err != nil {
+			t.Errorf("another host while one is slow: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+	})
+	t.Run("in all, for new client ids", func(t *testing.T) {
+		// h0 holds four already; fill the rest of the unreserved slots.
+		for i := oauthclients.MaxFetchesPerHost; i < oauthclients.MaxConcurrentFetches-oauthclients.ReservedFetches; i++ {
+			h := e.host(i / oauthclients.MaxFetchesPerHost)
+			if err := e.startSlow(h, i, fmt.Sprintf("r%d", i)); errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("fetch %d refused: %v", i+1, err)
+			}
+		}
+		_, err := e.reg.Lookup(context.Background(), e.docs.url(otherHost, "/client.json"), "victim")
+		wantUnavailable(t, "a new document with the unreserved slots taken", err)
+		if n := e.docs.count("/client.json"); n != 1 {
+			t.Errorf("/client.json fetched %d times, want once (the refused lookup fetched nothing)", n)
+		}
+	})
+	e.docs.releaseSlow()
+	t.Run("not cached", func(t *testing.T) {
+		e.eventually(t, "once the slow fetches ended", e.docs.url(otherHost, "/client.json"), "victim")
+	})
+}
+
+// TestDocumentFetchesPerRequester: one requester starts at most two
+// fetches at once; joining a fetch already under way costs it nothing.
+func TestDocumentFetchesPerRequester(t *testing.T) {
+	ctx := context.Background()
+	e := newCIMD(t, true, nil)
+	for n := range oauthclients.MaxFetchesPerRequester {
+		if err := e.startSlow(e.host(n), n, "greedy"); errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("fetch %d of one requester refused: %v", n+1, err)
+		}
 	}
-	if err != nil {
-		t.Errorf("once the slow fetches ended: %v", err)
+	third := e.docs.url(appHost, "/client.json")
+	t.Run("third refused", func(t *testing.T) {
+		_, err := e.reg.Lookup(ctx, third, "greedy")
+		wantUnavailable(t, "a third fetch of one requester", err)
+	})
+	t.Run("another requester served", func(t *testing.T) {
+		if _, err := e.reg.Lookup(ctx, e.docs.url(otherHost, "/client.json"), "other"); err != nil {
+			t.Errorf("another requester: %v", err)
+		}
+	})
+	t.Run("joining a fetch under way is free", func(t *testing.T) {
+		if err := e.startSlow(e.host(5), 5, "other"); errors.Is(err, store.ErrUnavailable) {
+			t.Fatal(err)
+		}
+		err := e.startSlow(e.host(5), 5, "greedy") // the same URL
+		if errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("greedy, at its cap, joining another's fetch: %v; want to wait for it (its own deadline)", err)
+		}
+	})
+	e.docs.releaseSlow()
+	t.Run("refusal not cached", func(t *testing.T) {
+		e.eventually(t, "the third document once the first two ended", third, "greedy")
+	})
+}
+
+// TestDocumentSlowRequesterDoesNotStopAnother: one requester serving slow
+// documents from eight hosts (what once took all 32 slots) holds two; a
+// victim's first authorization with a fast document goes through.
+func TestDocumentSlowRequesterDoesNotStopAnother(t *testing.T) {
+	e := newCIMD(t, true, nil)
+	started := 0
+	for i := range oauthclients.MaxConcurrentFetches {
+		if err := e.startSlow(e.host(i%8), i, "attacker"); !errors.Is(err, store.ErrUnavailable) {
+			started++
+		}
 	}
+	if started != oauthclients.MaxFetchesPerRequester {
+		t.Errorf("one requester started %d slow fetches; want %d", started, oauthclients.MaxFetchesPerRequester)
+	}
+	if _, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/client.json"), "victim"); err != nil {
+		t.Errorf("victim's fast document: %v", err)
+	}
+}
+
+// TestDocumentFetchReserve: with every unreserved slot held by slow new
+// documents from many requesters, a client whose document was fetched
+// fine before still refreshes it; one whose last fetch failed does not
+// keep that privilege; and the reserve is bounded too.
+func TestDocumentFetchReserve(t *testing.T) {
+	ctx := context.Background()
+	e := newCIMD(t, true, nil)
+	good := e.docs.url(appHost, "/client.json")
+	once := e.docs.url(appHost, "/once.json")
+	// Documents fetched fine once that then turn slow: known-good ids
+	// that would hold the reserve.
+	var turning []string
+	for i := range oauthclients.ReservedFetches + 1 {
+		turning = append(turning, e.docs.url(e.host(100+i), fmt.Sprintf("/turns-slow.json?n=%d", i)))
+	}
+	for _, id := range append([]string{good, once}, turning...) {
+		if _, err := e.reg.Lookup(ctx, id, "victim"); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	e.clock.Add(oauthclients.DefaultDocumentTTL + time.Second) // all must be fetched again
+	if _, err := e.reg.Lookup(ctx, once, "victim"); err == nil {
+		t.Fatal("/once.json served twice: the test proves nothing")
+	}
+	e.clock.Add(oauthclients.DefaultFailureTTL + time.Second)
+
+	e.fill(t, oauthclients.MaxConcurrentFetches-oauthclients.ReservedFetches)
+	t.Run("new document refused", func(t *testing.T) {
+		_, err := e.reg.Lookup(ctx, e.docs.url(otherHost, "/client.json"), "newcomer")
+		wantUnavailable(t, "a new document with the unreserved slots taken", err)
+	})
+	t.Run("known-good document refreshed", func(t *testing.T) {
+		if _, err := e.reg.Lookup(ctx, good, "victim"); err != nil {
+			t.Errorf("known-good client: %v", err)
+		}
+		if n := e.docs.count("/client.json"); n != 2 {
+			t.Errorf("/client.json fetched %d times; want 2 (refreshed)", n)
+		}
+	})
+	t.Run("a failed document loses its place", func(t *testing.T) {
+		_, err := e.reg.Lookup(ctx, once, "victim")
+		wantUnavailable(t, "a document whose last fetch failed", err)
+	})
+	t.Run("the reserve is bounded", func(t *testing.T) {
+		started := 0
+		for i, id := range turning {
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+			_, err := e.reg.Lookup(tctx, id, fmt.Sprintf("turning-%d", i))
+			cancel()
+			if !errors.Is(err, store.ErrUnavailable) {
+				started++
+			}
+		}
+		if started != oauthclients.ReservedFetches {
+			t.Errorf("%d known-good documents turned slow started; want the reserve, %d", started, oauthclients.ReservedFetches)
+		}
+	})
+}
+
+// TestDocumentFetchTimeouts: connecting (and the TLS handshake) and
+// waiting for headers each give up well before the whole fetch's timeout,
+// so a server that stalls holds its slot less long.
+func TestDocumentFetchTimeouts(t *testing.T) {
+	const (
+		step  = 200 * time.Millisecond
+		total = 5 * time.Second
+	)
+	refusedInTime := func(t *testing.T, e *cimdEnv, id string) {
+		t.Helper()
+		start := time.Now()
+		_, err := e.reg.Lookup(context.Background(), id, "requester")
+		took := time.Since(start)
+		if oe := wantCode(t, id, err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
+			t.Errorf("%q; want a timeout", oe.Description)
+		}
+		if took >= total-time.Second {
+			t.Errorf("took %v: the step's timeout (%v) did not apply, only the whole fetch's (%v)", took, step, total)
+		}
+	}
+	t.Run("connect", func(t *testing.T) {
+		e := newCIMD(t, true, func(o *oauthclients.Options) {
+			o.FetchTimeout, o.ConnectTimeout = total, step
+			o.Dial = func(ctx context.Context, _, _ string) (net.Conn, error) { // a SYN never answered
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+		})
+		refusedInTime(t, e, e.docs.url(appHost, "/client.json"))
+	})
+	t.Run("TLS handshake", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() { // accepts, never speaks
+			var held []net.Conn
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					for _, c := range held {
+						c.Close()
+					}
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+		e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout, o.ConnectTimeout = total, step })
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		refusedInTime(t, e, "https://"+appHost+":"+port+"/client.json")
+	})
+	t.Run("response headers", func(t *testing.T) {
+		e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout, o.HeaderTimeout = total, step })
+		refusedInTime(t, e, e.docs.url(appHost, "/slow.json"))
+	})
 }

@@ -7,8 +7,16 @@
 // so its token_endpoint_auth_method is always "none" and nothing stored here
 // is secret. Registered clients live in Redis:
 //
-//	oauthclient:<client_id>   JSON of the Client; TTL UnusedRegistrationTTL until Confirm
-//	                          (its first sign-in), then RegistrationTTL, refreshed by Lookup
+//	oauthclients:{pending}        hash client_id -> JSON of the Client: registrations
+//	                              not used yet, at most Options.MaxPendingRegistrations,
+//	                              each for UnusedRegistrationTTL at most
+//	oauthclients:{pending}:order  sorted set client_id -> registration time (Unix ms):
+//	                              which pending ones are oldest
+//	                              (both keys expire UnusedRegistrationTTL after the
+//	                              last registration: everything in them is older then)
+//	oauthclient:<client_id>       JSON of the Client once Confirm ran (its first
+//	                              sign-in); RegistrationTTL, refreshed by Lookup. Older
+//	                              versions stored unused ones here too, for a day.
 //
 // Metadata documents are fetched over https from public addresses only and
 // cached in memory (see Options.DocumentTTL for why not in Redis).
@@ -53,7 +61,10 @@ const (
 const (
 	DefaultRegistrationTTL    = 90 * 24 * time.Hour
 	DefaultUnusedTTL          = 24 * time.Hour
+	DefaultMaxPending         = 2000
 	DefaultFetchTimeout       = 5 * time.Second
+	DefaultConnectTimeout     = 2 * time.Second
+	DefaultHeaderTimeout      = 3 * time.Second
 	DefaultMaxDocumentBytes   = 16 << 10
 	DefaultDocumentTTL        = 10 * time.Minute
 	DefaultMaxDocumentTTL     = time.Hour
@@ -71,8 +82,15 @@ const MaxStoredClientBytes = 4 << 10
 const MaxRegistrationBytes = 16 << 10
 
 const (
-	keyPrefix   = "oauthclient:"
-	clientIDLen = 26 // rand.Text: 130 bits in base32
+	keyPrefix = "oauthclient:"
+	// The pending registrations: one hash tag, so that one script may
+	// add, age out and evict in both keys (one hash slot on a cluster).
+	pendingKey      = "oauthclients:{pending}"
+	pendingOrderKey = "oauthclients:{pending}:order"
+	clientIDLen     = 26 // rand.Text: 130 bits in base32
+	// evictionLogEvery spaces the log lines about evicted registrations:
+	// under a flood every registration evicts one.
+	evictionLogEvery = time.Minute
 	// minDocumentTTL is the least time a document (or its absence) stays
 	// cached, whatever Cache-Control says: a client must not be able to make
 	// every authorization request cost us a fetch.
@@ -92,6 +110,10 @@ type Client struct {
 	ResponseTypes           []string `json:"response_types"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"` // always "none": public clients
 	Source                  string   `json:"-"`                          // SourceRegistered or SourceMetadataDocument
+
+	// pending: Lookup found it among the registrations not used yet, so
+	// Confirm must move it out of them.
+	pending bool
 }
 
 // AllowsGrant reports whether the client registered the grant type.
@@ -157,6 +179,16 @@ type Options struct {
 	// registrations nobody signs in with must not pile up in Redis.
 	UnusedRegistrationTTL time.Duration
 
+	// MaxPendingRegistrations caps the registrations not used yet (default
+	// DefaultMaxPending). A registration beyond it evicts the oldest
+	// unused one rather than being refused: anyone may register, and a
+	// flood must cost the flooder its own oldest registrations, not the
+	// next real client its new one. A real client signs in within minutes
+	// of registering, and its registration leaves the budget then
+	// (Confirm). In Redis, at most this times MaxStoredClientBytes of
+	// metadata: 2000 × 4 KiB = 8 MiB by default.
+	MaxPendingRegistrations int
+
 	// AllowLoopback lets metadata documents be fetched from loopback
 	// addresses, over https or plain http: dev mode and tests only. Without
 	// it, only https from public addresses.
@@ -184,6 +216,15 @@ type Options struct {
 	// FetchTimeout caps the whole fetch of a metadata document: resolving,
 	// connecting, TLS and reading (default DefaultFetchTimeout).
 	FetchTimeout time.Duration
+
+	// ConnectTimeout caps resolving a document's host and connecting to
+	// it, and also the TLS handshake (default DefaultConnectTimeout);
+	// HeaderTimeout caps the wait for the response headers once the
+	// request is sent (default DefaultHeaderTimeout). Both are within
+	// FetchTimeout: a server that answers slowly gives its fetch slot up
+	// sooner.
+	ConnectTimeout time.Duration
+	HeaderTimeout  time.Duration
 
 	// MaxDocumentBytes caps a metadata document (default
 	// DefaultMaxDocumentBytes). The draft suggests 5 KB, but documents of
@@ -226,6 +267,7 @@ type Registry struct {
 	now          func() time.Time
 	ttl          time.Duration
 	unusedTTL    time.Duration
+	maxPending   int
 	extraSchemes []string
 	allowLoop    bool
 	log          *slog.Logger
@@ -242,8 +284,15 @@ type Registry struct {
 	docs          map[string]cacheEntry // by client_id URL
 	inflight      map[string]*fetchCall // fetches under way, by client_id URL
 	inflightHosts map[string]int        // how many of them per host
+	inflightBy    map[string]int        // how many of them each requester started
+	knownGood     *recentSet            // client ids whose documents were fetched and valid
 	fetchCtx      context.Context       // parent of every fetch: cancelled by Close
 	cancelFetch   context.CancelFunc
+
+	// Evicted registrations not logged yet, and when they last were.
+	evictMu     sync.Mutex
+	evicted     int
+	evictLogged time.Time
 }
 
 // New returns a Registry. It fails on options no deployment should have.
@@ -251,12 +300,13 @@ func New(opts Options) (*Registry, error) {
 	if opts.Redis == nil {
 		return nil, errors.New("oauthclients: Options.Redis is required")
 	}
-	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
+	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout,
+		opts.ConnectTimeout, opts.HeaderTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
 		if d < 0 {
 			return nil, fmt.Errorf("oauthclients: negative duration %v in Options", d)
 		}
 	}
-	if opts.MaxDocumentBytes < 0 || opts.MaxCachedDocuments < 0 {
+	if opts.MaxDocumentBytes < 0 || opts.MaxCachedDocuments < 0 || opts.MaxPendingRegistrations < 0 {
 		return nil, errors.New("oauthclients: negative limit in Options")
 	}
 	for _, s := range opts.ExtraRedirectSchemes {
@@ -269,6 +319,7 @@ func New(opts Options) (*Registry, error) {
 		now:           opts.Now,
 		ttl:           orDefault(opts.RegistrationTTL, DefaultRegistrationTTL),
 		unusedTTL:     orDefault(opts.UnusedRegistrationTTL, DefaultUnusedTTL),
+		maxPending:    orDefault(opts.MaxPendingRegistrations, DefaultMaxPending),
 		extraSchemes:  slices.Clone(opts.ExtraRedirectSchemes),
 		allowLoop:     opts.AllowLoopback,
 		log:           opts.Logger,
@@ -281,6 +332,8 @@ func New(opts Options) (*Registry, error) {
 		docs:          make(map[string]cacheEntry),
 		inflight:      make(map[string]*fetchCall),
 		inflightHosts: make(map[string]int),
+		inflightBy:    make(map[string]int),
+		knownGood:     newRecentSet(maxKnownGood),
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -292,7 +345,11 @@ func New(opts Options) (*Registry, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.fetchCtx, r.cancelFetch = context.WithCancel(context.Background())
-	r.fetcher = newFetchClient(opts, r.fetchTO, newGuard(opts.AllowLoopback))
+	r.fetcher = newFetchClient(opts, fetchTimeouts{
+		total:   r.fetchTO,
+		connect: min(orDefault(opts.ConnectTimeout, DefaultConnectTimeout), r.fetchTO),
+		header:  min(orDefault(opts.HeaderTimeout, DefaultHeaderTimeout), r.fetchTO),
+	}, newGuard(opts.AllowLoopback))
 	return r, nil
 }
 
@@ -308,9 +365,12 @@ func orDefault[T comparable](v, def T) T {
 }
 
 // Register validates an RFC 7591 registration request (the request body)
-// and stores the client. The client gets a new random client_id and no
-// secret. A request the client can fix gets an *Error with the RFC 7591
-// code; a Redis failure wraps store.ErrUnavailable.
+// and stores the client among the pending (not yet used) registrations,
+// evicting the oldest of those if the budget is full. The client gets a
+// new random client_id and no secret. A request the client can fix gets
+// an *Error with the RFC 7591 code; a Redis failure wraps
+// store.ErrUnavailable. A registration whose reply was lost may exist: a
+// retry makes another one, and the orphan ages out or is evicted.
 func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 	if len(body) > MaxRegistrationBytes {
 		return Client{}, metadataError("the request is larger than %d bytes", MaxRegistrationBytes)
@@ -319,8 +379,9 @@ func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 	if err != nil {
 		return Client{}, err
 	}
+	now := r.now()
 	c.ClientID = rand.Text()
-	c.ClientIDIssuedAt = r.now().Unix()
+	c.ClientIDIssuedAt = now.Unix()
 	data, err := json.Marshal(c)
 	if err != nil {
 		return Client{}, fmt.Errorf("oauthclients: register client: %w", err)
@@ -329,42 +390,123 @@ func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 		// What is stored is what anyone may make us store: keep it small.
 		return Client{}, metadataError("the client's metadata takes more than %d bytes; register fewer or shorter redirect URIs", MaxStoredClientBytes)
 	}
-	ok, err := r.rdb.SetNX(ctx, keyPrefix+c.ClientID, data, r.unusedTTL).Result()
+	evicted, err := registerScript.Run(ctx, r.rdb, []string{pendingKey, pendingOrderKey},
+		c.ClientID, data, now.UnixMilli(), r.unusedTTL.Milliseconds(), r.maxPending).Int()
 	if err != nil {
 		return Client{}, wrap("register client", err)
 	}
-	if !ok {
+	if evicted < 0 {
 		// 130 random bits do not collide; if they did, say so rather than
 		// overwrite another client.
 		return Client{}, errors.New("oauthclients: register client: client_id already in use")
+	}
+	if evicted > 0 {
+		r.noteEvicted(ctx, evicted)
 	}
 	c.Source = SourceRegistered
 	return c, nil
 }
 
+// registerScript adds a pending registration: it drops the pending ones
+// older than the unused TTL, adds the new one, and evicts the oldest
+// beyond the budget, in chunks (unpack has a stack limit), so a lowered
+// budget is also applied at once. The new one gets a time no earlier than
+// the newest one's, so an instance whose clock is behind cannot make it
+// the first evicted. Both keys get the unused TTL: when it runs out,
+// everything in them is older than that.
+// KEYS: pendingKey, pendingOrderKey. ARGV: client_id, JSON, now (Unix ms),
+// unused TTL (ms), budget. Returns how many were evicted, or -1 if the
+// client_id is taken.
+var registerScript = redis.NewScript(`
+local id, now, ttl, budget = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('HEXISTS', KEYS[1], id) == 1 then
+  return -1
+end
+local function drop(ids)
+  if #ids > 0 then
+    redis.call('HDEL', KEYS[1], unpack(ids))
+    redis.call('ZREM', KEYS[2], unpack(ids))
+  end
+  return #ids
+end
+while drop(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl, 'LIMIT', 0, 100)) > 0 do end
+local at = now
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) > at then
+  at = tonumber(newest[2])
+end
+redis.call('HSET', KEYS[1], id, ARGV[2])
+redis.call('ZADD', KEYS[2], at, id)
+local evicted = 0
+local over = redis.call('ZCARD', KEYS[2]) - budget
+while over > 0 do
+  local n = drop(redis.call('ZRANGE', KEYS[2], 0, math.min(over, 100) - 1))
+  evicted = evicted + n
+  over = over - n
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return evicted
+`)
+
+// noteEvicted logs evicted registrations, at most once per
+// evictionLogEvery: a full budget means someone registers far more than
+// real clients do, and an operator should see it without a line per
+// registration.
+func (r *Registry) noteEvicted(ctx context.Context, n int) {
+	r.evictMu.Lock()
+	r.evicted += n
+	now := r.now()
+	if now.Sub(r.evictLogged) < evictionLogEvery {
+		r.evictMu.Unlock()
+		return
+	}
+	total := r.evicted
+	r.evicted, r.evictLogged = 0, now
+	r.evictMu.Unlock()
+	r.log.LogAttrs(ctx, slog.LevelWarn, "registration budget full: oldest unused registrations evicted",
+		slog.Int("evicted", total), slog.Int("budget", r.maxPending))
+}
+
 // Lookup returns the client a client_id names: a registered client from
 // Redis (whose registration, once used, it keeps alive for another
-// RegistrationTTL),
-// or, for a client_id that is an https URL, the client its metadata
-// document describes. A client_id that names no usable client gets an
-// *Error with CodeInvalidClient, whose Description says why; a Redis
-// failure wraps store.ErrUnavailable.
-func (r *Registry) Lookup(ctx context.Context, clientID string) (Client, error) {
+// RegistrationTTL), or, for a client_id that is an https URL, the client
+// its metadata document describes. requester names who is asking (the
+// caller's rate-limit key, say): fetches of metadata documents are capped
+// per requester, so one requester cannot take every fetch slot. A
+// client_id that names no usable client gets an *Error with
+// CodeInvalidClient, whose Description says why; a Redis failure, or no
+// fetch slot free, wraps store.ErrUnavailable.
+func (r *Registry) Lookup(ctx context.Context, clientID, requester string) (Client, error) {
 	// Registered ids are base32 and never contain a colon; anything with a
 	// scheme is a metadata document URL, or nothing.
 	if strings.Contains(clientID, ":") {
-		return r.lookupDocument(ctx, clientID)
+		return r.lookupDocument(ctx, clientID, requester)
 	}
 	return r.lookupRegistered(ctx, clientID)
 }
 
+// lookupRegistered reads the confirmed key first (the common case, one
+// round trip), then the pending registrations. Confirm writes the
+// confirmed key before it removes the pending entry, so a registration
+// missing from both was either never there or confirmed between the two
+// reads: the confirmed key is read once more before saying unknown.
 func (r *Registry) lookupRegistered(ctx context.Context, clientID string) (Client, error) {
 	if !isClientID(clientID) {
 		// Not one of ours: no need to ask Redis, and no odd key names.
 		return Client{}, unknownClient()
 	}
-	data, err := lookupScript.Run(ctx, r.rdb, []string{keyPrefix + clientID},
-		r.ttl.Milliseconds(), r.unusedTTL.Milliseconds()).Text()
+	data, err := r.lookupConfirmed(ctx, clientID)
+	pending := false
+	if errors.Is(err, redis.Nil) {
+		pending = true
+		data, err = lookupPendingScript.Run(ctx, r.rdb, []string{pendingKey, pendingOrderKey},
+			clientID, r.now().UnixMilli(), r.unusedTTL.Milliseconds()).Text()
+		if errors.Is(err, redis.Nil) {
+			pending = false
+			data, err = r.lookupConfirmed(ctx, clientID)
+		}
+	}
 	if errors.Is(err, redis.Nil) {
 		return Client{}, unknownClient()
 	}
@@ -375,13 +517,19 @@ func (r *Registry) lookupRegistered(ctx context.Context, clientID string) (Clien
 	if err := json.Unmarshal([]byte(data), &c); err != nil {
 		return Client{}, fmt.Errorf("oauthclients: look up client: stored client: %w", err)
 	}
-	c.Source = SourceRegistered
+	c.Source, c.pending = SourceRegistered, pending
 	return c, nil
 }
 
-// lookupScript reads a registration and, if it has been used (its TTL is
-// longer than any unused one's), keeps it alive. KEYS: the client's key.
-// ARGV: RegistrationTTL and UnusedRegistrationTTL in ms.
+func (r *Registry) lookupConfirmed(ctx context.Context, clientID string) (string, error) {
+	return lookupScript.Run(ctx, r.rdb, []string{keyPrefix + clientID},
+		r.ttl.Milliseconds(), r.unusedTTL.Milliseconds()).Text()
+}
+
+// lookupScript reads a registration at its own key and, if it has been
+// used (its TTL is longer than any unused one's: registrations stored
+// there by older versions are not), keeps it alive. KEYS: the client's
+// key. ARGV: RegistrationTTL and UnusedRegistrationTTL in ms.
 var lookupScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v and redis.call('PTTL', KEYS[1]) > tonumber(ARGV[2]) then
@@ -390,15 +538,59 @@ end
 return v
 `)
 
-// Confirm marks a registered client as used (a sign-in completed with it):
-// its registration now lives RegistrationTTL from its last lookup. A
-// metadata-document client or an unknown one is left alone.
-func (r *Registry) Confirm(ctx context.Context, clientID string) error {
-	if !isClientID(clientID) {
+// lookupPendingScript reads a pending registration, and drops it if it
+// is older than the unused TTL (a hash field has no TTL of its own).
+// KEYS: pendingKey, pendingOrderKey. ARGV: client_id, now (Unix ms),
+// unused TTL (ms).
+var lookupPendingScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then
+  return false
+end
+local at = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not at or tonumber(at) <= tonumber(ARGV[2]) - tonumber(ARGV[3]) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return false
+end
+return v
+`)
+
+// forgetPendingScript removes a pending registration. KEYS: pendingKey,
+// pendingOrderKey. ARGV: client_id.
+var forgetPendingScript = redis.NewScript(`
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 0
+`)
+
+// Confirm marks a registered client as used (a grant completed with it):
+// its registration now lives RegistrationTTL from its last lookup, at its
+// own key, outside the budget of pending ones. c must be what Lookup
+// returned for the grant; a metadata-document client is left alone.
+//
+// It writes the client's key from c, then removes the pending entry: two
+// steps, since the keys are in different hash slots. That is safe in any
+// order of failure: Lookup prefers the confirmed key, so a pending entry
+// left behind is never read while the confirmed one exists, and it ages
+// out within UnusedRegistrationTTL (or is evicted); and a registration
+// evicted between the grant's Lookup and Confirm is written back, since a
+// user just signed in with it.
+func (r *Registry) Confirm(ctx context.Context, c Client) error {
+	if c.Source != SourceRegistered || !isClientID(c.ClientID) {
 		return nil
 	}
-	if err := r.rdb.Expire(ctx, keyPrefix+clientID, r.ttl).Err(); err != nil {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("oauthclients: confirm client: %w", err)
+	}
+	if err := r.rdb.Set(ctx, keyPrefix+c.ClientID, data, r.ttl).Err(); err != nil {
 		return wrap("confirm client", err)
+	}
+	if c.pending {
+		if err := forgetPendingScript.Run(ctx, r.rdb, []string{pendingKey, pendingOrderKey}, c.ClientID).Err(); err != nil {
+			return wrap("confirm client: leave the pending registrations", err)
+		}
 	}
 	return nil
 }

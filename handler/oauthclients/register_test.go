@@ -93,39 +93,47 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 		t.Errorf("registration response has a secret or the source: %s", out)
 	}
 
-	// Unused, it lives a day, and a lookup does not extend that: only a
-	// completed sign-in (Confirm) does.
+	// Unused, it is pending: in the budget, for a day at most. A lookup
+	// does not extend that; only a completed sign-in (Confirm) does.
 	key := "oauthclient:" + c.ClientID
-	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultUnusedTTL-time.Minute || ttl > oauthclients.DefaultUnusedTTL {
-		t.Errorf("TTL %v; want about %v", ttl, oauthclients.DefaultUnusedTTL)
+	if wantPending(t, "registered", rdb, c.ClientID, true); rdb.Exists(ctx, key).Val() != 0 {
+		t.Errorf("an unused registration is at %s", key)
 	}
-	got, err := r.Lookup(ctx, c.ClientID)
+	for _, k := range []string{oauthclients.PendingKey, oauthclients.PendingOrderKey} {
+		if ttl := rdb.TTL(ctx, k).Val(); ttl < oauthclients.DefaultUnusedTTL-time.Minute || ttl > oauthclients.DefaultUnusedTTL {
+			t.Errorf("TTL of %s %v; want about %v", k, ttl, oauthclients.DefaultUnusedTTL)
+		}
+	}
+	got, err := r.Lookup(ctx, c.ClientID, "requester")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !equalClients(got, want) {
 		t.Errorf("looked up\n %+v\nwant\n %+v", got, want)
 	}
-	if ttl := rdb.TTL(ctx, key).Val(); ttl > oauthclients.DefaultUnusedTTL {
-		t.Errorf("TTL after a lookup of an unused client %v; want at most %v", ttl, oauthclients.DefaultUnusedTTL)
-	}
-	if err := r.Confirm(ctx, c.ClientID); err != nil {
+	if err := r.Confirm(ctx, got); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute {
 		t.Errorf("TTL after Confirm %v; want about %v", ttl, oauthclients.DefaultRegistrationTTL)
 	}
+	wantPending(t, "confirmed", rdb, c.ClientID, false)
 
 	// Once used, a lookup keeps it alive.
 	rdb.Expire(ctx, key, 30*time.Hour)
-	if _, err := r.Lookup(ctx, c.ClientID); err != nil {
-		t.Fatal(err)
+	got, err = r.Lookup(ctx, c.ClientID, "requester")
+	if err != nil || !equalClients(got, want) {
+		t.Fatalf("lookup of a confirmed client: %+v, %v", got, err)
 	}
 	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute {
 		t.Errorf("TTL after lookup %v; want refreshed to about %v", ttl, oauthclients.DefaultRegistrationTTL)
 	}
-	if err := r.Confirm(ctx, "https://app.example/client.json"); err != nil {
+	doc := oauthclients.Client{ClientID: "https://app.example/client.json", Source: oauthclients.SourceMetadataDocument}
+	if err := r.Confirm(ctx, doc); err != nil {
 		t.Errorf("Confirm of a document client: %v", err)
+	}
+	if n := rdb.DBSize(ctx).Val(); n != 1 {
+		t.Errorf("%d keys; want only the confirmed client's", n)
 	}
 }
 
@@ -143,8 +151,18 @@ func TestRegisterDefaultsAndTTL(t *testing.T) {
 	if c.AllowsGrant("refresh_token") || !c.AllowsGrant("authorization_code") {
 		t.Errorf("AllowsGrant wrong for %v", c.GrantTypes)
 	}
-	if ttl := rdb.TTL(ctx, "oauthclient:"+c.ClientID).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+	if ttl := rdb.TTL(ctx, oauthclients.PendingKey).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
 		t.Errorf("TTL %v; want the configured hour", ttl)
+	}
+	got, err := r.Lookup(ctx, c.ClientID, "requester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Confirm(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.TTL(ctx, "oauthclient:"+c.ClientID).Val(); ttl <= 119*time.Minute || ttl > 2*time.Hour {
+		t.Errorf("TTL after Confirm %v; want the configured two hours", ttl)
 	}
 }
 
@@ -223,14 +241,14 @@ func TestLookupUnknown(t *testing.T) {
 	ctx := context.Background()
 	r := newRegistry(t, storetest.Redis(t), oauthclients.Options{})
 	for _, id := range []string{"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "", "not-ours", strings.Repeat("A", 27)} {
-		_, err := r.Lookup(ctx, id)
+		_, err := r.Lookup(ctx, id, "requester")
 		wantCode(t, "client_id "+id, err, oauthclients.CodeInvalidClient)
 	}
 
 	// Malformed ids are refused without asking Redis (which here is down).
 	down := newRegistry(t, storetest.Down(t), oauthclients.Options{})
 	for _, id := range []string{"oauthclient:x", "../../x", "abc"} {
-		_, err := down.Lookup(ctx, id)
+		_, err := down.Lookup(ctx, id, "requester")
 		wantCode(t, "malformed client_id "+id, err, oauthclients.CodeInvalidClient)
 	}
 }
@@ -241,7 +259,7 @@ func TestRedisDown(t *testing.T) {
 	if _, err := r.Register(ctx, []byte(`{"redirect_uris":["https://app.example/cb"]}`)); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Register with Redis down: %v; want ErrUnavailable", err)
 	}
-	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "requester"); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Lookup with Redis down: %v; want ErrUnavailable", err)
 	}
 }
@@ -252,6 +270,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		"no Redis":           {},
 		"negative TTL":       {Redis: rdb, RegistrationTTL: -time.Second},
 		"negative size":      {Redis: rdb, MaxDocumentBytes: -1},
+		"negative budget":    {Redis: rdb, MaxPendingRegistrations: -1},
+		"negative timeout":   {Redis: rdb, HeaderTimeout: -time.Second},
 		"scheme with colon":  {Redis: rdb, ExtraRedirectSchemes: []string{"cursor:"}},
 		"upper-case scheme":  {Redis: rdb, ExtraRedirectSchemes: []string{"Cursor"}},
 		"http as extra":      {Redis: rdb, ExtraRedirectSchemes: []string{"http"}},
@@ -285,7 +305,7 @@ func TestRegisterStoresLittle(t *testing.T) {
 	body, _ := json.Marshal(map[string]any{"redirect_uris": uris})
 	_, err := r.Register(ctx, body)
 	wantCode(t, "metadata over the stored cap", err, oauthclients.CodeInvalidClientMetadata)
-	if n := len(rdb.Keys(ctx, "oauthclient:*").Val()); n != 0 {
-		t.Errorf("%d clients stored after a refused registration", n)
+	if n := rdb.DBSize(ctx).Val(); n != 0 {
+		t.Errorf("%d keys stored after a refused registration", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
@@ -110,7 +111,7 @@ func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url
 	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter) {
 		return oauthclients.Client{}, "", false
 	}
-	client, err := s.opts.Clients.Lookup(ctx, clientID)
+	client, err := s.opts.Clients.Lookup(ctx, clientID, clientip.KeyOf(r))
 	if err != nil {
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {

@@ -69,12 +69,13 @@ type Options struct {
 	// sign-in service's budget, and token requests against its budget of
 	// refused requests.
 	Limiter *store.Limiter
-	// Registrations counts registrations per client address, and
-	// AllRegistrations all of them: each one is stored in Redis, and
-	// anyone may register.
-	Registrations    *store.Limiter
-	AllRegistrations *store.Limiter
-	Logger           *slog.Logger
+	// Registrations counts registrations per client address: each one is
+	// stored in Redis, and anyone may register. There is no limit on all
+	// of them together, which one actor could spend for everyone: the
+	// registry keeps a budget of unused registrations that evicts the
+	// oldest instead.
+	Registrations *store.Limiter
+	Logger        *slog.Logger
 	// Events receives a custom event per registration, consent decision
 	// and token grant (client ids only); nil sends none.
 	Events Events
@@ -106,7 +107,7 @@ type Server struct {
 // New builds the server.
 func New(opts Options) (*Server, error) {
 	if opts.Clients == nil || opts.SignIn == nil || opts.Sealer == nil || opts.Limiter == nil ||
-		opts.Registrations == nil || opts.AllRegistrations == nil {
+		opts.Registrations == nil {
 		return nil, errors.New("oauthserver: clients, sign-in, sealer and limiters are required")
 	}
 	u, err := url.Parse(opts.Issuer)
@@ -191,7 +192,7 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
 		signin.WriteOAuthError(w, http.StatusBadRequest, oauthclients.CodeInvalidClientMetadata, "could not read the request body")
 		return
 	}
-	if !signin.Allow(w, r, s.opts.Registrations) || !s.allowAll(w, r) {
+	if !signin.Allow(w, r, s.opts.Registrations) {
 		return
 	}
 	c, err := s.opts.Clients.Register(r.Context(), body)
@@ -211,22 +212,6 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusCreated)
 	_ = json.NewEncoder(w).Encode(c)
-}
-
-// allowAll applies the limit on all registrations together.
-func (s *Server) allowAll(w http.ResponseWriter, r *http.Request) bool {
-	ok, _, err := s.opts.AllRegistrations.Allow(r.Context(), "all")
-	if err != nil {
-		s.unavailable(w, r, "check registration limit", err)
-		return false
-	}
-	if !ok {
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "registration refused: the server-wide registration limit is spent")
-		w.Header().Set("Retry-After", "60")
-		signin.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "too many registrations; try again later")
-		return false
-	}
-	return true
 }
 
 // readForm reads an application/x-www-form-urlencoded body strictly: size

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
@@ -101,7 +102,7 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 	// The registration is in use: keep it 90 days from now. Done on every
 	// grant, so a client that only refreshes never reaches the last day,
 	// where lookups stop extending (they cannot tell it from an unused one).
-	if err := s.opts.Clients.Confirm(r.Context(), client.ClientID); err != nil {
+	if err := s.opts.Clients.Confirm(r.Context(), client); err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "confirm client failed", slog.String("err", err.Error()))
 	}
 	s.event(r.Context(), "oauth.token", map[string]string{"client_id": client.ClientID, "grant_type": grant})
@@ -181,7 +182,7 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values)
 	if strings.Contains(id, ":") && !signin.Allow(w, r, s.opts.Limiter) {
 		return oauthclients.Client{}, false
 	}
-	c, err := s.opts.Clients.Lookup(r.Context(), id)
+	c, err := s.opts.Clients.Lookup(r.Context(), id, clientip.KeyOf(r))
 	if err != nil {
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {

@@ -242,7 +242,13 @@ func (s *Service) finishEntra(ctx context.Context, q url.Values, state string, f
 	if code == "" || len(code) > 4096 {
 		return d, refused("The sign-in response has no code. Start again.")
 	}
-	ep, err := s.pool.redeem(ctx, func(c confidential.Client) error {
+	// Redis's clock, as RevokeUser stamps revocations: one that runs while
+	// this sign-in is under way refuses it.
+	started, err := s.opts.Sessions.Now(ctx)
+	if err != nil {
+		return d, &callbackFailure{oauthError: "temporarily_unavailable", doing: "read Redis time", err: err}
+	}
+	ep, err := s.pool.redeem(ctx, started, func(c confidential.Client) error {
 		var err error
 		d.res, err = c.AcquireTokenByAuthCode(ctx, code, s.redirectURI, s.apiScopes, confidential.WithChallenge(f.Verifier))
 		return err
@@ -535,8 +541,14 @@ func truncate(s string, n int) string {
 // idTokenFailure says why an ID token was refused in words that help: our
 // outage, or a refusal.
 func idTokenFailure(err error) *callbackFailure {
-	if errors.Is(err, entra.ErrUnavailable) {
+	switch {
+	case errors.Is(err, entra.ErrUnavailable):
 		return &callbackFailure{oauthError: "temporarily_unavailable", doing: "verify ID token", err: err}
+	case errors.Is(err, entra.ErrUnknownKey):
+		// Entra published a new signing key this instance has not loaded
+		// yet (it refreshes at most every 30 s for unknown keys).
+		return &callbackFailure{oauthError: "temporarily_unavailable", title: "Sign-in could not be completed",
+			message: "Entra ID signed the sign-in with a key this server has not loaded yet. Wait 30 seconds and start again."}
 	}
 	return refused("The sign-in response could not be verified. Start again.")
 }

@@ -71,13 +71,19 @@ func newPool(size int, authority, clientID string, cred confidential.Credential,
 // user's epoch as read with their cache, if the call read it: whatever the
 // call goes on to issue must carry that epoch.
 func (p *pool) with(ctx context.Context, user string, fn func(c confidential.Client) error) (store.Epoch, error) {
+	return p.call(ctx, user, time.Time{}, fn)
+}
+
+// call is with for a call that must fail with store.ErrRevoked if the
+// user's sessions were revoked at or after notBefore (on Redis's clock).
+func (p *pool) call(ctx context.Context, user string, notBefore time.Time, fn func(c confidential.Client) error) (store.Epoch, error) {
 	var pc *pooled
 	select {
 	case pc = <-p.clients:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("wait for an MSAL client: %w", ctx.Err())
 	}
-	pc.cache.begin(user)
+	pc.cache.begin(user, notBefore)
 	defer func() {
 		pc.cache.end()
 		p.clients <- pc
@@ -87,15 +93,16 @@ func (p *pool) with(ctx context.Context, user string, fn func(c confidential.Cli
 }
 
 // redeem is with for redeeming an authorization code, within the share of
-// the pool that redemptions may take.
-func (p *pool) redeem(ctx context.Context, fn func(c confidential.Client) error) (store.Epoch, error) {
+// the pool that redemptions may take. The sign-in began at started (Redis's
+// clock): a revocation of the user since then refuses it.
+func (p *pool) redeem(ctx context.Context, started time.Time, fn func(c confidential.Client) error) (store.Epoch, error) {
 	select {
 	case p.redeems <- struct{}{}:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("wait for an MSAL client: %w", ctx.Err())
 	}
 	defer func() { <-p.redeems }()
-	return p.with(ctx, "", fn)
+	return p.call(ctx, "", started, fn)
 }
 
 // userCache is MSAL's cache accessor for one pooled client. Between begin
@@ -104,17 +111,18 @@ func (p *pool) redeem(ctx context.Context, fn func(c confidential.Client) error)
 type userCache struct {
 	sessions *store.Sessions
 	log      *slog.Logger
-	user     string      // home account id the call is for; may be learnt from hints
-	memo     []byte      // the user's cache as loaded or exported during this call
-	epoch    store.Epoch // the user's epoch, read with the cache
-	loaded   bool
+	user      string      // home account id the call is for; may be learnt from hints
+	notBefore time.Time   // a revocation at or after this refuses the call
+	memo      []byte      // the user's cache as loaded or exported during this call
+	epoch     store.Epoch // the user's epoch, read with the cache
+	loaded    bool
 }
 
-func (u *userCache) begin(user string) {
-	u.user, u.memo, u.epoch, u.loaded = user, nil, 0, false
+func (u *userCache) begin(user string, notBefore time.Time) {
+	u.user, u.notBefore, u.memo, u.epoch, u.loaded = user, notBefore, nil, 0, false
 }
 
-func (u *userCache) end() { u.begin("") }
+func (u *userCache) end() { u.begin("", time.Time{}) }
 
 // Replace loads the user's cache into MSAL, and an empty cache whenever the
 // call's user is unknown or MSAL asks about another partition: never what an
@@ -126,7 +134,7 @@ func (u *userCache) Replace(ctx context.Context, c cache.Unmarshaler, hints cach
 	}
 	if !u.loaded {
 		tid, oid, _ := splitHome(user)
-		data, found, ep, err := u.sessions.LoadMSAL(ctx, tid, oid)
+		data, found, st, err := u.sessions.LoadMSAL(ctx, tid, oid)
 		if errors.Is(err, seal.ErrOpen) {
 			// Sealed with a key since removed from the ring (an emergency
 			// rotation): the cache is lost, not the user. Start empty; the
@@ -138,10 +146,15 @@ func (u *userCache) Replace(ctx context.Context, c cache.Unmarshaler, hints cach
 		if err != nil {
 			return err
 		}
+		if !u.notBefore.IsZero() && !st.RevokedAt.Before(u.notBefore) {
+			// The user's sessions were revoked while this sign-in was
+			// under way: it must not outlive the revocation either.
+			return fmt.Errorf("load MSAL cache: %w", store.ErrRevoked)
+		}
 		if !found {
 			data = []byte(emptyCacheJSON)
 		}
-		u.user, u.memo, u.epoch, u.loaded = user, data, ep, true
+		u.user, u.memo, u.epoch, u.loaded = user, data, st.Epoch, true
 	}
 	return c.Unmarshal(u.memo)
 }

@@ -101,7 +101,7 @@ func redeem(t *testing.T, s *Service, idp *devidp.Server, user string) confident
 	}
 	cb, _ := url.Parse(loc)
 	var res confidential.AuthResult
-	if _, err := s.pool.redeem(ctx, func(c confidential.Client) error {
+	if _, err := s.pool.redeem(ctx, time.Time{}, func(c confidential.Client) error {
 		var err error
 		res, err = c.AcquireTokenByAuthCode(ctx, cb.Query().Get("code"), redirect, s.apiScopes, confidential.WithChallenge(verifier))
 		return err

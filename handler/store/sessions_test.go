@@ -201,8 +201,8 @@ func TestIssueForCodeAfterReuse(t *testing.T) {
 func TestMSAL(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newSessions(t)
-	if _, ok, ep, err := s.LoadMSAL(ctx, tenantA, oidAlice); ok || ep != 0 || err != nil {
-		t.Fatalf("load before save: %v, %d, %v", ok, ep, err)
+	if _, ok, st, err := s.LoadMSAL(ctx, tenantA, oidAlice); ok || st.Epoch != 0 || st.RevokedAt.UnixMilli() != 0 || err != nil {
+		t.Fatalf("load before save: %v, %+v, %v", ok, st, err)
 	}
 	data := []byte(`{"RefreshToken":{"x":{"secret":"marker"}}}`)
 	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, time.Hour, 0); err != nil {
@@ -231,15 +231,22 @@ func TestMSAL(t *testing.T) {
 		t.Error("saved without a TTL")
 	}
 	// A save from before a revocation writes nothing.
-	_, _, ep, err := s.LoadMSAL(ctx, tenantA, oidAlice)
+	_, _, st, err := s.LoadMSAL(ctx, tenantA, oidAlice)
+	must(t, err)
+	before, err := s.Now(ctx)
 	must(t, err)
 	_, err = s.RevokeUser(ctx, tenantA, oidAlice)
 	must(t, err)
-	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, time.Hour, ep); !errors.Is(err, store.ErrRevoked) {
+	if err := s.SaveMSAL(ctx, tenantA, oidAlice, data, time.Hour, st.Epoch); !errors.Is(err, store.ErrRevoked) {
 		t.Errorf("save across a revocation: %v, want ErrRevoked", err)
 	}
-	if _, ok, now, _ := s.LoadMSAL(ctx, tenantA, oidAlice); ok || now != ep+1 {
-		t.Errorf("after the refused save: found %v, epoch %d; want nothing, epoch %d", ok, now, ep+1)
+	_, ok, now, _ := s.LoadMSAL(ctx, tenantA, oidAlice)
+	if ok || now.Epoch != st.Epoch+1 {
+		t.Errorf("after the refused save: found %v, epoch %d; want nothing, epoch %d", ok, now.Epoch, st.Epoch+1)
+	}
+	// The revocation is stamped on Redis's clock, after a time read before it.
+	if now.RevokedAt.Before(before) || time.Since(now.RevokedAt) > time.Minute {
+		t.Errorf("revoked at %v, read %v before it", now.RevokedAt, before)
 	}
 }
 

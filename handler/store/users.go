@@ -11,44 +11,71 @@ import (
 )
 
 // LoadMSAL returns a user's MSAL cache, false if there is none, and the
-// user's current epoch, read together: a SaveMSAL of what this call's
-// MSAL operation produced passes that epoch, so that a RevokeUser in
-// between wins. A cache that does not open (for example, sealed with a key
-// since removed from the ring) is an error matching seal.ErrOpen, with the
-// epoch still returned.
-func (s *Sessions) LoadMSAL(ctx context.Context, tid, oid string) ([]byte, bool, Epoch, error) {
+// user's current epoch and last revocation, read together: a SaveMSAL of
+// what this call's MSAL operation produced passes that epoch, so that a
+// RevokeUser in between wins. A cache that does not open (for example,
+// sealed with a key since removed from the ring) is an error matching
+// seal.ErrOpen, with the epoch still returned.
+func (s *Sessions) LoadMSAL(ctx context.Context, tid, oid string) ([]byte, bool, UserState, error) {
 	u, err := keysOf(tid, oid)
 	if err != nil {
-		return nil, false, 0, err
+		return nil, false, UserState{}, err
 	}
 	key := u.msal()
-	reply, err := loadMSALScript.Run(ctx, s.rdb, []string{key, u.epoch()}, u.id).Slice()
+	reply, err := loadMSALScript.Run(ctx, s.rdb, []string{key, u.epoch()}, u.id, u.id+revokedAtSuffix).Slice()
 	if err != nil {
-		return nil, false, 0, wrap("load MSAL cache", err)
+		return nil, false, UserState{}, wrap("load MSAL cache", err)
 	}
-	if len(reply) != 2 {
-		return nil, false, 0, errors.New("store: load MSAL cache: unexpected reply")
+	if len(reply) != 3 {
+		return nil, false, UserState{}, errors.New("store: load MSAL cache: unexpected reply")
 	}
-	ep, err := parseEpoch(reply[1])
-	if err != nil {
-		return nil, false, 0, fmt.Errorf("store: load MSAL cache: %w", err)
+	ep, err1 := parseEpoch(reply[1])
+	at, err2 := parseEpoch(reply[2])
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, false, UserState{}, fmt.Errorf("store: load MSAL cache: %w", err)
 	}
+	st := UserState{Epoch: ep, RevokedAt: time.UnixMilli(int64(at))}
 	sealed, ok := reply[0].(string)
 	if !ok {
-		return nil, false, ep, nil
+		return nil, false, st, nil
 	}
 	data, err := s.ring.Open(key, []byte(sealed))
 	if err != nil {
-		return nil, false, ep, fmt.Errorf("store: load MSAL cache: %w", err)
+		return nil, false, st, fmt.Errorf("store: load MSAL cache: %w", err)
 	}
-	return data, true, ep, nil
+	return data, true, st, nil
 }
 
+// UserState is what LoadMSAL reads about a user besides their cache.
+type UserState struct {
+	Epoch Epoch
+	// RevokedAt is when RevokeUser last ran for the user, on Redis's
+	// clock (the zero Unix time if never).
+	RevokedAt time.Time
+}
+
+// revokedAtSuffix names the field of the epochs hash that holds a user's
+// last revocation time.
+const revokedAtSuffix = ":at"
+
 // loadMSALScript reads a cache and its user's epoch at one instant.
-// KEYS: cache, epochs. ARGV: user id. Returns {cache or nil, epoch}.
+// KEYS: cache, epochs. ARGV: user id, revocation-time field.
+// Returns {cache or nil, epoch, revoked at (Unix ms)}.
 var loadMSALScript = redis.NewScript(`
-return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], ARGV[1]) or '0'}
+return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], ARGV[1]) or '0', redis.call('HGET', KEYS[2], ARGV[2]) or '0'}
 `)
+
+// Now is Redis's clock, to the millisecond: the one RevokeUser stamps revocations with, so
+// that instances whose clocks differ still agree what came first.
+func (s *Sessions) Now(ctx context.Context) (time.Time, error) {
+	t, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, wrap("read Redis time", err)
+	}
+	// Revocations are stamped in whole milliseconds: so is this, rounded
+	// down, so that one in the same millisecond counts as after it.
+	return t.Truncate(time.Millisecond), nil
+}
 
 func parseEpoch(v any) (Epoch, error) {
 	str, _ := v.(string)
@@ -154,7 +181,7 @@ func (s *Sessions) RevokeUser(ctx context.Context, tid, oid string) (int, error)
 		if round == 0 {
 			first = "1"
 		}
-		args := []any{u.id, first, ms(s.lifetime)}
+		args := []any{u.id, first, ms(s.lifetime), u.id + revokedAtSuffix}
 		for _, c := range chains {
 			keys = append(keys, u.chain(c))
 			args = append(args, c)
@@ -187,16 +214,24 @@ func (s *Sessions) RevokeUser(ctx context.Context, tid, oid string) (int, error)
 // revokeUserScript moves the user's epoch (first round only), deletes the
 // MSAL cache, the on-behalf-of tokens and the listed chains, and returns
 // how many chains it ended and which the index still lists.
+// The first round also stamps the revocation with Redis's time, so that a
+// sign-in whose callback began before it (and so read no epoch yet) is
+// refused too.
 // KEYS: epochs, cache, index, obo tokens, chain keys...
-// ARGV: user id, "1" to move the epoch, lifetime (ms), chain ids (as KEYS[5..]).
+// ARGV: user id, "1" to move the epoch, lifetime (ms), revocation-time
+// field, chain ids (as KEYS[5..]).
 var revokeUserScript = redis.NewScript(`
-if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end
+if ARGV[2] == '1' then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], ARGV[4], string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('DEL', KEYS[2], KEYS[4])
 local n = 0
 for i = 5, #KEYS do
   n = n + redis.call('DEL', KEYS[i])
-  redis.call('ZREM', KEYS[3], ARGV[i - 1])
+  redis.call('ZREM', KEYS[3], ARGV[i])
 end
 return {n, redis.call('ZRANGE', KEYS[3], 0, -1)}
 `)

@@ -1,0 +1,11 @@
+package oauthclients
+
+// Key names and fetch limits, for the external tests.
+const (
+	PendingKey             = pendingKey
+	PendingOrderKey        = pendingOrderKey
+	MaxConcurrentFetches   = maxConcurrentFetches
+	MaxFetchesPerHost      = maxFetchesPerHost
+	MaxFetchesPerRequester = maxFetchesPerRequester
+	ReservedFetches        = reservedFetches
+)

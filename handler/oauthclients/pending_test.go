@@ -1,0 +1,398 @@
+package oauthclients_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+)
+
+const smallRegistration = `{"redirect_uris":["http://127.0.0.1/callback"]}`
+
+// wantPending checks whether a client_id is among the pending
+// registrations, in both the hash and the order index.
+func wantPending(t *testing.T, what string, rdb redis.UniversalClient, id string, want bool) {
+	t.Helper()
+	ctx := context.Background()
+	inHash := rdb.HExists(ctx, oauthclients.PendingKey, id).Val()
+	inOrder := rdb.ZScore(ctx, oauthclients.PendingOrderKey, id).Err() == nil
+	if inHash != want || inOrder != want {
+		t.Errorf("%s: %s in the pending hash %v, in the order index %v; want %v", what, id, inHash, inOrder, want)
+	}
+}
+
+func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// registerN registers n small clients, the clock moving a second before
+// each, and returns their ids, oldest first.
+func registerN(t *testing.T, r *oauthclients.Registry, clock *testkit.Clock, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		clock.Add(time.Second)
+		c, err := r.Register(context.Background(), []byte(smallRegistration))
+		if err != nil {
+			t.Fatalf("registration %d: %v", i+1, err)
+		}
+		ids[i] = c.ClientID
+	}
+	return ids
+}
+
+// known reports whether Lookup finds a registered client.
+func known(t *testing.T, r *oauthclients.Registry, id string) bool {
+	t.Helper()
+	_, err := r.Lookup(context.Background(), id, "requester")
+	if err == nil {
+		return true
+	}
+	wantCode(t, "lookup of "+id, err, oauthclients.CodeInvalidClient)
+	return false
+}
+
+// TestRegistrationBudgetEvictsOldest: a full budget of unused
+// registrations makes room for a new one by dropping the oldest, so a
+// flood costs the flooder its own first registrations and never refuses
+// the next one.
+func TestRegistrationBudgetEvictsOldest(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	log := &testkit.SyncBuffer{}
+	r := newRegistry(t, rdb, oauthclients.Options{MaxPendingRegistrations: 5, Now: clock.Now, Logger: newLogger(log)})
+
+	squat := registerN(t, r, clock, 5)
+	t.Run("full budget keeps all", func(t *testing.T) {
+		for _, id := range squat {
+			if !known(t, r, id) {
+				t.Errorf("%s dropped before the budget was exceeded", id)
+			}
+		}
+	})
+	t.Run("new registrations evict the oldest in order", func(t *testing.T) {
+		victim := registerN(t, r, clock, 1)[0]
+		if known(t, r, squat[0]) {
+			t.Error("the oldest registration survived a sixth in a budget of five")
+		}
+		for _, id := range append(squat[1:], victim) {
+			if !known(t, r, id) {
+				t.Errorf("%s evicted; only the oldest should be", id)
+			}
+		}
+		more := registerN(t, r, clock, 3)
+		for i, id := range squat[1:4] {
+			if known(t, r, id) {
+				t.Errorf("registration %d survived three more", i+2)
+			}
+		}
+		for _, id := range append([]string{squat[4], victim}, more...) {
+			if !known(t, r, id) {
+				t.Errorf("%s evicted out of order", id)
+			}
+		}
+		if h, z := rdb.HLen(ctx, oauthclients.PendingKey).Val(), rdb.ZCard(ctx, oauthclients.PendingOrderKey).Val(); h != 5 || z != 5 {
+			t.Errorf("pending hash %d, order index %d entries; want the budget, 5", h, z)
+		}
+	})
+	t.Run("a confirmed client leaves the budget", func(t *testing.T) {
+		ids := registerN(t, r, clock, 1)
+		c, err := r.Lookup(ctx, ids[0], "requester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Confirm(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		registerN(t, r, clock, 10)
+		if !known(t, r, ids[0]) {
+			t.Error("a confirmed client was evicted by later registrations")
+		}
+	})
+	t.Run("evictions logged once a minute", func(t *testing.T) {
+		if n := strings.Count(log.String(), "registration budget full"); n != 1 {
+			t.Errorf("%d log lines about evictions within a minute; want 1:\n%s", n, log.String())
+		}
+		clock.Add(time.Minute)
+		registerN(t, r, clock, 1)
+		if n := strings.Count(log.String(), "registration budget full"); n != 2 {
+			t.Errorf("%d log lines about evictions after a minute; want 2", n)
+		}
+	})
+	t.Run("a registration stamped before the newest is still kept", func(t *testing.T) {
+		// Another instance's clock may be behind: the newcomer must not be
+		// the first one evicted.
+		clock.Add(-time.Hour)
+		late := registerN(t, r, clock, 1)[0]
+		if !known(t, r, late) {
+			t.Error("a registration from a clock behind the others was evicted at once")
+		}
+	})
+}
+
+// TestPendingRegistrationsExpire: an unused registration lives
+// UnusedRegistrationTTL, though a hash field has no TTL of its own.
+func TestPendingRegistrationsExpire(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	r := newRegistry(t, rdb, oauthclients.Options{Now: clock.Now})
+	old := registerN(t, r, clock, 3)
+
+	clock.Add(oauthclients.DefaultUnusedTTL - 5*time.Second)
+	t.Run("alive within the TTL", func(t *testing.T) {
+		if !known(t, r, old[2]) {
+			t.Error("dropped before its day was over")
+		}
+	})
+	clock.Add(10 * time.Second)
+	t.Run("gone after the TTL", func(t *testing.T) {
+		if known(t, r, old[2]) {
+			t.Error("still found after its day")
+		}
+		wantPending(t, "after a lookup past its TTL", rdb, old[2], false)
+	})
+	t.Run("the next registration drops the expired", func(t *testing.T) {
+		fresh := registerN(t, r, clock, 1)[0]
+		if h := rdb.HLen(ctx, oauthclients.PendingKey).Val(); h != 1 {
+			t.Errorf("%d pending entries; want only the new one", h)
+		}
+		if !known(t, r, fresh) {
+			t.Error("the new registration is missing")
+		}
+	})
+}
+
+// TestLegacyRegistrationResolves: registrations stored at
+// oauthclient:<id> with a day's TTL by earlier versions still work, and
+// become confirmed as before.
+func TestLegacyRegistrationResolves(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	r := newRegistry(t, rdb, oauthclients.Options{})
+	const id = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	key := "oauthclient:" + id
+	legacy := `{"client_id":"` + id + `","client_id_issued_at":1777000000,"client_name":"Old",` +
+		`"redirect_uris":["http://127.0.0.1/callback"],"grant_types":["authorization_code","refresh_token"],` +
+		`"response_types":["code"],"token_endpoint_auth_method":"none"}`
+	if err := rdb.Set(ctx, key, legacy, 20*time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.Lookup(ctx, id, "requester")
+	if err != nil || c.ClientName != "Old" || c.Source != oauthclients.SourceRegistered || !c.AllowsGrant("refresh_token") {
+		t.Fatalf("legacy registration: %+v, %v", c, err)
+	}
+	if ttl := rdb.TTL(ctx, key).Val(); ttl > 20*time.Hour {
+		t.Errorf("a lookup extended an unused legacy registration to %v", ttl)
+	}
+	if err := r.Confirm(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute {
+		t.Errorf("TTL after Confirm %v; want about %v", ttl, oauthclients.DefaultRegistrationTTL)
+	}
+	var stored map[string]any
+	if err := json.Unmarshal([]byte(rdb.Get(ctx, key).Val()), &stored); err != nil || stored["client_name"] != "Old" {
+		t.Errorf("stored after Confirm: %v, %v", stored, err)
+	}
+	if n := rdb.DBSize(ctx).Val(); n != 1 {
+		t.Errorf("%d keys; a legacy client must not enter the pending set", n)
+	}
+}
+
+// TestConfirmMovesOutOfPending: Confirm writes the client's own key and
+// removes it from the pending ones; a registration evicted between the
+// grant's lookup and Confirm is written back, since a user just signed in
+// with it.
+func TestConfirmMovesOutOfPending(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	r := newRegistry(t, rdb, oauthclients.Options{MaxPendingRegistrations: 1, Now: clock.Now})
+
+	t.Run("moved", func(t *testing.T) {
+		id := registerN(t, r, clock, 1)[0]
+		c, err := r.Lookup(ctx, id, "requester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Confirm(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		wantPending(t, "after Confirm", rdb, id, false)
+		if rdb.Exists(ctx, "oauthclient:"+id).Val() != 1 {
+			t.Error("no confirmed key after Confirm")
+		}
+		again, err := r.Lookup(ctx, id, "requester")
+		if err != nil || !equalClients(again, c) {
+			t.Errorf("after Confirm: %+v, %v; want %+v", again, err, c)
+		}
+		// A second grant: Confirm again is harmless.
+		if err := r.Confirm(ctx, again); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("evicted before Confirm", func(t *testing.T) {
+		id := registerN(t, r, clock, 1)[0]
+		c, err := r.Lookup(ctx, id, "requester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		registerN(t, r, clock, 1) // the budget is one: evicts it
+		if known(t, r, id) {
+			t.Fatal("not evicted: the test proves nothing")
+		}
+		if err := r.Confirm(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if !known(t, r, id) {
+			t.Error("a client evicted between its grant's lookup and Confirm is lost")
+		}
+	})
+	t.Run("lookups during Confirm always find it", func(t *testing.T) {
+		// Confirm writes two keys in two steps; a lookup between them, or
+		// straddling them, must still find the client.
+		for trial := range 50 {
+			id := registerN(t, r, clock, 1)[0]
+			c, err := r.Lookup(ctx, id, "requester")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			done := make(chan struct{})
+			wg.Go(func() {
+				defer close(done)
+				if err := r.Confirm(ctx, c); err != nil {
+					t.Error(err)
+				}
+			})
+			for stop := false; !stop; {
+				select {
+				case <-done:
+					stop = true
+				default:
+				}
+				if _, err := r.Lookup(ctx, id, "requester"); err != nil {
+					t.Fatalf("trial %d: lookup while confirming: %v", trial, err)
+				}
+			}
+			wg.Wait()
+		}
+	})
+}
+
+// TestRegistrationScriptsOneSlot: every script of registration, lookup
+// and Confirm keeps its keys in one hash slot (Redis Cluster, Azure
+// Managed Redis with the EnterpriseCluster policy).
+func TestRegistrationScriptsOneSlot(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	slots := &storetest.Slots{}
+	rdb.AddHook(slots)
+	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	r := newRegistry(t, rdb, oauthclients.Options{MaxPendingRegistrations: 2, Now: clock.Now})
+	ids := registerN(t, r, clock, 4) // with evictions
+	c, err := r.Lookup(ctx, ids[3], "requester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Confirm(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	known(t, r, ids[3]) // confirmed
+	known(t, r, ids[0]) // evicted: all three reads
+	clock.Add(oauthclients.DefaultUnusedTTL + time.Second)
+	known(t, r, ids[2]) // expired: dropped by the lookup
+	registerN(t, r, clock, 1)
+	slots.Check(t)
+}
+
+// TestPendingBudgetBytes: the budget full of the largest registrations
+// costs Redis about budget × MaxStoredClientBytes, and registering more
+// does not raise it. Real Redis only (MEMORY USAGE). The README's figure:
+// go test ./handler/oauthclients -run TestPendingBudgetBytes -v
+func TestPendingBudgetBytes(t *testing.T) {
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	if err := rdb.Do(ctx, "MEMORY", "USAGE", "none").Err(); err != nil && err != redis.Nil {
+		t.Skipf("this Redis has no MEMORY USAGE: %v", err)
+	}
+	const budget = oauthclients.DefaultMaxPending
+	r := newRegistry(t, rdb, oauthclients.Options{})
+	body := largestRegistration(t, r)
+	used := func() int64 {
+		var sum int64
+		for _, k := range []string{oauthclients.PendingKey, oauthclients.PendingOrderKey} {
+			n, err := rdb.MemoryUsage(ctx, k, 0).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += n
+		}
+		return sum
+	}
+	fill := func(n int) {
+		var wg sync.WaitGroup
+		work := make(chan struct{})
+		for range 8 {
+			wg.Go(func() {
+				for range work {
+					if _, err := r.Register(ctx, body); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		for range n {
+			work <- struct{}{}
+		}
+		close(work)
+		wg.Wait()
+	}
+	fill(budget)
+	full := used()
+	fill(budget / 10)
+	after := used()
+	limit := int64(budget) * (oauthclients.MaxStoredClientBytes + 256)
+	t.Logf("%d pending registrations of %d bytes: %d bytes in Redis (%d per registration); after %d more: %d",
+		budget, len(body), full, full/budget, budget/10, after)
+	if full > limit || after > limit {
+		t.Errorf("pending set %d, then %d bytes; want at most %d", full, after, limit)
+	}
+	if h := rdb.HLen(ctx, oauthclients.PendingKey).Val(); h != budget {
+		t.Errorf("%d pending; want the budget, %d", h, budget)
+	}
+}
+
+// largestRegistration returns a registration body whose stored metadata
+// is just under MaxStoredClientBytes.
+func largestRegistration(t *testing.T, r *oauthclients.Registry) []byte {
+	t.Helper()
+	for pad := 400; pad > 0; pad-- {
+		var uris []string
+		for i := range 10 {
+			uris = append(uris, fmt.Sprintf("https://app.example/%s/%d", strings.Repeat("p", pad), i))
+		}
+		body, _ := json.Marshal(map[string]any{"redirect_uris": uris, "client_name": strings.Repeat("n", oauthclients.MaxClientName)})
+		c, err := r.Register(context.Background(), body)
+		if err == nil {
+			stored, _ := json.Marshal(c)
+			if len(stored) < oauthclients.MaxStoredClientBytes-64 {
+				t.Fatalf("largest registration stores %d bytes; want close to %d", len(stored), oauthclients.MaxStoredClientBytes)
+			}
+			return body
+		}
+	}
+	t.Fatal("no registration fits")
+	return nil
+}
