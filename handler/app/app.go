@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,12 @@ const (
 	// registry's budget (oauthclients.DefaultMaxPending, 8 MiB at most)
 	// evict the oldest.
 	registerRate = 20
+	// tools/call per caller (tenant and object id), unless
+	// TOOL_CALLS_PER_MINUTE and TOOL_CALLS_BURST say otherwise: five a
+	// second sustained and a hundred at once is more than a person and an
+	// agent working together make, and MCP requires a limit.
+	toolCallsPerMinute = 300
+	toolCallsBurst     = 100
 )
 
 // Options are what the handler is built from.
@@ -226,8 +233,12 @@ func New(opts Options) (*App, error) {
 	}
 
 	metrics := mcpserver.NewMetrics()
+	var taskOpts []store.TasksOption
+	if cfg.TaskBytesPerTenant > 0 {
+		taskOpts = append(taskOpts, store.WithMaxBytes(cfg.TaskBytesPerTenant))
+	}
 	deps := tools.Deps{
-		Tasks:    store.NewTasks(a.redis),
+		Tasks:    store.NewTasks(a.redis, taskOpts...),
 		Sessions: a.SignIn,
 		Graph: &tools.Graph{
 			Tokens:     oboClient,
@@ -248,6 +259,8 @@ func New(opts Options) (*App, error) {
 		Logger:  log,
 		Metrics: metrics,
 		Events:  eventsOf(tel),
+		Limiter: limit("tools", cmp.Or(cfg.ToolCallsPerMinute, toolCallsPerMinute), time.Minute,
+			cmp.Or(cfg.ToolCallsBurst, toolCallsBurst)),
 	})
 	if err != nil {
 		a.Close()

@@ -106,6 +106,17 @@ type Config struct {
 	// (store.DefaultReuseGrace), negative means none.
 	ReuseGrace time.Duration
 
+	// ToolCallsPerMinute and ToolCallsBurst limit each caller's tools/call
+	// (TOOL_CALLS_PER_MINUTE, TOOL_CALLS_BURST); 0 (unset) means the
+	// defaults the app sets.
+	ToolCallsPerMinute int
+	ToolCallsBurst     int
+
+	// TaskBytesPerTenant is each tenant's task storage budget in bytes
+	// (TASKS_MAX_BYTES_PER_TENANT); 0 (unset) means the task store's
+	// default.
+	TaskBytesPerTenant int64
+
 	// AllowLoopbackClients lets OAuth clients' metadata documents be
 	// fetched from loopback addresses. Dev mode sets it; no setting does,
 	// so a deployment can never turn it on.
@@ -250,7 +261,48 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.ReuseGrace, err = ParseReuseGrace(getenv("REFRESH_REUSE_GRACE")); err != nil {
 		return nil, err
 	}
+	if err := loadLimits(c, getenv); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// Bounds of the limit settings: a typo of a few digits should stop
+// start-up rather than turn a limit off or make it useless.
+const (
+	MaxToolCallsPerMinute = 60000 // 1,000 a second per caller
+	MaxToolCallsBurst     = 10000
+	MinTaskBytes          = 64 << 10 // a few maximal tasks
+	MaxTaskBytes          = 1 << 30
+)
+
+// loadLimits reads the per-caller tool-call limit and the per-tenant task
+// budget. Unset settings stay 0, the defaults.
+func loadLimits(c *Config, getenv func(string) string) error {
+	var err error
+	if c.ToolCallsPerMinute, err = parseCount("TOOL_CALLS_PER_MINUTE", getenv("TOOL_CALLS_PER_MINUTE"), 1, MaxToolCallsPerMinute); err != nil {
+		return err
+	}
+	if c.ToolCallsBurst, err = parseCount("TOOL_CALLS_BURST", getenv("TOOL_CALLS_BURST"), 1, MaxToolCallsBurst); err != nil {
+		return err
+	}
+	n, err := parseCount("TASKS_MAX_BYTES_PER_TENANT", getenv("TASKS_MAX_BYTES_PER_TENANT"), MinTaskBytes, MaxTaskBytes)
+	c.TaskBytesPerTenant = int64(n)
+	return err
+}
+
+// parseCount reads the setting name: empty is 0 (the default), else a
+// whole number in decimal digits from lo to hi.
+func parseCount(name, v string, lo, hi int) (int, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || strings.TrimLeft(v, "0123456789") != "" || n < lo || n > hi {
+		return 0, fmt.Errorf("%s: %q must be a whole number from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
 }
 
 // maxReuseGrace bounds REFRESH_REUSE_GRACE: a grace is for a lost reply

@@ -269,3 +269,49 @@ func TestClientIPAndReuseGrace(t *testing.T) {
 		}
 	}
 }
+func TestLimitSettings(t *testing.T) {
+	t.Run("unset are the defaults", func(t *testing.T) {
+		env := azureEnv()
+		c, err := Load(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ToolCallsPerMinute != 0 || c.ToolCallsBurst != 0 || c.TaskBytesPerTenant != 0 {
+			t.Errorf("unset limits loaded as %d, %d, %d; want 0 (the defaults)", c.ToolCallsPerMinute, c.ToolCallsBurst, c.TaskBytesPerTenant)
+		}
+	})
+	t.Run("set", func(t *testing.T) {
+		env := azureEnv()
+		env["TOOL_CALLS_PER_MINUTE"], env["TOOL_CALLS_BURST"], env["TASKS_MAX_BYTES_PER_TENANT"] = " 600 ", "20", "33554432"
+		c, err := Load(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ToolCallsPerMinute != 600 || c.ToolCallsBurst != 20 || c.TaskBytesPerTenant != 32<<20 {
+			t.Errorf("loaded %d, %d, %d", c.ToolCallsPerMinute, c.ToolCallsBurst, c.TaskBytesPerTenant)
+		}
+	})
+	bad := map[string][]string{
+		"TOOL_CALLS_PER_MINUTE":      {"0", "-5", "+5", "1.5", "300/min", "1e3", "60001", "99999999999999999999"},
+		"TOOL_CALLS_BURST":           {"0", "ten", "10001", " - "},
+		"TASKS_MAX_BYTES_PER_TENANT": {"65535", "16MiB", "1073741825", "0x1000000"},
+	}
+	for name, values := range bad {
+		for _, v := range values {
+			t.Run(name+"="+v, func(t *testing.T) {
+				env := azureEnv()
+				env[name] = v
+				_, err := Load(func(k string) string { return env[k] })
+				if err == nil || !strings.HasPrefix(err.Error(), name+": ") || strings.Contains(err.Error(), "\n") {
+					t.Errorf("%s=%q: %v, want one line naming the setting", name, v, err)
+				}
+			})
+		}
+	}
+	// The bounds themselves are accepted.
+	env := azureEnv()
+	env["TOOL_CALLS_PER_MINUTE"], env["TOOL_CALLS_BURST"], env["TASKS_MAX_BYTES_PER_TENANT"] = "60000", "1", "65536"
+	if _, err := Load(func(k string) string { return env[k] }); err != nil {
+		t.Errorf("limits at their bounds: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ type Metrics struct {
 	perTool       map[string]*toolCounters // set once by New before serving
 	toolErrors    atomic.Int64
 	internalFails atomic.Int64
+	rateLimited   atomic.Int64
 }
 
 type toolCounters struct {
@@ -39,6 +40,8 @@ func (m *Metrics) toolCall(name, outcome string) {
 	c.calls.Add(1)
 	switch outcome {
 	case "ok":
+	case outcomeLimited:
+		m.rateLimited.Add(1)
 	case "tool_error":
 		c.errors.Add(1)
 		m.toolErrors.Add(1)
@@ -57,6 +60,7 @@ type MetricsSnapshot struct {
 	BadRequests    int64                   `json:"bad_requests"`
 	ToolErrors     int64                   `json:"tool_errors"`
 	InternalErrors int64                   `json:"internal_errors"`
+	RateLimited    int64                   `json:"rate_limited_calls"`
 	Tools          map[string]ToolSnapshot `json:"tools"`
 }
 
@@ -76,6 +80,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		BadRequests:    m.badRequests.Load(),
 		ToolErrors:     m.toolErrors.Load(),
 		InternalErrors: m.internalFails.Load(),
+		RateLimited:    m.rateLimited.Load(),
 		Tools:          make(map[string]ToolSnapshot, len(m.perTool)),
 	}
 	for n, c := range m.perTool {

@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -45,6 +47,18 @@ type Options struct {
 	// Events receives a custom event per tool call (tool.allowed,
 	// tool.denied); nil sends none.
 	Events Events
+	// Limiter limits tools/call per caller (tenant and object id), after
+	// the caller's right to the tool is checked; nil: no limit. Logging
+	// refusals is the limiter's: *store.Limiter with a logger warns once
+	// per caller per window.
+	Limiter Limiter
+}
+
+// Limiter counts one call for a key and says whether it is within the
+// limit, and if not, how long until the next one would be; *store.Limiter
+// is one.
+type Limiter interface {
+	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
 }
 
 // Events records custom events and exceptions (Application Insights in
@@ -66,8 +80,10 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	events    Events
-	lists     sync.Map  // listKey -> *encodedList
-	bufs      sync.Pool // *[]byte for tools/list answers
+	limiter   Limiter
+	downSince atomic.Int64 // when a failing limiter was last logged (Unix ns)
+	lists     sync.Map     // listKey -> *encodedList
+	bufs      sync.Pool    // *[]byte for tools/list answers
 }
 
 // New builds the endpoint. It fails when a tool is declared twice or
@@ -89,6 +105,7 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
 		events:   opts.Events,
+		limiter:  opts.Limiter,
 	}
 	s.bufs.New = func() any { return new([]byte) }
 	for _, t := range opts.Tools {
@@ -182,6 +199,11 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 			s.audit(ctx, p, name, false, "denied", time.Since(start))
 			return nil, fmt.Errorf("tool '%s' not found: %w", name, server.ErrToolNotFound)
 		}
+		if limited := s.limit(ctx, p); limited != nil {
+			s.metrics.toolCall(name, outcomeLimited)
+			s.audit(ctx, p, name, true, outcomeLimited, time.Since(start))
+			return limited, nil
+		}
 		res, err := s.run(ctx, t, tools.Call{
 			Principal:    p,
 			Grants:       g,
@@ -193,7 +215,9 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		case err != nil && errors.Is(err, store.ErrUnavailable):
 			outcome = "unavailable"
 			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name), slog.String("err", err.Error()))
-			res = mcp.NewToolResultError("A service this tool needs is unavailable right now. Try again in a moment.")
+			// For a write, a lost reply is not a failure: the message says
+			// whether the change may have happened and how to retry safely.
+			res = mcp.NewToolResultError(t.UnavailableText())
 		case err != nil:
 			outcome = "error"
 			s.log.LogAttrs(ctx, slog.LevelError, "tool failed", slog.String("tool", name), slog.String("err", err.Error()))
@@ -209,6 +233,43 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		s.audit(ctx, p, name, true, outcome, time.Since(start))
 		return res, nil
 	}
+}
+
+// outcomeLimited is the audit outcome of a call refused by the limiter.
+const outcomeLimited = "rate_limited"
+
+// limit counts the call against its caller's budget. Over it, it returns
+// the tool error to answer with: when to retry, in the text for people and
+// models and in _meta.retryAfterSeconds for programs. A limiter that fails
+// lets the call through (*store.Limiter never does: it counts in process
+// when Redis cannot): one outage must not stop every tool, including those
+// that do not use Redis.
+func (s *Server) limit(ctx context.Context, p *entra.Principal) *mcp.CallToolResult {
+	if s.limiter == nil {
+		return nil
+	}
+	ok, retry, err := s.limiter.Allow(ctx, p.TenantID+"."+p.ObjectID)
+	if err != nil {
+		s.limiterFailed(ctx, err)
+		return nil
+	}
+	if ok {
+		return nil
+	}
+	secs := max(1, int64(math.Ceil(retry.Seconds())))
+	res := mcp.NewToolResultError(fmt.Sprintf("Too many tool calls: retry in %d seconds.", secs))
+	res.Meta = mcp.NewMetaFromMap(map[string]any{"retryAfterSeconds": secs})
+	return res
+}
+
+// limiterFailed logs a failing limiter at most once a minute.
+func (s *Server) limiterFailed(ctx context.Context, err error) {
+	now, last := time.Now().UnixNano(), s.downSince.Load()
+	if now-last < int64(time.Minute) || !s.downSince.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "tool-call rate limit failed: calls are let through unlimited",
+		slog.String("err", err.Error()))
 }
 
 // run calls the tool, turning a panic into an error so one bad tool cannot

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,21 +25,48 @@ const (
 )
 
 // Limits on task data. Titles and notes are counted in Unicode code points,
-// as JSON Schema's maxLength counts them.
+// as JSON Schema's maxLength counts them, and in bytes of UTF-8, which is
+// what Redis stores: 200 characters of CJK or emoji would otherwise be
+// 800 bytes.
 const (
 	MaxTitle        = 200
+	MaxTitleBytes   = 512
 	MaxNotes        = 4000
+	MaxNotesBytes   = 8 << 10
 	MaxQuery        = 200
 	MaxListLimit    = 100
 	DefaultLimit    = 20
 	DefaultMaxTasks = 10000
+	// DefaultMaxBytes is a tenant's task storage budget (WithMaxBytes): about
+	// 1,400 tasks with maximal titles and notes, and more than
+	// DefaultMaxTasks ordinary ones.
+	DefaultMaxBytes = 16 << 20
+	// TaskOverhead is what each task counts for beyond the lengths of its
+	// stored fields: field names, the key, two index entries and the
+	// allocator's rounding. Measured on Redis 7 (used_memory): a small task
+	// takes about 700 bytes and counts about 1,200; a maximal one takes
+	// about 12,300 (the allocator rounds 8 KiB of notes up to 10 KiB) and
+	// counts about 9,900. So a full budget takes at most about 1.25× its
+	// size in Redis, and the task cap, not the budget, limits small tasks.
+	TaskOverhead = 1024
 	// SearchScanLimit bounds how many of a tenant's newest tasks one search
 	// reads, so that a search costs the same however many tasks there are.
 	SearchScanLimit = 2000
-	maxActorID      = 128
-	maxActorName    = 256
-	idLen           = 12
-	scanBatch       = 100
+	// SearchByteLimit bounds how much task text (titles and notes) one
+	// search reads from Redis; it stops after the batch that reaches it.
+	SearchByteLimit = 1 << 20
+	// MaxKeyLen is the longest idempotency key.
+	MaxKeyLen = 64
+	// IdempotencyWindow is how long CreateIdempotent remembers a key.
+	IdempotencyWindow = 24 * time.Hour
+	// MaxRememberedKeys bounds the idempotency keys a tenant's store
+	// remembers by default (WithMaxKeys); past it the oldest is forgotten
+	// before its window ends.
+	MaxRememberedKeys = 10000
+	maxActorID        = 128
+	maxActorName      = 256
+	idLen             = 12
+	scanBatch         = 100
 )
 
 var (
@@ -45,6 +74,15 @@ var (
 	ErrNotFound = errors.New("task not found")
 	// ErrLimit means the tenant holds as many tasks as it may.
 	ErrLimit = errors.New("task limit reached")
+	// ErrStorageFull means the change would take the tenant's task data
+	// past its byte budget. Deleting tasks (or shortening notes) makes room.
+	ErrStorageFull = errors.New("task storage full")
+	// ErrKeyReplayDeleted means an earlier call with the same idempotency
+	// key created a task that has since been deleted; nothing was created.
+	ErrKeyReplayDeleted = errors.New("the task created with this idempotency key was deleted")
+	// ErrKeyConflict means the idempotency key was used before to create a
+	// task with a different title or notes; nothing was created.
+	ErrKeyConflict = errors.New("idempotency key used for a different task")
 )
 
 // ValidationError reports input that the caller can fix. Its message is
@@ -104,10 +142,19 @@ type Page struct {
 
 // SearchResult holds the tasks that matched a search, newest first.
 // Complete is false when the search stopped before it had looked at every
-// task (it reached its limit or SearchScanLimit), so more may match.
+// task (it reached its limit, SearchScanLimit or SearchByteLimit), so more
+// may match.
 type SearchResult struct {
 	Tasks    []Task
 	Complete bool
+}
+
+// Created is the result of CreateIdempotent.
+type Created struct {
+	Task Task
+	// Replayed is true when an earlier call with the same key created Task
+	// (as it is now); this call created nothing.
+	Replayed bool
 }
 
 // Tasks is a small task tracker per tenant, kept in Redis.
@@ -115,18 +162,23 @@ type SearchResult struct {
 // Keys, all of one tenant in one hash slot (the braces) so that scripts may
 // touch several of them on a cluster:
 //
-//	tasks:{<tid>}:t:<id>  hash, one task
-//	tasks:{<tid>}:all     sorted set of ids by creation sequence
-//	tasks:{<tid>}:open    the same, open tasks only
-//	tasks:{<tid>}:done    the same, done tasks only
-//	tasks:{<tid>}:seq     creation sequence counter
+//	tasks:{<tid>}:t:<id>    hash, one task
+//	tasks:{<tid>}:all       sorted set of ids by creation sequence
+//	tasks:{<tid>}:open      the same, open tasks only
+//	tasks:{<tid>}:done      the same, done tasks only
+//	tasks:{<tid>}:seq       creation sequence counter
+//	tasks:{<tid>}:bytes     bytes the tenant's tasks count for (the budget)
+//	tasks:{<tid>}:idem      hash, h(oid, idempotency key) -> "<id> h(title, notes)"
+//	tasks:{<tid>}:idemexp   sorted set of the same h(oid, key) by expiry (ms)
 //
-// Every write is one Lua script, so item and indexes change together or not
-// at all. The tenant id comes from the verified token and is part of every
-// key, so one tenant cannot name another's task.
+// Every write is one Lua script, so item, indexes and byte count change
+// together or not at all. The tenant id comes from the verified token and
+// is part of every key, so one tenant cannot name another's task.
 type Tasks struct {
 	rdb      redis.UniversalClient
 	maxTasks int
+	maxBytes int64
+	maxKeys  int
 	now      func() time.Time
 }
 
@@ -138,14 +190,26 @@ func WithMaxTasks(n int) TasksOption {
 	return func(t *Tasks) { t.maxTasks = n }
 }
 
-// WithClock sets the clock used for timestamps.
+// WithMaxBytes sets a tenant's task storage budget: the sum over its tasks
+// of the lengths of their stored fields plus TaskOverhead each.
+func WithMaxBytes(n int64) TasksOption {
+	return func(t *Tasks) { t.maxBytes = n }
+}
+
+// WithMaxKeys sets how many idempotency keys a tenant's store remembers at
+// most (MaxRememberedKeys by default).
+func WithMaxKeys(n int) TasksOption {
+	return func(t *Tasks) { t.maxKeys = n }
+}
+
+// WithClock sets the clock used for timestamps and idempotency windows.
 func WithClock(now func() time.Time) TasksOption {
 	return func(t *Tasks) { t.now = now }
 }
 
 // NewTasks returns a task store over rdb.
 func NewTasks(rdb redis.UniversalClient, opts ...TasksOption) *Tasks {
-	t := &Tasks{rdb: rdb, maxTasks: DefaultMaxTasks, now: time.Now}
+	t := &Tasks{rdb: rdb, maxTasks: DefaultMaxTasks, maxBytes: DefaultMaxBytes, maxKeys: MaxRememberedKeys, now: time.Now}
 	for _, o := range opts {
 		o(t)
 	}
@@ -155,6 +219,9 @@ func NewTasks(rdb redis.UniversalClient, opts ...TasksOption) *Tasks {
 // MaxTasks is how many tasks a tenant may hold.
 func (t *Tasks) MaxTasks() int { return t.maxTasks }
 
+// MaxBytes is a tenant's task storage budget in bytes.
+func (t *Tasks) MaxBytes() int64 { return t.maxBytes }
+
 type tenantKeys struct{ prefix string }
 
 func (k tenantKeys) item(id string) string { return k.prefix + "t:" + id }
@@ -162,6 +229,9 @@ func (k tenantKeys) all() string           { return k.prefix + "all" }
 func (k tenantKeys) open() string          { return k.prefix + "open" }
 func (k tenantKeys) done() string          { return k.prefix + "done" }
 func (k tenantKeys) seq() string           { return k.prefix + "seq" }
+func (k tenantKeys) bytes() string         { return k.prefix + "bytes" }
+func (k tenantKeys) idem() string          { return k.prefix + "idem" }
+func (k tenantKeys) idemExp() string       { return k.prefix + "idemexp" }
 
 func (k tenantKeys) byStatus(status string) string {
 	switch status {
@@ -226,6 +296,8 @@ func checkTitle(title string) (string, error) {
 		return "", invalid("title", "must not be empty")
 	case utf8.RuneCountInString(title) > MaxTitle:
 		return "", invalid("title", "must be at most %d characters", MaxTitle)
+	case len(title) > MaxTitleBytes:
+		return "", invalid("title", "must be at most %d bytes of UTF-8 (characters outside ASCII take 2 to 4 bytes each)", MaxTitleBytes)
 	case !utf8.ValidString(title) || strings.IndexFunc(title, unicode.IsControl) >= 0:
 		return "", invalid("title", "must be one line of text without control characters")
 	}
@@ -239,6 +311,8 @@ func checkNotes(notes string) (string, error) {
 	switch {
 	case utf8.RuneCountInString(notes) > MaxNotes:
 		return "", invalid("notes", "must be at most %d characters", MaxNotes)
+	case len(notes) > MaxNotesBytes:
+		return "", invalid("notes", "must be at most %d bytes of UTF-8 (characters outside ASCII take 2 to 4 bytes each)", MaxNotesBytes)
 	case !utf8.ValidString(notes) || strings.IndexFunc(notes, isBadControl) >= 0:
 		return "", invalid("notes", "must be text without control characters other than newlines and tabs")
 	}
@@ -262,20 +336,59 @@ func checkLimit(limit int) (int, error) {
 	return limit, nil
 }
 
+func checkKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen || strings.Trim(key, keyAlphabet) != "" {
+		return invalid("idempotency_key", "must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'", MaxKeyLen)
+	}
+	return nil
+}
+
+const keyAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+
+// taskDigest is a short hash of parts, unambiguous however they are split:
+// 128 bits in hex, enough to tell apart what one tenant sends.
+func taskDigest(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // Create adds an open task to the tenant's list.
 func (t *Tasks) Create(ctx context.Context, tid string, by Actor, title, notes string) (Task, error) {
+	c, err := t.create(ctx, tid, by, "", title, notes)
+	return c.Task, err
+}
+
+// CreateIdempotent is Create made safe to retry: a call with the key of an
+// earlier call by the same user (by.ID) within IdempotencyWindow creates
+// nothing and returns the task that call created, as it is now, with
+// Replayed set. If that task has been deleted since, the error is
+// ErrKeyReplayDeleted (and Created.Task.ID names it); if the earlier call
+// had a different title or notes, ErrKeyConflict. Key, task and byte count
+// are written by one script, so a retry after a lost reply finds the key
+// exactly when the task exists.
+func (t *Tasks) CreateIdempotent(ctx context.Context, tid string, by Actor, key, title, notes string) (Created, error) {
+	if err := checkKey(key); err != nil {
+		return Created{}, err
+	}
+	return t.create(ctx, tid, by, key, title, notes)
+}
+
+func (t *Tasks) create(ctx context.Context, tid string, by Actor, key, title, notes string) (Created, error) {
 	k, err := keysFor(tid)
 	if err != nil {
-		return Task{}, err
+		return Created{}, err
 	}
 	if by, err = checkActor(by); err != nil {
-		return Task{}, err
+		return Created{}, err
 	}
 	if title, err = checkTitle(title); err != nil {
-		return Task{}, err
+		return Created{}, err
 	}
 	if notes, err = checkNotes(notes); err != nil {
-		return Task{}, err
+		return Created{}, err
 	}
 	now := t.now().UTC()
 	task := Task{
@@ -283,26 +396,58 @@ func (t *Tasks) Create(ctx context.Context, tid string, by Actor, title, notes s
 		CreatedBy: by.ID, CreatedByName: by.Name, CreatedAt: now,
 		UpdatedBy: by.ID, UpdatedByName: by.Name, UpdatedAt: now,
 	}
+	var keyField, request string
+	if key != "" {
+		// Per user: another user's key never names this user's task.
+		keyField, request = taskDigest(by.ID, key), taskDigest(title, notes)
+	}
+	keys := []string{k.item(""), k.all(), k.open(), k.seq(), k.bytes(), k.idem(), k.idemExp()}
 	// An id collision is a 1-in-2^60 event per pair; retry rather than fail.
 	for range 3 {
 		task.ID = newID()
-		res, err := createScript.Run(ctx, t.rdb,
-			[]string{k.item(task.ID), k.all(), k.open(), k.seq()},
-			append([]any{t.maxTasks, task.ID}, taskFields(task)...)...,
-		).Int64()
+		keys[0] = k.item(task.ID)
+		reply, err := createScript.Run(ctx, t.rdb, keys,
+			append([]any{
+				t.maxTasks, t.maxBytes, task.ID, k.prefix,
+				keyField, request, now.UnixMilli(), now.Add(IdempotencyWindow).UnixMilli(), t.maxKeys,
+			}, taskFields(task)...)...,
+		).Slice()
 		if err != nil {
-			return Task{}, wrap("create task", err)
+			return Created{}, wrap("create task", err)
 		}
-		switch res {
+		code, _ := reply[0].(int64)
+		switch code {
 		case createdOK:
-			return task, nil
+			return Created{Task: task}, nil
+		case createdReplay:
+			old, err := parseTask(pairs(stringsOf(reply[1:])))
+			return Created{Task: old, Replayed: true}, err
+		case createdReplayDeleted:
+			id, _ := reply[1].(string)
+			return Created{Task: Task{ID: id}, Replayed: true}, fmt.Errorf("%w: task %s", ErrKeyReplayDeleted, id)
+		case createdKeyConflict:
+			return Created{}, ErrKeyConflict
 		case createdFull:
-			return Task{}, fmt.Errorf("%w: at most %d tasks per tenant", ErrLimit, t.maxTasks)
+			return Created{}, fmt.Errorf("%w: at most %d tasks per tenant", ErrLimit, t.maxTasks)
+		case createdOverBudget:
+			return Created{}, fmt.Errorf("%w: at most %d bytes per tenant", ErrStorageFull, t.maxBytes)
 		case createdDup:
 			continue
 		}
+		return Created{}, fmt.Errorf("store: create task: unexpected reply %v", reply[0])
 	}
-	return Task{}, errors.New("store: create task: could not find a free id")
+	return Created{}, errors.New("store: create task: could not find a free id")
+}
+
+// stringsOf keeps the string elements of a script's array reply.
+func stringsOf(vs []any) []string {
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Get returns one task of the tenant.
@@ -358,7 +503,11 @@ func (t *Tasks) List(ctx context.Context, tid string, q ListQuery) (Page, error)
 	if more {
 		entries = entries[:limit]
 	}
-	tasks, err := t.load(ctx, k, entries)
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i], _ = e.Member.(string)
+	}
+	tasks, err := t.load(ctx, k, ids)
 	if err != nil {
 		return Page{}, wrap("list tasks", err)
 	}
@@ -385,7 +534,9 @@ func filterStatus(tasks []Task, status string) []Task {
 }
 
 // Search returns the tenant's tasks whose title or notes contain query,
-// ignoring case, newest first. It reads at most SearchScanLimit tasks.
+// ignoring case, newest first. It reads only titles and notes to match, and
+// whole tasks only for matches; it stops after SearchScanLimit tasks or
+// once it has read SearchByteLimit bytes of text, whichever comes first.
 func (t *Tasks) Search(ctx context.Context, tid, query string, limit int) (SearchResult, error) {
 	k, err := keysFor(tid)
 	if err != nil {
@@ -402,50 +553,83 @@ func (t *Tasks) Search(ctx context.Context, tid, query string, limit int) (Searc
 		return SearchResult{}, err
 	}
 	needle := strings.ToLower(query)
-	res := SearchResult{Tasks: []Task{}}
+	var matched []string
+	complete, read := false, 0
+scan:
 	for start := 0; start < SearchScanLimit; start += scanBatch {
-		ids, err := t.rdb.ZRevRangeWithScores(ctx, k.all(), int64(start), int64(start+scanBatch-1)).Result()
+		ids, err := t.rdb.ZRevRange(ctx, k.all(), int64(start), int64(start+scanBatch-1)).Result()
 		if err != nil {
 			return SearchResult{}, wrap("search tasks", err)
 		}
-		batch, err := t.load(ctx, k, ids)
+		texts, err := t.texts(ctx, k, ids)
 		if err != nil {
 			return SearchResult{}, wrap("search tasks", err)
 		}
-		for i, task := range batch {
-			if !matches(task, needle) {
+		last := len(ids) < scanBatch // nothing older to look at
+		for i, text := range texts {
+			read += len(text[0]) + len(text[1])
+			if !contains(text, needle) {
 				continue
 			}
-			res.Tasks = append(res.Tasks, task)
-			if len(res.Tasks) == limit {
-				// Complete only if nothing is left to look at.
-				res.Complete = i == len(batch)-1 && len(ids) < scanBatch
-				return res, nil
+			matched = append(matched, ids[i])
+			if len(matched) == limit {
+				complete = last && i == len(ids)-1
+				break scan
 			}
 		}
-		if len(ids) < scanBatch {
-			res.Complete = true
-			return res, nil
+		if last {
+			complete = true
+			break
+		}
+		if read >= SearchByteLimit {
+			break
 		}
 	}
-	return res, nil
+	tasks, err := t.load(ctx, k, matched)
+	if err != nil {
+		return SearchResult{}, wrap("search tasks", err)
+	}
+	return SearchResult{Tasks: tasks, Complete: complete}, nil
 }
 
-func matches(task Task, lowerNeedle string) bool {
-	return strings.Contains(strings.ToLower(task.Title), lowerNeedle) ||
-		strings.Contains(strings.ToLower(task.Notes), lowerNeedle)
+func contains(text [2]string, lowerNeedle string) bool {
+	return strings.Contains(strings.ToLower(text[0]), lowerNeedle) ||
+		strings.Contains(strings.ToLower(text[1]), lowerNeedle)
 }
 
-// load reads the tasks named by index entries in one round trip, in order.
-// A task deleted since the index was read is skipped.
-func (t *Tasks) load(ctx context.Context, k tenantKeys, entries []redis.Z) ([]Task, error) {
-	if len(entries) == 0 {
+// texts reads the title and notes of each task named, in one round trip;
+// a task deleted since its id was read has empty ones.
+func (t *Tasks) texts(ctx context.Context, k tenantKeys, ids []string) ([][2]string, error) {
+	cmds := make([]*redis.SliceCmd, len(ids))
+	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, k.item(id), "title", "notes")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([][2]string, len(ids))
+	for i, c := range cmds {
+		v := c.Val()
+		if len(v) == 2 {
+			out[i][0], _ = v[0].(string)
+			out[i][1], _ = v[1].(string)
+		}
+	}
+	return out, nil
+}
+
+// load reads the tasks named in one round trip, in order. A task deleted
+// since its id was read is skipped.
+func (t *Tasks) load(ctx context.Context, k tenantKeys, ids []string) ([]Task, error) {
+	if len(ids) == 0 {
 		return []Task{}, nil
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(entries))
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, e := range entries {
-			id, _ := e.Member.(string)
+		for i, id := range ids {
 			cmds[i] = p.HGetAll(ctx, k.item(id))
 		}
 		return nil
@@ -453,7 +637,7 @@ func (t *Tasks) load(ctx context.Context, k tenantKeys, entries []redis.Z) ([]Ta
 	if err != nil {
 		return nil, err
 	}
-	tasks := make([]Task, 0, len(entries))
+	tasks := make([]Task, 0, len(ids))
 	for _, c := range cmds {
 		fields := c.Val()
 		if len(fields) == 0 {
@@ -486,16 +670,24 @@ func (t *Tasks) Update(ctx context.Context, tid, id string, by Actor, ch Change)
 	if err != nil {
 		return Task{}, err
 	}
-	args := append([]any{by.ID, by.Name, formatTime(t.now())}, sets...)
+	args := append([]any{by.ID, by.Name, formatTime(t.now()), t.maxBytes, k.prefix}, sets...)
 	reply, err := updateScript.Run(ctx, t.rdb,
-		[]string{k.item(id), k.open(), k.done()}, args...).StringSlice()
+		[]string{k.item(id), k.open(), k.done(), k.bytes(), k.all()}, args...).Result()
 	if errors.Is(err, redis.Nil) {
 		return Task{}, ErrNotFound
 	}
 	if err != nil {
 		return Task{}, wrap("update task", err)
 	}
-	return parseTask(pairs(reply))
+	switch v := reply.(type) {
+	case []any:
+		return parseTask(pairs(stringsOf(v)))
+	case int64:
+		if v == updatedOverBudget {
+			return Task{}, fmt.Errorf("%w: at most %d bytes per tenant", ErrStorageFull, t.maxBytes)
+		}
+	}
+	return Task{}, fmt.Errorf("store: update task: unexpected reply %v", reply)
 }
 
 // Complete marks a task done. Completing a done task changes nothing.
@@ -514,7 +706,7 @@ func (t *Tasks) Delete(ctx context.Context, tid, id string) (Task, error) {
 		return Task{}, err
 	}
 	reply, err := deleteScript.Run(ctx, t.rdb,
-		[]string{k.item(id), k.all(), k.open(), k.done()}, id).StringSlice()
+		[]string{k.item(id), k.all(), k.open(), k.done(), k.bytes()}, id).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return Task{}, ErrNotFound
 	}
@@ -553,20 +745,34 @@ func changeFields(ch Change) ([]any, error) {
 	return sets, nil
 }
 
-// taskFields lays a task out as hash field/value pairs (without id and seq,
-// which the create script sets).
+// storedFields are the fields of a task hash whose lengths count against
+// the byte budget, in the order taskFields lays them out. id and seq, of
+// bounded length, are part of TaskOverhead.
+var storedFields = []string{
+	"title", "notes", "status",
+	"createdBy", "createdByName", "createdAt",
+	"updatedBy", "updatedByName", "updatedAt",
+}
+
+// taskFields lays a task out as hash field/value pairs, one per
+// storedField (id and seq are set by the create script).
 func taskFields(task Task) []any {
-	return []any{
-		"title", task.Title,
-		"notes", task.Notes,
-		"status", task.Status,
-		"createdBy", task.CreatedBy,
-		"createdByName", task.CreatedByName,
-		"createdAt", formatTime(task.CreatedAt),
-		"updatedBy", task.UpdatedBy,
-		"updatedByName", task.UpdatedByName,
-		"updatedAt", formatTime(task.UpdatedAt),
+	values := map[string]string{
+		"title":         task.Title,
+		"notes":         task.Notes,
+		"status":        task.Status,
+		"createdBy":     task.CreatedBy,
+		"createdByName": task.CreatedByName,
+		"createdAt":     formatTime(task.CreatedAt),
+		"updatedBy":     task.UpdatedBy,
+		"updatedByName": task.UpdatedByName,
+		"updatedAt":     formatTime(task.UpdatedAt),
 	}
+	out := make([]any, 0, 2*len(storedFields))
+	for _, f := range storedFields {
+		out = append(out, f, values[f])
+	}
+	return out
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -593,44 +799,141 @@ func pairs(flat []string) map[string]string {
 	return m
 }
 
-// Results of createScript.
+// Results of createScript (the first element of its reply).
 const (
-	createdOK   = 1
-	createdFull = -1
-	createdDup  = -2
+	createdOK            = 1
+	createdReplay        = 2 // followed by the task's field/value pairs
+	createdFull          = -1
+	createdDup           = -2
+	createdReplayDeleted = -3 // followed by the id
+	createdKeyConflict   = -4
+	createdOverBudget    = -5
 )
 
-// createScript adds a task and its index entries if the tenant is under its
-// cap. KEYS: item, all, open, seq. ARGV: cap, id, field/value pairs.
-var createScript = redis.NewScript(`
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return -2 end
+// updatedOverBudget is updateScript's reply when the change would take the
+// tenant past its budget.
+const updatedOverBudget = -1
+
+// luaBudget defines what every script that changes a task's size shares:
+//
+//   - stored(key): what a stored task counts for, TaskOverhead plus the
+//     lengths of its storedFields as Redis holds them (HSTRLEN), or 0 if
+//     there is no such task.
+//   - used(bytes, all, prefix): the tenant's count. When the count is
+//     missing (tasks written before there was one, or none yet) it sums
+//     the tasks in the all index, at most the task cap, and keeps the sum.
+//
+// Creates and updates add what they are about to store, computed from the
+// same lengths (a value's length is its HSTRLEN once stored), so that the
+// count always equals the sum of stored(task). Item keys built from the
+// prefix share the tenant's hash tag, so they are in the script's slot.
+var luaBudget = fmt.Sprintf(`
+local FIELDS = {%s}
+local function stored(key)
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  local n = %d
+  for _, f in ipairs(FIELDS) do n = n + redis.call('HSTRLEN', key, f) end
+  return n
+end
+local function used(bytes, all, prefix)
+  local n = redis.call('GET', bytes)
+  if n then return tonumber(n) end
+  n = 0
+  for _, id in ipairs(redis.call('ZRANGE', all, 0, -1)) do
+    n = n + stored(prefix .. 't:' .. id)
+  end
+  redis.call('SET', bytes, n)
+  return n
+end
+`, luaList(storedFields), TaskOverhead)
+
+func luaList(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = "'" + n + "'"
+	}
+	return strings.Join(quoted, ", ")
+}
+
+// createScript adds a task and its index entries if the tenant is under
+// its task cap and byte budget, and remembers the idempotency key if one
+// is given; a remembered key returns what the earlier call created
+// instead. Expired keys are forgotten a hundred at a time, and the oldest
+// when the most it keeps would be passed, so the keys stay bounded.
+// KEYS: item, all, open, seq, bytes, idem, idemexp.
+// ARGV: 1 task cap, 2 byte budget, 3 id, 4 key prefix, 5 h(oid, key) or
+// "", 6 h(title, notes), 7 now (ms), 8 key expiry (ms), 9 keys kept at
+// most, 10… field/value pairs (storedFields).
+// Returns {code, …}: see the created* constants.
+var createScript = redis.NewScript(luaBudget + `
+local key = ARGV[5]
+if key ~= '' then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[7], 'LIMIT', 0, 100)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[6], unpack(old))
+    redis.call('ZREM', KEYS[7], unpack(old))
+  end
+  local seen = redis.call('HGET', KEYS[6], key)
+  if seen then
+    local id, request = string.match(seen, '^(%S+) (%S+)$')
+    if request ~= ARGV[6] then return {-4} end
+    local task = redis.call('HGETALL', ARGV[4] .. 't:' .. id)
+    if #task == 0 then return {-3, id} end
+    return {2, unpack(task)}
+  end
+end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return {-1} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-2} end
+local size = ` + strconv.Itoa(TaskOverhead) + `
+for i = 11, #ARGV, 2 do size = size + #ARGV[i] end
+if used(KEYS[5], KEYS[2], ARGV[4]) + size > tonumber(ARGV[2]) then return {-5} end
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'id', ARGV[2], 'seq', seq, unpack(ARGV, 3))
-redis.call('ZADD', KEYS[2], seq, ARGV[2])
-redis.call('ZADD', KEYS[3], seq, ARGV[2])
-return 1
+redis.call('HSET', KEYS[1], 'id', ARGV[3], 'seq', seq, unpack(ARGV, 10))
+redis.call('ZADD', KEYS[2], seq, ARGV[3])
+redis.call('ZADD', KEYS[3], seq, ARGV[3])
+redis.call('INCRBY', KEYS[5], size)
+if key ~= '' then
+  local over = redis.call('ZCARD', KEYS[7]) - tonumber(ARGV[9]) + 1
+  if over > 0 then
+    local oldest = redis.call('ZPOPMIN', KEYS[7], over)
+    for i = 1, #oldest, 2 do redis.call('HDEL', KEYS[6], oldest[i]) end
+  end
+  redis.call('HSET', KEYS[6], key, ARGV[3] .. ' ' .. ARGV[6])
+  redis.call('ZADD', KEYS[7], ARGV[8], key)
+end
+return {1}
 `)
 
 // updateScript sets the given fields of an existing task, moves it between
-// the status indexes, and stamps who changed it if anything changed.
-// KEYS: item, open, done. ARGV: updatedBy, updatedByName, updatedAt,
-// field/value pairs. Returns nil if the task does not exist, else the task.
-var updateScript = redis.NewScript(`
+// the status indexes, and stamps who changed it if anything changed. A
+// change that makes the task bigger must fit the tenant's budget; one that
+// makes it smaller always may.
+// KEYS: item, open, done, bytes, all. ARGV: updatedBy, updatedByName,
+// updatedAt, byte budget, key prefix, field/value pairs. Returns nil if
+// the task does not exist, -1 if over budget, else the task.
+var updateScript = redis.NewScript(luaBudget + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local changed = false
-local status = nil
-for i = 4, #ARGV, 2 do
+local sets, delta, status = {}, 0, nil
+local function set(field, value)
+  sets[#sets + 1] = field
+  sets[#sets + 1] = value
+  delta = delta + #value - redis.call('HSTRLEN', KEYS[1], field)
+end
+for i = 6, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   if redis.call('HGET', KEYS[1], field) ~= value then
-    changed = true
-    redis.call('HSET', KEYS[1], field, value)
+    set(field, value)
     if field == 'status' then status = value end
   end
 end
-if changed then
-  redis.call('HSET', KEYS[1], 'updatedBy', ARGV[1], 'updatedByName', ARGV[2], 'updatedAt', ARGV[3])
-end
+if #sets == 0 then return redis.call('HGETALL', KEYS[1]) end
+set('updatedBy', ARGV[1])
+set('updatedByName', ARGV[2])
+set('updatedAt', ARGV[3])
+if delta > 0 and used(KEYS[4], KEYS[5], ARGV[5]) + delta > tonumber(ARGV[4]) then return -1 end
+redis.call('HSET', KEYS[1], unpack(sets))
+-- A missing count is summed when next needed, from what is stored then.
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBY', KEYS[4], delta) end
 if status then
   local id = redis.call('HGET', KEYS[1], 'id')
   local seq = redis.call('HGET', KEYS[1], 'seq')
@@ -642,15 +945,17 @@ end
 return redis.call('HGETALL', KEYS[1])
 `)
 
-// deleteScript removes a task and its index entries.
-// KEYS: item, all, open, done. ARGV: id. Returns nil if the task does not
-// exist, else the task as it was.
-var deleteScript = redis.NewScript(`
+// deleteScript removes a task and its index entries, and gives back what it
+// counted for. KEYS: item, all, open, done, bytes. ARGV: id. Returns nil
+// if the task does not exist, else the task as it was.
+var deleteScript = redis.NewScript(luaBudget + `
 local task = redis.call('HGETALL', KEYS[1])
 if #task == 0 then return false end
+local size = stored(KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], size) end
 return task
 `)

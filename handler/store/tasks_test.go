@@ -27,9 +27,14 @@ var (
 
 func ptr[T any](v T) *T { return &v }
 
+// newTasks returns a task store over a test Redis whose scripts are
+// checked to stay in one hash slot each.
 func newTasks(t *testing.T, opts ...store.TasksOption) (*store.Tasks, *redis.Client) {
 	t.Helper()
 	rdb := storetest.Redis(t)
+	slots := &storetest.Slots{}
+	rdb.AddHook(slots)
+	t.Cleanup(func() { slots.Check(t) })
 	return store.NewTasks(rdb, opts...), rdb
 }
 

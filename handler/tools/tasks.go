@@ -32,14 +32,21 @@ type taskHandlers struct {
 
 func taskTools(d Deps) []Tool {
 	h := taskHandlers{tasks: d.Tasks}
+	create := newTool(createTaskDef(), authz.Write, h.withStore(h.create))
+	create.Unavailable = "A service this tool needs did not answer in time, so the task may have been created. " +
+		"Check with list_tasks before creating it again; calling create_task again with the same idempotency_key " +
+		"will not create a second one."
+	del := newTool(deleteTaskDef(), authz.Write, h.withStore(h.delete))
+	del.Unavailable = "A service this tool needs did not answer in time, so the task may or may not have been deleted. " +
+		"Check with get_task; calling delete_task again with the same id is safe."
 	return []Tool{
 		newTool(listTasksDef(), authz.Read, h.withStore(h.list)),
 		newTool(getTaskDef(), authz.Read, h.withStore(h.get)),
 		newTool(searchTasksDef(), authz.Read, h.withStore(h.search)),
-		newTool(createTaskDef(), authz.Write, h.withStore(h.create)),
+		create,
 		newTool(updateTaskDef(), authz.Write, h.withStore(h.update)),
 		newTool(completeTaskDef(), authz.Write, h.withStore(h.complete)),
-		newTool(deleteTaskDef(), authz.Write, h.withStore(h.delete)),
+		del,
 	}
 }
 
@@ -91,13 +98,26 @@ func statusArg(description string, opts ...mcp.PropertyOption) mcp.ToolOption {
 
 func titleArg(opts ...mcp.PropertyOption) mcp.ToolOption {
 	return mcp.WithString("title", append([]mcp.PropertyOption{
-		mcp.Description("Short title, one line"), mcp.MinLength(1), mcp.MaxLength(store.MaxTitle),
+		mcp.Description(fmt.Sprintf("Short title, one line: at most %d characters and %d bytes of UTF-8",
+			store.MaxTitle, store.MaxTitleBytes)),
+		mcp.MinLength(1), mcp.MaxLength(store.MaxTitle),
 	}, opts...)...)
 }
 
 func notesArg() mcp.ToolOption {
-	return mcp.WithString("notes", mcp.Description("Free-text notes; may span lines"),
+	return mcp.WithString("notes",
+		mcp.Description(fmt.Sprintf("Free-text notes; may span lines. At most %d characters and %d bytes of UTF-8 "+
+			"(characters outside ASCII take 2 to 4 bytes each)", store.MaxNotes, store.MaxNotesBytes)),
 		mcp.MaxLength(store.MaxNotes))
+}
+
+func idempotencyKeyArg() mcp.ToolOption {
+	return mcp.WithString("idempotency_key",
+		mcp.Description(fmt.Sprintf("A key you choose for this one task, such as a UUID: 1 to %d characters of "+
+			"A-Z, a-z, 0-9, '.', '_', ':' and '-'. If a call fails or times out, call again with the same key "+
+			"and arguments: for %d hours, you get the task the first call created instead of a second one. "+
+			"Use a new key for each new task.", store.MaxKeyLen, int(store.IdempotencyWindow.Hours()))),
+		mcp.MinLength(1), mcp.MaxLength(store.MaxKeyLen), mcp.Pattern(`^[A-Za-z0-9._:-]+$`))
 }
 
 func listTasksDef() mcp.Tool {
@@ -124,8 +144,9 @@ func getTaskDef() mcp.Tool {
 func searchTasksDef() mcp.Tool {
 	return define("search_tasks", "Search tasks",
 		fmt.Sprintf("Finds your organisation's tasks whose title or notes contain the query, "+
-			"ignoring case, newest first. Looks at the %d newest tasks at most; "+
-			"complete is false when there may be more matches.", store.SearchScanLimit),
+			"ignoring case, newest first. Looks at the %d newest tasks at most, and stops once it has read "+
+			"%d MiB of titles and notes; complete is false when there may be more matches.",
+			store.SearchScanLimit, store.SearchByteLimit>>20),
 		readOnly(),
 		mcp.WithString("query", mcp.Required(), mcp.Description("Text to look for"),
 			mcp.MinLength(1), mcp.MaxLength(store.MaxQuery)),
@@ -139,9 +160,10 @@ func searchTasksDef() mcp.Tool {
 
 func createTaskDef() mcp.Tool {
 	return define("create_task", "Create a task",
-		"Adds an open task to your organisation's task list.",
+		"Adds an open task to your organisation's task list. "+
+			"Pass an idempotency_key so that calling again after a failure or timeout cannot create the task twice.",
 		hints{},
-		titleArg(mcp.Required()), notesArg(), outputSchema(taskSchema()))
+		titleArg(mcp.Required()), notesArg(), idempotencyKeyArg(), outputSchema(taskSchema()))
 }
 
 func updateTaskDef() mcp.Tool {
@@ -210,11 +232,26 @@ func (h taskHandlers) search(ctx context.Context, call Call, a args) (*mcp.CallT
 func (h taskHandlers) create(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
 	title, _ := a.str("title")
 	notes, _ := a.str("notes")
-	task, err := h.tasks.Create(ctx, call.Principal.TenantID, actor(call), title, notes)
-	if err != nil {
-		return h.failed("create task", "", err)
+	key, ok := a.str("idempotency_key")
+	if !ok {
+		task, err := h.tasks.Create(ctx, call.Principal.TenantID, actor(call), title, notes)
+		if err != nil {
+			return h.failed("create task", "", err)
+		}
+		return taskResult("Created", task), nil
 	}
-	return taskResult("Created", task), nil
+	c, err := h.tasks.CreateIdempotent(ctx, call.Principal.TenantID, actor(call), key, title, notes)
+	switch {
+	case errors.Is(err, store.ErrKeyReplayDeleted):
+		return Errorf("An earlier create_task call with this idempotency_key created task %s, which has since been deleted; "+
+			"nothing was created. To create the task again, use a new idempotency_key.", c.Task.ID), nil
+	case err != nil:
+		return h.failed("create task", "", err)
+	case c.Replayed:
+		return mcp.NewToolResultStructured(c.Task, "Task "+c.Task.ID+" was already created by an earlier call with this "+
+			"idempotency_key; nothing new was created.\n"+taskText(c.Task)), nil
+	}
+	return taskResult("Created", c.Task), nil
 }
 
 func (h taskHandlers) update(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
@@ -256,8 +293,26 @@ func (h taskHandlers) failed(doing, id string, err error) (*mcp.CallToolResult, 
 		return Errorf("task %s not found", id), nil
 	case errors.Is(err, store.ErrLimit):
 		return Errorf("your organisation already has the maximum of %d tasks; delete some first", h.tasks.MaxTasks()), nil
+	case errors.Is(err, store.ErrStorageFull):
+		return Errorf("Your organisation's task storage is full (%s of task data); nothing was changed. "+
+			"Delete tasks that are no longer needed, or shorten notes, to make room.", sizeText(h.tasks.MaxBytes())), nil
+	case errors.Is(err, store.ErrKeyConflict):
+		return Errorf("This idempotency_key was already used to create a task with a different title or notes; " +
+			"nothing was created. Use a new idempotency_key for a new task."), nil
 	}
 	return nil, fmt.Errorf("%s: %w", doing, err)
+}
+
+// sizeText writes a byte count the way settings give it: MiB or KiB when
+// whole.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // actor is the caller as recorded on tasks they change.

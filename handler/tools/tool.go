@@ -21,12 +21,46 @@ type Tool struct {
 	Def  mcp.Tool
 	Need authz.Need // zero means nobody may see or run it
 	Run  Handler
+	// Unavailable is the tool's own message for a call that failed because
+	// a service it needs did not answer (store.ErrUnavailable). For a write
+	// that means its outcome is unknown: Redis may have run it and lost only
+	// the reply. Empty: UnavailableText's default for the tool's hints.
+	Unavailable string
+}
+
+// Messages for a call whose service did not answer, by what the tool does.
+const (
+	// A read changed nothing, so trying again is all there is to do.
+	UnavailableRead = "A service this tool needs is unavailable right now. Try again in a moment."
+	// An idempotent write may have happened; repeating it is harmless.
+	UnavailableIdempotent = "A service this tool needs did not answer in time, so the change may or may not have been made. " +
+		"Calling this tool again with the same arguments is safe: it will not make the change twice."
+	// Any other write may have happened, and repeating it may repeat it.
+	UnavailableWrite = "A service this tool needs did not answer in time, so the change may or may not have been made. " +
+		"Check whether it was before calling this tool again: calling it again may make the change twice."
+)
+
+// UnavailableText is what a caller is told when a service the tool needs
+// did not answer: the tool's own message, else one that follows from its
+// hints. A tool that does not say it is read-only or idempotent is treated
+// as neither, as MCP's defaults for those hints are false.
+func (t Tool) UnavailableText() string {
+	a := t.Def.Annotations
+	switch {
+	case t.Unavailable != "":
+		return t.Unavailable
+	case a.ReadOnlyHint != nil && *a.ReadOnlyHint:
+		return UnavailableRead
+	case a.IdempotentHint != nil && *a.IdempotentHint:
+		return UnavailableIdempotent
+	}
+	return UnavailableWrite
 }
 
 // Handler runs one call. A returned error is an internal failure: it is
 // logged and the caller gets a generic tool error (store.ErrUnavailable gets
-// a "try again" message). Problems the caller can fix (bad arguments, a task
-// that does not exist) are results with IsError set, made with Errorf.
+// the tool's UnavailableText). Problems the caller can fix (bad arguments, a
+// task that does not exist) are results with IsError set, made with Errorf.
 type Handler func(ctx context.Context, call Call) (*mcp.CallToolResult, error)
 
 // Call is what a tool sees of one invocation.
