@@ -109,8 +109,8 @@ func (p *pool) redeem(ctx context.Context, started time.Time, fn func(c confiden
 // and end it serves a single user's cache; the pool guarantees no other
 // call uses it meanwhile.
 type userCache struct {
-	sessions *store.Sessions
-	log      *slog.Logger
+	sessions  *store.Sessions
+	log       *slog.Logger
 	user      string      // home account id the call is for; may be learnt from hints
 	notBefore time.Time   // a revocation at or after this refuses the call
 	memo      []byte      // the user's cache as loaded or exported during this call
