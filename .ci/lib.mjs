@@ -199,6 +199,13 @@ export class Browser {
     return !!c && (c.has(name) || c.has(`__Host-${name}`));
   }
 
+  // hasCookieStarting reports whether a cookie whose name starts with
+  // prefix (after any __Host- prefix) is kept for origin.
+  hasCookieStarting(origin, prefix) {
+    const c = this.jar.get(origin);
+    return !!c && [...c.keys()].some((k) => k.replace(/^__Host-/, '').startsWith(prefix));
+  }
+
   // send navigates to url; from is the origin of the page the navigation
   // starts from (null for a URL the user's client opened).
   send(url, { method = 'GET', form = null, from = null } = {}) {

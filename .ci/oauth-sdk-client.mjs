@@ -230,8 +230,8 @@ async function runFlow(kind, docs) {
   const approve = await browser.submit(consent, form, { name: 'decision', value: 'approve' });
   check(approve.status === 302 || approve.status === 303,
     `POST /oauth/authorize (Allow) answered ${approve.status}, want a redirect to the account picker${pageSays(approve)}`);
-  check(browser.hasCookie(base, 'mcp-signin'), 'POST /oauth/authorize (Allow) set no mcp-signin cookie');
-  ok('Allow: 302 to the account picker, mcp-signin cookie set');
+  check(browser.hasCookieStarting(base, 'mcp-signin-'), 'POST /oauth/authorize (Allow) set no mcp-signin-* cookie (the sealed sign-in)');
+  ok('Allow: 302 to the account picker, the sign-in sealed in an mcp-signin-* cookie');
   const code = await signInAtPicker(browser, approve.location, provider, redirectUrl);
   check(browser.hasCookie(base, 'mcp-consent'), 'the completed sign-in set no mcp-consent cookie');
 

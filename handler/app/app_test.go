@@ -49,6 +49,11 @@ func newStackWith(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 // credentials, telemetry) once the stand-in runs.
 func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.Config, *devidp.Options), adjustApp func(*Options, *devidp.Server)) *stack {
 	t.Helper()
+	if c, ok := rdb.(*redis.Client); ok {
+		// Every script and transaction the whole handler sends stays in
+		// one hash slot (Azure Managed Redis, clustered).
+		storetest.Watch(t, c)
+	}
 	st := &stack{}
 	st.srv = httptest.NewUnstartedServer(nil)
 	st.base = "http://" + st.srv.Listener.Addr().String()

@@ -271,6 +271,8 @@ func TestLoginRefusesBadInput(t *testing.T) {
 		"?return_to=" + url.QueryEscape("http://127.0.0.1:9/return/../x"),
 		"?code_challenge=short&code_challenge_method=S256",
 		"?code_challenge=" + strings.Repeat("a", 43) + "&code_challenge_method=plain",
+		// return_to without PKCE: the code in that URL would be anyone's.
+		"?return_to=" + url.QueryEscape("http://127.0.0.1:9/return"),
 	} {
 		r := get(t, c, st.base+"/auth/login"+q)
 		if r.status != 400 || r.header.Get("Location") != "" {
