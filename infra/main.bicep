@@ -42,6 +42,20 @@ param principalType string = 'User'
 ])
 param redisKind string = 'managed'
 
+// Without persistence a Redis restart (maintenance, a failover without a
+// replica) loses every session, one-time code, remembered consent,
+// registration and task. Azure Managed Redis offers AOF (every second) and
+// RDB snapshots on the Balanced tier this deployment uses; AOF loses at most
+// about a second. Azure Cache for Redis (redisKind = cache) persists only on
+// Premium, which this deployment does not use: there the setting is ignored.
+@description('Azure Managed Redis data persistence: aof (append-only file, fsync every second), rdb (a snapshot every hour) or disabled.')
+@allowed([
+  'aof'
+  'rdb'
+  'disabled'
+])
+param redisPersistence string = 'aof'
+
 // Off by default, on purpose: purge protection cannot be turned off again, and
 // while it is on `azd down --purge` cannot purge the vault, so the same
 // environment name cannot be provisioned again until the soft-delete retention
@@ -143,6 +157,7 @@ module backing 'app/resources.bicep' = {
     principalId: principalId
     principalType: principalType
     redisKind: redisKind
+    redisPersistence: redisPersistence
     keyVaultPurgeProtection: keyVaultPurgeProtection
   }
 }

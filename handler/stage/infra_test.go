@@ -242,3 +242,33 @@ func TestOutputsFeedTheHooks(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisPersistsAndRefusesToEvict: Azure Managed Redis keeps its data
+// across restarts (AOF by default, an azd environment value), and never
+// evicts sign-in state to make room.
+func TestRedisPersistsAndRefusesToEvict(t *testing.T) {
+	files := readInfra(t)
+	redis := mustFile(t, files, "infra/app/redis.bicep")
+	for _, want := range []string{
+		"param persistence string = 'aof'",
+		"persistence: persistence == 'aof'",
+		"{ type: 'aof', frequency: '1s' }",
+		"evictionPolicy: 'NoEviction'",
+		"'maxmemory-policy': 'noeviction'",
+	} {
+		if !strings.Contains(redis, want) {
+			t.Errorf("infra/app/redis.bicep lacks %q", want)
+		}
+	}
+	// The choice flows from the azd environment down to the module.
+	chain := map[string]string{
+		"infra/main.parameters.json": `"redisPersistence": {` + "\n" + `      "value": "${REDIS_PERSISTENCE=aof}"`,
+		"infra/main.bicep":           "redisPersistence: redisPersistence",
+		"infra/app/resources.bicep":  "persistence: redisPersistence",
+	}
+	for file, want := range chain {
+		if !strings.Contains(mustFile(t, files, file), want) {
+			t.Errorf("%s does not pass the persistence choice on (%q)", file, want)
+		}
+	}
+}

@@ -11,6 +11,14 @@ targetScope = 'resourceGroup'
 ])
 param kind string = 'managed'
 
+@description('Azure Managed Redis data persistence: aof (fsync every second), rdb (hourly snapshots) or disabled. Azure Cache for Redis persists only on Premium, which is not used here.')
+@allowed([
+  'aof'
+  'rdb'
+  'disabled'
+])
+param persistence string = 'aof'
+
 param name string
 param location string
 param tags object
@@ -50,6 +58,12 @@ module managed 'br/public:avm/res/cache/redis-enterprise:0.5.1' = if (kind == 'm
       // those are sign-in state, refresh-handle chains and reuse tombstones,
       // and losing a tombstone would let a rotated handle's reuse go unnoticed.
       evictionPolicy: 'NoEviction'
+      // The module's tagged union (0.5.1, API 2025-07-01): AOF fsyncs every
+      // second, RDB snapshots hourly. Without it a restart loses every
+      // session, code, registration and task.
+      persistence: persistence == 'aof'
+        ? { type: 'aof', frequency: '1s' }
+        : persistence == 'rdb' ? { type: 'rdb', frequency: '1h' } : { type: 'disabled' }
       port: 10000
       accessPolicyAssignments: [
         {

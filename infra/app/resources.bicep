@@ -35,6 +35,14 @@ param principalType string = 'User'
 ])
 param redisKind string = 'managed'
 
+@description('Azure Managed Redis data persistence: aof, rdb or disabled.')
+@allowed([
+  'aof'
+  'rdb'
+  'disabled'
+])
+param redisPersistence string = 'aof'
+
 param keyVaultPurgeProtection bool = false
 
 var abbrs = loadJsonContent('../abbreviations.json')
@@ -207,6 +215,7 @@ module redis 'redis.bicep' = {
   name: 'redis'
   params: {
     kind: redisKind
+    persistence: redisPersistence
     name: redisKind == 'managed'
       ? '${abbrs.cacheRedisEnterprise}${resourceToken}'
       : '${abbrs.cacheRedis}${resourceToken}'
