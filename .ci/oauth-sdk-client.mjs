@@ -273,13 +273,20 @@ async function runFlow(kind, docs) {
   const extra = trail.slice(start).filter((e) => e.status === 401 || e.url === asMeta.token_endpoint);
   check(extra.length === 0, `tools/list with the refreshed token needed ${extra.map(show).join(', ')}`);
 
+  // The newest refresh token is used once more; then the first one comes
+  // back. Within 30 s of its rotation and before its successor was used it
+  // would be a retry after a lost reply (and get a successor); now it is
+  // reuse, and revokes the chain.
+  const third = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens2.refresh_token,
+    client_id: info.client_id, resource: mcpURL });
+  check(third.status === 200 && third.json?.refresh_token, `refreshing with the new refresh token answered ${third.status}`);
   const reuse = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens1.refresh_token,
     client_id: info.client_id, resource: mcpURL });
   expectInvalidGrant(reuse, 'the old (already used) refresh token');
-  const after = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokens2.refresh_token,
+  const after = await tokenRequest({ grant_type: 'refresh_token', refresh_token: third.json.refresh_token,
     client_id: info.client_id, resource: mcpURL });
-  expectInvalidGrant(after, 'the new refresh token after the old one was replayed');
-  ok('replaying the old refresh token: 400 invalid_grant, and the new one is revoked with it (400 invalid_grant)');
+  expectInvalidGrant(after, 'the newest refresh token after the old one was replayed');
+  ok('replaying the old refresh token once its successor was used: 400 invalid_grant, and the newest one is revoked with it (400 invalid_grant)');
 
   // 5. Start over in the same browser. The SDK's refresh fails with
   //    invalid_grant, it drops its tokens and sends the user to authorize
