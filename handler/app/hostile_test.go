@@ -417,11 +417,13 @@ func TestRevokeSessionsRacesLeaveNothingAlive(t *testing.T) {
 	st, entra := newTappedStack(t, rdb, func(_ *config.Config, o *devidp.Options) { o.AccessTokenLifetime = time.Minute })
 	reader, _ := devidp.DemoUser("reader")
 	admin := st.token(t, "admin")
-	oboKey, err := store.OBOKey(st.idp.TenantID(), reader.ObjectID)
+	obo := store.NewOBOTokens(rdb)
+	oboSlot, err := obo.SlotFor(st.idp.TenantID(), reader.ObjectID, "test-scopes")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tag := oboKey[strings.Index(oboKey, "{") : strings.Index(oboKey, "}")+1]
+	name := oboSlot.SealName()
+	tag := name[strings.Index(name, "{") : strings.Index(name, "}")+1]
 	const trials = 15
 	for trial := range trials {
 		var handles, codes, pending []string
@@ -436,11 +438,15 @@ func TestRevokeSessionsRacesLeaveNothingAlive(t *testing.T) {
 			pending = append(pending, st.startLogin(t, c, "reader", ""))
 			browsers = append(browsers, c)
 		}
-		// A token on behalf of the user, kept in Redis. (Put there by hand:
-		// MSAL calls the stand-in's one-minute tokens expired, which this test
-		// needs for refreshes to reach Entra; TestMyProfileOnBehalfOfTheCaller
-		// keeps a real one.)
-		if err := rdb.HSet(context.Background(), oboKey, "scope", "sealed token").Err(); err != nil {
+		// A token on behalf of the user, kept in Redis. (Put there through
+		// the store: MSAL calls the stand-in's one-minute tokens expired, which
+		// this test needs for refreshes to reach Entra; see
+		// TestOBOTokenIssuedDuringRevocationIsNotKept for a real one.)
+		_, ep, err := obo.Get(context.Background(), oboSlot)
+		if err == nil {
+			err = obo.Put(context.Background(), oboSlot, []byte("sealed token"), time.Hour, ep)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 
@@ -535,16 +541,16 @@ func (h *loseReplies) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// isRotation matches the script that moves a refresh chain on to a new
-// handle: two keys, the first a chain, and a new handle's digest as its
-// fourth argument (a look-up passes "").
+// isRotation matches the script that moves a refresh chain on to its
+// next handle (store's advanceScript): two keys, the first a chain, and
+// five arguments, the second the successor's digest.
 func isRotation(cmd redis.Cmder) bool {
 	args := cmd.Args()
-	if len(args) != 11 || (cmd.Name() != "evalsha" && cmd.Name() != "eval") {
+	if len(args) != 10 || (cmd.Name() != "evalsha" && cmd.Name() != "eval") {
 		return false
 	}
 	first, _ := args[3].(string)
-	next, _ := args[8].(string)
+	next, _ := args[6].(string)
 	return fmt.Sprint(args[2]) == "2" && strings.HasPrefix(first, "rt:") && len(next) == 64
 }
 
@@ -612,5 +618,85 @@ func TestLostRotationRepliesEndNoSession(t *testing.T) {
 		default:
 			t.Fatalf("OAuth refresh after a lost reply: %d %s", r.status, r.body)
 		}
+	}
+}
+
+// TestNeighbourJunkDoesNotLockOutGoodTokens: a client behind the same
+// address (a NAT, an IPv6 /48) sending made-up codes and refresh tokens
+// spends its address's budget of refused requests; a signed-in user's good
+// refresh, code exchange and OAuth token request from that address still
+// work.
+func TestNeighbourJunkDoesNotLockOutGoodTokens(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	const shared = "203.0.113.77"
+	_, tk := st.exchange(t, st.signIn(t, "reader"), "")
+	code := st.signIn(t, "writer")
+	id := st.register(t, "Neighbour", clientRedirect)
+	a := st.newAuthRequest(t, id)
+	got := st.authorize(t, browser(t), a, "all")
+	_, otk := st.redeem(t, a, got.Get("code"))
+
+	junkHandle := "0123456789abcdef." + strings.Repeat("A", 26) + "." + strings.Repeat("B", 26)
+	junkCode := "0123456789abcdef." + strings.Repeat("C", 43)
+	counts := map[int]int{}
+	for range 60 {
+		s, _ := st.refreshNoFatal(shared, junkHandle)
+		counts[s]++
+		s, _ = st.exchangeNoFatal(shared, junkCode)
+		counts[s]++
+	}
+	if counts[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("the neighbour's junk was never limited: %v", counts)
+	}
+	if s, _ := st.refreshNoFatal(shared, tk.RefreshToken); s != http.StatusOK {
+		t.Errorf("a good refresh from the shared address: %d", s)
+	}
+	if s, _ := st.exchangeNoFatal(shared, code); s != http.StatusOK {
+		t.Errorf("a good code exchange from the shared address: %d", s)
+	}
+	form := url.Values{"grant_type": {"refresh_token"}, "client_id": {id}, "refresh_token": {otk.RefreshToken}}
+	if r := send(t, http.DefaultClient, postFrom(shared, st.base+"/oauth/token", "application/x-www-form-urlencoded", form.Encode())); r.status != http.StatusOK {
+		t.Errorf("a good OAuth refresh from the shared address: %d %s", r.status, r.body)
+	}
+}
+
+// TestOBOTokenIssuedDuringRevocationIsNotKept: my_profile is at Entra
+// (slow) for an on-behalf-of token when revoke_sessions runs; the token it
+// gets is not kept.
+func TestOBOTokenIssuedDuringRevocationIsNotKept(t *testing.T) {
+	rdb := storetest.Redis(t)
+	st, entra := newTappedStack(t, rdb, nil)
+	reader, _ := devidp.DemoUser("reader")
+	obo := store.NewOBOTokens(rdb)
+	slot, err := obo.SlotFor(st.idp.TenantID(), reader.ObjectID, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := slot.SealName()
+	pattern := "obo:" + name[strings.Index(name, "{"):strings.Index(name, "}")+1] + "*"
+	token := st.token(t, "reader")
+	entra.delay.Store(int64(300 * time.Millisecond))
+	done := make(chan string)
+	go func() {
+		r := st.do(t, http.MethodPost, "/mcp", token, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"my_profile","arguments":{}}}`)
+		done <- string(r.body)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if text, isErr := callText(t, st.rpc(t, st.token(t, "admin"), `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"revoke_sessions","arguments":{"oid":"`+reader.ObjectID+`"}}}`)); isErr {
+		t.Fatalf("revoke_sessions: %s", text)
+	}
+	if body := <-done; !strings.Contains(body, "Rita Reader") {
+		t.Fatalf("my_profile: %s", body)
+	}
+	entra.delay.Store(0)
+	if left, _ := rdb.Keys(context.Background(), pattern).Result(); len(left) > 0 {
+		t.Fatalf("an on-behalf-of token issued during revoke_sessions was kept: %v", left)
+	}
+	// Afterwards a new token is kept again.
+	if text, isErr := callText(t, st.rpc(t, token, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"my_profile","arguments":{}}}`)); isErr {
+		t.Fatalf("my_profile after: %s", text)
+	}
+	if left, _ := rdb.Keys(context.Background(), pattern).Result(); len(left) != 1 {
+		t.Errorf("no on-behalf-of token kept after the revocation: %v", left)
 	}
 }

@@ -16,11 +16,6 @@ import (
 // Token serves POST /oauth/token: the authorization_code and refresh_token
 // grants for public clients.
 func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
-	// An address that keeps presenting bad codes or refresh tokens is
-	// refused before any work; good ones cost it nothing.
-	if !s.opts.SignIn.GuardFailures(w, r) {
-		return
-	}
 	form, ok := readForm(w, r)
 	if !ok {
 		return
@@ -87,8 +82,7 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 		var slow *signin.SlowDown
 		switch {
 		case errors.As(err, &ge):
-			s.opts.SignIn.CountFailure(r.Context(), r)
-			signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_grant", ge.Description)
+			s.opts.SignIn.RefuseGrant(w, r, ge.Description)
 		case errors.As(err, &slow):
 			signin.WriteSlowDown(w, slow)
 		case grant == "refresh_token":
@@ -187,7 +181,6 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values)
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {
 			// 400, not 401: no HTTP authentication scheme would help.
-			s.opts.SignIn.CountFailure(r.Context(), r)
 			signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_client", ce.Description)
 			return oauthclients.Client{}, false
 		}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/store"
@@ -27,66 +26,58 @@ type entry struct {
 	Expires time.Time `json:"exp"`
 }
 
-// slot is where one user's token for one set of scopes is kept: a field of
-// the user's hash, whose key store names (store.OBOKey), so that revoking
-// the user's sessions deletes their tokens too.
-type slot struct {
-	key, field string
-}
-
-// sealName is what the token is sealed under: a value copied to another
-// user's hash or scopes does not open.
-func (s slot) sealName() string { return s.key + ":" + s.field }
-
-// slotFor names the token of p for scopes. Entra compares scopes without
-// regard to case or order, so neither changes the field.
-func slotFor(p *entra.Principal, scopes []string) (slot, error) {
-	key, err := store.OBOKey(p.TenantID, p.ObjectID)
-	if err != nil {
-		return slot{}, fmt.Errorf("obo: %w", err)
-	}
+// slotFor names where the token of p for scopes is kept. Entra compares
+// scopes without regard to case or order, so neither changes the slot.
+func (c *Client) slotFor(p *entra.Principal, scopes []string) (store.OBOSlot, error) {
 	norm := make([]string, len(scopes))
 	for i, s := range scopes {
 		norm[i] = strings.ToLower(strings.TrimSpace(s))
 	}
 	slices.Sort(norm)
 	sum := sha256.Sum256([]byte(strings.Join(slices.Compact(norm), " ")))
-	return slot{key: key, field: hex.EncodeToString(sum[:])}, nil
+	at, err := c.tokens.SlotFor(p.TenantID, p.ObjectID, hex.EncodeToString(sum[:]))
+	if err != nil {
+		return store.OBOSlot{}, fmt.Errorf("obo: %w", err)
+	}
+	return at, nil
 }
 
-// cached returns the token kept under key if it is good for longer than the
-// margin. Any failure is a miss: the caller then asks Entra, so a Redis
-// outage or a rotated-away sealing key costs a round trip, not the call.
-func (c *Client) cached(ctx context.Context, at slot) (string, bool) {
-	sealed, err := c.rdb.HGet(ctx, at.key, at.field).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return "", false
-	}
+// cached returns the token kept in the slot if it is good for longer than
+// the margin, and the user's epoch as it was read with it (keep takes it
+// back, so that a revocation in between wins). Any failure is a miss: the
+// caller then asks Entra, so a Redis outage or a rotated-away sealing key
+// costs a round trip, not the call.
+func (c *Client) cached(ctx context.Context, at store.OBOSlot) (string, store.Epoch, bool) {
+	sealed, ep, err := c.tokens.Get(ctx, at)
 	if err != nil {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "obo: read token cache", slog.String("err", err.Error()))
-		return "", false
+		return "", ep, false
 	}
-	plain, err := c.ring.Open(at.sealName(), sealed)
+	if sealed == nil {
+		return "", ep, false
+	}
+	plain, err := c.ring.Open(at.SealName(), sealed)
 	if err != nil {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "obo: open cached token", slog.String("err", err.Error()))
-		return "", false
+		return "", ep, false
 	}
 	var e entry
 	if err := json.Unmarshal(plain, &e); err != nil || e.Token == "" {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "obo: cached token is not readable")
-		return "", false
+		return "", ep, false
 	}
-	// The TTL already ends the key before the margin; this check covers a
-	// Redis clock that runs behind ours.
+	// The hash lives as long as its longest-lived token; each token's own
+	// expiry, less the margin, is checked here.
 	if !c.now().Add(c.margin).Before(e.Expires) {
-		return "", false
+		return "", ep, false
 	}
-	return e.Token, true
+	return e.Token, ep, true
 }
 
 // keep stores token, sealed under its slot's name, until the margin before
-// it expires. A failure is logged, not returned: the caller has its token.
-func (c *Client) keep(ctx context.Context, at slot, token string, expires time.Time) {
+// it expires, unless the user's sessions were revoked since ep was read. A
+// failure is logged, not returned: the caller has its token.
+func (c *Client) keep(ctx context.Context, at store.OBOSlot, token string, expires time.Time, ep store.Epoch) {
 	ttl := expires.Sub(c.now()) - c.margin
 	if ttl < minTTL {
 		return
@@ -96,24 +87,18 @@ func (c *Client) keep(ctx context.Context, at slot, token string, expires time.T
 		c.log.LogAttrs(ctx, slog.LevelError, "obo: encode token for cache", slog.String("err", err.Error()))
 		return
 	}
-	sealed, err := c.ring.Seal(at.sealName(), plain)
+	sealed, err := c.ring.Seal(at.SealName(), plain)
 	if err != nil {
 		c.log.LogAttrs(ctx, slog.LevelError, "obo: seal token for cache", slog.String("err", err.Error()))
 		return
 	}
-	if err := keepScript.Run(ctx, c.rdb, []string{at.key}, at.field, sealed, ttl.Milliseconds()).Err(); err != nil {
+	switch err := c.tokens.Put(ctx, at, sealed, ttl, ep); {
+	case errors.Is(err, store.ErrRevoked):
+		c.log.LogAttrs(ctx, slog.LevelInfo, "obo: token not kept: the user's sessions were revoked meanwhile")
+	case err != nil:
 		c.log.LogAttrs(ctx, slog.LevelWarn, "obo: write token cache", slog.String("err", err.Error()))
 	}
 }
-
-// keepScript sets a field of the user's hash and keeps the hash as long as
-// its longest-lived token: each token's own expiry is checked on read.
-// KEYS: hash. ARGV: field, sealed entry, TTL (ms).
-var keepScript = redis.NewScript(`
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1
-`)
 
 // Forget deletes the kept token of p for scopes, for a caller whose
 // downstream API refused it (a 401 after the token was revoked), so that the
@@ -122,11 +107,11 @@ func (c *Client) Forget(ctx context.Context, p *entra.Principal, scopes []string
 	if p == nil {
 		return errors.New("obo: no principal")
 	}
-	at, err := slotFor(p, scopes)
+	at, err := c.slotFor(p, scopes)
 	if err != nil {
 		return err
 	}
-	if err := c.rdb.HDel(ctx, at.key, at.field).Err(); err != nil {
+	if err := c.tokens.Delete(ctx, at); err != nil {
 		return fmt.Errorf("%w: forget cached token: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -84,7 +84,7 @@ type Options struct {
 // concurrent use.
 type Client struct {
 	clientID string
-	rdb      redis.UniversalClient
+	tokens   *store.OBOTokens
 	ring     store.Sealer
 	margin   time.Duration
 	log      *slog.Logger
@@ -106,7 +106,7 @@ func New(opts Options) (*Client, error) {
 	}
 	c := &Client{
 		clientID: opts.ClientID,
-		rdb:      opts.Redis,
+		tokens:   store.NewOBOTokens(opts.Redis),
 		ring:     opts.Ring,
 		margin:   opts.ExpiryMargin,
 		log:      opts.Logger,
@@ -159,7 +159,7 @@ func (c *Client) Token(ctx context.Context, scopes []string) (string, error) {
 	if p == nil {
 		return "", errors.New("obo: no principal")
 	}
-	at, err := slotFor(p, scopes)
+	at, err := c.slotFor(p, scopes)
 	if err != nil {
 		return "", err
 	}
@@ -169,7 +169,8 @@ func (c *Client) Token(ctx context.Context, scopes []string) (string, error) {
 	if len(scopes) == 0 {
 		return "", errors.New("obo: no scopes")
 	}
-	if tok, ok := c.cached(ctx, at); ok {
+	tok, ep, ok := c.cached(ctx, at)
+	if ok {
 		return tok, nil
 	}
 	client := c.msal.get()
@@ -177,7 +178,7 @@ func (c *Client) Token(ctx context.Context, scopes []string) (string, error) {
 	if err != nil {
 		return "", classify(err, c.clientID, scopes)
 	}
-	c.keep(ctx, at, res.AccessToken, res.ExpiresOn)
+	c.keep(ctx, at, res.AccessToken, res.ExpiresOn, ep)
 	return res.AccessToken, nil
 }
 

@@ -197,11 +197,10 @@ func TestHappyPathAndCache(t *testing.T) {
 	if len(vals) != 1 {
 		t.Fatalf("Redis holds %d keys, want 1: %v", len(vals), vals)
 	}
-	want, _ := store.OBOKey(p.TenantID, p.ObjectID)
 	for kf, v := range vals {
 		k, field, _ := strings.Cut(kf, " ")
-		if k != want || len(field) != 64 {
-			t.Errorf("key %q field %q, want key %q", k, field, want)
+		if !strings.HasPrefix(k, "obo:{") || !strings.HasSuffix(k, "}:"+p.TenantID+"."+p.ObjectID) || len(field) != 64 {
+			t.Errorf("key %q field %q, want obo:{<tag>}:<tid>.<oid> and a scope digest", k, field)
 		}
 		noTokenIn(t, "Redis value", v, incoming, tok)
 		ttl := e.rdb.TTL(ctx, k).Val()

@@ -161,7 +161,8 @@ type Store struct {
 	kick   chan struct{}
 
 	mu       sync.Mutex
-	lastLoad time.Time // start of the last reload attempt
+	lastLoad time.Time     // start of the last reload attempt
+	flight   chan struct{} // closed when the reload for an unknown key under way ends
 }
 
 // New reads the secrets — from Key Vault when opts.VaultURI is set, with
@@ -299,15 +300,49 @@ func (s *Store) Seal(name string, plaintext []byte) ([]byte, error) {
 }
 
 // Open opens with the current ring (see seal.Ring.Open). When the value
-// was sealed with a key the ring lacks — likely a key another instance
-// already loaded — it asks for an early reload.
+// was sealed with a key the ring lacks, that is likely a key another
+// instance loaded first (a rotation in progress): Open reloads the vault
+// there and then, at most once per MinReloadGap, with concurrent callers
+// waiting for the same reload, and tries again. A key still unknown after
+// that has been removed, and Open fails with seal.ErrOpen: callers treat
+// such data as lost, not as an outage.
 func (s *Store) Open(name string, sealed []byte) ([]byte, error) {
 	ring := s.Ring()
 	plain, err := ring.Open(name, sealed)
-	if err != nil && s.load != nil && unknownKey(ring, sealed) {
-		s.RequestReload()
+	if err != nil && s.load != nil && unknownKey(ring, sealed) && s.reloadForUnknownKey() {
+		plain, err = s.Ring().Open(name, sealed)
 	}
 	return plain, err
+}
+
+// reloadForUnknownKey reloads the vault now, unless one was attempted
+// within MinReloadGap, and reports whether the ring may have changed. A
+// reload already under way is joined, not repeated.
+func (s *Store) reloadForUnknownKey() bool {
+	s.mu.Lock()
+	if f := s.flight; f != nil {
+		s.mu.Unlock()
+		<-f
+		return true
+	}
+	if time.Since(s.lastLoad) < s.opts.MinReloadGap {
+		s.mu.Unlock()
+		return false
+	}
+	f := make(chan struct{})
+	s.flight = f
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.flight = nil
+		s.mu.Unlock()
+		close(f)
+	}()
+	if err := s.Reload(context.Background()); err != nil {
+		s.log.Warn("reloading secrets for an unknown sealing key failed; keeping the last good values", "error", err.Error())
+		return false
+	}
+	return true
 }
 
 // unknownKey reports whether sealed names a key id (bytes 1-8 of the

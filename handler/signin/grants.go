@@ -107,7 +107,8 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.
 // /auth/refresh) and returns a fresh access token for the scope first
 // granted. Presenting a rotated handle revokes its chain, except within the
 // reuse grace after a rotation whose reply was lost (see
-// store.Sessions.Rotate). A user over their refresh limit gets a *SlowDown.
+// store.Sessions.PeekHandle), which gets the same successor again. A user
+// over their refresh limit gets a *SlowDown.
 func (s *Service) RefreshHandle(ctx context.Context, handle, clientID string) (Tokens, error) {
 	// Look first, get the token, rotate last: if Entra or the network fails
 	// in between, the client's handle still works and it can simply retry.
@@ -136,7 +137,9 @@ func (s *Service) RefreshHandle(ctx context.Context, handle, clientID string) (T
 		}
 		return Tokens{}, s.tokenError(ctx, "get access token for refresh", err)
 	}
-	next, _, err := s.opts.Sessions.Rotate(ctx, handle)
+	// The same successor for every rotation of this handle: a retry after a
+	// lost reply gets the handle the lost reply carried.
+	next, err := s.opts.Sessions.Advance(ctx, handle, rec)
 	if err != nil {
 		return Tokens{}, handleError(ctx, s.log, err)
 	}

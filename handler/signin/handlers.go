@@ -314,7 +314,7 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 		AuthCode     string `json:"auth_code"`
 		CodeVerifier string `json:"code_verifier"`
 	}
-	if !s.GuardFailures(w, r) || !s.readJSON(w, r, &req) {
+	if !s.readJSON(w, r, &req) {
 		return
 	}
 	if req.AuthCode == "" || len(req.AuthCode) > 128 || len(req.CodeVerifier) > 128 {
@@ -341,9 +341,6 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 // Refresh rotates a refresh handle and returns a fresh access token:
 // POST /auth/refresh {"refresh_token": "..."}.
 func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
-	if !s.GuardFailures(w, r) {
-		return
-	}
 	handle, ok := s.readHandle(w, r)
 	if !ok {
 		return
@@ -360,9 +357,6 @@ func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
 // revokes the handle's chain and deletes the user's MSAL cache. The answer
 // is the same whether or not the handle was valid (RFC 7009 §2.2).
 func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
-	if !s.GuardFailures(w, r) {
-		return
-	}
 	handle, ok := s.readHandle(w, r)
 	if !ok {
 		return
@@ -382,7 +376,6 @@ func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "signed out", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
 		s.event(ctx, "logout", rec.TenantID, rec.ObjectID)
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrHandleReused):
-		s.CountFailure(ctx, r)
 	default:
 		s.fail(w, r, "look up refresh handle", err)
 		return
@@ -440,8 +433,8 @@ func WriteTokens(w http.ResponseWriter, t Tokens) {
 	})
 }
 
-// grantFailure answers a failed grant: invalid_grant for a refusal (which
-// spends one of the address's refused requests), slow_down for a user over
+// grantFailure answers a failed grant: invalid_grant for a refusal (see
+// RefuseGrant), slow_down for a user over
 // their refresh limit, 503 for an outage, whose description is retryHint:
 // what the client may safely do about a write whose outcome is unknown.
 func (s *Service) grantFailure(w http.ResponseWriter, r *http.Request, doing string, err error, retryHint string) {
@@ -449,8 +442,7 @@ func (s *Service) grantFailure(w http.ResponseWriter, r *http.Request, doing str
 	var slow *SlowDown
 	switch {
 	case errors.As(err, &ge):
-		s.CountFailure(r.Context(), r)
-		WriteOAuthError(w, http.StatusBadRequest, "invalid_grant", ge.Description)
+		s.RefuseGrant(w, r, ge.Description)
 	case errors.As(err, &slow):
 		WriteSlowDown(w, slow)
 	default:

@@ -2,7 +2,6 @@ package signin
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -51,28 +50,19 @@ func (s *Service) allowPage(w http.ResponseWriter, r *http.Request, l *store.Lim
 	return ok
 }
 
-// GuardFailures refuses, with 429, a client address that has spent its
-// budget of refused codes and refresh tokens, before any work is done for
-// it. It only looks: CountFailure spends the budget.
-func (s *Service) GuardFailures(w http.ResponseWriter, r *http.Request) bool {
-	blocked, retry, err := s.opts.Limits.Failures.Blocked(r.Context(), clientip.KeyOf(r))
-	if err != nil {
-		// Looking failed (Redis): the request goes on, and CountFailure
-		// counts in process if it fails.
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "check failure budget failed", slog.String("err", err.Error()))
-		return true
-	}
-	if blocked {
+// RefuseGrant answers a refused code or refresh token: 400 invalid_grant,
+// and one of the client address's refused requests spent. An address that
+// has spent them all gets 429 instead, with Retry-After. Good tokens spend
+// nothing and are never refused for their address: people behind one NAT
+// or /48 are not locked out by a neighbour sending junk.
+func (s *Service) RefuseGrant(w http.ResponseWriter, r *http.Request, description string) {
+	ok, retry, _ := s.opts.Limits.Failures.Allow(r.Context(), clientip.KeyOf(r))
+	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(retry)))
 		WriteOAuthError(w, http.StatusTooManyRequests, "slow_down", "too many refused requests from this address; retry later")
-		return false
+		return
 	}
-	return true
-}
-
-// CountFailure spends one of the client address's refused requests.
-func (s *Service) CountFailure(ctx context.Context, r *http.Request) {
-	s.opts.Limits.Failures.Allow(ctx, clientip.KeyOf(r))
+	WriteOAuthError(w, http.StatusBadRequest, "invalid_grant", description)
 }
 
 // SlowDown is a grant refused because its user is over their refresh

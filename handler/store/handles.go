@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"strings"
@@ -59,6 +62,8 @@ func (s *Sessions) issue(ctx context.Context, rec HandleRecord, code string) (st
 	if rec.Created.IsZero() {
 		rec.Created = now.UTC()
 	}
+	rec.RotationKey = make([]byte, 32)
+	_, _ = rand.Read(rec.RotationKey) // never fails (crypto/rand panics on failure since Go 1.24)
 	chainID := rand.Text()
 	handle := newHandle(u.tag, chainID)
 	ck := u.chain(chainID)
@@ -123,120 +128,152 @@ if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[8
 return 1
 `)
 
-// Rotate exchanges a refresh handle for a new one of the same chain and
-// returns what the chain stands for. The old handle stops working, except
-// that within the reuse grace after its rotation, and while its successor
-// has not been used, it gets a new successor: the client lost the reply
-// that carried the first one. Any other return of a rotated handle revokes
-// the chain and returns ErrHandleReused; an unknown, expired or revoked
-// handle gets an error matching ErrNotFound. One round trip.
+// successor is the handle a chain moves on to from handle: an HMAC of the
+// handle under the chain's own key, so that every rotation of one handle,
+// a retry after a lost reply or a request that arrived late, leads to the
+// same successor and never forks the chain.
+func successor(tag, chainID string, key []byte, handle string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(handle))
+	return tag + "." + chainID + "." + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(mac.Sum(nil))[:handleSecretLen]
+}
+
+// Rotate exchanges a refresh handle for its successor and returns what the
+// chain stands for: PeekHandle, then Advance. Two round trips.
 func (s *Sessions) Rotate(ctx context.Context, handle string) (string, HandleRecord, error) {
-	tag, chainID, ok := splitHandle(handle)
-	if !ok {
-		return "", HandleRecord{}, errHandleNotFound
-	}
-	next := newHandle(tag, chainID)
-	rec, err := s.useHandle(ctx, "rotate handle", tag, chainID, handle, digest(next))
+	rec, err := s.PeekHandle(ctx, handle)
 	if err != nil {
 		return "", HandleRecord{}, err
 	}
-	return next, rec, nil
+	next, err := s.Advance(ctx, handle, rec)
+	return next, rec, err
 }
 
-// PeekHandle returns what a current handle stands for without rotating it,
-// so a caller can get a token first and Rotate only once that worked. Like
-// Rotate it accepts a rotated handle within the grace, and treats any other
-// rotated handle as reuse: it revokes the chain and returns ErrHandleReused.
-// One round trip.
+// PeekHandle returns what a handle stands for without rotating it, so a
+// caller can get a token first and Advance only once that worked.
+//
+// The chain's current handle is good. A rotated handle is good too within
+// the reuse grace after its rotation while its successor has not been used:
+// the client lost the reply that carried the successor, and Advance hands
+// it the same successor again. Any other rotated handle is reuse: the
+// chain is revoked and the error is ErrHandleReused. An unknown, expired or
+// revoked handle gets an error matching ErrNotFound. One round trip.
 func (s *Sessions) PeekHandle(ctx context.Context, handle string) (HandleRecord, error) {
 	tag, chainID, ok := splitHandle(handle)
 	if !ok {
 		return HandleRecord{}, errHandleNotFound
 	}
-	return s.useHandle(ctx, "look up handle", tag, chainID, handle, "")
-}
-
-// useHandle runs handleScript for a handle: it rotates to nextDigest, or
-// only looks when nextDigest is "".
-func (s *Sessions) useHandle(ctx context.Context, doing, tag, chainID, handle, nextDigest string) (HandleRecord, error) {
 	ck := chainKey(tag, chainID)
-	reply, err := handleScript.Run(ctx, s.rdb, []string{ck, epochKey(tag)},
-		digest(handle), s.now().UnixMilli(), ms(s.idleTTL), nextDigest, ms(s.grace), maxTombstones).Slice()
+	reply, err := lookScript.Run(ctx, s.rdb, []string{ck, epochKey(tag)},
+		digest(handle), s.now().UnixMilli(), ms(s.grace)).Slice()
 	if err != nil {
-		return HandleRecord{}, wrap(doing, err)
+		return HandleRecord{}, wrap("look up handle", err)
 	}
 	status, sealed := scriptReply(reply)
 	switch status {
-	case rotateOK:
-	case rotateReused:
-		return HandleRecord{}, fmt.Errorf("store: %s: %w", doing, ErrHandleReused)
+	case lookCurrent, lookRetry:
+	case lookReused:
+		return HandleRecord{}, fmt.Errorf("store: look up handle: %w", ErrHandleReused)
 	default:
 		return HandleRecord{}, errHandleNotFound
 	}
 	var rec HandleRecord
 	if err := s.openJSON(ck, []byte(sealed), &rec); err != nil {
-		return HandleRecord{}, fmt.Errorf("store: %s: %w", doing, err)
+		return HandleRecord{}, fmt.Errorf("store: look up handle: %w", err)
+	}
+	if len(rec.RotationKey) == 0 {
+		return HandleRecord{}, errors.New("store: look up handle: the chain has no rotation key")
 	}
 	return rec, nil
 }
 
-// Results of handleScript; 0 means there is no such handle.
+// Results of lookScript; 0 means there is no such handle.
 const (
-	rotateOK     = 1
-	rotateReused = 2
+	lookCurrent = 1
+	lookReused  = 2
+	lookRetry   = 3
 )
 
-// handleScript checks a presented handle and, given a new one, moves the
-// chain on to it. The handle moved away from becomes a tombstone naming
-// its successor and when it was rotated. A tombstoned handle coming back
-// within the grace, while its successor is still the chain's current
-// handle, is a retry after a lost reply: it counts as current, and both it
-// and the successor it never received then lead to the new handle, with
-// the grace still counted from the first rotation, so a thief and the
-// owner taking turns cannot stretch it. Any other tombstoned handle coming
-// back revokes the chain (reuse), whether rotating or only looking.
-// A chain past its end, or issued in an epoch that has ended, is deleted.
-// The new handle lives for the idle TTL but never past the end.
-// KEYS: chain, epochs.
-// ARGV: h(presented), now (Unix ms), idle TTL (ms), h(new) or "" to only
-// look, grace (ms), most tombstones kept.
-// Returns {0} unknown, {1, sealed record} valid (rotated if asked), {2} reuse (chain revoked).
-var handleScript = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[1], 'cur', 'exp', 'ep', 'u', 'data', 'old')
+// lookScript judges a presented handle. A chain past its end, or issued
+// in an epoch that has ended, is deleted. A rotated handle (a tombstone:
+// "<rotated ms> <h(successor)>") presented within the grace while its
+// successor is still current is a retry; any other is reuse, and revokes
+// the chain.
+// KEYS: chain, epochs. ARGV: h(presented), now (Unix ms), grace (ms).
+// Returns {0} unknown, {1, sealed record} current, {3, sealed record} a
+// retry within the grace, {2} reuse (chain revoked).
+var lookScript = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'cur', 'exp', 'ep', 'u', 'data')
 if not f[1] then return {0} end
 local now = tonumber(ARGV[2])
-local left = tonumber(f[2]) - now
-if left < 1 or tonumber(redis.call('HGET', KEYS[2], f[4]) or '0') ~= tonumber(f[3]) then
+if tonumber(f[2]) - now < 1 or tonumber(redis.call('HGET', KEYS[2], f[4]) or '0') ~= tonumber(f[3]) then
   redis.call('DEL', KEYS[1])
   return {0}
 end
-local presented = ARGV[1]
-local rotated = ARGV[2]
-if f[1] ~= presented then
-  local t = redis.call('HGET', KEYS[1], 't:' .. presented)
-  if not t then return {0} end
-  local at, succ = string.match(t, '^(%d+) (%x+)$')
-  if not (at and succ == f[1] and now - tonumber(at) < tonumber(ARGV[5])) then
-    redis.call('DEL', KEYS[1])
-    return {2}
-  end
-  rotated = at
+if f[1] == ARGV[1] then return {1, f[5]} end
+local t = redis.call('HGET', KEYS[1], 't:' .. ARGV[1])
+if not t then return {0} end
+local at, succ = string.match(t, '^(%d+) (%x+)$')
+if at and succ == f[1] and now - tonumber(at) < tonumber(ARGV[3]) then return {3, f[5]} end
+redis.call('DEL', KEYS[1])
+return {2}
+`)
+
+// Advance moves the chain of a handle that PeekHandle found good (rec is
+// what it returned) on to the handle's successor, and returns the
+// successor. It is idempotent: a handle already moved on to that same
+// successor, by a retry or by this very request arriving late, is left as
+// it is, even if the chain has moved further since (the caller then holds
+// a rotated handle, which PeekHandle judges when it comes back). Advance
+// never revokes: judging reuse is PeekHandle's. A chain that is gone gets
+// an error matching ErrNotFound. One round trip.
+func (s *Sessions) Advance(ctx context.Context, handle string, rec HandleRecord) (string, error) {
+	tag, chainID, ok := splitHandle(handle)
+	if !ok || len(rec.RotationKey) == 0 {
+		return "", errHandleNotFound
+	}
+	next := successor(tag, chainID, rec.RotationKey, handle)
+	n, err := advanceScript.Run(ctx, s.rdb, []string{chainKey(tag, chainID), epochKey(tag)},
+		digest(handle), digest(next), s.now().UnixMilli(), ms(s.idleTTL), maxTombstones).Int()
+	if err != nil {
+		return "", wrap("rotate handle", err)
+	}
+	if n != 1 {
+		return "", errHandleNotFound
+	}
+	return next, nil
+}
+
+// advanceScript moves a chain from a handle to its successor, leaving a
+// tombstone for the handle (when it was rotated, to what), keeping the
+// last tombstones only, and renewing the chain's idle TTL but never past
+// its end. A handle already moved on to this successor is success.
+// KEYS: chain, epochs. ARGV: h(handle), h(successor), now (Unix ms),
+// idle TTL (ms), most tombstones kept. Returns 1 done (or done before), 0
+// not (no chain, or the handle is not one of its recent ones).
+var advanceScript = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[1], 'cur', 'exp', 'ep', 'u', 'old')
+if not f[1] then return 0 end
+local left = tonumber(f[2]) - tonumber(ARGV[3])
+if left < 1 or tonumber(redis.call('HGET', KEYS[2], f[4]) or '0') ~= tonumber(f[3]) then
+  redis.call('DEL', KEYS[1])
+  return 0
 end
-if ARGV[4] ~= '' then
-  local old = {}
-  for d in string.gmatch(f[6] or '', '%x+') do table.insert(old, d) end
-  table.insert(old, f[1])
-  redis.call('HSET', KEYS[1], 'cur', ARGV[4], 't:' .. f[1], rotated .. ' ' .. ARGV[4])
-  if presented ~= f[1] then
-    redis.call('HSET', KEYS[1], 't:' .. presented, rotated .. ' ' .. ARGV[4])
-  end
-  while #old > tonumber(ARGV[6]) do
-    redis.call('HDEL', KEYS[1], 't:' .. table.remove(old, 1))
-  end
-  redis.call('HSET', KEYS[1], 'old', table.concat(old, ' '))
-  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(tonumber(ARGV[3]), left)))
+if f[1] ~= ARGV[1] then
+  local t = redis.call('HGET', KEYS[1], 't:' .. ARGV[1])
+  if t and string.match(t, ' (%x+)$') == ARGV[2] then return 1 end
+  return 0
 end
-return {1, f[5]}
+local old = {}
+for d in string.gmatch(f[5] or '', '%x+') do table.insert(old, d) end
+table.insert(old, ARGV[1])
+redis.call('HSET', KEYS[1], 'cur', ARGV[2], 't:' .. ARGV[1], ARGV[3] .. ' ' .. ARGV[2])
+while #old > tonumber(ARGV[5]) do
+  redis.call('HDEL', KEYS[1], 't:' .. table.remove(old, 1))
+end
+redis.call('HSET', KEYS[1], 'old', table.concat(old, ' '))
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.min(tonumber(ARGV[4]), left)))
+return 1
 `)
 
 // Revoke ends the chain of a handle, current or rotated (logout). It

@@ -107,30 +107,6 @@ func (l *Limiter) Allow(ctx context.Context, key string) (ok bool, retryAfter ti
 	return ok, retryAfter, nil
 }
 
-// Blocked reports, without counting anything, whether the next request for
-// key would be refused, and for how long. It reads one key and writes
-// none, so refusing a flood from a key that is over its limit costs Redis
-// nothing. When Redis cannot answer it asks the in-process count.
-func (l *Limiter) Blocked(ctx context.Context, key string) (bool, time.Duration, error) {
-	interval := l.interval.Microseconds()
-	wait, err := peekScript.Run(ctx, l.rdb, []string{l.prefix + digest(key)}, interval, interval*int64(l.burst)).Int64()
-	if err != nil {
-		ok, retry := l.local.peek(key, l.interval, l.burst, time.Now())
-		return !ok, retry, nil
-	}
-	return wait > 0, time.Duration(wait) * time.Microsecond, nil
-}
-
-// peekScript is gcraScript without the write. KEYS: bucket. ARGV: interval
-// (µs), burst × interval (µs). Returns µs to wait, ≤ 0 if allowed.
-var peekScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-return tat + tonumber(ARGV[1]) - now - tonumber(ARGV[2])
-`)
-
 func (l *Limiter) allowRedis(ctx context.Context, key string) (bool, time.Duration, error) {
 	interval := l.interval.Microseconds()
 	reply, err := gcraScript.Run(ctx, l.rdb, []string{l.prefix + digest(key)},
@@ -195,20 +171,6 @@ func (b *localBuckets) allow(key string, interval time.Duration, burst int, now 
 		return false, wait
 	}
 	b.tat[key] = next
-	return true, 0
-}
-
-// peek is allow without counting.
-func (b *localBuckets) peek(key string, interval time.Duration, burst int, now time.Time) (bool, time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	tat := b.tat[key]
-	if tat.Before(now) {
-		tat = now
-	}
-	if wait := tat.Add(interval).Sub(now) - interval*time.Duration(burst); wait > 0 {
-		return false, wait
-	}
 	return true, 0
 }
 

@@ -165,29 +165,3 @@ func TestLocalBucketsStayBounded(t *testing.T) {
 		t.Fatalf("%d local buckets, want at most 10000", n)
 	}
 }
-
-// TestLimiterBlocked: Blocked looks without counting, and agrees with Allow.
-func TestLimiterBlocked(t *testing.T) {
-	ctx := context.Background()
-	rdb := storetest.Redis(t)
-	l := store.NewLimiter(rdb, "peek", 1, time.Minute, 2)
-	for range 5 {
-		if blocked, _, err := l.Blocked(ctx, "k"); blocked || err != nil {
-			t.Fatalf("blocked before any request: %v %v", blocked, err)
-		}
-	}
-	if n := len(keys(t, rdb, "rl:peek:*")); n != 0 {
-		t.Fatalf("Blocked wrote %d keys", n)
-	}
-	l.Allow(ctx, "k")
-	l.Allow(ctx, "k")
-	blocked, wait, err := l.Blocked(ctx, "k")
-	if !blocked || err != nil || wait < 59*time.Second {
-		t.Fatalf("after the burst: %v %v %v", blocked, wait, err)
-	}
-	down := store.NewLimiter(storetest.Down(t), "peek", 1, time.Minute, 1)
-	down.Allow(ctx, "k")
-	if blocked, _, err := down.Blocked(ctx, "k"); !blocked || err != nil {
-		t.Errorf("in process: %v %v", blocked, err)
-	}
-}

@@ -125,6 +125,9 @@ type HandleRecord struct {
 	ClientID string `json:"clientId,omitempty"`
 	// Epoch is the user's epoch the chain was issued in.
 	Epoch Epoch `json:"epoch"`
+	// RotationKey derives each handle's successor (Advance); it never
+	// leaves the server, and is sealed with the rest of the record.
+	RotationKey []byte `json:"rk,omitempty"`
 }
 
 // Sessions keeps sign-in state in Redis: one-time codes, MSAL token caches,
@@ -148,12 +151,13 @@ type HandleRecord struct {
 //	                           alone, so a script that knows only a code's tag can check it);
 //	                           lives as long as anything issued in it
 //	rt:{T}:<chain>             hash of one refresh chain: cur = h(current handle),
-//	                           exp = absolute end (Unix ms), ep = epoch, data = sealed
-//	                           HandleRecord, t:<h(old handle)> = "<rotated ms> <h(successor)>"
+//	                           exp = absolute end (Unix ms), ep = epoch, u = user,
+//	                           data = sealed HandleRecord (with the key that derives
+//	                           successors), t:<h(old handle)> = "<rotated ms> <h(successor)>"
 //	                           for the last 32 rotations, old = their order;
 //	                           TTL = idle TTL, never past exp
 //	rtu:{T}:<tid>.<oid>        sorted set of the user's chain ids by exp; TTL = last exp
-//	obo:{T}:<tid>.<oid>        the user's on-behalf-of tokens (package obo); deleted by RevokeUser
+//	obo:{T}:<tid>.<oid>        the user's on-behalf-of tokens (OBOTokens); deleted by RevokeUser
 //	consent:<h(browser)>       hash h(what was approved) -> "<tid>.<oid> <expiry ms> <epoch>":
 //	                           the OAuth clients a user approved in one browser; TTL = last expiry
 //
@@ -271,17 +275,6 @@ func codeKey(tag, code string) string     { return "code:{" + tag + "}:" + diges
 func codeUsedKey(tag, code string) string { return "codeused:{" + tag + "}:" + digest(code) }
 func flowDoneKey(state string) string     { return "flowdone:" + digest(state) }
 func consentKey(browser string) string    { return "consent:" + digest(browser) }
-
-// OBOKey is the Redis key of a user's on-behalf-of tokens. Package obo owns
-// what it holds; it is named here because RevokeUser deletes it with the
-// rest of the user's keys, in one script.
-func OBOKey(tid, oid string) (string, error) {
-	u, err := keysOf(tid, oid)
-	if err != nil {
-		return "", err
-	}
-	return u.obo(), nil
-}
 
 func isTag(s string) bool {
 	return len(s) == tagLen && strings.Trim(s, "0123456789abcdef") == ""

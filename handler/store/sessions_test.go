@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -263,7 +264,7 @@ func TestRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != rec || h1 == h0 || !strings.HasPrefix(h1, chainID+".") {
+	if !sameRecord(got, rec) || h1 == h0 || !strings.HasPrefix(h1, chainID+".") {
 		t.Fatalf("rotated to %q with %+v", h1, got)
 	}
 	h2, _, err := s.Rotate(ctx, h1)
@@ -294,7 +295,7 @@ func TestPeekHandle(t *testing.T) {
 	h0, _, err := s.NewHandle(ctx, rec)
 	must(t, err)
 	for range 2 {
-		if got, err := s.PeekHandle(ctx, h0); err != nil || got != rec {
+		if got, err := s.PeekHandle(ctx, h0); err != nil || !sameRecord(got, rec) {
 			t.Fatalf("peek: %+v, %v; want %+v", got, err, rec)
 		}
 	}
@@ -358,39 +359,39 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestConcurrentRotate(t *testing.T) {
-	// Without a grace, a handle used twice at once is reuse: at most one
-	// rotation succeeds, and then the chain is revoked.
+	// A handle used many times at once leads to one successor whatever
+	// the interleaving: each use either gets that successor or (without a
+	// grace, once the handle was rotated) revokes the chain. There are
+	// never two live successors.
 	ctx := context.Background()
-	s, _ := newSessions(t, store.WithReuseGrace(0))
-	h, _, err := s.NewHandle(ctx, record(oidAlice))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wins atomic.Int32
-	var mu sync.Mutex
-	var next string
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Go(func() {
-			n, _, err := s.Rotate(ctx, h)
-			switch {
-			case err == nil:
-				wins.Add(1)
-				mu.Lock()
-				next = n
-				mu.Unlock()
-			case errors.Is(err, store.ErrHandleReused), errors.Is(err, store.ErrNotFound):
-			default:
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d rotations succeeded, want 1", wins.Load())
-	}
-	if _, _, err := s.Rotate(ctx, next); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("winner's handle after reuse: %v, want ErrNotFound", err)
+	for _, grace := range []time.Duration{0, 30 * time.Second} {
+		s, _ := newSessions(t, store.WithReuseGrace(grace))
+		h, _, err := s.NewHandle(ctx, record(oidAlice))
+		must(t, err)
+		var mu sync.Mutex
+		got := map[string]bool{}
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				n, _, err := s.Rotate(ctx, h)
+				switch {
+				case err == nil:
+					mu.Lock()
+					got[n] = true
+					mu.Unlock()
+				case errors.Is(err, store.ErrHandleReused), errors.Is(err, store.ErrNotFound):
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(got) > 1 {
+			t.Fatalf("grace %v: %d different successors of one handle", grace, len(got))
+		}
+		if grace > 0 && len(got) != 1 {
+			t.Fatalf("grace %v: no use of the handle got its successor", grace)
+		}
 	}
 }
 
@@ -757,6 +758,16 @@ func TestRememberedConsent(t *testing.T) {
 	}
 }
 
+// sameRecord reports whether a chain's record is want, apart from the
+// rotation key the store adds (which it must have).
+func sameRecord(got, want store.HandleRecord) bool {
+	if len(got.RotationKey) != 32 {
+		return false
+	}
+	got.RotationKey = nil
+	return reflect.DeepEqual(got, want)
+}
+
 // chainKeyOf is the Redis key of the chain a reference (from NewHandle)
 // names, as the store's key plan documents it.
 func chainKeyOf(chain string) string {
@@ -785,27 +796,34 @@ func TestReuseGrace(t *testing.T) {
 	}
 	t.Run("a lost reply is retried", func(t *testing.T) {
 		s, clock, h0 := setup(t)
-		_, _, err := s.Rotate(ctx, h0) // the reply carrying h1 is lost
+		h1, _, err := s.Rotate(ctx, h0) // the reply carrying h1 is lost
 		must(t, err)
 		clock.Add(10 * time.Second)
 		if _, err := s.PeekHandle(ctx, h0); err != nil {
 			t.Fatalf("peek within the grace: %v", err)
 		}
-		h2, _, err := s.Rotate(ctx, h0)
-		if err != nil {
-			t.Fatalf("retry within the grace: %v", err)
+		again, _, err := s.Rotate(ctx, h0)
+		if err != nil || again != h1 {
+			t.Fatalf("retry within the grace: %v; got a successor other than the lost one: %v", err, again != h1)
 		}
-		h3, _, err := s.Rotate(ctx, h2)
-		if err != nil {
-			t.Fatalf("the retry's handle: %v", err)
-		}
-		// Once the grace is over, the old handle is reuse again.
-		clock.Add(21 * time.Second)
+		h2, _, err := s.Rotate(ctx, h1)
+		must(t, err)
+		// Its successor used, the old handle is reuse again.
+		clock.Add(time.Second)
 		if _, _, err := s.Rotate(ctx, h0); !errors.Is(err, store.ErrHandleReused) {
-			t.Fatalf("after the grace: %v, want ErrHandleReused", err)
+			t.Fatalf("after its successor was used: %v, want ErrHandleReused", err)
 		}
-		if _, _, err := s.Rotate(ctx, h3); !errors.Is(err, store.ErrNotFound) {
+		if _, _, err := s.Rotate(ctx, h2); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("chain after reuse: %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("the grace ends", func(t *testing.T) {
+		s, clock, h0 := setup(t)
+		_, _, err := s.Rotate(ctx, h0)
+		must(t, err)
+		clock.Add(31 * time.Second)
+		if _, err := s.PeekHandle(ctx, h0); !errors.Is(err, store.ErrHandleReused) {
+			t.Fatalf("31 s after its rotation: %v, want ErrHandleReused", err)
 		}
 	})
 	t.Run("a used successor ends the grace", func(t *testing.T) {
@@ -822,20 +840,42 @@ func TestReuseGrace(t *testing.T) {
 			t.Errorf("chain after reuse: %v, want ErrNotFound", err)
 		}
 	})
-	t.Run("taking turns does not stretch the grace", func(t *testing.T) {
+	t.Run("a rotation that arrives late changes nothing", func(t *testing.T) {
+		// The first request's rotation is held in the network; the client
+		// retries and goes on with the successor; then the first rotation
+		// arrives. It must neither fork the chain nor revoke it.
 		s, clock, h0 := setup(t)
-		h1, _, err := s.Rotate(ctx, h0) // a thief's copy of h0
+		rec, err := s.PeekHandle(ctx, h0) // the first request, then held
 		must(t, err)
-		clock.Add(10 * time.Second)
-		h2, _, err := s.Rotate(ctx, h0) // the owner
+		h1, _, err := s.Rotate(ctx, h0) // the retry
 		must(t, err)
-		clock.Add(10 * time.Second)
-		if _, _, err = s.Rotate(ctx, h1); err != nil { // the thief again, within the first rotation's grace
-			t.Fatalf("h1 within the grace: %v", err)
+		clock.Add(5 * time.Second)
+		late, err := s.Advance(ctx, h0, rec) // the first request's rotation, late
+		if err != nil || late != h1 {
+			t.Fatalf("the late rotation: %v, same successor %v", err, late == h1)
 		}
-		clock.Add(11 * time.Second)
-		if _, _, err := s.Rotate(ctx, h2); !errors.Is(err, store.ErrHandleReused) {
-			t.Fatalf("31 s after the first rotation: %v, want ErrHandleReused", err)
+		h2, _, err := s.Rotate(ctx, h1)
+		must(t, err)
+		clock.Add(40 * time.Second)
+		if again, err := s.Advance(ctx, h0, rec); err != nil || again != h1 {
+			t.Fatalf("a rotation arriving after the chain moved on: %v (it names the same successor, and changes nothing)", err)
+		}
+		if _, _, err := s.Rotate(ctx, h2); err != nil {
+			t.Fatalf("the chain after the late rotations: %v", err)
+		}
+	})
+	t.Run("the grace is judged when the handle is presented", func(t *testing.T) {
+		// A retry presented within the grace whose rotation lands after it
+		// (Entra was slow in between) still succeeds.
+		s, clock, h0 := setup(t)
+		h1, _, err := s.Rotate(ctx, h0)
+		must(t, err)
+		clock.Add(29 * time.Second)
+		rec, err := s.PeekHandle(ctx, h0)
+		must(t, err)
+		clock.Add(5 * time.Second)
+		if next, err := s.Advance(ctx, h0, rec); err != nil || next != h1 {
+			t.Fatalf("rotation after the grace of a retry presented within it: %v", err)
 		}
 	})
 	t.Run("no grace", func(t *testing.T) {
@@ -860,9 +900,14 @@ func TestRevocationEpoch(t *testing.T) {
 	code := newCode(t, s, store.CodeRecord{TenantID: tenantA, ObjectID: oidAlice, Epoch: ep})
 	h, _, err := s.NewHandle(ctx, record(oidAlice))
 	must(t, err)
-	obo, err := store.OBOKey(tenantA, oidAlice)
+	obo := store.NewOBOTokens(rdb)
+	slot, err := obo.SlotFor(tenantA, oidAlice, "scopes")
 	must(t, err)
-	must(t, rdb.HSet(ctx, obo, "scope", "sealed").Err())
+	_, oboEpoch, err := obo.Get(ctx, slot)
+	must(t, err)
+	must(t, obo.Put(ctx, slot, []byte("sealed token"), time.Hour, oboEpoch))
+	_, inFlight, err := obo.Get(ctx, slot) // a lookup under way when the revocation runs
+	must(t, err)
 	bobHandle, _, err := s.NewHandle(ctx, record(oidBob))
 	must(t, err)
 
@@ -879,8 +924,11 @@ func TestRevocationEpoch(t *testing.T) {
 	if _, _, err := s.Rotate(ctx, h); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a chain from before: %v, want ErrNotFound", err)
 	}
-	if rdb.Exists(ctx, obo).Val() != 0 {
-		t.Error("the on-behalf-of tokens survived")
+	if sealed, _, err := obo.Get(ctx, slot); sealed != nil || err != nil {
+		t.Errorf("the on-behalf-of tokens survived: %v", err)
+	}
+	if err := obo.Put(ctx, slot, []byte("issued meanwhile"), time.Hour, inFlight); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("an on-behalf-of token from a lookup begun before the revocation: %v, want ErrRevoked", err)
 	}
 	rec := record(oidAlice)
 	rec.Epoch = ep
