@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
