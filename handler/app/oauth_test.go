@@ -806,3 +806,25 @@ func TestOAuthExtraRedirectSchemes(t *testing.T) {
 		t.Errorf("error for a cursor:// client: %d %q", r.status, r.header.Get("Location"))
 	}
 }
+
+// TestOAuthRequestTooLargeForTheSignIn: a request whose sign-in would not
+// fit in its cookie is refused before the consent page, not after the
+// user approved it.
+func TestOAuthRequestTooLargeForTheSignIn(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	long := "http://127.0.0.1:7777/" + strings.Repeat("p", 1900)
+	id := st.register(t, "Long", long)
+	a := st.newAuthRequest(t, id)
+	a.redirect = long
+	a.state = strings.Repeat("s", 1000)
+	r := get(t, browser(t), a.url(st.base))
+	q := clientLanding(t, r.header.Get("Location"), long)
+	if r.status != http.StatusFound || q.Get("error") != "invalid_request" || !strings.Contains(q.Get("error_description"), "too large") {
+		t.Fatalf("a request too large for the sign-in: %d %v", r.status, q)
+	}
+	// A request within bounds with the same client still works.
+	a.state = rand.Text()
+	if r := get(t, browser(t), a.url(st.base)); r.status != http.StatusOK {
+		t.Fatalf("the same client with a short state: %d", r.status)
+	}
+}

@@ -9,3 +9,6 @@ const (
 	MaxFetchesPerRequester = maxFetchesPerRequester
 	ReservedFetches        = reservedFetches
 )
+
+// SiteOf is siteOf (tests only).
+var SiteOf = siteOf

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/publicsuffix"
+
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
@@ -198,27 +200,39 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-// Bounds on the metadata documents fetched at once: in all, from one host
-// (case-insensitive host and port of the client_id URL), and started by
-// one requester. reservedFetches of all the slots serve only client ids
-// in the known-good set (maxKnownGood ids whose documents were last
-// fetched and valid), so that a flood of new, slow documents from many
-// requesters cannot stop a client we know from refreshing its document.
+// Bounds on the metadata documents fetched at once: in all, from one site
+// (siteOf), and started by one requester. reservedFetches of all the
+// slots serve only client ids in the known-good set (maxKnownGood ids
+// whose documents were last fetched and valid), so that a flood of new,
+// slow documents from many requesters cannot stop a client we know from
+// refreshing its document. Holding every unreserved slot takes
+// (maxConcurrentFetches-reservedFetches)/maxFetchesPerRequester addresses
+// and as many /maxFetchesPerHost registered domains.
 const (
-	maxConcurrentFetches   = 32
+	maxConcurrentFetches   = 64
 	maxFetchesPerHost      = 4
 	maxFetchesPerRequester = 2
-	reservedFetches        = 8
+	reservedFetches        = 16
 	maxKnownGood           = 1000
 )
 
-// hostOf is the host (and port) of a client_id URL already checked.
-func hostOf(clientID string) string {
+// siteOf is what the per-site cap counts a client_id URL by: its
+// registered domain (public suffix plus one label, so that wildcard DNS
+// under one domain is one site), or for an IP address the address (any
+// port).
+func siteOf(clientID string) string {
 	u, err := url.Parse(clientID)
 	if err != nil {
 		return ""
 	}
-	return strings.ToLower(u.Host)
+	host := strings.ToLower(u.Hostname())
+	if _, err := netip.ParseAddr(host); err == nil {
+		return host
+	}
+	if site, err := publicsuffix.EffectiveTLDPlusOne(host); err == nil {
+		return site
+	}
+	return host
 }
 
 // lookupDocument returns the client a Client ID Metadata Document URL
@@ -236,7 +250,7 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID, requester strin
 	// no cap.
 	call, ok := r.inflight[clientID]
 	if !ok {
-		host := hostOf(clientID)
+		host := siteOf(clientID)
 		if reason := r.fetchRefused(clientID, host, requester); reason != "" {
 			// A flood of distinct client_ids must not become a flood of
 			// outbound connections, and no one requester or slow host may
@@ -272,7 +286,7 @@ func (r *Registry) fetchRefused(clientID, host, requester string) string {
 	case r.inflightBy[requester] >= maxFetchesPerRequester:
 		return "this requester has too many metadata documents being fetched"
 	case r.inflightHosts[host] >= maxFetchesPerHost:
-		return "too many metadata documents are being fetched from this host"
+		return "too many metadata documents are being fetched from this site"
 	case len(r.inflight) >= slots:
 		return "too many metadata documents are being fetched already"
 	}

@@ -2,6 +2,7 @@ package oauthclients_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/internal/selfsigned"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/store"
@@ -23,7 +25,8 @@ import (
 )
 
 // fakeDNS answers for the test's host names only; nothing reaches real DNS.
-// The httptest certificate is valid for example.com and *.example.com.
+// The document server's certificate is valid for example.com,
+// *.example.com and *.test.
 type fakeDNS struct {
 	mu      sync.Mutex
 	hosts   map[string][]netip.Addr
@@ -95,6 +98,14 @@ func newDocServer(t *testing.T) *docServer {
 			d.conns.Add(1)
 		}
 	}
+	// Valid for example.com, *.example.com and *.test: the hosts of the
+	// per-site tests (h0.test, h1.test, ...) are sites of their own.
+	cert, _, err := selfsigned.New(selfsigned.Names{CommonName: "example.com",
+		DNS: []string{"example.com", "*.example.com", "*.test"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	d.srv.StartTLS()
 	t.Cleanup(func() {
 		d.releaseSlow()
@@ -510,7 +521,7 @@ func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 
 // host names h<i>.example.com on the loopback server.
 func (e *cimdEnv) host(i int) string {
-	h := fmt.Sprintf("h%d.example.com", i)
+	h := fmt.Sprintf("h%d.test", i)
 	e.dns.mu.Lock()
 	defer e.dns.mu.Unlock()
 	e.dns.hosts[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
@@ -771,4 +782,23 @@ func TestDocumentFetchTimeouts(t *testing.T) {
 		e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout, o.HeaderTimeout = total, step })
 		refusedInTime(t, e, e.docs.url(appHost, "/slow.json"))
 	})
+}
+
+// TestSiteOf: the per-site cap counts a registered domain once, however
+// many names wildcard DNS gives it, and an IP address once, whatever port.
+func TestSiteOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://a.evil.example.com/client.json":     "example.com",
+		"https://b.c.evil.example.com:8443/c.json":   "example.com",
+		"https://app.example.co.uk/client.json":      "example.co.uk",
+		"https://tenant.azurewebsites.net/client":    "tenant.azurewebsites.net",
+		"https://203.0.113.9:8443/client.json":       "203.0.113.9",
+		"https://203.0.113.9:9443/other.json":        "203.0.113.9",
+		"https://[2001:db8::1]:8443/client.json":     "2001:db8::1",
+		"https://Mixed.Case.Example.COM/client.json": "example.com",
+	} {
+		if got := oauthclients.SiteOf(in); got != want {
+			t.Errorf("siteOf(%s) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -176,7 +176,13 @@ func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect
 	if !ok {
 		return none, "invalid_scope", "scope must be " + s.opts.Scope
 	}
-	return signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}, "", ""
+	req := signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}
+	if !s.opts.SignIn.FitsInCookie(req) {
+		// The sign-in travels in a cookie (4 KiB): refused now, not after
+		// the user approved.
+		return none, "invalid_request", "the request is too large: client_id, redirect_uri and state together must stay under about 2.5 KiB"
+	}
+	return req, "", ""
 }
 
 // consentRequest is an authorization request waiting for the user's

@@ -150,3 +150,16 @@ func flowExpiry(v string) int64 {
 	}
 	return ms
 }
+
+// FitsInCookie reports whether the sign-in of an approved client request
+// would fit in its cookie, so that a request too large for one is refused
+// before the consent page, not after the user approved it.
+func (s *Service) FitsInCookie(c ClientRequest) bool {
+	filler := strings.Repeat("A", 43) // the size of a state, verifier and nonce
+	_, err := s.sealFlow(filler, flow{
+		Verifier: filler, Nonce: filler, ReturnTo: c.RedirectURI, ClientID: c.ClientID,
+		ClientState: c.State, ClientChallenge: c.Challenge, Scope: c.Scope,
+		ConsentUser: strings.Repeat("0", 73), Expires: time.Now().Add(flowTTL).UnixMilli(),
+	})
+	return err == nil
+}

@@ -133,7 +133,10 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, ok := s.openFlow(r, state, time.Now())
-	// A state is good for one try: the cookie goes whatever happens next.
+	// The browser drops the cookie whatever happens next, so it tries a
+	// state once. A script may resend the cookie: that costs Entra calls
+	// within this address's callback limit, and a sign-in still completes
+	// only once (MarkFlowDone).
 	s.flowCookie(state).Clear(w)
 	if !ok {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "sign-in callback refused: no sign-in in progress for this state in this browser")

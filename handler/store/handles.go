@@ -79,11 +79,26 @@ func (s *Sessions) issue(ctx context.Context, rec HandleRecord, code string) (st
 		}
 		keys = append(keys, codeUsedKey(tag, code))
 	}
-	res, err := issueScript.Run(ctx, s.rdb, keys,
+	reply, err := issueScript.Run(ctx, s.rdb, keys,
 		digest(handle), now.Add(s.lifetime).UnixMilli(), sealed, ms(min(s.idleTTL, s.lifetime)),
-		now.UnixMilli(), int64(rec.Epoch), chainID, ms(s.lifetime), u.id).Int()
+		now.UnixMilli(), int64(rec.Epoch), chainID, ms(s.lifetime), u.id, maxChainsPerUser).Slice()
 	if err != nil {
 		return "", "", wrap("issue handle", err)
+	}
+	res, _ := reply[0].(int64)
+	if len(reply) > 1 {
+		// Chains beyond the user's budget, oldest first, are out of the
+		// index: end them. If that fails they are still ended by the next
+		// revocation's epoch, and by their idle TTL.
+		var evicted []string
+		for _, v := range reply[1:] {
+			if id, ok := v.(string); ok && isRandText(id, chainIDLen) {
+				evicted = append(evicted, u.chain(id))
+			}
+		}
+		if len(evicted) > 0 {
+			s.rdb.Del(context.WithoutCancel(ctx), evicted...)
+		}
 	}
 	switch res {
 	case issuedOK:
@@ -104,16 +119,20 @@ func (s *Sessions) issue(ctx context.Context, rec HandleRecord, code string) (st
 // keeps the epoch alive as long as the chain may live, and, for a code's
 // redemption, records the chain on the code's tombstone; all only if the
 // user's epoch is still the one the chain was issued in.
+// A user keeps at most maxChainsPerUser chains: the oldest beyond it leave
+// the index and are returned for the caller to delete (their keys are not
+// declared here).
 // KEYS: chain, index, epochs[, code tombstone].
 // ARGV: h(first handle), exp (Unix ms), sealed record, TTL (ms), now (Unix ms),
-// epoch, chain id, lifetime (ms), user id.
+// epoch, chain id, lifetime (ms), user id, most chains per user.
+// Returns {status, evicted chain ids...}.
 var issueScript = redis.NewScript(`
-if tonumber(redis.call('HGET', KEYS[3], ARGV[9]) or '0') ~= tonumber(ARGV[6]) then return -3 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if tonumber(redis.call('HGET', KEYS[3], ARGV[9]) or '0') ~= tonumber(ARGV[6]) then return {-3} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 if KEYS[4] then
   local t = redis.call('GET', KEYS[4])
-  if not t then return -2 end
-  if t ~= '' then return -1 end
+  if not t then return {-2} end
+  if t ~= '' then return {-1} end
   redis.call('SET', KEYS[4], ARGV[7], 'XX', 'KEEPTTL')
 end
 redis.call('HSET', KEYS[1], 'cur', ARGV[1], 'exp', ARGV[2], 'ep', ARGV[6], 'u', ARGV[9], 'data', ARGV[3], 'old', '')
@@ -125,7 +144,15 @@ local ttl = tonumber(last[2]) - tonumber(ARGV[5])
 if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', KEYS[2], string.format('%.0f', ttl))
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[8]) end
-return 1
+local out = {1}
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[10])
+if over > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    table.insert(out, id)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+end
+return out
 `)
 
 // successor is the handle a chain moves on to from handle: an HMAC of the

@@ -29,6 +29,10 @@ const (
 	// rotated handle presented again is theft (or a bug) and revokes the
 	// chain; one older than the last 32 is merely unknown.
 	maxTombstones    = 32
+	// maxChainsPerUser bounds a user's live refresh chains (sign-ins):
+	// what a signed-in user can park in Redis. A new one past it ends the
+	// oldest.
+	maxChainsPerUser = 100
 	minSecretLen     = 22 // 128 bits in base64url; rand.Text gives 26 base32 characters (130 bits)
 	maxSecretLen     = 512
 	tagLen           = 16
@@ -156,7 +160,8 @@ type HandleRecord struct {
 //	                           successors), t:<h(old handle)> = "<rotated ms> <h(successor)>"
 //	                           for the last 32 rotations, old = their order;
 //	                           TTL = idle TTL, never past exp
-//	rtu:{T}:<tid>.<oid>        sorted set of the user's chain ids by exp; TTL = last exp
+//	rtu:{T}:<tid>.<oid>        sorted set of the user's chain ids by exp (at most 100: a new
+//	                           chain past that ends the oldest); TTL = last exp
 //	obo:{T}:<tid>.<oid>        the user's on-behalf-of tokens (OBOTokens); deleted by RevokeUser
 //	consent:<h(browser)>       hash h(what was approved) -> "<tid>.<oid> <expiry ms> <epoch>":
 //	                           the OAuth clients a user approved in one browser; TTL = last expiry

@@ -990,3 +990,34 @@ func TestRevokeUserRacesIssue(t *testing.T) {
 		}
 	}
 }
+
+// TestChainsPerUserAreBounded: a user who signs in again and again keeps
+// at most 100 chains; the 101st ends the oldest.
+func TestChainsPerUserAreBounded(t *testing.T) {
+	ctx := context.Background()
+	clock := testkit.NewClock(time.Now())
+	s, rdb := newSessions(t, store.WithSessionsClock(clock.Now))
+	var handles []string
+	for range 103 {
+		h, _, err := s.NewHandle(ctx, record(oidAlice))
+		must(t, err)
+		handles = append(handles, h)
+		clock.Add(time.Second) // oldest is earliest issued
+	}
+	tag := store.UserTag(tenantA, oidAlice)
+	if n := len(keys(t, rdb, "rt:{"+tag+"}:*")); n != 100 {
+		t.Errorf("%d chains kept, want 100", n)
+	}
+	for i, h := range handles {
+		_, err := s.PeekHandle(ctx, h)
+		if i < 3 && !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("chain %d (among the oldest) still works: %v", i, err)
+		}
+		if i >= 3 && err != nil {
+			t.Errorf("chain %d: %v", i, err)
+		}
+	}
+	if n, err := s.RevokeUser(ctx, tenantA, oidAlice); err != nil || n != 100 {
+		t.Errorf("RevokeUser ended %d chains (%v), want 100", n, err)
+	}
+}
