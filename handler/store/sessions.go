@@ -28,7 +28,7 @@ const (
 	// maxTombstones is how many rotated handles a chain remembers. A
 	// rotated handle presented again is theft (or a bug) and revokes the
 	// chain; one older than the last 32 is merely unknown.
-	maxTombstones    = 32
+	maxTombstones = 32
 	// maxChainsPerUser bounds a user's live refresh chains (sign-ins):
 	// what a signed-in user can park in Redis. A new one past it ends the
 	// oldest.
