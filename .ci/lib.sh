@@ -1,3 +1,6 @@
+# shellcheck shell=bash
+# ci_dir is set by the script that sources this; dev_token is read there.
+# shellcheck disable=SC2154,SC2034
 # Shared by the CI steps that run Node tools against the handler in dev
 # mode (conformance.sh, browser-signin.sh). Source it after setting ci_dir.
 #

@@ -72,6 +72,7 @@ echo "tools/list, ${conns} connections, ${secs}s, server on core 1, wrk on core 
 run bare http://127.0.0.1:7181/
 run bare_same http://127.0.0.1:7182/
 run handler http://127.0.0.1:7191/mcp
+# shellcheck disable=SC2154 # run sets <name>_rps through eval
 awk -v h="$handler_rps" -v b="$bare_rps" -v s="$bare_same_rps" \
   'BEGIN { printf "handler/bare: %.0f%%   handler/bare_same (same payload): %.0f%%\n", 100*h/b, 100*h/s }'
 echo "handler peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$hpid/status)"
