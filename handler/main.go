@@ -116,6 +116,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 
+	// Say at once, in one line naming the setting, when Redis answers but
+	// cannot be used (a wrong password, database or TLS setting), instead of
+	// leaving it to the first request's 503. Not fatal: right after a
+	// deployment the identity's access may still be propagating.
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := a.CheckRedis(rctx); err != nil {
+			log.Error("Redis is not usable; requests that need it will fail until it is", "problem", err.Error())
+		}
+	}()
+
 	log.Info("listening", "addr", ln.Addr().String(), "dev", *dev, "version", version())
 	if env != nil {
 		env.PrintWelcome(stdout)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
 var (
@@ -349,5 +351,49 @@ func TestShutdownDrainsAndFlushes(t *testing.T) {
 	defer mu.Unlock()
 	if posted == 0 {
 		t.Fatalf("no telemetry was flushed before exit:\n%s", out.String())
+	}
+}
+
+// TestStartUpSaysWhenRedisIsUnusable: a Redis that answers but refuses
+// our password is named in one log line at start-up, and /health says
+// degraded; the handler still serves what needs no Redis.
+func TestStartUpSaysWhenRedisIsUnusable(t *testing.T) {
+	idp, err := devidp.Start(devidp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	srv := storetest.Server(t, "--requirepass", "right-password")
+	port := freePort(t)
+	cmd := exec.Command(binary(t))
+	cmd.Env = append(prodEnv(t, idp, port), "REDIS_URL=redis://:wrong-password@"+srv.Options().Addr+"/0")
+	var out testkit.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "Redis is not usable") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	log := out.String()
+	if !strings.Contains(log, `"level":"ERROR","msg":"Redis is not usable`) || !strings.Contains(log, "REDIS_URL / REDIS_AUTH") {
+		t.Fatalf("no start-up line naming the Redis settings:\n%s", log)
+	}
+	if strings.Contains(log, "wrong-password") {
+		t.Fatal("the log repeats the password")
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != 503 || h.Status != "degraded" || h.Checks["redis"] != "unavailable" {
+		t.Fatalf("health: %d %+v %v", resp.StatusCode, h, err)
 	}
 }

@@ -290,6 +290,7 @@ func New(opts Options) (*App, error) {
 		Logger:               log,
 		Telemetry:            telemetryOf(tel),
 		ClientIP:             cfg.ClientIP,
+		Health:               (&health{redis: a.redis, verifier: verifier}).Check,
 	})
 	return a, nil
 }

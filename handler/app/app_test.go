@@ -282,11 +282,54 @@ func TestHTTPGuards(t *testing.T) {
 	if r.status != 404 || !json.Valid(r.body) {
 		t.Errorf("unknown route: %d %s", r.status, r.body)
 	}
-	r = st.do(t, http.MethodGet, "/health", "", nil, "")
-	var health map[string]string
-	if r.status != 200 || json.Unmarshal(r.body, &health) != nil || health["status"] != "ok" || health["client_address"] != "127.0.0.1" || len(health) != 3 {
-		t.Errorf("health: %d %s", r.status, r.body)
+}
+
+// healthOf reads /health.
+func (st *stack) healthOf(t *testing.T) (int, map[string]any) {
+	t.Helper()
+	r := st.do(t, http.MethodGet, "/health", "", nil, "")
+	var h map[string]any
+	if err := json.Unmarshal(r.body, &h); err != nil {
+		t.Fatalf("health: %d %s", r.status, r.body)
 	}
+	return r.status, h
+}
+
+// TestHealthSaysWhichDependencyFails: /health is 200 "ok" with every
+// dependency answering, 503 "degraded" naming the one that does not, and
+// never says why (no address, no error text).
+func TestHealthSaysWhichDependencyFails(t *testing.T) {
+	t.Run("all well", func(t *testing.T) {
+		st := newStack(t, storetest.Redis(t))
+		st.rpc(t, st.token(t, "reader"), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`) // keys loaded
+		status, h := st.healthOf(t)
+		checks, _ := h["checks"].(map[string]any)
+		if status != 200 || h["status"] != "ok" || h["client_address"] != "127.0.0.1" ||
+			checks["redis"] != "ok" || checks["signing_keys"] != "ok" {
+			t.Errorf("health: %d %v", status, h)
+		}
+	})
+	t.Run("Redis down", func(t *testing.T) {
+		st := newStack(t, storetest.Down(t))
+		st.rpc(t, st.token(t, "reader"), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+		status, h := st.healthOf(t)
+		checks, _ := h["checks"].(map[string]any)
+		if status != 503 || h["status"] != "degraded" || checks["redis"] != "unavailable" || checks["signing_keys"] != "ok" {
+			t.Errorf("health: %d %v", status, h)
+		}
+	})
+	t.Run("signing keys never fetched", func(t *testing.T) {
+		st := newStack(t, storetest.Redis(t))
+		st.idp.SetJWKSFailing(true)
+		status, h := st.healthOf(t)
+		checks, _ := h["checks"].(map[string]any)
+		if status != 503 || checks["signing_keys"] != "unavailable" || checks["redis"] != "ok" {
+			t.Errorf("health: %d %v", status, h)
+		}
+		if b, _ := json.Marshal(h); strings.Contains(string(b), "127.0.0.1:") || strings.Contains(strings.ToLower(string(b)), "error") {
+			t.Errorf("health says too much: %s", b)
+		}
+	})
 }
 
 // TestProtectedResourceMetadata checks both modes: proxy (the default)

@@ -215,6 +215,12 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", portText)
 	}
 
+	if getenv("AZURE_CLIENT_SECRET") != "" {
+		// azidentity would pick it (EnvironmentCredential) over the managed
+		// identity for Key Vault, Redis and telemetry: refused in every
+		// mode, even where nothing uses azidentity yet.
+		return nil, fmt.Errorf("AZURE_CLIENT_SECRET: must not be set; the handler reaches Azure with its managed identity (the app registration's secret is ENTRA_CLIENT_SECRET)")
+	}
 	if c.PublicBaseURL, err = publicBaseURL(getenv); err != nil {
 		return nil, err
 	}

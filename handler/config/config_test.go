@@ -315,3 +315,26 @@ func TestLimitSettings(t *testing.T) {
 		t.Errorf("limits at their bounds: %v", err)
 	}
 }
+
+// TestAzureClientSecretRefusedInEveryMode: the secret mode without Key
+// Vault uses no azidentity credential, and still refuses it.
+func TestAzureClientSecretRefusedInEveryMode(t *testing.T) {
+	secretMode := map[string]string{
+		"FUNCTIONS_CUSTOMHANDLER_PORT": "40123",
+		"PUBLIC_BASE_URL":              "https://mcp.example.com",
+		"ENTRA_TENANT_ID":              "aaaaaaaa-1111-4111-8111-111111111111",
+		"ENTRA_CLIENT_ID":              "22222222-2222-4222-8222-222222222222",
+		"REDIS_URL":                    "redis://127.0.0.1:1/0",
+		"ENTRA_CLIENT_SECRET":          "app-secret",
+		"TOKEN_SEALING_KEYS":           "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w=",
+	}
+	for name, env := range map[string]map[string]string{"secret": secretMode, "managed identity": azureEnv()} {
+		if _, err := Load(func(k string) string { return env[k] }); err != nil {
+			t.Fatalf("%s mode without AZURE_CLIENT_SECRET: %v", name, err)
+		}
+		env["AZURE_CLIENT_SECRET"] = "x"
+		if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.HasPrefix(err.Error(), "AZURE_CLIENT_SECRET: ") {
+			t.Errorf("%s mode with AZURE_CLIENT_SECRET: %v", name, err)
+		}
+	}
+}

@@ -126,6 +126,9 @@ type Options struct {
 	// ClientIP decides each request's client address for the limits
 	// counted per address (clientip.KeyOf reads it from the context).
 	ClientIP clientip.Policy
+	// Health reports each dependency as "ok" or "unavailable" for /health,
+	// and whether all are ok; nil reports none.
+	Health func(ctx context.Context) (map[string]string, bool)
 }
 
 // Telemetry is what the HTTP front reports to (Application Insights).
@@ -242,13 +245,22 @@ func (a *api) root(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "not_found", "no such route")
 }
 
-// health answers the platform's and the operator's probes. It also tells
-// callers the address their per-address limits count by (their own
-// address, or their IPv6 /48), so an operator can check from two networks
-// that two callers get two buckets.
+// health answers the operator's probes: 200 with status "ok" when every
+// dependency answers, 503 with status "degraded" and which one does not
+// (never why: that is in the log). It also tells callers the address their
+// per-address limits count by (their own address, or their IPv6 /48), so an
+// operator can check from two networks that two callers get two buckets.
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": a.opts.Version,
-		"client_address": clientip.KeyOf(r)})
+	body := map[string]any{"status": "ok", "version": a.opts.Version, "client_address": clientip.KeyOf(r)}
+	status := http.StatusOK
+	if a.opts.Health != nil {
+		checks, ok := a.opts.Health(r.Context())
+		body["checks"] = checks
+		if !ok {
+			body["status"], status = "degraded", http.StatusServiceUnavailable
+		}
+	}
+	writeJSON(w, status, body)
 }
 
 // mcp runs the guards in order, cheapest first, and hands an authenticated

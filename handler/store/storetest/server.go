@@ -3,6 +3,7 @@ package storetest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -70,7 +71,11 @@ func Server(t testing.TB, args ...string) *redis.Client {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
+		var answered redis.Error
+		if err == nil || errors.As(err, &answered) {
+			// Up: a server started with --requirepass answers NOAUTH, and
+			// the client (which has no password) is for the test to use or
+			// not.
 			return c
 		}
 		if time.Now().After(deadline) {
