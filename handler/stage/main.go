@@ -8,7 +8,10 @@
 //
 // It empties the output folder first and checks the result with the same
 // validation the tests use, so a staged folder that would not load in the
-// Functions host fails here rather than after a deployment.
+// Functions host fails here rather than after a deployment. With the binary
+// built, it also writes the folder as a zip next to it (<out>.zip), the
+// package azd deploys, with the binary's exec bit in it. Paths are relative
+// to the module root, whatever folder it runs from.
 package main
 
 import (
@@ -37,6 +40,12 @@ func main() {
 		fail(err)
 	}
 	fmt.Printf("staged %d functions into %s\n", len(fns), dir)
+	if !*skipBuild {
+		if err := Zip(dir, dir+".zip"); err != nil {
+			fail(err)
+		}
+		fmt.Printf("packaged it as %s\n", dir+".zip")
+	}
 	for _, f := range fns {
 		fmt.Printf("  %-12s %-7s /%s\n", f.Name, strings.Join(f.Methods, ","), f.Route)
 	}

@@ -46,8 +46,8 @@ func Stage(root, out string, build bool) ([]Function, error) {
 		if err := buildHandler(root, filepath.Join(out, BinaryName)); err != nil {
 			return nil, err
 		}
-		// The Functions host executes the file as is: it needs the exec bit,
-		// which a zip made on Linux keeps.
+		// The Functions host executes the file as is: it needs the exec bit
+		// (Zip writes it into the package explicitly).
 		if err := os.Chmod(filepath.Join(out, BinaryName), 0o755); err != nil {
 			return nil, err
 		}

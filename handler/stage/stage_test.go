@@ -1,7 +1,10 @@
 package main
 
 import (
+	"archive/zip"
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -266,4 +269,72 @@ func replaceIn(t *testing.T, path, old, new string) {
 		t.Fatalf("%s does not contain %s", path, old)
 	}
 	writeFile(t, path, strings.Replace(string(b), old, new, 1), 0o644)
+}
+
+// TestZipCarriesTheExecBit: the package azd deploys holds every staged file,
+// the binary with mode 0755 and the rest 0644, whatever system staged it;
+// and a plain unzip into a fresh folder gives a handler that runs.
+func TestZipCarriesTheExecBit(t *testing.T) {
+	dir, _ := stageReal(t)
+	pkg := filepath.Join(t.TempDir(), "dist.zip")
+	if err := Zip(dir, pkg); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.OpenReader(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	names := map[string]os.FileMode{}
+	for _, f := range zr.File {
+		names[f.Name] = f.Mode()
+		want := os.FileMode(0o644)
+		if f.Name == BinaryName {
+			want = 0o755
+		}
+		if f.Mode() != want || f.CreatorVersion>>8 != 3 { // 3: Unix, so unzip applies the mode
+			t.Errorf("%s: mode %v (creator %d), want %v from a Unix creator", f.Name, f.Mode(), f.CreatorVersion>>8, want)
+		}
+	}
+	for _, want := range []string{"host.json", BinaryName, "mcp/function.json"} {
+		if _, ok := names[want]; !ok {
+			t.Errorf("the zip lacks %s (has %v)", want, names)
+		}
+	}
+	again := filepath.Join(t.TempDir(), "again.zip")
+	if err := Zip(dir, again); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustRead(t, pkg), mustRead(t, again); !bytes.Equal(a, b) {
+		t.Error("two zips of one staging differ")
+	}
+
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skip("the unzipped linux/amd64 binary can run only there")
+	}
+	unzip, err := exec.LookPath("unzip")
+	if err != nil {
+		t.Skip("no unzip on PATH")
+	}
+	fresh := t.TempDir()
+	if out, err := exec.Command(unzip, "-q", pkg, "-d", fresh).CombinedOutput(); err != nil {
+		t.Fatalf("unzip: %v\n%s", err, out)
+	}
+	st, err := os.Stat(filepath.Join(fresh, BinaryName))
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("unzipped handler: %v, mode %v", err, st.Mode())
+	}
+	out, _ := exec.Command(filepath.Join(fresh, BinaryName), "-h").CombinedOutput()
+	if !strings.Contains(string(out), "-dev") {
+		t.Fatalf("the unzipped handler did not run: %s", out)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
