@@ -502,3 +502,54 @@ func TestEveryRouteIsServed(t *testing.T) {
 		}
 	}
 }
+
+// TestCORSIsOnePolicy: browser origins in MCP_ALLOWED_ORIGINS (and the
+// public origin) get their preflights answered and may read /mcp, the
+// OAuth endpoints and the session routes, with the challenge and protocol
+// headers exposed; any other origin gets a preflight without CORS headers,
+// and /mcp still refuses its real request. Public documents are readable
+// by anyone.
+func TestCORSIsOnePolicy(t *testing.T) {
+	const app = "https://app.example.com"
+	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) {
+		c.AllowedOrigins = []string{app}
+	})
+	preflight := func(path, origin string) reply {
+		return st.do(t, http.MethodOptions, path, "", map[string]string{"Origin": origin,
+			"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version"}, "")
+	}
+	for _, path := range []string{"/mcp", "/oauth/token", "/oauth/register", "/oauth/revoke", "/auth/exchange", "/auth/refresh", "/auth/logout"} {
+		t.Run(path, func(t *testing.T) {
+			r := preflight(path, app)
+			if r.status != http.StatusNoContent || r.header.Get("Access-Control-Allow-Origin") != app ||
+				!strings.Contains(r.header.Get("Access-Control-Allow-Methods"), "POST") ||
+				!strings.Contains(r.header.Get("Access-Control-Allow-Headers"), "authorization") {
+				t.Errorf("preflight from an allowed origin: %d %v", r.status, r.header)
+			}
+			r = preflight(path, "https://evil.example")
+			if r.status != http.StatusNoContent || r.header.Get("Access-Control-Allow-Origin") != "" || r.header.Get("Access-Control-Allow-Methods") != "" {
+				t.Errorf("preflight from another origin: %d %v", r.status, r.header)
+			}
+		})
+	}
+	// The real requests.
+	r := st.do(t, http.MethodPost, "/mcp", "", map[string]string{"Origin": app}, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	if r.status != http.StatusUnauthorized || r.header.Get("Access-Control-Allow-Origin") != app ||
+		!strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") ||
+		!strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "Mcp-Protocol-Version") {
+		t.Errorf("/mcp from an allowed origin: %d %v", r.status, r.header)
+	}
+	r = st.do(t, http.MethodPost, "/mcp", st.token(t, "all"), map[string]string{"Origin": "https://evil.example"}, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	if r.status != http.StatusForbidden || r.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("/mcp from another origin: %d %v", r.status, r.header)
+	}
+	for _, path := range []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-authorization-server", "/health"} {
+		if r := st.do(t, http.MethodGet, path, "", map[string]string{"Origin": "https://anyone.example"}, ""); r.header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s: %v", path, r.header)
+		}
+	}
+	// An OPTIONS that is no preflight is not answered as one.
+	if r := st.do(t, http.MethodOptions, "/mcp", "", nil, ""); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("OPTIONS /mcp without a preflight: %d", r.status)
+	}
+}

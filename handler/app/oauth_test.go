@@ -216,11 +216,6 @@ func TestOAuthMetadata(t *testing.T) {
 			t.Errorf("%s: no CORS header", path)
 		}
 	}
-	// A browser client's preflight.
-	r := st.do(t, http.MethodOptions, "/oauth/token", "", map[string]string{"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST"}, "")
-	if r.status != http.StatusNoContent || !strings.Contains(r.header.Get("Access-Control-Allow-Methods"), "POST") {
-		t.Errorf("preflight: %d %v", r.status, r.header)
-	}
 }
 
 // TestOAuthEndToEnd is the whole life of a registered client: discovery

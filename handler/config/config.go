@@ -242,35 +242,44 @@ func Load(getenv func(string) string) (*Config, error) {
 	if err := loadAzure(c, getenv); err != nil {
 		return nil, err
 	}
-	if c.ReturnURLs, err = ParseReturnURLs(getenv("AUTH_ALLOWED_RETURN_URLS")); err != nil {
-		return nil, err
-	}
-
-	if c.RoleMap, err = loadRoleMap(getenv("ROLE_MAP")); err != nil {
-		return nil, err
-	}
-	if c.AllowedOrigins, err = loadOrigins(getenv("MCP_ALLOWED_ORIGINS")); err != nil {
-		return nil, err
-	}
-	if c.LogLevel, err = ParseLogLevel(getenv("LOG_LEVEL")); err != nil {
-		return nil, err
-	}
-	if c.AuthMode, err = ParseAuthMode(getenv("MCP_AUTH_MODE")); err != nil {
-		return nil, err
-	}
-	if c.ExtraRedirectSchemes, err = ParseRedirectSchemes(getenv("OAUTH_EXTRA_REDIRECT_SCHEMES")); err != nil {
-		return nil, err
-	}
-	if c.ClientIP, err = clientip.ParsePolicy(getenv("CLIENT_IP_HEADER")); err != nil {
-		return nil, fmt.Errorf("CLIENT_IP_HEADER: %w", err)
-	}
-	if c.ReuseGrace, err = ParseReuseGrace(getenv("REFRESH_REUSE_GRACE")); err != nil {
-		return nil, err
-	}
-	if err := loadLimits(c, getenv); err != nil {
+	if err := LoadChoices(c, getenv); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// LoadChoices reads into c the settings that say how the handler behaves
+// rather than where its parts are: return URLs, role map, allowed origins,
+// log level, authorization mode, redirect schemes, client address, reuse
+// grace and limits. Production (Load) and dev mode read them the same way,
+// so whatever can be set in Azure can be tried locally.
+func LoadChoices(c *Config, getenv func(string) string) error {
+	var err error
+	if c.ReturnURLs, err = ParseReturnURLs(getenv("AUTH_ALLOWED_RETURN_URLS")); err != nil {
+		return err
+	}
+	if c.RoleMap, err = loadRoleMap(getenv("ROLE_MAP")); err != nil {
+		return err
+	}
+	if c.AllowedOrigins, err = loadOrigins(getenv("MCP_ALLOWED_ORIGINS")); err != nil {
+		return err
+	}
+	if c.LogLevel, err = ParseLogLevel(getenv("LOG_LEVEL")); err != nil {
+		return err
+	}
+	if c.AuthMode, err = ParseAuthMode(getenv("MCP_AUTH_MODE")); err != nil {
+		return err
+	}
+	if c.ExtraRedirectSchemes, err = ParseRedirectSchemes(getenv("OAUTH_EXTRA_REDIRECT_SCHEMES")); err != nil {
+		return err
+	}
+	if c.ClientIP, err = clientip.ParsePolicy(getenv("CLIENT_IP_HEADER")); err != nil {
+		return fmt.Errorf("CLIENT_IP_HEADER: %w", err)
+	}
+	if c.ReuseGrace, err = ParseReuseGrace(getenv("REFRESH_REUSE_GRACE")); err != nil {
+		return err
+	}
+	return loadLimits(c, getenv)
 }
 
 // Bounds of the limit settings: a typo of a few digits should stop

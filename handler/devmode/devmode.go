@@ -9,13 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 
-	"github.com/entra-mcp/functions-mcp/handler/authz"
-	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
@@ -50,13 +50,15 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 	if err != nil || !valid.LoopbackHost(host) {
 		return nil, fmt.Errorf("dev mode: -addr %q must be a loopback host:port such as %s", addr, DefaultAddr)
 	}
-	level, err := config.ParseLogLevel(getenv("LOG_LEVEL"))
-	if err != nil {
-		return nil, err
-	}
-	authMode, err := config.ParseAuthMode(getenv("MCP_AUTH_MODE"))
-	if err != nil {
-		return nil, err
+	base := "http://" + addr
+	if v := strings.TrimSpace(getenv("PUBLIC_BASE_URL")); v != "" {
+		// Behind a local proxy (the Functions host stand-in, func start)
+		// clients use its address; dev tokens stay on this machine.
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "http" || !valid.LoopbackHost(u.Hostname()) || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+			return nil, fmt.Errorf("dev mode: PUBLIC_BASE_URL %q must be http on a loopback host, such as http://127.0.0.1:7071", v)
+		}
+		base = u.Scheme + "://" + u.Host
 	}
 
 	sealKey, err := seal.GenerateKey()
@@ -67,7 +69,6 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}
-	base := "http://" + addr
 	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}})
 	if err != nil {
 		return nil, fmt.Errorf("dev mode: start Entra stand-in: %w", err)
@@ -94,13 +95,14 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 		RedisURL:     "redis://" + mr.Addr() + "/0",
 		GraphBaseURL: idp.GraphBaseURL(),
 		GraphScope:   config.DefaultGraphScope,
-		RoleMap:      authz.DefaultRoleMap(),
-		LogLevel:     level,
-		AuthMode:     authMode,
 		// Test clients serve their metadata documents on loopback.
 		AllowLoopbackClients: true,
-		// As in Azure: a local proxy or test may say who the caller is.
-		ClientIP: clientip.Policy{Header: clientip.DefaultHeader},
+	}
+	// Every choice production reads (role map, origins, return URLs,
+	// redirect schemes, limits, ...) is read here the same way.
+	if err := config.LoadChoices(e.Config, getenv); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("dev mode: %w", err)
 	}
 	for _, u := range devidp.DemoUsers() {
 		tok, err := idp.Mint(u, devidp.WithLifetime(tokenLifetime))

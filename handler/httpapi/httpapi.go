@@ -51,26 +51,28 @@ const (
 // Routes lists the routes the Functions host must forward to the handler.
 // (The host's own probe of "/" reaches the handler directly.)
 func Routes() []Route {
+	// OPTIONS reaches the handler where the host does not answer CORS
+	// preflights itself (see cors.go); GET and DELETE on /mcp reach it so
+	// it can answer 405 in JSON: the endpoint is stateless and does not
+	// stream.
+	get, post, options := http.MethodGet, http.MethodPost, http.MethodOptions
 	return []Route{
-		// GET and DELETE reach the handler so it can answer 405 in JSON;
-		// the endpoint is stateless and does not stream.
-		{Path: PathMCP, Methods: []string{http.MethodPost, http.MethodGet, http.MethodDelete}},
-		{Path: PathHealth, Methods: []string{http.MethodGet}},
-		{Path: PathPRM, Methods: []string{http.MethodGet}},
-		{Path: PathPRMResource, Methods: []string{http.MethodGet}},
-		{Path: PathLogin, Methods: []string{http.MethodGet}},
-		{Path: PathCallback, Methods: []string{http.MethodGet}},
-		{Path: PathExchange, Methods: []string{http.MethodPost}},
-		{Path: PathRefresh, Methods: []string{http.MethodPost}},
-		{Path: PathLogout, Methods: []string{http.MethodPost}},
+		{Path: PathMCP, Methods: []string{post, get, http.MethodDelete, options}},
+		{Path: PathHealth, Methods: []string{get}},
+		{Path: PathPRM, Methods: []string{get, options}},
+		{Path: PathPRMResource, Methods: []string{get, options}},
+		{Path: PathLogin, Methods: []string{get}},
+		{Path: PathCallback, Methods: []string{get}},
+		{Path: PathExchange, Methods: []string{post, options}},
+		{Path: PathRefresh, Methods: []string{post, options}},
+		{Path: PathLogout, Methods: []string{post, options}},
 		// The OAuth front (MCP_AUTH_MODE=proxy; 404 in entra mode).
-		// OPTIONS is the CORS preflight of browser-based clients.
-		{Path: PathOAuthMetadata, Methods: []string{http.MethodGet, http.MethodOptions}},
-		{Path: PathOpenIDMetadata, Methods: []string{http.MethodGet, http.MethodOptions}},
-		{Path: PathAuthorize, Methods: []string{http.MethodGet, http.MethodPost}},
-		{Path: PathToken, Methods: []string{http.MethodPost, http.MethodOptions}},
-		{Path: PathRegister, Methods: []string{http.MethodPost, http.MethodOptions}},
-		{Path: PathRevoke, Methods: []string{http.MethodPost, http.MethodOptions}},
+		{Path: PathOAuthMetadata, Methods: []string{get, options}},
+		{Path: PathOpenIDMetadata, Methods: []string{get, options}},
+		{Path: PathAuthorize, Methods: []string{get, post}},
+		{Path: PathToken, Methods: []string{post, options}},
+		{Path: PathRegister, Methods: []string{post, options}},
+		{Path: PathRevoke, Methods: []string{post, options}},
 	}
 }
 
@@ -178,24 +180,30 @@ func New(opts Options) http.Handler {
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle(PathMCP, a.allow(a.mcp, http.MethodPost))
-	mux.Handle(PathHealth, a.allow(a.health, http.MethodGet, http.MethodHead))
-	mux.Handle(PathPRM, a.allow(a.prm.ServeHTTP, http.MethodGet, http.MethodHead, http.MethodOptions))
-	mux.Handle(PathPRMResource, a.allow(a.prm.ServeHTTP, http.MethodGet, http.MethodHead, http.MethodOptions))
+	// route serves one path: its methods (OPTIONS, a preflight, is answered
+	// by cors), and who may read it from a browser.
+	route := func(path string, access corsAccess, h http.HandlerFunc, methods ...string) {
+		mux.Handle(path, a.cors(access, methods, a.allow(h, methods...)))
+	}
+	route(PathMCP, allowedOrigins, a.mcp, http.MethodPost)
+	route(PathHealth, anyOrigin, a.health, http.MethodGet, http.MethodHead)
+	route(PathPRM, anyOrigin, a.prm.ServeHTTP, http.MethodGet, http.MethodHead)
+	route(PathPRMResource, anyOrigin, a.prm.ServeHTTP, http.MethodGet, http.MethodHead)
 	if si := opts.SignIn; si != nil {
+		// Browser pages (login, callback) are navigations, not CORS calls.
 		mux.Handle(PathLogin, a.allow(si.Login, http.MethodGet))
 		mux.Handle(PathCallback, a.allow(si.Callback, http.MethodGet))
-		mux.Handle(PathExchange, a.allow(si.Exchange, http.MethodPost))
-		mux.Handle(PathRefresh, a.allow(si.Refresh, http.MethodPost))
-		mux.Handle(PathLogout, a.allow(si.Logout, http.MethodPost))
+		route(PathExchange, allowedOrigins, si.Exchange, http.MethodPost)
+		route(PathRefresh, allowedOrigins, si.Refresh, http.MethodPost)
+		route(PathLogout, allowedOrigins, si.Logout, http.MethodPost)
 	}
 	if o := opts.OAuth; o != nil {
-		mux.Handle(PathOAuthMetadata, cors(a.allow(o.Metadata, http.MethodGet, http.MethodHead)))
-		mux.Handle(PathOpenIDMetadata, cors(a.allow(o.Metadata, http.MethodGet, http.MethodHead)))
+		route(PathOAuthMetadata, anyOrigin, o.Metadata, http.MethodGet, http.MethodHead)
+		route(PathOpenIDMetadata, anyOrigin, o.Metadata, http.MethodGet, http.MethodHead)
 		mux.Handle(PathAuthorize, a.allow(o.Authorize, http.MethodGet, http.MethodPost))
-		mux.Handle(PathToken, cors(a.allow(o.Token, http.MethodPost)))
-		mux.Handle(PathRegister, cors(a.allow(o.Register, http.MethodPost)))
-		mux.Handle(PathRevoke, cors(a.allow(o.Revoke, http.MethodPost)))
+		route(PathToken, allowedOrigins, o.Token, http.MethodPost)
+		route(PathRegister, allowedOrigins, o.Register, http.MethodPost)
+		route(PathRevoke, allowedOrigins, o.Revoke, http.MethodPost)
 	}
 	mux.HandleFunc("/", a.root)
 	h := a.recoverer(a.headers(opts.ClientIP.Middleware(mux)))
@@ -215,24 +223,6 @@ func (a *api) allow(h http.HandlerFunc, methods ...string) http.Handler {
 			return
 		}
 		h(w, r)
-	})
-}
-
-// cors lets browser-based MCP clients (the MCP Inspector's web app) read
-// the OAuth endpoints' answers. No credentials are involved: public
-// clients authenticate with PKCE, so any origin may call.
-func cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		if r.Method == http.MethodOptions {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, MCP-Protocol-Version")
-			h.Set("Access-Control-Max-Age", "600")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
 }
 

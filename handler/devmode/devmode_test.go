@@ -1,0 +1,73 @@
+package devmode
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// TestDevModeHonoursTheSettings: what an operator may set in Azure can be
+// tried in dev mode, read the same way, on top of dev mode's own defaults.
+func TestDevModeHonoursTheSettings(t *testing.T) {
+	e, err := Start("127.0.0.1:0", env(map[string]string{
+		"ROLE_MAP":                     `{"Ops":["admin"]}`,
+		"MCP_ALLOWED_ORIGINS":          "https://app.example.com",
+		"AUTH_ALLOWED_RETURN_URLS":     "http://127.0.0.1:9/back",
+		"OAUTH_EXTRA_REDIRECT_SCHEMES": "cursor",
+		"PUBLIC_BASE_URL":              "http://127.0.0.1:7171",
+		"CLIENT_IP_HEADER":             "none",
+		"MCP_AUTH_MODE":                "entra",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := e.Config
+	switch {
+	case c.RoleMap["Ops"] == 0 || c.RoleMap["Task.Read"] != 0:
+		t.Errorf("ROLE_MAP not honoured: %v", c.RoleMap)
+	case !slices.Equal(c.AllowedOrigins, []string{"https://app.example.com"}):
+		t.Errorf("MCP_ALLOWED_ORIGINS: %v", c.AllowedOrigins)
+	case !slices.Equal(c.ReturnURLs, []string{"http://127.0.0.1:9/back"}):
+		t.Errorf("AUTH_ALLOWED_RETURN_URLS: %v", c.ReturnURLs)
+	case !slices.Equal(c.ExtraRedirectSchemes, []string{"cursor"}):
+		t.Errorf("OAUTH_EXTRA_REDIRECT_SCHEMES: %v", c.ExtraRedirectSchemes)
+	case c.PublicBaseURL != "http://127.0.0.1:7171":
+		t.Errorf("PUBLIC_BASE_URL: %v", c.PublicBaseURL)
+	case c.ClientIP.Header != "":
+		t.Errorf("CLIENT_IP_HEADER: %+v", c.ClientIP)
+	case c.AuthMode != "entra":
+		t.Errorf("MCP_AUTH_MODE: %v", c.AuthMode)
+	}
+	if !c.AllowLoopbackClients || c.Entra.TenantID != e.IDP.TenantID() {
+		t.Error("dev mode's own settings were lost")
+	}
+
+	d, err := Start("127.0.0.1:0", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Config.RoleMap["Task.Read"] == 0 || d.Config.ClientIP.Header != "X-Forwarded-For" || d.Config.AuthMode != "proxy" {
+		t.Errorf("defaults: %+v", d.Config)
+	}
+}
+
+func TestDevModeRefusesBadSettings(t *testing.T) {
+	for name, m := range map[string]map[string]string{
+		"bad role map":             {"ROLE_MAP": "[1]"},
+		"bad origin":               {"MCP_ALLOWED_ORIGINS": "not a url"},
+		"public base not loopback": {"PUBLIC_BASE_URL": "http://example.com"},
+		"public base with a path":  {"PUBLIC_BASE_URL": "http://127.0.0.1:1/x"},
+		"on Azure":                 {"WEBSITE_HOSTNAME": "x.azurewebsites.net"},
+	} {
+		if e, err := Start("127.0.0.1:0", env(m)); err == nil {
+			e.Close()
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "panic") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
