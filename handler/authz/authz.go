@@ -86,17 +86,15 @@ func DefaultRoleMap() RoleMap {
 }
 
 // ParseRoleMap reads a role table in JSON, for example
-// {"Task.Read":["read"],"Task.All":["read","write"]}.
-// It is strict: unknown needs and an empty table are errors.
+// {"Task.Read":["read"],"Task.All":["read","write"]}, or in the same table
+// without quotes, Task.Read=read;Task.All=read+write, which an azd
+// environment value can carry (azd puts values into a JSON parameters file
+// as they are). It is strict: unknown needs, an empty table and, in the
+// quote-free form, a role given twice are errors.
 func ParseRoleMap(text string) (RoleMap, error) {
-	var raw map[string][]string
-	dec := json.NewDecoder(strings.NewReader(text))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&raw); err != nil {
+	raw, err := parseRoleTable(text)
+	if err != nil {
 		return nil, fmt.Errorf("parse role map: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("parse role map: trailing data")
 	}
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("parse role map: no roles")
@@ -117,6 +115,41 @@ func ParseRoleMap(text string) (RoleMap, error) {
 		m[role] = grants
 	}
 	return m, nil
+}
+
+func parseRoleTable(text string) (map[string][]string, error) {
+	text = strings.TrimSpace(text)
+	if !strings.HasPrefix(text, "{") {
+		raw := map[string][]string{}
+		for _, entry := range strings.Split(text, ";") {
+			if strings.TrimSpace(entry) == "" {
+				continue
+			}
+			role, needs, ok := strings.Cut(entry, "=")
+			role = strings.TrimSpace(role)
+			if !ok {
+				return nil, fmt.Errorf("%q is not Role=need[+need]", entry)
+			}
+			if _, dup := raw[role]; dup {
+				return nil, fmt.Errorf("role %q given twice", role)
+			}
+			raw[role] = []string{}
+			for _, n := range strings.Split(needs, "+") {
+				raw[role] = append(raw[role], strings.TrimSpace(n))
+			}
+		}
+		return raw, nil
+	}
+	var raw map[string][]string
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("trailing data")
+	}
+	return raw, nil
 }
 
 // Grants returns what a caller with these roles holds. Every verified caller
