@@ -169,7 +169,8 @@ module functionApp 'app/function.bicep' = {
     name: functionAppName
     planName: '${abbrs.webServerFarms}${resourceToken}'
     location: location
-    tags: union(tags, { 'azd-service-name': serviceName })
+    tags: tags
+    serviceName: serviceName
     identityResourceId: identity.outputs.resourceId
     identityClientId: identity.outputs.clientId
     identityPrincipalId: identity.outputs.principalId

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -127,16 +128,20 @@ func withoutComments(text string) string {
 	return b.String()
 }
 
-// appSettingNames reads the keys of `var appSettings = { ... }` in
-// infra/app/function.bicep: the function app's whole set of settings.
-func appSettingNames(t *testing.T, function string) []string {
+// block returns what lies between the brace that ends header's line in text
+// and the brace that closes it, or fails the test.
+func block(t *testing.T, file, text, header string) string {
 	t.Helper()
-	start := strings.Index(function, "var appSettings = {")
+	start := strings.Index(text, header)
 	if start < 0 {
-		t.Fatal("infra/app/function.bicep has no `var appSettings = {`")
+		t.Fatalf("%s has no %q", file, header)
 	}
-	body := function[start+len("var appSettings = {"):]
-	depth, end := 1, -1
+	open := strings.Index(text[start:], "{")
+	if open < 0 {
+		t.Fatalf("%s: %q opens no block", file, header)
+	}
+	body := text[start+open+1:]
+	depth := 1
 	for i, c := range body {
 		switch c {
 		case '{':
@@ -145,20 +150,63 @@ func appSettingNames(t *testing.T, function string) []string {
 			depth--
 		}
 		if depth == 0 {
-			end = i
-			break
+			return body[:i]
 		}
 	}
-	if end < 0 {
-		t.Fatal("appSettings is not closed")
-	}
+	t.Fatalf("%s: %q is not closed", file, header)
+	return ""
+}
+
+// objectKeys reads the top-level keys of a Bicep object body.
+func objectKeys(body string) []string {
 	key := regexp.MustCompile(`(?m)^\s*([A-Za-z][A-Za-z0-9_]*)\s*:`)
 	var names []string
-	for _, m := range key.FindAllStringSubmatch(withoutComments(body[:end]), -1) {
-		names = append(names, m[1])
+	depth := 0
+	for _, line := range strings.Split(withoutComments(body), "\n") {
+		if depth == 0 {
+			if m := key.FindStringSubmatch(line); m != nil {
+				names = append(names, m[1])
+			}
+		}
+		depth += strings.Count(line, "{") + strings.Count(line, "[") - strings.Count(line, "}") - strings.Count(line, "]")
 	}
 	sort.Strings(names)
 	return names
+}
+
+// appSettingNames reads the keys of `var appSettings = { ... }` in
+// infra/app/function.bicep: the function app's whole set of settings.
+func appSettingNames(t *testing.T, function string) []string {
+	t.Helper()
+	return objectKeys(block(t, "infra/app/function.bicep", function, "var appSettings = {"))
+}
+
+// TestOnlyTheSiteCarriesTheServiceTag: azd finds the app by its
+// azd-service-name tag, and azd 1.20.0-1.23.3 refuse to deploy when more
+// than one resource carries it (the App Service plan did).
+func TestOnlyTheSiteCarriesTheServiceTag(t *testing.T) {
+	files := readInfra(t)
+	var where []string
+	for name, text := range files {
+		if n := strings.Count(withoutComments(text), "'azd-service-name'"); n > 0 && strings.HasSuffix(name, ".bicep") {
+			where = append(where, fmt.Sprintf("%s (%d)", name, n))
+		}
+	}
+	if len(where) != 1 || where[0] != "infra/app/function.bicep (1)" {
+		t.Fatalf("azd-service-name appears in %v, want once, in infra/app/function.bicep", where)
+	}
+	function := withoutComments(files["infra/app/function.bicep"])
+	site := block(t, "infra/app/function.bicep", function, "module site ")
+	if !regexp.MustCompile(`(?m)^    tags: union\(tags, \{ 'azd-service-name': serviceName \}\)$`).MatchString(site) {
+		t.Error("the site's own tags do not carry azd-service-name")
+	}
+	plan := block(t, "infra/app/function.bicep", function, "module plan ")
+	if !regexp.MustCompile(`(?m)^    tags: tags$`).MatchString(plan) {
+		t.Error("the plan's tags are not the plain environment tags")
+	}
+	if !strings.Contains(withoutComments(files["infra/main.bicep"]), "serviceName: serviceName") {
+		t.Error("main.bicep does not hand the service name to the function module")
+	}
 }
 
 // TestFunctionAppSettingsAreTheHandlersAzureSettings: infra/ sets exactly the

@@ -8,8 +8,15 @@ param name string
 param planName string
 param location string
 
-@description('Tags for the site, including azd-service-name (azd finds the app by it).')
+@description('Tags for every resource here (azd-env-name).')
 param tags object
+
+// azd finds the app to deploy to by this tag, and it must be on exactly one
+// resource: azd 1.20.0-1.23.3 refuse a deployment when more than one
+// resource carries it ("expecting only '1' resource tagged with
+// azd-service-name"), so the plan never gets it.
+@description('azure.yaml\'s service name, tagged (azd-service-name) on the site only.')
+param serviceName string
 
 @description('Resource id of the user-assigned identity.')
 param identityResourceId string
@@ -115,7 +122,7 @@ module site 'br/public:avm/res/web/site:0.24.0' = {
   params: {
     name: name
     location: location
-    tags: tags
+    tags: union(tags, { 'azd-service-name': serviceName })
     kind: 'functionapp,linux'
     serverFarmResourceId: plan.outputs.resourceId
     managedIdentities: {
