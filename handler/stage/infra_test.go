@@ -811,3 +811,30 @@ func TestPreprovisionHook(t *testing.T) {
 		})
 	}
 }
+
+// TestOneRequestItemPerCall: the handler sends its own request telemetry
+// (handler/telemetry), so the Functions host's Host.Results category, which
+// writes a second request item for every invocation (Error would still
+// duplicate the failures), is off; the handler's console lines still go to
+// Application Insights as traces.
+func TestOneRequestItemPerCall(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(moduleRoot, "host.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host struct {
+		Logging struct {
+			LogLevel map[string]string `json:"logLevel"`
+		} `json:"logging"`
+	}
+	if err := json.Unmarshal(b, &host); err != nil {
+		t.Fatalf("host.json: %v", err)
+	}
+	levels := host.Logging.LogLevel
+	if levels["Host.Results"] != "None" {
+		t.Errorf("host.json Host.Results = %q, want None: the host would add its own request item to the handler's", levels["Host.Results"])
+	}
+	if levels["Host.Function.Console"] != "Information" {
+		t.Errorf("host.json Host.Function.Console = %q, want Information: the handler's log lines would be dropped", levels["Host.Function.Console"])
+	}
+}
