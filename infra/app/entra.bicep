@@ -36,8 +36,8 @@
 //
 // TEARING DOWN: `azd down --purge` does NOT delete anything declared here
 // (Graph objects are not in the resource group; Azure/azure-dev#4724). Remove
-// them by hand, with the client id from `azd env get-value` (the output
-// clientId of this module, however main.bicep names it):
+// them by hand, with the client id and object id from `azd env get-value`
+// (main.bicep outputs ENTRA_CLIENT_ID and ENTRA_APP_OBJECT_ID):
 //   objectId=$(az ad app show --id <clientId> --query id -o tsv)
 //   az ad app delete --id <clientId>       # app, its credential, its roles
 //   az ad sp show --id <clientId>          # if it still exists:
