@@ -20,6 +20,7 @@ param environmentName string
 
 // Not restricted with @allowed: the regions offering Flex Consumption and
 // Azure Managed Redis keep growing, and a stale list would block valid ones.
+// infra/hooks/preprovision.* asks Azure instead, before anything is created.
 @minLength(1)
 @description('Region for every resource. It must offer Flex Consumption and (with redisKind = managed) Azure Managed Redis.')
 @metadata({ azd: { type: 'location' } })
@@ -175,10 +176,11 @@ param entraExtraRedirectUris string = ''
 // (Privileged Role Administrator, Cloud Application Administrator or
 // Application Administrator, with DelegatedPermissionGrant.ReadWrite.All),
 // and a deployer without those rights would see the whole provision fail.
-// Without it each user consents to User.Read at sign-in where the tenant
-// lets users consent; where it does not, my_profile answers with a tool
-// error naming the consent an admin must grant. `azd env set
-// GRANT_GRAPH_CONSENT true` as an administrator.
+// Without it, sign-in still works (it asks only for this API's own scope),
+// and my_profile answers a tool error naming the consent an administrator
+// must grant (Graph User.Read for this app), unless the user consented to it
+// already. `azd env set GRANT_GRAPH_CONSENT true` as an administrator, or
+// grant it in the admin center (App registrations, API permissions).
 @description('Grant admin consent (all users) for the Microsoft Graph User.Read permission my_profile uses (GRANT_GRAPH_CONSENT). Needs an administrator.')
 param grantGraphConsent bool = false
 
