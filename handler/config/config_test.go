@@ -160,6 +160,20 @@ func TestSettingsListIsComplete(t *testing.T) {
 	}
 }
 
+// TestSettingKindsDoNotOverlap: a setting the deployment fills in is not
+// also the operator's to choose (two sources for one value), and nobody
+// configures what the platform sets.
+func TestSettingKindsDoNotOverlap(t *testing.T) {
+	for _, s := range Settings() {
+		if s.Azure && s.Operator {
+			t.Errorf("%s is marked both Azure (set from the deployment) and Operator (an azd environment value)", s.Name)
+		}
+		if s.Platform && (s.Azure || s.Operator || s.Local) {
+			t.Errorf("%s is set by the platform and also marked configurable", s.Name)
+		}
+	}
+}
+
 // TestSampleSettingsAreTheLocalOnes: local.settings.sample.json lists the
 // settings marked Local, plus the Functions host's own.
 func TestSampleSettingsAreTheLocalOnes(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"io"
 	"os"
 	"os/exec"
@@ -13,14 +14,14 @@ import (
 )
 
 // azdService reads what azure.yaml says about the mcp service: its dist
-// folder and the posix prepackage command.
-func azdService(t *testing.T, root string) (dist, prepackage string) {
+// and the posix prepackage command.
+func azdService(t *testing.T, root string) (text, dist, prepackage string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "azure.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(b)
+	text = string(b)
 	for _, want := range []string{"language: custom", "host: function"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("azure.yaml lacks %q", want)
@@ -35,12 +36,26 @@ func azdService(t *testing.T, root string) (dist, prepackage string) {
 	if m == nil {
 		t.Fatal("azure.yaml has no posix prepackage hook")
 	}
-	return dist, strings.TrimSpace(m[1])
+	return text, dist, strings.TrimSpace(m[1])
+}
+
+// TestAzureYAMLNamesWhatItNeeds: the comments say which azd runs this
+// (1.20.0, the first with language: custom and .zip dists deployed as they
+// are) and that custom is an alpha feature to turn on.
+func TestAzureYAMLNamesWhatItNeeds(t *testing.T) {
+	text, _, _ := azdService(t, moduleRoot)
+	for _, want := range []string{"azd 1.20.0 or later", "azd config set alpha.language.custom on"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("azure.yaml does not say %q", want)
+		}
+	}
 }
 
 // TestAzdHookStagesACleanCheckout runs azure.yaml's own prepackage command
-// on a copy of the tracked files (a clean checkout), and checks that the
-// folder azd will zip is exactly what the Functions host needs.
+// on a copy of the tracked files (a clean checkout), and checks that what
+// azd deploys (dist, our own zip, which azd 1.20.0 and later upload as it
+// is) is exactly what the Functions host needs, with the handler's exec bit
+// in the zip.
 func TestAzdHookStagesACleanCheckout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the handler")
@@ -49,9 +64,13 @@ func TestAzdHookStagesACleanCheckout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dist, cmd := azdService(t, root)
-	if !strings.Contains(cmd, "-out "+dist) {
-		t.Errorf("azure.yaml dist %q, but the hook stages with %q", dist, cmd)
+	_, dist, cmd := azdService(t, root)
+	folder, ok := strings.CutSuffix(dist, ".zip")
+	if !ok {
+		t.Fatalf("azure.yaml dist %q is not a .zip: azd would zip the folder itself, without the exec bit before 1.26.0", dist)
+	}
+	if !strings.Contains(cmd, "-out "+folder) {
+		t.Errorf("azure.yaml dist %q, but the hook stages with %q (which writes <out>.zip)", dist, cmd)
 	}
 	if !strings.Contains(cmd, "./handler/stage") {
 		t.Fatalf("the prepackage hook does not run the staging routine: %q", cmd)
@@ -64,7 +83,7 @@ func TestAzdHookStagesACleanCheckout(t *testing.T) {
 	if out, err := run.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)
 	}
-	fns, err := Validate(filepath.Join(clean, dist))
+	fns, err := Validate(filepath.Join(clean, folder))
 	if err != nil {
 		t.Fatalf("staged by the azd hook: %v", err)
 	}
@@ -74,6 +93,27 @@ func TestAzdHookStagesACleanCheckout(t *testing.T) {
 	}
 	if err := CheckRoutes(fns, want); err != nil {
 		t.Error(err)
+	}
+
+	zr, err := zip.OpenReader(filepath.Join(clean, dist))
+	if err != nil {
+		t.Fatalf("the hook did not write azure.yaml's dist: %v", err)
+	}
+	defer zr.Close()
+	inZip := map[string]os.FileMode{}
+	for _, f := range zr.File {
+		inZip[f.Name] = f.Mode()
+	}
+	if m, ok := inZip[BinaryName]; !ok || m != 0o755 {
+		t.Errorf("%s in %s: present %v, mode %v; want 0755", BinaryName, dist, ok, m)
+	}
+	for _, f := range fns {
+		if _, ok := inZip[f.Name+"/function.json"]; !ok {
+			t.Errorf("%s lacks %s/function.json", dist, f.Name)
+		}
+	}
+	if _, ok := inZip["host.json"]; !ok {
+		t.Errorf("%s lacks host.json", dist)
 	}
 }
 

@@ -11,14 +11,20 @@
 //   3. servicePrincipal  with appRoleAssignmentRequired: true
 //   4. federatedCredential  trusts the function's managed identity, so MSAL
 //                     signs in with a client assertion and no secret exists
-//   5. deployerTaskAll  the deploying user gets Task.All (if principalId set)
+//   5. graphConsent   admin consent for Graph User.Read (if grantGraphConsent)
+//
+// Not here: the deploying user's Task.All assignment. An appRoleAssignedTo
+// has no client-provided key, and redeploying one that exists fails with
+// "EntitlementGrant entry already exists" (msgraph-bicep-types#161, open),
+// so the second `azd up` would fail. infra/hooks/postprovision.* assigns it
+// instead, after looking it up (output taskAllRoleId).
 //
 // Types and the v1.0 API version come from msgraph-bicep-types
 // generated/microsoftgraph/microsoft.graph/v1.0/1.0.0/types.md:
 //   Microsoft.Graph/applications@v1.0
 //   Microsoft.Graph/applications/federatedIdentityCredentials@v1.0
 //   Microsoft.Graph/servicePrincipals@v1.0
-//   Microsoft.Graph/appRoleAssignedTo@v1.0
+//   Microsoft.Graph/oauth2PermissionGrants@v1.0
 //
 // Who can deploy this: Graph resources are written with the deploying
 // identity's own Entra permissions (Application.ReadWrite.All for the
@@ -30,8 +36,8 @@
 //
 // TEARING DOWN: `azd down --purge` does NOT delete anything declared here
 // (Graph objects are not in the resource group; Azure/azure-dev#4724). Remove
-// them by hand, with the client id from `azd env get-value` (the output
-// clientId of this module, however main.bicep names it):
+// them by hand, with the client id and object id from `azd env get-value`
+// (main.bicep outputs ENTRA_CLIENT_ID and ENTRA_APP_OBJECT_ID):
 //   objectId=$(az ad app show --id <clientId> --query id -o tsv)
 //   az ad app delete --id <clientId>       # app, its credential, its roles
 //   az ad sp show --id <clientId>          # if it still exists:
@@ -64,19 +70,11 @@ param identityPrincipalId string
 @description('Client id of the same managed identity. Only recorded in the federated credential description, so a person in the portal can tell which identity it trusts.')
 param identityClientId string
 
-@description('Object id of the deploying principal (azd AZURE_PRINCIPAL_ID). Empty skips the Task.All assignment (CI).')
-param principalId string = ''
-
-@description('Kind of principal principalId names. The App Roles are user-assignable only, so a ServicePrincipal (CI) is not assigned.')
-@allowed([
-  'User'
-  'Group'
-  'ServicePrincipal'
-])
-param principalType string = 'User'
-
 @description('More web redirect URIs, e.g. http://localhost:7071/auth/callback to sign in against this registration from a local `func start` (Entra allows http only for localhost).')
 param extraRedirectUris array = []
+
+@description('Grant admin consent, for all users, to the Graph User.Read permission (an oauth2PermissionGrant). The deployer needs an admin role that may grant tenant-wide consent.')
+param grantGraphConsent bool = false
 
 @description('Optional GUID some tenants require on every application create/update ("ServiceManagementReference field is required"). Empty leaves it unset.')
 param serviceManagementReference string = ''
@@ -201,7 +199,8 @@ var api = {
 var web = {
   // A web (confidential) redirect: the handler redeems the code server-side
   // with MSAL, authenticating with the federated credential below.
-  redirectUris: concat([callbackUri], extraRedirectUris)
+  // union, not concat: Entra refuses a list with the same URI twice.
+  redirectUris: union([callbackUri], extraRedirectUris)
   // Authorization code + PKCE only; no implicit flow.
   implicitGrantSettings: {
     enableAccessTokenIssuance: false
@@ -320,18 +319,23 @@ resource federatedCredential 'Microsoft.Graph/applications/federatedIdentityCred
   ]
 }
 
-// 5. The deploying user gets Task.All so the first call after `azd up` works.
-// Skipped when principalId is empty (CI) or a service principal: the roles
-// allow only users and groups.
-// Note: an appRoleAssignedTo has no client-provided key; a redeploy of an
-// assignment that already exists was reported to fail with "EntitlementGrant
-// entry already exists" on the beta endpoint (msgraph-bicep-types#161, open).
-// If `azd provision` fails that way on a re-run, the assignment is already in
-// place: deploy with principalId empty.
-resource deployerTaskAll 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (!empty(principalId) && principalType != 'ServicePrincipal') {
-  principalId: principalId
-  resourceId: servicePrincipal.id
-  appRoleId: taskAllRoleId
+// 5. Admin consent for Graph User.Read, for every user (consentType
+// AllPrincipals): my_profile's on-behalf-of call then works without each
+// user consenting, and where the tenant lets no user consent at all.
+// Graph keys a grant by [clientId, consentType, resourceId], so a redeploy
+// updates the same grant instead of failing like an appRoleAssignedTo.
+// Optional (main.bicep grantGraphConsent): only an administrator may grant
+// it, and a deployer without the right would fail the whole provision.
+resource msGraphServicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' existing = if (grantGraphConsent) {
+  appId: microsoftGraphAppId
+}
+
+resource graphConsent 'Microsoft.Graph/oauth2PermissionGrants@v1.0' = if (grantGraphConsent) {
+  clientId: servicePrincipal.id
+  consentType: 'AllPrincipals'
+  resourceId: msGraphServicePrincipal.id
+  // The value of graphUserReadScopeId, as an access token's scp carries it.
+  scope: 'User.Read'
 }
 
 // ---------------------------------------------------------------------------
@@ -348,6 +352,9 @@ output servicePrincipalId string = servicePrincipal.id
 
 @description('Object id of the application (for `az ad app` and for purging it from deleted items).')
 output appObjectId string = appIdentifier.id
+
+@description('Id of the Task.All App Role: the postprovision hook assigns it to the deploying user.')
+output taskAllRoleId string = taskAllRoleId
 
 @description('uniqueName of the application (the key Graph Bicep upserts on).')
 output appUniqueName string = appUniqueName

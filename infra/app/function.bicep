@@ -8,8 +8,15 @@ param name string
 param planName string
 param location string
 
-@description('Tags for the site, including azd-service-name (azd finds the app by it).')
+@description('Tags for every resource here (azd-env-name).')
 param tags object
+
+// azd finds the app to deploy to by this tag, and it must be on exactly one
+// resource: azd 1.20.0-1.23.3 refuse a deployment when more than one
+// resource carries it ("expecting only '1' resource tagged with
+// azd-service-name"), so the plan never gets it.
+@description('azure.yaml\'s service name, tagged (azd-service-name) on the site only.')
+param serviceName string
 
 @description('Resource id of the user-assigned identity.')
 param identityResourceId string
@@ -41,12 +48,8 @@ param appClientId string
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 
-@description('MCP_AUTH_MODE: proxy (this app is the OAuth authorization server MCP clients use) or entra.')
-@allowed([
-  'proxy'
-  'entra'
-])
-param mcpAuthMode string = 'proxy'
+@description('The operator\'s choices (main.bicep operatorSettings): app setting name to value, from azd environment values. An empty value is not written, so the handler uses its default.')
+param operatorSettings object
 
 // Flex Consumption, Linux. The plan's `reserved: true` is what makes it Linux.
 module plan 'br/public:avm/res/web/serverfarm:0.7.0' = {
@@ -61,19 +64,19 @@ module plan 'br/public:avm/res/web/serverfarm:0.7.0' = {
   }
 }
 
-// Every setting the handler reads in Azure (README "Configuration", and
-// config.Settings() entries marked Azure), plus the Functions host's own
-// identity-based storage connection. Keep this the only place app settings
-// are written: the deployment tests compare it with the handler's list.
+// The settings this deployment fills in (config.Settings() entries marked
+// Azure), plus the Functions host's own identity-based storage connection.
+// Together with the operator's choices below they are the function app's
+// whole set of settings: keep this file the only place app settings are
+// written; the deployment tests compare it with the handler's list.
 //
 // Deliberately absent:
 // - FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION: Flex Consumption
 //   takes the runtime from functionAppConfig.runtime and does not support
 //   them as app settings.
-// - PUBLIC_BASE_URL: the handler falls back to https://$WEBSITE_HOSTNAME.
 // - AZURE_CLIENT_SECRET, ENTRA_CLIENT_SECRET, TOKEN_SEALING_KEYS: secrets come
 //   from Key Vault; the handler refuses to start when AZURE_CLIENT_SECRET is set.
-var appSettings = {
+var deploymentSettings = {
   // Functions host storage through the identity; the account refuses shared keys.
   AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -101,21 +104,34 @@ var appSettings = {
   // assignment has.
   REDIS_USERNAME: identityPrincipalId
 
-  // Who MCP clients see as their authorization server (main.bicep explains).
-  MCP_AUTH_MODE: mcpAuthMode
-
   // Local auth is off on the component, so the connection string alone cannot
   // ingest; telemetry goes with the identity's Entra token.
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }
 
+// The operator's choices that are not empty. Every one of the handler's
+// settings treats empty as its default, so leaving an empty one out changes
+// nothing but keeps the portal's list to what was chosen.
+var chosenSettings = toObject(filter(items(operatorSettings), s => !empty(s.value)), s => s.key, s => s.value)
+
+var appSettings = union(deploymentSettings, chosenSettings)
+
+// MCP_ALLOWED_ORIGINS as a list, for the Functions host's CORS. On Flex
+// Consumption the host answers every preflight (OPTIONS with
+// Access-Control-Request-Method) itself from this list, before the handler
+// sees it, and overwrites Access-Control-Allow-Origin on the replies to
+// listed origins; so the host and the handler must allow exactly the same
+// origins, and both read this one value. No credentials: clients send bearer
+// tokens, never cookies, across origins.
+var allowedOrigins = filter(map(split(operatorSettings.MCP_ALLOWED_ORIGINS, ','), o => trim(o)), o => !empty(o))
+
 module site 'br/public:avm/res/web/site:0.24.0' = {
   name: 'site'
   params: {
     name: name
     location: location
-    tags: tags
+    tags: union(tags, { 'azd-service-name': serviceName })
     kind: 'functionapp,linux'
     serverFarmResourceId: plan.outputs.resourceId
     managedIdentities: {
@@ -158,6 +174,10 @@ module site 'br/public:avm/res/web/site:0.24.0' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      cors: {
+        allowedOrigins: allowedOrigins
+        supportCredentials: false
+      }
     }
     // azd deploys with an Entra token (Flex's /api/publish); nobody needs
     // FTP or SCM basic-auth publishing credentials.

@@ -19,6 +19,13 @@ param kind string = 'managed'
 ])
 param persistence string = 'aof'
 
+@description('Azure Managed Redis high availability: Enabled (a replica on a second node, about double the cost, needed for the SLA) or Disabled. Cannot be disabled on an existing cache. Azure Cache for Redis Basic has no replica either way.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param highAvailability string = 'Enabled'
+
 param name string
 param location string
 param tags object
@@ -43,6 +50,7 @@ module managed 'br/public:avm/res/cache/redis-enterprise:0.5.1' = if (kind == 'm
     tags: tags
     // The smallest Azure Managed Redis SKU the module accepts.
     skuName: 'Balanced_B0'
+    highAvailability: highAvailability
     minimumTlsVersion: '1.2'
     // No virtual network in this deployment; Entra auth is the gate.
     publicNetworkAccess: 'Enabled'

@@ -43,6 +43,13 @@ param redisKind string = 'managed'
 ])
 param redisPersistence string = 'aof'
 
+@description('Azure Managed Redis high availability: Enabled (a replica) or Disabled.')
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+param redisHighAvailability string = 'Enabled'
+
 param keyVaultPurgeProtection bool = false
 
 var abbrs = loadJsonContent('../abbreviations.json')
@@ -216,6 +223,7 @@ module redis 'redis.bicep' = {
   params: {
     kind: redisKind
     persistence: redisPersistence
+    highAvailability: redisHighAvailability
     name: redisKind == 'managed'
       ? '${abbrs.cacheRedisEnterprise}${resourceToken}'
       : '${abbrs.cacheRedis}${resourceToken}'
