@@ -443,6 +443,23 @@ func publicBaseURL(getenv func(string) string) (string, error) {
 	return "", fmt.Errorf("PUBLIC_BASE_URL: required when WEBSITE_HOSTNAME is not set (e.g. http://localhost:7071 for func start)")
 }
 
+// parseAllowedTenants reads ENTRA_ALLOWED_TENANTS: comma-separated tenant
+// ids, lower-cased. Empty returns nil: the app's own tenant only.
+func parseAllowedTenants(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, t := range strings.Split(v, ",") {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if !valid.GUID(t) {
+			return nil, fmt.Errorf("ENTRA_ALLOWED_TENANTS: %q is not a tenant id (GUID)", t)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 func loadEntra(getenv func(string) string) (Entra, error) {
 	e := Entra{
 		TenantID: strings.TrimSpace(getenv("ENTRA_TENANT_ID")),
@@ -468,16 +485,11 @@ func loadEntra(getenv func(string) string) (Entra, error) {
 		return e, err
 	}
 
-	e.AllowedTenants = []string{e.TenantID}
-	if v := strings.TrimSpace(getenv("ENTRA_ALLOWED_TENANTS")); v != "" {
-		e.AllowedTenants = nil
-		for _, t := range strings.Split(v, ",") {
-			t = strings.ToLower(strings.TrimSpace(t))
-			if !valid.GUID(t) {
-				return e, fmt.Errorf("ENTRA_ALLOWED_TENANTS: %q is not a tenant id (GUID)", t)
-			}
-			e.AllowedTenants = append(e.AllowedTenants, t)
-		}
+	if e.AllowedTenants, err = parseAllowedTenants(getenv("ENTRA_ALLOWED_TENANTS")); err != nil {
+		return e, err
+	}
+	if e.AllowedTenants == nil {
+		e.AllowedTenants = []string{e.TenantID}
 	}
 
 	e.TokenVersion = 2

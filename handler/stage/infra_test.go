@@ -593,6 +593,17 @@ case "$1 $2 $3" in
 esac
 `
 
+// fakeGo stands for `go run ./handler/stage -check-settings` in the hooks:
+// it records where it ran and with what, and fails when FAKE_GO_ERROR is
+// set, as the real check does for a bad setting. (The check itself is
+// config.CheckOperatorSettings, tested in handler/config, and the flag by
+// TestCheckSettingsFlag.)
+const fakeGo = `#!/bin/sh
+echo "$PWD $*" >>"$GO_LOG"
+if [ -n "${FAKE_GO_ERROR:-}" ]; then echo "stage: $FAKE_GO_ERROR" >&2; exit 1; fi
+echo "operator settings: ok"
+`
+
 // hookRun is one run of an infra/hooks/*.sh script.
 type hookRun struct {
 	code           int
@@ -609,7 +620,7 @@ type hookRun struct {
 func runHook(t *testing.T, hook string, env map[string]string, withAZ bool) hookRun {
 	t.Helper()
 	bin, state := t.TempDir(), t.TempDir()
-	for _, tool := range []string{"sh", "sed", "grep", "tr", "mktemp", "head", "base64", "cat", "rm", "cp"} {
+	for _, tool := range []string{"sh", "sed", "grep", "tr", "mktemp", "head", "base64", "cat", "rm", "cp", "dirname"} {
 		path, err := exec.LookPath(tool)
 		if err != nil {
 			t.Skipf("no %s on PATH", tool)
@@ -627,9 +638,13 @@ func runHook(t *testing.T, hook string, env map[string]string, withAZ bool) hook
 	if withAZ {
 		write("az", fakeAZ)
 	}
+	if env["FAKE_GO"] != "missing" {
+		write("go", fakeGo)
+	}
 	azLog, sleepLog := filepath.Join(state, "az.log"), filepath.Join(state, "sleep.log")
 	cmd := exec.Command(filepath.Join(bin, "sh"), filepath.Join(moduleRoot, "infra", "hooks", hook))
-	cmd.Env = []string{"PATH=" + bin, "TMPDIR=" + t.TempDir(), "AZ_LOG=" + azLog, "AZ_STATE=" + state, "SLEEP_LOG=" + sleepLog}
+	cmd.Env = []string{"PATH=" + bin, "TMPDIR=" + t.TempDir(), "AZ_LOG=" + azLog, "AZ_STATE=" + state, "SLEEP_LOG=" + sleepLog,
+		"GO_LOG=" + filepath.Join(state, "go.log")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -796,11 +811,26 @@ func TestPreprovisionHook(t *testing.T) {
 		{"az missing", env(), false, 0, "the Azure CLI (az) is not installed; region not checked"},
 		{"az answers nothing", env("FAKE_FLEX", ""), true, 0, "az could not list the Flex Consumption regions"},
 		{"location not chosen yet", env("AZURE_LOCATION", ""), true, 0, "AZURE_LOCATION is not set yet; region not checked"},
+		{"a setting the handler would refuse", env("FAKE_GO_ERROR", "ROLE_MAP: unknown need"), true, 1, "ROLE_MAP: unknown need"},
+		{"Go missing", env("FAKE_GO", "missing"), true, 1, "Go is not installed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := runHook(t, "preprovision.sh", c.env, c.withAZ)
 			if r.code != c.code || (c.stderr == "") != (r.stderr == "") || !strings.Contains(r.stderr, c.stderr) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", r.code, r.stderr, c.code, c.stderr)
+			}
+			if c.env["FAKE_GO"] != "missing" {
+				checked, _ := os.ReadFile(filepath.Join(r.state, "go.log"))
+				root, _ := filepath.Abs(moduleRoot)
+				if want := root + " run ./handler/stage -check-settings\n"; !sameDirLine(string(checked), want) {
+					t.Errorf("settings check ran as %q, want %q", checked, want)
+				}
+			}
+			if (c.env["FAKE_GO_ERROR"] != "" || c.env["FAKE_GO"] == "missing") && len(r.calls) != 0 {
+				t.Errorf("az asked after the settings check failed: %v", r.calls)
+			}
+			if c.env["FAKE_GO_ERROR"] != "" || c.env["FAKE_GO"] == "missing" {
+				return
 			}
 			if c.withAZ && c.env["AZURE_LOCATION"] != "" && r.called("functionapp list-flexconsumption-locations --subscription 99999999-9999-4999-8999-999999999999") != 1 {
 				t.Errorf("Flex Consumption regions not asked for in azd's subscription: %v", r.calls)
@@ -810,6 +840,19 @@ func TestPreprovisionHook(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameDirLine compares a fake go's log line "<dir> <args>" with want,
+// resolving the directory (the hook reaches the root through ../..).
+func sameDirLine(got, want string) bool {
+	dir, args, ok := strings.Cut(strings.TrimSpace(got), " ")
+	wdir, wargs, _ := strings.Cut(strings.TrimSpace(want), " ")
+	if !ok || args != wargs {
+		return false
+	}
+	a, err1 := filepath.EvalSymlinks(dir)
+	b, err2 := filepath.EvalSymlinks(wdir)
+	return err1 == nil && err2 == nil && a == b
 }
 
 // TestOneRequestItemPerCall: the handler sends its own request telemetry

@@ -5,6 +5,7 @@
 // and CI all use it, on Linux, macOS or Windows:
 //
 //	go run ./handler/stage [-out .dist] [-skip-build]
+//	go run ./handler/stage -check-settings
 //
 // It empties the output folder first and checks the result with the same
 // validation the tests use, so a staged folder that would not load in the
@@ -12,6 +13,12 @@
 // built, it also writes the folder as a zip next to it (<out>.zip), the
 // package azd deploys, with the binary's exec bit in it. Paths are relative
 // to the module root, whatever folder it runs from.
+//
+// With -check-settings it only checks the operator's choices in its
+// environment (azd's preprovision hook passes the azd environment values),
+// as the handler will read them, so that a bad value stops `azd provision`
+// before anything is created instead of leaving a function app that never
+// starts.
 package main
 
 import (
@@ -20,12 +27,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/entra-mcp/functions-mcp/handler/config"
 )
 
 func main() {
 	out := flag.String("out", ".dist", "output folder, relative to the module root unless absolute")
 	skipBuild := flag.Bool("skip-build", false, "stage and validate everything but the binary (for builds done separately)")
+	checkSettings := flag.Bool("check-settings", false, "only check the operator settings in the environment (azd environment values) and exit")
 	flag.Parse()
+
+	if *checkSettings {
+		if err := config.CheckOperatorSettings(os.Getenv); err != nil {
+			fail(fmt.Errorf("azd environment values the handler would refuse (change them with azd env set NAME value):\n%w", err))
+		}
+		fmt.Println("operator settings: ok")
+		return
+	}
 
 	root, err := findModuleRoot()
 	if err != nil {

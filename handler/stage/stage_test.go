@@ -338,3 +338,38 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestCheckSettingsFlag: `go run ./handler/stage -check-settings`, which
+// the preprovision hooks run with the azd environment values, fails on a
+// value the handler would refuse, naming it, and passes on good ones.
+func TestCheckSettingsFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the staging command")
+	}
+	bin := filepath.Join(t.TempDir(), "stage")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	run := func(env ...string) (string, error) {
+		cmd := exec.Command(bin, "-check-settings")
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Run("good values pass", func(t *testing.T) {
+		if out, err := run("ROLE_MAP=Task.Read=read", "MCP_ALLOWED_ORIGINS=https://app.contoso.com"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	})
+	t.Run("a bad value fails, named", func(t *testing.T) {
+		out, err := run("ROLE_MAP=Task.Read=reed", "LOG_LEVEL=loud")
+		if err == nil {
+			t.Fatalf("passed:\n%s", out)
+		}
+		for _, want := range []string{"ROLE_MAP", "LOG_LEVEL", "azd env set"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}

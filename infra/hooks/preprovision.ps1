@@ -2,7 +2,25 @@
 # preprovision.sh: before anything is created, AZURE_LOCATION must offer
 # Flex Consumption and (with REDIS_KIND=managed, the default) Azure Managed
 # Redis; when az cannot be asked, warn and go on.
+# First, as there, the operator's choices are checked by the handler's own
+# parsing (go run ./handler/stage -check-settings).
 $ErrorActionPreference = 'Stop'
+
+if (-not (Get-Command go -ErrorAction SilentlyContinue)) {
+  [Console]::Error.WriteLine('preprovision: Go is not installed; azd needs it to check the settings and build the handler')
+  exit 1
+}
+Push-Location (Join-Path $PSScriptRoot '../..')
+try {
+  & go run ./handler/stage -check-settings
+  $checked = $LASTEXITCODE
+} finally {
+  Pop-Location
+}
+if ($checked -ne 0) {
+  [Console]::Error.WriteLine('preprovision: nothing was provisioned')
+  exit 1
+}
 
 function Skip([string]$message) {
   [Console]::Error.WriteLine("preprovision: warning: $message; region not checked")

@@ -1,12 +1,31 @@
 #!/bin/sh
-# azd preprovision hook: before anything is created, check that
-# AZURE_LOCATION offers what infra/ puts there, Flex Consumption and (with
-# REDIS_KIND=managed, the default) Azure Managed Redis. A region missing
-# either would fail late, after the app registration and half the resources
-# exist. No list of regions is kept here: Azure's answer is the current one.
-# When it cannot ask (no az, not signed in, an az without the command) it
-# warns and lets the provision go on.
+# azd preprovision hook: before anything is created,
+# 1. check the operator's choices (azd environment values such as ROLE_MAP)
+#    as the handler will read them: a bad one would otherwise surface only
+#    as a function app that never starts;
+# 2. check that AZURE_LOCATION offers what infra/ puts there, Flex
+#    Consumption and (with REDIS_KIND=managed, the default) Azure Managed
+#    Redis. A region missing either would fail late, after the app
+#    registration and half the resources exist. No list of regions is kept
+#    here: Azure's answer is the current one. When it cannot ask (no az, not
+#    signed in, an az without the command) it warns and lets the provision
+#    go on.
 set -eu
+
+# --- 1. the operator's choices -------------------------------------------
+# Go builds the handler at deploy time anyway; the check is the handler's
+# own parsing (handler/config), run from the repository root.
+if ! command -v go >/dev/null 2>&1; then
+  echo "preprovision: Go is not installed; azd needs it to check the settings and build the handler" >&2
+  exit 1
+fi
+root="$(dirname "$0")/../.."
+if ! (cd "$root" && go run ./handler/stage -check-settings); then
+  echo "preprovision: nothing was provisioned" >&2
+  exit 1
+fi
+
+# --- 2. the region -------------------------------------------------------
 
 skip() {
   echo "preprovision: warning: $*; region not checked" >&2
