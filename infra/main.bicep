@@ -67,7 +67,7 @@ param redisPersistence string = 'aof'
 @description('Enable Key Vault purge protection (irreversible; blocks `azd down --purge` from purging the vault).')
 param keyVaultPurgeProtection bool = false
 
-@description('Memory per Flex Consumption instance, in MB.')
+@description('Memory per Flex Consumption instance, in MB (FUNCTION_INSTANCE_MEMORY_MB).')
 @allowed([
   512
   2048
@@ -75,7 +75,7 @@ param keyVaultPurgeProtection bool = false
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound on Flex Consumption instances; it also caps what a flood of requests can cost.')
+@description('Upper bound on Flex Consumption instances; it also caps what a flood of requests can cost (FUNCTION_MAXIMUM_INSTANCES).')
 param maximumInstanceCount int = 40
 
 // ---------------------------------------------------------------------------
