@@ -1,0 +1,279 @@
+package funchost
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// app is what the stand-in reads from a staged folder, checked.
+type app struct {
+	root        string   // absolute script root
+	exe         string   // executable, resolved as the host resolves it
+	workDir     string   // the child's working directory
+	args        []string // customHandler.description.arguments, unexpanded
+	port        int      // customHandler.port; 0 picks a free port
+	routePrefix string
+	functions   []function // in the host's order: by name, case-insensitive
+}
+
+// function is one proxied HTTP function.
+type function struct {
+	name    string
+	route   template
+	methods []string // upper case; empty accepts every method
+	auth    string   // anonymous, function, system or admin
+}
+
+// allows reports whether the function accepts method.
+func (f function) allows(method string) bool {
+	return len(f.methods) == 0 || slices.Contains(f.methods, strings.ToUpper(method))
+}
+
+// hostFile is the part of host.json the stand-in reads. encoding/json
+// matches keys case-insensitively, as the host's configuration binder does.
+type hostFile struct {
+	Version       string `json:"version"`
+	CustomHandler *struct {
+		Description *struct {
+			DefaultExecutablePath string   `json:"defaultExecutablePath"`
+			WorkingDirectory      string   `json:"workingDirectory"`
+			Arguments             []string `json:"arguments"`
+			DefaultWorkerPath     string   `json:"defaultWorkerPath"`
+			WorkerArguments       []string `json:"workerArguments"`
+			WorkerDirectory       string   `json:"workerDirectory"`
+		} `json:"description"`
+		EnableProxyingHTTPRequest bool            `json:"enableProxyingHttpRequest"`
+		Port                      *int            `json:"port"`
+		HTTP                      json.RawMessage `json:"http"`
+	} `json:"customHandler"`
+	Extensions struct {
+		HTTP struct {
+			RoutePrefix *string `json:"routePrefix"`
+		} `json:"http"`
+	} `json:"extensions"`
+}
+
+// binding is one entry of function.json's bindings.
+type binding struct {
+	Type      string   `json:"type"`
+	Direction string   `json:"direction"`
+	AuthLevel *string  `json:"authLevel"`
+	Methods   []string `json:"methods"`
+	Route     *string  `json:"route"`
+}
+
+// defaultRoutePrefix is the host's prefix when host.json names none.
+const defaultRoutePrefix = "api"
+
+// functionName is the host's rule for function (folder) names.
+var functionName = regexp.MustCompile(`(?i)^[a-z][a-z0-9_\-]{0,127}$`)
+
+// loadApp reads and checks host.json and every <root>/<name>/function.json.
+// It refuses what the stand-in does not imitate rather than guess, and
+// reports every problem it finds.
+func loadApp(root string) (*app, error) {
+	if root == "" {
+		return nil, errors.New("funchost: no script root")
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("funchost: script root: %w", err)
+	}
+	a := &app{root: root, workDir: root, routePrefix: defaultRoutePrefix}
+	var errs []error
+	if err := a.readHost(filepath.Join(root, "host.json")); err != nil {
+		errs = append(errs, fmt.Errorf("host.json: %w", err))
+	}
+	if err := a.readFunctions(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("funchost: %s cannot be run: %w", root, errors.Join(errs...))
+	}
+	return a, nil
+}
+
+func (a *app) readHost(path string) error {
+	var h hostFile
+	if err := readJSON(path, &h); err != nil {
+		return err
+	}
+	var errs []error
+	if h.Version != "2.0" {
+		errs = append(errs, fmt.Errorf("version is %q; the host runs only \"2.0\"", h.Version))
+	}
+	if p := h.Extensions.HTTP.RoutePrefix; p != nil {
+		a.routePrefix = strings.TrimSuffix(strings.TrimSpace(*p), "/")
+	}
+	ch := h.CustomHandler
+	switch {
+	case ch == nil:
+		return errors.Join(append(errs, errors.New("no customHandler section"))...)
+	case ch.Description == nil || ch.Description.DefaultExecutablePath == "":
+		return errors.Join(append(errs, errors.New("customHandler.description.defaultExecutablePath is empty"))...)
+	}
+	d := ch.Description
+	if !ch.EnableProxyingHTTPRequest {
+		errs = append(errs, errors.New("customHandler.enableProxyingHttpRequest is not true: the stand-in speaks only the proxy protocol"))
+	}
+	if len(ch.HTTP) > 0 && string(ch.HTTP) != "null" {
+		errs = append(errs, errors.New("customHandler.http is set: not imitated (and the host refuses it next to function.json folders)"))
+	}
+	if d.DefaultWorkerPath != "" || len(d.WorkerArguments) > 0 || d.WorkerDirectory != "" {
+		errs = append(errs, errors.New("customHandler.description sets defaultWorkerPath, workerArguments or workerDirectory: not imitated"))
+	}
+	if ch.Port != nil {
+		if *ch.Port < 1 || *ch.Port > 65535 {
+			errs = append(errs, fmt.Errorf("customHandler.port %d is not a port", *ch.Port))
+		}
+		a.port = *ch.Port
+	}
+	a.args = d.Arguments
+	// The executable is joined to the root only if that file exists;
+	// otherwise the host takes it for a program on the PATH.
+	a.exe = d.DefaultExecutablePath
+	if !filepath.IsAbs(a.exe) {
+		if st, err := os.Stat(filepath.Join(a.root, a.exe)); err == nil && !st.IsDir() {
+			a.exe = filepath.Join(a.root, a.exe)
+		}
+	}
+	if wd := d.WorkingDirectory; wd != "" {
+		if !filepath.IsAbs(wd) {
+			wd = filepath.Join(a.root, wd)
+		}
+		a.workDir = wd
+	}
+	return errors.Join(errs...)
+}
+
+// readFunctions loads every direct subfolder of the root that holds a
+// function.json, in the host's order.
+func (a *app) readFunctions() error {
+	entries, err := os.ReadDir(a.root)
+	if err != nil {
+		return fmt.Errorf("read script root: %w", err)
+	}
+	var errs []error
+	seen := map[string]function{} // lower-cased template -> function
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		path := filepath.Join(a.root, e.Name(), "function.json")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		fn, err := a.readFunction(e.Name(), path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("function %s: %w", e.Name(), err))
+			continue
+		}
+		key := strings.ToLower(fn.route.text)
+		if other, dup := seen[key]; dup && overlap(fn.methods, other.methods) {
+			errs = append(errs, fmt.Errorf("function %s: route %q conflicts with function %s", fn.name, fn.route.text, other.name))
+			continue
+		}
+		seen[key] = fn
+		a.functions = append(a.functions, fn)
+	}
+	if len(a.functions) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("no function folders"))
+	}
+	slices.SortFunc(a.functions, func(x, y function) int {
+		return strings.Compare(strings.ToLower(x.name), strings.ToLower(y.name))
+	})
+	return errors.Join(errs...)
+}
+
+// overlap reports whether two method lists share a method (empty is all).
+func overlap(x, y []string) bool {
+	if len(x) == 0 || len(y) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(x, func(m string) bool { return slices.Contains(y, m) })
+}
+
+func (a *app) readFunction(name, path string) (function, error) {
+	fn := function{name: name}
+	if !functionName.MatchString(name) {
+		return fn, fmt.Errorf("%q is not a valid function name", name)
+	}
+	var doc struct {
+		Bindings []binding `json:"bindings"`
+	}
+	if err := readJSON(path, &doc); err != nil {
+		return fn, err
+	}
+	var in []binding
+	outs := 0
+	for _, b := range doc.Bindings {
+		switch {
+		case strings.EqualFold(b.Type, "httpTrigger") && strings.EqualFold(b.Direction, "in"):
+			in = append(in, b)
+		case strings.EqualFold(b.Type, "http") && strings.EqualFold(b.Direction, "out"):
+			outs++
+		}
+	}
+	// Anything else gets the host's JSON payload protocol, which the
+	// stand-in does not speak (nor does our handler).
+	if len(in) != 1 || outs != 1 || len(doc.Bindings) != 2 {
+		return fn, fmt.Errorf("has %d httpTrigger in and %d http out among %d bindings: only exactly one of each is proxied", len(in), outs, len(doc.Bindings))
+	}
+	t := in[0]
+	route := name
+	if t.Route != nil {
+		route = *t.Route
+	}
+	if r := strings.ToLower(strings.TrimPrefix(route, "/")); strings.HasPrefix(r, "admin") || strings.HasPrefix(r, "runtime") {
+		return fn, fmt.Errorf("route %q starts with a prefix the host reserves (admin, runtime)", route)
+	}
+	text := route
+	if a.routePrefix != "" {
+		text = a.routePrefix + "/" + strings.TrimPrefix(route, "/")
+	}
+	tmpl, err := parseTemplate(text)
+	if err != nil {
+		return fn, err
+	}
+	fn.route = tmpl
+	for _, m := range t.Methods {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		if m == "" {
+			return fn, errors.New("an empty method in methods")
+		}
+		fn.methods = append(fn.methods, m)
+	}
+	fn.auth = "function" // the host's default
+	if t.AuthLevel != nil {
+		switch l := strings.ToLower(*t.AuthLevel); l {
+		case "anonymous", "function", "system", "admin":
+			fn.auth = l
+		default:
+			return fn, fmt.Errorf("authLevel %q is not one the stand-in knows", *t.AuthLevel)
+		}
+	}
+	return fn, nil
+}
+
+// readJSON decodes one JSON file; trailing data is an error.
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%s: trailing data after the JSON object", filepath.Base(path))
+	}
+	return nil
+}
