@@ -2,8 +2,9 @@
 # Runs the MCP conformance package's authorization-server checks
 # (`conformance authorization`) against our OAuth front in dev mode.
 #
-# It starts the handler in dev mode (embedded Entra stand-in and Redis) and
-# runs .ci/conformance-authorization.mjs, which registers a public client
+# It runs the staged package under the Functions host stand-in
+# (handler/funchost), the handler in dev mode (embedded Entra stand-in and
+# Redis) behind it, and runs .ci/conformance-authorization.mjs, which registers a public client
 # for the tool's callback, runs the tool's scenarios (metadata endpoint,
 # authorization code grant), plays the user's browser through the consent
 # page and the stand-in's account picker, and compares the tool's results
@@ -29,7 +30,7 @@ out_dir="$ci_dir/out/conformance-authorization"
 
 ensure_node
 ensure_npm_pkg "$pkg_dir" "$CONFORMANCE_PKG" "$CONFORMANCE_VERSION"
-start_dev_handler "$(free_port)"
+start_hosted_handler "$(free_port)"
 
 rm -rf "$out_dir"
 mkdir -p "$out_dir"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the official MCP conformance suite against our handler.
 #
-# It builds the handler with the `conformance` tag (which adds the suite's
-# test_* fixtures), starts it in dev mode (embedded Entra stand-in and
-# Redis), and runs the suite's server scenarios against /mcp with a dev
+# It stages the package with the `conformance` tag (which adds the suite's
+# test_* fixtures), runs it under the Functions host stand-in
+# (handler/funchost) with the handler in dev mode (embedded Entra stand-in
+# and Redis), and runs the suite's server scenarios against /mcp with a dev
 # token. Failures listed in .ci/conformance-expected-failures.yml are
 # expected; any other failure, or a listed scenario that now passes, makes
 # the suite exit non-zero and so fails CI.
@@ -28,7 +29,7 @@ port=${CONFORMANCE_PORT:-18931}
 
 ensure_node
 if [[ -z ${CONFORMANCE_URL:-} ]]; then
-  start_dev_handler "$port" conformance
+  start_hosted_handler "$port" conformance
   CONFORMANCE_URL="$base_url/mcp"
   CONFORMANCE_TOKEN=$dev_token
 fi

@@ -6,9 +6,10 @@
 #
 # Provides: root, node_dir, tmp (removed on exit, with the server stopped),
 # log, ensure_node, ensure_chromium, ensure_playwright, ensure_sdk,
-# free_port, http_ok, server_log_tail, run_node, and start_dev_handler,
-# which sets server_pid, base_url and dev_token (the "all" demo user's
-# token).
+# free_port, http_ok, server_log_tail, run_node, and start_dev_handler
+# (the handler alone) and start_hosted_handler (the staged package under the
+# Functions host stand-in), which set server_pid, base_url and dev_token
+# (the "all" demo user's token).
 
 root=$(cd "$ci_dir/.." && pwd)
 node_dir="$ci_dir/.node"
@@ -137,14 +138,60 @@ start_dev_handler() {
   local port=$1 tags=${2:-}
   log "building the handler${tags:+ with tags $tags}"
   (cd "$root" && go build ${tags:+-tags "$tags"} -o "$tmp/handler" ./handler)
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use" >&2
-    exit 1
-  fi
+  port_free "$port"
   base_url="http://127.0.0.1:$port"
   log "starting the handler in dev mode at $base_url"
   "$tmp/handler" -dev -addr "127.0.0.1:$port" -dev-tokens "$tmp/tokens.json" >"$tmp/server.log" 2>&1 &
   server_pid=$!
+  wait_for_handler
+}
+
+# start_hosted_handler PORT [BUILD TAGS] [CORS ORIGIN...]: stage the package
+# as a deployment does (go run ./handler/stage), then run it under the
+# Functions host stand-in (handler/funchost) on 127.0.0.1:PORT, the handler
+# in dev mode behind it, as the host starts a custom handler: its port from
+# FUNCTIONS_CUSTOMHANDLER_PORT, routes and methods from functions/, YARP's
+# forwarding, the Flex host's CORS for the given origins (which are also
+# the handler's MCP_ALLOWED_ORIGINS, one list as in Azure). A route, method
+# or header the staged package gets wrong fails here as it would in Azure.
+start_hosted_handler() {
+  local port=$1 tags=${2:-}
+  shift $(($# < 2 ? $# : 2))
+  local -a cors=()
+  local origin origins=''
+  for origin in "$@"; do
+    cors+=(-cors-origin "$origin")
+    origins=${origins:+$origins,}$origin
+  done
+  log "staging the package${tags:+ with tags $tags} and building the Functions host stand-in"
+  (cd "$root" && go run ./handler/stage -out "$tmp/pkg" ${tags:+-tags "$tags"} >/dev/null &&
+    go build -o "$tmp/funchost" ./handler/funchost/cmd)
+  port_free "$port"
+  base_url="http://127.0.0.1:$port"
+  log "starting the staged package under the host stand-in at $base_url"
+  # Dev mode listens on -addr; the host expands %FUNCTIONS_CUSTOMHANDLER_PORT%
+  # in arguments as the real one does. The stand-in itself (not go run) is
+  # server_pid, so cleanup's kill reaches it and it stops the handler.
+  "$tmp/funchost" -root "$tmp/pkg" -addr "127.0.0.1:$port" \
+    -arg -dev -arg -addr -arg '127.0.0.1:%FUNCTIONS_CUSTOMHANDLER_PORT%' \
+    -arg -dev-tokens -arg "$tmp/tokens.json" \
+    -setting "PUBLIC_BASE_URL=$base_url" \
+    ${origins:+-setting "MCP_ALLOWED_ORIGINS=$origins"} "${cors[@]}" >"$tmp/server.log" 2>&1 &
+  server_pid=$!
+  wait_for_handler
+}
+
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "port $1 is in use" >&2
+    exit 1
+  fi
+}
+
+# wait_for_handler waits (30 s at most) until server_pid answers GET
+# /health at base_url with 200 and has written the demo tokens; it sets
+# dev_token to the "all" user's.
+wait_for_handler() {
   for _ in $(seq 1 150); do
     if ! kill -0 "$server_pid" 2>/dev/null; then
       echo "the handler exited during start-up:" >&2

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The OAuth front against real third-party clients, in dev mode (proxy):
+# The OAuth front against real third-party clients, with the staged
+# package under the Functions host stand-in (handler/funchost), the handler
+# in dev mode (proxy) behind it:
 #
 #   1. the official TypeScript MCP SDK's OAuth client, headless
 #      (.ci/oauth-sdk-client.mjs): discovery from a 401, dynamic registration
@@ -8,7 +10,11 @@
 #      remembered consent, revocation;
 #   2. the same SDK client with a real Chromium clicking the consent page
 #      (.ci/browser-oauth.mjs), Allow and Deny; screenshots in
-#      .ci/out/oauth/.
+#      .ci/out/oauth/;
+#   3. Chromium calling across origins (.ci/browser-cors.mjs): from an
+#      origin in the host's CORS list (= MCP_ALLOWED_ORIGINS) the host's
+#      preflights let registration and /mcp through and WWW-Authenticate is
+#      readable; from any other origin the browser blocks them.
 #
 # Installs what it needs like browser-signin.sh (lib.sh): Node 22, Debian
 # chromium, playwright-core and @modelcontextprotocol/sdk (pinned in lib.sh).
@@ -28,7 +34,9 @@ ensure_chromium
 ensure_node
 ensure_playwright
 ensure_sdk
-start_dev_handler "$(free_port)"
+allowed_origin="http://127.0.0.1:$(free_port)"
+other_port=$(free_port)
+start_hosted_handler "$(free_port)" "" "$allowed_origin"
 
 status=0
 log "the TypeScript SDK's OAuth client, headless"
@@ -38,4 +46,9 @@ BASE_URL="$base_url" SDK_DIR="$sdk_dir" \
 log "the TypeScript SDK's OAuth client with Chromium on the consent page"
 BASE_URL="$base_url" SDK_DIR="$sdk_dir" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
   run_node "the SDK client with Chromium" "screenshots in $out_dir" 180 "$ci_dir/browser-oauth.mjs" || status=$?
+
+log "Chromium across origins, preflights answered by the host stand-in"
+BASE_URL="$base_url" ALLOWED_ORIGIN="$allowed_origin" OTHER_PORT="$other_port" DEV_TOKEN="$dev_token" \
+  OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
+  run_node "the cross-origin browser calls" "screenshot in $out_dir" 120 "$ci_dir/browser-cors.mjs" || status=$?
 exit "$status"

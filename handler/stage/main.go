@@ -4,7 +4,7 @@
 // one folder (.dist by default). azd's prepackage hook, local `func start`
 // and CI all use it, on Linux, macOS or Windows:
 //
-//	go run ./handler/stage [-out .dist] [-skip-build]
+//	go run ./handler/stage [-out .dist] [-skip-build] [-tags conformance]
 //	go run ./handler/stage -check-settings
 //
 // It empties the output folder first and checks the result with the same
@@ -34,6 +34,7 @@ import (
 func main() {
 	out := flag.String("out", ".dist", "output folder, relative to the module root unless absolute")
 	skipBuild := flag.Bool("skip-build", false, "stage and validate everything but the binary (for builds done separately)")
+	tags := flag.String("tags", "", "Go build tags for the handler (CI: conformance); never for a deployment")
 	checkSettings := flag.Bool("check-settings", false, "only check the operator settings in the environment (azd environment values) and exit")
 	flag.Parse()
 
@@ -53,7 +54,7 @@ func main() {
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(root, dir)
 	}
-	fns, err := Stage(root, dir, !*skipBuild)
+	fns, err := Stage(root, dir, Options{Build: !*skipBuild, Tags: *tags})
 	if err != nil {
 		fail(err)
 	}

@@ -22,11 +22,23 @@ const (
 	handlerPkg   = "./handler"
 )
 
+// Options says how Stage builds the handler.
+type Options struct {
+	// Build builds the handler binary into the folder; without it the
+	// layout is staged and validated without the binary.
+	Build bool
+	// Tags are Go build tags for the handler, comma-separated: CI stages
+	// the conformance suite's fixtures (tag conformance) this way, so they
+	// run from a package staged exactly as the deployed one. Empty for a
+	// deployment.
+	Tags string
+}
+
 // Stage empties out, copies host.json and every
 // functions/<name>/function.json into it as direct children, builds the
-// handler into it (unless build is false), and validates the result
-// (without the binary when it did not build one).
-func Stage(root, out string, build bool) ([]Function, error) {
+// handler into it (with opts.Build), and validates the result (without the
+// binary when it did not build one).
+func Stage(root, out string, opts Options) ([]Function, error) {
 	out, err := filepath.Abs(out)
 	if err != nil {
 		return nil, err
@@ -42,8 +54,8 @@ func Stage(root, out string, build bool) ([]Function, error) {
 	if err := copyFunctions(root, out); err != nil {
 		return nil, err
 	}
-	if build {
-		if err := buildHandler(root, filepath.Join(out, BinaryName)); err != nil {
+	if opts.Build {
+		if err := buildHandler(root, filepath.Join(out, BinaryName), opts.Tags); err != nil {
 			return nil, err
 		}
 		// The Functions host executes the file as is: it needs the exec bit
@@ -106,8 +118,12 @@ func cleanDir(root, out string) error {
 
 // buildHandler cross-compiles the handler for the Functions workers:
 // static (no cgo), linux/amd64, without paths or symbols of this machine.
-func buildHandler(root, binary string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binary, handlerPkg)
+func buildHandler(root, binary, tags string) error {
+	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", binary}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.Command("go", append(args, handlerPkg)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	cmd.Stdout = os.Stderr

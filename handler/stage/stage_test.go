@@ -34,7 +34,7 @@ func stageReal(t *testing.T) (string, []Function) {
 			t.Fatal(err)
 		}
 		staged.dir = dir
-		staged.fns, staged.err = Stage(moduleRoot, dir, true)
+		staged.fns, staged.err = Stage(moduleRoot, dir, Options{Build: true})
 	}
 	if staged.err != nil {
 		t.Fatalf("stage: %v", staged.err)
@@ -200,7 +200,7 @@ func TestValidateRejects(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "dist")
-			if _, err := Stage(moduleRoot, dir, false); err != nil {
+			if _, err := Stage(moduleRoot, dir, Options{}); err != nil {
 				t.Fatalf("stage without a build: %v", err)
 			}
 			// The cases that are not about the binary get a valid one.
