@@ -124,7 +124,8 @@ func TestSettingsListIsComplete(t *testing.T) {
 			return err
 		}
 		// Test helpers, dev mode and stand-ins are not production.
-		if d.IsDir() && (d.Name() == "devmode" || d.Name() == "devidp" || d.Name() == "azuretest" || d.Name() == "storetest" || d.Name() == "stage") {
+		if d.IsDir() && (d.Name() == "devmode" || d.Name() == "devidp" || d.Name() == "azuretest" || d.Name() == "storetest" || d.Name() == "stage" ||
+			d.Name() == "funchost" || d.Name() == "testdata") {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {

@@ -1,7 +1,6 @@
 package funchost
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/jsonfile"
 )
 
 // app is what the stand-in reads from a staged folder, checked.
@@ -102,7 +103,7 @@ func loadApp(root string) (*app, error) {
 
 func (a *app) readHost(path string) error {
 	var h hostFile
-	if err := readJSON(path, &h); err != nil {
+	if err := jsonfile.Read(path, &h); err != nil {
 		return err
 	}
 	var errs []error
@@ -208,7 +209,7 @@ func (a *app) readFunction(name, path string) (function, error) {
 	var doc struct {
 		Bindings []binding `json:"bindings"`
 	}
-	if err := readJSON(path, &doc); err != nil {
+	if err := jsonfile.Read(path, &doc); err != nil {
 		return fn, err
 	}
 	var in []binding
@@ -260,20 +261,4 @@ func (a *app) readFunction(name, path string) (function, error) {
 		}
 	}
 	return fn, nil
-}
-
-// readJSON decodes one JSON file; trailing data is an error.
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%s: trailing data after the JSON object", filepath.Base(path))
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/jsonfile"
 )
 
 // Function is one staged Azure Function: its folder name, and the route and
@@ -79,7 +80,7 @@ type hostConfig struct {
 // validateHostJSON checks host.json and returns the executable it names.
 func validateHostJSON(path string) (string, error) {
 	var h hostConfig
-	if err := readJSON(path, &h); err != nil {
+	if err := jsonfile.Read(path, &h); err != nil {
 		return "", err
 	}
 	var errs []error
@@ -199,7 +200,7 @@ func readFunction(dir string) (Function, error) {
 	var doc struct {
 		Bindings []binding `json:"bindings"`
 	}
-	if err := readJSON(filepath.Join(dir, functionJSON), &doc); err != nil {
+	if err := jsonfile.Read(filepath.Join(dir, functionJSON), &doc); err != nil {
 		return fn, fmt.Errorf("function %s: %w", name, err)
 	}
 	var errs []error
@@ -271,24 +272,6 @@ func knownMethod(m string) bool {
 		return true
 	}
 	return false
-}
-
-// readJSON decodes one JSON file strictly enough to catch a broken file:
-// unknown fields are fine (host.json has many we do not check), trailing
-// data is not.
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%s: trailing data after the JSON object", filepath.Base(path))
-	}
-	return nil
 }
 
 // Route is a path the handler serves and the methods it accepts there, as
