@@ -169,11 +169,11 @@ start_hosted_handler() {
   port_free "$port"
   base_url="http://127.0.0.1:$port"
   log "starting the staged package under the host stand-in at $base_url"
-  # Dev mode listens on -addr; the host expands %FUNCTIONS_CUSTOMHANDLER_PORT%
-  # in arguments as the real one does. The stand-in itself (not go run) is
-  # server_pid, so cleanup's kill reaches it and it stops the handler.
+  # Dev mode listens on FUNCTIONS_CUSTOMHANDLER_PORT, which the host sets.
+  # The stand-in itself (not go run) is server_pid, so cleanup's kill
+  # reaches it and it stops the handler.
   "$tmp/funchost" -root "$tmp/pkg" -addr "127.0.0.1:$port" \
-    -arg -dev -arg -addr -arg '127.0.0.1:%FUNCTIONS_CUSTOMHANDLER_PORT%' \
+    -arg -dev \
     -arg -dev-tokens -arg "$tmp/tokens.json" \
     -setting "PUBLIC_BASE_URL=$base_url" \
     ${origins:+-setting "MCP_ALLOWED_ORIGINS=$origins"} "${cors[@]}" >"$tmp/server.log" 2>&1 &

@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("handler", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dev := fs.Bool("dev", false, "run locally with an embedded Entra stand-in and Redis (no Azure account)")
-	addr := fs.String("addr", devmode.DefaultAddr, "listen address in dev mode (loopback only)")
+	addr := fs.String("addr", devmode.DefaultAddr, "listen address in dev mode (loopback only); under the Functions host, 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT unless given")
 	tokensFile := fs.String("dev-tokens", "", "dev mode: also write the demo tokens as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -51,13 +51,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err    error
 	)
 	if *dev {
-		env, err = devmode.Start(*addr, getenv)
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "addr" })
+		if listen, err = devmode.ListenAddr(*addr, explicit, getenv); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		env, err = devmode.Start(listen, getenv)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
 		defer env.Close()
-		cfg, client, listen = env.Config, env.HTTPClient, *addr
+		cfg, client = env.Config, env.HTTPClient
 	} else {
 		cfg, err = config.Load(getenv)
 		if err != nil {

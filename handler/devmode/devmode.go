@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,22 @@ type Env struct {
 	// Tokens maps demo user keys (reader, writer, all, admin) to access tokens.
 	Tokens map[string]string
 	redis  *miniredis.Miniredis
+}
+
+// ListenAddr returns where dev mode listens: addr when it was given on the
+// command line (explicit), else 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT when
+// the Functions host (Core Tools, or the stand-in CI runs) started the
+// handler, else addr, the default. So `-dev` alone runs under the host.
+func ListenAddr(addr string, explicit bool, getenv func(string) string) (string, error) {
+	port := strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
+	if explicit || port == "" {
+		return addr, nil
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+		return "", fmt.Errorf("dev mode: FUNCTIONS_CUSTOMHANDLER_PORT %q is not a port number", port)
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
 }
 
 // Start starts the stand-in and the embedded Redis and returns the

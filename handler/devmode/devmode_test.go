@@ -71,3 +71,38 @@ func TestDevModeRefusesBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestListenAddrUnderTheHost: started by the Functions host, dev mode
+// listens where the host forwards (FUNCTIONS_CUSTOMHANDLER_PORT) unless
+// -addr was given.
+func TestListenAddrUnderTheHost(t *testing.T) {
+	env := func(port string) func(string) string {
+		return func(name string) string {
+			if name == "FUNCTIONS_CUSTOMHANDLER_PORT" {
+				return port
+			}
+			return ""
+		}
+	}
+	for _, c := range []struct {
+		name     string
+		addr     string
+		explicit bool
+		port     string
+		want     string
+		fails    bool
+	}{
+		{"no host: the default", DefaultAddr, false, "", DefaultAddr, false},
+		{"under the host", DefaultAddr, false, "40123", "127.0.0.1:40123", false},
+		{"-addr given wins", "127.0.0.1:9000", true, "40123", "127.0.0.1:9000", false},
+		{"a port that is no port", DefaultAddr, false, "70000", "", true},
+		{"a port with a host in it", DefaultAddr, false, "0.0.0.0:80", "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := ListenAddr(c.addr, c.explicit, env(c.port))
+			if (err != nil) != c.fails || got != c.want {
+				t.Fatalf("ListenAddr = %q, %v; want %q (error: %v)", got, err, c.want, c.fails)
+			}
+		})
+	}
+}

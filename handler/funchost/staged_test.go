@@ -50,7 +50,7 @@ func TestStagedPackage(t *testing.T) {
 		Root:     pkg,
 		Listener: ln,
 		// Dev mode listens on -addr: the port the host hands the worker.
-		Args:        []string{"-dev", "-addr", "127.0.0.1:%FUNCTIONS_CUSTOMHANDLER_PORT%", "-dev-tokens", tokens},
+		Args:        []string{"-dev", "-dev-tokens", tokens},
 		Settings:    map[string]string{"PUBLIC_BASE_URL": base, "MCP_ALLOWED_ORIGINS": browser},
 		CORSOrigins: []string{browser},
 		Environ:     environ,
