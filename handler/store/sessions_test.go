@@ -975,10 +975,11 @@ func TestRevokeUserRacesIssue(t *testing.T) {
 				}
 			})
 		}
-		if _, err := s.RevokeUser(ctx, tenantA, oidAlice); err != nil {
-			t.Fatal(err)
+		_, err := s.RevokeUser(ctx, tenantA, oidAlice)
+		wg.Wait() // before any Fatal: the issuers report through t too
+		if err != nil {
+			t.Fatalf("trial %d: %v", trial, err)
 		}
-		wg.Wait()
 		// Whatever was issued in the epoch the revocation ended is gone;
 		// only what was issued after it, in the new epoch, may live.
 		now, _ := s.CurrentEpoch(ctx, tenantA, oidAlice)
