@@ -420,7 +420,7 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			"plain PKCE":              {url.Values{"code_challenge_method": {"plain"}}, "invalid_request", true},
 			"PKCE method missing":     {url.Values{"code_challenge_method": {""}}, "invalid_request", true},
 			"no code_challenge":       {url.Values{"code_challenge": {""}}, "invalid_request", true},
-			"missing state":           {url.Values{"state": {""}}, "invalid_request", false},
+			"state too long":          {url.Values{"state": {strings.Repeat("s", 1025)}}, "invalid_request", false},
 			"response_type token":     {url.Values{"response_type": {"token"}}, "unsupported_response_type", true},
 			"resource of another API": {url.Values{"resource": {"https://graph.microsoft.com"}}, "invalid_target", true},
 			"scope not offered":       {url.Values{"scope": {"https://graph.microsoft.com/Mail.Read"}}, "invalid_scope", true},
@@ -822,4 +822,80 @@ func TestOAuthRequestTooLargeForTheSignIn(t *testing.T) {
 	if r := get(t, browser(t), a.url(st.base)); r.status != http.StatusOK {
 		t.Fatalf("the same client with a short state: %d", r.status)
 	}
+}
+
+// TestOAuthWithoutState: state is optional where PKCE is required (OAuth
+// 2.1), and the TypeScript SDK sends none unless its provider makes one. A
+// client without it signs in through the consent page, the remembered
+// consent and the callback, and hears errors, with iss and no state.
+func TestOAuthWithoutState(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	id := st.register(t, "Stateless", clientRedirect)
+	stateless := func() authRequest {
+		a := st.newAuthRequest(t, id)
+		a.state = ""
+		a.extra = url.Values{"state": {""}}
+		return a
+	}
+	// wantNoState checks what the client's redirect URI got: iss, no state.
+	wantNoState := func(t *testing.T, what string, q url.Values) {
+		t.Helper()
+		if q.Has("state") || q.Get("iss") != st.base {
+			t.Errorf("%s: the client got %v, want iss=%s and no state", what, q, st.base)
+		}
+	}
+
+	t.Run("no state: code and iss, no state, through consent and remembered consent", func(t *testing.T) {
+		c := browser(t)
+		for _, what := range []string{"consent page", "remembered consent"} {
+			a := stateless()
+			if what == "remembered consent" {
+				if r := get(t, c, a.url(st.base)); r.status != http.StatusFound {
+					t.Fatalf("remembered consent: %d, want a redirect to Entra", r.status)
+				}
+			}
+			got := st.authorize(t, c, a, "all")
+			wantNoState(t, what, got)
+			if r, tk := st.redeem(t, a, got.Get("code")); r.status != http.StatusOK || tk.AccessToken == "" {
+				t.Fatalf("%s: token: %d %s", what, r.status, r.body)
+			}
+		}
+	})
+
+	t.Run("error without state: error and iss, no state", func(t *testing.T) {
+		a := stateless()
+		a.extra.Set("code_challenge_method", "plain")
+		r := get(t, browser(t), a.url(st.base))
+		q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+		if r.status != http.StatusFound || q.Get("error") != "invalid_request" {
+			t.Errorf("plain PKCE without state: %d %v", r.status, q)
+		}
+		wantNoState(t, "refused request", q)
+	})
+
+	t.Run("denied without state: access_denied and iss, no state", func(t *testing.T) {
+		c := browser(t)
+		request, csrf := st.consent(t, c, stateless())
+		r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"deny"}}, st.base)
+		q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+		if r.status != http.StatusFound || q.Get("error") != "access_denied" {
+			t.Errorf("deny: %d %v", r.status, q)
+		}
+		wantNoState(t, "denied request", q)
+	})
+
+	t.Run("sign-in cancelled at Entra without state: access_denied and iss, no state", func(t *testing.T) {
+		c := browser(t)
+		request, csrf := st.consent(t, c, stateless())
+		r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base)
+		cb, err := st.idp.CancelSignIn(context.Background(), r.header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := clientLanding(t, get(t, c, cb).header.Get("Location"), clientRedirect)
+		if q.Get("error") != "access_denied" || q.Get("code") != "" {
+			t.Errorf("cancel: %v", q)
+		}
+		wantNoState(t, "cancelled sign-in", q)
+	})
 }
