@@ -899,3 +899,82 @@ func TestOAuthWithoutState(t *testing.T) {
 		wantNoState(t, "cancelled sign-in", q)
 	})
 }
+
+// TestOAuthResourceIndicators: RFC 8707 at /oauth/authorize and
+// /oauth/token. Our MCP endpoint's URL is accepted with its scheme and host
+// in any case (the MCP spec's canonical server URI rules), its path only
+// exactly. Several resource parameters are allowed by RFC 8707 §2: the
+// same resource twice is served, another one besides ours is invalid_target
+// (this server issues tokens for one resource), never invalid_request.
+func TestOAuthResourceIndicators(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	id := st.register(t, "Resources", clientRedirect)
+	ours := st.base + "/mcp"
+	upper := "HTTP" + strings.TrimPrefix(ours, "http")
+	other := "https://graph.microsoft.com"
+
+	t.Run("authorize", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			resource []string
+			code     string // "" for the consent page
+		}{
+			"upper-case scheme":            {[]string{upper}, ""},
+			"ours twice":                   {[]string{ours, ours}, ""},
+			"ours in two spellings":        {[]string{ours, upper}, ""},
+			"ours and another":             {[]string{ours, other}, "invalid_target"},
+			"another and ours":             {[]string{other, ours}, "invalid_target"},
+			"path in another case":         {[]string{st.base + "/MCP"}, "invalid_target"},
+			"trailing slash":               {[]string{ours + "/"}, "invalid_target"},
+			"with a fragment":              {[]string{ours + "#x"}, "invalid_target"},
+			"not an absolute URI":          {[]string{"/mcp"}, "invalid_target"},
+			"the server, not the endpoint": {[]string{st.base}, "invalid_target"},
+		} {
+			a := st.newAuthRequest(t, id)
+			a.extra = url.Values{"resource": tc.resource}
+			r := get(t, browser(t), a.url(st.base))
+			if tc.code == "" {
+				if r.status != http.StatusOK || !requestRE.Match(r.body) {
+					t.Errorf("%s: %d %s, want the consent page", name, r.status, r.header.Get("Location"))
+				}
+				continue
+			}
+			q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+			if r.status != http.StatusFound || q.Get("error") != tc.code || q.Get("state") != a.state {
+				t.Errorf("%s: %d %v, want %s", name, r.status, q, tc.code)
+			}
+		}
+	})
+
+	t.Run("token", func(t *testing.T) {
+		// A whole sign-in whose code is redeemed naming the resource in
+		// upper case: the token is issued.
+		a := st.newAuthRequest(t, id)
+		a.extra = url.Values{"resource": {upper}}
+		code := st.authorize(t, browser(t), a, "all").Get("code")
+		r, tk := st.tokenReq(t, "/oauth/token", url.Values{
+			"grant_type": {"authorization_code"}, "code": {code}, "client_id": {id},
+			"redirect_uri": {a.redirect}, "code_verifier": {a.verifier}, "resource": {upper},
+		})
+		if r.status != http.StatusOK || tk.AccessToken == "" || tk.RefreshToken == "" {
+			t.Fatalf("redeem with an upper-case scheme: %d %s", r.status, r.body)
+		}
+		refresh := func(resource ...string) reply {
+			r, _ := st.tokenReq(t, "/oauth/token", url.Values{"grant_type": {"refresh_token"},
+				"refresh_token": {tk.RefreshToken}, "client_id": {id}, "resource": resource})
+			if r.status == http.StatusOK {
+				_ = json.Unmarshal(r.body, &tk)
+			}
+			return r
+		}
+		if r := refresh(ours, upper); r.status != http.StatusOK {
+			t.Errorf("refresh naming our resource twice: %d %s", r.status, r.body)
+		}
+		wantOAuthError(t, "refresh naming ours and another", refresh(ours, other), http.StatusBadRequest, "invalid_target")
+		wantOAuthError(t, "refresh naming another", refresh(other), http.StatusBadRequest, "invalid_target")
+		wantOAuthError(t, "refresh naming our path in another case", refresh(st.base+"/MCP"), http.StatusBadRequest, "invalid_target")
+		// Refused, the handle is still good.
+		if r := refresh(ours); r.status != http.StatusOK {
+			t.Errorf("refresh after refused ones: %d %s", r.status, r.body)
+		}
+	})
+}

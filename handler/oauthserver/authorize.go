@@ -173,8 +173,8 @@ func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect
 	case !challengeRE.MatchString(challenge):
 		return none, "invalid_request", "code_challenge is not an S256 challenge"
 	}
-	if res, ok := q["resource"]; ok && res[0] != s.opts.Resource {
-		return none, "invalid_target", "resource must be " + s.opts.Resource
+	if desc := s.checkResource(q["resource"]); desc != "" {
+		return none, "invalid_target", desc
 	}
 	scope, ok := s.grantedScope(q.Get("scope"))
 	if !ok {
