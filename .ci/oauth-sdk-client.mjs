@@ -130,6 +130,11 @@ async function checkMetadata() {
     prm = doc;
   }
   ok(`protected resource metadata: resource ${prm.resource}, authorization server ${base}, scope ${prm.scopes_supported[0]}`);
+  // MCP authorization, scope selection: the challenge's scope comes first
+  // for a client, so it must be the one the metadata advertises.
+  check(challenge.includes(`scope="${prm.scopes_supported.join(' ')}"`),
+    `the 401's WWW-Authenticate is "${challenge}", want scope="${prm.scopes_supported.join(' ')}" (scopes_supported)`);
+  ok('the 401\'s challenge names the scope scopes_supported advertises');
 
   for (const u of [`${base}/.well-known/oauth-authorization-server`, `${base}/.well-known/openid-configuration`]) {
     const doc = await getJSON(u);
