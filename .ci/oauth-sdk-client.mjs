@@ -136,32 +136,37 @@ async function checkMetadata() {
     `the 401's WWW-Authenticate is "${challenge}", want scope="${prm.scopes_supported.join(' ')}" (scopes_supported)`);
   ok('the 401\'s challenge names the scope scopes_supported advertises');
 
-  for (const u of [`${base}/.well-known/oauth-authorization-server`, `${base}/.well-known/openid-configuration`]) {
-    const doc = await getJSON(u);
-    const where = urlPath(u);
-    check(doc.issuer === base, `${where}: issuer is ${JSON.stringify(doc.issuer)}, want "${base}"`);
-    for (const [k, path] of [['authorization_endpoint', '/oauth/authorize'], ['token_endpoint', '/oauth/token'],
-      ['registration_endpoint', '/oauth/register'], ['revocation_endpoint', '/oauth/revoke']]) {
-      check(doc[k] === base + path, `${where}: ${k} is ${JSON.stringify(doc[k])}, want "${base}${path}"`);
-    }
-    // The SDK's OAuthMetadataSchema requires response_types_supported, and
-    // startAuthorization refuses a server without "code" in it.
-    check(Array.isArray(doc.response_types_supported) && doc.response_types_supported.includes('code'),
-      `${where}: response_types_supported is ${JSON.stringify(doc.response_types_supported)}; ` +
-      'the SDK requires it, with "code"');
-    check(sameList(doc.code_challenge_methods_supported, ['S256']),
-      `${where}: code_challenge_methods_supported is ${JSON.stringify(doc.code_challenge_methods_supported)}, want ["S256"]`);
-    check(sameList(doc.token_endpoint_auth_methods_supported, ['none']),
-      `${where}: token_endpoint_auth_methods_supported is ${JSON.stringify(doc.token_endpoint_auth_methods_supported)}, want ["none"]`);
-    check(doc.client_id_metadata_document_supported === true, `${where}: client_id_metadata_document_supported is not true`);
-    check(doc.authorization_response_iss_parameter_supported === true,
-      `${where}: authorization_response_iss_parameter_supported is not true`);
-    check(sameList(doc.scopes_supported, prm.scopes_supported),
-      `${where}: scopes_supported is ${JSON.stringify(doc.scopes_supported)}, want the protected resource's`);
-    if (!asMeta) asMeta = doc;
+  const asURL = `${base}/.well-known/oauth-authorization-server`;
+  const doc = await getJSON(asURL);
+  const where = urlPath(asURL);
+  check(doc.issuer === base, `${where}: issuer is ${JSON.stringify(doc.issuer)}, want "${base}"`);
+  for (const [k, path] of [['authorization_endpoint', '/oauth/authorize'], ['token_endpoint', '/oauth/token'],
+    ['registration_endpoint', '/oauth/register'], ['revocation_endpoint', '/oauth/revoke']]) {
+    check(doc[k] === base + path, `${where}: ${k} is ${JSON.stringify(doc[k])}, want "${base}${path}"`);
   }
-  ok('authorization server metadata (RFC 8414 and OpenID path): issuer, endpoints, S256, public clients, ' +
+  // The SDK's OAuthMetadataSchema requires response_types_supported, and
+  // startAuthorization refuses a server without "code" in it.
+  check(Array.isArray(doc.response_types_supported) && doc.response_types_supported.includes('code'),
+    `${where}: response_types_supported is ${JSON.stringify(doc.response_types_supported)}; ` +
+    'the SDK requires it, with "code"');
+  check(sameList(doc.code_challenge_methods_supported, ['S256']),
+    `${where}: code_challenge_methods_supported is ${JSON.stringify(doc.code_challenge_methods_supported)}, want ["S256"]`);
+  check(sameList(doc.token_endpoint_auth_methods_supported, ['none']),
+    `${where}: token_endpoint_auth_methods_supported is ${JSON.stringify(doc.token_endpoint_auth_methods_supported)}, want ["none"]`);
+  check(doc.client_id_metadata_document_supported === true, `${where}: client_id_metadata_document_supported is not true`);
+  check(doc.authorization_response_iss_parameter_supported === true,
+    `${where}: authorization_response_iss_parameter_supported is not true`);
+  check(sameList(doc.scopes_supported, prm.scopes_supported),
+    `${where}: scopes_supported is ${JSON.stringify(doc.scopes_supported)}, want the protected resource's`);
+  asMeta = doc;
+  ok('authorization server metadata (RFC 8414): issuer, endpoints, S256, public clients, ' +
     'client ID metadata documents, iss parameter');
+  // No OpenID Provider Configuration: the server issues no ID tokens, and
+  // the SDK finds the RFC 8414 document first (expectDiscovery checks it).
+  const oidc = await fetch(`${base}/.well-known/openid-configuration`);
+  await oidc.body?.cancel();
+  check(oidc.status === 404, `GET /.well-known/openid-configuration answered ${oidc.status}, want 404`);
+  ok('/.well-known/openid-configuration: 404 (no OpenID Connect claimed)');
 }
 
 // runFlow runs steps 1 to 5 for one kind of client: "DCR" (registered by

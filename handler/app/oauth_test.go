@@ -185,35 +185,52 @@ func wantOAuthError(t testing.TB, what string, r reply, status int, code string)
 	}
 }
 
+// TestOAuthMetadata: the RFC 8414 document, exactly; and no OpenID
+// Provider Configuration, since this server issues no ID tokens and the
+// document lacks what OIDC Discovery requires (jwks_uri,
+// subject_types_supported, id_token_signing_alg_values_supported).
 func TestOAuthMetadata(t *testing.T) {
 	st := newStack(t, storetest.Mini(t))
-	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
-		r := st.do(t, http.MethodGet, path, "", nil, "")
-		var m map[string]any
-		if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
-			t.Fatalf("%s: %d %s", path, r.status, r.body)
+	r := st.do(t, http.MethodGet, "/.well-known/oauth-authorization-server", "", nil, "")
+	var m map[string]any
+	if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
+		t.Fatalf("RFC 8414 metadata: %d %s", r.status, r.body)
+	}
+	want := map[string]any{
+		"issuer":                                         st.base,
+		"authorization_endpoint":                         st.base + "/oauth/authorize",
+		"token_endpoint":                                 st.base + "/oauth/token",
+		"registration_endpoint":                          st.base + "/oauth/register",
+		"revocation_endpoint":                            st.base + "/oauth/revoke",
+		"scopes_supported":                               []any{"api://" + st.idp.ClientID() + "/access_as_user"},
+		"response_types_supported":                       []any{"code"},
+		"response_modes_supported":                       []any{"query"},
+		"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
+		"token_endpoint_auth_methods_supported":          []any{"none"},
+		"revocation_endpoint_auth_methods_supported":     []any{"none"},
+		"code_challenge_methods_supported":               []any{"S256"},
+		"client_id_metadata_document_supported":          true,
+		"authorization_response_iss_parameter_supported": true,
+	}
+	if len(m) != len(want) {
+		t.Errorf("RFC 8414 metadata has %d members, want %d: %s", len(m), len(want), r.body)
+	}
+	for k, v := range want {
+		if fmt.Sprint(m[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
 		}
-		want := map[string]any{
-			"issuer":                                         st.base,
-			"authorization_endpoint":                         st.base + "/oauth/authorize",
-			"token_endpoint":                                 st.base + "/oauth/token",
-			"registration_endpoint":                          st.base + "/oauth/register",
-			"revocation_endpoint":                            st.base + "/oauth/revoke",
-			"code_challenge_methods_supported":               []any{"S256"},
-			"response_types_supported":                       []any{"code"},
-			"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
-			"token_endpoint_auth_methods_supported":          []any{"none"},
-			"client_id_metadata_document_supported":          true,
-			"scopes_supported":                               []any{"api://" + st.idp.ClientID() + "/access_as_user"},
-			"authorization_response_iss_parameter_supported": true,
-		}
-		for k, v := range want {
-			if fmt.Sprint(m[k]) != fmt.Sprint(v) {
-				t.Errorf("%s: %s = %v, want %v", path, k, m[k], v)
+	}
+	if r.header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Error("RFC 8414 metadata: no CORS header")
+	}
+
+	entra := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.AuthMode = config.AuthModeEntra })
+	for mode, s := range map[string]*stack{config.AuthModeProxy: st, config.AuthModeEntra: entra} {
+		for _, method := range []string{http.MethodGet, http.MethodOptions} {
+			r := s.do(t, method, "/.well-known/openid-configuration", "", nil, "")
+			if r.status != http.StatusNotFound || !json.Valid(r.body) {
+				t.Errorf("mode %s: %s /.well-known/openid-configuration: %d %s, want 404", mode, method, r.status, r.body)
 			}
-		}
-		if r.header.Get("Access-Control-Allow-Origin") != "*" {
-			t.Errorf("%s: no CORS header", path)
 		}
 	}
 }

@@ -40,12 +40,11 @@ const (
 	PathRefresh     = "/auth/refresh"
 	PathLogout      = "/auth/logout"
 
-	PathOAuthMetadata  = oauthserver.PathMetadata
-	PathOpenIDMetadata = oauthserver.PathOpenID
-	PathAuthorize      = oauthserver.PathAuthorize
-	PathToken          = oauthserver.PathToken
-	PathRegister       = oauthserver.PathRegister
-	PathRevoke         = oauthserver.PathRevoke
+	PathOAuthMetadata = oauthserver.PathMetadata
+	PathAuthorize     = oauthserver.PathAuthorize
+	PathToken         = oauthserver.PathToken
+	PathRegister      = oauthserver.PathRegister
+	PathRevoke        = oauthserver.PathRevoke
 )
 
 // Routes lists the routes the Functions host must forward to the handler.
@@ -68,7 +67,6 @@ func Routes() []Route {
 		{Path: PathLogout, Methods: []string{post, options}},
 		// The OAuth front (MCP_AUTH_MODE=proxy; 404 in entra mode).
 		{Path: PathOAuthMetadata, Methods: []string{get, options}},
-		{Path: PathOpenIDMetadata, Methods: []string{get, options}},
 		{Path: PathAuthorize, Methods: []string{get, post}},
 		{Path: PathToken, Methods: []string{post, options}},
 		{Path: PathRegister, Methods: []string{post, options}},
@@ -210,7 +208,6 @@ func New(opts Options) http.Handler {
 	}
 	if o := opts.OAuth; o != nil {
 		route(PathOAuthMetadata, anyOrigin, o.Metadata, http.MethodGet, http.MethodHead)
-		route(PathOpenIDMetadata, anyOrigin, o.Metadata, http.MethodGet, http.MethodHead)
 		mux.Handle(PathAuthorize, a.allow(o.Authorize, http.MethodGet, http.MethodPost))
 		route(PathToken, allowedOrigins, o.Token, http.MethodPost)
 		route(PathRegister, allowedOrigins, o.Register, http.MethodPost)

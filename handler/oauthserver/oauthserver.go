@@ -37,8 +37,12 @@ import (
 
 // Paths of the endpoints.
 const (
+	// PathMetadata is the only discovery document. There is none at
+	// /.well-known/openid-configuration: this server issues no ID tokens
+	// (the access tokens are Entra's), so an OpenID Provider
+	// Configuration would claim what it is not, and MCP clients try RFC
+	// 8414's path first.
 	PathMetadata  = "/.well-known/oauth-authorization-server"
-	PathOpenID    = "/.well-known/openid-configuration" // the same document, for clients that only try OIDC discovery
 	PathAuthorize = "/oauth/authorize"
 	PathToken     = "/oauth/token"
 	PathRegister  = "/oauth/register"
