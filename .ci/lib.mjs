@@ -89,9 +89,11 @@ export function ok(message) {
 // what saveClientInformation and saveTokens get unchanged (the SDK stamps
 // them with the authorization server's URL as `issuer`), and records the
 // states it made, the authorization URLs it was sent to and the scopes of
-// invalidateCredentials.
+// invalidateCredentials. With withState false it has no state() method
+// (state() is optional in the SDK, which then sends no state), like a client
+// that relies on PKCE alone.
 export class MemoryProvider {
-  constructor({ redirectUrl, clientMetadata, clientMetadataUrl, clientInformation }) {
+  constructor({ redirectUrl, clientMetadata, clientMetadataUrl, clientInformation, withState = true }) {
     this._redirectUrl = redirectUrl;
     this._clientMetadata = clientMetadata;
     if (clientMetadataUrl) this.clientMetadataUrl = clientMetadataUrl;
@@ -101,16 +103,18 @@ export class MemoryProvider {
     this.states = [];
     this.authorizationUrls = [];
     this.invalidated = [];
+    this.sendsState = withState;
+    if (withState) {
+      this.state = () => {
+        const s = randomBytes(16).toString('base64url');
+        this.states.push(s);
+        return s;
+      };
+    }
   }
 
   get redirectUrl() { return this._redirectUrl; }
   get clientMetadata() { return this._clientMetadata; }
-
-  state() {
-    const s = randomBytes(16).toString('base64url');
-    this.states.push(s);
-    return s;
-  }
 
   clientInformation() { return this._client; }
   saveClientInformation(info) { this._client = info; }

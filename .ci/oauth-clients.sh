@@ -7,7 +7,8 @@
 #      (.ci/oauth-sdk-client.mjs): discovery from a 401, dynamic registration
 #      and a Client ID Metadata Document, consent, sign-in at the Entra
 #      stand-in, token, tools/list and tools/call, refresh, reuse detection,
-#      remembered consent, revocation;
+#      remembered consent, revocation; once more with a provider without
+#      state(), for which the SDK sends no state;
 #   2. the same SDK client with a real Chromium clicking the consent page
 #      (.ci/browser-oauth.mjs), Allow and Deny; screenshots in
 #      .ci/out/oauth/;

@@ -4,14 +4,17 @@
 // requests and a small cookie jar (Browser in lib.mjs).
 //
 // It checks the metadata (the 401's WWW-Authenticate, RFC 9728 and RFC 8414
-// documents), then runs the whole flow twice, once with a client that the
-// SDK registers dynamically (RFC 7591) and once with a Client ID Metadata
-// Document that this script serves on a loopback port:
+// documents), then runs the whole flow three times: with a client that the
+// SDK registers dynamically (RFC 7591), with a Client ID Metadata Document
+// that this script serves on a loopback port, and with a registered client
+// whose provider has no state() (the SDK then sends no state; OAuth 2.1
+// lets PKCE alone protect the redirect):
 //   1. the SDK connects with no token, gets the 401, discovers the
 //      metadata from it, gets a client_id and hands over an authorization URL;
 //   2. "the browser" loads the consent page, allows, picks "Alex All" on the
 //      Entra stand-in's page and follows /auth/callback back to the client's
-//      redirect URI, with code, state and iss;
+//      redirect URI, with code, iss and the state the SDK sent (none if it
+//      sent none);
 //   3. the SDK trades the code (PKCE) and lists and calls tools with the token;
 //   4. the SDK refreshes; the refresh token rotates, and presenting the old
 //      one again revokes the whole chain, the new one included;
@@ -94,6 +97,7 @@ async function main() {
   try {
     await runFlow('DCR', docs);
     await runFlow('CIMD', docs);
+    await runFlow('DCR', docs, { withState: false });
   } finally {
     await docs.close();
   }
@@ -126,40 +130,52 @@ async function checkMetadata() {
     prm = doc;
   }
   ok(`protected resource metadata: resource ${prm.resource}, authorization server ${base}, scope ${prm.scopes_supported[0]}`);
+  // MCP authorization, scope selection: the challenge's scope comes first
+  // for a client, so it must be the one the metadata advertises.
+  check(challenge.includes(`scope="${prm.scopes_supported.join(' ')}"`),
+    `the 401's WWW-Authenticate is "${challenge}", want scope="${prm.scopes_supported.join(' ')}" (scopes_supported)`);
+  ok('the 401\'s challenge names the scope scopes_supported advertises');
 
-  for (const u of [`${base}/.well-known/oauth-authorization-server`, `${base}/.well-known/openid-configuration`]) {
-    const doc = await getJSON(u);
-    const where = urlPath(u);
-    check(doc.issuer === base, `${where}: issuer is ${JSON.stringify(doc.issuer)}, want "${base}"`);
-    for (const [k, path] of [['authorization_endpoint', '/oauth/authorize'], ['token_endpoint', '/oauth/token'],
-      ['registration_endpoint', '/oauth/register'], ['revocation_endpoint', '/oauth/revoke']]) {
-      check(doc[k] === base + path, `${where}: ${k} is ${JSON.stringify(doc[k])}, want "${base}${path}"`);
-    }
-    // The SDK's OAuthMetadataSchema requires response_types_supported, and
-    // startAuthorization refuses a server without "code" in it.
-    check(Array.isArray(doc.response_types_supported) && doc.response_types_supported.includes('code'),
-      `${where}: response_types_supported is ${JSON.stringify(doc.response_types_supported)}; ` +
-      'the SDK requires it, with "code"');
-    check(sameList(doc.code_challenge_methods_supported, ['S256']),
-      `${where}: code_challenge_methods_supported is ${JSON.stringify(doc.code_challenge_methods_supported)}, want ["S256"]`);
-    check(sameList(doc.token_endpoint_auth_methods_supported, ['none']),
-      `${where}: token_endpoint_auth_methods_supported is ${JSON.stringify(doc.token_endpoint_auth_methods_supported)}, want ["none"]`);
-    check(doc.client_id_metadata_document_supported === true, `${where}: client_id_metadata_document_supported is not true`);
-    check(doc.authorization_response_iss_parameter_supported === true,
-      `${where}: authorization_response_iss_parameter_supported is not true`);
-    check(sameList(doc.scopes_supported, prm.scopes_supported),
-      `${where}: scopes_supported is ${JSON.stringify(doc.scopes_supported)}, want the protected resource's`);
-    if (!asMeta) asMeta = doc;
+  const asURL = `${base}/.well-known/oauth-authorization-server`;
+  const doc = await getJSON(asURL);
+  const where = urlPath(asURL);
+  check(doc.issuer === base, `${where}: issuer is ${JSON.stringify(doc.issuer)}, want "${base}"`);
+  for (const [k, path] of [['authorization_endpoint', '/oauth/authorize'], ['token_endpoint', '/oauth/token'],
+    ['registration_endpoint', '/oauth/register'], ['revocation_endpoint', '/oauth/revoke']]) {
+    check(doc[k] === base + path, `${where}: ${k} is ${JSON.stringify(doc[k])}, want "${base}${path}"`);
   }
-  ok('authorization server metadata (RFC 8414 and OpenID path): issuer, endpoints, S256, public clients, ' +
+  // The SDK's OAuthMetadataSchema requires response_types_supported, and
+  // startAuthorization refuses a server without "code" in it.
+  check(Array.isArray(doc.response_types_supported) && doc.response_types_supported.includes('code'),
+    `${where}: response_types_supported is ${JSON.stringify(doc.response_types_supported)}; ` +
+    'the SDK requires it, with "code"');
+  check(sameList(doc.code_challenge_methods_supported, ['S256']),
+    `${where}: code_challenge_methods_supported is ${JSON.stringify(doc.code_challenge_methods_supported)}, want ["S256"]`);
+  check(sameList(doc.token_endpoint_auth_methods_supported, ['none']),
+    `${where}: token_endpoint_auth_methods_supported is ${JSON.stringify(doc.token_endpoint_auth_methods_supported)}, want ["none"]`);
+  check(doc.client_id_metadata_document_supported === true, `${where}: client_id_metadata_document_supported is not true`);
+  check(doc.authorization_response_iss_parameter_supported === true,
+    `${where}: authorization_response_iss_parameter_supported is not true`);
+  check(sameList(doc.scopes_supported, prm.scopes_supported),
+    `${where}: scopes_supported is ${JSON.stringify(doc.scopes_supported)}, want the protected resource's`);
+  asMeta = doc;
+  ok('authorization server metadata (RFC 8414): issuer, endpoints, S256, public clients, ' +
     'client ID metadata documents, iss parameter');
+  // No OpenID Provider Configuration: the server issues no ID tokens, and
+  // the SDK finds the RFC 8414 document first (expectDiscovery checks it).
+  const oidc = await fetch(`${base}/.well-known/openid-configuration`);
+  await oidc.body?.cancel();
+  check(oidc.status === 404, `GET /.well-known/openid-configuration answered ${oidc.status}, want 404`);
+  ok('/.well-known/openid-configuration: 404 (no OpenID Connect claimed)');
 }
 
 // runFlow runs steps 1 to 5 for one kind of client: "DCR" (registered by
-// the SDK) or "CIMD" (a Client ID Metadata Document served by docs).
-async function runFlow(kind, docs) {
-  console.log(`  -- ${kind} client`);
-  const clientName = `oauth-sdk-client ${kind} ${randomBytes(3).toString('hex')}`;
+// the SDK) or "CIMD" (a Client ID Metadata Document served by docs); with
+// withState false its provider has no state().
+async function runFlow(kind, docs, { withState = true } = {}) {
+  const label = withState ? kind : `${kind} without state()`;
+  console.log(`  -- ${label} client`);
+  const clientName = `oauth-sdk-client ${label} ${randomBytes(3).toString('hex')}`;
   const redirectUrl = `${docs.origin}/callback`;
   const clientMetadata = {
     client_name: clientName,
@@ -175,7 +191,7 @@ async function runFlow(kind, docs) {
   let start = trail.length;
   let first;
   if (kind === 'DCR') {
-    provider = new MemoryProvider({ redirectUrl, clientMetadata });
+    provider = new MemoryProvider({ redirectUrl, clientMetadata, withState });
     first = await connectWithoutToken(provider);
   } else {
     const docPath = `/clients/${randomBytes(6).toString('hex')}.json`;
@@ -188,12 +204,12 @@ async function runFlow(kind, docs) {
     // SDK's later steps, so the fallback hands the SDK the same client_id as
     // client information, as it does itself (auth.js: clientInformation =
     // { client_id: clientMetadataUrl }).
-    provider = new MemoryProvider({ redirectUrl, clientMetadata, clientMetadataUrl: clientId });
+    provider = new MemoryProvider({ redirectUrl, clientMetadata, clientMetadataUrl: clientId, withState });
     first = await connectWithoutToken(provider);
     if (first.error instanceof InvalidClientMetadataError && /https/i.test(first.error.message)) {
       ok(`SDK ${sdkVersion} refuses a plain-http clientMetadataUrl ("${first.error.message.split(',')[0]}"); ` +
         'giving it the document URL as the client_id instead');
-      provider = new MemoryProvider({ redirectUrl, clientMetadata, clientInformation: { client_id: clientId } });
+      provider = new MemoryProvider({ redirectUrl, clientMetadata, clientInformation: { client_id: clientId }, withState });
       start = trail.length;
       first = await connectWithoutToken(provider);
     } else {
@@ -249,8 +265,8 @@ async function runFlow(kind, docs) {
   const tokens1 = expectTokens(provider.tokens(), 'the code exchange');
   ok(`finishAuth: code + PKCE verifier + resource → ${tokens1.token_type} token for ${tokens1.expires_in} s and a refresh token`);
 
-  const taskTitle = `oauth-sdk-client ${kind} ${new Date().toISOString()}`;
-  await useTools(provider, `${kind} token`, { taskTitle });
+  const taskTitle = `oauth-sdk-client ${label} ${new Date().toISOString()}`;
+  await useTools(provider, `${label} token`, { taskTitle });
 
   // 4. Refresh through the SDK: auth() with stored tokens that carry a
   //    refresh token always refreshes (it does not look at expiry).
@@ -269,7 +285,7 @@ async function runFlow(kind, docs) {
     ? 'the same, still valid access token' : 'new access token'}`);
 
   start = trail.length;
-  await useTools(provider, `${kind} refreshed token`, { listOnly: true });
+  await useTools(provider, `${label} refreshed token`, { listOnly: true });
   const extra = trail.slice(start).filter((e) => e.status === 401 || e.url === asMeta.token_endpoint);
   check(extra.length === 0, `tools/list with the refreshed token needed ${extra.map(show).join(', ')}`);
 
@@ -310,7 +326,7 @@ async function runFlow(kind, docs) {
   const traded = await auth(provider, { serverUrl: mcpURL, authorizationCode: code2, fetchFn: recordingFetch });
   check(traded === 'AUTHORIZED', `auth() with the second code answered ${traded}`);
   const tokens3 = expectTokens(provider.tokens(), 'the second code exchange');
-  await useTools(provider, `${kind} second sign-in`, { whoamiOnly: true });
+  await useTools(provider, `${label} second sign-in`, { whoamiOnly: true });
 
   // RFC 7009: revoking the refresh token ends its chain.
   const rev = await fetch(asMeta.revocation_endpoint, {
@@ -378,15 +394,16 @@ function expectAuthorizationURL(provider, redirectUrl) {
     client_id: provider.clientInformation().client_id,
     redirect_uri: redirectUrl,
     code_challenge_method: 'S256',
-    state: provider.states.at(-1),
     scope: prm.scopes_supported.join(' '),
     resource: mcpURL,
   };
+  if (provider.sendsState) want.state = provider.states.at(-1);
   for (const [k, v] of Object.entries(want)) {
     check(v && q.get(k) === v, `the SDK's authorization URL has ${k}=${k === 'state' ? '(other)' : q.get(k)}, want ${k === 'state' ? 'its state' : v}`);
   }
+  if (!provider.sendsState) check(!q.has('state'), 'the SDK\'s authorization URL has a state, though its provider has no state()');
   check(/^[A-Za-z0-9_-]{43}$/.test(q.get('code_challenge') ?? ''), 'the SDK\'s authorization URL has no S256 code_challenge');
-  ok('authorization URL: /oauth/authorize with code, client_id, redirect_uri, S256 challenge, state, scope, resource');
+  ok(`authorization URL: /oauth/authorize with code, client_id, redirect_uri, S256 challenge, ${provider.sendsState ? 'state' : 'no state'}, scope, resource`);
   return u;
 }
 
@@ -427,7 +444,8 @@ function expectConsentPage(resp, clientName, redirectUrl) {
 }
 
 // signInAtPicker goes from the account picker's URL to the client's
-// redirect URI and returns the code, after checking state and iss.
+// redirect URI and returns the code, after checking state (the one the SDK
+// sent, or none) and iss.
 async function signInAtPicker(browser, pickURL, provider, redirectUrl) {
   check(pickURL && pickURL.origin !== base && isLoopback(pickURL) && pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
     `the redirect went to ${urlPath(pickURL)}, want the Entra stand-in's account picker on another loopback port`);
@@ -450,9 +468,13 @@ async function signInAtPicker(browser, pickURL, provider, redirectUrl) {
   const q = cb.location.searchParams;
   check(!q.has('error'), `/auth/callback sent the client error=${q.get('error')}: ${q.get('error_description') ?? ''}`);
   check(q.get('code'), '/auth/callback sent the client no code');
-  check(q.get('state') === provider.states.at(-1), 'the state the client got back is not the one the SDK sent');
+  if (provider.sendsState) {
+    check(q.get('state') === provider.states.at(-1), 'the state the client got back is not the one the SDK sent');
+  } else {
+    check(!q.has('state'), 'the client got a state back, though the SDK sent none');
+  }
   check(q.get('iss') === base, `the client got iss=${q.get('iss')}, want ${base}`);
-  ok(`picked "${USER_NAME}" → /auth/callback → the client's redirect URI with code, its state and iss=${base}`);
+  ok(`picked "${USER_NAME}" → /auth/callback → the client's redirect URI with code, ${provider.sendsState ? 'its state' : 'no state (it sent none)'} and iss=${base}`);
   return q.get('code');
 }
 

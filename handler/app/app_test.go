@@ -240,14 +240,24 @@ func TestHTTPGuards(t *testing.T) {
 	tok := st.token(t, "all")
 	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
 	prm := st.base + "/.well-known/oauth-protected-resource/mcp"
+	// The challenge names the metadata and the scopes it advertises (MCP
+	// authorization, scope selection).
+	var meta struct {
+		Scopes []string `json:"scopes_supported"`
+	}
+	if r := st.do(t, http.MethodGet, "/.well-known/oauth-protected-resource/mcp", "", nil, ""); r.status != 200 ||
+		json.Unmarshal(r.body, &meta) != nil || len(meta.Scopes) != 1 || meta.Scopes[0] != "api://"+st.idp.ClientID()+"/access_as_user" {
+		t.Fatalf("protected resource metadata: %d %s", r.status, r.body)
+	}
+	params := `resource_metadata="` + prm + `", scope="` + strings.Join(meta.Scopes, " ") + `"`
 
 	r := st.do(t, http.MethodPost, "/mcp", "", nil, list)
-	if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer resource_metadata="`+prm+`"` {
+	if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer `+params {
 		t.Errorf("no token: %d %q", r.status, r.header.Get("WWW-Authenticate"))
 	}
 	for _, bad := range []string{"garbage", tok + "x", strings.Repeat("a", 20000)} {
 		r = st.do(t, http.MethodPost, "/mcp", bad, nil, list)
-		if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer error="invalid_token", resource_metadata="`+prm+`"` || !json.Valid(r.body) {
+		if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer error="invalid_token", `+params || !json.Valid(r.body) {
 			t.Errorf("bad token: %d %q %s", r.status, r.header.Get("WWW-Authenticate"), r.body)
 		}
 	}

@@ -185,35 +185,52 @@ func wantOAuthError(t testing.TB, what string, r reply, status int, code string)
 	}
 }
 
+// TestOAuthMetadata: the RFC 8414 document, exactly; and no OpenID
+// Provider Configuration, since this server issues no ID tokens and the
+// document lacks what OIDC Discovery requires (jwks_uri,
+// subject_types_supported, id_token_signing_alg_values_supported).
 func TestOAuthMetadata(t *testing.T) {
 	st := newStack(t, storetest.Mini(t))
-	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
-		r := st.do(t, http.MethodGet, path, "", nil, "")
-		var m map[string]any
-		if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
-			t.Fatalf("%s: %d %s", path, r.status, r.body)
+	r := st.do(t, http.MethodGet, "/.well-known/oauth-authorization-server", "", nil, "")
+	var m map[string]any
+	if r.status != 200 || json.Unmarshal(r.body, &m) != nil {
+		t.Fatalf("RFC 8414 metadata: %d %s", r.status, r.body)
+	}
+	want := map[string]any{
+		"issuer":                                         st.base,
+		"authorization_endpoint":                         st.base + "/oauth/authorize",
+		"token_endpoint":                                 st.base + "/oauth/token",
+		"registration_endpoint":                          st.base + "/oauth/register",
+		"revocation_endpoint":                            st.base + "/oauth/revoke",
+		"scopes_supported":                               []any{"api://" + st.idp.ClientID() + "/access_as_user"},
+		"response_types_supported":                       []any{"code"},
+		"response_modes_supported":                       []any{"query"},
+		"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
+		"token_endpoint_auth_methods_supported":          []any{"none"},
+		"revocation_endpoint_auth_methods_supported":     []any{"none"},
+		"code_challenge_methods_supported":               []any{"S256"},
+		"client_id_metadata_document_supported":          true,
+		"authorization_response_iss_parameter_supported": true,
+	}
+	if len(m) != len(want) {
+		t.Errorf("RFC 8414 metadata has %d members, want %d: %s", len(m), len(want), r.body)
+	}
+	for k, v := range want {
+		if fmt.Sprint(m[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
 		}
-		want := map[string]any{
-			"issuer":                                         st.base,
-			"authorization_endpoint":                         st.base + "/oauth/authorize",
-			"token_endpoint":                                 st.base + "/oauth/token",
-			"registration_endpoint":                          st.base + "/oauth/register",
-			"revocation_endpoint":                            st.base + "/oauth/revoke",
-			"code_challenge_methods_supported":               []any{"S256"},
-			"response_types_supported":                       []any{"code"},
-			"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
-			"token_endpoint_auth_methods_supported":          []any{"none"},
-			"client_id_metadata_document_supported":          true,
-			"scopes_supported":                               []any{"api://" + st.idp.ClientID() + "/access_as_user"},
-			"authorization_response_iss_parameter_supported": true,
-		}
-		for k, v := range want {
-			if fmt.Sprint(m[k]) != fmt.Sprint(v) {
-				t.Errorf("%s: %s = %v, want %v", path, k, m[k], v)
+	}
+	if r.header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Error("RFC 8414 metadata: no CORS header")
+	}
+
+	entra := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.AuthMode = config.AuthModeEntra })
+	for mode, s := range map[string]*stack{config.AuthModeProxy: st, config.AuthModeEntra: entra} {
+		for _, method := range []string{http.MethodGet, http.MethodOptions} {
+			r := s.do(t, method, "/.well-known/openid-configuration", "", nil, "")
+			if r.status != http.StatusNotFound || !json.Valid(r.body) {
+				t.Errorf("mode %s: %s /.well-known/openid-configuration: %d %s, want 404", mode, method, r.status, r.body)
 			}
-		}
-		if r.header.Get("Access-Control-Allow-Origin") != "*" {
-			t.Errorf("%s: no CORS header", path)
 		}
 	}
 }
@@ -420,7 +437,7 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			"plain PKCE":              {url.Values{"code_challenge_method": {"plain"}}, "invalid_request", true},
 			"PKCE method missing":     {url.Values{"code_challenge_method": {""}}, "invalid_request", true},
 			"no code_challenge":       {url.Values{"code_challenge": {""}}, "invalid_request", true},
-			"missing state":           {url.Values{"state": {""}}, "invalid_request", false},
+			"state too long":          {url.Values{"state": {strings.Repeat("s", 1025)}}, "invalid_request", false},
 			"response_type token":     {url.Values{"response_type": {"token"}}, "unsupported_response_type", true},
 			"resource of another API": {url.Values{"resource": {"https://graph.microsoft.com"}}, "invalid_target", true},
 			"scope not offered":       {url.Values{"scope": {"https://graph.microsoft.com/Mail.Read"}}, "invalid_scope", true},
@@ -822,4 +839,159 @@ func TestOAuthRequestTooLargeForTheSignIn(t *testing.T) {
 	if r := get(t, browser(t), a.url(st.base)); r.status != http.StatusOK {
 		t.Fatalf("the same client with a short state: %d", r.status)
 	}
+}
+
+// TestOAuthWithoutState: state is optional where PKCE is required (OAuth
+// 2.1), and the TypeScript SDK sends none unless its provider makes one. A
+// client without it signs in through the consent page, the remembered
+// consent and the callback, and hears errors, with iss and no state.
+func TestOAuthWithoutState(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	id := st.register(t, "Stateless", clientRedirect)
+	stateless := func() authRequest {
+		a := st.newAuthRequest(t, id)
+		a.state = ""
+		a.extra = url.Values{"state": {""}}
+		return a
+	}
+	// wantNoState checks what the client's redirect URI got: iss, no state.
+	wantNoState := func(t *testing.T, what string, q url.Values) {
+		t.Helper()
+		if q.Has("state") || q.Get("iss") != st.base {
+			t.Errorf("%s: the client got %v, want iss=%s and no state", what, q, st.base)
+		}
+	}
+
+	t.Run("no state: code and iss, no state, through consent and remembered consent", func(t *testing.T) {
+		c := browser(t)
+		for _, what := range []string{"consent page", "remembered consent"} {
+			a := stateless()
+			if what == "remembered consent" {
+				if r := get(t, c, a.url(st.base)); r.status != http.StatusFound {
+					t.Fatalf("remembered consent: %d, want a redirect to Entra", r.status)
+				}
+			}
+			got := st.authorize(t, c, a, "all")
+			wantNoState(t, what, got)
+			if r, tk := st.redeem(t, a, got.Get("code")); r.status != http.StatusOK || tk.AccessToken == "" {
+				t.Fatalf("%s: token: %d %s", what, r.status, r.body)
+			}
+		}
+	})
+
+	t.Run("error without state: error and iss, no state", func(t *testing.T) {
+		a := stateless()
+		a.extra.Set("code_challenge_method", "plain")
+		r := get(t, browser(t), a.url(st.base))
+		q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+		if r.status != http.StatusFound || q.Get("error") != "invalid_request" {
+			t.Errorf("plain PKCE without state: %d %v", r.status, q)
+		}
+		wantNoState(t, "refused request", q)
+	})
+
+	t.Run("denied without state: access_denied and iss, no state", func(t *testing.T) {
+		c := browser(t)
+		request, csrf := st.consent(t, c, stateless())
+		r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"deny"}}, st.base)
+		q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+		if r.status != http.StatusFound || q.Get("error") != "access_denied" {
+			t.Errorf("deny: %d %v", r.status, q)
+		}
+		wantNoState(t, "denied request", q)
+	})
+
+	t.Run("sign-in cancelled at Entra without state: access_denied and iss, no state", func(t *testing.T) {
+		c := browser(t)
+		request, csrf := st.consent(t, c, stateless())
+		r := st.decide(t, c, url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, st.base)
+		cb, err := st.idp.CancelSignIn(context.Background(), r.header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := clientLanding(t, get(t, c, cb).header.Get("Location"), clientRedirect)
+		if q.Get("error") != "access_denied" || q.Get("code") != "" {
+			t.Errorf("cancel: %v", q)
+		}
+		wantNoState(t, "cancelled sign-in", q)
+	})
+}
+
+// TestOAuthResourceIndicators: RFC 8707 at /oauth/authorize and
+// /oauth/token. Our MCP endpoint's URL is accepted with its scheme and host
+// in any case (the MCP spec's canonical server URI rules), its path only
+// exactly. Several resource parameters are allowed by RFC 8707 §2: the
+// same resource twice is served, another one besides ours is invalid_target
+// (this server issues tokens for one resource), never invalid_request.
+func TestOAuthResourceIndicators(t *testing.T) {
+	st := newStack(t, storetest.Redis(t))
+	id := st.register(t, "Resources", clientRedirect)
+	ours := st.base + "/mcp"
+	upper := "HTTP" + strings.TrimPrefix(ours, "http")
+	other := "https://graph.microsoft.com"
+
+	t.Run("authorize", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			resource []string
+			code     string // "" for the consent page
+		}{
+			"upper-case scheme":            {[]string{upper}, ""},
+			"ours twice":                   {[]string{ours, ours}, ""},
+			"ours in two spellings":        {[]string{ours, upper}, ""},
+			"ours and another":             {[]string{ours, other}, "invalid_target"},
+			"another and ours":             {[]string{other, ours}, "invalid_target"},
+			"path in another case":         {[]string{st.base + "/MCP"}, "invalid_target"},
+			"trailing slash":               {[]string{ours + "/"}, "invalid_target"},
+			"with a fragment":              {[]string{ours + "#x"}, "invalid_target"},
+			"not an absolute URI":          {[]string{"/mcp"}, "invalid_target"},
+			"the server, not the endpoint": {[]string{st.base}, "invalid_target"},
+		} {
+			a := st.newAuthRequest(t, id)
+			a.extra = url.Values{"resource": tc.resource}
+			r := get(t, browser(t), a.url(st.base))
+			if tc.code == "" {
+				if r.status != http.StatusOK || !requestRE.Match(r.body) {
+					t.Errorf("%s: %d %s, want the consent page", name, r.status, r.header.Get("Location"))
+				}
+				continue
+			}
+			q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+			if r.status != http.StatusFound || q.Get("error") != tc.code || q.Get("state") != a.state {
+				t.Errorf("%s: %d %v, want %s", name, r.status, q, tc.code)
+			}
+		}
+	})
+
+	t.Run("token", func(t *testing.T) {
+		// A whole sign-in whose code is redeemed naming the resource in
+		// upper case: the token is issued.
+		a := st.newAuthRequest(t, id)
+		a.extra = url.Values{"resource": {upper}}
+		code := st.authorize(t, browser(t), a, "all").Get("code")
+		r, tk := st.tokenReq(t, "/oauth/token", url.Values{
+			"grant_type": {"authorization_code"}, "code": {code}, "client_id": {id},
+			"redirect_uri": {a.redirect}, "code_verifier": {a.verifier}, "resource": {upper},
+		})
+		if r.status != http.StatusOK || tk.AccessToken == "" || tk.RefreshToken == "" {
+			t.Fatalf("redeem with an upper-case scheme: %d %s", r.status, r.body)
+		}
+		refresh := func(resource ...string) reply {
+			r, _ := st.tokenReq(t, "/oauth/token", url.Values{"grant_type": {"refresh_token"},
+				"refresh_token": {tk.RefreshToken}, "client_id": {id}, "resource": resource})
+			if r.status == http.StatusOK {
+				_ = json.Unmarshal(r.body, &tk)
+			}
+			return r
+		}
+		if r := refresh(ours, upper); r.status != http.StatusOK {
+			t.Errorf("refresh naming our resource twice: %d %s", r.status, r.body)
+		}
+		wantOAuthError(t, "refresh naming ours and another", refresh(ours, other), http.StatusBadRequest, "invalid_target")
+		wantOAuthError(t, "refresh naming another", refresh(other), http.StatusBadRequest, "invalid_target")
+		wantOAuthError(t, "refresh naming our path in another case", refresh(st.base+"/MCP"), http.StatusBadRequest, "invalid_target")
+		// Refused, the handle is still good.
+		if r := refresh(ours); r.status != http.StatusOK {
+			t.Errorf("refresh after refused ones: %d %s", r.status, r.body)
+		}
+	})
 }

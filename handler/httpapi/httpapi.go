@@ -40,12 +40,11 @@ const (
 	PathRefresh     = "/auth/refresh"
 	PathLogout      = "/auth/logout"
 
-	PathOAuthMetadata  = oauthserver.PathMetadata
-	PathOpenIDMetadata = oauthserver.PathOpenID
-	PathAuthorize      = oauthserver.PathAuthorize
-	PathToken          = oauthserver.PathToken
-	PathRegister       = oauthserver.PathRegister
-	PathRevoke         = oauthserver.PathRevoke
+	PathOAuthMetadata = oauthserver.PathMetadata
+	PathAuthorize     = oauthserver.PathAuthorize
+	PathToken         = oauthserver.PathToken
+	PathRegister      = oauthserver.PathRegister
+	PathRevoke        = oauthserver.PathRevoke
 )
 
 // Routes lists the routes the Functions host must forward to the handler.
@@ -68,7 +67,6 @@ func Routes() []Route {
 		{Path: PathLogout, Methods: []string{post, options}},
 		// The OAuth front (MCP_AUTH_MODE=proxy; 404 in entra mode).
 		{Path: PathOAuthMetadata, Methods: []string{get, options}},
-		{Path: PathOpenIDMetadata, Methods: []string{get, options}},
 		{Path: PathAuthorize, Methods: []string{get, post}},
 		{Path: PathToken, Methods: []string{post, options}},
 		{Path: PathRegister, Methods: []string{post, options}},
@@ -108,7 +106,8 @@ type Options struct {
 	AllowedOrigins []string
 	// AuthorizationServers go into Protected Resource Metadata.
 	AuthorizationServers []string
-	// Scopes go into Protected Resource Metadata.
+	// Scopes go into Protected Resource Metadata (scopes_supported) and
+	// into the 401 challenge's scope parameter.
 	Scopes   []string
 	Verifier TokenVerifier
 	// MCP serves POST /mcp for an authenticated caller.
@@ -152,8 +151,11 @@ type api struct {
 	origins     []string
 	resourceURL string
 	prmURL      string
-	prm         http.Handler
-	log         *slog.Logger
+	// challengeParams follow the error code in the 401's challenge:
+	// resource_metadata, and scope when there are scopes.
+	challengeParams string
+	prm             http.Handler
+	log             *slog.Logger
 }
 
 // New returns the handler's whole HTTP surface.
@@ -171,6 +173,13 @@ func New(opts Options) http.Handler {
 		log:         opts.Logger,
 	}
 	a.origins = append([]string{originOf(opts.PublicBaseURL)}, opts.AllowedOrigins...)
+	// The scope parameter is what scopes_supported says (MCP authorization,
+	// scope selection: a client takes the challenge's scope first, so the
+	// two must agree).
+	a.challengeParams = `resource_metadata=` + quoted(a.prmURL)
+	if len(opts.Scopes) > 0 {
+		a.challengeParams += `, scope=` + quoted(strings.Join(opts.Scopes, " "))
+	}
 	a.prm = server.NewProtectedResourceMetadataHandler(server.ProtectedResourceMetadataConfig{
 		Resource:               a.resourceURL,
 		AuthorizationServers:   opts.AuthorizationServers,
@@ -199,7 +208,6 @@ func New(opts Options) http.Handler {
 	}
 	if o := opts.OAuth; o != nil {
 		route(PathOAuthMetadata, anyOrigin, o.Metadata, http.MethodGet, http.MethodHead)
-		route(PathOpenIDMetadata, anyOrigin, o.Metadata, http.MethodGet, http.MethodHead)
 		mux.Handle(PathAuthorize, a.allow(o.Authorize, http.MethodGet, http.MethodPost))
 		route(PathToken, allowedOrigins, o.Token, http.MethodPost)
 		route(PathRegister, allowedOrigins, o.Register, http.MethodPost)
@@ -321,16 +329,24 @@ func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Princ
 }
 
 // challenge writes the 401. Per RFC 6750 §3.1 a request with no token gets
-// no error code; a request with a bad one gets invalid_token.
+// no error code; a request with a bad one gets invalid_token. Both name the
+// metadata and the scope to ask for.
 func (a *api) challenge(w http.ResponseWriter, presented bool) {
-	c := `Bearer resource_metadata="` + a.prmURL + `"`
+	c := `Bearer ` + a.challengeParams
 	desc := "a bearer token is required"
 	if presented {
-		c = `Bearer error="invalid_token", resource_metadata="` + a.prmURL + `"`
+		c = `Bearer error="invalid_token", ` + a.challengeParams
 		desc = "the access token is not valid"
 	}
 	w.Header().Set("WWW-Authenticate", c)
 	writeError(w, http.StatusUnauthorized, "invalid_token", desc)
+}
+
+// quoted is v as an RFC 9110 quoted-string. Our URLs and scopes hold no
+// quote or backslash (scope tokens cannot, RFC 6749 §3.3), but an
+// operator's App ID URI is not checked for them.
+func quoted(v string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
 }
 
 // headers sets what every answer carries.

@@ -156,9 +156,13 @@ func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect
 	if !client.AllowsGrant("authorization_code") {
 		return none, "unauthorized_client", "the client did not register the authorization_code grant"
 	}
+	// state is optional: PKCE, required here, protects the redirect
+	// (OAuth 2.1 §7.5.1), and an MCP client may rely on it alone (the
+	// TypeScript SDK sends state only if its provider makes one). A
+	// request without it gets an answer without it (RFC 6749 §4.1.2).
 	state := q.Get("state")
-	if state == "" || len(state) > maxState {
-		return none, "invalid_request", "state is required (at most 1024 characters)"
+	if len(state) > maxState {
+		return none, "invalid_request", "state must be at most 1024 characters"
 	}
 	challenge := q.Get("code_challenge")
 	switch {
@@ -169,8 +173,8 @@ func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect
 	case !challengeRE.MatchString(challenge):
 		return none, "invalid_request", "code_challenge is not an S256 challenge"
 	}
-	if res, ok := q["resource"]; ok && res[0] != s.opts.Resource {
-		return none, "invalid_target", "resource must be " + s.opts.Resource
+	if desc := s.checkResource(q["resource"]); desc != "" {
+		return none, "invalid_target", desc
 	}
 	scope, ok := s.grantedScope(q.Get("scope"))
 	if !ok {

@@ -37,8 +37,12 @@ import (
 
 // Paths of the endpoints.
 const (
+	// PathMetadata is the only discovery document. There is none at
+	// /.well-known/openid-configuration: this server issues no ID tokens
+	// (the access tokens are Entra's), so an OpenID Provider
+	// Configuration would claim what it is not, and MCP clients try RFC
+	// 8414's path first.
 	PathMetadata  = "/.well-known/oauth-authorization-server"
-	PathOpenID    = "/.well-known/openid-configuration" // the same document, for clients that only try OIDC discovery
 	PathAuthorize = "/oauth/authorize"
 	PathToken     = "/oauth/token"
 	PathRegister  = "/oauth/register"
@@ -97,6 +101,7 @@ func (s *Server) event(ctx context.Context, name string, props map[string]string
 type Server struct {
 	opts     Options
 	origin   string
+	resource string // Options.Resource in canonical form
 	metadata []byte
 	log      *slog.Logger
 	// bindCookie binds a consent page to the browser it was shown in.
@@ -114,13 +119,18 @@ func New(opts Options) (*Server, error) {
 	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("oauthserver: issuer %q must be a base URL without path, query or fragment", opts.Issuer)
 	}
+	resource, ok := canonicalResource(opts.Resource)
+	if !ok {
+		return nil, fmt.Errorf("oauthserver: resource %q must be an absolute URL without query or fragment", opts.Resource)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		opts:   opts,
-		origin: u.Scheme + "://" + u.Host,
-		log:    opts.Logger,
+		opts:     opts,
+		origin:   u.Scheme + "://" + u.Host,
+		resource: resource,
+		log:      opts.Logger,
 		bindCookie: webpage.BrowserCookie{Name: "mcp-authorize", Secure: u.Scheme == "https",
 			SameSite: http.SameSiteStrictMode},
 	}
@@ -215,7 +225,8 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
 }
 
 // readForm reads an application/x-www-form-urlencoded body strictly: size
-// capped, no parameter twice (RFC 6749 §3.1). On failure it has answered.
+// capped, no parameter twice (RFC 6749 §3.1) but resource. On failure it
+// has answered.
 func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
 		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
@@ -243,10 +254,12 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	return form, true
 }
 
-// repeated returns a parameter given more than once, or "".
+// repeated returns a parameter given more than once, or "". resource is
+// the exception: RFC 8707 §2 lets a client name several, and checkResource
+// decides about them.
 func repeated(v url.Values) string {
 	for k, vs := range v {
-		if len(vs) > 1 {
+		if len(vs) > 1 && k != "resource" {
 			return k
 		}
 	}

@@ -24,8 +24,8 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if res, ok := form["resource"]; ok && res[0] != s.opts.Resource {
-		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_target", "resource must be "+s.opts.Resource)
+	if desc := s.checkResource(form["resource"]); desc != "" {
+		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_target", desc)
 		return
 	}
 	grant := form.Get("grant_type")

@@ -23,7 +23,7 @@ const ConsentTTL = 30 * 24 * time.Hour
 type ClientRequest struct {
 	ClientID    string
 	RedirectURI string // registered for the client
-	State       string // the client's, returned unchanged
+	State       string // the client's, returned unchanged; "" when it sent none
 	Challenge   string // the client's PKCE S256 challenge
 	Scope       string // granted to the client
 	// ConsentUser is "<tid>.<oid>" when the approval was remembered rather
@@ -160,8 +160,12 @@ func (s *Service) rememberConsent(w http.ResponseWriter, r *http.Request, subjec
 
 // RedirectClient sends the browser back to an OAuth client's registered
 // redirect URI with params, the issuer added as iss (RFC 9207), so the
-// client can tell which authorization server answered.
+// client can tell which authorization server answered. An empty state is
+// left out: the client sent none, and gets none back (RFC 6749 §4.1.2).
 func RedirectClient(w http.ResponseWriter, r *http.Request, redirectURI, issuer string, params url.Values) {
+	if params.Get("state") == "" {
+		params.Del("state")
+	}
 	params.Set("iss", issuer)
 	target, err := appendQuery(redirectURI, params)
 	if err != nil {
