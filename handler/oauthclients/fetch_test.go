@@ -158,8 +158,21 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 	case "/bad-redirect.json":
 		doc["redirect_uris"] = []string{"http://app.example.com/callback"}
 	case "/bad-display.json":
-		doc["client_name"] = "Evil\u202e"
 		doc["logo_uri"] = "javascript:alert(1)"
+	case "/no-name.json":
+		delete(doc, "client_name")
+	case "/null-name.json":
+		doc["client_name"] = nil
+	case "/blank-name.json":
+		doc["client_name"] = " \t\u3000 "
+	case "/number-name.json":
+		doc["client_name"] = 42
+	case "/long-name.json":
+		doc["client_name"] = strings.Repeat("n", oauthclients.MaxClientName+1)
+	case "/max-name.json":
+		doc["client_name"] = "  " + strings.Repeat("é", oauthclients.MaxClientName) + "  "
+	case "/bidi-name.json":
+		doc["client_name"] = "Evil\u202e"
 	case "/fixed-status.json":
 		// Fails once (the client's server has a bad moment), then is fine.
 		if seen == 1 {
@@ -289,10 +302,10 @@ func TestDocumentAccepted(t *testing.T) {
 	if _, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/vendor.json"), "requester"); err != nil {
 		t.Errorf("application/client-metadata+json: %v", err)
 	}
-	// Display fields a document gets wrong are dropped, not fatal.
+	// Optional display fields a document gets wrong are dropped, not fatal.
 	c, err = e.reg.Lookup(ctx, e.docs.url(appHost, "/bad-display.json"), "requester")
-	if err != nil || c.ClientName != "" || c.LogoURI != "" || c.ClientURI == "" {
-		t.Errorf("bad display fields: %+v, %v; want name and logo dropped, the rest kept", c, err)
+	if err != nil || c.LogoURI != "" || c.ClientURI == "" || c.ClientName == "" {
+		t.Errorf("bad logo_uri: %+v, %v; want the logo dropped, the rest kept", c, err)
 	}
 }
 
@@ -394,7 +407,7 @@ func TestDocumentPlainHTTPOnLoopbackInDevMode(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"client_id":"http://%s/client.json","redirect_uris":["http://localhost/cb"]}`, r.Host)
+		fmt.Fprintf(w, `{"client_id":"http://%s/client.json","client_name":"Dev","redirect_uris":["http://localhost/cb"]}`, r.Host)
 	}))
 	t.Cleanup(srv.Close)
 	id := srv.URL + "/client.json"
@@ -545,6 +558,40 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 		wantUnavailable(t, "one more fetch of a requester at its cap", err)
 		if n := e.docs.count("/mismatch.json"); n != before {
 			t.Errorf("the refused lookup fetched the document (%d requests, was %d)", n, before)
+		}
+	})
+}
+
+// TestDocumentClientName: MCP's client-registration section says a
+// metadata document MUST include client_id, client_name and redirect_uris,
+// and the authorization server MUST check it contains the required fields.
+// client_name is what the consent page names the client by, so a document
+// without a usable one is refused like any other invalid document, with
+// the reason; RFC 7591 registrations may still leave it out
+// (TestRegisterClientNameOptional).
+func TestDocumentClientName(t *testing.T) {
+	ctx := context.Background()
+	e := newCIMD(t, true, nil)
+	for _, tc := range []struct{ name, path, reason string }{
+		{"a document without client_name is refused", "/no-name.json", "client_name is required"},
+		{"a null client_name counts as none", "/null-name.json", "client_name is required"},
+		{"a client_name of only white space counts as none", "/blank-name.json", "client_name is required"},
+		{"a client_name that is not a string is refused", "/number-name.json", "client_name must be a string"},
+		{"a client_name over 100 characters is refused, not cut", "/long-name.json", "client_name is longer than 100 characters"},
+		{"a client_name with a bidirectional override is refused", "/bidi-name.json", "client_name contains control, formatting or private-use characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.reg.Lookup(ctx, e.docs.url(appHost, tc.path), "requester")
+			oe := wantCode(t, tc.path, err, oauthclients.CodeInvalidClient)
+			if want := "client metadata document is invalid: " + tc.reason; oe != nil && oe.Description != want {
+				t.Errorf("%s: %q; want %q", tc.path, oe.Description, want)
+			}
+		})
+	}
+	t.Run("a client_name of 100 characters is accepted, trimmed", func(t *testing.T) {
+		c, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/max-name.json"), "requester")
+		if want := strings.Repeat("é", oauthclients.MaxClientName); err != nil || c.ClientName != want {
+			t.Errorf("%q, %v; want %q", c.ClientName, err, want)
 		}
 	})
 }
