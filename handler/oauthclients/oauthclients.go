@@ -92,8 +92,9 @@ const (
 	// under a flood every registration evicts one.
 	evictionLogEvery = time.Minute
 	// minDocumentTTL is the least time a valid document stays cached,
-	// whatever Cache-Control says: a client must not be able to make every
-	// authorization request cost us a fetch.
+	// whatever Cache-Control says: a working client's no-store must not
+	// make each of its requests cost a fetch. (A failing one pays for
+	// its retries from its rate limit instead.)
 	minDocumentTTL = time.Minute
 )
 
