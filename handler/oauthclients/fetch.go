@@ -193,10 +193,10 @@ type fetchCall struct {
 	err       error
 }
 
-// cacheEntry is a fetched document's client, or the error its fetch got.
+// cacheEntry is the client a valid document describes. Failures are never
+// cached: the draft forbids caching error responses and invalid documents.
 type cacheEntry struct {
 	client  Client
-	err     error
 	expires time.Time
 }
 
@@ -244,10 +244,11 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID, requester strin
 	r.mu.Lock()
 	if e, ok := r.docs[clientID]; ok && r.now().Before(e.expires) {
 		r.mu.Unlock()
-		return e.client.clone(), e.err
+		return e.client.clone(), nil
 	}
 	// Joining a fetch under way costs nothing more, so it counts against
-	// no cap.
+	// no cap. This is also what stands in for caching failures: however
+	// many requests name a failing document at once, it is fetched once.
 	call, ok := r.inflight[clientID]
 	if !ok {
 		host := siteOf(clientID)
@@ -308,7 +309,6 @@ func (r *Registry) runFetch(clientID string, call *fetchCall) {
 	defer cancel()
 	c, ttl, err := r.fetch(ctx, clientID)
 	if err != nil {
-		ttl = r.failureTTL
 		r.log.LogAttrs(ctx, slog.LevelWarn, "client metadata document refused",
 			slog.String("client_id", clientID), slog.String("err", err.Error()))
 	}
@@ -327,8 +327,16 @@ func (r *Registry) runFetch(clientID string, call *fetchCall) {
 	} else {
 		r.knownGood.remove(clientID)
 	}
-	if r.fetchCtx.Err() == nil {
-		r.store(clientID, cacheEntry{client: c, err: err, expires: r.now().Add(ttl)})
+	// Only a valid document is cached, so a client that fixes its document
+	// is served on its next request. Retrying a failing one costs a fetch
+	// each time, paid for from the requester's own budgets: the callers'
+	// per-address rate limit in front of every lookup, and the fetches in
+	// flight per requester and per site.
+	switch {
+	case err != nil:
+		delete(r.docs, clientID) // an expired copy, if any: it is not served again
+	case r.fetchCtx.Err() == nil:
+		r.store(clientID, cacheEntry{client: c, expires: r.now().Add(ttl)})
 	}
 	close(call.done)
 }

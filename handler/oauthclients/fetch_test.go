@@ -158,8 +158,36 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 	case "/bad-redirect.json":
 		doc["redirect_uris"] = []string{"http://app.example.com/callback"}
 	case "/bad-display.json":
-		doc["client_name"] = "Evil\u202e"
 		doc["logo_uri"] = "javascript:alert(1)"
+	case "/no-name.json":
+		delete(doc, "client_name")
+	case "/null-name.json":
+		doc["client_name"] = nil
+	case "/blank-name.json":
+		doc["client_name"] = " \t\u3000 "
+	case "/number-name.json":
+		doc["client_name"] = 42
+	case "/long-name.json":
+		doc["client_name"] = strings.Repeat("n", oauthclients.MaxClientName+1)
+	case "/max-name.json":
+		doc["client_name"] = "  " + strings.Repeat("é", oauthclients.MaxClientName) + "  "
+	case "/bidi-name.json":
+		doc["client_name"] = "Evil\u202e"
+	case "/fixed-status.json":
+		// Fails once (the client's server has a bad moment), then is fine.
+		if seen == 1 {
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
+	case "/fixed-doc.json":
+		// Invalid once (the client published a broken document), then fixed.
+		if seen == 1 {
+			delete(doc, "redirect_uris")
+		}
+	case "/pause-missing.json":
+		time.Sleep(200 * time.Millisecond)
+		http.NotFound(w, r)
+		return
 	case "/big.json":
 		doc["padding"] = strings.Repeat("x", oauthclients.DefaultMaxDocumentBytes)
 	case "/text.json":
@@ -274,10 +302,10 @@ func TestDocumentAccepted(t *testing.T) {
 	if _, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/vendor.json"), "requester"); err != nil {
 		t.Errorf("application/client-metadata+json: %v", err)
 	}
-	// Display fields a document gets wrong are dropped, not fatal.
+	// Optional display fields a document gets wrong are dropped, not fatal.
 	c, err = e.reg.Lookup(ctx, e.docs.url(appHost, "/bad-display.json"), "requester")
-	if err != nil || c.ClientName != "" || c.LogoURI != "" || c.ClientURI == "" {
-		t.Errorf("bad display fields: %+v, %v; want name and logo dropped, the rest kept", c, err)
+	if err != nil || c.LogoURI != "" || c.ClientURI == "" || c.ClientName == "" {
+		t.Errorf("bad logo_uri: %+v, %v; want the logo dropped, the rest kept", c, err)
 	}
 }
 
@@ -379,7 +407,7 @@ func TestDocumentPlainHTTPOnLoopbackInDevMode(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"client_id":"http://%s/client.json","redirect_uris":["http://localhost/cb"]}`, r.Host)
+		fmt.Fprintf(w, `{"client_id":"http://%s/client.json","client_name":"Dev","redirect_uris":["http://localhost/cb"]}`, r.Host)
 	}))
 	t.Cleanup(srv.Close)
 	id := srv.URL + "/client.json"
@@ -454,20 +482,118 @@ func TestDocumentCache(t *testing.T) {
 	if n := e.docs.count("/cached.json"); n != 2 {
 		t.Errorf("past max-age: %d requests; want 2", n)
 	}
+}
 
-	// Failures are remembered briefly.
-	bad := e.docs.url(appHost, "/mismatch.json")
-	e.reg.Lookup(ctx, bad, "requester")
-	_, err = e.reg.Lookup(ctx, bad, "requester")
-	wantCode(t, "cached failure", err, oauthclients.CodeInvalidClient)
-	if n := e.docs.count("/mismatch.json"); n != 1 {
-		t.Errorf("failure: %d requests for two lookups; want 1", n)
+// TestDocumentFailuresNotCached: the draft's Metadata Caching section says
+// an authorization server MUST NOT cache error responses, nor documents
+// that are invalid or malformed. A client that fixes its document is
+// accepted on its very next request; what keeps a failing client_id from
+// hammering anyone is the callers' per-requester rate limits, the fetch
+// caps and the coalescing of concurrent lookups of one URL.
+func TestDocumentFailuresNotCached(t *testing.T) {
+	ctx := context.Background()
+	e := newCIMD(t, true, nil)
+	t.Run("a document that could not be fetched is accepted once it is served", func(t *testing.T) {
+		id := e.docs.url(appHost, "/fixed-status.json")
+		_, err := e.reg.Lookup(ctx, id, "requester")
+		wantCode(t, "first lookup (HTTP 503)", err, oauthclients.CodeInvalidClient)
+		if c, err := e.reg.Lookup(ctx, id, "requester"); err != nil || c.ClientID != id {
+			t.Errorf("the very next lookup: %+v, %v; want the fixed document", c, err)
+		}
+	})
+	t.Run("an invalid document is accepted once it is fixed", func(t *testing.T) {
+		id := e.docs.url(appHost, "/fixed-doc.json")
+		_, err := e.reg.Lookup(ctx, id, "requester")
+		if oe := wantCode(t, "first lookup (no redirect_uris)", err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "redirect_uris") {
+			t.Errorf("first lookup: %q; want the invalid field named", oe.Description)
+		}
+		if c, err := e.reg.Lookup(ctx, id, "requester"); err != nil || c.ClientID != id {
+			t.Errorf("the very next lookup: %+v, %v; want the fixed document", c, err)
+		}
+	})
+	t.Run("each lookup of a failing document fetches it again", func(t *testing.T) {
+		id := e.docs.url(appHost, "/mismatch.json")
+		for i := range 3 {
+			_, err := e.reg.Lookup(ctx, id, "requester")
+			wantCode(t, fmt.Sprintf("lookup %d", i+1), err, oauthclients.CodeInvalidClient)
+		}
+		if n := e.docs.count("/mismatch.json"); n != 3 {
+			t.Errorf("%d requests for three lookups; want 3 (nothing remembered)", n)
+		}
+	})
+	t.Run("concurrent lookups of a failing document share one fetch", func(t *testing.T) {
+		id := e.docs.url(appHost, "/pause-missing.json")
+		const n = 10
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				// Many requesters: joining costs none of them a fetch slot.
+				_, err := e.reg.Lookup(ctx, id, fmt.Sprintf("requester-%d", i))
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			wantCode(t, "concurrent lookup", err, oauthclients.CodeInvalidClient)
+		}
+		if got := e.docs.count("/pause-missing.json"); got != 1 {
+			t.Errorf("%d requests for %d concurrent lookups; want 1", got, n)
+		}
+		// Shared while under way, not remembered after.
+		e.reg.Lookup(ctx, id, "requester")
+		if got := e.docs.count("/pause-missing.json"); got != 2 {
+			t.Errorf("%d requests after the shared fetch ended and one more lookup; want 2", got)
+		}
+	})
+	t.Run("a requester at its cap of fetches in flight cannot retry a failing document", func(t *testing.T) {
+		for n := range oauthclients.MaxFetchesPerRequester {
+			if err := e.startSlow(e.host(200+n), n, "retrier"); errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("fetch %d refused: %v", n+1, err)
+			}
+		}
+		before := e.docs.count("/mismatch.json")
+		_, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/mismatch.json"), "retrier")
+		wantUnavailable(t, "one more fetch of a requester at its cap", err)
+		if n := e.docs.count("/mismatch.json"); n != before {
+			t.Errorf("the refused lookup fetched the document (%d requests, was %d)", n, before)
+		}
+	})
+}
+
+// TestDocumentClientName: MCP's client-registration section says a
+// metadata document MUST include client_id, client_name and redirect_uris,
+// and the authorization server MUST check it contains the required fields.
+// client_name is what the consent page names the client by, so a document
+// without a usable one is refused like any other invalid document, with
+// the reason; RFC 7591 registrations may still leave it out
+// (TestRegisterClientNameOptional).
+func TestDocumentClientName(t *testing.T) {
+	ctx := context.Background()
+	e := newCIMD(t, true, nil)
+	for _, tc := range []struct{ name, path, reason string }{
+		{"a document without client_name is refused", "/no-name.json", "client_name is required"},
+		{"a null client_name counts as none", "/null-name.json", "client_name is required"},
+		{"a client_name of only white space counts as none", "/blank-name.json", "client_name is required"},
+		{"a client_name that is not a string is refused", "/number-name.json", "client_name must be a string"},
+		{"a client_name over 100 characters is refused, not cut", "/long-name.json", "client_name is longer than 100 characters"},
+		{"a client_name with a bidirectional override is refused", "/bidi-name.json", "client_name contains control, formatting or private-use characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.reg.Lookup(ctx, e.docs.url(appHost, tc.path), "requester")
+			oe := wantCode(t, tc.path, err, oauthclients.CodeInvalidClient)
+			if want := "client metadata document is invalid: " + tc.reason; oe != nil && oe.Description != want {
+				t.Errorf("%s: %q; want %q", tc.path, oe.Description, want)
+			}
+		})
 	}
-	e.clock.Add(oauthclients.DefaultFailureTTL + time.Second)
-	e.reg.Lookup(ctx, bad, "requester")
-	if n := e.docs.count("/mismatch.json"); n != 2 {
-		t.Errorf("after the failure TTL: %d requests; want 2", n)
-	}
+	t.Run("a client_name of 100 characters is accepted, trimmed", func(t *testing.T) {
+		c, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/max-name.json"), "requester")
+		if want := strings.Repeat("é", oauthclients.MaxClientName); err != nil || c.ClientName != want {
+			t.Errorf("%q, %v; want %q", c.ClientName, err, want)
+		}
+	})
 }
 
 func TestDocumentCacheBounded(t *testing.T) {
@@ -690,7 +816,6 @@ func TestDocumentFetchReserve(t *testing.T) {
 	if _, err := e.reg.Lookup(ctx, once, "victim"); err == nil {
 		t.Fatal("/once.json served twice: the test proves nothing")
 	}
-	e.clock.Add(oauthclients.DefaultFailureTTL + time.Second)
 
 	e.fill(t, oauthclients.MaxConcurrentFetches-oauthclients.ReservedFetches)
 	t.Run("new document refused", func(t *testing.T) {

@@ -31,11 +31,14 @@ const (
 //
 // Unknown members are ignored, as RFC 7591 §2 requires. The two sources
 // differ where the client can or cannot react: a registering client gets an
-// error for a bad client_name, client_uri or logo_uri and can fix it, while
-// a document's bad display fields are dropped (the consent page then shows
-// the client_id URL, which is more trustworthy anyway); a document must not
-// carry a client_secret, and its client_id is returned for the caller to
-// compare with the URL.
+// error for a bad client_uri or logo_uri and can fix it, while a document's
+// bad ones are dropped (the consent page then shows the client_id URL,
+// which is more trustworthy anyway). client_name is optional in a
+// registration (RFC 7591 §2) but required in a document (MCP's client
+// registration: a document MUST include client_id, client_name and
+// redirect_uris), so a document without a usable one is refused. A
+// document must not carry a client_secret, and its client_id is returned
+// for the caller to compare with the URL.
 func parseMetadata(body []byte, doc bool, extraSchemes []string) (Client, error) {
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -97,12 +100,14 @@ func parseMetadata(body []byte, doc bool, extraSchemes []string) (Client, error)
 		}
 	}
 
+	if c.ClientName, err = clientName(fields, doc); err != nil {
+		return Client{}, err
+	}
 	display := []struct {
 		name  string
 		dst   *string
 		check func(string) (string, string)
 	}{
-		{"client_name", &c.ClientName, checkName},
 		{"client_uri", &c.ClientURI, checkHTTPSURL},
 		{"logo_uri", &c.LogoURI, checkHTTPSURL},
 	}
@@ -124,6 +129,25 @@ func parseMetadata(body []byte, doc bool, extraSchemes []string) (Client, error)
 		*d.dst = v
 	}
 	return c, nil
+}
+
+// clientName reads client_name, trimmed. It is what the consent page names
+// the client by, so a bad one is refused from either source rather than
+// dropped or cut short (a cut name could read as another's); a document
+// must have one, and white space alone counts as none.
+func clientName(fields map[string]json.RawMessage, doc bool) (string, error) {
+	v, err := stringField(fields, "client_name")
+	if err != nil {
+		return "", err
+	}
+	v, reason := checkName(v)
+	if reason != "" {
+		return "", metadataError("client_name %s", reason)
+	}
+	if doc && v == "" {
+		return "", metadataError("client_name is required")
+	}
+	return v, nil
 }
 
 // stringField reads an optional string member; null counts as absent.

@@ -19,7 +19,8 @@
 //	                              versions stored unused ones here too, for a day.
 //
 // Metadata documents are fetched over https from public addresses only and
-// cached in memory (see Options.DocumentTTL for why not in Redis).
+// cached in memory when valid (see Options.DocumentTTL for why not in
+// Redis); failed and invalid ones are never cached.
 package oauthclients
 
 import (
@@ -68,7 +69,6 @@ const (
 	DefaultMaxDocumentBytes   = 16 << 10
 	DefaultDocumentTTL        = 10 * time.Minute
 	DefaultMaxDocumentTTL     = time.Hour
-	DefaultFailureTTL         = 30 * time.Second
 	DefaultMaxCachedDocuments = 1000
 )
 
@@ -91,9 +91,10 @@ const (
 	// evictionLogEvery spaces the log lines about evicted registrations:
 	// under a flood every registration evicts one.
 	evictionLogEvery = time.Minute
-	// minDocumentTTL is the least time a document (or its absence) stays
-	// cached, whatever Cache-Control says: a client must not be able to make
-	// every authorization request cost us a fetch.
+	// minDocumentTTL is the least time a valid document stays cached,
+	// whatever Cache-Control says: a working client's no-store must not
+	// make each of its requests cost a fetch. (A failing one pays for
+	// its retries from its rate limit instead.)
 	minDocumentTTL = time.Minute
 )
 
@@ -241,13 +242,10 @@ type Options struct {
 	DocumentTTL    time.Duration
 	MaxDocumentTTL time.Duration
 
-	// FailureTTL is how long a failed fetch is remembered, so that a broken
-	// or hostile client_id cannot make every request cost a fetch (default
-	// DefaultFailureTTL).
-	FailureTTL time.Duration
-
-	// MaxCachedDocuments bounds the cache of documents and failures
-	// (default DefaultMaxCachedDocuments).
+	// MaxCachedDocuments bounds the cache of documents (default
+	// DefaultMaxCachedDocuments). Only valid documents are cached: the draft
+	// forbids caching error responses and invalid documents, so a client
+	// that fixes its document is accepted on its next request.
 	MaxCachedDocuments int
 
 	// Logger gets a line for every refused or failed document fetch
@@ -278,10 +276,9 @@ type Registry struct {
 	maxDoc        int64
 	docTTL        time.Duration
 	maxDocTTL     time.Duration
-	failureTTL    time.Duration
 	maxCached     int
 	mu            sync.Mutex
-	docs          map[string]cacheEntry // by client_id URL
+	docs          map[string]cacheEntry // valid documents, by client_id URL
 	inflight      map[string]*fetchCall // fetches under way, by client_id URL
 	inflightHosts map[string]int        // how many of them per host
 	inflightBy    map[string]int        // how many of them each requester started
@@ -301,7 +298,7 @@ func New(opts Options) (*Registry, error) {
 		return nil, errors.New("oauthclients: Options.Redis is required")
 	}
 	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout,
-		opts.ConnectTimeout, opts.HeaderTimeout, opts.DocumentTTL, opts.MaxDocumentTTL, opts.FailureTTL} {
+		opts.ConnectTimeout, opts.HeaderTimeout, opts.DocumentTTL, opts.MaxDocumentTTL} {
 		if d < 0 {
 			return nil, fmt.Errorf("oauthclients: negative duration %v in Options", d)
 		}
@@ -327,7 +324,6 @@ func New(opts Options) (*Registry, error) {
 		maxDoc:        orDefault(opts.MaxDocumentBytes, DefaultMaxDocumentBytes),
 		docTTL:        orDefault(opts.DocumentTTL, DefaultDocumentTTL),
 		maxDocTTL:     orDefault(opts.MaxDocumentTTL, DefaultMaxDocumentTTL),
-		failureTTL:    orDefault(opts.FailureTTL, DefaultFailureTTL),
 		maxCached:     orDefault(opts.MaxCachedDocuments, DefaultMaxCachedDocuments),
 		docs:          make(map[string]cacheEntry),
 		inflight:      make(map[string]*fetchCall),

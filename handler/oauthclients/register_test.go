@@ -166,6 +166,26 @@ func TestRegisterDefaultsAndTTL(t *testing.T) {
 	}
 }
 
+// TestRegisterClientNameOptional: RFC 7591 makes client_name optional, and
+// MCP requires it only in metadata documents (TestDocumentClientName), so a
+// registration without one, or with one of only white space, is accepted
+// without a name (the consent page then says the client is unnamed).
+func TestRegisterClientNameOptional(t *testing.T) {
+	r := newRegistry(t, storetest.Redis(t), oauthclients.Options{})
+	for name, body := range map[string]string{
+		"a registration without client_name is accepted":      `{"redirect_uris":["http://127.0.0.1/cb"]}`,
+		"a registration with a blank client_name is accepted": `{"redirect_uris":["http://127.0.0.1/cb"],"client_name":" \t "}`,
+		"a registration with a null client_name is accepted":  `{"redirect_uris":["http://127.0.0.1/cb"],"client_name":null}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := r.Register(context.Background(), []byte(body))
+			if err != nil || c.ClientName != "" {
+				t.Errorf("%+v, %v; want registered without a name", c, err)
+			}
+		})
+	}
+}
+
 func TestRegisterRefuses(t *testing.T) {
 	rdb := storetest.Redis(t)
 	r := newRegistry(t, rdb, oauthclients.Options{})
