@@ -404,6 +404,11 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 		if r.status != http.StatusBadRequest || r.header.Get("Location") != "" || !strings.Contains(string(r.body), "not known to this server") {
 			t.Errorf("%s: %d Location=%q %s", name, r.status, r.header.Get("Location"), r.body)
 		}
+		// The page tells the user whose fix it is: a document is the
+		// publisher's, not an expired registration.
+		if body := string(r.body); !strings.Contains(body, "metadata document must be fixed by its publisher") || strings.Contains(body, "registration may have expired") {
+			t.Errorf("%s: the page does not say the document is at fault: %s", name, body)
+		}
 	}
 }
 

@@ -116,8 +116,13 @@ func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url
 		var ce *oauthclients.Error
 		if errors.As(err, &ce) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: unknown client", slog.String("reason", ce.Description))
-			s.errorPage(w, http.StatusBadRequest, "The application asking for access is not known to this server: "+ce.Description+
-				". If it worked before, its registration may have expired: remove this server from the application and add it again.")
+			// A registration can expire; a metadata document is the
+			// client's own to fix, and is fetched afresh on the next try.
+			hint := ". If it worked before, its registration may have expired: remove this server from the application and add it again."
+			if strings.Contains(clientID, ":") {
+				hint = ". The application's metadata document must be fixed by its publisher; it is fetched again on the next try."
+			}
+			s.errorPage(w, http.StatusBadRequest, "The application asking for access is not known to this server: "+ce.Description+hint)
 			return oauthclients.Client{}, "", false
 		}
 		s.unavailablePage(w, r, "look up client", err)
