@@ -15,26 +15,22 @@
 # Usage: .ci/conformance-authorization.sh
 # Needs Go, npm (any version) and network access to the npm registry on the
 # first run; Node 22 (the package needs it) is installed into .ci/.node and
-# the package into .ci/.conformance-authz (both git-ignored) and reused.
+# the package (its version is pinned in lib.sh) into .ci/.conformance (both
+# git-ignored) and reused.
 set -euo pipefail
-
-# A pre-release: pinned exactly.
-CONFORMANCE_PKG='@modelcontextprotocol/conformance'
-CONFORMANCE_VERSION='0.2.0-alpha.12'
 
 ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 source "$ci_dir/lib.sh"
-pkg_dir="$ci_dir/.conformance-authz"
 out_dir="$ci_dir/out/conformance-authorization"
 
 ensure_node
-ensure_npm_pkg "$pkg_dir" "$CONFORMANCE_PKG" "$CONFORMANCE_VERSION"
+ensure_conformance
 start_hosted_handler "$(free_port)"
 
 rm -rf "$out_dir"
 mkdir -p "$out_dir"
 log "conformance authorization ($CONFORMANCE_PKG $CONFORMANCE_VERSION) against $base_url"
-BASE_URL="$base_url" CONFORMANCE_BIN="$pkg_dir/node_modules/.bin/conformance" OUT_DIR="$out_dir" \
+BASE_URL="$base_url" CONFORMANCE_BIN="$conformance_bin" OUT_DIR="$out_dir" \
   EXPECTED="$ci_dir/conformance-authorization-expected-failures.yml" \
   run_node "conformance authorization" "results in $out_dir" 150 "$ci_dir/conformance-authorization.mjs"

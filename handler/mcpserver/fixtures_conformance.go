@@ -127,6 +127,27 @@ func registerFixturePrompts(s *server.MCPServer) {
 				mcp.NewTextContent("Please analyze the image above."),
 			), nil
 		})
+	// 2026-07-28 (SEP-2322): a prompt can ask the client for input too; it
+	// answers input_required until the retry carries the user's context.
+	s.AddPrompt(mcp.NewPrompt("test_input_required_result_prompt",
+		mcp.WithPromptTitle("Prompt that asks the user"),
+		mcp.WithPromptDescription("A prompt that asks the user for its context first")),
+		func(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			if r := server.ElicitationResponse(req.Params.InputResponses, "user_context"); r != nil &&
+				r.Action == mcp.ElicitationResponseActionAccept {
+				content, _ := r.Content.(map[string]any)
+				text, _ := content["context"].(string)
+				return promptResult(mcp.NewTextContent("Answer with this context in mind: " + text)), nil
+			}
+			return server.NewInputRequestBuilder("").Elicit("user_context", mcp.ElicitationParams{
+				Message: "What context should the prompt use?",
+				RequestedSchema: map[string]any{
+					"type":       "object",
+					"properties": map[string]any{"context": map[string]any{"type": "string"}},
+					"required":   []string{"context"},
+				},
+			}).PromptResult(), nil
+		})
 }
 
 // promptResult is a prompt of one user message per content item.

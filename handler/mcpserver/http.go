@@ -71,6 +71,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.metrics.listSlow.Add(1)
 		case string(mcp.MethodToolsCall):
 			s.noteDeniedCall(ctx, p, g, env.Params)
+			if s.refuseMissingClientCapability(ctx, w, r, p, g, env) {
+				s.metrics.badRequests.Add(1)
+				return
+			}
 		}
 	}
 
@@ -204,10 +208,16 @@ func quoteShort(v string) string {
 
 // writeRPCError answers with a JSON-RPC error object and an HTTP status.
 func writeRPCError(w http.ResponseWriter, status int, id any, code int, msg string) {
+	writeRPCErrorData(w, status, id, code, msg, nil)
+}
+
+// writeRPCErrorData is writeRPCError with the error's data member (nil:
+// none).
+func writeRPCErrorData(w http.ResponseWriter, status int, id any, code int, msg string, data any) {
 	resp := mcp.JSONRPCError{
 		JSONRPC: mcp.JSONRPC_VERSION,
 		ID:      mcp.NewRequestId(id),
-		Error:   mcp.JSONRPCErrorDetails{Code: code, Message: msg},
+		Error:   mcp.NewJSONRPCErrorDetails(code, msg, data),
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

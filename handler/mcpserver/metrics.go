@@ -42,7 +42,8 @@ func (m *Metrics) toolCall(name, outcome string) {
 	case "ok":
 	case outcomeLimited:
 		m.rateLimited.Add(1)
-	case "tool_error":
+	case "tool_error", outcomeRefused:
+		// The caller's doing, not the server's.
 		c.errors.Add(1)
 		m.toolErrors.Add(1)
 	default:

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -84,10 +85,18 @@ type Server struct {
 	downSince atomic.Int64 // when a failing limiter was last logged (Unix ns)
 	lists     sync.Map     // listKey -> *encodedList
 	bufs      sync.Pool    // *[]byte for tools/list answers
+
+	// clientNeeds: tool name -> the client capabilities it relies on, for
+	// the tools that have any; read-only after New.
+	clientNeeds map[string][]string
 }
 
-// New builds the endpoint. It fails when a tool is declared twice or
-// declares no need (a tool visible to nobody is almost certainly a mistake).
+// clientCapabilities are the names a tool's ClientNeeds may use.
+var clientCapabilities = []string{tools.ClientSampling, tools.ClientElicitation, tools.ClientRoots}
+
+// New builds the endpoint. It fails when a tool is declared twice, declares
+// no need (a tool visible to nobody is almost certainly a mistake) or needs
+// a client capability that does not exist.
 func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -108,6 +117,7 @@ func New(opts Options) (*Server, error) {
 		limiter:  opts.Limiter,
 	}
 	s.bufs.New = func() any { return new([]byte) }
+	s.clientNeeds = make(map[string][]string)
 	for _, t := range opts.Tools {
 		if _, dup := s.needs[t.Def.Name]; dup {
 			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
@@ -115,16 +125,27 @@ func New(opts Options) (*Server, error) {
 		if t.Need == 0 {
 			return nil, fmt.Errorf("build MCP server: tool %q declares no need", t.Def.Name)
 		}
+		for _, c := range t.ClientNeeds {
+			if !slices.Contains(clientCapabilities, c) {
+				return nil, fmt.Errorf("build MCP server: tool %q needs unknown client capability %q", t.Def.Name, c)
+			}
+		}
 		s.needs[t.Def.Name] = t.Need
+		if len(t.ClientNeeds) > 0 {
+			s.clientNeeds[t.Def.Name] = t.ClientNeeds
+		}
 		s.names = append(s.names, t.Def.Name)
 	}
 	sort.Strings(s.names)
 	s.metrics.addTools(s.names)
 
+	hooks := &server.Hooks{}
+	hooks.AddAfterSubscriptionsListen(waitForListenAck)
 	serverOpts := []server.ServerOption{
 		server.WithToolCapabilities(false),
 		server.WithToolFilter(s.filter),
 		server.WithRecovery(),
+		server.WithHooks(hooks),
 	}
 	serverOpts = append(serverOpts, fixtureOptions()...)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version, serverOpts...)
@@ -145,6 +166,25 @@ func New(opts Options) (*Server, error) {
 		server.WithStreamableHTTPLogger(opts.Logger),
 	)
 	return s, nil
+}
+
+// listenAckWait is how long a subscriptions/listen answer waits for its
+// acknowledgement to be written. mcp-go v1.2.1's streamable HTTP transport
+// can take a notification off its queue and then drop it when the
+// response is written first (mcp-go PR #969 describes the race). A listen
+// stream with nothing to deliver (in production every one: the endpoint
+// offers no list_changed and no resource subscriptions) ends as soon as it
+// is acknowledged, so without the pause about one in six lost its first
+// message, the acknowledgement the protocol requires.
+const listenAckWait = 100 * time.Millisecond
+
+// waitForListenAck is an mcp-go hook that runs after subscriptions/listen
+// has sent its acknowledgement and before the result is written.
+func waitForListenAck(ctx context.Context, _ any, _ *mcp.SubscriptionsListenRequest, _ *mcp.SubscriptionsListenResult) {
+	select {
+	case <-time.After(listenAckWait):
+	case <-ctx.Done():
+	}
 }
 
 type grantsKey struct{}
@@ -210,6 +250,14 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 			Request:      req,
 			AllowedTools: func() []string { return s.allowedNames(g) },
 		})
+		var refused *tools.RequestError
+		if errors.As(err, &refused) {
+			// mcp-go v1.2.1 answers every handler error with -32603 and
+			// the error's text: the tool wrote that text for the client.
+			s.metrics.toolCall(name, outcomeRefused)
+			s.audit(ctx, p, name, true, outcomeRefused, time.Since(start))
+			return nil, refused
+		}
 		outcome := "ok"
 		switch {
 		case err != nil && errors.Is(err, store.ErrUnavailable):
@@ -235,8 +283,13 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 	}
 }
 
-// outcomeLimited is the audit outcome of a call refused by the limiter.
-const outcomeLimited = "rate_limited"
+// Audit outcomes of calls that did not get a tool result.
+const (
+	outcomeLimited = "rate_limited" // refused by the limiter
+	outcomeRefused = "refused"      // the tool refused the request (tools.RequestError)
+	// a 2026-07-28 call without a client capability the tool needs
+	outcomeMissingCapability = "missing_client_capability"
+)
 
 // limit counts the call against its caller's budget. Over it, it returns
 // the tool error to answer with: when to retry, in the text for people and

@@ -8,6 +8,7 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -33,10 +34,10 @@ const notifyFlushWait = 100 * time.Millisecond
 // extraTools returns the conformance suite's fixture tools. Every signed-in
 // caller may use them, so the suite's token needs no particular role.
 func extraTools(Deps) []Tool {
-	fixture := func(def mcp.Tool, run Handler) Tool {
-		return Tool{Def: def, Need: authz.SignedIn, Run: run}
+	fixture := func(def mcp.Tool, run Handler, clientNeeds ...string) Tool {
+		return Tool{Def: def, Need: authz.SignedIn, Run: run, ClientNeeds: clientNeeds}
 	}
-	return []Tool{
+	return append(mrtrTools(fixture), []Tool{
 		fixture(fixtureDef("test_simple_text", "Returns a simple text response"),
 			func(context.Context, Call) (*mcp.CallToolResult, error) {
 				return mcp.NewToolResultText("This is a simple text response for testing."), nil
@@ -94,8 +95,67 @@ func extraTools(Deps) []Tool {
 			statelessCannotAsk),
 		fixture(fixtureDef("test_elicitation_sep1330_enums", "Would ask the user, with enum choices"),
 			statelessCannotAsk),
-	}
+
+		// 2026-07-28 (server-stateless): a tool that needs a capability the
+		// request does not declare is refused with -32021 (the endpoint
+		// checks ClientNeeds), and a request whose _meta sets no logLevel
+		// gets no log messages.
+		fixture(fixtureDef("test_missing_capability", "Needs the client's sampling capability"),
+			func(context.Context, Call) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText("The client declared sampling."), nil
+			}, ClientSampling),
+		fixture(fixtureDef("test_logging_tool", "Logs while it runs, if the request asks for logs"),
+			runWithLogging),
+
+		// JSON Schema 2020-12 keywords must reach the client unchanged.
+		fixture(rawFixtureDef("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", schema202012),
+			func(context.Context, Call) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText("Arguments accepted."), nil
+			}),
+		// A parameter that also travels in an Mcp-Param-Region header,
+		// which must agree with the body (SEP-2243; mcp-go checks it).
+		fixture(rawFixtureDef("test_custom_header", "Echoes a parameter sent in a custom header too", customHeaderSchema),
+			func(_ context.Context, call Call) (*mcp.CallToolResult, error) {
+				region, _ := call.Request.GetArguments()["region"].(string)
+				return mcp.NewToolResultText("Region: " + region), nil
+			}),
+	}...)
 }
+
+// schema202012 uses the keywords the json-schema-2020-12 scenario looks
+// for: $schema, $defs with an $anchor, $ref, allOf/anyOf, if/then/else and
+// additionalProperties.
+var schema202012 = json.RawMessage(`{
+	"$schema": "https://json-schema.org/draft/2020-12/schema",
+	"type": "object",
+	"$defs": {
+		"address": {
+			"$anchor": "addressDef",
+			"type": "object",
+			"properties": {"street": {"type": "string"}, "city": {"type": "string"}}
+		}
+	},
+	"properties": {
+		"name": {"type": "string"},
+		"address": {"$ref": "#/$defs/address"},
+		"contactMethod": {"type": "string", "enum": ["phone", "email"]},
+		"phone": {"type": "string"},
+		"email": {"type": "string"}
+	},
+	"allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+	"if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+	"then": {"required": ["phone"]},
+	"else": {"required": ["email"]},
+	"additionalProperties": false
+}`)
+
+var customHeaderSchema = json.RawMessage(`{
+	"type": "object",
+	"properties": {
+		"region": {"type": "string", "description": "A region name", "x-mcp-header": "Region"}
+	},
+	"required": ["region"]
+}`)
 
 // fixtureDef builds a fixture's definition with every annotation stated:
 // mcp.NewTool would otherwise call each fixture destructive and open-world.
@@ -113,6 +173,14 @@ func fixtureDef(name, description string, opts ...mcp.ToolOption) mcp.Tool {
 	return mcp.NewTool(name, append(base, opts...)...)
 }
 
+// rawFixtureDef is fixtureDef for a tool whose input schema is given as
+// JSON, for keywords mcp-go's schema builders do not have.
+func rawFixtureDef(name, description string, schema json.RawMessage) mcp.Tool {
+	def := mcp.NewToolWithRawSchema(name, description, schema)
+	def.Annotations = fixtureDef(name, description).Annotations
+	return def
+}
+
 func contentResult(content ...mcp.Content) *mcp.CallToolResult {
 	return &mcp.CallToolResult{Content: content}
 }
@@ -121,25 +189,44 @@ func statelessCannotAsk(context.Context, Call) (*mcp.CallToolResult, error) {
 	return mcp.NewToolResultError("This stateless server cannot send requests to the client."), nil
 }
 
-// runWithLogging sends notifications/message three times; the transport
-// turns the response into an SSE stream to carry them.
+// runWithLogging logs three messages; the transport turns the response
+// into an SSE stream to carry them.
 func runWithLogging(ctx context.Context, _ Call) (*mcp.CallToolResult, error) {
-	srv := server.ServerFromContext(ctx)
+	sent := false
 	for i, text := range []string{"Tool execution started", "Tool processing data", "Tool execution completed"} {
 		if i > 0 {
 			time.Sleep(50 * time.Millisecond)
 		}
-		err := srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationMessage), map[string]any{
-			"level":  "info",
-			"logger": "conformance-fixture",
-			"data":   text,
-		})
+		ok, err := logInfo(ctx, text)
 		if err != nil {
 			return nil, err
 		}
+		sent = sent || ok
 	}
-	time.Sleep(notifyFlushWait)
+	if sent {
+		time.Sleep(notifyFlushWait)
+	}
 	return mcp.NewToolResultText("Tool with logging executed successfully"), nil
+}
+
+// logInfo sends an info log message to the client, if it asked for one,
+// and reports whether it did. From 2026-07-28 the request's _meta logLevel
+// says (mcp-go's SendLogMessageToClient checks it, and sends nothing
+// without one); a 2025 stateless request has no logging/setLevel to ask
+// with, so it gets every message, as the 2025 suite expects.
+func logInfo(ctx context.Context, text string) (bool, error) {
+	srv := server.ServerFromContext(ctx)
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.Modern {
+		if info.LogLevel == "" || !mcp.LoggingLevelInfo.ShouldSendTo(info.LogLevel) {
+			return false, nil
+		}
+		return true, srv.SendLogMessageToClient(ctx, mcp.NewLoggingMessageNotification(mcp.LoggingLevelInfo, "conformance-fixture", text))
+	}
+	return true, srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationMessage), map[string]any{
+		"level":  "info",
+		"logger": "conformance-fixture",
+		"data":   text,
+	})
 }
 
 // runWithProgress reports progress 0, 50 and 100 when the caller asked for

@@ -26,7 +26,21 @@ type Tool struct {
 	// that means its outcome is unknown: Redis may have run it and lost only
 	// the reply. Empty: UnavailableText's default for the tool's hints.
 	Unavailable string
+	// ClientNeeds names the client capabilities the tool relies on
+	// (ClientSampling, ClientElicitation, ClientRoots). A 2026-07-28 call
+	// whose clientCapabilities lack one is refused with -32021 before the
+	// tool runs, as the protocol requires; earlier revisions declare
+	// capabilities at initialize, which a stateless endpoint never keeps,
+	// so their calls are not checked.
+	ClientNeeds []string
 }
+
+// The client capabilities a tool can need, as named in clientCapabilities.
+const (
+	ClientSampling    = "sampling"
+	ClientElicitation = "elicitation"
+	ClientRoots       = "roots"
+)
 
 // Messages for a call whose service did not answer, by what the tool does.
 const (
@@ -59,9 +73,19 @@ func (t Tool) UnavailableText() string {
 
 // Handler runs one call. A returned error is an internal failure: it is
 // logged and the caller gets a generic tool error (store.ErrUnavailable gets
-// the tool's UnavailableText). Problems the caller can fix (bad arguments, a
-// task that does not exist) are results with IsError set, made with Errorf.
+// the tool's UnavailableText), except a *RequestError. Problems the caller
+// can fix (bad arguments, a task that does not exist) are results with
+// IsError set, made with Errorf.
 type Handler func(ctx context.Context, call Call) (*mcp.CallToolResult, error)
+
+// RequestError is a tool's refusal of the request itself, not a failure
+// of the tool: the caller gets a JSON-RPC error carrying Message instead of
+// a tool result, so a client cannot mistake it for an answer. It is for
+// requests that must not be retried unchanged, such as a requestState that
+// fails its integrity check. Message goes to the client as written.
+type RequestError struct{ Message string }
+
+func (e *RequestError) Error() string { return e.Message }
 
 // Call is what a tool sees of one invocation.
 type Call struct {
