@@ -550,6 +550,9 @@ func TestRedisHoldsNoRawSecretsAndEverythingExpires(t *testing.T) {
 	}
 	for _, k := range keys {
 		ttl, err := rdb.PTTL(ctx, k).Result()
+		if err == nil && ttl == -2 {
+			continue // expired since KEYS listed it (rate-limit buckets live seconds): fine
+		}
 		if err != nil || ttl <= 0 {
 			t.Errorf("key %q has no TTL (%v)", k, ttl)
 		}
