@@ -30,11 +30,6 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
-// ProtocolVersions are the MCP revisions the endpoint serves, newest first.
-func ProtocolVersions() []string {
-	return []string{mcp.ProtocolVersion20260728, mcp.ProtocolVersion20251125, mcp.ProtocolVersion20250618}
-}
-
 // Options configure a Server.
 type Options struct {
 	Name    string // server name reported to clients
@@ -76,7 +71,7 @@ type Server struct {
 	roles     authz.RoleMap
 	needs     map[string]authz.Need // tool name -> need; read-only after New
 	names     []string              // sorted tool names
-	versions  []string
+	versions  []string              // ProtocolVersions(); read-only
 	log       *slog.Logger
 	metrics   *Metrics
 	events    Events
