@@ -409,7 +409,8 @@ func TestProtocolRevision20260728(t *testing.T) {
 
 // TestUnservedProtocolVersions: through the whole stack, a version we do
 // not serve gets 400 with -32022 and the versions we serve, so a dual-era
-// client can retry with one of them.
+// client can retry with one of them, and initialize negotiates only a
+// revision we serve.
 func TestUnservedProtocolVersions(t *testing.T) {
 	st := newStack(t, storetest.Mini(t))
 	tok := st.token(t, "all")
@@ -432,6 +433,16 @@ func TestUnservedProtocolVersions(t *testing.T) {
 				fmt.Sprint(m.Error.Data.Supported) != fmt.Sprint(served) || m.Error.Data.Requested != v {
 				t.Errorf("%s request at %s: %d %s, want 400 with -32022 listing %v", form, v, r.status, r.body, served)
 			}
+		}
+		init := fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":%q,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`, v)
+		var res struct {
+			Result struct {
+				ProtocolVersion string `json:"protocolVersion"`
+			} `json:"result"`
+		}
+		if r := st.do(t, http.MethodPost, "/mcp", tok, nil, init); r.status != http.StatusOK || json.Unmarshal(r.body, &res) != nil ||
+			res.Result.ProtocolVersion != mcp.ProtocolVersion20251125 {
+			t.Errorf("initialize requesting %s: %d %s, want %s", v, r.status, r.body, mcp.ProtocolVersion20251125)
 		}
 	}
 }

@@ -78,6 +78,11 @@ func legacyRequest(method, header string, id int) rpcCase {
 		body: fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, id, method, params)}
 }
 
+func initializeRequest(requested string) rpcCase {
+	return rpcCase{body: fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":`+
+		`{"protocolVersion":%q,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`, requested)}
+}
+
 // unservedVersions are well-formed versions we do not serve: dates before,
 // between and after ours, the revisions we dropped, and a non-date.
 var unservedVersions = []string{
@@ -146,6 +151,39 @@ func TestProtocolVersionNegotiation(t *testing.T) {
 		r := decodeReply(t, "discover", rec.Body.Bytes())
 		if rec.Code != http.StatusOK || r.Result == nil || !slices.Equal(r.Result.SupportedVersions, served) {
 			t.Fatalf("discover: %d %s, want supportedVersions %v", rec.Code, rec.Body, served)
+		}
+	})
+
+	t.Run("initialize echoes a handshake version we serve and answers our newest handshake version for any other", func(t *testing.T) {
+		newest := ""
+		for _, v := range served {
+			if !mcp.IsModernProtocol(v) {
+				newest = v
+				break
+			}
+		}
+		if newest == "" {
+			t.Fatal("no handshake-era version is served")
+		}
+		for _, requested := range append([]string{"", "2026-07-28", "garbage"}, append(unservedVersions, served...)...) {
+			want := newest
+			if slices.Contains(served, requested) && !mcp.IsModernProtocol(requested) {
+				want = requested
+			}
+			rec := post(s, p, initializeRequest(requested))
+			r := decodeReply(t, "initialize", rec.Body.Bytes())
+			if rec.Code != http.StatusOK || r.Result == nil || r.Result.ProtocolVersion != want {
+				t.Errorf("initialize requesting %q: %d %s, want protocolVersion %q", requested, rec.Code, rec.Body, want)
+			}
+		}
+	})
+
+	t.Run("initialize negotiates in its body even when its header names a version we do not serve", func(t *testing.T) {
+		c := initializeRequest("2025-03-26")
+		c.header = map[string]string{"MCP-Protocol-Version": "2025-03-26"}
+		rec := post(s, p, c)
+		if r := decodeReply(t, "initialize", rec.Body.Bytes()); rec.Code != http.StatusOK || r.Result == nil || !slices.Contains(served, r.Result.ProtocolVersion) {
+			t.Errorf("got %d %s", rec.Code, rec.Body)
 		}
 	})
 

@@ -72,6 +72,7 @@ type Server struct {
 	needs     map[string]authz.Need // tool name -> need; read-only after New
 	names     []string              // sorted tool names
 	versions  []string              // ProtocolVersions(); read-only
+	handshake string                // what initialize answers a version we do not serve
 	log       *slog.Logger
 	metrics   *Metrics
 	events    Events
@@ -103,6 +104,9 @@ func New(opts Options) (*Server, error) {
 		limiter:  opts.Limiter,
 	}
 	s.bufs.New = func() any { return new([]byte) }
+	if s.handshake = newestHandshakeVersion(s.versions); s.handshake == "" {
+		return nil, errors.New("build MCP server: no protocol version that initialize can negotiate")
+	}
 	for _, t := range opts.Tools {
 		if _, dup := s.needs[t.Def.Name]; dup {
 			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
@@ -120,9 +124,13 @@ func New(opts Options) (*Server, error) {
 		server.WithToolCapabilities(false),
 		server.WithToolFilter(s.filter),
 		server.WithRecovery(),
+		server.WithHooks(&server.Hooks{}),
 	}
 	serverOpts = append(serverOpts, fixtureOptions()...)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version, serverOpts...)
+	// Added to whatever hooks the options left, so a fixture's hooks and
+	// this one cannot replace each other.
+	s.mcp.GetHooks().AddBeforeInitialize(s.negotiateInitialize)
 	for _, t := range opts.Tools {
 		s.mcp.AddTool(t.Def, s.adapt(t))
 	}

@@ -2,6 +2,7 @@ package mcpserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -10,10 +11,23 @@ import (
 )
 
 // ProtocolVersions are the MCP revisions the endpoint serves, newest first.
-// It is the one list: server/discover advertises it, and a request naming
-// any other version is refused with it.
+// It is the one list: server/discover advertises it, a request naming any
+// other version is refused with it, and initialize negotiates only its
+// handshake-era entries.
 func ProtocolVersions() []string {
 	return []string{mcp.ProtocolVersion20260728, mcp.ProtocolVersion20251125, mcp.ProtocolVersion20250618}
+}
+
+// newestHandshakeVersion is the newest of versions that initialize can
+// negotiate: the handshake was removed in 2026-07-28, so later revisions are
+// reached without it. "" when there is none.
+func newestHandshakeVersion(versions []string) string {
+	for _, v := range versions {
+		if !mcp.IsModernProtocol(v) {
+			return v
+		}
+	}
+	return ""
 }
 
 // maxVersionLen caps a protocol version we will read and echo back. Ours
@@ -51,8 +65,9 @@ func (s *Server) supports(v string) bool { return slices.Contains(s.versions, v)
 //   - a version we do not serve, in a 2026-07-28-style request or in the
 //     header of a handshake-era request, is 400, -32022, with the versions
 //     we serve in data.supported, so a client can retry with one of them;
-//   - a handshake-era initialize negotiates in its body instead, and a
-//     request without the header is left to mcp-go, as before.
+//   - a handshake-era initialize negotiates in its body instead (see
+//     negotiateInitialize), and a request without the header is left to
+//     mcp-go, as before.
 //
 // It writes the error and returns false when the request is refused.
 func (s *Server) checkVersion(w http.ResponseWriter, r *http.Request, env envelope) bool {
@@ -134,4 +149,16 @@ func metaProtocolVersion(params json.RawMessage) (string, bool, bool) {
 		return "", true, false
 	}
 	return version, true, true
+}
+
+// negotiateInitialize is mcp-go's before-initialize hook. mcp-go echoes any
+// revision it knows (2024-11-05 and 2025-03-26 too, though we refuse the
+// batching 2025-03-26 requires) and has no option to restrict that, so the
+// requested version is replaced by our newest handshake version unless we
+// serve it; mcp-go then answers that, as the lifecycle asks of a server
+// that does not support the requested version.
+func (s *Server) negotiateInitialize(_ context.Context, _ any, req *mcp.InitializeRequest) {
+	if v := req.Params.ProtocolVersion; !s.supports(v) || mcp.IsModernProtocol(v) {
+		req.Params.ProtocolVersion = s.handshake
+	}
 }
