@@ -21,6 +21,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
+	"github.com/entra-mcp/functions-mcp/handler/mcpserver"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -416,11 +417,51 @@ func TestProtocolRevision20260728(t *testing.T) {
 	}
 }
 
+// TestUnservedProtocolVersions: through the whole stack, a version we do
+// not serve gets 400 with -32022 and the versions we serve, so a dual-era
+// client can retry with one of them, and initialize negotiates only a
+// revision we serve.
+func TestUnservedProtocolVersions(t *testing.T) {
+	st := newStack(t, storetest.Mini(t))
+	tok := st.token(t, "all")
+	served := mcpserver.ProtocolVersions()
+	for _, v := range []string{"1900-01-01", "2024-11-05", "2025-03-26", "2026-01-01", "2027-01-01"} {
+		modern := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{%q:%q,%q:{}}}}`,
+			mcp.MetaKeyProtocolVersion, v, mcp.MetaKeyClientCapabilities)
+		for form, body := range map[string]string{"modern": modern, "legacy": `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`} {
+			r := st.do(t, http.MethodPost, "/mcp", tok, map[string]string{"MCP-Protocol-Version": v, "Mcp-Method": "tools/list"}, body)
+			var m struct {
+				Error struct {
+					Code int `json:"code"`
+					Data struct {
+						Supported []string `json:"supported"`
+						Requested string   `json:"requested"`
+					} `json:"data"`
+				} `json:"error"`
+			}
+			if r.status != http.StatusBadRequest || json.Unmarshal(r.body, &m) != nil || m.Error.Code != mcp.UNSUPPORTED_PROTOCOL_VERSION ||
+				fmt.Sprint(m.Error.Data.Supported) != fmt.Sprint(served) || m.Error.Data.Requested != v {
+				t.Errorf("%s request at %s: %d %s, want 400 with -32022 listing %v", form, v, r.status, r.body, served)
+			}
+		}
+		init := fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":%q,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`, v)
+		var res struct {
+			Result struct {
+				ProtocolVersion string `json:"protocolVersion"`
+			} `json:"result"`
+		}
+		if r := st.do(t, http.MethodPost, "/mcp", tok, nil, init); r.status != http.StatusOK || json.Unmarshal(r.body, &res) != nil ||
+			res.Result.ProtocolVersion != mcp.ProtocolVersion20251125 {
+			t.Errorf("initialize requesting %s: %d %s, want %s", v, r.status, r.body, mcp.ProtocolVersion20251125)
+		}
+	}
+}
+
 // TestSDKClients connects mcp-go's own client at each revision we serve.
 func TestSDKClients(t *testing.T) {
 	st := newStack(t, storetest.Redis(t))
 	tok := st.token(t, "all")
-	for _, version := range []string{"2025-06-18", "2025-11-25", "2026-07-28"} {
+	for _, version := range mcpserver.ProtocolVersions() {
 		t.Run(version, func(t *testing.T) {
 			c, err := client.NewStreamableHttpClient(st.base+"/mcp",
 				transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + tok}))

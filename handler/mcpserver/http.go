@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -53,7 +52,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	env, ok := s.checkEnvelope(w, r, body)
-	if !ok {
+	if !ok || !s.checkVersion(w, r, env) {
 		s.metrics.badRequests.Add(1)
 		return
 	}
@@ -142,20 +141,8 @@ func (s *Server) checkEnvelope(w http.ResponseWriter, r *http.Request, body []by
 		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, "params must be an object")
 		return env, false
 	}
-	// mcp-go answers an unknown pre-2026 version with a plain-text 400;
-	// answer it here in JSON instead. Versions that sort as 2026-07-28 or
-	// later go through: mcp-go answers them with the supported list, which
-	// is how a newer client negotiates down.
-	if v := r.Header.Get(mcp.HeaderProtocolVersion); v != "" && *env.Method != string(mcp.MethodInitialize) &&
-		!mcp.IsValidProtocolVersion(v) && !mcp.IsModernProtocol(v) {
-		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST,
-			"unsupported MCP-Protocol-Version "+quoteShort(v))
-		return env, false
-	}
 	return env, true
 }
-
-func (s *Server) supports(v string) bool { return slices.Contains(s.versions, v) }
 
 // validID returns the id as mcp-go will echo it (a string or a float64), or
 // nil when absent or not a string or number.
@@ -198,14 +185,6 @@ func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz
 	s.audit(ctx, p, call.Name, false, outcome, 0)
 }
 
-func quoteShort(v string) string {
-	if len(v) > 32 {
-		v = v[:32]
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
 // writeRPCError answers with a JSON-RPC error object and an HTTP status.
 func writeRPCError(w http.ResponseWriter, status int, id any, code int, msg string) {
 	writeRPCErrorData(w, status, id, code, msg, nil)
@@ -214,11 +193,15 @@ func writeRPCError(w http.ResponseWriter, status int, id any, code int, msg stri
 // writeRPCErrorData is writeRPCError with the error's data member (nil:
 // none).
 func writeRPCErrorData(w http.ResponseWriter, status int, id any, code int, msg string, data any) {
-	resp := mcp.JSONRPCError{
+	writeRPC(w, status, mcp.JSONRPCError{
 		JSONRPC: mcp.JSONRPC_VERSION,
 		ID:      mcp.NewRequestId(id),
 		Error:   mcp.NewJSONRPCErrorDetails(code, msg, data),
-	}
+	})
+}
+
+// writeRPC answers with a JSON-RPC error response and an HTTP status.
+func writeRPC(w http.ResponseWriter, status int, resp mcp.JSONRPCError) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

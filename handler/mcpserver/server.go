@@ -31,11 +31,6 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
-// ProtocolVersions are the MCP revisions the endpoint serves, newest first.
-func ProtocolVersions() []string {
-	return []string{mcp.ProtocolVersion20260728, mcp.ProtocolVersion20251125, mcp.ProtocolVersion20250618}
-}
-
 // Options configure a Server.
 type Options struct {
 	Name    string // server name reported to clients
@@ -77,7 +72,8 @@ type Server struct {
 	roles     authz.RoleMap
 	needs     map[string]authz.Need // tool name -> need; read-only after New
 	names     []string              // sorted tool names
-	versions  []string
+	versions  []string              // ProtocolVersions(); read-only
+	handshake string                // what initialize answers a version we do not serve
 	log       *slog.Logger
 	metrics   *Metrics
 	events    Events
@@ -118,6 +114,9 @@ func New(opts Options) (*Server, error) {
 	}
 	s.bufs.New = func() any { return new([]byte) }
 	s.clientNeeds = make(map[string][]string)
+	if s.handshake = newestHandshakeVersion(s.versions); s.handshake == "" {
+		return nil, errors.New("build MCP server: no protocol version that initialize can negotiate")
+	}
 	for _, t := range opts.Tools {
 		if _, dup := s.needs[t.Def.Name]; dup {
 			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
@@ -149,6 +148,9 @@ func New(opts Options) (*Server, error) {
 	}
 	serverOpts = append(serverOpts, fixtureOptions()...)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version, serverOpts...)
+	// Added to whatever hooks the options left, so a fixture's hooks and
+	// this one cannot replace each other.
+	s.mcp.GetHooks().AddBeforeInitialize(s.negotiateInitialize)
 	for _, t := range opts.Tools {
 		s.mcp.AddTool(t.Def, s.adapt(t))
 	}

@@ -127,9 +127,9 @@ func (s *Server) listEra(h http.Header, params json.RawMessage) (string, bool) {
 		meta = bytes.TrimSpace(lp.Meta)
 	}
 	if len(meta) == 0 || bytes.Equal(meta, []byte("null")) {
-		// Legacy era: mcp-go accepts a missing header or any known
-		// pre-2026 version, and its answer does not depend on which.
-		if headerVersion == "" || (mcp.IsValidProtocolVersion(headerVersion) && !mcp.IsModernProtocol(headerVersion)) {
+		// Legacy era: a missing header or any handshake-era version we
+		// serve, and mcp-go's answer does not depend on which.
+		if headerVersion == "" || (s.supports(headerVersion) && !mcp.IsModernProtocol(headerVersion)) {
 			return "", true
 		}
 		return "", false
