@@ -7,7 +7,8 @@ import (
 )
 
 // canonicalResource is raw, an RFC 8707 resource indicator, in the form two
-// names of one resource share: scheme and host lower-cased, a port that is
+// names of one resource share: scheme and host lower-cased (ASCII only; a
+// host with other characters is refused), a port that is
 // the scheme's default left out (RFC 3986 §6.2.2.1 and §6.2.3; the MCP
 // spec's canonical server URI section asks servers to accept upper-case
 // scheme and host). The path stays exactly as given: it is case-sensitive,
@@ -19,6 +20,15 @@ func canonicalResource(raw string) (string, bool) {
 	if err != nil || u.Scheme == "" || u.Opaque != "" || u.User != nil || u.Host == "" ||
 		u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#") {
 		return "", false
+	}
+	// Only ASCII case folds: strings.ToLower maps some non-ASCII letters to
+	// ASCII ones (İ to i, the Kelvin sign to k), so a look-alike host, raw
+	// or percent-encoded, would fold into ours. Our host is ASCII (an
+	// internationalized name would be in its punycode form).
+	for _, b := range []byte(u.Hostname()) {
+		if b >= 0x80 {
+			return "", false
+		}
 	}
 	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
 	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {

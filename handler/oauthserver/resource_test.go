@@ -44,6 +44,22 @@ func TestCanonicalResource(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a look-alike host that Unicode case folding would turn into ours", func(t *testing.T) {
+		const ours = "https://func-mcp.azurewebsites.net/mcp"
+		for _, v := range []string{
+			"https://func-mcp.azurewebs\u0130tes.net/mcp",  // İ folds to i
+			"https://func-mcp.azurewebs%C4%B0tes.net/mcp",  // the same, percent-encoded
+			"https://func-mcp.azurewebsites.net\u212A/mcp", // the Kelvin sign folds to k
+			"https://\u212Aey.azurewebsites.net/mcp",
+		} {
+			if got, ok := canonicalResource(v); ok {
+				t.Errorf("%q: accepted as %q; want refused (ours is %q)", v, got, ours)
+			}
+		}
+		if got, ok := canonicalResource("HTTPS://FUNC-MCP.AZUREWEBSITES.NET/mcp"); !ok || got != ours {
+			t.Errorf("ASCII upper case: %q %v, want %q", got, ok, ours)
+		}
+	})
 	t.Run("not a resource indicator", func(t *testing.T) {
 		for _, v := range []string{
 			"", "/mcp", "mcp.example.com/mcp", "https://mcp.example.com/mcp#x", "https://mcp.example.com/mcp#",
