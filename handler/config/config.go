@@ -362,7 +362,8 @@ func loadSecrets(c *Config, getenv func(string) string) error {
 	}
 	if c.KeyVault.URI != "" {
 		u, err := url.Parse(c.KeyVault.URI)
-		if err != nil || u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil ||
+			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
 			return fmt.Errorf("KEY_VAULT_URI: %q must look like https://<name>.vault.azure.net/", c.KeyVault.URI)
 		}
 		for name, v := range map[string]string{"KEY_VAULT_CLIENT_SECRET_NAME": c.KeyVault.ClientSecretName, "KEY_VAULT_SEALING_KEY_NAME": c.KeyVault.SealingKeyName} {

@@ -137,8 +137,8 @@ func TestSettingsListIsComplete(t *testing.T) {
 		}
 		for _, m := range literal.FindAllStringSubmatch(string(b), -1) {
 			name := m[1] + m[2]
-			// secrets' own names (KEY_VAULT_RELOAD_INTERVAL and the others)
-			// are read through config; its constants are documentation.
+			// secrets' own names are read through config; its constants
+			// name the settings in its errors.
 			if strings.Contains(path, "secrets") {
 				continue
 			}
@@ -238,6 +238,33 @@ func azureEnv() map[string]string {
 		"REDIS_AUTH":                   "entra",
 		"KEY_VAULT_URI":                "https://kv-abc.vault.azure.net/",
 		"ENTRA_CLIENT_AUTH":            "managed-identity",
+	}
+}
+
+// TestKeyVaultSettings: config is the one reader of the KEY_VAULT_*
+// settings, and refuses what could not be a vault or a secret name.
+func TestKeyVaultSettings(t *testing.T) {
+	load := func(k, v string) error {
+		env := azureEnv()
+		env[k] = v
+		_, err := Load(func(k string) string { return env[k] })
+		return err
+	}
+	for _, tc := range []struct{ setting, value string }{
+		{"KEY_VAULT_URI", "http://kv.vault.azure.net"},
+		{"KEY_VAULT_URI", "https://kv.vault.azure.net/a"},
+		{"KEY_VAULT_URI", "https://user@kv.vault.azure.net"},
+		{"KEY_VAULT_URI", "https://kv.vault.azure.net/?x=1"},
+		{"KEY_VAULT_URI", "https://kv.vault.azure.net/#x"},
+		{"KEY_VAULT_CLIENT_SECRET_NAME", "a_b"},
+		{"KEY_VAULT_SEALING_KEY_NAME", "a/b"},
+	} {
+		if err := load(tc.setting, tc.value); err == nil || !strings.HasPrefix(err.Error(), tc.setting+": ") {
+			t.Errorf("%s=%s: %v, want an error naming the setting", tc.setting, tc.value, err)
+		}
+	}
+	if err := load("KEY_VAULT_SEALING_KEY_NAME", "keys-2"); err != nil {
+		t.Errorf("a good secret name: %v", err)
 	}
 }
 

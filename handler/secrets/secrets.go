@@ -70,8 +70,8 @@ func (r Retry) withDefaults() Retry {
 
 // Options configures New.
 type Options struct {
-	// Settings say where the secrets are (ReadSettings). Empty names and
-	// interval take the defaults.
+	// Settings say where the secrets are (config reads them). Empty names
+	// and interval take the defaults.
 	Settings
 
 	// Secretless is set when MSAL authenticates the app registration with

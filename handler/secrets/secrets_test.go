@@ -514,33 +514,6 @@ func TestValuesPrintWithoutSecrets(t *testing.T) {
 	}
 }
 
-func TestReadSettings(t *testing.T) {
-	s, err := secrets.ReadSettings(mapEnv(nil))
-	if err != nil || s != (secrets.Settings{ClientSecretName: "entra-client-secret", SealingKeyName: "token-sealing-key", ReloadInterval: 10 * time.Minute}) {
-		t.Errorf("defaults = %+v, %v", s, err)
-	}
-	s, err = secrets.ReadSettings(mapEnv(map[string]string{
-		"KEY_VAULT_URI": "https://My-Vault.vault.azure.net/", "KEY_VAULT_CLIENT_SECRET_NAME": "cs",
-		"KEY_VAULT_SEALING_KEY_NAME": "keys", "KEY_VAULT_RELOAD_INTERVAL": "2m",
-	}))
-	if err != nil || s != (secrets.Settings{VaultURI: "https://my-vault.vault.azure.net", ClientSecretName: "cs", SealingKeyName: "keys", ReloadInterval: 2 * time.Minute}) {
-		t.Errorf("settings = %+v, %v", s, err)
-	}
-	for env, want := range map[string]string{
-		"KEY_VAULT_URI=http://x.vault.azure.net":    "KEY_VAULT_URI: ",
-		"KEY_VAULT_URI=https://x.vault.azure.net/a": "KEY_VAULT_URI: ",
-		"KEY_VAULT_CLIENT_SECRET_NAME=a_b":          "KEY_VAULT_CLIENT_SECRET_NAME: ",
-		"KEY_VAULT_SEALING_KEY_NAME=a/b":            "KEY_VAULT_SEALING_KEY_NAME: ",
-		"KEY_VAULT_RELOAD_INTERVAL=1s":              "KEY_VAULT_RELOAD_INTERVAL: ",
-		"KEY_VAULT_RELOAD_INTERVAL=often":           "KEY_VAULT_RELOAD_INTERVAL: ",
-	} {
-		k, v, _ := strings.Cut(env, "=")
-		if _, err := secrets.ReadSettings(mapEnv(map[string]string{k: v})); err == nil || !strings.HasPrefix(err.Error(), want) {
-			t.Errorf("%s: err = %v", env, err)
-		}
-	}
-}
-
 // helpers
 
 func mapEnv(m map[string]string) func(string) string {
