@@ -77,8 +77,8 @@ func (s *Server) refuseMissingClientCapability(ctx context.Context, w http.Respo
 		required[c] = struct{}{}
 	}
 	s.audit(ctx, p, call.Name, true, outcomeMissingCapability, 0)
-	writeRPCErrorData(w, http.StatusBadRequest, validID(env.ID), mcp.MISSING_REQUIRED_CLIENT_CAPABILITY,
+	writeRPC(w, http.StatusBadRequest, mcp.NewJSONRPCError(mcp.NewRequestId(validID(env.ID)), mcp.MISSING_REQUIRED_CLIENT_CAPABILITY,
 		"missing required client capability: "+strings.Join(missing, ", "),
-		map[string]any{"requiredCapabilities": required})
+		map[string]any{"requiredCapabilities": required}))
 	return true
 }

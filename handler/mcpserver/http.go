@@ -187,17 +187,7 @@ func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz
 
 // writeRPCError answers with a JSON-RPC error object and an HTTP status.
 func writeRPCError(w http.ResponseWriter, status int, id any, code int, msg string) {
-	writeRPCErrorData(w, status, id, code, msg, nil)
-}
-
-// writeRPCErrorData is writeRPCError with the error's data member (nil:
-// none).
-func writeRPCErrorData(w http.ResponseWriter, status int, id any, code int, msg string, data any) {
-	writeRPC(w, status, mcp.JSONRPCError{
-		JSONRPC: mcp.JSONRPC_VERSION,
-		ID:      mcp.NewRequestId(id),
-		Error:   mcp.NewJSONRPCErrorDetails(code, msg, data),
-	})
+	writeRPC(w, status, mcp.NewJSONRPCError(mcp.NewRequestId(id), code, msg, nil))
 }
 
 // writeRPC answers with a JSON-RPC error response and an HTTP status.
