@@ -264,16 +264,13 @@ func TestBinaryExitsOnBadConfig(t *testing.T) {
 	}
 }
 
-func TestDevModeRefusesOnAzure(t *testing.T) {
+// TestDevFlagPointsToTheDevCommand: dev mode is not in this binary; an
+// old command line says where it went instead of starting production.
+func TestDevFlagPointsToTheDevCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	env := map[string]string{"WEBSITE_HOSTNAME": "myapp.azurewebsites.net"}
-	code := run(context.Background(), []string{"-dev"}, func(k string) string { return env[k] }, &stdout, &stderr)
-	if code == 0 || !strings.Contains(stderr.String(), "WEBSITE_HOSTNAME") {
-		t.Fatalf("dev mode on an Azure host: exit %d, %q", code, stderr.String())
-	}
-	code = run(context.Background(), []string{"-dev", "-addr", "0.0.0.0:7071"}, func(string) string { return "" }, &stdout, &stderr)
-	if code == 0 {
-		t.Fatal("dev mode bound a non-loopback address")
+	code := run(context.Background(), []string{"-dev"}, func(string) string { return "" }, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "go run ./handler/dev") {
+		t.Fatalf("-dev: exit %d, %q; want 2 and the dev command", code, stderr.String())
 	}
 }
 

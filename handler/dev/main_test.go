@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+)
+
+func TestDevModeRefuses(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"on an Azure host", nil, map[string]string{"WEBSITE_HOSTNAME": "myapp.azurewebsites.net"}, "WEBSITE_HOSTNAME"},
+		{"a non-loopback address", []string{"-addr", "0.0.0.0:7071"}, nil, "loopback"},
+		{"a bad host port", nil, map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "http"}, "FUNCTIONS_CUSTOMHANDLER_PORT"},
+		{"an unknown flag", []string{"-dev"}, nil, "-dev"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), c.args, func(k string) string { return c.env[k] }, &stdout, &stderr)
+			if code == 0 || !strings.Contains(stderr.String(), c.want) {
+				t.Fatalf("exit %d, %q; want non-zero and %q", code, stderr.String(), c.want)
+			}
+		})
+	}
+}
+
+// TestDevModeServesAndStops runs dev mode in process: it writes its demo
+// tokens, the "all" user's token lists the tools, and it stops cleanly
+// when its context ends.
+func TestDevModeServesAndStops(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	tokensFile := filepath.Join(t.TempDir(), "tokens.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr testkit.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", addr, "-dev-tokens", tokensFile}, func(string) string { return "" }, &stdout, &stderr)
+	}()
+
+	var tokens map[string]string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(tokensFile); err == nil && json.Unmarshal(b, &tokens) == nil {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("dev mode exited %d during start-up: %s%s", code, stdout.String(), stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no tokens after 20 s: %s%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(stdout.String(), "Dev mode: MCP endpoint http://"+addr+"/mcp") {
+		t.Errorf("no welcome naming the endpoint:\n%s", stdout.String())
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/mcp", addr),
+		strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tokens["all"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Result struct {
+			Tools []struct{ Name string } `json:"tools"`
+		} `json:"result"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(list.Result.Tools) == 0 {
+		t.Fatalf("tools/list as the all user: %d, %+v, %v", resp.StatusCode, list, err)
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after the context ended: %s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("dev mode did not stop within 15 s of its context ending")
+	}
+}
