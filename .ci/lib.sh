@@ -148,17 +148,17 @@ server_log_tail() {
   grep -v -e 'TOKEN_' -e 'eyJ' "$tmp/server.log" | tail -n 40 >&2 || true
 }
 
-# start_dev_handler PORT [BUILD TAGS]: build the handler, start it in dev
-# mode on 127.0.0.1:PORT and wait until /health answers and the demo tokens
+# start_dev_handler PORT [BUILD TAGS]: build dev mode (./handler/dev), start
+# it on 127.0.0.1:PORT and wait until /health answers and the demo tokens
 # are written.
 start_dev_handler() {
   local port=$1 tags=${2:-}
-  log "building the handler${tags:+ with tags $tags}"
-  (cd "$root" && go build ${tags:+-tags "$tags"} -o "$tmp/handler" ./handler)
+  log "building the handler in dev mode${tags:+ with tags $tags}"
+  (cd "$root" && go build ${tags:+-tags "$tags"} -o "$tmp/handler" ./handler/dev)
   port_free "$port"
   base_url="http://127.0.0.1:$port"
   log "starting the handler in dev mode at $base_url"
-  "$tmp/handler" -dev -addr "127.0.0.1:$port" -dev-tokens "$tmp/tokens.json" >"$tmp/server.log" 2>&1 &
+  "$tmp/handler" -addr "127.0.0.1:$port" -dev-tokens "$tmp/tokens.json" >"$tmp/server.log" 2>&1 &
   server_pid=$!
   wait_for_handler
 }
@@ -190,9 +190,9 @@ start_token_proxy() {
 }
 
 # start_hosted_handler PORT [BUILD TAGS] [CORS ORIGIN...]: stage the package
-# as a deployment does (go run ./handler/stage), then run it under the
-# Functions host stand-in (handler/funchost) on 127.0.0.1:PORT, the handler
-# in dev mode behind it, as the host starts a custom handler: its port from
+# as a deployment does, with dev mode as its binary (go run ./handler/stage
+# -dev), then run it under the Functions host stand-in (handler/funchost) on
+# 127.0.0.1:PORT, as the host starts a custom handler: its port from
 # FUNCTIONS_CUSTOMHANDLER_PORT, routes and methods from functions/, YARP's
 # forwarding, the Flex host's CORS for the given origins (which are also
 # the handler's MCP_ALLOWED_ORIGINS, one list as in Azure). A route, method
@@ -209,7 +209,7 @@ start_hosted_handler() {
     origins=${origins:+$origins,}$origin
   done
   log "staging the package${tags:+ with tags $tags} and building the Functions host stand-in"
-  (cd "$root" && go run ./handler/stage -out "$tmp/pkg" ${tags:+-tags "$tags"} >/dev/null &&
+  (cd "$root" && go run ./handler/stage -dev -out "$tmp/pkg" ${tags:+-tags "$tags"} >/dev/null &&
     go build -o "$tmp/funchost" ./handler/funchost/cmd)
   port_free "$port"
   base_url="http://127.0.0.1:$port"
@@ -218,7 +218,6 @@ start_hosted_handler() {
   # The stand-in itself (not go run) is server_pid, so cleanup's kill
   # reaches it and it stops the handler.
   "$tmp/funchost" -root "$tmp/pkg" -addr "127.0.0.1:$port" \
-    -arg -dev \
     -arg -dev-tokens -arg "$tmp/tokens.json" \
     -setting "PUBLIC_BASE_URL=${public_url:-$base_url}" \
     ${origins:+-setting "MCP_ALLOWED_ORIGINS=$origins"} "${cors[@]}" >"$tmp/server.log" 2>&1 &

@@ -20,7 +20,7 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
-go build -o "$tmp/handler" ./handler
+go build -o "$tmp/handler" ./handler/dev
 go build -o "$tmp/bare" ./.ci/bare
 
 wait_http() { # url
@@ -30,7 +30,7 @@ wait_http() { # url
 
 # The handler in dev mode: same HTTP stack, verification and tools as
 # production, with keys from the embedded stand-in issuer.
-taskset -c 1 "$tmp/handler" -dev -addr 127.0.0.1:7191 -dev-tokens "$tmp/tokens.json" >"$tmp/handler.log" 2>&1 &
+taskset -c 1 "$tmp/handler" -addr 127.0.0.1:7191 -dev-tokens "$tmp/tokens.json" >"$tmp/handler.log" 2>&1 &
 hpid=$!; pids+=("$hpid")
 taskset -c 1 "$tmp/bare" -addr 127.0.0.1:7181 >/dev/null 2>&1 &
 pids+=("$!")

@@ -80,7 +80,7 @@
 //     through as Go parsed it.
 //   - .NET's quoting of the argument line: arguments with a quote or a
 //     backslash are refused. Options.Args come after host.json's arguments,
-//     a deviation so that CI can pass -dev.
+//     a deviation so that CI can pass dev mode's flags.
 //   - Disabled functions, proxies.json, extension bundles, other triggers
 //     and bindings, and the JSON payload protocol.
 package funchost

@@ -18,8 +18,8 @@ import (
 // moduleRoot is the module's root, from this package's folder.
 const moduleRoot = "../.."
 
-// TestStagedPackage stages the real package (go run ./handler/stage) and
-// runs it under the stand-in in dev mode, as CI does: the handler is
+// TestStagedPackage stages the real package in dev mode (go run
+// ./handler/stage -dev) and runs it under the stand-in, as CI does: the handler is
 // reached only through the host's routes, methods, headers and CORS.
 func TestStagedPackage(t *testing.T) {
 	if testing.Short() {
@@ -27,7 +27,7 @@ func TestStagedPackage(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	pkg := filepath.Join(tmp, "pkg")
-	stage := exec.Command("go", "run", "./handler/stage", "-out", pkg)
+	stage := exec.Command("go", "run", "./handler/stage", "-dev", "-out", pkg)
 	stage.Dir = moduleRoot
 	if out, err := stage.CombinedOutput(); err != nil {
 		t.Fatalf("stage: %v\n%s", err, out)
@@ -49,8 +49,8 @@ func TestStagedPackage(t *testing.T) {
 	h := startReady(t, funchost.Options{
 		Root:     pkg,
 		Listener: ln,
-		// Dev mode listens on -addr: the port the host hands the worker.
-		Args:        []string{"-dev", "-dev-tokens", tokens},
+		// Dev mode listens on the port the host hands the worker.
+		Args:        []string{"-dev-tokens", tokens},
 		Settings:    map[string]string{"PUBLIC_BASE_URL": base, "MCP_ALLOWED_ORIGINS": browser},
 		CORSOrigins: []string{browser},
 		Environ:     environ,

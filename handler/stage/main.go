@@ -4,7 +4,7 @@
 // one folder (.dist by default). azd's prepackage hook, local `func start`
 // and CI all use it, on Linux, macOS or Windows:
 //
-//	go run ./handler/stage [-out .dist] [-skip-build] [-tags conformance]
+//	go run ./handler/stage [-out .dist] [-skip-build] [-dev] [-tags conformance]
 //	go run ./handler/stage -check-settings
 //
 // It empties the output folder first and checks the result with the same
@@ -13,6 +13,10 @@
 // built, it also writes the folder as a zip next to it (<out>.zip), the
 // package azd deploys, with the binary's exec bit in it. Paths are relative
 // to the module root, whatever folder it runs from.
+//
+// With -dev it stages the dev command (./handler/dev) as the binary, for a
+// local run under the Functions host, and writes no zip: a dev package is
+// never deployed.
 //
 // With -check-settings it only checks the operator's choices in its
 // environment (azd's preprovision hook passes the azd environment values),
@@ -34,6 +38,7 @@ import (
 func main() {
 	out := flag.String("out", ".dist", "output folder, relative to the module root unless absolute")
 	skipBuild := flag.Bool("skip-build", false, "stage and validate everything but the binary (for builds done separately)")
+	dev := flag.Bool("dev", false, "stage dev mode (./handler/dev) for a local run under the Functions host; never for a deployment, so no zip")
 	tags := flag.String("tags", "", "Go build tags for the handler (CI: conformance); never for a deployment")
 	checkSettings := flag.Bool("check-settings", false, "only check the operator settings in the environment (azd environment values) and exit")
 	flag.Parse()
@@ -54,12 +59,12 @@ func main() {
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(root, dir)
 	}
-	fns, err := Stage(root, dir, Options{Build: !*skipBuild, Tags: *tags})
+	fns, err := Stage(root, dir, Options{Build: !*skipBuild, Dev: *dev, Tags: *tags})
 	if err != nil {
 		fail(err)
 	}
 	fmt.Printf("staged %d functions into %s\n", len(fns), dir)
-	if !*skipBuild {
+	if !*skipBuild && !*dev {
 		if err := Zip(dir, dir+".zip"); err != nil {
 			fail(err)
 		}

@@ -20,6 +20,7 @@ const (
 	functionsDir = "functions"
 	functionJSON = "function.json"
 	handlerPkg   = "./handler"
+	devPkg       = "./handler/dev"
 )
 
 // Options says how Stage builds the handler.
@@ -27,11 +28,24 @@ type Options struct {
 	// Build builds the handler binary into the folder; without it the
 	// layout is staged and validated without the binary.
 	Build bool
+	// Dev builds the dev command (./handler/dev: the Entra stand-in and an
+	// embedded Redis) in place of the handler, for a local run under the
+	// Functions host (func start, or handler/funchost in CI). Never for a
+	// deployment: the production handler does not contain dev mode.
+	Dev bool
 	// Tags are Go build tags for the handler, comma-separated: CI stages
 	// the conformance suite's fixtures (tag conformance) this way, so they
 	// run from a package staged exactly as the deployed one. Empty for a
 	// deployment.
 	Tags string
+}
+
+// pkg is the main package opts builds.
+func (opts Options) pkg() string {
+	if opts.Dev {
+		return devPkg
+	}
+	return handlerPkg
 }
 
 // Stage empties out, copies host.json and every
@@ -55,7 +69,7 @@ func Stage(root, out string, opts Options) ([]Function, error) {
 		return nil, err
 	}
 	if opts.Build {
-		if err := buildHandler(root, filepath.Join(out, BinaryName), opts.Tags); err != nil {
+		if err := buildHandler(root, filepath.Join(out, BinaryName), opts, true); err != nil {
 			return nil, err
 		}
 		// The Functions host executes the file as is: it needs the exec bit
@@ -116,20 +130,25 @@ func cleanDir(root, out string) error {
 	return os.MkdirAll(out, 0o755)
 }
 
-// buildHandler cross-compiles the handler for the Functions workers:
-// static (no cgo), linux/amd64, without paths or symbols of this machine.
-func buildHandler(root, binary, tags string) error {
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", binary}
-	if tags != "" {
-		args = append(args, "-tags", tags)
+// buildHandler cross-compiles the main package opts names for the
+// Functions workers: static (no cgo), linux/amd64, without paths of this
+// machine, and with strip without the symbol table (the tests build
+// unstripped to read it).
+func buildHandler(root, binary string, opts Options, strip bool) error {
+	args := []string{"build", "-trimpath", "-o", binary}
+	if strip {
+		args = append(args, "-ldflags", "-s -w")
 	}
-	cmd := exec.Command("go", append(args, handlerPkg)...)
+	if opts.Tags != "" {
+		args = append(args, "-tags", opts.Tags)
+	}
+	cmd := exec.Command("go", append(args, opts.pkg())...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("build handler: %w", err)
+		return fmt.Errorf("build %s: %w", opts.pkg(), err)
 	}
 	return nil
 }
