@@ -5,8 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
-	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -187,22 +188,21 @@ func (s *Server) encodedList(k listKey) *encodedList {
 // encodeList runs a canonical tools/list through mcp-go's own HTTP
 // transport, as a caller with grants k.grants, and splits the answer.
 func (s *Server) encodeList(k listKey) *encodedList {
-	rec := httptest.NewRecorder()
-	req := canonicalListRequest(k)
-	s.transport.ServeHTTP(rec, req)
+	rec := newAnswerRecorder()
+	s.transport.ServeHTTP(rec, canonicalListRequest(k))
 
-	body := rec.Body.Bytes()
+	body := rec.body.Bytes()
 	quoted := []byte(`"` + idSentinel + `"`)
 	i := bytes.Index(body, quoted)
-	if rec.Code != http.StatusOK || i < 0 || bytes.Count(body, quoted) != 1 {
+	if rec.status != http.StatusOK || i < 0 || bytes.Count(body, quoted) != 1 {
 		s.log.Error("pre-encode tools/list: unexpected answer from mcp-go; serving it directly",
-			"status", rec.Code, "grants", k.grants.String(), "version", k.version)
+			"status", rec.status, "grants", k.grants.String(), "version", k.version)
 		return &encodedList{}
 	}
 	return &encodedList{
 		ok:          true,
-		status:      rec.Code,
-		contentType: rec.Header().Get("Content-Type"),
+		status:      rec.status,
+		contentType: rec.header.Get("Content-Type"),
 		prefix:      bytes.Clone(body[:i]),
 		suffix:      bytes.Clone(body[i+len(quoted):]),
 	}
@@ -220,11 +220,51 @@ func canonicalListRequest(k listKey) *http.Request {
 	}
 	ctx := withGrants(context.Background(), k.grants)
 	ctx = entra.NewContext(ctx, &entra.Principal{})
-	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/mcp", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	req := &http.Request{
+		Method:        http.MethodPost,
+		URL:           &url.URL{Path: "/mcp"},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Host:          "127.0.0.1",
+		RemoteAddr:    "127.0.0.1:0",
+		RequestURI:    "/mcp",
+	}
 	if k.version != "" {
 		req.Header.Set(mcp.HeaderProtocolVersion, k.version)
 		req.Header.Set(mcp.HeaderMethod, string(mcp.MethodToolsList))
 	}
-	return req
+	return req.WithContext(ctx)
 }
+
+// answerRecorder keeps what mcp-go writes for a pre-encoding request, in
+// memory; it flushes (a no-op) as the server's own writer does, so mcp-go
+// answers it as it answers a real connection.
+type answerRecorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newAnswerRecorder() *answerRecorder {
+	return &answerRecorder{header: http.Header{}}
+}
+
+func (r *answerRecorder) Header() http.Header { return r.header }
+
+// WriteHeader keeps the first status, as net/http does.
+func (r *answerRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *answerRecorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(b)
+}
+
+func (r *answerRecorder) Flush() {}
