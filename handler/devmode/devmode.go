@@ -60,31 +60,13 @@ func ListenAddr(addr string, explicit bool, getenv func(string) string) (string,
 // Azure host, and on anything but a loopback address: dev tokens are
 // signed by a key anyone can mint with.
 func Start(addr string, getenv func(string) string) (*Env, error) {
-	if getenv("WEBSITE_HOSTNAME") != "" {
-		return nil, fmt.Errorf("dev mode: refusing to start: WEBSITE_HOSTNAME is set, so this is an Azure host")
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || !valid.LoopbackHost(host) {
-		return nil, fmt.Errorf("dev mode: -addr %q must be a loopback host:port such as %s", addr, DefaultAddr)
-	}
-	base := "http://" + addr
-	if v := strings.TrimSpace(getenv("PUBLIC_BASE_URL")); v != "" {
-		// Behind a local proxy (the Functions host stand-in, func start)
-		// clients use its address; dev tokens stay on this machine.
-		u, err := url.Parse(v)
-		if err != nil || u.Scheme != "http" || !valid.LoopbackHost(u.Hostname()) || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
-			return nil, fmt.Errorf("dev mode: PUBLIC_BASE_URL %q must be http on a loopback host, such as http://127.0.0.1:7071", v)
-		}
-		base = u.Scheme + "://" + u.Host
-	}
-
-	sealKey, err := seal.GenerateKey()
+	base, err := publicBase(addr, getenv)
 	if err != nil {
-		return nil, fmt.Errorf("dev mode: make a sealing key: %w", err)
+		return nil, err
 	}
-	ring, err := seal.ParseKeys(sealKey)
+	ring, err := sealingKeys()
 	if err != nil {
-		return nil, fmt.Errorf("dev mode: %w", err)
+		return nil, err
 	}
 	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}})
 	if err != nil {
@@ -95,9 +77,60 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 		idp.Close()
 		return nil, fmt.Errorf("dev mode: start embedded redis: %w", err)
 	}
-	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Tokens: map[string]string{}}
+	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Config: devConfig(base, ring, idp, mr)}
+	// Every choice production reads (role map, origins, return URLs,
+	// redirect schemes, limits, ...) is read here the same way.
+	if err := config.LoadChoices(e.Config, getenv); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("dev mode: %w", err)
+	}
+	if e.Tokens, err = mintTokens(idp); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
 
-	e.Config = &config.Config{
+// publicBase checks where dev mode may run and returns the URL clients use:
+// http://addr, or PUBLIC_BASE_URL behind a local proxy.
+func publicBase(addr string, getenv func(string) string) (string, error) {
+	if getenv("WEBSITE_HOSTNAME") != "" {
+		return "", fmt.Errorf("dev mode: refusing to start: WEBSITE_HOSTNAME is set, so this is an Azure host")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || !valid.LoopbackHost(host) {
+		return "", fmt.Errorf("dev mode: -addr %q must be a loopback host:port such as %s", addr, DefaultAddr)
+	}
+	v := strings.TrimSpace(getenv("PUBLIC_BASE_URL"))
+	if v == "" {
+		return "http://" + addr, nil
+	}
+	// Behind a local proxy (the Functions host stand-in, func start)
+	// clients use its address; dev tokens stay on this machine.
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "http" || !valid.LoopbackHost(u.Hostname()) || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+		return "", fmt.Errorf("dev mode: PUBLIC_BASE_URL %q must be http on a loopback host, such as http://127.0.0.1:7071", v)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// sealingKeys is a fresh key ring: what dev mode seals dies with it.
+func sealingKeys() (*seal.Ring, error) {
+	key, err := seal.GenerateKey()
+	if err != nil {
+		return nil, fmt.Errorf("dev mode: make a sealing key: %w", err)
+	}
+	ring, err := seal.ParseKeys(key)
+	if err != nil {
+		return nil, fmt.Errorf("dev mode: %w", err)
+	}
+	return ring, nil
+}
+
+// devConfig is the configuration production would read from its environment,
+// pointing at the stand-in and the embedded Redis.
+func devConfig(base string, ring *seal.Ring, idp *devidp.Server, mr *miniredis.Miniredis) *config.Config {
+	return &config.Config{
 		PublicBaseURL: base,
 		ClientSecret:  idp.ClientSecret(),
 		SealingKeys:   ring,
@@ -115,21 +148,19 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 		// Test clients serve their metadata documents on loopback.
 		AllowLoopbackClients: true,
 	}
-	// Every choice production reads (role map, origins, return URLs,
-	// redirect schemes, limits, ...) is read here the same way.
-	if err := config.LoadChoices(e.Config, getenv); err != nil {
-		e.Close()
-		return nil, fmt.Errorf("dev mode: %w", err)
-	}
+}
+
+// mintTokens mints a long-lived token for every demo user.
+func mintTokens(idp *devidp.Server) (map[string]string, error) {
+	tokens := map[string]string{}
 	for _, u := range devidp.DemoUsers() {
 		tok, err := idp.Mint(u, devidp.WithLifetime(tokenLifetime))
 		if err != nil {
-			e.Close()
 			return nil, fmt.Errorf("dev mode: mint token for %s: %w", u.Key, err)
 		}
-		e.Tokens[u.Key] = tok
+		tokens[u.Key] = tok
 	}
-	return e, nil
+	return tokens, nil
 }
 
 // Close stops the stand-in and the embedded Redis.
