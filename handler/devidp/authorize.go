@@ -53,84 +53,115 @@ func single(q url.Values, key string) (string, bool) {
 // tenant, client and redirect URI (page errors), then the rest (redirect
 // errors).
 func (s *Server) parseAuthorize(tenant string, q url.Values) (authRequest, *authError) {
-	page := func(e *aadError) *authError { return &authError{aadError: e} }
-	back := func(e *aadError) *authError { return &authError{aadError: e, redirect: true} }
+	req, err := s.parseClient(tenant, q)
+	if err != nil {
+		return authRequest{}, &authError{aadError: err}
+	}
+	req.state = q.Get("state")
+	req.nonce = q.Get("nonce")
+	back := func(e *aadError) (authRequest, *authError) { return req, &authError{aadError: e, redirect: true} }
+	if err := checkResponseShape(q); err != nil {
+		return back(err)
+	}
+	if req.scopes, err = s.authorizeScopes(q); err != nil {
+		return back(err)
+	}
+	if req.challenge, err = pkceChallenge(q); err != nil {
+		return back(err)
+	}
+	return req, nil
+}
 
+// parseClient checks the tenant, the client and its redirect URI: the
+// errors Entra shows on its own page, since a redirect URI it cannot trust
+// is no place to send them.
+func (s *Server) parseClient(tenant string, q url.Values) (authRequest, *aadError) {
 	if !s.knownTenant(tenant) {
-		return authRequest{}, page(newAADError(http.StatusBadRequest, "invalid_tenant", 90002,
-			"Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
+		return authRequest{}, newAADError(http.StatusBadRequest, "invalid_tenant", 90002,
+			"Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant)
 	}
 	var req authRequest
 	var ok bool
 	if req.clientID, ok = single(q, "client_id"); !ok {
-		return authRequest{}, page(missingParam("client_id"))
+		return authRequest{}, missingParam("client_id")
 	}
 	if req.clientID != s.clientID {
-		return authRequest{}, page(newAADError(http.StatusBadRequest, "unauthorized_client", 700016,
-			"Application with identifier '%s' was not found in the directory '%s'.", req.clientID, s.tenantID))
+		return authRequest{}, newAADError(http.StatusBadRequest, "unauthorized_client", 700016,
+			"Application with identifier '%s' was not found in the directory '%s'.", req.clientID, s.tenantID)
 	}
 	if req.redirectURI, ok = single(q, "redirect_uri"); !ok || !slices.Contains(s.redirectURIs, req.redirectURI) {
-		return authRequest{}, page(newAADError(http.StatusBadRequest, "invalid_request", 50011,
-			"The redirect URI '%s' specified in the request does not match the redirect URIs configured for the application '%s'.", req.redirectURI, s.clientID))
+		return authRequest{}, newAADError(http.StatusBadRequest, "invalid_request", 50011,
+			"The redirect URI '%s' specified in the request does not match the redirect URIs configured for the application '%s'.", req.redirectURI, s.clientID)
 	}
-	req.state = q.Get("state")
-	req.nonce = q.Get("nonce")
+	return req, nil
+}
 
+// checkResponseShape refuses the resource parameter, as Entra does with
+// v2 scopes, and any response type or mode but a code in the query.
+func checkResponseShape(q url.Values) *aadError {
 	if q.Has("resource") {
 		if q.Has("scope") {
-			return req, back(newAADError(http.StatusBadRequest, "invalid_target", 9010010,
-				"The resource parameter provided in the request doesn't match with the requested scopes."))
+			return newAADError(http.StatusBadRequest, "invalid_target", 9010010,
+				"The resource parameter provided in the request doesn't match with the requested scopes.")
 		}
-		return req, back(newAADError(http.StatusBadRequest, "invalid_request", 901002,
-			"The 'resource' request parameter is not supported."))
+		return newAADError(http.StatusBadRequest, "invalid_request", 901002,
+			"The 'resource' request parameter is not supported.")
 	}
 	switch rt := q.Get("response_type"); rt {
 	case "":
-		return req, back(missingParam("response_type"))
+		return missingParam("response_type")
 	case "code":
 	default:
-		return req, back(newAADError(http.StatusBadRequest, "unsupported_response_type", 90023,
-			"The response_type '%s' is not supported by devidp; use 'code'.", rt))
+		return newAADError(http.StatusBadRequest, "unsupported_response_type", 90023,
+			"The response_type '%s' is not supported by devidp; use 'code'.", rt)
 	}
 	if rm := q.Get("response_mode"); rm != "" && rm != "query" {
-		return req, back(newAADError(http.StatusBadRequest, "invalid_request", 90023,
-			"The response_mode '%s' is not supported by devidp; use 'query'.", rm))
+		return newAADError(http.StatusBadRequest, "invalid_request", 90023,
+			"The response_mode '%s' is not supported by devidp; use 'query'.", rm)
 	}
+	return nil
+}
 
+// authorizeScopes parses the requested scopes, which must include openid
+// and a scope of this API.
+func (s *Server) authorizeScopes(q url.Values) (scopeSet, *aadError) {
 	if !q.Has("scope") {
-		return req, back(missingParam("scope"))
+		return scopeSet{}, missingParam("scope")
 	}
-	var err *aadError
-	if req.scopes, err = s.parseScopes(q.Get("scope")); err != nil {
-		return req, back(err)
+	scopes, err := s.parseScopes(q.Get("scope"))
+	if err != nil {
+		return scopes, err
 	}
 	// Entra would sign in without openid and simply send no id_token; our
 	// sign-in needs the id_token's nonce, so the stand-in insists.
-	if !req.scopes.openID {
-		return req, back(newAADError(http.StatusBadRequest, "invalid_scope", 70011,
-			"The provided value for the input parameter 'scope' is not valid: devidp requires 'openid'."))
+	if !scopes.openID {
+		return scopes, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
+			"The provided value for the input parameter 'scope' is not valid: devidp requires 'openid'.")
 	}
-	if len(req.scopes.api) == 0 {
-		return req, back(newAADError(http.StatusBadRequest, "invalid_scope", 70011,
-			"The provided value for the input parameter 'scope' is not valid: devidp requires a scope of %s.", s.appIDURI()))
+	if len(scopes.api) == 0 {
+		return scopes, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
+			"The provided value for the input parameter 'scope' is not valid: devidp requires a scope of %s.", s.appIDURI())
 	}
+	return scopes, nil
+}
 
-	// Entra accepts a code flow without PKCE, and plain PKCE, from a
-	// confidential client; we hold ourselves to S256 (RFC 9700), so the
-	// stand-in refuses anything less.
-	req.challenge = q.Get("code_challenge")
-	if req.challenge == "" {
-		return req, back(missingParam("code_challenge"))
+// pkceChallenge returns the request's S256 code challenge. Entra accepts a
+// code flow without PKCE, and plain PKCE, from a confidential client; we
+// hold ourselves to S256 (RFC 9700), so the stand-in refuses anything less.
+func pkceChallenge(q url.Values) (string, *aadError) {
+	challenge := q.Get("code_challenge")
+	if challenge == "" {
+		return "", missingParam("code_challenge")
 	}
 	if m := q.Get("code_challenge_method"); m != "S256" {
-		return req, back(newAADError(http.StatusBadRequest, "invalid_request", 90023,
-			"The code_challenge_method '%s' is not accepted by devidp; use 'S256'.", m))
+		return challenge, newAADError(http.StatusBadRequest, "invalid_request", 90023,
+			"The code_challenge_method '%s' is not accepted by devidp; use 'S256'.", m)
 	}
-	if !challengePattern.MatchString(req.challenge) {
-		return req, back(newAADError(http.StatusBadRequest, "invalid_request", 501491,
-			"Invalid size of Code_Challenge parameter."))
+	if !challengePattern.MatchString(challenge) {
+		return challenge, newAADError(http.StatusBadRequest, "invalid_request", 501491,
+			"Invalid size of Code_Challenge parameter.")
 	}
-	return req, nil
+	return challenge, nil
 }
 
 // challengePattern is an S256 code challenge: base64url of 32 bytes.

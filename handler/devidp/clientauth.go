@@ -43,17 +43,9 @@ type FederatedCredential struct {
 // client_secret in the body or in Basic authentication, or a federated
 // client assertion — and returns the client id.
 func (s *Server) authenticateClient(r *http.Request, form url.Values) (string, *aadError) {
-	clientID := form.Get("client_id")
-	secret := form.Get("client_secret")
-	if id, pw, ok := r.BasicAuth(); ok {
-		// RFC 6749 §2.3.1: Basic credentials are form-encoded first.
-		id, errID := url.QueryUnescape(id)
-		pw, errPW := url.QueryUnescape(pw)
-		if errID != nil || errPW != nil || (clientID != "" && clientID != id) || secret != "" {
-			return "", newAADError(http.StatusBadRequest, "invalid_request", 90023,
-				"The client credentials in the Authorization header and the body disagree.")
-		}
-		clientID, secret = id, pw
+	clientID, secret, err := clientIDAndSecret(r, form)
+	if err != nil {
+		return "", err
 	}
 	if clientID == "" {
 		return "", missingParam("client_id")
@@ -62,28 +54,52 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (string, *
 		return "", newAADError(http.StatusBadRequest, "unauthorized_client", 700016,
 			"Application with identifier '%s' was not found in the directory '%s'.", clientID, s.tenantID)
 	}
+	if err := s.checkCredential(secret, form); err != nil {
+		return "", err
+	}
+	return clientID, nil
+}
+
+// clientIDAndSecret reads the client id and secret from the body or from
+// Basic authentication, refusing both at once when they disagree.
+func clientIDAndSecret(r *http.Request, form url.Values) (clientID, secret string, _ *aadError) {
+	clientID, secret = form.Get("client_id"), form.Get("client_secret")
+	id, pw, ok := r.BasicAuth()
+	if !ok {
+		return clientID, secret, nil
+	}
+	// RFC 6749 §2.3.1: Basic credentials are form-encoded first.
+	id, errID := url.QueryUnescape(id)
+	pw, errPW := url.QueryUnescape(pw)
+	if errID != nil || errPW != nil || (clientID != "" && clientID != id) || secret != "" {
+		return "", "", newAADError(http.StatusBadRequest, "invalid_request", 90023,
+			"The client credentials in the Authorization header and the body disagree.")
+	}
+	return id, pw, nil
+}
+
+// checkCredential checks the one credential the client presented: its
+// secret, or a federated client assertion.
+func (s *Server) checkCredential(secret string, form url.Values) *aadError {
 	assertion := form.Get("client_assertion")
 	switch {
 	case secret != "" && assertion != "":
-		return "", newAADError(http.StatusBadRequest, "invalid_request", 90023,
+		return newAADError(http.StatusBadRequest, "invalid_request", 90023,
 			"Only one client credential may be presented: 'client_secret' or 'client_assertion'.")
 	case secret != "":
 		if subtle.ConstantTimeCompare([]byte(secret), []byte(s.clientSecret)) != 1 {
-			return "", newAADError(http.StatusUnauthorized, "invalid_client", 7000215,
+			return newAADError(http.StatusUnauthorized, "invalid_client", 7000215,
 				"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", s.clientID)
 		}
-		return clientID, nil
+		return nil
 	case assertion != "":
 		if t := form.Get("client_assertion_type"); t != ClientAssertionType {
-			return "", newAADError(http.StatusBadRequest, "invalid_request", 900144,
+			return newAADError(http.StatusBadRequest, "invalid_request", 900144,
 				"The request body must contain the following parameter: 'client_assertion_type' with the value '%s'.", ClientAssertionType)
 		}
-		if err := s.verifyAssertion(assertion); err != nil {
-			return "", err
-		}
-		return clientID, nil
+		return s.verifyAssertion(assertion)
 	}
-	return "", newAADError(http.StatusUnauthorized, "invalid_client", 7000218,
+	return newAADError(http.StatusUnauthorized, "invalid_client", 7000218,
 		"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 }
 
