@@ -40,25 +40,31 @@ func (f function) allows(method string) bool {
 // hostFile is the part of host.json the stand-in reads. encoding/json
 // matches keys case-insensitively, as the host's configuration binder does.
 type hostFile struct {
-	Version       string `json:"version"`
-	CustomHandler *struct {
-		Description *struct {
-			DefaultExecutablePath string   `json:"defaultExecutablePath"`
-			WorkingDirectory      string   `json:"workingDirectory"`
-			Arguments             []string `json:"arguments"`
-			DefaultWorkerPath     string   `json:"defaultWorkerPath"`
-			WorkerArguments       []string `json:"workerArguments"`
-			WorkerDirectory       string   `json:"workerDirectory"`
-		} `json:"description"`
-		EnableProxyingHTTPRequest bool            `json:"enableProxyingHttpRequest"`
-		Port                      *int            `json:"port"`
-		HTTP                      json.RawMessage `json:"http"`
-	} `json:"customHandler"`
-	Extensions struct {
+	Version       string         `json:"version"`
+	CustomHandler *customHandler `json:"customHandler"`
+	Extensions    struct {
 		HTTP struct {
 			RoutePrefix *string `json:"routePrefix"`
 		} `json:"http"`
 	} `json:"extensions"`
+}
+
+// customHandler is host.json's customHandler section.
+type customHandler struct {
+	Description               *handlerDescription `json:"description"`
+	EnableProxyingHTTPRequest bool                `json:"enableProxyingHttpRequest"`
+	Port                      *int                `json:"port"`
+	HTTP                      json.RawMessage     `json:"http"`
+}
+
+// handlerDescription is customHandler.description: how to start the handler.
+type handlerDescription struct {
+	DefaultExecutablePath string   `json:"defaultExecutablePath"`
+	WorkingDirectory      string   `json:"workingDirectory"`
+	Arguments             []string `json:"arguments"`
+	DefaultWorkerPath     string   `json:"defaultWorkerPath"`
+	WorkerArguments       []string `json:"workerArguments"`
+	WorkerDirectory       string   `json:"workerDirectory"`
 }
 
 // binding is one entry of function.json's bindings.
@@ -120,6 +126,15 @@ func (a *app) readHost(path string) error {
 	case ch.Description == nil || ch.Description.DefaultExecutablePath == "":
 		return errors.Join(append(errs, errors.New("customHandler.description.defaultExecutablePath is empty"))...)
 	}
+	errs = append(errs, notImitated(ch)...)
+	a.useHandler(ch)
+	return errors.Join(errs...)
+}
+
+// notImitated lists what the customHandler section asks for that the
+// stand-in does not do as the host would.
+func notImitated(ch *customHandler) []error {
+	var errs []error
 	d := ch.Description
 	if !ch.EnableProxyingHTTPRequest {
 		errs = append(errs, errors.New("customHandler.enableProxyingHttpRequest is not true: the stand-in speaks only the proxy protocol"))
@@ -130,10 +145,17 @@ func (a *app) readHost(path string) error {
 	if d.DefaultWorkerPath != "" || len(d.WorkerArguments) > 0 || d.WorkerDirectory != "" {
 		errs = append(errs, errors.New("customHandler.description sets defaultWorkerPath, workerArguments or workerDirectory: not imitated"))
 	}
+	if ch.Port != nil && (*ch.Port < 1 || *ch.Port > 65535) {
+		errs = append(errs, fmt.Errorf("customHandler.port %d is not a port", *ch.Port))
+	}
+	return errs
+}
+
+// useHandler takes the port, executable, arguments and working folder
+// from the customHandler section.
+func (a *app) useHandler(ch *customHandler) {
+	d := ch.Description
 	if ch.Port != nil {
-		if *ch.Port < 1 || *ch.Port > 65535 {
-			errs = append(errs, fmt.Errorf("customHandler.port %d is not a port", *ch.Port))
-		}
 		a.port = *ch.Port
 	}
 	a.args = d.Arguments
@@ -151,7 +173,6 @@ func (a *app) readHost(path string) error {
 		}
 		a.workDir = wd
 	}
-	return errors.Join(errs...)
 }
 
 // readFunctions loads every direct subfolder of the root that holds a
@@ -201,6 +222,8 @@ func overlap(x, y []string) bool {
 	return slices.ContainsFunc(x, func(m string) bool { return slices.Contains(y, m) })
 }
 
+// readFunction reads one function folder's function.json as the host
+// does for a proxied custom handler function.
 func (a *app) readFunction(name, path string) (function, error) {
 	fn := function{name: name}
 	if !functionName.MatchString(name) {
@@ -212,9 +235,28 @@ func (a *app) readFunction(name, path string) (function, error) {
 	if err := jsonfile.Read(path, &doc); err != nil {
 		return fn, err
 	}
+	t, err := proxiedTrigger(doc.Bindings)
+	if err != nil {
+		return fn, err
+	}
+	if fn.route, err = a.functionRoute(name, t); err != nil {
+		return fn, err
+	}
+	if fn.methods, err = triggerMethods(t); err != nil {
+		return fn, err
+	}
+	fn.auth, err = authLevel(t)
+	return fn, err
+}
+
+// proxiedTrigger returns the httpTrigger of a function the host proxies:
+// exactly one httpTrigger in and one http out. Anything else gets the
+// host's JSON payload protocol, which the stand-in does not speak (nor
+// does our handler).
+func proxiedTrigger(bindings []binding) (binding, error) {
 	var in []binding
 	outs := 0
-	for _, b := range doc.Bindings {
+	for _, b := range bindings {
 		switch {
 		case strings.EqualFold(b.Type, "httpTrigger") && strings.EqualFold(b.Direction, "in"):
 			in = append(in, b)
@@ -222,43 +264,51 @@ func (a *app) readFunction(name, path string) (function, error) {
 			outs++
 		}
 	}
-	// Anything else gets the host's JSON payload protocol, which the
-	// stand-in does not speak (nor does our handler).
-	if len(in) != 1 || outs != 1 || len(doc.Bindings) != 2 {
-		return fn, fmt.Errorf("has %d httpTrigger in and %d http out among %d bindings: only exactly one of each is proxied", len(in), outs, len(doc.Bindings))
+	if len(in) != 1 || outs != 1 || len(bindings) != 2 {
+		return binding{}, fmt.Errorf("has %d httpTrigger in and %d http out among %d bindings: only exactly one of each is proxied", len(in), outs, len(bindings))
 	}
-	t := in[0]
+	return in[0], nil
+}
+
+// functionRoute is the trigger's route template (the function's name when
+// it has none) under the host's route prefix.
+func (a *app) functionRoute(name string, t binding) (template, error) {
 	route := name
 	if t.Route != nil {
 		route = *t.Route
 	}
 	if r := strings.ToLower(strings.TrimPrefix(route, "/")); strings.HasPrefix(r, "admin") || strings.HasPrefix(r, "runtime") {
-		return fn, fmt.Errorf("route %q starts with a prefix the host reserves (admin, runtime)", route)
+		return template{}, fmt.Errorf("route %q starts with a prefix the host reserves (admin, runtime)", route)
 	}
 	text := route
 	if a.routePrefix != "" {
 		text = a.routePrefix + "/" + strings.TrimPrefix(route, "/")
 	}
-	tmpl, err := parseTemplate(text)
-	if err != nil {
-		return fn, err
-	}
-	fn.route = tmpl
+	return parseTemplate(text)
+}
+
+// triggerMethods is the trigger's methods, upper case (none: all).
+func triggerMethods(t binding) ([]string, error) {
+	var methods []string
 	for _, m := range t.Methods {
 		m = strings.ToUpper(strings.TrimSpace(m))
 		if m == "" {
-			return fn, errors.New("an empty method in methods")
+			return nil, errors.New("an empty method in methods")
 		}
-		fn.methods = append(fn.methods, m)
+		methods = append(methods, m)
 	}
-	fn.auth = "function" // the host's default
-	if t.AuthLevel != nil {
-		switch l := strings.ToLower(*t.AuthLevel); l {
-		case "anonymous", "function", "system", "admin":
-			fn.auth = l
-		default:
-			return fn, fmt.Errorf("authLevel %q is not one the stand-in knows", *t.AuthLevel)
-		}
+	return methods, nil
+}
+
+// authLevel is the trigger's authLevel, lower case; "function", the
+// host's default, when it names none.
+func authLevel(t binding) (string, error) {
+	if t.AuthLevel == nil {
+		return "function", nil
 	}
-	return fn, nil
+	switch l := strings.ToLower(*t.AuthLevel); l {
+	case "anonymous", "function", "system", "admin":
+		return l, nil
+	}
+	return "", fmt.Errorf("authLevel %q is not one the stand-in knows", *t.AuthLevel)
 }

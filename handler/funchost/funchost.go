@@ -86,6 +86,7 @@
 package funchost
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,13 +182,7 @@ func Start(opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts.StartTimeout = orDefault(opts.StartTimeout, DefaultStartTimeout)
-	opts.RequestWait = orDefault(opts.RequestWait, DefaultRequestWait)
-	opts.StopGrace = orDefault(opts.StopGrace, DefaultStopGrace)
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	opts, log := withDefaults(opts)
 	policy, err := newCORSPolicy(opts.CORSOrigins, opts.CORSCredentials)
 	if err != nil {
 		return nil, err
@@ -196,60 +191,20 @@ func Start(opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	bodyLimit := DefaultBodyLimit
-	if v, ok := hostEnv.lookup("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"); ok && v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("funchost: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT %q is not a positive number of bytes", v)
-		}
-		bodyLimit = n
+	bodyLimit, err := requestBodyLimit(hostEnv)
+	if err != nil {
+		return nil, err
 	}
 	v, _ := hostEnv.lookup("AzureWebJobsDisableHomepage")
 	disableHome := strings.EqualFold(v, "true")
-
-	port := a.port
-	if port == 0 {
-		if port, err = freePort(); err != nil {
-			return nil, err
-		}
-	}
-	workerID, err := newGUID()
+	cmd, port, err := workerCommand(a, opts, hostEnv)
 	if err != nil {
 		return nil, err
 	}
-	worker := workerVars(port, workerID, a.root)
-	args, err := expandArgs(append(slices.Clone(a.args), opts.Args...), hostEnv, worker)
+	ln, err := listen(opts)
 	if err != nil {
 		return nil, err
 	}
-	childEnv := newEnvMap(hostEnv.environ())
-	for _, kv := range worker {
-		childEnv.set(kv[0], kv[1])
-	}
-
-	ln := opts.Listener
-	if ln == nil {
-		addr := opts.Addr
-		if addr == "" {
-			addr = "127.0.0.1:0"
-		}
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return nil, fmt.Errorf("funchost: listen: %w", err)
-		}
-	}
-	cmd := exec.Command(a.exe, args...)
-	cmd.Dir = a.workDir
-	cmd.Env = childEnv.environ()
-	cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
-	if cmd.Stdout == nil {
-		cmd.Stdout = os.Stdout
-	}
-	if cmd.Stderr == nil {
-		cmd.Stderr = os.Stderr
-	}
-	// Copying the output must not outlive the process by much, even when
-	// a grandchild holds the pipes.
-	cmd.WaitDelay = opts.StopGrace
 	if err := cmd.Start(); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("funchost: start %s: %w", a.exe, err)
@@ -271,28 +226,115 @@ func Start(opts Options) (*Host, error) {
 		MaxHeaderBytes:    32 << 10,          // Kestrel's MaxRequestHeadersTotalSize
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	go func() {
-		err := cmd.Wait()
-		// The exit is the reason recorded, not the probe's view of it.
-		h.fail(exitError(err))
-		close(h.exited)
-	}()
-	go func() {
-		if err := waitListening(h.handler, opts.StartTimeout, h.exited); err != nil {
-			h.fail(err)
-			return
-		}
-		log.Info("funchost: the handler is ready", "addr", h.handler)
-		close(h.ready)
-	}()
-	go func() {
-		defer close(h.served)
-		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("funchost: serve", "err", err.Error())
-		}
-	}()
+	go h.waitExit()
+	go h.waitReady()
+	go h.serve()
 	log.Info("funchost: listening", "url", h.URL(), "handler", h.handler, "exe", a.exe)
 	return h, nil
+}
+
+// withDefaults fills in the timeouts left zero and the logger.
+func withDefaults(opts Options) (Options, *slog.Logger) {
+	opts.StartTimeout = orDefault(opts.StartTimeout, DefaultStartTimeout)
+	opts.RequestWait = orDefault(opts.RequestWait, DefaultRequestWait)
+	opts.StopGrace = orDefault(opts.StopGrace, DefaultStopGrace)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return opts, log
+}
+
+// requestBodyLimit is the host's request body limit:
+// FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, else Kestrel's default.
+func requestBodyLimit(hostEnv *envMap) (int64, error) {
+	v, ok := hostEnv.lookup("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT")
+	if !ok || v == "" {
+		return DefaultBodyLimit, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("funchost: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT %q is not a positive number of bytes", v)
+	}
+	return n, nil
+}
+
+// workerCommand is the handler's process as the host starts it: the port
+// it must listen on (host.json's, else a free one), the worker variables,
+// and the arguments expanded against the host's environment.
+func workerCommand(a *app, opts Options, hostEnv *envMap) (*exec.Cmd, int, error) {
+	port := a.port
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return nil, 0, err
+		}
+	}
+	workerID, err := newGUID()
+	if err != nil {
+		return nil, 0, err
+	}
+	worker := workerVars(port, workerID, a.root)
+	args, err := expandArgs(append(slices.Clone(a.args), opts.Args...), hostEnv, worker)
+	if err != nil {
+		return nil, 0, err
+	}
+	childEnv := newEnvMap(hostEnv.environ())
+	for _, kv := range worker {
+		childEnv.set(kv[0], kv[1])
+	}
+	cmd := exec.Command(a.exe, args...)
+	cmd.Dir = a.workDir
+	cmd.Env = childEnv.environ()
+	cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
+	if cmd.Stdout == nil {
+		cmd.Stdout = os.Stdout
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	// Copying the output must not outlive the process by much, even when
+	// a grandchild holds the pipes.
+	cmd.WaitDelay = opts.StopGrace
+	return cmd, port, nil
+}
+
+// listen returns opts.Listener, or listens on opts.Addr (a free loopback
+// port when empty).
+func listen(opts Options) (net.Listener, error) {
+	if opts.Listener != nil {
+		return opts.Listener, nil
+	}
+	ln, err := net.Listen("tcp", cmp.Or(opts.Addr, "127.0.0.1:0"))
+	if err != nil {
+		return nil, fmt.Errorf("funchost: listen: %w", err)
+	}
+	return ln, nil
+}
+
+// waitExit waits for the handler's process and records its exit.
+func (h *Host) waitExit() {
+	err := h.cmd.Wait()
+	// The exit is the reason recorded, not the probe's view of it.
+	h.fail(exitError(err))
+	close(h.exited)
+}
+
+// waitReady marks the host ready once the handler listens.
+func (h *Host) waitReady() {
+	if err := waitListening(h.handler, h.opts.StartTimeout, h.exited); err != nil {
+		h.fail(err)
+		return
+	}
+	h.log.Info("funchost: the handler is ready", "addr", h.handler)
+	close(h.ready)
+}
+
+func (h *Host) serve() {
+	defer close(h.served)
+	if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		h.log.Error("funchost: serve", "err", err.Error())
+	}
 }
 
 // hostEnvironment is the host's environment: the stand-in's own, the app
