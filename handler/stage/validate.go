@@ -207,8 +207,25 @@ func readFunction(dir string) (Function, error) {
 	if !functionName.MatchString(name) {
 		errs = append(errs, fmt.Errorf("%q is not a valid function name", name))
 	}
-	var in, out []binding
-	for _, b := range doc.Bindings {
+	in, bindErrs := checkBindings(doc.Bindings)
+	errs = append(errs, bindErrs...)
+	if len(in) == 1 {
+		var trigErrs []error
+		fn.Route, fn.Methods, trigErrs = checkTrigger(in[0])
+		errs = append(errs, trigErrs...)
+	}
+	if len(errs) > 0 {
+		return fn, fmt.Errorf("function %s: %w", name, errors.Join(errs...))
+	}
+	return fn, nil
+}
+
+// checkBindings returns the httpTrigger in bindings and says what is
+// wrong with the bindings: another binding than the trigger and the http
+// out, not exactly one of each, an out binding not named res.
+func checkBindings(bindings []binding) (in []binding, errs []error) {
+	var out []binding
+	for _, b := range bindings {
 		switch {
 		case b.Type == "httpTrigger" && b.Direction == "in":
 			in = append(in, b)
@@ -224,38 +241,38 @@ func readFunction(dir string) (Function, error) {
 	if len(out) == 1 && out[0].Name != "res" {
 		errs = append(errs, fmt.Errorf("http out binding is named %q, want \"res\"", out[0].Name))
 	}
-	if len(in) == 1 {
-		t := in[0]
-		fn.Route = strings.TrimPrefix(t.Route, "/")
-		for _, m := range t.Methods {
-			fn.Methods = append(fn.Methods, strings.ToUpper(m))
-		}
-		sort.Strings(fn.Methods)
-		if t.Name != "req" {
-			errs = append(errs, fmt.Errorf("httpTrigger is named %q, want \"req\"", t.Name))
-		}
-		// We authenticate with Entra tokens; a function key would stop
-		// every MCP client that does not know it.
-		if t.AuthLevel != "anonymous" {
-			errs = append(errs, fmt.Errorf("httpTrigger authLevel is %q, want \"anonymous\"", t.AuthLevel))
-		}
-		if fn.Route == "" {
-			errs = append(errs, errors.New("httpTrigger has no route"))
-		}
-		if reservedRoute(fn.Route) {
-			errs = append(errs, fmt.Errorf("route %q starts with a prefix the host reserves (admin, runtime)", fn.Route))
-		}
-		if len(fn.Methods) == 0 {
-			errs = append(errs, errors.New("httpTrigger lists no methods (it would accept all)"))
-		}
-		if i := slices.IndexFunc(fn.Methods, func(m string) bool { return !knownMethod(m) }); i >= 0 {
-			errs = append(errs, fmt.Errorf("unknown HTTP method %q", fn.Methods[i]))
-		}
+	return in, errs
+}
+
+// checkTrigger returns the httpTrigger's route and methods (upper case,
+// sorted) and what is wrong with it.
+func checkTrigger(t binding) (route string, methods []string, errs []error) {
+	route = strings.TrimPrefix(t.Route, "/")
+	for _, m := range t.Methods {
+		methods = append(methods, strings.ToUpper(m))
 	}
-	if len(errs) > 0 {
-		return fn, fmt.Errorf("function %s: %w", name, errors.Join(errs...))
+	sort.Strings(methods)
+	if t.Name != "req" {
+		errs = append(errs, fmt.Errorf("httpTrigger is named %q, want \"req\"", t.Name))
 	}
-	return fn, nil
+	// We authenticate with Entra tokens; a function key would stop
+	// every MCP client that does not know it.
+	if t.AuthLevel != "anonymous" {
+		errs = append(errs, fmt.Errorf("httpTrigger authLevel is %q, want \"anonymous\"", t.AuthLevel))
+	}
+	if route == "" {
+		errs = append(errs, errors.New("httpTrigger has no route"))
+	}
+	if reservedRoute(route) {
+		errs = append(errs, fmt.Errorf("route %q starts with a prefix the host reserves (admin, runtime)", route))
+	}
+	if len(methods) == 0 {
+		errs = append(errs, errors.New("httpTrigger lists no methods (it would accept all)"))
+	}
+	if i := slices.IndexFunc(methods, func(m string) bool { return !knownMethod(m) }); i >= 0 {
+		errs = append(errs, fmt.Errorf("unknown HTTP method %q", methods[i]))
+	}
+	return route, methods, errs
 }
 
 // reservedRoute reports whether the host would refuse the route: it
