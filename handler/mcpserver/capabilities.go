@@ -38,40 +38,14 @@ type callParams struct {
 // that mcp-go would have answered with another error.
 func (s *Server) refuseMissingClientCapability(ctx context.Context, w http.ResponseWriter, r *http.Request,
 	p *entra.Principal, g authz.Need, env envelope) bool {
-	if len(s.clientNeeds) == 0 {
-		return false // no tool needs one (the production build): no second decode
-	}
-	var call callParams
-	if json.Unmarshal(env.Params, &call) != nil {
+	call, needs, ok := s.capabilityCall(r, g, env)
+	if !ok {
 		return false
 	}
-	needs := s.clientNeeds[call.Name]
-	if len(needs) == 0 || !g.Allows(s.needs[call.Name]) {
+	missing, ok := missingCapabilities(needs, call.Meta.ClientCapabilities)
+	if !ok || len(missing) == 0 {
 		return false
 	}
-	v, declared := call.Meta.ProtocolVersion, call.Meta.ClientCapabilities
-	if !mcp.IsModernProtocol(v) || !s.supports(v) || r.Header.Get(mcp.HeaderProtocolVersion) != v || declared == nil {
-		return false
-	}
-	if mcp.ValidateStandardHeaders(r.Header.Get, v, mcp.MethodToolsCall, env.Params) != nil {
-		return false
-	}
-	var missing []string
-	for _, c := range needs {
-		raw := bytes.TrimSpace(declared[c])
-		switch {
-		case len(raw) > 0 && raw[0] == '{':
-			// declared
-		case len(raw) == 0 || bytes.Equal(raw, []byte("null")):
-			missing = append(missing, c)
-		default:
-			return false // not a capability object: mcp-go refuses the _meta
-		}
-	}
-	if len(missing) == 0 {
-		return false
-	}
-	slices.Sort(missing)
 	required := make(map[string]struct{}, len(missing))
 	for _, c := range missing {
 		required[c] = struct{}{}
@@ -81,4 +55,48 @@ func (s *Server) refuseMissingClientCapability(ctx context.Context, w http.Respo
 		"missing required client capability: "+strings.Join(missing, ", "),
 		map[string]any{"requiredCapabilities": required}))
 	return true
+}
+
+// capabilityCall decodes a tools/call this check may judge, and the client
+// capabilities its tool needs: a tool the caller may use, on a modern
+// version this server serves, with the headers and _meta mcp-go accepts.
+func (s *Server) capabilityCall(r *http.Request, g authz.Need, env envelope) (callParams, []string, bool) {
+	var call callParams
+	if len(s.clientNeeds) == 0 {
+		return call, nil, false // no tool needs one (the production build): no second decode
+	}
+	if json.Unmarshal(env.Params, &call) != nil {
+		return call, nil, false
+	}
+	needs := s.clientNeeds[call.Name]
+	if len(needs) == 0 || !g.Allows(s.needs[call.Name]) {
+		return call, nil, false
+	}
+	v := call.Meta.ProtocolVersion
+	if !mcp.IsModernProtocol(v) || !s.supports(v) || r.Header.Get(mcp.HeaderProtocolVersion) != v || call.Meta.ClientCapabilities == nil {
+		return call, nil, false
+	}
+	if mcp.ValidateStandardHeaders(r.Header.Get, v, mcp.MethodToolsCall, env.Params) != nil {
+		return call, nil, false
+	}
+	return call, needs, true
+}
+
+// missingCapabilities returns, sorted, the needed capabilities the request
+// does not declare. ok is false when a declaration is not a capability
+// object: mcp-go refuses that _meta itself.
+func missingCapabilities(needs []string, declared map[string]json.RawMessage) (missing []string, ok bool) {
+	for _, c := range needs {
+		raw := bytes.TrimSpace(declared[c])
+		switch {
+		case len(raw) > 0 && raw[0] == '{':
+			// declared
+		case len(raw) == 0 || bytes.Equal(raw, []byte("null")):
+			missing = append(missing, c)
+		default:
+			return nil, false
+		}
+	}
+	slices.Sort(missing)
+	return missing, true
 }

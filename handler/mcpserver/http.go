@@ -87,61 +87,79 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // with a 4xx and a JSON-RPC error body, so mcp-go only ever sees
 // well-formed input.
 func (s *Server) checkEnvelope(w http.ResponseWriter, r *http.Request, body []byte) (envelope, bool) {
+	env, bad := decodeEnvelope(body)
+	if bad == nil {
+		bad = checkMessage(env)
+	}
+	if bad != nil {
+		writeRPCError(w, http.StatusBadRequest, bad.id, bad.code, bad.msg)
+		return env, false
+	}
+	return env, true
+}
+
+// envelopeError says why a body is not one well-formed JSON-RPC message,
+// with the id to echo (nil when there is none to trust).
+type envelopeError struct {
+	id   any
+	code int
+	msg  string
+}
+
+// decodeEnvelope decodes one JSON-RPC message object: not an empty body,
+// a batch, invalid JSON or another JSON value.
+func decodeEnvelope(body []byte) (envelope, *envelopeError) {
 	var env envelope
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
-		writeRPCError(w, http.StatusBadRequest, nil, mcp.PARSE_ERROR, "empty request body")
-		return env, false
+		return env, &envelopeError{nil, mcp.PARSE_ERROR, "empty request body"}
 	}
 	if trimmed[0] == '[' {
-		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "batch requests are not supported")
-		return env, false
+		return env, &envelopeError{nil, mcp.INVALID_REQUEST, "batch requests are not supported"}
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
-			writeRPCError(w, http.StatusBadRequest, nil, mcp.PARSE_ERROR, "request body is not valid JSON")
-			return env, false
+			return env, &envelopeError{nil, mcp.PARSE_ERROR, "request body is not valid JSON"}
 		}
-		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "request is not a JSON-RPC message object")
-		return env, false
+		return env, &envelopeError{nil, mcp.INVALID_REQUEST, "request is not a JSON-RPC message object"}
 	}
-	// The id is decoded only to be echoed in an error: on the hot path its
-	// first byte says enough (the body is valid JSON by now).
+	return env, nil
+}
+
+// checkMessage checks a decoded message's members: the version, the id's
+// type, and a request's method and params or a response's result or error.
+func checkMessage(env envelope) *envelopeError {
 	hasID := len(bytes.TrimSpace(env.ID)) > 0
-	var id any
-	if hasID {
-		switch c := bytes.TrimSpace(env.ID)[0]; {
-		case c == '"' || c == '-' || ('0' <= c && c <= '9'):
-			id = env.ID
-		}
-	}
 	if env.JSONRPC != mcp.JSONRPC_VERSION {
-		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, `jsonrpc must be "2.0"`)
-		return env, false
+		return &envelopeError{validID(env.ID), mcp.INVALID_REQUEST, `jsonrpc must be "2.0"`}
 	}
-	if hasID && id == nil {
-		writeRPCError(w, http.StatusBadRequest, nil, mcp.INVALID_REQUEST, "id must be a string or a number")
-		return env, false
+	if hasID && !plainID(env.ID) {
+		return &envelopeError{nil, mcp.INVALID_REQUEST, "id must be a string or a number"}
 	}
 	if env.Method == nil {
 		// A response from the client. A stateless server sends no requests,
 		// but mcp-go answers these (202) itself.
 		if !hasID || (len(env.Result) == 0 && len(env.Error) == 0) {
-			writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, "message has no method")
-			return env, false
+			return &envelopeError{validID(env.ID), mcp.INVALID_REQUEST, "message has no method"}
 		}
-		return env, true
+		return nil
 	}
 	if *env.Method == "" || len(*env.Method) > 128 {
-		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, "method must be a non-empty string")
-		return env, false
+		return &envelopeError{validID(env.ID), mcp.INVALID_REQUEST, "method must be a non-empty string"}
 	}
 	if p := bytes.TrimSpace(env.Params); len(p) > 0 && p[0] != '{' && !bytes.Equal(p, []byte("null")) {
-		writeRPCError(w, http.StatusBadRequest, validID(env.ID), mcp.INVALID_REQUEST, "params must be an object")
-		return env, false
+		return &envelopeError{validID(env.ID), mcp.INVALID_REQUEST, "params must be an object"}
 	}
-	return env, true
+	return nil
+}
+
+// plainID reports whether a present id is a string or a number. It is
+// decoded only to be echoed in an error: on the hot path its first byte
+// says enough (the body is valid JSON by now).
+func plainID(raw json.RawMessage) bool {
+	c := bytes.TrimSpace(raw)[0]
+	return c == '"' || c == '-' || ('0' <= c && c <= '9')
 }
 
 // validID returns the id as mcp-go will echo it (a string or a float64), or

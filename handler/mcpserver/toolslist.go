@@ -117,25 +117,39 @@ func rawID(raw json.RawMessage) []byte {
 // listEra decides whether a tools/list request has the plain form, and if
 // so which era's answer it gets: "" for legacy, else the modern version.
 func (s *Server) listEra(h http.Header, params json.RawMessage) (string, bool) {
-	headerVersion := h.Get(mcp.HeaderProtocolVersion)
-	p := bytes.TrimSpace(params)
-	var meta json.RawMessage
-	if len(p) > 0 && !bytes.Equal(p, []byte("null")) && !isEmptyObject(p) {
-		var lp listParams
-		if !decodeStrict(p, &lp) {
-			return "", false // a cursor, or something else mcp-go should judge
-		}
-		meta = bytes.TrimSpace(lp.Meta)
+	meta, ok := plainListMeta(params)
+	if !ok {
+		return "", false
 	}
 	if len(meta) == 0 || bytes.Equal(meta, []byte("null")) {
 		// Legacy era: a missing header or any handshake-era version we
 		// serve, and mcp-go's answer does not depend on which.
-		if headerVersion == "" || (s.supports(headerVersion) && !mcp.IsModernProtocol(headerVersion)) {
-			return "", true
-		}
-		return "", false
+		v := h.Get(mcp.HeaderProtocolVersion)
+		return "", v == "" || (s.supports(v) && !mcp.IsModernProtocol(v))
 	}
+	return s.modernListVersion(h, meta)
+}
 
+// plainListMeta returns the _meta of tools/list params that hold nothing
+// else (none at all: no _meta); ok is false for a cursor or anything else
+// mcp-go should judge.
+func plainListMeta(params json.RawMessage) (json.RawMessage, bool) {
+	p := bytes.TrimSpace(params)
+	if len(p) == 0 || bytes.Equal(p, []byte("null")) || isEmptyObject(p) {
+		return nil, true
+	}
+	var lp listParams
+	if !decodeStrict(p, &lp) {
+		return nil, false
+	}
+	return bytes.TrimSpace(lp.Meta), true
+}
+
+// modernListVersion returns the version of a 2026-07-28-era tools/list
+// whose _meta and headers are the plain form: the version this server
+// serves in both, the method header, no resumption, and a capabilities
+// object mcp-go accepts.
+func (s *Server) modernListVersion(h http.Header, meta json.RawMessage) (string, bool) {
 	var m listMeta
 	if !decodeStrict(meta, &m) {
 		return "", false
@@ -144,7 +158,7 @@ func (s *Server) listEra(h http.Header, params json.RawMessage) (string, bool) {
 	if json.Unmarshal(m.ProtocolVersion, &version) != nil || !mcp.IsModernProtocol(version) {
 		return "", false
 	}
-	if headerVersion != version || !s.supports(version) {
+	if h.Get(mcp.HeaderProtocolVersion) != version || !s.supports(version) {
 		return "", false
 	}
 	if h.Get(mcp.HeaderLastEventID) != "" || h.Get(mcp.HeaderMethod) != string(mcp.MethodToolsList) {
