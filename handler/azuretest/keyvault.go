@@ -277,45 +277,68 @@ func (lw *loggingWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter
 // handle answers r and returns the status it sent (0 for a closed
 // connection). It fills in req.Authenticated before answering.
 func (kv *KeyVault) handle(w http.ResponseWriter, r *http.Request, req *Request) int {
-	kv.mu.Lock()
-	mode := kv.mode
-	kv.mu.Unlock()
-	switch mode {
-	case Unavailable:
-		return kvError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "The service is unavailable (azuretest).", "")
-	case Closed:
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			conn.Close()
-			return 0
-		}
-		panic(http.ErrAbortHandler) // closes the connection where hijacking is impossible (HTTP/2)
+	if status, failed := kv.failure(w); failed {
+		return status
 	}
-
-	if r.Host != kv.host && r.Host != kv.host+":443" {
-		// A client that ignored the vault's name would not pass the SDK's
-		// challenge check against a real vault either.
-		return kvError(w, http.StatusBadRequest, "BadParameter", "Unknown host "+r.Host+".", "")
-	}
-	if req.APIVersion == "" {
-		return kvError(w, http.StatusBadRequest, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.", "")
-	}
-	token, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !hasBearer || token == "" || !kv.accept(token) {
-		// The challenge tells the client which authority and resource to
-		// get a token for.
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="https://login.microsoftonline.com/%s", resource="%s"`,
-			kv.opts.TenantID, KeyVaultResource))
-		msg := "AKV10000: Request is missing a Bearer or PoP token."
-		if hasBearer {
-			msg = "AKV10032: Invalid issuer or token."
-		}
-		return kvError(w, http.StatusUnauthorized, "Unauthorized", msg, "")
+	if status, refused := kv.refuse(w, r, req); refused {
+		return status
 	}
 	req.Authenticated = true
 	if r.Method != http.MethodGet {
 		return kvError(w, http.StatusMethodNotAllowed, "BadParameter", "The stand-in serves only GET.", "")
 	}
+	return kv.route(w, r)
+}
 
+// failure answers as the vault's failure mode says, and reports whether
+// there was one.
+func (kv *KeyVault) failure(w http.ResponseWriter) (status int, failed bool) {
+	kv.mu.Lock()
+	mode := kv.mode
+	kv.mu.Unlock()
+	switch mode {
+	case Unavailable:
+		return kvError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "The service is unavailable (azuretest).", ""), true
+	case Closed:
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+			return 0, true
+		}
+		panic(http.ErrAbortHandler) // closes the connection where hijacking is impossible (HTTP/2)
+	}
+	return 0, false
+}
+
+// refuse answers a request for another host, without an api-version or
+// without an accepted bearer token (with the challenge), and reports
+// whether it did.
+func (kv *KeyVault) refuse(w http.ResponseWriter, r *http.Request, req *Request) (status int, refused bool) {
+	if r.Host != kv.host && r.Host != kv.host+":443" {
+		// A client that ignored the vault's name would not pass the SDK's
+		// challenge check against a real vault either.
+		return kvError(w, http.StatusBadRequest, "BadParameter", "Unknown host "+r.Host+".", ""), true
+	}
+	if req.APIVersion == "" {
+		return kvError(w, http.StatusBadRequest, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.", ""), true
+	}
+	token, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if hasBearer && token != "" && kv.accept(token) {
+		return 0, false
+	}
+	// The challenge tells the client which authority and resource to get
+	// a token for.
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="https://login.microsoftonline.com/%s", resource="%s"`,
+		kv.opts.TenantID, KeyVaultResource))
+	msg := "AKV10000: Request is missing a Bearer or PoP token."
+	if hasBearer {
+		msg = "AKV10032: Invalid issuer or token."
+	}
+	return kvError(w, http.StatusUnauthorized, "Unauthorized", msg, ""), true
+}
+
+// route serves /secrets/{name}[/], /secrets/{name}/{version} and
+// /secrets/{name}/versions.
+func (kv *KeyVault) route(w http.ResponseWriter, r *http.Request) int {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if len(parts) == 3 && parts[2] == "" {
 		parts = parts[:2] // /secrets/{name}/ means the latest version

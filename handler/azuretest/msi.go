@@ -237,51 +237,17 @@ func (m *ManagedIdentity) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeMSIError(w, http.StatusMethodNotAllowed, "Only GET is supported.")
 		return
 	}
-	// The header proves the caller runs inside the app (SSRF protection).
-	got := r.Header.Get("X-IDENTITY-HEADER")
-	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(m.opts.Header)) != 1 {
-		m.refuse(w, http.StatusBadRequest, "The X-IDENTITY-HEADER header is missing or invalid.")
+	resource, clientID, problem := m.readTokenRequest(r)
+	if problem != "" {
+		m.refuse(w, http.StatusBadRequest, problem)
 		return
 	}
-	q := r.URL.Query()
-	if v := q.Get("api-version"); v != MSIAPIVersion {
-		m.refuse(w, http.StatusBadRequest, fmt.Sprintf("The api-version %q is not supported; use %s.", v, MSIAPIVersion))
+	id, ok := m.identity(clientID)
+	if !ok {
+		m.refuse(w, http.StatusBadRequest, "Unable to load the proper Managed Identity.")
 		return
 	}
-	resource := q.Get("resource")
-	if resource == "" {
-		m.refuse(w, http.StatusBadRequest, "The resource query parameter is required.")
-		return
-	}
-	if q.Get("principal_id") != "" || q.Get("mi_res_id") != "" || q.Get("object_id") != "" {
-		m.refuse(w, http.StatusBadRequest, "The stand-in selects user-assigned identities by client_id only.")
-		return
-	}
-	id := m.opts.SystemAssigned
-	clientID := q.Get("client_id")
-	if clientID != "" {
-		found := false
-		for _, ua := range m.opts.UserAssigned {
-			if strings.EqualFold(ua.ClientID, clientID) {
-				id, found = ua, true
-				break
-			}
-		}
-		if !found {
-			m.refuse(w, http.StatusBadRequest, "Unable to load the proper Managed Identity.")
-			return
-		}
-	}
-
-	now := m.opts.Now()
-	exp := now.Add(m.opts.Lifetime).Truncate(time.Second)
-	var token string
-	var err error
-	if m.opts.Mint != nil {
-		token, err = m.opts.Mint(id, resource, exp)
-	} else {
-		token, err = m.mint(id, resource, now, exp)
-	}
+	token, exp, err := m.issue(id, resource)
 	if err != nil {
 		writeMSIError(w, http.StatusInternalServerError, "minting the token failed: "+err.Error())
 		return
@@ -300,6 +266,56 @@ func (m *ManagedIdentity) serveToken(w http.ResponseWriter, r *http.Request) {
 		"token_type":   "Bearer",
 		"client_id":    id.ClientID,
 	})
+}
+
+// readTokenRequest reads the resource and client_id of a token request,
+// or says what is wrong with it (the identity header, the api-version, a
+// missing resource, an identity selector the stand-in does not know).
+func (m *ManagedIdentity) readTokenRequest(r *http.Request) (resource, clientID, problem string) {
+	// The header proves the caller runs inside the app (SSRF protection).
+	got := r.Header.Get("X-IDENTITY-HEADER")
+	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(m.opts.Header)) != 1 {
+		return "", "", "The X-IDENTITY-HEADER header is missing or invalid."
+	}
+	q := r.URL.Query()
+	if v := q.Get("api-version"); v != MSIAPIVersion {
+		return "", "", fmt.Sprintf("The api-version %q is not supported; use %s.", v, MSIAPIVersion)
+	}
+	resource = q.Get("resource")
+	if resource == "" {
+		return "", "", "The resource query parameter is required."
+	}
+	if q.Get("principal_id") != "" || q.Get("mi_res_id") != "" || q.Get("object_id") != "" {
+		return "", "", "The stand-in selects user-assigned identities by client_id only."
+	}
+	return resource, q.Get("client_id"), ""
+}
+
+// identity is the identity a request gets: the user-assigned one with
+// clientID, or the system-assigned one when clientID is empty.
+func (m *ManagedIdentity) identity(clientID string) (Identity, bool) {
+	if clientID == "" {
+		return m.opts.SystemAssigned, true
+	}
+	for _, ua := range m.opts.UserAssigned {
+		if strings.EqualFold(ua.ClientID, clientID) {
+			return ua, true
+		}
+	}
+	return Identity{}, false
+}
+
+// issue mints a token for id and resource, with Options.Mint when set,
+// expiring after the configured lifetime.
+func (m *ManagedIdentity) issue(id Identity, resource string) (string, time.Time, error) {
+	now := m.opts.Now()
+	exp := now.Add(m.opts.Lifetime).Truncate(time.Second)
+	if m.opts.Mint != nil {
+		token, err := m.opts.Mint(id, resource, exp)
+		return token, exp, err
+	}
+	token, err := m.mint(id, resource, now, exp)
+	return token, exp, err
 }
 
 func (m *ManagedIdentity) refuse(w http.ResponseWriter, status int, msg string) {
