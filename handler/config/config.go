@@ -208,7 +208,7 @@ func Load(getenv func(string) string) (*Config, error) {
 
 	portText := strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
 	if portText == "" {
-		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: required (set by the Functions host; use -dev to run locally without it)")
+		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: required (set by the Functions host; run locally without it with go run ./handler/dev)")
 	}
 	c.Port, err = strconv.Atoi(portText)
 	if err != nil || c.Port < 1 || c.Port > 65535 {
