@@ -42,7 +42,8 @@ type Env struct {
 // ListenAddr returns where dev mode listens: addr when it was given on the
 // command line (explicit), else 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT when
 // the Functions host (Core Tools, or the stand-in CI runs) started the
-// handler, else addr, the default. So the dev command with no flags runs under the host.
+// handler, else addr, the default. So the dev command with no flags runs
+// under the host.
 func ListenAddr(addr string, explicit bool, getenv func(string) string) (string, error) {
 	port := strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
 	if explicit || port == "" {
