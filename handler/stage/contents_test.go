@@ -31,6 +31,7 @@ func TestOnlyTheDevStagingHoldsDevMode(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // two links at once: most of the test's time
 			bin := filepath.Join(dir, c.name)
 			// Unstripped, as Stage builds it but with the symbol table kept.
 			if err := buildHandler(moduleRoot, bin, c.opts, false); err != nil {
