@@ -492,41 +492,69 @@ type keyVersion struct {
 // unexpired ones, and reads each: newest first, except that versions not
 // valid yet go last so that they never seal.
 func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error) {
-	name := l.opts.SealingKeyName
-	what := fmt.Sprintf("secret %q (%s)", name, EnvSealingKeyName)
-	now := l.opts.Now()
+	what := fmt.Sprintf("secret %q (%s)", l.opts.SealingKeyName, EnvSealingKeyName)
+	versions, err := l.listKeyVersions(ctx, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	sortKeyVersions(versions)
+	if len(versions) == 0 || versions[0].pending {
+		return nil, nil, fmt.Errorf("%s has no enabled, unexpired and currently valid version", what)
+	}
+	keys, ids, err := l.readKeys(ctx, what, versions)
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := seal.NewRing(keys...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return ring, ids, nil
+}
 
+// listKeyVersions lists the sealing-key secret's versions worth loading,
+// in Key Vault's order (none in particular).
+func (l *vaultLoader) listKeyVersions(ctx context.Context, what string) ([]keyVersion, error) {
+	now := l.opts.Now()
 	var versions []keyVersion
-	pager := l.client.NewListSecretPropertiesVersionsPager(name, nil)
+	pager := l.client.NewListSecretPropertiesVersionsPager(l.opts.SealingKeyName, nil)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return nil, nil, opError("list versions of "+what, err)
+			return nil, opError("list versions of "+what, err)
 		}
 		for _, p := range page.Value {
-			if p == nil || p.ID == nil || p.Attributes == nil {
-				continue
-			}
-			a := p.Attributes
-			if a.Enabled == nil || !*a.Enabled {
-				continue
-			}
-			if a.Expires != nil && !a.Expires.After(now) {
-				continue
-			}
-			kv := keyVersion{id: p.ID.Version(), pending: a.NotBefore != nil && a.NotBefore.After(now)}
-			switch {
-			case a.Created != nil:
-				kv.created = *a.Created
-			case a.Updated != nil:
-				kv.created = *a.Updated
-			}
-			if kv.id != "" {
+			if kv, ok := usableVersion(p, now); ok {
 				versions = append(versions, kv)
 			}
 		}
 	}
-	// Key Vault lists versions in no particular order.
+	return versions, nil
+}
+
+// usableVersion reports whether the listed version p is enabled and
+// unexpired at now, and describes it.
+func usableVersion(p *azsecrets.SecretProperties, now time.Time) (keyVersion, bool) {
+	if p == nil || p.ID == nil || p.Attributes == nil {
+		return keyVersion{}, false
+	}
+	a := p.Attributes
+	if a.Enabled == nil || !*a.Enabled || (a.Expires != nil && !a.Expires.After(now)) {
+		return keyVersion{}, false
+	}
+	kv := keyVersion{id: p.ID.Version(), pending: a.NotBefore != nil && a.NotBefore.After(now)}
+	switch {
+	case a.Created != nil:
+		kv.created = *a.Created
+	case a.Updated != nil:
+		kv.created = *a.Updated
+	}
+	return kv, kv.id != ""
+}
+
+// sortKeyVersions puts the versions valid now first, newest first, then
+// the pending ones.
+func sortKeyVersions(versions []keyVersion) {
 	slices.SortFunc(versions, func(a, b keyVersion) int {
 		if a.pending != b.pending {
 			if a.pending {
@@ -539,14 +567,13 @@ func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error
 		}
 		return strings.Compare(a.id, b.id) // only for a stable order
 	})
-	if len(versions) == 0 || versions[0].pending {
-		return nil, nil, fmt.Errorf("%s has no enabled, unexpired and currently valid version", what)
-	}
+}
 
-	var keys [][]byte
-	var ids []string
+// readKeys reads the key of each version, in order, and returns the
+// distinct keys with the versions they came from.
+func (l *vaultLoader) readKeys(ctx context.Context, what string, versions []keyVersion) (keys [][]byte, ids []string, err error) {
 	for _, kv := range versions {
-		resp, err := l.client.GetSecret(ctx, name, kv.id, nil)
+		resp, err := l.client.GetSecret(ctx, l.opts.SealingKeyName, kv.id, nil)
 		if err != nil {
 			return nil, nil, opError(fmt.Sprintf("read %s version %s", what, kv.id), err)
 		}
@@ -564,11 +591,7 @@ func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error
 		keys = append(keys, k)
 		ids = append(ids, kv.id)
 	}
-	ring, err := seal.NewRing(keys...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return ring, ids, nil
+	return keys, ids, nil
 }
 
 // decodeKey decodes one base64 32-byte key (standard or URL alphabet,
