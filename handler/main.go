@@ -70,14 +70,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprintln(stderr, "configuration error:", err)
 			return 2
 		}
-		listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))
+		listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Server.Port))
 	}
 
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.Server.LogLevel}))
 	opts := app.Options{Config: cfg, Version: version(), Logger: log, HTTPClient: client}
 	var rt *app.Runtime
 	if !*dev {
-		rt, err = app.StartRuntime(ctx, app.RuntimeOptions{Config: cfg, Getenv: getenv, Version: version(), Logger: log})
+		rt, err = app.StartRuntime(ctx, app.RuntimeOptions{Config: cfg, Version: version(), Logger: log})
 		if err != nil {
 			fmt.Fprintln(stderr, "start-up error:", err)
 			return 1

@@ -61,12 +61,6 @@ const (
 	// registry's budget (oauthclients.DefaultMaxPending, 8 MiB at most)
 	// evict the oldest.
 	registerRate = 20
-	// tools/call per caller (tenant and object id), unless
-	// TOOL_CALLS_PER_MINUTE and TOOL_CALLS_BURST say otherwise: five a
-	// second sustained and a hundred at once is more than a person and an
-	// agent working together make, and MCP requires a limit.
-	toolCallsPerMinute = 300
-	toolCallsBurst     = 100
 )
 
 // Options are what the handler is built from.
@@ -77,13 +71,14 @@ type Options struct {
 	// HTTPClient fetches the issuer's keys; nil uses the verifier's default.
 	// Dev mode and tests pass one that trusts the stand-in's certificate.
 	HTTPClient *http.Client
-	// Redis is used instead of opening Config.RedisURL when set.
+	// Redis is used instead of opening Config.Redis.URL when set.
 	Redis redis.UniversalClient
-	// Sealer seals sign-in state in Redis; nil uses Config.SealingKeys.
+	// Sealer seals sign-in state in Redis; nil uses
+	// Config.Secrets.SealingKeys.
 	// With Key Vault it is the secrets store, whose keys rotate.
 	Sealer store.Sealer
 	// MSALCredential authenticates the app to Entra; nil builds one from
-	// Config.ClientSecret.
+	// Config.Secrets.ClientSecret.
 	MSALCredential *confidential.Credential
 	// AzureCredential gets tokens for Azure resources (Redis with
 	// REDIS_AUTH=entra); the managed identity in Azure.
@@ -158,7 +153,7 @@ func New(opts Options) (*App, error) {
 
 	a := &App{Verifier: verifier, redis: opts.Redis}
 	if a.redis == nil {
-		rdb, provider, err := openRedis(cfg, opts.AzureCredential, log)
+		rdb, provider, err := openRedis(cfg.Redis, opts.AzureCredential, log)
 		if err != nil {
 			return nil, err
 		}
@@ -171,17 +166,17 @@ func New(opts Options) (*App, error) {
 
 	sealer := opts.Sealer
 	if sealer == nil {
-		if cfg.SealingKeys == nil {
+		if cfg.Secrets.SealingKeys == nil {
 			return nil, fmt.Errorf("no sealing keys: set TOKEN_SEALING_KEYS or KEY_VAULT_URI")
 		}
-		sealer = cfg.SealingKeys
+		sealer = cfg.Secrets.SealingKeys
 	}
 	var sessionOpts []store.SessionsOption
 	switch {
-	case cfg.ReuseGrace < 0:
+	case cfg.SignIn.ReuseGrace < 0:
 		sessionOpts = append(sessionOpts, store.WithReuseGrace(0))
-	case cfg.ReuseGrace > 0:
-		sessionOpts = append(sessionOpts, store.WithReuseGrace(cfg.ReuseGrace))
+	case cfg.SignIn.ReuseGrace > 0:
+		sessionOpts = append(sessionOpts, store.WithReuseGrace(cfg.SignIn.ReuseGrace))
 	}
 	sessions := store.NewSessions(a.redis, sealer, sessionOpts...)
 	limit := func(name string, rate int, per time.Duration, burst int) *store.Limiter {
@@ -190,12 +185,12 @@ func New(opts Options) (*App, error) {
 	var cred confidential.Credential
 	if opts.MSALCredential != nil {
 		cred = *opts.MSALCredential
-	} else if cred, err = confidential.NewCredFromSecret(cfg.ClientSecret); err != nil {
+	} else if cred, err = confidential.NewCredFromSecret(cfg.Secrets.ClientSecret); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("build sign-in credential: %w", err)
 	}
 	a.SignIn, err = signin.New(signin.Options{
-		PublicBaseURL: cfg.PublicBaseURL,
+		PublicBaseURL: cfg.Server.PublicBaseURL,
 		Entra:         cfg.Entra,
 		Credential:    cred,
 		HTTPClient:    httpClient,
@@ -208,7 +203,7 @@ func New(opts Options) (*App, error) {
 			Failures: limit("refused", failureRate, time.Minute, failureBurst),
 			Refresh:  limit("refresh", refreshRate, time.Minute, refreshBurst),
 		},
-		AllowedReturnURLs: cfg.ReturnURLs,
+		AllowedReturnURLs: cfg.SignIn.ReturnURLs,
 		Logger:            log,
 		Events:            eventsOf(tel),
 	})
@@ -234,17 +229,17 @@ func New(opts Options) (*App, error) {
 
 	metrics := mcpserver.NewMetrics()
 	var taskOpts []store.TasksOption
-	if cfg.TaskBytesPerTenant > 0 {
-		taskOpts = append(taskOpts, store.WithMaxBytes(cfg.TaskBytesPerTenant))
+	if cfg.Limits.TaskBytesPerTenant > 0 {
+		taskOpts = append(taskOpts, store.WithMaxBytes(cfg.Limits.TaskBytesPerTenant))
 	}
 	deps := tools.Deps{
 		Tasks:    store.NewTasks(a.redis, taskOpts...),
 		Sessions: a.SignIn,
 		Graph: &tools.Graph{
 			Tokens:     oboClient,
-			BaseURL:    cfg.GraphBaseURL,
-			Scope:      cfg.GraphScope,
-			HTTPClient: graphClient(opts.HTTPClient, tel, cfg.GraphBaseURL),
+			BaseURL:    cfg.Graph.BaseURL,
+			Scope:      cfg.Graph.Scope,
+			HTTPClient: graphClient(opts.HTTPClient, tel, cfg.Graph.BaseURL),
 		},
 		Version: opts.Version,
 		Stats: func(ctx context.Context) any {
@@ -259,8 +254,8 @@ func New(opts Options) (*App, error) {
 		Logger:  log,
 		Metrics: metrics,
 		Events:  eventsOf(tel),
-		Limiter: limit("tools", cmp.Or(cfg.ToolCallsPerMinute, toolCallsPerMinute), time.Minute,
-			cmp.Or(cfg.ToolCallsBurst, toolCallsBurst)),
+		Limiter: limit("tools", cmp.Or(cfg.Limits.ToolCallsPerMinute, config.DefaultToolCallsPerMinute), time.Minute,
+			cmp.Or(cfg.Limits.ToolCallsBurst, config.DefaultToolCallsBurst)),
 	})
 	if err != nil {
 		a.Close()
@@ -269,17 +264,17 @@ func New(opts Options) (*App, error) {
 
 	authServer := cfg.Entra.Issuer()
 	var front httpapi.OAuth
-	if cfg.AuthMode != config.AuthModeEntra {
+	if cfg.OAuth.Mode != config.AuthModeEntra {
 		if err := a.buildOAuth(cfg, sealer, limit, opts.pendingRegistrations, log, eventsOf(tel)); err != nil {
 			a.Close()
 			return nil, err
 		}
-		authServer, front = cfg.PublicBaseURL, a.OAuth
+		authServer, front = cfg.Server.PublicBaseURL, a.OAuth
 	}
 
 	a.Handler = httpapi.New(httpapi.Options{
-		PublicBaseURL:        cfg.PublicBaseURL,
-		AllowedOrigins:       cfg.AllowedOrigins,
+		PublicBaseURL:        cfg.Server.PublicBaseURL,
+		AllowedOrigins:       cfg.Server.AllowedOrigins,
 		AuthorizationServers: []string{authServer},
 		OAuth:                front,
 		Scopes:               []string{cfg.Entra.Scope()},
@@ -289,7 +284,7 @@ func New(opts Options) (*App, error) {
 		Version:              opts.Version,
 		Logger:               log,
 		Telemetry:            telemetryOf(tel),
-		ClientIP:             cfg.ClientIP,
+		ClientIP:             cfg.Server.ClientIP,
 		Health:               (&health{redis: a.redis, verifier: verifier}).Check,
 	})
 	return a, nil
@@ -300,8 +295,8 @@ func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(str
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:                   a.redis,
-		AllowLoopback:           cfg.AllowLoopbackClients,
-		ExtraRedirectSchemes:    cfg.ExtraRedirectSchemes,
+		AllowLoopback:           cfg.OAuth.AllowLoopbackClients,
+		ExtraRedirectSchemes:    cfg.OAuth.ExtraRedirectSchemes,
 		MaxPendingRegistrations: pendingRegistrations,
 		Logger:                  log,
 	})
@@ -309,8 +304,8 @@ func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(str
 		return fmt.Errorf("build OAuth client registry: %w", err)
 	}
 	a.OAuth, err = oauthserver.New(oauthserver.Options{
-		Issuer:        cfg.PublicBaseURL,
-		Resource:      cfg.PublicBaseURL + httpapi.PathMCP,
+		Issuer:        cfg.Server.PublicBaseURL,
+		Resource:      cfg.Server.PublicBaseURL + httpapi.PathMCP,
 		Scope:         cfg.Entra.Scope(),
 		Clients:       a.clients,
 		SignIn:        a.SignIn,

@@ -37,7 +37,6 @@ type Runtime struct {
 // RuntimeOptions are what StartRuntime reads.
 type RuntimeOptions struct {
 	Config  *config.Config
-	Getenv  func(string) string
 	Version string
 	Logger  *slog.Logger
 	// KeyVaultClient configures the Key Vault client's HTTP pipeline; tests
@@ -48,14 +47,14 @@ type RuntimeOptions struct {
 // StartRuntime builds the runtime for production mode. Reading Key Vault
 // retries for a bounded time; its error is one line naming the setting.
 func StartRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
-	cfg, getenv, version, log := o.Config, o.Getenv, o.Version, o.Logger
+	cfg, version, log := o.Config, o.Version, o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	rt := &Runtime{}
-	aadTelemetry := cfg.AppInsightsConnectionString != "" && cfg.AppInsightsAuthentication != ""
-	if cfg.KeyVault.URI != "" || cfg.ClientAuth == "managed-identity" || cfg.RedisAuth == "entra" || aadTelemetry {
-		cred, err := azcred.New(azcred.Options{Getenv: getenv})
+	if cfg.Secrets.KeyVault.URI != "" || cfg.Secrets.ClientAuth == config.ClientAuthManagedIdentity ||
+		cfg.Redis.Auth == config.RedisAuthEntra || cfg.Telemetry.AADAuthentication() {
+		cred, err := azcred.New(azcred.Options{ManagedIdentity: cfg.Identity.Managed, ClientID: cfg.Identity.ClientID})
 		if err != nil {
 			return nil, err
 		}
@@ -63,12 +62,12 @@ func StartRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	}
 
 	tel, err := telemetry.New(telemetry.Options{
-		ConnectionString:     cfg.AppInsightsConnectionString,
-		AuthenticationString: cfg.AppInsightsAuthentication,
+		ConnectionString:     cfg.Telemetry.ConnectionString,
+		AuthenticationString: cfg.Telemetry.Authentication,
 		Credential:           rt.Credential,
-		RoleName:             getenv("WEBSITE_SITE_NAME"),
+		RoleName:             cfg.Telemetry.RoleName,
 		Version:              version,
-		BaseURL:              cfg.PublicBaseURL,
+		BaseURL:              cfg.Server.PublicBaseURL,
 		Logger:               log,
 	})
 	if err != nil {
@@ -76,26 +75,26 @@ func StartRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	}
 	rt.Telemetry = tel
 
-	if tel.Enabled() && o.KeyVaultClient.Transport == nil && cfg.KeyVault.URI != "" {
+	kv := cfg.Secrets.KeyVault
+	if tel.Enabled() && o.KeyVaultClient.Transport == nil && kv.URI != "" {
 		// Key Vault reads are dependencies in telemetry.
 		o.KeyVaultClient.Transport = &http.Client{Timeout: 30 * time.Second,
-			Transport: tel.Transport(http.DefaultTransport, map[string]string{hostOf(cfg.KeyVault.URI): telemetry.TypeKeyVault})}
+			Transport: tel.Transport(http.DefaultTransport, map[string]string{hostOf(kv.URI): telemetry.TypeKeyVault})}
 	}
 
-	secretless := cfg.ClientAuth == "managed-identity"
-	clientSecret := cfg.ClientSecret
-	rt.Sealer = cfg.SealingKeys
-	if cfg.KeyVault.URI != "" {
+	secretless := cfg.Secrets.ClientAuth == config.ClientAuthManagedIdentity
+	clientSecret := cfg.Secrets.ClientSecret
+	rt.Sealer = cfg.Secrets.SealingKeys
+	if kv.URI != "" {
 		st, err := secrets.New(ctx, secrets.Options{
 			Settings: secrets.Settings{
-				VaultURI:         cfg.KeyVault.URI,
-				ClientSecretName: cfg.KeyVault.ClientSecretName,
-				SealingKeyName:   cfg.KeyVault.SealingKeyName,
+				VaultURI:         kv.URI,
+				ClientSecretName: kv.ClientSecretName,
+				SealingKeyName:   kv.SealingKeyName,
 			},
 			Secretless:    secretless,
 			Credential:    rt.Credential,
 			ClientOptions: o.KeyVaultClient,
-			Getenv:        getenv,
 			Logger:        log,
 		})
 		if err != nil {
