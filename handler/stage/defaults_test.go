@@ -56,3 +56,20 @@ func TestDefaultsAreDefinedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestInfraSealingKeyNameIsTheDefault: infra/ creates the sealing key
+// under the name the handler reads by default, since it leaves
+// KEY_VAULT_SEALING_KEY_NAME unset.
+func TestInfraSealingKeyNameIsTheDefault(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(moduleRoot, "infra", "main.bicep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^var sealingKeySecretName = '([^']*)'`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("infra/main.bicep: no sealingKeySecretName")
+	}
+	if string(m[1]) != config.DefaultSealingKeyName {
+		t.Errorf("infra/ creates the sealing key as %q, the handler reads %q", m[1], config.DefaultSealingKeyName)
+	}
+}
