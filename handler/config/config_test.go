@@ -548,3 +548,29 @@ func TestSecretsFromTheEnvironment(t *testing.T) {
 		}
 	})
 }
+
+// TestEachSettingIsReadOnce: Load asks for each setting at most once, so
+// no two parts of it can read one setting differently.
+func TestEachSettingIsReadOnce(t *testing.T) {
+	secretMode := azureEnv()
+	delete(secretMode, "KEY_VAULT_URI")
+	delete(secretMode, "ENTRA_CLIENT_AUTH")
+	secretMode["ENTRA_CLIENT_SECRET"] = "secret"
+	secretMode["TOKEN_SEALING_KEYS"] = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w="
+	for name, env := range map[string]map[string]string{"key vault": azureEnv(), "secrets in the environment": secretMode} {
+		t.Run(name, func(t *testing.T) {
+			reads := map[string]int{}
+			if _, err := Load(func(k string) string { reads[k]++; return env[k] }); err != nil {
+				t.Fatal(err)
+			}
+			for k, n := range reads {
+				if n > 1 {
+					t.Errorf("%s read %d times", k, n)
+				}
+			}
+			if len(reads) == 0 {
+				t.Error("nothing read")
+			}
+		})
+	}
+}
