@@ -30,8 +30,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "configuration error:", err)
 		return 2
 	}
-	log := serve.Logger(stdout, cfg.LogLevel)
-	rt, err := app.StartRuntime(ctx, app.RuntimeOptions{Config: cfg, Getenv: getenv, Version: serve.Version(), Logger: log})
+	log := serve.Logger(stdout, cfg.Server.LogLevel)
+	rt, err := app.StartRuntime(ctx, app.RuntimeOptions{Config: cfg, Version: serve.Version(), Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "start-up error:", err)
 		return 1
@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer a.Close()
 	err = serve.Run(ctx, serve.Options{
 		// The Functions host reaches the handler on loopback only.
-		Addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
+		Addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Server.Port)),
 		App:   a,
 		Log:   log,
 		Flush: rt.Telemetry.Flush,

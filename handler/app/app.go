@@ -61,12 +61,6 @@ const (
 	// registry's budget (oauthclients.DefaultMaxPending, 8 MiB at most)
 	// evict the oldest.
 	registerRate = 20
-	// tools/call per caller (tenant and object id), unless
-	// TOOL_CALLS_PER_MINUTE and TOOL_CALLS_BURST say otherwise: five a
-	// second sustained and a hundred at once is more than a person and an
-	// agent working together make, and MCP requires a limit.
-	toolCallsPerMinute = 300
-	toolCallsBurst     = 100
 )
 
 // Options are what the handler is built from.
@@ -77,13 +71,14 @@ type Options struct {
 	// HTTPClient fetches the issuer's keys; nil uses the verifier's default.
 	// Dev mode and tests pass one that trusts the stand-in's certificate.
 	HTTPClient *http.Client
-	// Redis is used instead of opening Config.RedisURL when set.
+	// Redis is used instead of opening Config.Redis.URL when set.
 	Redis redis.UniversalClient
-	// Sealer seals sign-in state in Redis; nil uses Config.SealingKeys.
+	// Sealer seals sign-in state in Redis; nil uses
+	// Config.Secrets.SealingKeys.
 	// With Key Vault it is the secrets store, whose keys rotate.
 	Sealer store.Sealer
 	// MSALCredential authenticates the app to Entra; nil builds one from
-	// Config.ClientSecret.
+	// Config.Secrets.ClientSecret.
 	MSALCredential *confidential.Credential
 	// AzureCredential gets tokens for Azure resources (Redis with
 	// REDIS_AUTH=entra); the managed identity in Azure.
@@ -116,214 +111,313 @@ type App struct {
 // on first use or by Warm, and Redis is dialled on first use, so start-up
 // is fast and survives a Redis outage.
 func New(opts Options) (*App, error) {
-	cfg := opts.Config
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	b := newBuilder(opts)
+	a := &App{}
+	if err := b.build(a); err != nil {
+		a.Close()
+		return nil, err
 	}
-	started := time.Now()
-	tel := opts.Telemetry
-	if !tel.Enabled() {
-		tel = nil
-	}
-	// Calls to Entra (keys, MSAL) are dependencies in telemetry.
-	httpClient := opts.HTTPClient
-	if tel != nil {
-		base := http.DefaultTransport
-		hc := &http.Client{Timeout: 30 * time.Second}
-		if httpClient != nil {
-			c := *httpClient
-			hc = &c
-			if c.Transport != nil {
-				base = c.Transport
-			}
-		}
-		hc.Transport = tel.Transport(base, map[string]string{hostOf(cfg.Entra.AuthorityHost): telemetry.TypeEntra})
-		httpClient = hc
-	}
+	return a, nil
+}
 
-	verifier, err := entra.NewVerifier(entra.Config{
-		AuthorityHost:  cfg.Entra.AuthorityHost,
-		TenantID:       cfg.Entra.TenantID,
-		ClientID:       cfg.Entra.ClientID,
-		AppIDURI:       cfg.Entra.AppIDURI,
-		AllowedTenants: cfg.Entra.AllowedTenants,
-		TokenVersion:   cfg.Entra.TokenVersion,
-		HTTPClient:     httpClient,
-		Logger:         log,
+// builder holds what every part of the handler is built with.
+type builder struct {
+	opts    Options
+	cfg     *config.Config
+	log     *slog.Logger
+	tel     *telemetry.Client // nil: no telemetry
+	started time.Time
+	// entraClient calls Entra (keys, MSAL), reported as a dependency.
+	entraClient *http.Client
+}
+
+func newBuilder(opts Options) *builder {
+	b := &builder{opts: opts, cfg: opts.Config, log: opts.Logger, tel: opts.Telemetry, started: time.Now()}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if !b.tel.Enabled() {
+		b.tel = nil
+	}
+	b.entraClient = b.tracedClient(opts.HTTPClient, 30*time.Second, b.cfg.Entra.AuthorityHost, telemetry.TypeEntra)
+	return b
+}
+
+// build assembles a, one part after another: each part is built from
+// the ones before it.
+func (b *builder) build(a *App) error {
+	var err error
+	if a.Verifier, err = b.verifier(); err != nil {
+		return err
+	}
+	if err := b.redis(a); err != nil {
+		return err
+	}
+	sealer, err := b.sealer()
+	if err != nil {
+		return err
+	}
+	cred, err := b.msalCredential()
+	if err != nil {
+		return err
+	}
+	if a.SignIn, err = b.signIn(a, sealer, cred); err != nil {
+		return err
+	}
+	if a.MCP, err = b.mcp(a, sealer, cred); err != nil {
+		return err
+	}
+	if b.cfg.OAuth.Mode != config.AuthModeEntra {
+		if err := b.oauth(a, sealer); err != nil {
+			return err
+		}
+	}
+	a.Handler = b.handler(a)
+	return nil
+}
+
+// verifier checks the access tokens of every request.
+func (b *builder) verifier() (*entra.Verifier, error) {
+	e := b.cfg.Entra
+	v, err := entra.NewVerifier(entra.Config{
+		AuthorityHost:  e.AuthorityHost,
+		TenantID:       e.TenantID,
+		ClientID:       e.ClientID,
+		AppIDURI:       e.AppIDURI,
+		AllowedTenants: e.AllowedTenants,
+		TokenVersion:   e.TokenVersion,
+		HTTPClient:     b.entraClient,
+		Logger:         b.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build token verifier: %w", err)
 	}
+	return v, nil
+}
 
-	a := &App{Verifier: verifier, redis: opts.Redis}
-	if a.redis == nil {
-		rdb, provider, err := openRedis(cfg, opts.AzureCredential, log)
-		if err != nil {
-			return nil, err
-		}
-		a.redisAuth = provider
-		if tel != nil {
-			rdb.AddHook(tel.RedisHook(hostOf("redis://" + rdb.Options().Addr)))
-		}
-		a.redis, a.ownRedis = rdb, true
+// redis is the given client, or one opened from the configuration, whose
+// commands are then dependencies in telemetry.
+func (b *builder) redis(a *App) error {
+	if b.opts.Redis != nil {
+		a.redis = b.opts.Redis
+		return nil
 	}
+	rdb, provider, err := openRedis(b.cfg.Redis, b.opts.AzureCredential, b.log)
+	if err != nil {
+		return err
+	}
+	if b.tel != nil {
+		rdb.AddHook(b.tel.RedisHook(hostOf("redis://" + rdb.Options().Addr)))
+	}
+	a.redis, a.ownRedis, a.redisAuth = rdb, true, provider
+	return nil
+}
 
-	sealer := opts.Sealer
-	if sealer == nil {
-		if cfg.SealingKeys == nil {
-			return nil, fmt.Errorf("no sealing keys: set TOKEN_SEALING_KEYS or KEY_VAULT_URI")
-		}
-		sealer = cfg.SealingKeys
+// sealer is the given one (the Key Vault store, whose keys rotate), else
+// the keys from the environment.
+func (b *builder) sealer() (store.Sealer, error) {
+	if b.opts.Sealer != nil {
+		return b.opts.Sealer, nil
 	}
-	var sessionOpts []store.SessionsOption
-	switch {
-	case cfg.ReuseGrace < 0:
-		sessionOpts = append(sessionOpts, store.WithReuseGrace(0))
-	case cfg.ReuseGrace > 0:
-		sessionOpts = append(sessionOpts, store.WithReuseGrace(cfg.ReuseGrace))
+	if b.cfg.Secrets.SealingKeys == nil {
+		return nil, fmt.Errorf("no sealing keys: set TOKEN_SEALING_KEYS or KEY_VAULT_URI")
 	}
-	sessions := store.NewSessions(a.redis, sealer, sessionOpts...)
-	limit := func(name string, rate int, per time.Duration, burst int) *store.Limiter {
-		return store.NewLimiter(a.redis, name, rate, per, burst, store.WithLimiterLogger(log))
+	return b.cfg.Secrets.SealingKeys, nil
+}
+
+// msalCredential is the given one, else the client secret from the
+// environment.
+func (b *builder) msalCredential() (confidential.Credential, error) {
+	if b.opts.MSALCredential != nil {
+		return *b.opts.MSALCredential, nil
 	}
-	var cred confidential.Credential
-	if opts.MSALCredential != nil {
-		cred = *opts.MSALCredential
-	} else if cred, err = confidential.NewCredFromSecret(cfg.ClientSecret); err != nil {
-		a.Close()
-		return nil, fmt.Errorf("build sign-in credential: %w", err)
+	cred, err := confidential.NewCredFromSecret(b.cfg.Secrets.ClientSecret)
+	if err != nil {
+		return cred, fmt.Errorf("build sign-in credential: %w", err)
 	}
-	a.SignIn, err = signin.New(signin.Options{
-		PublicBaseURL: cfg.PublicBaseURL,
-		Entra:         cfg.Entra,
+	return cred, nil
+}
+
+// limiter counts a rate limit in Redis.
+func (b *builder) limiter(a *App, name string, rate int, per time.Duration, burst int) *store.Limiter {
+	return store.NewLimiter(a.redis, name, rate, per, burst, store.WithLimiterLogger(b.log))
+}
+
+// sessions keeps sign-in flows, codes, MSAL caches and refresh handles.
+func (b *builder) sessions(a *App, sealer store.Sealer) *store.Sessions {
+	var opts []store.SessionsOption
+	switch grace := b.cfg.SignIn.ReuseGrace; {
+	case grace < 0:
+		opts = append(opts, store.WithReuseGrace(0))
+	case grace > 0:
+		opts = append(opts, store.WithReuseGrace(grace))
+	}
+	return store.NewSessions(a.redis, sealer, opts...)
+}
+
+// signIn serves /auth/*.
+func (b *builder) signIn(a *App, sealer store.Sealer, cred confidential.Credential) (*signin.Service, error) {
+	s, err := signin.New(signin.Options{
+		PublicBaseURL: b.cfg.Server.PublicBaseURL,
+		Entra:         b.cfg.Entra,
 		Credential:    cred,
-		HTTPClient:    httpClient,
-		Sessions:      sessions,
+		HTTPClient:    b.entraClient,
+		Sessions:      b.sessions(a, sealer),
 		Sealer:        sealer,
-		IDTokens:      verifier,
+		IDTokens:      a.Verifier,
 		Limits: signin.Limits{
-			SignIn:   limit("signin", signInRate, time.Minute, signInBurst),
-			Callback: limit("callback", callbackRate, time.Minute, callbackBurst),
-			Failures: limit("refused", failureRate, time.Minute, failureBurst),
-			Refresh:  limit("refresh", refreshRate, time.Minute, refreshBurst),
+			SignIn:   b.limiter(a, "signin", signInRate, time.Minute, signInBurst),
+			Callback: b.limiter(a, "callback", callbackRate, time.Minute, callbackBurst),
+			Failures: b.limiter(a, "refused", failureRate, time.Minute, failureBurst),
+			Refresh:  b.limiter(a, "refresh", refreshRate, time.Minute, refreshBurst),
 		},
-		AllowedReturnURLs: cfg.ReturnURLs,
-		Logger:            log,
-		Events:            eventsOf(tel),
+		AllowedReturnURLs: b.cfg.SignIn.ReturnURLs,
+		Logger:            b.log,
+		Events:            eventsOf(b.tel),
 	})
 	if err != nil {
-		a.Close()
 		return nil, fmt.Errorf("build sign-in: %w", err)
 	}
+	return s, nil
+}
 
-	oboClient, err := obo.New(obo.Options{
-		Authority:   cfg.Entra.AuthorityHost + "/" + cfg.Entra.TenantID,
-		ClientID:    cfg.Entra.ClientID,
+// onBehalfOf gets Graph tokens for my_profile on behalf of the caller.
+func (b *builder) onBehalfOf(a *App, sealer store.Sealer, cred confidential.Credential) (*obo.Client, error) {
+	e := b.cfg.Entra
+	c, err := obo.New(obo.Options{
+		Authority:   e.AuthorityHost + "/" + e.TenantID,
+		ClientID:    e.ClientID,
 		Credential:  cred,
-		HTTPClient:  httpClient,
-		PublicCloud: cfg.Entra.AuthorityHost == config.DefaultAuthorityHost,
+		HTTPClient:  b.entraClient,
+		PublicCloud: e.AuthorityHost == config.DefaultAuthorityHost,
 		Redis:       a.redis,
 		Ring:        sealer,
-		Logger:      log,
+		Logger:      b.log,
 	})
 	if err != nil {
-		a.Close()
 		return nil, fmt.Errorf("build on-behalf-of client: %w", err)
 	}
+	return c, nil
+}
 
-	metrics := mcpserver.NewMetrics()
-	var taskOpts []store.TasksOption
-	if cfg.TaskBytesPerTenant > 0 {
-		taskOpts = append(taskOpts, store.WithMaxBytes(cfg.TaskBytesPerTenant))
+// mcp is the MCP endpoint with every tool.
+func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential) (*mcpserver.Server, error) {
+	oboClient, err := b.onBehalfOf(a, sealer, cred)
+	if err != nil {
+		return nil, err
 	}
-	deps := tools.Deps{
+	metrics := mcpserver.NewMetrics()
+	limits := b.cfg.Limits
+	return mcpserver.New(mcpserver.Options{
+		Name:    "entra-mcp-functions",
+		Version: b.opts.Version,
+		Tools:   tools.All(b.toolDeps(a, oboClient, metrics)),
+		RoleMap: b.cfg.RoleMap,
+		Logger:  b.log,
+		Metrics: metrics,
+		Events:  eventsOf(b.tel),
+		Limiter: b.limiter(a, "tools", cmp.Or(limits.ToolCallsPerMinute, config.DefaultToolCallsPerMinute), time.Minute,
+			cmp.Or(limits.ToolCallsBurst, config.DefaultToolCallsBurst)),
+	})
+}
+
+// toolDeps are the stores and clients the tools use.
+func (b *builder) toolDeps(a *App, oboClient *obo.Client, metrics *mcpserver.Metrics) tools.Deps {
+	var taskOpts []store.TasksOption
+	if n := b.cfg.Limits.TaskBytesPerTenant; n > 0 {
+		taskOpts = append(taskOpts, store.WithMaxBytes(n))
+	}
+	g := b.cfg.Graph
+	return tools.Deps{
 		Tasks:    store.NewTasks(a.redis, taskOpts...),
 		Sessions: a.SignIn,
 		Graph: &tools.Graph{
 			Tokens:     oboClient,
-			BaseURL:    cfg.GraphBaseURL,
-			Scope:      cfg.GraphScope,
-			HTTPClient: graphClient(opts.HTTPClient, tel, cfg.GraphBaseURL),
+			BaseURL:    g.BaseURL,
+			Scope:      g.Scope,
+			HTTPClient: b.tracedClient(b.opts.HTTPClient, 10*time.Second, g.BaseURL, telemetry.TypeGraph),
 		},
-		Version: opts.Version,
+		Version: b.opts.Version,
 		Stats: func(ctx context.Context) any {
-			return a.stats(ctx, started, opts.Version, metrics)
+			return a.stats(ctx, b.started, b.opts.Version, metrics)
 		},
 	}
-	a.MCP, err = mcpserver.New(mcpserver.Options{
-		Name:    "entra-mcp-functions",
-		Version: opts.Version,
-		Tools:   tools.All(deps),
-		RoleMap: cfg.RoleMap,
-		Logger:  log,
-		Metrics: metrics,
-		Events:  eventsOf(tel),
-		Limiter: limit("tools", cmp.Or(cfg.ToolCallsPerMinute, toolCallsPerMinute), time.Minute,
-			cmp.Or(cfg.ToolCallsBurst, toolCallsBurst)),
-	})
-	if err != nil {
-		a.Close()
-		return nil, err
-	}
-
-	authServer := cfg.Entra.Issuer()
-	var front httpapi.OAuth
-	if cfg.AuthMode != config.AuthModeEntra {
-		if err := a.buildOAuth(cfg, sealer, limit, opts.pendingRegistrations, log, eventsOf(tel)); err != nil {
-			a.Close()
-			return nil, err
-		}
-		authServer, front = cfg.PublicBaseURL, a.OAuth
-	}
-
-	a.Handler = httpapi.New(httpapi.Options{
-		PublicBaseURL:        cfg.PublicBaseURL,
-		AllowedOrigins:       cfg.AllowedOrigins,
-		AuthorizationServers: []string{authServer},
-		OAuth:                front,
-		Scopes:               []string{cfg.Entra.Scope()},
-		Verifier:             verifier,
-		MCP:                  a.MCP,
-		SignIn:               a.SignIn,
-		Version:              opts.Version,
-		Logger:               log,
-		Telemetry:            telemetryOf(tel),
-		ClientIP:             cfg.ClientIP,
-		Health:               (&health{redis: a.redis, verifier: verifier}).Check,
-	})
-	return a, nil
 }
 
-// buildOAuth builds the authorization-server front of proxy mode.
-func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *store.Limiter, pendingRegistrations int, log *slog.Logger, ev events) error {
+// oauth builds the authorization-server front of proxy mode.
+func (b *builder) oauth(a *App, sealer store.Sealer) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:                   a.redis,
-		AllowLoopback:           cfg.AllowLoopbackClients,
-		ExtraRedirectSchemes:    cfg.ExtraRedirectSchemes,
-		MaxPendingRegistrations: pendingRegistrations,
-		Logger:                  log,
+		AllowLoopback:           b.cfg.OAuth.AllowLoopbackClients,
+		ExtraRedirectSchemes:    b.cfg.OAuth.ExtraRedirectSchemes,
+		MaxPendingRegistrations: b.opts.pendingRegistrations,
+		Logger:                  b.log,
 	})
 	if err != nil {
 		return fmt.Errorf("build OAuth client registry: %w", err)
 	}
+	base := b.cfg.Server.PublicBaseURL
 	a.OAuth, err = oauthserver.New(oauthserver.Options{
-		Issuer:        cfg.PublicBaseURL,
-		Resource:      cfg.PublicBaseURL + httpapi.PathMCP,
-		Scope:         cfg.Entra.Scope(),
+		Issuer:        base,
+		Resource:      base + httpapi.PathMCP,
+		Scope:         b.cfg.Entra.Scope(),
 		Clients:       a.clients,
 		SignIn:        a.SignIn,
 		Sealer:        sealer,
-		Limiter:       limit("oauth", oauthRate, time.Second, oauthBurst),
-		Registrations: limit("register", registerRate, time.Hour, registerRate),
-		Logger:        log,
-		Events:        ev,
+		Limiter:       b.limiter(a, "oauth", oauthRate, time.Second, oauthBurst),
+		Registrations: b.limiter(a, "register", registerRate, time.Hour, registerRate),
+		Logger:        b.log,
+		Events:        eventsOf(b.tel),
 	})
 	if err != nil {
 		return fmt.Errorf("build OAuth front: %w", err)
 	}
 	return nil
+}
+
+// handler is the HTTP front: routes and guards before every part. In
+// entra mode (no OAuth front) Protected Resource Metadata names Entra.
+func (b *builder) handler(a *App) http.Handler {
+	authServer := b.cfg.Entra.Issuer()
+	var front httpapi.OAuth
+	if a.OAuth != nil {
+		authServer, front = b.cfg.Server.PublicBaseURL, a.OAuth
+	}
+	return httpapi.New(httpapi.Options{
+		PublicBaseURL:        b.cfg.Server.PublicBaseURL,
+		AllowedOrigins:       b.cfg.Server.AllowedOrigins,
+		AuthorizationServers: []string{authServer},
+		OAuth:                front,
+		Scopes:               []string{b.cfg.Entra.Scope()},
+		Verifier:             a.Verifier,
+		MCP:                  a.MCP,
+		SignIn:               a.SignIn,
+		Version:              b.opts.Version,
+		Logger:               b.log,
+		Telemetry:            telemetryOf(b.tel),
+		ClientIP:             b.cfg.Server.ClientIP,
+		Health:               (&health{redis: a.redis, verifier: a.Verifier}).Check,
+	})
+}
+
+// tracedClient is base (or a client with timeout when nil), reporting its
+// calls to the host of target as dependencies of kind in telemetry.
+func (b *builder) tracedClient(base *http.Client, timeout time.Duration, target, kind string) *http.Client {
+	if b.tel == nil {
+		return base
+	}
+	hc := &http.Client{Timeout: timeout}
+	if base != nil {
+		c := *base
+		hc = &c
+	}
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	hc.Transport = b.tel.Transport(rt, map[string]string{hostOf(target): kind})
+	return hc
 }
 
 // events is what signin and mcpserver report custom events (and
@@ -347,24 +441,6 @@ func telemetryOf(tel *telemetry.Client) httpapi.Telemetry {
 		return nil
 	}
 	return tel
-}
-
-// graphClient is the HTTP client for Microsoft Graph: the given one (dev
-// mode's trusts the stand-in), reported as a Graph dependency.
-func graphClient(base *http.Client, tel *telemetry.Client, graphURL string) *http.Client {
-	hc := &http.Client{Timeout: 10 * time.Second}
-	if base != nil {
-		c := *base
-		hc = &c
-	}
-	if tel != nil {
-		rt := hc.Transport
-		if rt == nil {
-			rt = http.DefaultTransport
-		}
-		hc.Transport = tel.Transport(rt, map[string]string{hostOf(graphURL): telemetry.TypeGraph})
-	}
-	return hc
 }
 
 // hostOf returns the host:port of a URL, or the URL itself.

@@ -64,12 +64,10 @@ func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 		t.Fatal(err)
 	}
 	cfg := &config.Config{
-		PublicBaseURL: st.base,
-		RoleMap:       authz.DefaultRoleMap(),
-		ClientSecret:  devidp.DefaultClientSecret,
-		SealingKeys:   ring,
-		ReturnURLs:    []string{"http://127.0.0.1:9/return"},
-		ClientIP:      clientip.Policy{Header: clientip.DefaultHeader},
+		Server:  config.Server{PublicBaseURL: st.base, ClientIP: clientip.Policy{Header: clientip.DefaultHeader}},
+		RoleMap: authz.DefaultRoleMap(),
+		Secrets: config.Secrets{ClientSecret: devidp.DefaultClientSecret, SealingKeys: ring},
+		SignIn:  config.SignIn{ReturnURLs: []string{"http://127.0.0.1:9/return"}},
 	}
 	if adjust != nil {
 		adjust(cfg, &idpOpts)
@@ -80,7 +78,7 @@ func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 	}
 	t.Cleanup(func() { idp.Close() })
 	st.idp = idp
-	cfg.GraphBaseURL, cfg.GraphScope = idp.GraphBaseURL(), config.DefaultGraphScope
+	cfg.Graph = config.Graph{BaseURL: idp.GraphBaseURL(), Scope: config.DefaultGraphScope}
 	cfg.Entra = config.Entra{
 		TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
 		AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID(),
@@ -347,8 +345,8 @@ func TestHealthSaysWhichDependencyFails(t *testing.T) {
 // names this server as the authorization server, entra names Entra's v2
 // issuer; neither takes the host from the request.
 func TestProtectedResourceMetadata(t *testing.T) {
-	for _, mode := range []string{"", config.AuthModeProxy, config.AuthModeEntra} {
-		st := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.AuthMode = mode })
+	for _, mode := range []config.AuthMode{"", config.AuthModeProxy, config.AuthModeEntra} {
+		st := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.OAuth.Mode = mode })
 		wantAS := st.base
 		if mode == config.AuthModeEntra {
 			wantAS = st.idp.Issuer()
@@ -563,7 +561,7 @@ func TestEveryRouteIsServed(t *testing.T) {
 func TestCORSIsOnePolicy(t *testing.T) {
 	const app = "https://app.example.com"
 	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) {
-		c.AllowedOrigins = []string{app}
+		c.Server.AllowedOrigins = []string{app}
 	})
 	preflight := func(path, origin string) reply {
 		return st.do(t, http.MethodOptions, path, "", map[string]string{"Origin": origin,

@@ -37,7 +37,6 @@ type Runtime struct {
 // RuntimeOptions are what StartRuntime reads.
 type RuntimeOptions struct {
 	Config  *config.Config
-	Getenv  func(string) string
 	Version string
 	Logger  *slog.Logger
 	// KeyVaultClient configures the Key Vault client's HTTP pipeline; tests
@@ -45,70 +44,104 @@ type RuntimeOptions struct {
 	KeyVaultClient azcore.ClientOptions
 }
 
-// StartRuntime builds the runtime for production mode. Reading Key Vault
-// retries for a bounded time; its error is one line naming the setting.
+// StartRuntime builds the runtime for production mode: the managed
+// identity, then telemetry (which may need it), then the secrets (whose
+// reads telemetry reports), then the credential MSAL signs in with.
+// Reading Key Vault retries for a bounded time; its error is one line
+// naming the setting.
 func StartRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
-	cfg, getenv, version, log := o.Config, o.Getenv, o.Version, o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	rt := &Runtime{}
-	aadTelemetry := cfg.AppInsightsConnectionString != "" && cfg.AppInsightsAuthentication != ""
-	if cfg.KeyVault.URI != "" || cfg.ClientAuth == "managed-identity" || cfg.RedisAuth == "entra" || aadTelemetry {
-		cred, err := azcred.New(azcred.Options{Getenv: getenv})
-		if err != nil {
-			return nil, err
-		}
-		rt.Credential = cred
-	}
-
-	tel, err := telemetry.New(telemetry.Options{
-		ConnectionString:     cfg.AppInsightsConnectionString,
-		AuthenticationString: cfg.AppInsightsAuthentication,
-		Credential:           rt.Credential,
-		RoleName:             getenv("WEBSITE_SITE_NAME"),
-		Version:              version,
-		BaseURL:              cfg.PublicBaseURL,
-		Logger:               log,
-	})
-	if err != nil {
+	var err error
+	if rt.Credential, err = azureCredential(o.Config); err != nil {
 		return nil, err
 	}
-	rt.Telemetry = tel
-
-	if tel.Enabled() && o.KeyVaultClient.Transport == nil && cfg.KeyVault.URI != "" {
-		// Key Vault reads are dependencies in telemetry.
-		o.KeyVaultClient.Transport = &http.Client{Timeout: 30 * time.Second,
-			Transport: tel.Transport(http.DefaultTransport, map[string]string{hostOf(cfg.KeyVault.URI): telemetry.TypeKeyVault})}
+	if rt.Telemetry, err = startTelemetry(o, rt.Credential); err != nil {
+		return nil, err
 	}
-
-	secretless := cfg.ClientAuth == "managed-identity"
-	clientSecret := cfg.ClientSecret
-	rt.Sealer = cfg.SealingKeys
-	if cfg.KeyVault.URI != "" {
-		st, err := secrets.New(ctx, secrets.Options{
-			Settings: secrets.Settings{
-				VaultURI:         cfg.KeyVault.URI,
-				ClientSecretName: cfg.KeyVault.ClientSecretName,
-				SealingKeyName:   cfg.KeyVault.SealingKeyName,
-			},
-			Secretless:    secretless,
-			Credential:    rt.Credential,
-			ClientOptions: o.KeyVaultClient,
-			Getenv:        getenv,
-			Logger:        log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		rt.Secrets, rt.Sealer = st, st
-		clientSecret = st.ClientSecret()
+	if err := rt.loadSecrets(ctx, o); err != nil {
+		return nil, err
 	}
-
-	if secretless {
-		rt.MSALCredential = azcred.AssertionCredential(rt.Credential, "")
-	} else if rt.MSALCredential, err = confidential.NewCredFromSecret(clientSecret); err != nil {
-		return nil, fmt.Errorf("ENTRA_CLIENT_SECRET: %w", err)
+	if rt.MSALCredential, err = msalCredential(o.Config.Secrets, rt); err != nil {
+		return nil, err
 	}
 	return rt, nil
+}
+
+// azureCredential is the managed identity when something needs it: Key
+// Vault, secretless sign-in, Redis with Entra or telemetry with Entra.
+func azureCredential(cfg *config.Config) (azcore.TokenCredential, error) {
+	needed := cfg.Secrets.KeyVault.URI != "" || cfg.Secrets.ClientAuth == config.ClientAuthManagedIdentity ||
+		cfg.Redis.Auth == config.RedisAuthEntra || cfg.Telemetry.AADAuthentication()
+	if !needed {
+		return nil, nil
+	}
+	return azcred.New(azcred.Options{ManagedIdentity: cfg.Identity.Managed, ClientID: cfg.Identity.ClientID})
+}
+
+// startTelemetry is the Application Insights client; disabled without a
+// connection string.
+func startTelemetry(o RuntimeOptions, cred azcore.TokenCredential) (*telemetry.Client, error) {
+	t := o.Config.Telemetry
+	return telemetry.New(telemetry.Options{
+		ConnectionString:     t.ConnectionString,
+		AuthenticationString: t.Authentication,
+		Credential:           cred,
+		RoleName:             t.RoleName,
+		Version:              o.Version,
+		BaseURL:              o.Config.Server.PublicBaseURL,
+		Logger:               o.Logger,
+	})
+}
+
+// loadSecrets reads the secrets from Key Vault when there is one; else
+// the sealing keys are the environment's, as config read them.
+func (rt *Runtime) loadSecrets(ctx context.Context, o RuntimeOptions) error {
+	s := o.Config.Secrets
+	rt.Sealer = s.SealingKeys
+	if s.KeyVault.URI == "" {
+		return nil
+	}
+	client := o.KeyVaultClient
+	if rt.Telemetry.Enabled() && client.Transport == nil {
+		// Key Vault reads are dependencies in telemetry.
+		client.Transport = &http.Client{Timeout: 30 * time.Second,
+			Transport: rt.Telemetry.Transport(http.DefaultTransport, map[string]string{hostOf(s.KeyVault.URI): telemetry.TypeKeyVault})}
+	}
+	st, err := secrets.New(ctx, secrets.Options{
+		Settings: secrets.Settings{
+			VaultURI:         s.KeyVault.URI,
+			ClientSecretName: s.KeyVault.ClientSecretName,
+			SealingKeyName:   s.KeyVault.SealingKeyName,
+		},
+		Secretless:    s.ClientAuth == config.ClientAuthManagedIdentity,
+		Credential:    rt.Credential,
+		ClientOptions: client,
+		Logger:        o.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	rt.Secrets, rt.Sealer = st, st
+	return nil
+}
+
+// msalCredential is the managed identity's assertion in secretless mode,
+// else the client secret: Key Vault's when there is one, the
+// environment's otherwise.
+func msalCredential(s config.Secrets, rt *Runtime) (confidential.Credential, error) {
+	if s.ClientAuth == config.ClientAuthManagedIdentity {
+		return azcred.AssertionCredential(rt.Credential, ""), nil
+	}
+	secret := s.ClientSecret
+	if rt.Secrets != nil {
+		secret = rt.Secrets.ClientSecret()
+	}
+	cred, err := confidential.NewCredFromSecret(secret)
+	if err != nil {
+		return cred, fmt.Errorf("ENTRA_CLIENT_SECRET: %w", err)
+	}
+	return cred, nil
 }

@@ -44,18 +44,18 @@ func TestRuntimeFromKeyVaultWithManagedIdentity(t *testing.T) {
 	kv.SetSecret(config.DefaultSealingKeyName, newKey)
 	kv.SetSecret(config.DefaultClientSecretName, devidp.DefaultClientSecret)
 
-	env := msi.Env()
-	env["AZURE_CLIENT_ID"] = ident.ClientID
 	for k, v := range msi.Env() {
 		t.Setenv(k, v) // azidentity reads these from the process itself
 	}
 	cfg := &config.Config{
-		ClientAuth: "secret",
-		KeyVault:   config.KeyVault{URI: kv.URL(), ClientSecretName: config.DefaultClientSecretName, SealingKeyName: config.DefaultSealingKeyName},
+		Identity: config.Identity{Managed: true, ClientID: ident.ClientID},
+		Secrets: config.Secrets{
+			ClientAuth: config.ClientAuthSecret,
+			KeyVault:   config.KeyVault{URI: kv.URL(), ClientSecretName: config.DefaultClientSecretName, SealingKeyName: config.DefaultSealingKeyName},
+		},
 	}
 	rt, err := StartRuntime(context.Background(), RuntimeOptions{
 		Config:         cfg,
-		Getenv:         func(k string) string { return env[k] },
 		Version:        "test",
 		KeyVaultClient: azcore.ClientOptions{Transport: kv.HTTPClient()},
 	})
@@ -67,7 +67,7 @@ func TestRuntimeFromKeyVaultWithManagedIdentity(t *testing.T) {
 	}
 
 	st := newStackFull(t, storetest.Redis(t), nil, func(o *Options, _ *devidp.Server) {
-		o.Config.SealingKeys, o.Config.ClientSecret = nil, "" // nothing from the environment
+		o.Config.Secrets.SealingKeys, o.Config.Secrets.ClientSecret = nil, "" // nothing from the environment
 		o.Sealer, o.MSALCredential = rt.Sealer, &rt.MSALCredential
 	})
 	r, tk := st.exchange(t, st.signIn(t, "reader"), "")
@@ -192,8 +192,6 @@ func TestSecretlessSignIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer msi.Close()
-	env := msi.Env()
-	env["AZURE_CLIENT_ID"] = ident.ClientID
 	for k, v := range msi.Env() {
 		t.Setenv(k, v)
 	}
@@ -203,8 +201,9 @@ func TestSecretlessSignIn(t *testing.T) {
 		o.FederatedCredentials = []devidp.FederatedCredential{{Subject: ident.ObjectID}}
 	}, func(o *Options, s *devidp.Server) {
 		idp = s
-		o.Config.ClientAuth = "managed-identity"
-		rt, err := StartRuntime(context.Background(), RuntimeOptions{Config: o.Config, Getenv: func(k string) string { return env[k] }})
+		o.Config.Secrets.ClientAuth = config.ClientAuthManagedIdentity
+		o.Config.Identity = config.Identity{Managed: true, ClientID: ident.ClientID}
+		rt, err := StartRuntime(context.Background(), RuntimeOptions{Config: o.Config})
 		if err != nil {
 			t.Fatalf("runtime: %v", err)
 		}

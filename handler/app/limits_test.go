@@ -13,7 +13,7 @@ import (
 // TOOL_CALLS_BURST are what tools/call is limited by, per caller.
 func TestToolCallLimitSettingsReachTheEndpoint(t *testing.T) {
 	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) {
-		c.ToolCallsPerMinute, c.ToolCallsBurst = 1, 3
+		c.Limits.ToolCallsPerMinute, c.Limits.ToolCallsBurst = 1, 3
 	})
 	writer, reader := st.token(t, "writer"), st.token(t, "reader")
 	const whoami = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`
@@ -35,7 +35,7 @@ func TestToolCallLimitSettingsReachTheEndpoint(t *testing.T) {
 // budget create_task is refused by (64 KiB: seven tasks of 8 KB notes).
 func TestTaskBudgetSettingReachesTheStore(t *testing.T) {
 	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) {
-		c.TaskBytesPerTenant = config.MinTaskBytes
+		c.Limits.TaskBytesPerTenant = config.MinTaskBytes
 	})
 	writer := st.token(t, "writer")
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_task","arguments":{"title":"big","notes":"` +

@@ -224,8 +224,8 @@ func TestOAuthMetadata(t *testing.T) {
 		t.Error("RFC 8414 metadata: no CORS header")
 	}
 
-	entra := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.AuthMode = config.AuthModeEntra })
-	for mode, s := range map[string]*stack{config.AuthModeProxy: st, config.AuthModeEntra: entra} {
+	entra := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.OAuth.Mode = config.AuthModeEntra })
+	for mode, s := range map[config.AuthMode]*stack{config.AuthModeProxy: st, config.AuthModeEntra: entra} {
 		for _, method := range []string{http.MethodGet, http.MethodOptions} {
 			r := s.do(t, method, "/.well-known/openid-configuration", "", nil, "")
 			if r.status != http.StatusNotFound || !json.Valid(r.body) {
@@ -379,7 +379,7 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 		}
 	})
 
-	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) { c.AllowLoopbackClients = true })
+	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) { c.OAuth.AllowLoopbackClients = true })
 	c := browser(t)
 	a := st.newAuthRequest(t, good)
 	page := get(t, c, a.url(st.base))
@@ -809,7 +809,7 @@ func TestOAuthExtraRedirectSchemes(t *testing.T) {
 	st := newStack(t, storetest.Mini(t))
 	wantOAuthError(t, "cursor:// by default", st.do(t, http.MethodPost, "/oauth/register", "", nil, body), 400, "invalid_redirect_uri")
 
-	st = newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.ExtraRedirectSchemes = []string{"cursor"} })
+	st = newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.OAuth.ExtraRedirectSchemes = []string{"cursor"} })
 	id := st.register(t, "Cursor", cursor)
 	a := st.newAuthRequest(t, id)
 	a.redirect = cursor

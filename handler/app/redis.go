@@ -17,19 +17,19 @@ import (
 // the managed identity's token instead of an access key, and renews the
 // token on every pooled connection before it expires. It dials nothing:
 // the first command does.
-func openRedis(cfg *config.Config, cred azcore.TokenCredential, log *slog.Logger) (*redis.Client, *redisauth.Provider, error) {
-	opts, err := store.Options(cfg.RedisURL)
+func openRedis(cfg config.Redis, cred azcore.TokenCredential, log *slog.Logger) (*redis.Client, *redisauth.Provider, error) {
+	opts, err := store.Options(cfg.URL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open redis: %w", err)
 	}
-	if cfg.RedisAuth != "entra" {
+	if cfg.Auth != config.RedisAuthEntra {
 		return redis.NewClient(opts), nil, nil
 	}
 	if cred == nil {
 		return nil, nil, errors.New("REDIS_AUTH=entra: no Azure credential (a managed identity in Azure)")
 	}
 	// An explicit user name spares reading it from the token, unverified.
-	p, err := redisauth.New(cred, redisauth.Options{UserName: cfg.RedisUsername, Logger: log})
+	p, err := redisauth.New(cred, redisauth.Options{UserName: cfg.Username, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_AUTH=entra: %w", err)
 	}

@@ -3,9 +3,9 @@
 // credential MSAL signs users in with.
 //
 // In Azure the credential is the Function App's managed identity. Outside
-// Azure (no managed-identity endpoint in the environment) it falls back to
-// DefaultAzureCredential, which on a developer's machine is their Azure CLI
-// or Azure Developer CLI login.
+// Azure (no managed-identity endpoint, as package config reads it) it falls
+// back to DefaultAzureCredential, which on a developer's machine is their
+// Azure CLI or Azure Developer CLI login.
 //
 // # Why never AZURE_CLIENT_SECRET
 //
@@ -24,36 +24,20 @@
 //     rotate; with AssertionCredential the app registration needs no
 //     secret either.
 //
-// New therefore refuses to start when AZURE_CLIENT_SECRET is set.
+// Package config therefore refuses to start when AZURE_CLIENT_SECRET is
+// set.
 package azcred
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
-)
-
-// Environment variables New reads.
-const (
-	// EnvIdentityEndpoint is set by App Service and Azure Functions when
-	// the app has a managed identity.
-	EnvIdentityEndpoint = "IDENTITY_ENDPOINT"
-	// EnvMSIEndpoint is the older name of the managed-identity endpoint
-	// (Cloud Shell, Azure ML, older App Service).
-	EnvMSIEndpoint = "MSI_ENDPOINT"
-	// EnvClientID selects a user-assigned managed identity by its client
-	// id; empty means the system-assigned identity.
-	EnvClientID = "AZURE_CLIENT_ID"
-	// EnvClientSecret must stay unset: see the package documentation.
-	EnvClientSecret = "AZURE_CLIENT_SECRET"
 )
 
 // Token-exchange audiences: the audience of the managed-identity token
@@ -69,15 +53,20 @@ const (
 	TokenExchangeAudienceChina = "api://AzureADTokenExchangeChina"
 )
 
-// Options configures New. The zero value reads the process environment
-// and uses the Azure SDK's default HTTP transport.
+// Options configures New. The zero value is the local fallback with the
+// Azure SDK's default HTTP transport.
 type Options struct {
-	// Getenv reads the environment; os.Getenv when nil. It decides which
-	// credential New builds. Note that the managed-identity credential
-	// itself (azidentity, through MSAL) reads IDENTITY_ENDPOINT and
-	// IDENTITY_HEADER from the process environment, not through Getenv, so
-	// a test must put them there too (t.Setenv).
-	Getenv func(string) string
+	// ManagedIdentity is set when the platform offers a managed-identity
+	// endpoint (config.Identity.Managed). It decides which credential New
+	// builds. Note that the managed-identity credential itself (azidentity,
+	// through MSAL) reads IDENTITY_ENDPOINT and IDENTITY_HEADER from the
+	// process environment, so a test must put them there (t.Setenv).
+	ManagedIdentity bool
+
+	// ClientID selects a user-assigned managed identity by its client id
+	// (config.Identity.ClientID, AZURE_CLIENT_ID); empty means the
+	// system-assigned identity.
+	ClientID string
 
 	// ClientOptions configures the credential's HTTP pipeline (transport,
 	// retries, cloud). Its Transport, if set, wins over HTTPClient.
@@ -88,38 +77,24 @@ type Options struct {
 	HTTPClient *http.Client
 }
 
-// HasManagedIdentity reports whether the environment read by getenv
-// offers a managed-identity endpoint, as App Service and Functions do.
-func HasManagedIdentity(getenv func(string) string) bool {
-	return strings.TrimSpace(getenv(EnvIdentityEndpoint)) != "" || strings.TrimSpace(getenv(EnvMSIEndpoint)) != ""
-}
-
 // New returns the credential for Azure resources: the managed identity
-// (user-assigned when AZURE_CLIENT_ID is set) when the environment has a
+// (user-assigned when ClientID is set) when the platform has a
 // managed-identity endpoint, else DefaultAzureCredential for local runs.
 // Errors name the setting at fault.
 func New(opts Options) (azcore.TokenCredential, error) {
-	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if getenv(EnvClientSecret) != "" {
-		return nil, errors.New(EnvClientSecret + ": must not be set; this handler reaches Azure with its managed identity " +
-			"(or, locally, your Azure CLI login) and never with a client secret")
-	}
 	co := opts.ClientOptions
 	if co.Transport == nil && opts.HTTPClient != nil {
 		co.Transport = opts.HTTPClient
 	}
 
-	if HasManagedIdentity(getenv) {
+	if opts.ManagedIdentity {
 		mo := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: co}
-		if id := strings.TrimSpace(getenv(EnvClientID)); id != "" {
-			mo.ID = azidentity.ClientID(id)
+		if opts.ClientID != "" {
+			mo.ID = azidentity.ClientID(opts.ClientID)
 		}
 		cred, err := azidentity.NewManagedIdentityCredential(mo)
 		if err != nil {
-			return nil, fmt.Errorf("%s: managed identity credential: %w", EnvIdentityEndpoint, err)
+			return nil, fmt.Errorf("IDENTITY_ENDPOINT: managed identity credential: %w", err)
 		}
 		return cred, nil
 	}
@@ -128,8 +103,7 @@ func New(opts Options) (azcore.TokenCredential, error) {
 	if err != nil {
 		// The only configuration error DefaultAzureCredential reports is a
 		// bad AZURE_TOKEN_CREDENTIALS.
-		return nil, fmt.Errorf("no managed identity (%s unset), and the local fallback DefaultAzureCredential failed: %w",
-			EnvIdentityEndpoint, err)
+		return nil, fmt.Errorf("no managed identity (IDENTITY_ENDPOINT unset), and the local fallback DefaultAzureCredential failed: %w", err)
 	}
 	return cred, nil
 }

@@ -1,4 +1,6 @@
-// Package config reads the handler's settings from the environment.
+// Package config reads the handler's settings from the environment: it is
+// their one reader, every setting is read once, here, and the rest of the
+// handler gets typed values grouped by concern.
 //
 // Every problem is reported as an error that names the setting, so the
 // process can exit with one clear line.
@@ -8,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,24 @@ import (
 
 // Config is the handler's configuration in production mode.
 type Config struct {
+	Server    Server
+	Entra     Entra
+	Secrets   Secrets
+	Identity  Identity
+	Redis     Redis
+	Telemetry Telemetry
+	Graph     Graph
+	OAuth     OAuth
+	SignIn    SignIn
+	Limits    Limits
+
+	// RoleMap maps App Roles to grants (ROLE_MAP, JSON or quote-free),
+	// default authz.DefaultRoleMap.
+	RoleMap authz.RoleMap
+}
+
+// Server is where the handler listens and who may call it.
+type Server struct {
 	// Port is FUNCTIONS_CUSTOMHANDLER_PORT: the Functions host proxies to
 	// 127.0.0.1 on this port.
 	Port int
@@ -30,155 +49,18 @@ type Config struct {
 	// request headers.
 	PublicBaseURL string
 
-	Entra Entra
-
-	// RedisURL is REDIS_URL (redis:// or rediss://).
-	RedisURL string
-
-	// RoleMap maps App Roles to grants (ROLE_MAP, JSON), default
-	// authz.DefaultRoleMap.
-	RoleMap authz.RoleMap
-
-	// ClientAuth is how MSAL authenticates the app (ENTRA_CLIENT_AUTH):
-	// "secret" (default) or "managed-identity" (a federated credential
-	// trusting the managed identity: no secret at all).
-	ClientAuth string
-
-	// ClientSecret is ENTRA_CLIENT_SECRET, the app registration's secret
-	// MSAL signs in with, when ClientAuth is "secret" and there is no Key
-	// Vault. Never logged.
-	ClientSecret string
-
-	// SealingKeys is TOKEN_SEALING_KEYS: the key ring that seals tokens in
-	// Redis, newest key first. Nil when the keys come from Key Vault.
-	SealingKeys *seal.Ring
-
-	// KeyVault names where secrets come from in Azure; empty URI: from the
-	// environment.
-	KeyVault KeyVault
-
-	// RedisAuth is REDIS_AUTH: "" (credentials in REDIS_URL, if any) or
-	// "entra" (the managed identity's token, no access keys).
-	RedisAuth string
-
-	// RedisUsername is REDIS_USERNAME: with REDIS_AUTH=entra, the Redis user
-	// to sign in as, the managed identity's object (principal) id. Empty:
-	// read from the identity's own token.
-	RedisUsername string
-
-	// Telemetry: APPLICATIONINSIGHTS_CONNECTION_STRING and
-	// APPLICATIONINSIGHTS_AUTHENTICATION_STRING; empty turns telemetry off.
-	AppInsightsConnectionString string
-	AppInsightsAuthentication   string
-
-	// Graph is where my_profile reads the user's profile, on behalf of the
-	// user: GRAPH_BASE_URL and GRAPH_SCOPE.
-	GraphBaseURL string
-	GraphScope   string
-
-	// ReturnURLs are the addresses /auth/login may send a one-time code to
-	// (AUTH_ALLOWED_RETURN_URLS, comma-separated, compared exactly).
-	ReturnURLs []string
-
 	// AllowedOrigins are browser origins, besides the public base URL's own,
 	// that may call /mcp (MCP_ALLOWED_ORIGINS, comma-separated).
 	AllowedOrigins []string
-
-	LogLevel slog.Level
-
-	// AuthMode is MCP_AUTH_MODE: AuthModeProxy (default) or AuthModeEntra.
-	AuthMode string
-
-	// ExtraRedirectSchemes are custom URI schemes without a dot that OAuth
-	// clients may register redirect URIs with (OAUTH_EXTRA_REDIRECT_SCHEMES,
-	// comma-separated, such as "cursor"): an operator's exception to RFC
-	// 8252 §7.1, which wants reverse domain names.
-	ExtraRedirectSchemes []string
 
 	// ClientIP says which address per-address rate limits count by
 	// (CLIENT_IP_HEADER): by default X-Forwarded-For as the Functions host
 	// sets it; the zero Policy is the TCP peer.
 	ClientIP clientip.Policy
 
-	// ReuseGrace is REFRESH_REUSE_GRACE: how long a rotated refresh token
-	// presented again gets a successor instead of revoking its chain (a
-	// client whose reply was lost retries). 0 means the default
-	// (store.DefaultReuseGrace), negative means none.
-	ReuseGrace time.Duration
-
-	// ToolCallsPerMinute and ToolCallsBurst limit each caller's tools/call
-	// (TOOL_CALLS_PER_MINUTE, TOOL_CALLS_BURST); 0 (unset) means the
-	// defaults the app sets.
-	ToolCallsPerMinute int
-	ToolCallsBurst     int
-
-	// TaskBytesPerTenant is each tenant's task storage budget in bytes
-	// (TASKS_MAX_BYTES_PER_TENANT); 0 (unset) means the task store's
-	// default.
-	TaskBytesPerTenant int64
-
-	// AllowLoopbackClients lets OAuth clients' metadata documents be
-	// fetched from loopback addresses. Dev mode sets it; no setting does,
-	// so a deployment can never turn it on.
-	AllowLoopbackClients bool
+	// LogLevel is LOG_LEVEL.
+	LogLevel slog.Level
 }
-
-// Authorization modes (MCP_AUTH_MODE).
-const (
-	// AuthModeProxy: Protected Resource Metadata names this server as the
-	// authorization server, and its OAuth front (client registration,
-	// consent, PKCE) signs people in with Entra ID for any MCP client.
-	AuthModeProxy = "proxy"
-	// AuthModeEntra: Protected Resource Metadata names the Entra issuer;
-	// clients with built-in Entra support sign in there directly.
-	AuthModeEntra = "entra"
-)
-
-// schemeRE is an RFC 3986 scheme, in lower case.
-var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
-
-// ParseRedirectSchemes reads OAUTH_EXTRA_REDIRECT_SCHEMES: lower-case
-// custom schemes, never http or https.
-func ParseRedirectSchemes(v string) ([]string, error) {
-	var out []string
-	for _, sc := range strings.Split(v, ",") {
-		sc = strings.TrimSpace(sc)
-		if sc == "" {
-			continue
-		}
-		if !schemeRE.MatchString(sc) || sc == "http" || sc == "https" || len(sc) > 64 {
-			return nil, fmt.Errorf("OAUTH_EXTRA_REDIRECT_SCHEMES: %q must be a lower-case custom URI scheme such as cursor (not http or https)", sc)
-		}
-		out = append(out, sc)
-	}
-	return out, nil
-}
-
-// ParseAuthMode reads MCP_AUTH_MODE: proxy (default) or entra.
-func ParseAuthMode(v string) (string, error) {
-	switch v = strings.TrimSpace(v); v {
-	case "":
-		return AuthModeProxy, nil
-	case AuthModeProxy, AuthModeEntra:
-		return v, nil
-	}
-	return "", fmt.Errorf("MCP_AUTH_MODE: %q must be proxy or entra", v)
-}
-
-// KeyVault locates the handler's secrets in Azure Key Vault.
-type KeyVault struct {
-	URI              string // KEY_VAULT_URI
-	ClientSecretName string // KEY_VAULT_CLIENT_SECRET_NAME
-	SealingKeyName   string // KEY_VAULT_SEALING_KEY_NAME
-}
-
-// Defaults for settings with one.
-const (
-	DefaultClientSecretName = "entra-client-secret"
-	DefaultSealingKeyName   = "token-sealing-key"
-	DefaultGraphBaseURL     = "https://graph.microsoft.com"
-	DefaultGraphScope       = "https://graph.microsoft.com/User.Read"
-)
 
 // Entra is the app registration the handler accepts tokens for.
 type Entra struct {
@@ -197,55 +79,188 @@ func (e Entra) Scope() string { return e.AppIDURI + "/access_as_user" }
 // Metadata as the authorization server.
 func (e Entra) Issuer() string { return e.AuthorityHost + "/" + e.TenantID + "/v2.0" }
 
-// DefaultAuthorityHost is Entra ID in the public cloud.
-const DefaultAuthorityHost = "https://login.microsoftonline.com"
+// Secrets are how the app registration proves itself to Entra and what
+// seals tokens in Redis: from Key Vault when KeyVault.URI is set, else from
+// the environment.
+type Secrets struct {
+	// ClientAuth is how MSAL authenticates the app (ENTRA_CLIENT_AUTH).
+	ClientAuth ClientAuth
+
+	// ClientSecret is ENTRA_CLIENT_SECRET, the app registration's secret
+	// MSAL signs in with, when ClientAuth is ClientAuthSecret and there is
+	// no Key Vault. Never logged.
+	ClientSecret string
+
+	// SealingKeys is TOKEN_SEALING_KEYS: the key ring that seals tokens in
+	// Redis, newest key first. Nil when the keys come from Key Vault.
+	SealingKeys *seal.Ring
+
+	// KeyVault names where secrets come from in Azure; empty URI: from the
+	// environment.
+	KeyVault KeyVault
+}
+
+// KeyVault locates the handler's secrets in Azure Key Vault.
+type KeyVault struct {
+	URI              string // KEY_VAULT_URI
+	ClientSecretName string // KEY_VAULT_CLIENT_SECRET_NAME
+	SealingKeyName   string // KEY_VAULT_SEALING_KEY_NAME
+}
+
+// Identity is the managed identity the handler reaches Azure resources
+// with (Key Vault, Redis, telemetry, the secretless sign-in assertion).
+type Identity struct {
+	// Managed is set when the platform offers a managed-identity endpoint
+	// (IDENTITY_ENDPOINT or MSI_ENDPOINT, as App Service and Functions
+	// do); else the local fallback, the developer's Azure CLI login, is
+	// used.
+	Managed bool
+	// ClientID is AZURE_CLIENT_ID: the user-assigned identity's client id;
+	// empty means the system-assigned identity.
+	ClientID string
+}
+
+// Redis is where tokens, sign-in state and tasks are kept.
+type Redis struct {
+	// URL is REDIS_URL (redis:// or rediss://). It may hold a password:
+	// never logged.
+	URL string
+	// Auth is REDIS_AUTH: how the handler signs in to Redis.
+	Auth RedisAuth
+	// Username is REDIS_USERNAME: with RedisAuthEntra, the Redis user to
+	// sign in as, the managed identity's object (principal) id. Empty:
+	// read from the identity's own token.
+	Username string
+}
+
+// Telemetry is where Application Insights items go; an empty
+// ConnectionString turns telemetry off.
+type Telemetry struct {
+	ConnectionString string // APPLICATIONINSIGHTS_CONNECTION_STRING
+	Authentication   string // APPLICATIONINSIGHTS_AUTHENTICATION_STRING
+	// RoleName is WEBSITE_SITE_NAME, the cloud role items are reported
+	// under.
+	RoleName string
+}
+
+// AADAuthentication reports whether telemetry is sent with an Entra token
+// (which needs the managed identity).
+func (t Telemetry) AADAuthentication() bool {
+	return t.ConnectionString != "" && t.Authentication != ""
+}
+
+// Graph is where my_profile reads the user's profile, on behalf of the
+// user.
+type Graph struct {
+	BaseURL string // GRAPH_BASE_URL, no trailing slash
+	Scope   string // GRAPH_SCOPE
+}
+
+// OAuth is how MCP clients get tokens.
+type OAuth struct {
+	// Mode is MCP_AUTH_MODE.
+	Mode AuthMode
+
+	// ExtraRedirectSchemes are custom URI schemes without a dot that OAuth
+	// clients may register redirect URIs with (OAUTH_EXTRA_REDIRECT_SCHEMES,
+	// comma-separated, such as "cursor"): an operator's exception to RFC
+	// 8252 §7.1, which wants reverse domain names.
+	ExtraRedirectSchemes []string
+
+	// AllowLoopbackClients lets OAuth clients' metadata documents be
+	// fetched from loopback addresses. Dev mode sets it; no setting does,
+	// so a deployment can never turn it on.
+	AllowLoopbackClients bool
+}
+
+// SignIn is how /auth/* hands out and renews sessions.
+type SignIn struct {
+	// ReturnURLs are the addresses /auth/login may send a one-time code to
+	// (AUTH_ALLOWED_RETURN_URLS, comma-separated, compared exactly).
+	ReturnURLs []string
+
+	// ReuseGrace is REFRESH_REUSE_GRACE: how long a rotated refresh token
+	// presented again gets a successor instead of revoking its chain (a
+	// client whose reply was lost retries). 0 means the default
+	// (store.DefaultReuseGrace), negative means none.
+	ReuseGrace time.Duration
+}
+
+// Limits bound what one caller or tenant may use.
+type Limits struct {
+	// ToolCallsPerMinute and ToolCallsBurst limit each caller's tools/call
+	// (TOOL_CALLS_PER_MINUTE, TOOL_CALLS_BURST); 0 (unset) means
+	// DefaultToolCallsPerMinute and DefaultToolCallsBurst.
+	ToolCallsPerMinute int
+	ToolCallsBurst     int
+
+	// TaskBytesPerTenant is each tenant's task storage budget in bytes
+	// (TASKS_MAX_BYTES_PER_TENANT); 0 (unset) means the task store's
+	// default.
+	TaskBytesPerTenant int64
+}
 
 // Load reads the production configuration through getenv (os.Getenv in
 // main, a map in tests).
 func Load(getenv func(string) string) (*Config, error) {
 	c := &Config{}
 	var err error
-
-	portText := strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
-	if portText == "" {
-		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: required (set by the Functions host; run locally without it with go run ./handler/dev)")
+	if c.Server.Port, err = loadPort(getenv("FUNCTIONS_CUSTOMHANDLER_PORT")); err != nil {
+		return nil, err
 	}
-	c.Port, err = strconv.Atoi(portText)
-	if err != nil || c.Port < 1 || c.Port > 65535 {
-		return nil, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", portText)
+	if c.Identity, err = loadIdentity(getenv); err != nil {
+		return nil, err
 	}
-
-	if getenv("AZURE_CLIENT_SECRET") != "" {
-		// azidentity would pick it (EnvironmentCredential) over the managed
-		// identity for Key Vault, Redis and telemetry: refused in every
-		// mode, even where nothing uses azidentity yet.
-		return nil, fmt.Errorf("AZURE_CLIENT_SECRET: must not be set; the handler reaches Azure with its managed identity (the app registration's secret is ENTRA_CLIENT_SECRET)")
-	}
-	if c.PublicBaseURL, err = publicBaseURL(getenv); err != nil {
+	if c.Server.PublicBaseURL, err = publicBaseURL(getenv); err != nil {
 		return nil, err
 	}
 	if c.Entra, err = loadEntra(getenv); err != nil {
 		return nil, err
 	}
-
-	c.RedisURL = strings.TrimSpace(getenv("REDIS_URL"))
-	if c.RedisURL == "" {
-		return nil, fmt.Errorf("REDIS_URL: required (redis://host:port/db, or rediss:// for TLS)")
-	}
-	if err := CheckRedisURL(c.RedisURL); err != nil {
+	if c.Redis, err = loadRedis(getenv); err != nil {
 		return nil, err
 	}
-
-	if err := loadSecrets(c, getenv); err != nil {
+	if c.Secrets, err = loadSecrets(getenv); err != nil {
 		return nil, err
 	}
-	if err := loadAzure(c, getenv); err != nil {
+	c.Telemetry = Telemetry{
+		ConnectionString: strings.TrimSpace(getenv("APPLICATIONINSIGHTS_CONNECTION_STRING")),
+		Authentication:   strings.TrimSpace(getenv("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")),
+		RoleName:         strings.TrimSpace(getenv("WEBSITE_SITE_NAME")),
+	}
+	if c.Graph, err = loadGraph(getenv); err != nil {
 		return nil, err
 	}
 	if err := LoadChoices(c, getenv); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+func loadPort(v string) (int, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: required (set by the Functions host; run locally without it with go run ./handler/dev)")
+	}
+	port, err := strconv.Atoi(v)
+	if err != nil || port < 1 || port > 65535 {
+		return 0, fmt.Errorf("FUNCTIONS_CUSTOMHANDLER_PORT: %q is not a port number", v)
+	}
+	return port, nil
+}
+
+// loadIdentity reads which managed identity reaches Azure.
+func loadIdentity(getenv func(string) string) (Identity, error) {
+	if getenv("AZURE_CLIENT_SECRET") != "" {
+		// azidentity would pick it (EnvironmentCredential) over the managed
+		// identity for Key Vault, Redis and telemetry: refused in every
+		// mode, even where nothing uses azidentity yet.
+		return Identity{}, fmt.Errorf("AZURE_CLIENT_SECRET: must not be set; the handler reaches Azure with its managed identity (the app registration's secret is ENTRA_CLIENT_SECRET)")
+	}
+	return Identity{
+		Managed:  strings.TrimSpace(getenv("IDENTITY_ENDPOINT")) != "" || strings.TrimSpace(getenv("MSI_ENDPOINT")) != "",
+		ClientID: strings.TrimSpace(getenv("AZURE_CLIENT_ID")),
+	}, nil
 }
 
 // LoadChoices reads into c the settings that say how the handler behaves
@@ -255,32 +270,58 @@ func Load(getenv func(string) string) (*Config, error) {
 // so whatever can be set in Azure can be tried locally.
 func LoadChoices(c *Config, getenv func(string) string) error {
 	var err error
-	if c.ReturnURLs, err = ParseReturnURLs(getenv("AUTH_ALLOWED_RETURN_URLS")); err != nil {
+	if c.SignIn, err = loadSignIn(getenv); err != nil {
 		return err
 	}
 	if c.RoleMap, err = loadRoleMap(getenv("ROLE_MAP")); err != nil {
 		return err
 	}
-	if c.AllowedOrigins, err = loadOrigins(getenv("MCP_ALLOWED_ORIGINS")); err != nil {
+	if err := loadServerChoices(&c.Server, getenv); err != nil {
 		return err
 	}
-	if c.LogLevel, err = ParseLogLevel(getenv("LOG_LEVEL")); err != nil {
+	if c.OAuth.Mode, err = ParseAuthMode(getenv("MCP_AUTH_MODE")); err != nil {
 		return err
 	}
-	if c.AuthMode, err = ParseAuthMode(getenv("MCP_AUTH_MODE")); err != nil {
+	if c.OAuth.ExtraRedirectSchemes, err = ParseRedirectSchemes(getenv("OAUTH_EXTRA_REDIRECT_SCHEMES")); err != nil {
 		return err
 	}
-	if c.ExtraRedirectSchemes, err = ParseRedirectSchemes(getenv("OAUTH_EXTRA_REDIRECT_SCHEMES")); err != nil {
+	c.Limits, err = loadLimits(getenv)
+	return err
+}
+
+// loadServerChoices reads the operator's choices about callers: origins,
+// the client address and the log level.
+func loadServerChoices(s *Server, getenv func(string) string) error {
+	var err error
+	if s.AllowedOrigins, err = loadOrigins(getenv("MCP_ALLOWED_ORIGINS")); err != nil {
 		return err
 	}
-	if c.ClientIP, err = clientip.ParsePolicy(getenv("CLIENT_IP_HEADER")); err != nil {
+	if s.LogLevel, err = ParseLogLevel(getenv("LOG_LEVEL")); err != nil {
+		return err
+	}
+	if s.ClientIP, err = clientip.ParsePolicy(getenv("CLIENT_IP_HEADER")); err != nil {
 		return fmt.Errorf("CLIENT_IP_HEADER: %w", err)
 	}
-	if c.ReuseGrace, err = ParseReuseGrace(getenv("REFRESH_REUSE_GRACE")); err != nil {
-		return err
-	}
-	return loadLimits(c, getenv)
+	return nil
 }
+
+func loadSignIn(getenv func(string) string) (SignIn, error) {
+	var s SignIn
+	var err error
+	if s.ReturnURLs, err = ParseReturnURLs(getenv("AUTH_ALLOWED_RETURN_URLS")); err != nil {
+		return s, err
+	}
+	s.ReuseGrace, err = ParseReuseGrace(getenv("REFRESH_REUSE_GRACE"))
+	return s, err
+}
+
+// Defaults of TOOL_CALLS_PER_MINUTE and TOOL_CALLS_BURST: five a second
+// sustained and a hundred at once is more than a person and an agent
+// working together make, and MCP requires a limit.
+const (
+	DefaultToolCallsPerMinute = 300
+	DefaultToolCallsBurst     = 100
+)
 
 // Bounds of the limit settings: a typo of a few digits should stop
 // start-up rather than turn a limit off or make it useless.
@@ -293,17 +334,18 @@ const (
 
 // loadLimits reads the per-caller tool-call limit and the per-tenant task
 // budget. Unset settings stay 0, the defaults.
-func loadLimits(c *Config, getenv func(string) string) error {
+func loadLimits(getenv func(string) string) (Limits, error) {
+	var l Limits
 	var err error
-	if c.ToolCallsPerMinute, err = parseCount("TOOL_CALLS_PER_MINUTE", getenv("TOOL_CALLS_PER_MINUTE"), 1, MaxToolCallsPerMinute); err != nil {
-		return err
+	if l.ToolCallsPerMinute, err = parseCount("TOOL_CALLS_PER_MINUTE", getenv("TOOL_CALLS_PER_MINUTE"), 1, MaxToolCallsPerMinute); err != nil {
+		return l, err
 	}
-	if c.ToolCallsBurst, err = parseCount("TOOL_CALLS_BURST", getenv("TOOL_CALLS_BURST"), 1, MaxToolCallsBurst); err != nil {
-		return err
+	if l.ToolCallsBurst, err = parseCount("TOOL_CALLS_BURST", getenv("TOOL_CALLS_BURST"), 1, MaxToolCallsBurst); err != nil {
+		return l, err
 	}
 	n, err := parseCount("TASKS_MAX_BYTES_PER_TENANT", getenv("TASKS_MAX_BYTES_PER_TENANT"), MinTaskBytes, MaxTaskBytes)
-	c.TaskBytesPerTenant = int64(n)
-	return err
+	l.TaskBytesPerTenant = int64(n)
+	return l, err
 }
 
 // parseCount reads the setting name: empty is 0 (the default), else a
@@ -344,194 +386,27 @@ func ParseReuseGrace(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// loadSecrets reads how the app authenticates to Entra and where its
-// secrets come from: Key Vault when KEY_VAULT_URI is set, else the
-// environment.
-func loadSecrets(c *Config, getenv func(string) string) error {
-	switch c.ClientAuth = strings.TrimSpace(getenv("ENTRA_CLIENT_AUTH")); c.ClientAuth {
-	case "":
-		c.ClientAuth = "secret"
-	case "secret", "managed-identity":
-	default:
-		return fmt.Errorf("ENTRA_CLIENT_AUTH: %q must be secret or managed-identity", c.ClientAuth)
+// loadRedis reads where Redis is and how the handler signs in to it.
+func loadRedis(getenv func(string) string) (Redis, error) {
+	r := Redis{URL: strings.TrimSpace(getenv("REDIS_URL"))}
+	if r.URL == "" {
+		return r, fmt.Errorf("REDIS_URL: required (redis://host:port/db, or rediss:// for TLS)")
 	}
-	c.KeyVault = KeyVault{
-		URI:              strings.TrimSpace(getenv("KEY_VAULT_URI")),
-		ClientSecretName: orDefault(getenv("KEY_VAULT_CLIENT_SECRET_NAME"), DefaultClientSecretName),
-		SealingKeyName:   orDefault(getenv("KEY_VAULT_SEALING_KEY_NAME"), DefaultSealingKeyName),
-	}
-	if c.KeyVault.URI != "" {
-		u, err := url.Parse(c.KeyVault.URI)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil ||
-			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
-			return fmt.Errorf("KEY_VAULT_URI: %q must look like https://<name>.vault.azure.net/", c.KeyVault.URI)
-		}
-		for name, v := range map[string]string{"KEY_VAULT_CLIENT_SECRET_NAME": c.KeyVault.ClientSecretName, "KEY_VAULT_SEALING_KEY_NAME": c.KeyVault.SealingKeyName} {
-			if !secretNameRE.MatchString(v) {
-				return fmt.Errorf("%s: %q is not a Key Vault secret name (1-127 letters, digits and dashes)", name, v)
-			}
-		}
-		return nil // the values come from Key Vault at start-up
-	}
-	c.ClientSecret = getenv("ENTRA_CLIENT_SECRET")
-	if c.ClientAuth == "secret" && strings.TrimSpace(c.ClientSecret) == "" {
-		return fmt.Errorf("ENTRA_CLIENT_SECRET: required (a client secret of the app registration, for sign-in), or set KEY_VAULT_URI or ENTRA_CLIENT_AUTH=managed-identity")
-	}
-	if strings.TrimSpace(getenv("TOKEN_SEALING_KEYS")) == "" {
-		return fmt.Errorf("TOKEN_SEALING_KEYS: required (comma-separated base64 32-byte keys, newest first), or set KEY_VAULT_URI")
+	if err := CheckRedisURL(r.URL); err != nil {
+		return r, err
 	}
 	var err error
-	if c.SealingKeys, err = seal.ParseKeys(getenv("TOKEN_SEALING_KEYS")); err != nil {
-		// The error never holds key material.
-		return fmt.Errorf("TOKEN_SEALING_KEYS: %w", err)
+	if r.Auth, err = parseRedisAuth(getenv("REDIS_AUTH")); err != nil {
+		return r, err
 	}
-	return nil
-}
-
-var secretNameRE = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
-
-// loadAzure reads the settings of the Azure services around the handler.
-func loadAzure(c *Config, getenv func(string) string) error {
-	switch c.RedisAuth = strings.TrimSpace(getenv("REDIS_AUTH")); c.RedisAuth {
-	case "", "entra":
-	default:
-		return fmt.Errorf("REDIS_AUTH: %q must be empty or entra", c.RedisAuth)
+	if r.Auth == RedisAuthEntra && strings.HasPrefix(r.URL, "redis://") {
+		return r, fmt.Errorf("REDIS_AUTH: entra sends a token as the password, which needs TLS: use a rediss:// REDIS_URL")
 	}
-	if c.RedisAuth == "entra" && strings.HasPrefix(c.RedisURL, "redis://") {
-		return fmt.Errorf("REDIS_AUTH: entra sends a token as the password, which needs TLS: use a rediss:// REDIS_URL")
+	r.Username = strings.ToLower(strings.TrimSpace(getenv("REDIS_USERNAME")))
+	if r.Username != "" && (r.Auth != RedisAuthEntra || !valid.GUID(r.Username)) {
+		return r, fmt.Errorf("REDIS_USERNAME: %q must be the managed identity's object id (a GUID), with REDIS_AUTH=entra", r.Username)
 	}
-	c.RedisUsername = strings.ToLower(strings.TrimSpace(getenv("REDIS_USERNAME")))
-	if c.RedisUsername != "" && (c.RedisAuth != "entra" || !valid.GUID(c.RedisUsername)) {
-		return fmt.Errorf("REDIS_USERNAME: %q must be the managed identity's object id (a GUID), with REDIS_AUTH=entra", c.RedisUsername)
-	}
-	c.AppInsightsConnectionString = strings.TrimSpace(getenv("APPLICATIONINSIGHTS_CONNECTION_STRING"))
-	c.AppInsightsAuthentication = strings.TrimSpace(getenv("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"))
-
-	c.GraphBaseURL = strings.TrimRight(orDefault(getenv("GRAPH_BASE_URL"), DefaultGraphBaseURL), "/")
-	u, err := url.Parse(c.GraphBaseURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && valid.LoopbackHost(u.Hostname()))) {
-		return fmt.Errorf("GRAPH_BASE_URL: %q must be an https URL such as %s", c.GraphBaseURL, DefaultGraphBaseURL)
-	}
-	c.GraphScope = orDefault(getenv("GRAPH_SCOPE"), DefaultGraphScope)
-	return nil
-}
-
-func orDefault(v, def string) string {
-	if v = strings.TrimSpace(v); v != "" {
-		return v
-	}
-	return def
-}
-
-func publicBaseURL(getenv func(string) string) (string, error) {
-	if v := strings.TrimSpace(getenv("PUBLIC_BASE_URL")); v != "" {
-		u, err := url.Parse(v)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") ||
-			u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Trim(u.Path, "/") != "" {
-			return "", fmt.Errorf("PUBLIC_BASE_URL: %q must be an absolute http(s) URL with no path, query or fragment", v)
-		}
-		if u.Scheme == "http" && !valid.LoopbackHost(u.Hostname()) {
-			return "", fmt.Errorf("PUBLIC_BASE_URL: %q must use https unless the host is loopback", v)
-		}
-		return u.Scheme + "://" + u.Host, nil
-	}
-	if h := strings.TrimSpace(getenv("WEBSITE_HOSTNAME")); h != "" {
-		if strings.ContainsAny(h, "/?#@ ") {
-			return "", fmt.Errorf("WEBSITE_HOSTNAME: %q is not a host name", h)
-		}
-		return "https://" + h, nil
-	}
-	return "", fmt.Errorf("PUBLIC_BASE_URL: required when WEBSITE_HOSTNAME is not set (e.g. http://localhost:7071 for func start)")
-}
-
-// parseAllowedTenants reads ENTRA_ALLOWED_TENANTS: comma-separated tenant
-// ids, lower-cased. Empty returns nil: the app's own tenant only.
-func parseAllowedTenants(v string) ([]string, error) {
-	if strings.TrimSpace(v) == "" {
-		return nil, nil
-	}
-	var out []string
-	for _, t := range strings.Split(v, ",") {
-		t = strings.ToLower(strings.TrimSpace(t))
-		if !valid.GUID(t) {
-			return nil, fmt.Errorf("ENTRA_ALLOWED_TENANTS: %q is not a tenant id (GUID)", t)
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-func loadEntra(getenv func(string) string) (Entra, error) {
-	e := Entra{
-		TenantID: strings.TrimSpace(getenv("ENTRA_TENANT_ID")),
-		ClientID: strings.TrimSpace(getenv("ENTRA_CLIENT_ID")),
-	}
-	if e.TenantID == "" {
-		return e, fmt.Errorf("ENTRA_TENANT_ID: required (the directory (tenant) id of the app registration)")
-	}
-	if !valid.GUID(e.TenantID) {
-		return e, fmt.Errorf("ENTRA_TENANT_ID: %q is not a tenant id (GUID)", e.TenantID)
-	}
-	if e.ClientID == "" {
-		return e, fmt.Errorf("ENTRA_CLIENT_ID: required (the application (client) id of the API's app registration)")
-	}
-	if !valid.GUID(e.ClientID) {
-		return e, fmt.Errorf("ENTRA_CLIENT_ID: %q is not a client id (GUID)", e.ClientID)
-	}
-	e.TenantID = strings.ToLower(e.TenantID)
-	e.ClientID = strings.ToLower(e.ClientID)
-
-	var err error
-	if e.AuthorityHost, err = authorityHost(getenv("ENTRA_AUTHORITY_HOST")); err != nil {
-		return e, err
-	}
-
-	if e.AllowedTenants, err = parseAllowedTenants(getenv("ENTRA_ALLOWED_TENANTS")); err != nil {
-		return e, err
-	}
-	if e.AllowedTenants == nil {
-		e.AllowedTenants = []string{e.TenantID}
-	}
-
-	e.TokenVersion = 2
-	switch v := strings.TrimSpace(getenv("ENTRA_TOKEN_VERSION")); v {
-	case "", "2":
-	case "1":
-		e.TokenVersion = 1
-	default:
-		return e, fmt.Errorf("ENTRA_TOKEN_VERSION: %q must be 1 or 2", v)
-	}
-
-	e.AppIDURI = "api://" + e.ClientID
-	if v := strings.TrimSpace(getenv("ENTRA_APP_ID_URI")); v != "" {
-		u, err := url.Parse(v)
-		if err != nil || u.Scheme == "" || strings.HasSuffix(v, "/") || u.RawQuery != "" || u.Fragment != "" {
-			return e, fmt.Errorf("ENTRA_APP_ID_URI: %q must be an absolute URI without a trailing slash", v)
-		}
-		e.AppIDURI = v
-	}
-	return e, nil
-}
-
-func authorityHost(v string) (string, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return DefaultAuthorityHost, nil
-	}
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
-		return "", fmt.Errorf("ENTRA_AUTHORITY_HOST: %q must be a URL like %s", v, DefaultAuthorityHost)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !valid.LoopbackHost(u.Hostname()) {
-			return "", fmt.Errorf("ENTRA_AUTHORITY_HOST: %q: plain http is accepted only for a loopback host", v)
-		}
-	default:
-		return "", fmt.Errorf("ENTRA_AUTHORITY_HOST: %q must use https", v)
-	}
-	return u.Scheme + "://" + u.Host, nil
+	return r, nil
 }
 
 // CheckRedisURL reports whether u is a Redis URL the handler can use.
@@ -544,6 +419,13 @@ func CheckRedisURL(u string) error {
 	return nil
 }
 
+func orDefault(v, def string) string {
+	if v = strings.TrimSpace(v); v != "" {
+		return v
+	}
+	return def
+}
+
 func loadRoleMap(v string) (authz.RoleMap, error) {
 	if strings.TrimSpace(v) == "" {
 		return authz.DefaultRoleMap(), nil
@@ -553,41 +435,6 @@ func loadRoleMap(v string) (authz.RoleMap, error) {
 		return nil, fmt.Errorf("ROLE_MAP: %w", err)
 	}
 	return m, nil
-}
-
-func loadOrigins(v string) ([]string, error) {
-	var out []string
-	for _, o := range strings.Split(v, ",") {
-		o = strings.TrimSpace(o)
-		if o == "" {
-			continue
-		}
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
-			return nil, fmt.Errorf("MCP_ALLOWED_ORIGINS: %q is not an origin like https://example.com", o)
-		}
-		out = append(out, u.Scheme+"://"+u.Host)
-	}
-	return out, nil
-}
-
-// ParseReturnURLs reads AUTH_ALLOWED_RETURN_URLS: absolute https URLs (http
-// only for loopback hosts, where native apps listen), no fragments.
-func ParseReturnURLs(v string) ([]string, error) {
-	var out []string
-	for _, raw := range strings.Split(v, ",") {
-		raw = strings.TrimSpace(raw)
-		if raw == "" {
-			continue
-		}
-		u, err := url.Parse(raw)
-		if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil ||
-			(u.Scheme != "https" && !(u.Scheme == "http" && valid.LoopbackHost(u.Hostname()))) {
-			return nil, fmt.Errorf("AUTH_ALLOWED_RETURN_URLS: %q must be an https URL (http only for loopback) without a fragment", raw)
-		}
-		out = append(out, raw)
-	}
-	return out, nil
 }
 
 // ParseLogLevel reads LOG_LEVEL: debug, info (default), warn or error.

@@ -1,11 +1,23 @@
 package config
 
+import (
+	"strconv"
+
+	"github.com/entra-mcp/functions-mcp/handler/clientip"
+)
+
 // Setting is one environment variable the handler reads in production
 // mode. The list is the contract between the code, infra/ (which sets the
-// function app's settings) and local.settings.sample.json (func start);
-// the deployment tests compare all three.
+// function app's settings), local.settings.sample.json (func start) and
+// the README's Configuration table; the deployment tests compare them.
 type Setting struct {
 	Name string
+	// Default is the value an unset setting means, as it would be written,
+	// where the handler has one such value (the README's default column
+	// starts with it, and infra/main.parameters.json may only repeat it);
+	// empty where the default is none, derived (api://<client id>) or
+	// owned by another package (the task budget, the reuse grace).
+	Default string
 	// Azure: infra/ sets it on the function app from what the deployment
 	// itself creates (ids, addresses); nobody chooses it.
 	Azure bool
@@ -37,16 +49,16 @@ func Settings() []Setting {
 		{Name: "PUBLIC_BASE_URL", Local: true, Operator: true}, // empty: https://$WEBSITE_HOSTNAME
 		{Name: "ENTRA_TENANT_ID", Azure: true, Local: true},
 		{Name: "ENTRA_CLIENT_ID", Azure: true, Local: true},
-		{Name: "ENTRA_AUTHORITY_HOST", Local: true},
+		{Name: "ENTRA_AUTHORITY_HOST", Local: true, Default: DefaultAuthorityHost},
 		{Name: "ENTRA_ALLOWED_TENANTS", Operator: true},
-		{Name: "ENTRA_TOKEN_VERSION"},
+		{Name: "ENTRA_TOKEN_VERSION", Default: "2"},
 		{Name: "ENTRA_APP_ID_URI"},
-		{Name: "ENTRA_CLIENT_AUTH", Azure: true},
+		{Name: "ENTRA_CLIENT_AUTH", Azure: true, Default: string(ClientAuthSecret)},
 		{Name: "ENTRA_CLIENT_SECRET", Local: true},
 		{Name: "TOKEN_SEALING_KEYS", Local: true},
 		{Name: "KEY_VAULT_URI", Azure: true},
-		{Name: "KEY_VAULT_CLIENT_SECRET_NAME"},
-		{Name: "KEY_VAULT_SEALING_KEY_NAME"},
+		{Name: "KEY_VAULT_CLIENT_SECRET_NAME", Default: DefaultClientSecretName},
+		{Name: "KEY_VAULT_SEALING_KEY_NAME", Default: DefaultSealingKeyName},
 		{Name: "AZURE_CLIENT_ID", Azure: true},
 		{Name: "AZURE_CLIENT_SECRET"}, // read only to refuse it (azcred)
 		{Name: "REDIS_URL", Azure: true, Local: true},
@@ -54,18 +66,18 @@ func Settings() []Setting {
 		{Name: "REDIS_USERNAME", Azure: true},
 		{Name: "APPLICATIONINSIGHTS_CONNECTION_STRING", Azure: true},
 		{Name: "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", Azure: true},
-		{Name: "GRAPH_BASE_URL"},
-		{Name: "GRAPH_SCOPE"},
+		{Name: "GRAPH_BASE_URL", Default: DefaultGraphBaseURL},
+		{Name: "GRAPH_SCOPE", Default: DefaultGraphScope},
 		{Name: "AUTH_ALLOWED_RETURN_URLS", Operator: true},
 		{Name: "MCP_ALLOWED_ORIGINS", Operator: true}, // also the host's CORS list
-		{Name: "MCP_AUTH_MODE", Local: true, Operator: true},
+		{Name: "MCP_AUTH_MODE", Local: true, Operator: true, Default: string(AuthModeProxy)},
 		{Name: "OAUTH_EXTRA_REDIRECT_SCHEMES", Operator: true},
 		{Name: "ROLE_MAP", Operator: true},
-		{Name: "TOOL_CALLS_PER_MINUTE", Operator: true},
-		{Name: "TOOL_CALLS_BURST", Operator: true},
+		{Name: "TOOL_CALLS_PER_MINUTE", Operator: true, Default: strconv.Itoa(DefaultToolCallsPerMinute)},
+		{Name: "TOOL_CALLS_BURST", Operator: true, Default: strconv.Itoa(DefaultToolCallsBurst)},
 		{Name: "TASKS_MAX_BYTES_PER_TENANT", Operator: true},
-		{Name: "CLIENT_IP_HEADER", Operator: true},
+		{Name: "CLIENT_IP_HEADER", Operator: true, Default: clientip.DefaultHeader},
 		{Name: "REFRESH_REUSE_GRACE", Operator: true},
-		{Name: "LOG_LEVEL", Local: true, Operator: true},
+		{Name: "LOG_LEVEL", Local: true, Operator: true, Default: "info"},
 	}
 }

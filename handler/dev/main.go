@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 	defer env.Close()
-	log := serve.Logger(stdout, env.Config.LogLevel)
+	log := serve.Logger(stdout, env.Config.Server.LogLevel)
 	a, err := app.New(app.Options{Config: env.Config, Version: serve.Version(), Logger: log, HTTPClient: env.HTTPClient})
 	if err != nil {
 		fmt.Fprintln(stderr, "start-up error:", err)

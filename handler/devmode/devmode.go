@@ -132,9 +132,8 @@ func sealingKeys() (*seal.Ring, error) {
 // pointing at the stand-in and the embedded Redis.
 func devConfig(base string, ring *seal.Ring, idp *devidp.Server, mr *miniredis.Miniredis) *config.Config {
 	return &config.Config{
-		PublicBaseURL: base,
-		ClientSecret:  idp.ClientSecret(),
-		SealingKeys:   ring,
+		Server:  config.Server{PublicBaseURL: base},
+		Secrets: config.Secrets{ClientSecret: idp.ClientSecret(), SealingKeys: ring},
 		Entra: config.Entra{
 			TenantID:       idp.TenantID(),
 			ClientID:       idp.ClientID(),
@@ -143,11 +142,10 @@ func devConfig(base string, ring *seal.Ring, idp *devidp.Server, mr *miniredis.M
 			TokenVersion:   2,
 			AppIDURI:       "api://" + idp.ClientID(),
 		},
-		RedisURL:     "redis://" + mr.Addr() + "/0",
-		GraphBaseURL: idp.GraphBaseURL(),
-		GraphScope:   config.DefaultGraphScope,
+		Redis: config.Redis{URL: "redis://" + mr.Addr() + "/0"},
+		Graph: config.Graph{BaseURL: idp.GraphBaseURL(), Scope: config.DefaultGraphScope},
 		// Test clients serve their metadata documents on loopback.
-		AllowLoopbackClients: true,
+		OAuth: config.OAuth{AllowLoopbackClients: true},
 	}
 }
 
@@ -194,7 +192,7 @@ func (e *Env) WriteTokens(path string) error {
 
 // PrintWelcome tells the developer what is running and how to call it.
 func (e *Env) PrintWelcome(w io.Writer) {
-	base := e.Config.PublicBaseURL
+	base := e.Config.Server.PublicBaseURL
 	fmt.Fprintf(w, "\nDev mode: MCP endpoint %s/mcp (Entra stand-in at %s, embedded Redis)\n", base, e.IDP.AuthorityHost())
 	fmt.Fprintf(w, "Tokens are valid for %s. One per demo user:\n\n", tokenLifetime)
 	for _, u := range devidp.DemoUsers() {
@@ -208,7 +206,7 @@ func (e *Env) PrintWelcome(w io.Writer) {
 	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
 	fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'\n\n")
 	fmt.Fprintf(w, "Or sign in as a demo user in a browser: %s/auth/login\n\n", base)
-	if e.Config.AuthMode == config.AuthModeProxy {
+	if e.Config.OAuth.Mode == config.AuthModeProxy {
 		fmt.Fprintf(w, "Or point an MCP client that does OAuth (the MCP Inspector, VS Code, Claude Code) at %s/mcp:\n", base)
 		fmt.Fprintf(w, "it registers itself, shows you the consent page and the stand-in's sign-in, and gets a token.\n\n")
 	}

@@ -28,20 +28,20 @@ func TestDevModeHonoursTheSettings(t *testing.T) {
 	switch {
 	case c.RoleMap["Ops"] == 0 || c.RoleMap["Task.Read"] != 0:
 		t.Errorf("ROLE_MAP not honoured: %v", c.RoleMap)
-	case !slices.Equal(c.AllowedOrigins, []string{"https://app.example.com"}):
-		t.Errorf("MCP_ALLOWED_ORIGINS: %v", c.AllowedOrigins)
-	case !slices.Equal(c.ReturnURLs, []string{"http://127.0.0.1:9/back"}):
-		t.Errorf("AUTH_ALLOWED_RETURN_URLS: %v", c.ReturnURLs)
-	case !slices.Equal(c.ExtraRedirectSchemes, []string{"cursor"}):
-		t.Errorf("OAUTH_EXTRA_REDIRECT_SCHEMES: %v", c.ExtraRedirectSchemes)
-	case c.PublicBaseURL != "http://127.0.0.1:7171":
-		t.Errorf("PUBLIC_BASE_URL: %v", c.PublicBaseURL)
-	case c.ClientIP.Header != "":
-		t.Errorf("CLIENT_IP_HEADER: %+v", c.ClientIP)
-	case c.AuthMode != "entra":
-		t.Errorf("MCP_AUTH_MODE: %v", c.AuthMode)
+	case !slices.Equal(c.Server.AllowedOrigins, []string{"https://app.example.com"}):
+		t.Errorf("MCP_ALLOWED_ORIGINS: %v", c.Server.AllowedOrigins)
+	case !slices.Equal(c.SignIn.ReturnURLs, []string{"http://127.0.0.1:9/back"}):
+		t.Errorf("AUTH_ALLOWED_RETURN_URLS: %v", c.SignIn.ReturnURLs)
+	case !slices.Equal(c.OAuth.ExtraRedirectSchemes, []string{"cursor"}):
+		t.Errorf("OAUTH_EXTRA_REDIRECT_SCHEMES: %v", c.OAuth.ExtraRedirectSchemes)
+	case c.Server.PublicBaseURL != "http://127.0.0.1:7171":
+		t.Errorf("PUBLIC_BASE_URL: %v", c.Server.PublicBaseURL)
+	case c.Server.ClientIP.Header != "":
+		t.Errorf("CLIENT_IP_HEADER: %+v", c.Server.ClientIP)
+	case c.OAuth.Mode != "entra":
+		t.Errorf("MCP_AUTH_MODE: %v", c.OAuth.Mode)
 	}
-	if !c.AllowLoopbackClients || c.Entra.TenantID != e.IDP.TenantID() {
+	if !c.OAuth.AllowLoopbackClients || c.Entra.TenantID != e.IDP.TenantID() {
 		t.Error("dev mode's own settings were lost")
 	}
 
@@ -50,7 +50,7 @@ func TestDevModeHonoursTheSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if d.Config.RoleMap["Task.Read"] == 0 || d.Config.ClientIP.Header != "X-Forwarded-For" || d.Config.AuthMode != "proxy" {
+	if d.Config.RoleMap["Task.Read"] == 0 || d.Config.Server.ClientIP.Header != "X-Forwarded-For" || d.Config.OAuth.Mode != "proxy" {
 		t.Errorf("defaults: %+v", d.Config)
 	}
 }

@@ -329,14 +329,40 @@ func (p *Provider) refresh() time.Time {
 		return time.Time{} // closed; run returns
 	}
 	now := p.clock.Now()
+	a := p.record(tok, err, now)
 
+	// Listeners are called without the lock: go-redis may close the
+	// connection from OnError, which calls back into unsubscribe.
+	if a.fresh {
+		p.log.Info("redis token refreshed", "user", tok.user,
+			"expires", tok.expiresOn, "connections", len(a.listeners))
+		for _, l := range a.listeners {
+			l.OnNext(tok.creds)
+		}
+		return p.refreshAt(tok, now)
+	}
+	return p.afterFailure(a, err, now)
+}
+
+// attempt is what one refresh attempt changed, taken under the lock for
+// what follows without it.
+type attempt struct {
+	fresh     bool // a new token replaced the current one
+	report    bool // the current token is no longer usable: tell the listeners (once)
+	current   *token
+	failures  int   // attempts in a row without a new token
+	cause     error // why the current token is not renewed
+	listeners []auth.CredentialsListener
+}
+
+// record keeps the outcome of an attempt (tok or err, at now) and wakes
+// whoever waits for one.
+func (p *Provider) record(tok *token, err error, now time.Time) attempt {
 	p.mu.Lock()
-	old := p.current
-	fresh := err == nil && (old == nil || tok.value != old.value)
-	if fresh {
-		p.current = tok
-		p.failures = 0
-		p.reported = false
+	defer p.mu.Unlock()
+	a := attempt{fresh: err == nil && (p.current == nil || tok.value != p.current.value)}
+	if a.fresh {
+		p.current, p.failures, p.reported = tok, 0, false
 	} else {
 		p.failures++
 	}
@@ -346,52 +372,46 @@ func (p *Provider) refresh() time.Time {
 		p.lastErr = fmt.Errorf("redisauth: token expires at %s, within the %v margin",
 			p.current.expiresOn.UTC().Format(time.RFC3339), p.opts.ExpiryMargin)
 	}
-	listeners := make([]auth.CredentialsListener, 0, len(p.listeners))
+	a.listeners = make([]auth.CredentialsListener, 0, len(p.listeners))
 	for _, l := range p.listeners {
-		listeners = append(listeners, l)
+		a.listeners = append(a.listeners, l)
 	}
-	report := !fresh && !p.reported && p.current != nil && !p.usable(p.current, now)
-	if report {
+	a.report = !a.fresh && !p.reported && p.current != nil && !p.usable(p.current, now)
+	if a.report {
 		p.reported = true
 	}
-	current, failures, cause := p.current, p.failures, p.lastErr
+	a.current, a.failures, a.cause = p.current, p.failures, p.lastErr
 	close(p.attempted)
 	p.attempted = make(chan struct{})
-	p.mu.Unlock()
+	return a
+}
 
-	// Listeners are called without the lock: go-redis may close the
-	// connection from OnError, which calls back into unsubscribe.
-	if fresh {
-		p.log.Info("redis token refreshed", "user", tok.user,
-			"expires", tok.expiresOn, "connections", len(listeners))
-		for _, l := range listeners {
-			l.OnNext(tok.creds)
-		}
-		return p.refreshAt(tok, now)
+// afterFailure logs an attempt that brought no new token (err, or the
+// same token again), tells the listeners once the current token is no
+// longer usable, and returns when to try again.
+func (p *Provider) afterFailure(a attempt, err error, now time.Time) time.Time {
+	if err != nil {
+		p.log.Warn("redis token refresh failed", "err", err, "attempt", a.failures)
+	} else {
+		p.log.Debug("redis token not renewed yet; the credential returned the same token", "attempt", a.failures)
 	}
-	switch {
-	case err != nil:
-		p.log.Warn("redis token refresh failed", "err", err, "attempt", failures)
-	default:
-		p.log.Debug("redis token not renewed yet; the credential returned the same token", "attempt", failures)
-	}
-	if current == nil {
+	if a.current == nil {
 		// Never had a token: try again only when a connection asks.
 		return time.Time{}
 	}
-	if report {
+	if a.report {
 		rerr := fmt.Errorf("%w: the token expires at %s and no new one could be obtained: %w",
-			ErrNoToken, current.expiresOn.UTC().Format(time.RFC3339), cause)
+			ErrNoToken, a.current.expiresOn.UTC().Format(time.RFC3339), a.cause)
 		p.log.Error("redis token about to expire without a replacement", "err", rerr,
-			"connections", len(listeners))
-		for _, l := range listeners {
+			"connections", len(a.listeners))
+		for _, l := range a.listeners {
 			l.OnError(rerr)
 		}
 	}
-	next := now.Add(backoff(failures))
+	next := now.Add(backoff(a.failures))
 	// Try once more just before the token becomes unusable, so that a
 	// failure is reported then and not up to retryMax later.
-	if edge := current.expiresOn.Add(-p.opts.ExpiryMargin); edge.After(now) && edge.Before(next) {
+	if edge := a.current.expiresOn.Add(-p.opts.ExpiryMargin); edge.After(now) && edge.Before(next) {
 		next = edge
 	}
 	return next

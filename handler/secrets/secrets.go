@@ -1,7 +1,7 @@
 // Package secrets holds the handler's secrets — the app registration's
 // client secret (for MSAL) and the token-sealing key ring — read from Key
-// Vault through the managed identity, or from the environment when no
-// vault is configured.
+// Vault through the managed identity. (Without a vault they come from the
+// environment, which package config reads; nothing here reads it.)
 //
 // In Key Vault the sealing keys are the versions of one secret: every
 // enabled, unexpired version is a base64 32-byte key, and the newest seals.
@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -70,8 +69,9 @@ func (r Retry) withDefaults() Retry {
 
 // Options configures New.
 type Options struct {
-	// Settings say where the secrets are (config reads them). Empty names
-	// and interval take the defaults.
+	// Settings say where the secrets are (config reads them, with their
+	// defaults); VaultURI and the names are required. A zero interval
+	// takes the default.
 	Settings
 
 	// Secretless is set when MSAL authenticates the app registration with
@@ -79,17 +79,13 @@ type Options struct {
 	// client secret is read, and Values.ClientSecret is empty.
 	Secretless bool
 
-	// Credential reaches Key Vault (azcred.New). Required with VaultURI.
+	// Credential reaches Key Vault (azcred.New). Required.
 	Credential azcore.TokenCredential
 
 	// ClientOptions configures the Key Vault client's HTTP pipeline
 	// (Transport for tests, Cloud for sovereign clouds). Its retries are
 	// off unless set: Retry and Run do the retrying.
 	ClientOptions azcore.ClientOptions
-
-	// Getenv reads ENTRA_CLIENT_SECRET and TOKEN_SEALING_KEYS when there
-	// is no VaultURI; os.Getenv when nil.
-	Getenv func(string) string
 
 	// Retry bounds the start-up attempts.
 	Retry Retry
@@ -116,9 +112,9 @@ type Values struct {
 	// Ring seals with the newest key and opens with all of them.
 	Ring *seal.Ring
 	// KeyVersions are the Key Vault versions of the ring's keys, in the
-	// ring's order; nil when the keys come from the environment.
+	// ring's order.
 	KeyVersions []string
-	// Source is "environment" or the vault's URI.
+	// Source is the vault's URI.
 	Source string
 	// LoadedAt is when the values were read.
 	LoadedAt time.Time
@@ -154,7 +150,7 @@ func presence(s string) string {
 // Store holds the current Values. It is safe for concurrent use.
 type Store struct {
 	cur    atomic.Pointer[Values]
-	load   func(ctx context.Context) (*Values, error) // nil: the environment, nothing to reload
+	load   func(ctx context.Context) (*Values, error)
 	source string
 	opts   Options
 	log    *slog.Logger
@@ -165,49 +161,15 @@ type Store struct {
 	flight   chan struct{} // closed when the reload for an unknown key under way ends
 }
 
-// New reads the secrets — from Key Vault when opts.VaultURI is set, with
-// bounded retries, else from the environment — and returns a Store
-// holding them. Its error is one line, names the setting at fault, and
-// holds no secret: print it and exit non-zero.
+// New reads the secrets from Key Vault, with bounded retries, and returns
+// a Store holding them. Its error is one line, names the setting at
+// fault, and holds no secret: print it and exit non-zero.
 func New(ctx context.Context, opts Options) (*Store, error) {
-	if opts.ClientSecretName == "" {
-		opts.ClientSecretName = DefaultClientSecretName
+	opts = opts.withDefaults()
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
-	if opts.SealingKeyName == "" {
-		opts.SealingKeyName = DefaultSealingKeyName
-	}
-	if opts.ReloadInterval <= 0 {
-		opts.ReloadInterval = DefaultReloadInterval
-	}
-	if opts.MinReloadGap <= 0 {
-		opts.MinReloadGap = time.Minute
-	}
-	if opts.Getenv == nil {
-		opts.Getenv = os.Getenv
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	opts.Retry = opts.Retry.withDefaults()
 	s := &Store{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}
-
-	if opts.VaultURI == "" {
-		v, err := loadEnv(opts.Getenv, opts.Secretless)
-		if err != nil {
-			return nil, err
-		}
-		v.LoadedAt = opts.Now()
-		s.source = v.Source
-		s.cur.Store(v)
-		return s, nil
-	}
-
-	if opts.Credential == nil {
-		return nil, fmt.Errorf("%s: set, but no credential to reach it (a managed identity in Azure, Azure CLI login locally)", EnvVaultURI)
-	}
 	co := opts.ClientOptions
 	if co.Retry.MaxRetries == 0 {
 		co.Retry.MaxRetries = -1
@@ -224,6 +186,38 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.ReloadInterval <= 0 {
+		o.ReloadInterval = DefaultReloadInterval
+	}
+	if o.MinReloadGap <= 0 {
+		o.MinReloadGap = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.Retry = o.Retry.withDefaults()
+	return o
+}
+
+// check refuses options that name no vault, secret or way to reach them.
+func (o Options) check() error {
+	switch {
+	case o.VaultURI == "":
+		return fmt.Errorf("%s: required (secrets without a vault come from the environment, through config)", EnvVaultURI)
+	case o.Credential == nil:
+		return fmt.Errorf("%s: set, but no credential to reach it (a managed identity in Azure, Azure CLI login locally)", EnvVaultURI)
+	case o.ClientSecretName == "" && !o.Secretless:
+		return fmt.Errorf("%s: no secret name", EnvClientSecretName)
+	case o.SealingKeyName == "":
+		return fmt.Errorf("%s: no secret name", EnvSealingKeyName)
+	}
+	return nil
 }
 
 // loadAtStart tries to read Key Vault until it works, Retry.Attempts have
@@ -309,7 +303,7 @@ func (s *Store) Seal(name string, plaintext []byte) ([]byte, error) {
 func (s *Store) Open(name string, sealed []byte) ([]byte, error) {
 	ring := s.Ring()
 	plain, err := ring.Open(name, sealed)
-	if err != nil && s.load != nil && unknownKey(ring, sealed) && s.reloadForUnknownKey() {
+	if err != nil && unknownKey(ring, sealed) && s.reloadForUnknownKey() {
 		plain, err = s.Ring().Open(name, sealed)
 	}
 	return plain, err
@@ -365,12 +359,8 @@ func (s *Store) RequestReload() {
 
 // Reload reads the secrets once more. On success the new values replace
 // the current ones; on failure the current ones stay and the error (with
-// no secret in it) is returned. Values from the environment never change,
-// so there it does nothing.
+// no secret in it) is returned.
 func (s *Store) Reload(ctx context.Context) error {
-	if s.load == nil {
-		return nil
-	}
 	v, err := s.loadOnce(ctx)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", EnvVaultURI, s.source, err)
@@ -385,11 +375,8 @@ func (s *Store) Reload(ctx context.Context) error {
 // Run reloads the secrets every ReloadInterval until ctx is done, and
 // sooner when RequestReload asks. A failed reload keeps the last good
 // values, logs a warning, and is retried with growing delays up to the
-// interval. With secrets from the environment it returns at once.
+// interval.
 func (s *Store) Run(ctx context.Context) {
-	if s.load == nil {
-		return
-	}
 	interval := s.opts.ReloadInterval
 	retryDelay := s.opts.Retry.Delay
 	t := time.NewTimer(interval)
@@ -431,28 +418,6 @@ func (s *Store) Run(ctx context.Context) {
 	}
 }
 
-// loadEnv reads ENTRA_CLIENT_SECRET and TOKEN_SEALING_KEYS.
-func loadEnv(getenv func(string) string, secretless bool) (*Values, error) {
-	v := &Values{Source: "environment"}
-	if !secretless {
-		v.ClientSecret = strings.TrimSpace(getenv(EnvClientSecret))
-		if v.ClientSecret == "" {
-			return nil, fmt.Errorf("%s: required (a client secret of the app registration), unless %s is set", EnvClientSecret, EnvVaultURI)
-		}
-	}
-	keys := getenv(EnvSealingKeys)
-	if strings.TrimSpace(keys) == "" {
-		return nil, fmt.Errorf("%s: required (comma-separated base64 32-byte keys, newest first), unless %s is set", EnvSealingKeys, EnvVaultURI)
-	}
-	ring, err := seal.ParseKeys(keys)
-	if err != nil {
-		// seal's errors name keys by position and never hold key material.
-		return nil, fmt.Errorf("%s: %w", EnvSealingKeys, err)
-	}
-	v.Ring = ring
-	return v, nil
-}
-
 // vaultLoader reads the secrets from Key Vault.
 type vaultLoader struct {
 	client *azsecrets.Client
@@ -492,41 +457,69 @@ type keyVersion struct {
 // unexpired ones, and reads each: newest first, except that versions not
 // valid yet go last so that they never seal.
 func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error) {
-	name := l.opts.SealingKeyName
-	what := fmt.Sprintf("secret %q (%s)", name, EnvSealingKeyName)
-	now := l.opts.Now()
+	what := fmt.Sprintf("secret %q (%s)", l.opts.SealingKeyName, EnvSealingKeyName)
+	versions, err := l.listKeyVersions(ctx, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	sortKeyVersions(versions)
+	if len(versions) == 0 || versions[0].pending {
+		return nil, nil, fmt.Errorf("%s has no enabled, unexpired and currently valid version", what)
+	}
+	keys, ids, err := l.readKeys(ctx, what, versions)
+	if err != nil {
+		return nil, nil, err
+	}
+	ring, err := seal.NewRing(keys...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return ring, ids, nil
+}
 
+// listKeyVersions lists the sealing-key secret's versions worth loading,
+// in Key Vault's order (none in particular).
+func (l *vaultLoader) listKeyVersions(ctx context.Context, what string) ([]keyVersion, error) {
+	now := l.opts.Now()
 	var versions []keyVersion
-	pager := l.client.NewListSecretPropertiesVersionsPager(name, nil)
+	pager := l.client.NewListSecretPropertiesVersionsPager(l.opts.SealingKeyName, nil)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return nil, nil, opError("list versions of "+what, err)
+			return nil, opError("list versions of "+what, err)
 		}
 		for _, p := range page.Value {
-			if p == nil || p.ID == nil || p.Attributes == nil {
-				continue
-			}
-			a := p.Attributes
-			if a.Enabled == nil || !*a.Enabled {
-				continue
-			}
-			if a.Expires != nil && !a.Expires.After(now) {
-				continue
-			}
-			kv := keyVersion{id: p.ID.Version(), pending: a.NotBefore != nil && a.NotBefore.After(now)}
-			switch {
-			case a.Created != nil:
-				kv.created = *a.Created
-			case a.Updated != nil:
-				kv.created = *a.Updated
-			}
-			if kv.id != "" {
+			if kv, ok := usableVersion(p, now); ok {
 				versions = append(versions, kv)
 			}
 		}
 	}
-	// Key Vault lists versions in no particular order.
+	return versions, nil
+}
+
+// usableVersion reports whether the listed version p is enabled and
+// unexpired at now, and describes it.
+func usableVersion(p *azsecrets.SecretProperties, now time.Time) (keyVersion, bool) {
+	if p == nil || p.ID == nil || p.Attributes == nil {
+		return keyVersion{}, false
+	}
+	a := p.Attributes
+	if a.Enabled == nil || !*a.Enabled || (a.Expires != nil && !a.Expires.After(now)) {
+		return keyVersion{}, false
+	}
+	kv := keyVersion{id: p.ID.Version(), pending: a.NotBefore != nil && a.NotBefore.After(now)}
+	switch {
+	case a.Created != nil:
+		kv.created = *a.Created
+	case a.Updated != nil:
+		kv.created = *a.Updated
+	}
+	return kv, kv.id != ""
+}
+
+// sortKeyVersions puts the versions valid now first, newest first, then
+// the pending ones.
+func sortKeyVersions(versions []keyVersion) {
 	slices.SortFunc(versions, func(a, b keyVersion) int {
 		if a.pending != b.pending {
 			if a.pending {
@@ -539,14 +532,13 @@ func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error
 		}
 		return strings.Compare(a.id, b.id) // only for a stable order
 	})
-	if len(versions) == 0 || versions[0].pending {
-		return nil, nil, fmt.Errorf("%s has no enabled, unexpired and currently valid version", what)
-	}
+}
 
-	var keys [][]byte
-	var ids []string
+// readKeys reads the key of each version, in order, and returns the
+// distinct keys with the versions they came from.
+func (l *vaultLoader) readKeys(ctx context.Context, what string, versions []keyVersion) (keys [][]byte, ids []string, err error) {
 	for _, kv := range versions {
-		resp, err := l.client.GetSecret(ctx, name, kv.id, nil)
+		resp, err := l.client.GetSecret(ctx, l.opts.SealingKeyName, kv.id, nil)
 		if err != nil {
 			return nil, nil, opError(fmt.Sprintf("read %s version %s", what, kv.id), err)
 		}
@@ -564,11 +556,7 @@ func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error
 		keys = append(keys, k)
 		ids = append(ids, kv.id)
 	}
-	ring, err := seal.NewRing(keys...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return ring, ids, nil
+	return keys, ids, nil
 }
 
 // decodeKey decodes one base64 32-byte key (standard or URL alphabet,

@@ -23,6 +23,13 @@ import (
 
 const clientSecret = "cs~MARKER.never-print-me-4711"
 
+// The vault's secret names (config's defaults are the same, but this
+// package takes whatever it is given).
+const (
+	clientSecretName = "app-client-secret"
+	sealingKeyName   = "app-sealing-key"
+)
+
 // vaultEnv is a Key Vault stand-in reached with a managed identity served
 // by the MSI stand-in, wired as in Azure.
 type vaultEnv struct {
@@ -55,14 +62,12 @@ func newVaultEnv(t *testing.T) *vaultEnv {
 	}
 	t.Cleanup(kv.Close)
 
-	envs := msi.Env()
-	envs["AZURE_CLIENT_ID"] = ident.ClientID
 	// azidentity reads IDENTITY_ENDPOINT and IDENTITY_HEADER from the
-	// process environment itself (through MSAL); azcred decides with getenv.
+	// process environment itself (through MSAL).
 	for k, v := range msi.Env() {
 		t.Setenv(k, v)
 	}
-	cred, err := azcred.New(azcred.Options{Getenv: mapEnv(envs)})
+	cred, err := azcred.New(azcred.Options{ManagedIdentity: true, ClientID: ident.ClientID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +76,7 @@ func newVaultEnv(t *testing.T) *vaultEnv {
 
 func (e *vaultEnv) options() secrets.Options {
 	return secrets.Options{
-		Settings:      secrets.Settings{VaultURI: e.kv.URL()},
+		Settings:      secrets.Settings{VaultURI: e.kv.URL(), ClientSecretName: clientSecretName, SealingKeyName: sealingKeyName},
 		Credential:    e.cred,
 		ClientOptions: azcore.ClientOptions{Transport: e.kv.HTTPClient()},
 		Retry:         fastRetry,
@@ -92,7 +97,7 @@ func (e *vaultEnv) addKey(t *testing.T, attrs azuretest.VersionAttributes) (stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e.set(secrets.DefaultSealingKeyName, k, attrs), mustDecode(t, k)
+	return e.set(sealingKeyName, k, attrs), mustDecode(t, k)
 }
 
 // noLeak fails when s holds any secret value of the vault.
@@ -109,8 +114,8 @@ var fastRetry = secrets.Retry{Attempts: 4, Delay: time.Millisecond, MaxDelay: 4 
 
 func TestKeyVaultHappyPath(t *testing.T) {
 	e := newVaultEnv(t)
-	e.set(secrets.DefaultClientSecretName, "old-"+clientSecret, azuretest.VersionAttributes{})
-	e.set(secrets.DefaultClientSecretName, clientSecret+"\n", azuretest.VersionAttributes{})
+	e.set(clientSecretName, "old-"+clientSecret, azuretest.VersionAttributes{})
+	e.set(clientSecretName, clientSecret+"\n", azuretest.VersionAttributes{})
 	v1, k1 := e.addKey(t, azuretest.VersionAttributes{})
 	v2, k2 := e.addKey(t, azuretest.VersionAttributes{})
 	v3, k3 := e.addKey(t, azuretest.VersionAttributes{})
@@ -183,13 +188,13 @@ func TestKeyVaultHappyPath(t *testing.T) {
 
 func TestKeyVaultSkipsDisabledExpiredAndHoldsBackPending(t *testing.T) {
 	e := newVaultEnv(t)
-	e.set(secrets.DefaultClientSecretName, clientSecret, azuretest.VersionAttributes{})
+	e.set(clientSecretName, clientSecret, azuretest.VersionAttributes{})
 	now := time.Now()
 	vOld, _ := e.addKey(t, azuretest.VersionAttributes{})
 	vExpired, kExpired := e.addKey(t, azuretest.VersionAttributes{Expires: now.Add(-time.Minute)})
 	vCurrent, kCurrent := e.addKey(t, azuretest.VersionAttributes{})
 	vDisabled, kDisabled := e.addKey(t, azuretest.VersionAttributes{})
-	e.kv.SetEnabled(secrets.DefaultSealingKeyName, vDisabled, false)
+	e.kv.SetEnabled(sealingKeyName, vDisabled, false)
 	vPending, kPending := e.addKey(t, azuretest.VersionAttributes{NotBefore: now.Add(time.Hour)})
 
 	s, err := secrets.New(context.Background(), e.options())
@@ -222,7 +227,7 @@ func TestKeyVaultSkipsDisabledExpiredAndHoldsBackPending(t *testing.T) {
 func TestKeyVaultDownAtStart(t *testing.T) {
 	for _, mode := range []int{azuretest.Unavailable, azuretest.Closed} {
 		e := newVaultEnv(t)
-		e.set(secrets.DefaultClientSecretName, clientSecret, azuretest.VersionAttributes{})
+		e.set(clientSecretName, clientSecret, azuretest.VersionAttributes{})
 		e.addKey(t, azuretest.VersionAttributes{})
 		e.kv.SetMode(mode)
 
@@ -267,7 +272,7 @@ func TestMissingSecretsAreClearErrors(t *testing.T) {
 	e := newVaultEnv(t)
 	e.addKey(t, azuretest.VersionAttributes{})
 	_, err := secrets.New(context.Background(), e.options())
-	if err == nil || !strings.Contains(err.Error(), `read secret "entra-client-secret" (KEY_VAULT_CLIENT_SECRET_NAME): HTTP 404 SecretNotFound`) {
+	if err == nil || !strings.Contains(err.Error(), `read secret "app-client-secret" (KEY_VAULT_CLIENT_SECRET_NAME): HTTP 404 SecretNotFound`) {
 		t.Errorf("no client secret: err = %v", err)
 	}
 
@@ -283,7 +288,7 @@ func TestMissingSecretsAreClearErrors(t *testing.T) {
 	}
 
 	// A bad key value is reported by version, never echoed.
-	e.set(secrets.DefaultSealingKeyName, "this is not a key but could be secret", azuretest.VersionAttributes{})
+	e.set(sealingKeyName, "this is not a key but could be secret", azuretest.VersionAttributes{})
 	_, err = secrets.New(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "not base64") {
 		t.Errorf("bad key: err = %v", err)
@@ -293,7 +298,7 @@ func TestMissingSecretsAreClearErrors(t *testing.T) {
 	// Only disabled versions: nothing to seal with.
 	e2 := newVaultEnv(t)
 	v, _ := e2.addKey(t, azuretest.VersionAttributes{})
-	e2.kv.SetEnabled(secrets.DefaultSealingKeyName, v, false)
+	e2.kv.SetEnabled(sealingKeyName, v, false)
 	o2 := e2.options()
 	o2.Secretless = true
 	_, err = secrets.New(context.Background(), o2)
@@ -306,9 +311,7 @@ func TestManagedIdentityRefusedIsClear(t *testing.T) {
 	e := newVaultEnv(t)
 	e.addKey(t, azuretest.VersionAttributes{})
 	t.Setenv("IDENTITY_HEADER", "wrong-header-value")
-	cred, err := azcred.New(azcred.Options{Getenv: mapEnv(map[string]string{
-		"IDENTITY_ENDPOINT": e.msi.Endpoint(), "AZURE_CLIENT_ID": e.ident.ClientID,
-	})})
+	cred, err := azcred.New(azcred.Options{ManagedIdentity: true, ClientID: e.ident.ClientID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +334,7 @@ func TestManagedIdentityRefusedIsClear(t *testing.T) {
 
 func TestReloadKeepsLastGoodAndPicksUpNewVersion(t *testing.T) {
 	e := newVaultEnv(t)
-	e.set(secrets.DefaultClientSecretName, clientSecret, azuretest.VersionAttributes{})
+	e.set(clientSecretName, clientSecret, azuretest.VersionAttributes{})
 	_, k1 := e.addKey(t, azuretest.VersionAttributes{})
 	o := e.options()
 	o.ReloadInterval = 20 * time.Millisecond
@@ -358,7 +361,7 @@ func TestReloadKeepsLastGoodAndPicksUpNewVersion(t *testing.T) {
 
 	// Back, with a new key version and a rotated client secret.
 	v2, k2 := e.addKey(t, azuretest.VersionAttributes{})
-	e.set(secrets.DefaultClientSecretName, clientSecret+"-rotated", azuretest.VersionAttributes{})
+	e.set(clientSecretName, clientSecret+"-rotated", azuretest.VersionAttributes{})
 	e.kv.SetMode(azuretest.Healthy)
 	waitFor(t, "the new version loaded", func() bool { return s.Current().KeyVersions[0] == v2 })
 	if s.ClientSecret() != clientSecret+"-rotated" {
@@ -440,85 +443,48 @@ func TestOpenWithUnknownKeyReloads(t *testing.T) {
 	}
 }
 
-func TestEnvironmentMode(t *testing.T) {
-	k1, _ := seal.GenerateKey()
-	k2, _ := seal.GenerateKey()
-	s, err := secrets.New(context.Background(), secrets.Options{Getenv: mapEnv(map[string]string{
-		"ENTRA_CLIENT_SECRET": clientSecret,
-		"TOKEN_SEALING_KEYS":  k2 + ", " + k1,
-	})})
+// TestOptionsRequired: New names the setting whose value it lacks, and
+// reaches for nothing else (the environment is config's).
+func TestOptionsRequired(t *testing.T) {
+	vault := secrets.Settings{VaultURI: "https://x.vault.azure.net", ClientSecretName: clientSecretName, SealingKeyName: sealingKeyName}
+	cred, err := azcred.New(azcred.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.ClientSecret() != clientSecret || len(s.Ring().KeyIDs()) != 2 || s.Current().Source != "environment" {
-		t.Errorf("values = %v", s.Current())
-	}
-	sealed, _ := s.Seal("n", []byte("x"))
-	if _, err := ring(t, mustDecode(t, k2)).Open("n", sealed); err != nil {
-		t.Errorf("does not seal with the first key: %v", err)
-	}
-	if err := s.Reload(context.Background()); err != nil {
-		t.Errorf("Reload: %v", err)
-	}
-	s.Run(context.Background()) // returns at once: nothing to reload
-
-	for _, c := range []struct {
-		env        map[string]string
-		secretless bool
-		want       string
+	for _, tc := range []struct {
+		name string
+		opts secrets.Options
+		want string
 	}{
-		{map[string]string{"TOKEN_SEALING_KEYS": k1}, false, "ENTRA_CLIENT_SECRET: required"},
-		{map[string]string{"ENTRA_CLIENT_SECRET": clientSecret}, false, "TOKEN_SEALING_KEYS: required"},
-		{map[string]string{"ENTRA_CLIENT_SECRET": clientSecret, "TOKEN_SEALING_KEYS": k1 + ",c2VjcmV0LWtleS1tYXJrZXI"}, false, "TOKEN_SEALING_KEYS: seal: TOKEN_SEALING_KEYS key 2"},
+		{"no vault", secrets.Options{Credential: cred, Settings: secrets.Settings{ClientSecretName: clientSecretName, SealingKeyName: sealingKeyName}}, "KEY_VAULT_URI: "},
+		{"no credential", secrets.Options{Settings: vault}, "KEY_VAULT_URI: "},
+		{"no client secret name", secrets.Options{Credential: cred, Settings: secrets.Settings{VaultURI: vault.VaultURI, SealingKeyName: sealingKeyName}}, "KEY_VAULT_CLIENT_SECRET_NAME: "},
+		{"no sealing key name", secrets.Options{Credential: cred, Settings: secrets.Settings{VaultURI: vault.VaultURI, ClientSecretName: clientSecretName}}, "KEY_VAULT_SEALING_KEY_NAME: "},
 	} {
-		_, err := secrets.New(context.Background(), secrets.Options{Getenv: mapEnv(c.env), Secretless: c.secretless})
-		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
-			t.Errorf("%v: err = %v, want prefix %q", c.env, err, c.want)
-			continue
-		}
-		for _, v := range c.env {
-			for _, part := range strings.Split(v, ",") {
-				if strings.Contains(err.Error(), part) {
-					t.Errorf("error %q holds a secret", err)
-				}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := secrets.New(context.Background(), tc.opts)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("err = %v, want prefix %q", err, tc.want)
 			}
-		}
-	}
-	s, err = secrets.New(context.Background(), secrets.Options{Secretless: true, Getenv: mapEnv(map[string]string{"TOKEN_SEALING_KEYS": k1})})
-	if err != nil || s.ClientSecret() != "" {
-		t.Errorf("secretless env mode: %v, %v", s, err)
-	}
-}
-
-func TestNoCredential(t *testing.T) {
-	_, err := secrets.New(context.Background(), secrets.Options{Settings: secrets.Settings{VaultURI: "https://x.vault.azure.net"}})
-	if err == nil || !strings.HasPrefix(err.Error(), "KEY_VAULT_URI: ") {
-		t.Errorf("err = %v", err)
+		})
 	}
 }
 
 func TestValuesPrintWithoutSecrets(t *testing.T) {
-	k, _ := seal.GenerateKey()
-	s, err := secrets.New(context.Background(), secrets.Options{Getenv: mapEnv(map[string]string{
-		"ENTRA_CLIENT_SECRET": clientSecret, "TOKEN_SEALING_KEYS": k,
-	})})
+	e := newVaultEnv(t)
+	e.set(clientSecretName, clientSecret, azuretest.VersionAttributes{})
+	e.addKey(t, azuretest.VersionAttributes{})
+	s, err := secrets.New(context.Background(), e.options())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "v", s.Current())
-	for _, out := range []string{buf.String(), fmtAll(s.Current())} {
-		if strings.Contains(out, clientSecret) || strings.Contains(out, strings.TrimRight(k, "=")) {
-			t.Errorf("printed values hold a secret: %s", out)
-		}
-	}
+	e.noLeak(t, "slog output", buf.String())
+	e.noLeak(t, "fmt output", fmtAll(s.Current()))
 }
 
 // helpers
-
-func mapEnv(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
 
 func mustDecode(t *testing.T, b64 string) []byte {
 	t.Helper()

@@ -95,17 +95,27 @@ func parseTraceparent(h string) (traceID, parentID string, ok bool) {
 		return "", "", false
 	}
 	version, tid, pid, flags := h[:2], h[3:35], h[36:52], h[53:55]
-	if !lowerHex(version) || version == "ff" || !lowerHex(tid) || !lowerHex(pid) || !lowerHex(flags) {
-		return "", "", false
-	}
-	if version == "00" && len(h) != 55 || len(h) > 55 && h[55] != '-' {
-		return "", "", false
-	}
-	if isZero(tid) || isZero(pid) {
+	if !knownVersion(version, h[55:]) || !lowerHex(flags) || !validID(tid) || !validID(pid) {
 		return "", "", false
 	}
 	return tid, pid, true
 }
+
+// knownVersion reports whether version is one a traceparent may have,
+// with rest (what follows the flags) as that version allows: nothing for
+// 00, else nothing or "-" and more fields.
+func knownVersion(version, rest string) bool {
+	if !lowerHex(version) || version == "ff" {
+		return false
+	}
+	if version == "00" {
+		return rest == ""
+	}
+	return rest == "" || rest[0] == '-'
+}
+
+// validID reports whether id is lowercase hex and not all zeros.
+func validID(id string) bool { return lowerHex(id) && !isZero(id) }
 
 func lowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -13,15 +13,10 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/store"
-)
-
-// Microsoft Graph defaults for the public cloud.
-const (
-	DefaultGraphBaseURL = "https://graph.microsoft.com"
-	DefaultGraphScope   = "https://graph.microsoft.com/User.Read"
 )
 
 // Limits of the Graph call. A /me answer is about 1 KiB; a megabyte means
@@ -46,12 +41,12 @@ type GraphTokens interface {
 // Graph is what my_profile needs to read Microsoft Graph for the caller.
 type Graph struct {
 	Tokens GraphTokens
-	// BaseURL is Graph's root: DefaultGraphBaseURL when empty;
+	// BaseURL is Graph's root: config.DefaultGraphBaseURL when empty;
 	// https://graph.microsoft.us and the like in sovereign clouds, or the
 	// Entra stand-in's GraphBaseURL() in dev mode. It must be https.
 	BaseURL string
-	// Scope is the delegated permission asked for: DefaultGraphScope when
-	// empty (a sovereign cloud names its own Graph host here).
+	// Scope is the delegated permission asked for: config.DefaultGraphScope
+	// when empty (a sovereign cloud names its own Graph host here).
 	Scope string
 	// HTTPClient calls Graph. A copy is used that never follows redirects
 	// (they would carry the bearer token elsewhere) and has a timeout;
@@ -84,11 +79,11 @@ func profileTools(d Deps) []Tool {
 	}
 	base := strings.TrimRight(g.BaseURL, "/")
 	if base == "" {
-		base = DefaultGraphBaseURL
+		base = config.DefaultGraphBaseURL
 	}
 	scope := g.Scope
 	if scope == "" {
-		scope = DefaultGraphScope
+		scope = config.DefaultGraphScope
 	}
 	client := &http.Client{Timeout: graphTimeout}
 	if g.HTTPClient != nil {
