@@ -123,9 +123,27 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
     HOME="$tmp/home" node "$inspector_bin" --cli "$CONFORMANCE_URL" --transport http \
       --header "Authorization: Bearer $CONFORMANCE_TOKEN" "$@"
   }
+  # With the handler started here, the token is the demo user "all"'s: the
+  # list must be the golden file's, its tools and the fixtures of this
+  # conformance build, in tools/list order.
+  want_tools=''
+  if [[ -n $server_pid ]]; then
+    want_tools=$(node -e '
+      const g = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      const names = [...g.users.find((u) => u.key === "all").tools, ...g.conformance.added.map((t) => t.name)];
+      process.stdout.write(names.sort().join(","));
+    ' "$root/handler/tools/toolstest/tools-per-role.json")
+  fi
   if ! listed=$(inspect --method tools/list 2>&1) || ! grep -q '"name": "create_task"' <<<"$listed"; then
     echo "MCP Inspector could not list the tools:" >&2
     grep -v -e 'eyJ' <<<"$listed" | tail -n 20 >&2
+    status=1
+  elif [[ -n $want_tools ]] && ! got_tools=$(node -e '
+      const out = require("fs").readFileSync(0, "utf8");
+      const list = JSON.parse(out.slice(out.indexOf("{"), out.lastIndexOf("}") + 1));
+      process.stdout.write(list.tools.map((t) => t.name).join(","));
+    ' <<<"$listed") || [[ $got_tools != "$want_tools" ]]; then
+    echo "MCP Inspector listed [${got_tools:-?}], want the golden file's [$want_tools]" >&2
     status=1
   elif ! called=$(inspect --method tools/call --tool-name create_task --tool-arg title=from-the-inspector 2>&1) ||
     ! grep -q 'from-the-inspector' <<<"$called"; then
@@ -133,7 +151,7 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
     grep -v -e 'eyJ' <<<"$called" | tail -n 20 >&2
     status=1
   else
-    echo "MCP Inspector: tools listed and create_task called"
+    echo "MCP Inspector: tools listed${want_tools:+ (exactly as in the golden file)} and create_task called"
   fi
 fi
 exit "$status"
