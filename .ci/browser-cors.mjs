@@ -10,10 +10,9 @@
 // metadata stays readable. Nothing here prints a token.
 //
 // Environment: BASE_URL, ALLOWED_ORIGIN (http://127.0.0.1:<port>), OTHER_PORT,
-// DEV_TOKEN, CHROMIUM, PLAYWRIGHT_DIR, OUT_DIR.
+// DEV_TOKEN, CHROMIUM, OUT_DIR.
 
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import { Failure, check, done, need, ok, withChromium } from './lib.mjs';
@@ -23,8 +22,6 @@ const allowedOrigin = need('ALLOWED_ORIGIN');
 const otherPort = Number(need('OTHER_PORT'));
 const token = need('DEV_TOKEN');
 const outDir = need('OUT_DIR');
-const chromiumPath = need('CHROMIUM');
-const { chromium } = createRequire(join(need('PLAYWRIGHT_DIR'), 'node_modules', '/'))('playwright-core');
 
 // servePage serves an empty page on 127.0.0.1:port: an origin to call from.
 async function servePage(port) {
@@ -88,7 +85,7 @@ async function main() {
   const allowedPort = Number(new URL(allowedOrigin).port);
   const closers = [await servePage(allowedPort), await servePage(otherPort)];
   try {
-    await withChromium({ chromium, executablePath: chromiumPath, failureShot: join(outDir, 'cors-failure.png') }, async (context) => {
+    await withChromium({ failureShot: join(outDir, 'cors-failure.png') }, async (context) => {
       const page = await context.newPage();
 
       await page.goto(`${allowedOrigin}/`);

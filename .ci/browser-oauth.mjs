@@ -3,7 +3,7 @@
 // (@modelcontextprotocol/sdk) registers itself and gets the authorization
 // URL from the 401; a real Chromium (Debian's, driven by playwright-core)
 // opens it. Allow path: the consent page (title, heading, client name,
-// redirect host, CSP; screenshot consent.png), "Allow", "Alex All" on the
+// redirect host, CSP; screenshot consent.png), "Allow", the demo user "all" on the
 // Entra stand-in's account picker, and back to the client's redirect URI, a
 // small HTTP server of this script on a loopback port; the SDK trades the
 // code and calls whoami and create_task with the token. Deny path: a second
@@ -12,33 +12,29 @@
 // state and iss. Neither path may log console errors or CSP violations or
 // load anything from outside loopback.
 //
-// Environment: BASE_URL, OUT_DIR, CHROMIUM (executable), PLAYWRIGHT_DIR (the
-// npm prefix holding playwright-core), SDK_DIR (the npm prefix holding
-// @modelcontextprotocol/sdk). Tokens and codes are never printed.
+// Environment: BASE_URL, OUT_DIR, CHROMIUM (executable). Tokens and codes
+// are never printed.
 
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import {
-  Failure, MemoryProvider, argumentsFor, check, clickAndLand, done, expectCSP, expectHeading, isLocal, isLoopback, need, ok, pageError,
-  structured, urlPath, withChromium, withoutQueries,
+  MemoryProvider, UI, allowAndPick, argumentsFor, check, clickAndLand, demoUser, done, expectCode, expectConsentPage,
+  expectHeading, isLocal, need, ok, pageError, require, structured, urlPath, withChromium, withoutQueries, Failure,
 } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const mcpURL = `${base}/mcp`;
 const outDir = need('OUT_DIR');
-const chromiumPath = need('CHROMIUM');
-const { chromium } = createRequire(join(need('PLAYWRIGHT_DIR'), 'node_modules', '/'))('playwright-core');
-const sdk = createRequire(join(need('SDK_DIR'), 'node_modules', '/'));
 // The package's exports map sends "./*" to dist/cjs/* for require: all
 // three come from the same (CommonJS) build, so instanceof works across them.
-const { UnauthorizedError } = sdk('@modelcontextprotocol/sdk/client/auth.js');
-const { Client } = sdk('@modelcontextprotocol/sdk/client/index.js');
-const { StreamableHTTPClientTransport } = sdk('@modelcontextprotocol/sdk/client/streamableHttp.js');
+const { UnauthorizedError } = require('@modelcontextprotocol/sdk/client/auth.js');
+const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
+const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js');
 
-const USER_NAME = 'Alex All';
+const user = demoUser('all');
+const USER_NAME = user.name;
 const STEP_TIMEOUT = 15_000;
 const SIGNED_IN = 'Signed in; you can close this tab';
 const NOT_SIGNED_IN = 'Not signed in; you can close this tab';
@@ -102,40 +98,13 @@ async function allowPath(callback) {
   let code;
   await withBrowser('allow', async (context, page) => {
     await consentPage(page, c, callback, join(outDir, 'consent.png'));
-
-    const allow = page.getByRole('button', { name: 'Allow', exact: true });
-    check(await allow.count() === 1, 'the consent page has no single "Allow" button');
-    const pickResp = await clickAndLand(page, allow, '"Allow"', problems);
-    const pickURL = new URL(pickResp.url());
-    check(pickURL.origin !== base && isLoopback(pickURL) && pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
-      `after "Allow" the browser is at ${urlPath(pickURL)}${await pageError(page)}, want the Entra stand-in's account picker`);
-    check(pickResp.status() === 200, `the account picker answered ${pickResp.status()}, want 200`);
-    check(await page.title() === 'Pick an account · devidp', `account picker title is "${await page.title()}"`);
-    ok(`clicked "Allow" → stand-in account picker at ${pickURL.origin}`);
-
-    const user = page.getByRole('button', { name: new RegExp(USER_NAME) });
-    check(await user.count() === 1, `the account picker has no single "${USER_NAME}" button`);
-    const before = requests.length;
-    const landResp = await clickAndLand(page, user, `"${USER_NAME}"`, problems);
-    const landed = new URL(landResp.url());
-    if (landed.origin === pickURL.origin) {
-      throw new Failure(`the Entra stand-in refused the sign-in (${landResp.request().method()} ${landed.pathname} ` +
-        `answered ${landResp.status()}: "${await page.title()}"${await pageError(page)}); ` +
-        `Chromium sent the form with Origin: ${landResp.request().headers()['origin'] ?? '(none)'}`);
-    }
-    check(urlPath(landed) === callback.url,
-      `after the sign-in the browser is at ${urlPath(landed)} (${landResp.status()}, "${await page.title()}"${await pageError(page)}), ` +
-      `want the client's ${callback.url}`);
-    check(requests.slice(before).some((u) => urlPath(u) === `${base}/auth/callback`),
-      'the way back to the client did not pass through /auth/callback');
+    const landResp = await allowAndPick(page, { base, user, problems });
     await expectHeading(page, SIGNED_IN);
     const hit = callback.hits.at(-1);
-    check(hit && !hit.error, `the client got error=${hit?.error}: ${hit?.error_description ?? ''}`);
-    check(hit.code, 'the client got no code');
-    check(hit.state === c.provider.states.at(-1), 'the client got back a state other than the one it sent');
-    check(hit.iss === base, `the client got iss=${hit.iss}, want ${base}`);
+    check(hit, 'the client\'s callback server saw no visit');
+    code = expectCode(new URL(landResp.url()), { redirectUri: callback.url, base, state: c.provider.states.at(-1) });
+    check(hit.code === code, 'the client\'s callback server got another code than the browser carried');
     ok(`clicked "${USER_NAME}" → /auth/callback → the client's callback page, with code, its state and iss=${base}`);
-    code = hit.code;
 
     expectNoProblems();
   });
@@ -171,20 +140,19 @@ async function denyPath(callback, allowed) {
   check(c.clientId !== allowed.clientId, 'the second registration answered the first client_id');
   await withBrowser('deny', async (context, page) => {
     await consentPage(page, c, callback, null);
-    const deny = page.getByRole('button', { name: 'Deny', exact: true });
-    check(await deny.count() === 1, 'the consent page has no single "Deny" button');
-    const landResp = await clickAndLand(page, deny, '"Deny"', problems);
+    const deny = page.getByRole('button', { name: UI.consent.deny, exact: true });
+    const landResp = await clickAndLand(page, deny, `"${UI.consent.deny}"`, problems);
     const landed = new URL(landResp.url());
     check(urlPath(landed) === callback.url,
-      `after "Deny" the browser is at ${urlPath(landed)} (${landResp.status()}, "${await page.title()}"${await pageError(page)}), ` +
+      `after "${UI.consent.deny}" the browser is at ${urlPath(landed)} (${landResp.status()}, "${await page.title()}"${await pageError(page)}), ` +
       `want the client's ${callback.url}`);
     await expectHeading(page, NOT_SIGNED_IN);
     const hit = callback.hits.at(-1);
     check(hit.error === 'access_denied', `the client got error=${hit.error ?? '(none)'}, want access_denied`);
-    check(!hit.code, 'the client got a code although the user clicked "Deny"');
+    check(!hit.code, `the client got a code although the user clicked "${UI.consent.deny}"`);
     check(hit.state === c.provider.states.at(-1), 'the client got back a state other than the one it sent');
     check(hit.iss === base, `the client got iss=${hit.iss}, want ${base}`);
-    ok(`clicked "Deny" → the client's callback page with error=access_denied, its state and iss=${base}`);
+    ok(`clicked "${UI.consent.deny}" → the client's callback page with error=access_denied, its state and iss=${base}`);
     expectNoProblems();
   });
   check(!c.provider.tokens(), 'the denied client holds tokens');
@@ -195,28 +163,7 @@ async function denyPath(callback, allowed) {
 async function consentPage(page, c, callback, shot) {
   const resp = await page.goto(c.authURL.href);
   check(resp, 'GET /oauth/authorize gave no response');
-  check(urlPath(page.url()) === `${base}/oauth/authorize`,
-    `the authorization URL led to ${urlPath(page.url())} ("${await page.title()}"), want the consent page at ${base}/oauth/authorize`);
-  check(resp.status() === 200, `the consent page answered ${resp.status()}, want 200${await pageError(page)}`);
-  check(await page.title() === 'Authorize access', `consent page title is "${await page.title()}", want "Authorize access"`);
-  await expectHeading(page, 'Authorize access');
-  const shown = {};
-  for (const id of ['client-name', 'client-host', 'redirect-host', 'scope']) {
-    const el = page.locator(`#${id}`);
-    check(await el.count() === 1 && await el.isVisible(), `the consent page shows no single visible #${id}`);
-    shown[id] = (await el.textContent() ?? '').trim();
-  }
-  check(shown['client-name'] === c.clientName, `#client-name shows "${shown['client-name']}", want "${c.clientName}"`);
-  check(shown['redirect-host'] === `127.0.0.1:${callback.port}`,
-    `#redirect-host shows "${shown['redirect-host']}", want "127.0.0.1:${callback.port}"`);
-  expectCSP(resp, 'consent page');
-  // A consent page in a frame of another site could be clicked through.
-  const h = resp.headers();
-  const csp = h['content-security-policy'] ?? '';
-  check(/(^|;)\s*frame-ancestors 'none'/.test(csp) || (h['x-frame-options'] ?? '').toUpperCase() === 'DENY',
-    'the consent page may be framed: no CSP frame-ancestors \'none\' and no X-Frame-Options: DENY');
-  ok(`consent page: "Authorize access", client "${shown['client-name']}" (${shown['client-host']}), ` +
-    `redirect host ${shown['redirect-host']}, scope "${shown.scope}", CSP with default-src 'none', not frameable`);
+  await expectConsentPage(page, resp, { base, clientName: c.clientName, redirectHost: `127.0.0.1:${callback.port}` });
   if (shot) {
     await page.screenshot({ path: shot, fullPage: true });
     ok(`screenshot ${shot}`);
@@ -226,7 +173,7 @@ async function consentPage(page, c, callback, shot) {
 // withBrowser runs fn in a fresh Chromium profile, and saves a screenshot
 // as oauth-<label>-failure.png when fn fails.
 function withBrowser(label, fn) {
-  return withChromium({ chromium, executablePath: chromiumPath, failureShot: join(outDir, `oauth-${label}-failure.png`), stepTimeout: STEP_TIMEOUT },
+  return withChromium({ failureShot: join(outDir, `oauth-${label}-failure.png`), stepTimeout: STEP_TIMEOUT },
     async (context) => fn(context, await instrument(context)));
 }
 

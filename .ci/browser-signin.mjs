@@ -1,27 +1,26 @@
 // Browser sign-in test, run by .ci/browser-signin.sh against a dev-mode
 // handler at BASE_URL. A real Chromium (Debian's, driven by playwright-core)
-// goes to /auth/login, picks "Rita Reader" on the Entra stand-in's page, and
+// goes to /auth/login, picks the demo reader on the Entra stand-in's page, and
 // lands on the page with the one-time code. The test checks that page
 // (title, heading, code, Copy button, CSP, no console errors or CSP
 // violations, nothing loaded from outside loopback), saves a screenshot,
-// then trades the code at /auth/exchange and lists the reader's MCP tools.
+// then trades the code at /auth/exchange and lists the reader's MCP tools,
+// which must be the golden file's (handler/tools/toolstest).
 //
-// Environment: BASE_URL, OUT_DIR, CHROMIUM (executable), PLAYWRIGHT_DIR
-// (the npm prefix holding playwright-core). Tokens are never printed.
+// Environment: BASE_URL, OUT_DIR, CHROMIUM (executable). Tokens are never
+// printed.
 
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import {
-  Failure, check, done, expectCSP, expectHeading, isLocal, isLoopback, need, ok, urlPath, withChromium,
+  Failure, UI, check, demoUser, done, expectCSP, expectHeading, expectPicker, isLocal, need, ok, pageError, urlPath,
+  withChromium,
 } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const outDir = need('OUT_DIR');
-const require = createRequire(join(need('PLAYWRIGHT_DIR'), 'node_modules', '/'));
-const { chromium } = require('playwright-core');
 
-const READER_TOOLS = ['get_task', 'list_tasks', 'my_profile', 'search_tasks', 'whoami'];
+const reader = demoUser('reader');
 const STEP_TIMEOUT = 15_000;
 
 // Per-page problems the browser reports: console errors (CSP violations
@@ -31,7 +30,7 @@ const problems = [];
 const requests = [];
 
 function main() {
-  return withChromium({ chromium, executablePath: need('CHROMIUM'), failureShot: join(outDir, 'failure.png'), stepTimeout: STEP_TIMEOUT }, run);
+  return withChromium({ failureShot: join(outDir, 'failure.png'), stepTimeout: STEP_TIMEOUT }, run);
 }
 
 async function run(context) {
@@ -59,45 +58,38 @@ async function run(context) {
   // 1. /auth/login redirects to the stand-in's account picker.
   const pickResp = await page.goto(`${base}/auth/login`);
   check(pickResp, 'GET /auth/login gave no response');
-  check(pickResp.status() === 200, `the account picker answered ${pickResp.status()}, want 200`);
-  const pickURL = new URL(page.url());
-  check(pickURL.origin !== base && isLoopback(pickURL),
-    `/auth/login did not lead to the Entra stand-in on another loopback port (at ${pickURL.origin}${pickURL.pathname})`);
-  check(pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
-    `the account picker is at ${pickURL.pathname}, want .../oauth2/v2.0/authorize`);
-  check(await page.title() === 'Pick an account · devidp', `account picker title is "${await page.title()}"`);
-  await expectHeading(page, 'Pick an account');
+  const pickURL = await expectPicker(page, pickResp, { base });
+  await expectHeading(page, UI.picker.heading);
   expectCSP(pickResp, 'account picker');
   ok(`/auth/login → stand-in account picker at ${pickURL.origin}`);
   await page.screenshot({ path: join(outDir, 'account-picker.png'), fullPage: true });
 
   // 2. Pick the reader; the form posts, the stand-in redirects to
   //    /auth/callback, which serves the code page.
-  const reader = page.getByRole('button', { name: /Rita Reader/ });
-  check(await reader.count() === 1, 'the account picker has no single "Rita Reader" button');
+  const button = page.getByRole('button', { name: reader.name });
+  check(await button.count() === 1, `the account picker has no single "${reader.name}" button`);
   // The first page the click ends on (redirects followed) is the code
   // page, or the stand-in's error page when it refused the sign-in.
   const [codeResp] = await Promise.all([
     page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().frame() === page.mainFrame() &&
       (r.status() < 300 || r.status() >= 400)),
-    reader.click(),
+    button.click(),
   ]);
   await page.waitForLoadState('load');
   const landed = new URL(codeResp.url());
   if (landed.origin === pickURL.origin) {
-    const said = await page.locator('.error').textContent().catch(() => null);
     throw new Failure(`the Entra stand-in refused the sign-in (${codeResp.request().method()} ${landed.pathname} ` +
-      `answered ${codeResp.status()}: "${await page.title()}"${said ? `: ${said.trim()}` : ''}); ` +
+      `answered ${codeResp.status()}: "${await page.title()}"${await pageError(page)}); ` +
       `Chromium sent the form with Origin: ${codeResp.request().headers()['origin'] ?? '(none)'}`);
   }
   check(landed.origin === base && landed.pathname === '/auth/callback',
     `after the sign-in the browser is at ${urlPath(codeResp.url())}, want ${base}/auth/callback`);
   check(codeResp.status() === 200, `/auth/callback answered ${codeResp.status()}, want 200`);
-  ok('clicked "Rita Reader" → /auth/callback (200)');
+  ok(`clicked "${reader.name}" → /auth/callback (200)`);
 
   // 3. The code page.
-  check(await page.title() === 'You are signed in', `code page title is "${await page.title()}", want "You are signed in"`);
-  await expectHeading(page, 'You are signed in');
+  check(await page.title() === UI.code.title, `code page title is "${await page.title()}", want "${UI.code.title}"`);
+  await expectHeading(page, UI.code.heading);
   const codeEl = page.locator('#code');
   check(await codeEl.isVisible(), 'the code page shows no visible #code');
   const code = (await codeEl.textContent() ?? '').trim();
@@ -106,7 +98,7 @@ async function run(context) {
   check(curl.includes(`${base}/auth/exchange`) && curl.includes(code),
     'the curl example does not name this server\'s /auth/exchange with the code');
   expectCSP(codeResp, 'code page');
-  ok(`code page: title and heading "You are signed in", #code holds a ${code.length}-character code`);
+  ok(`code page: title and heading "${UI.code.title}", #code holds a ${code.length}-character code`);
 
   // 4. Copy. http://127.0.0.1 is a secure context, so navigator.clipboard
   //    works once the origin has the permissions.
@@ -173,9 +165,8 @@ async function run(context) {
   }
   check(!rpc.error, `tools/list returned an error: ${JSON.stringify(rpc.error)}`);
   const names = (rpc.result?.tools ?? []).map((t) => t.name);
-  const sorted = [...names].sort();
-  check(JSON.stringify(sorted) === JSON.stringify(READER_TOOLS),
-    `the reader's tools are [${names.join(', ')}], want [${READER_TOOLS.join(', ')}]`);
+  check(JSON.stringify(names) === JSON.stringify(reader.tools),
+    `the reader's tools are [${names.join(', ')}], want [${reader.tools.join(', ')}] (the golden tools-per-role file)`);
   ok(`POST /mcp tools/list as the reader: ${names.join(', ')}`);
 
   const again = await fetch(`${base}/auth/exchange`, {

@@ -9,8 +9,8 @@
 //      authorization-server scenario: the metadata endpoint, then the
 //      authorization code grant, for which it prints an authorization URL
 //      and waits for the redirect to its callback;
-//   3. open that URL with the headless Browser of lib.mjs: consent
-//      page, Allow, "Alex All" on the Entra stand-in's account picker,
+//   3. open that URL in Chromium (lib.mjs's withChromium): consent page,
+//      Allow, demo user "all" on the Entra stand-in's account picker,
 //      /auth/callback, and on to the tool's callback with code, state and
 //      iss; the tool then trades the code itself;
 //   4. read the checks.json of every scenario and compare what did not
@@ -26,7 +26,8 @@
 //
 // Environment: BASE_URL (the issuer, exactly), CONFORMANCE_BIN (the
 // package's `conformance` executable, a Node script; run with this Node),
-// OUT_DIR (the tool's results), EXPECTED (the baseline). Codes, tokens and
+// OUT_DIR (the tool's results, and the browser's screenshot when it
+// fails), EXPECTED (the baseline), CHROMIUM (executable). Codes, tokens and
 // state are never printed: URLs are printed without their query.
 
 import { spawn } from 'node:child_process';
@@ -36,14 +37,16 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 
-import { Browser, Failure, check, done, forms, isLoopback, need, ok, pageSays, pageTitle, urlPath } from './lib.mjs';
+import {
+  Failure, allowAndPick, check, demoUser, done, expectCode, need, ok, urlPath, withChromium, UI,
+} from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const bin = realpathSync(need('CONFORMANCE_BIN'));
 const outDir = need('OUT_DIR');
 const expectedPath = need('EXPECTED');
 
-const USER_NAME = 'Alex All';
+const user = demoUser('all');
 const TOOL_TIMEOUT = 90_000;
 // The line the tool prints before the authorization URL (on the next line).
 const URL_FOLLOWS = /^Access the following URL in your browser\b/;
@@ -223,50 +226,32 @@ async function drive(authURL, callback) {
   const sent = [...u.searchParams.keys()].sort().join(', ');
   ok(`the tool's authorization URL: /oauth/authorize with ${sent}`);
 
-  const browser = new Browser();
-  const consent = await browser.send(u, { from: null });
-  check(consent.status === 200 && pageTitle(consent.body) === 'Authorize access',
-    `GET /oauth/authorize answered ${consent.status}, want the consent page${pageSays(consent)}`);
-  const form = forms(consent.body).find((f) => (f.attrs.action ?? '') === '/oauth/authorize' &&
-    f.buttons.some((b) => b.attrs.name === 'decision' && b.attrs.value === 'approve'));
-  check(form, 'the consent page has no form posting to /oauth/authorize with a decision=approve button');
-  const approve = await browser.submit(consent, form, { name: 'decision', value: 'approve' });
-  check((approve.status === 302 || approve.status === 303) && approve.location,
-    `POST /oauth/authorize (Allow) answered ${approve.status}, want a redirect to the account picker${pageSays(approve)}`);
-  const pickURL = approve.location;
-  check(pickURL.origin !== base && isLoopback(pickURL) && pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
-    `Allow redirected to ${urlPath(pickURL)}, want the Entra stand-in's account picker on another loopback port`);
-  ok('consent page → Allow → the account picker');
-
-  const pick = await browser.send(pickURL, { from: base });
-  check(pick.status === 200, `the account picker answered ${pick.status}${pageSays(pick)}`);
-  const pickForm = forms(pick.body).find((f) => f.buttons.some((b) => b.attrs.name === 'user' && b.attrs.value === 'all'));
-  check(pickForm, 'the account picker has no form with a user=all button');
-  const picked = await browser.submit(pick, pickForm, { name: 'user', value: 'all' });
-  check((picked.status === 302 || picked.status === 303) && urlPath(picked.location) === `${base}/auth/callback`,
-    `POST to the account picker answered ${picked.status} to ${urlPath(picked.location)}, want a redirect to ` +
-    `${base}/auth/callback${pageSays(picked)}`);
-  const cb = await browser.send(picked.location, { from: pickURL.origin });
-  check((cb.status === 302 || cb.status === 303) && cb.location,
-    `GET /auth/callback answered ${cb.status}, want a redirect to the tool's callback${pageSays(cb)}`);
-  check(urlPath(cb.location) === callback, `/auth/callback redirected to ${urlPath(cb.location)}, want the tool's ${callback}`);
-  const q = cb.location.searchParams;
-  check(!q.has('error'), `/auth/callback sent the tool error=${q.get('error')}: ${q.get('error_description') ?? ''}`);
-  ok(`picked "${USER_NAME}" → /auth/callback → the tool's callback with ${[...q.keys()].sort().join(', ')}`);
-
-  // The tool starts listening as it prints the URL; give it a moment.
-  let tool;
-  for (let i = 0; ; i++) {
-    try {
-      tool = await browser.send(cb.location, { from: pickURL.origin });
-      break;
-    } catch (err) {
-      if (err?.code !== 'ECONNREFUSED' || i >= 20) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  check(tool.status === 200, `the tool's callback answered ${tool.status}`);
-  ok(`the tool's callback answered 200 ("${tool.body.trim().slice(0, 60)}")`);
+  await withChromium({ failureShot: join(outDir, 'browser-failure.png') }, async (context) => {
+    // The tool starts listening as it prints the URL: its callback is
+    // fetched here, and tried again while nothing answers yet.
+    await context.route((r) => urlPath(r) === callback, async (route) => {
+      for (let i = 0; ; i++) {
+        try {
+          await route.fulfill({ response: await route.fetch() });
+          return;
+        } catch (err) {
+          if (i >= 20) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    });
+    const page = context.pages()[0] ?? await context.newPage();
+    const consent = await page.goto(u.href);
+    check(consent, 'GET /oauth/authorize gave no response');
+    check(consent.status() === 200 && await page.title() === UI.consent.title,
+      `GET /oauth/authorize answered ${consent.status()} "${await page.title()}", want the consent page`);
+    const landed = await allowAndPick(page, { base, user });
+    const at = new URL(landed.url());
+    expectCode(at, { redirectUri: callback, base, state: u.searchParams.get('state'), who: 'the tool' });
+    ok(`picked "${user.name}" → /auth/callback → the tool's callback with ${[...at.searchParams.keys()].sort().join(', ')}`);
+    check(landed.status() === 200, `the tool's callback answered ${landed.status()}`);
+    ok(`the tool's callback answered 200 ("${(await page.locator('body').innerText()).trim().slice(0, 60)}")`);
+  });
 }
 
 // readResults reads the checks.json of each scenario directory the run

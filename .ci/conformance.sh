@@ -24,12 +24,12 @@
 #                     handler (CONFORMANCE_TOKEN then optional); the
 #                     expected failures are ours, so expect differences
 # Needs Go, npm (any version) and network access to the npm registry on the
-# first run; Node 22 is installed into .ci/.node and the 0.2.0 package into
-# .ci/.conformance (both git-ignored) and reused.
+# first run. Both conformance packages (0.1.16 under the npm alias
+# conformance-0.1.16), the Inspector and Node 22 are pinned in
+# .ci/package.json and installed into .ci/node_modules (git-ignored) by npm
+# ci.
 set -euo pipefail
 
-SUITE='@modelcontextprotocol/conformance@0.1.16'
-INSPECTOR='@modelcontextprotocol/inspector@2.12.0'
 REQUIREMENTS='2026-07-28'
 # The requirement set also runs scenarios it does not score (pending in the
 # suite, or extensions), and its baseline check ignores them. These three
@@ -46,7 +46,13 @@ out_dir="$ci_dir/out/conformance"
 port=${CONFORMANCE_PORT:-18931}
 
 ensure_node
-ensure_conformance
+suite_pkg='conformance-0.1.16'
+suite_bin=$(npm_bin "$suite_pkg" conformance)
+conformance_pkg='@modelcontextprotocol/conformance'
+conformance_bin=$(npm_bin "$conformance_pkg" conformance)
+conformance_version=$(npm_version "$conformance_pkg")
+inspector_pkg='@modelcontextprotocol/inspector'
+inspector_bin=$(npm_bin "$inspector_pkg" mcp-inspector)
 proxy_port=$(free_port)
 if [[ -z ${CONFORMANCE_URL:-} ]]; then
   public_url="http://127.0.0.1:$proxy_port"
@@ -81,12 +87,12 @@ suite() {
   fi
 }
 
-suite "running $SUITE against $suite_url" \
-  npx -y "$SUITE" server --url "$suite_url" \
+suite "running @modelcontextprotocol/conformance $(npm_version "$suite_pkg") against $suite_url" \
+  node "$suite_bin" server --url "$suite_url" \
   --expected-failures "$ci_dir/conformance-expected-failures.yml" -o "$out_dir/0.1.16"
 
 next_expected="$ci_dir/conformance-$REQUIREMENTS-expected-failures.yml"
-suite "running $CONFORMANCE_PKG $CONFORMANCE_VERSION --requirements $REQUIREMENTS against $suite_url" \
+suite "running $conformance_pkg $conformance_version --requirements $REQUIREMENTS against $suite_url" \
   node "$conformance_bin" server --url "$suite_url" --requirements "$REQUIREMENTS" \
   --expected-failures "$next_expected" -o "$out_dir/$REQUIREMENTS"
 for scenario in "${UNSCORED_WE_PASS[@]}"; do
@@ -112,14 +118,32 @@ fi
 # A second, independent client: the MCP Inspector's CLI lists the tools and
 # calls one with the same token, as a person connecting it would.
 if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
-  log "MCP Inspector CLI ($INSPECTOR): tools/list and tools/call"
+  log "MCP Inspector CLI ($inspector_pkg $(npm_version "$inspector_pkg")): tools/list and tools/call"
   inspect() {
-    HOME="$tmp/home" npx -y "$INSPECTOR" --cli "$CONFORMANCE_URL" --transport http \
+    HOME="$tmp/home" node "$inspector_bin" --cli "$CONFORMANCE_URL" --transport http \
       --header "Authorization: Bearer $CONFORMANCE_TOKEN" "$@"
   }
+  # With the handler started here, the token is the demo user "all"'s: the
+  # list must be the golden file's, its tools and the fixtures of this
+  # conformance build, in tools/list order.
+  want_tools=''
+  if [[ -n $server_pid ]]; then
+    want_tools=$(node -e '
+      const g = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      const names = [...g.users.find((u) => u.key === "all").tools, ...g.conformance.added.map((t) => t.name)];
+      process.stdout.write(names.sort().join(","));
+    ' "$root/handler/tools/toolstest/tools-per-role.json")
+  fi
   if ! listed=$(inspect --method tools/list 2>&1) || ! grep -q '"name": "create_task"' <<<"$listed"; then
     echo "MCP Inspector could not list the tools:" >&2
     grep -v -e 'eyJ' <<<"$listed" | tail -n 20 >&2
+    status=1
+  elif [[ -n $want_tools ]] && ! got_tools=$(node -e '
+      const out = require("fs").readFileSync(0, "utf8");
+      const list = JSON.parse(out.slice(out.indexOf("{"), out.lastIndexOf("}") + 1));
+      process.stdout.write(list.tools.map((t) => t.name).join(","));
+    ' <<<"$listed") || [[ $got_tools != "$want_tools" ]]; then
+    echo "MCP Inspector listed [${got_tools:-?}], want the golden file's [$want_tools]" >&2
     status=1
   elif ! called=$(inspect --method tools/call --tool-name create_task --tool-arg title=from-the-inspector 2>&1) ||
     ! grep -q 'from-the-inspector' <<<"$called"; then
@@ -127,7 +151,7 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
     grep -v -e 'eyJ' <<<"$called" | tail -n 20 >&2
     status=1
   else
-    echo "MCP Inspector: tools listed and create_task called"
+    echo "MCP Inspector: tools listed${want_tools:+ (exactly as in the golden file)} and create_task called"
   fi
 fi
 exit "$status"

@@ -27,16 +27,16 @@
 //
 // Environment: BASE_URL, INSPECTOR_URL, INSPECTOR_TOKEN (its API token),
 // INSPECTOR_LOG (its MCP_LOG_FILE), INSPECTOR_VERSION (for messages),
-// OUT_DIR, CHROMIUM (executable), PLAYWRIGHT_DIR (the npm prefix holding
-// playwright-core). Tokens, codes and the API token are never printed.
+// OUT_DIR, CHROMIUM (executable). Tokens, codes and the API token are never
+// printed.
 
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import {
-  Failure, arrived, check, clickAndLand, done, expectHeading, isLocal, isLoopback, need, ok, pageError, urlPath, withChromium, withoutQueries,
+  Failure, allowAndPick, arrived, check, demoUser, done, expectCode, expectConsentPage, isLocal, need, ok, urlPath, withChromium,
+  withoutQueries,
 } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
@@ -47,10 +47,9 @@ const inspectorToken = need('INSPECTOR_TOKEN');
 const inspectorLog = need('INSPECTOR_LOG');
 const inspectorVersion = process.env.INSPECTOR_VERSION ?? '?';
 const outDir = need('OUT_DIR');
-const chromiumPath = need('CHROMIUM');
-const { chromium } = createRequire(join(need('PLAYWRIGHT_DIR'), 'node_modules', '/'))('playwright-core');
 
-const USER_NAME = 'Alex All';
+const user = demoUser('all');
+const USER_NAME = user.name;
 const SERVER_ID = `tasks-${randomBytes(3).toString('hex')}`;
 const CALLBACK = `${inspector}/oauth/callback`;
 const PRM = `${base}/.well-known/oauth-protected-resource/mcp`;
@@ -182,61 +181,15 @@ async function connect(page) {
 }
 
 async function consentPage(page, auth) {
-  const { resp } = auth;
-  check(await page.title() === 'Authorize access', `consent page title is "${await page.title()}", want "Authorize access"`);
-  await expectHeading(page, 'Authorize access');
-  const shown = {};
-  for (const id of ['client-name', 'client-host', 'redirect-host', 'scope']) {
-    const el = page.locator(`#${id}`);
-    check(await el.count() === 1 && await el.isVisible(), `the consent page shows no single visible #${id}`);
-    shown[id] = (await el.textContent() ?? '').trim();
-  }
-  check(shown['client-name'] === auth.clientName, `#client-name shows "${shown['client-name']}", want "${auth.clientName}" as registered`);
-  const inspectorHost = new URL(inspector).host;
-  check(shown['redirect-host'] === inspectorHost, `#redirect-host shows "${shown['redirect-host']}", want "${inspectorHost}"`);
-  const h = resp.headers();
-  const csp = (h['content-security-policy'] ?? '').split(';').map((d) => d.trim());
-  check(csp.includes("default-src 'none'"), `the consent page's Content-Security-Policy lacks default-src 'none': "${h['content-security-policy']}"`);
-  check(csp.includes("frame-ancestors 'none'") || (h['x-frame-options'] ?? '').toUpperCase() === 'DENY',
-    'the consent page may be framed: no CSP frame-ancestors \'none\' and no X-Frame-Options: DENY');
-  ok(`consent page: "Authorize access", client "${shown['client-name']}" (${shown['client-host']}), ` +
-    `redirect host ${shown['redirect-host']}, scope "${shown.scope}", CSP with default-src 'none', not frameable`);
+  await expectConsentPage(page, auth.resp, { base, clientName: auth.clientName, redirectHost: new URL(inspector).host });
   const shot = join(outDir, 'consent.png');
   await page.screenshot({ path: shot, fullPage: true });
   ok(`screenshot ${shot}`);
 }
 
 async function signIn(page, auth) {
-  // "Allow" is armed 700 ms after the page is visible and focused; the
-  // click waits for it to be enabled.
-  const allow = page.getByRole('button', { name: 'Allow', exact: true });
-  check(await allow.count() === 1, 'the consent page has no single "Allow" button');
-  const pickResp = await clickAndLand(page, allow, '"Allow"', problems);
-  const pickURL = new URL(pickResp.url());
-  check(pickURL.origin !== base && pickURL.origin !== inspectorOrigin && isLoopback(pickURL) &&
-    pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
-  `after "Allow" the browser is at ${urlPath(pickURL)}${await pageError(page)}, want the Entra stand-in's account picker`);
-  check(pickResp.status() === 200, `the account picker answered ${pickResp.status()}, want 200`);
-  check(await page.title() === 'Pick an account · devidp', `account picker title is "${await page.title()}"`);
-  ok(`clicked "Allow" → stand-in account picker at ${pickURL.origin}`);
-
-  const user = page.getByRole('button', { name: new RegExp(USER_NAME) });
-  check(await user.count() === 1, `the account picker has no single "${USER_NAME}" button`);
-  const before = requests.length;
-  const landResp = await clickAndLand(page, user, `"${USER_NAME}"`, problems);
-  const landed = new URL(landResp.url());
-  check(landed.origin !== pickURL.origin,
-    `the Entra stand-in refused the sign-in (${landResp.status()}: "${await page.title()}"${await pageError(page)})`);
-  check(urlPath(landed) === CALLBACK,
-    `after the sign-in the browser is at ${urlPath(landed)} (${landResp.status()}, "${await page.title()}"${await pageError(page)}), ` +
-    `want the Inspector's ${CALLBACK}`);
-  check(requests.slice(before).some((r) => urlPath(r.url) === `${base}/auth/callback`),
-    'the way back to the Inspector did not pass through /auth/callback');
-  const q = landed.searchParams;
-  check(!q.get('error'), `the Inspector got error=${q.get('error')}: ${q.get('error_description') ?? ''}`);
-  check(q.get('code'), 'the Inspector got no code');
-  check(q.get('state') === auth.state, 'the Inspector got back a state other than the one it sent');
-  check(q.get('iss') === base, `the Inspector got iss=${q.get('iss')}, want ${base}`);
+  const landResp = await allowAndPick(page, { base, user, problems, notOn: [inspectorOrigin] });
+  expectCode(new URL(landResp.url()), { redirectUri: CALLBACK, base, state: auth.state, who: 'the Inspector' });
   ok(`clicked "${USER_NAME}" → /auth/callback → ${CALLBACK}, with code, its state and iss=${base}`);
   expectNoProblems();
 
@@ -259,21 +212,27 @@ async function signIn(page, auth) {
 async function toolsScreen(page) {
   // The header's segmented control: Servers | Tools.
   await page.getByRole('banner').getByText('Tools', { exact: true }).click();
-  const heading = page.getByRole('heading', { name: /^Tools \(\d+\)$/ });
-  await heading.waitFor();
+  // The demo user's tools, as the golden tools-per-role file lists them.
+  const heading = page.getByRole('heading', { name: `Tools (${user.tools.length})`, exact: true });
+  try {
+    await heading.waitFor();
+  } catch {
+    const other = await page.getByRole('heading', { name: /^Tools \(\d+\)$/ }).allTextContents().catch(() => []);
+    throw new Failure(`the Inspector's Tools screen shows no heading "Tools (${user.tools.length})"` +
+      `${other.length ? ` but "${other.join('", "')}"` : ''}`);
+  }
   // The screens cross-fade: wait for the Servers screen to be gone.
   await page.getByRole('heading', { name: 'Servers', exact: true }).waitFor({ state: 'hidden' });
-  const listed = [];
-  for (const name of ['whoami', 'create_task']) {
+  for (const name of user.tools) {
     // Each tool is a button named by its title and then its name.
     const button = page.getByRole('button', { name: new RegExp(`(^|\\s)${name}$`) });
     await button.first().waitFor().catch(() => {});
     check(await button.count() === 1, `the Inspector's tools list has no single ${name}`);
-    listed.push(name);
   }
+  const listed = user.tools;
   const shot = join(outDir, 'tools.png');
   await page.screenshot({ path: shot, fullPage: true });
-  ok(`the Inspector's Tools screen: "${(await heading.textContent()).trim()}", with ${listed.join(' and ')}; screenshot ${shot}`);
+  ok(`the Inspector's Tools screen: "${(await heading.textContent()).trim()}", with ${listed.join(', ')}; screenshot ${shot}`);
 }
 
 async function callWhoami(page) {
@@ -369,7 +328,7 @@ async function readClientLog() {
 // saves a screenshot as inspector-failure.png when fn fails.
 function withBrowser(fn) {
   return withChromium({
-    chromium, executablePath: chromiumPath, failureShot: join(outDir, 'inspector-failure.png'), stepTimeout: STEP_TIMEOUT,
+    failureShot: join(outDir, 'inspector-failure.png'), stepTimeout: STEP_TIMEOUT,
     // The Inspector's layout wants a wide window.
     viewport: { width: 1280, height: 900 },
   }, async (context) => fn(await instrument(context)));

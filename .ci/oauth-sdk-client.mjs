@@ -1,7 +1,7 @@
 // OAuth test of the authorization-server front with the official MCP
 // TypeScript SDK (@modelcontextprotocol/sdk), against a dev-mode handler at
-// BASE_URL. No browser: the test plays the browser itself with plain HTTP
-// requests and a small cookie jar (Browser in lib.mjs).
+// BASE_URL. A real Chromium (lib.mjs's withChromium) plays the user's
+// browser through our consent page and the Entra stand-in's account picker.
 //
 // It checks the metadata (the 401's WWW-Authenticate, RFC 9728 and RFC 8414
 // documents), then runs the whole flow three times: with a client that the
@@ -11,7 +11,7 @@
 // lets PKCE alone protect the redirect):
 //   1. the SDK connects with no token, gets the 401, discovers the
 //      metadata from it, gets a client_id and hands over an authorization URL;
-//   2. "the browser" loads the consent page, allows, picks "Alex All" on the
+//   2. the browser loads the consent page, allows, picks demo user "all" on the
 //      Entra stand-in's page and follows /auth/callback back to the client's
 //      redirect URI, with code, iss and the state the SDK sent (none if it
 //      sent none);
@@ -22,25 +22,23 @@
 //      the consent page is skipped, the new tokens work, and RFC 7009
 //      revocation ends them.
 //
-// Environment: BASE_URL, SDK_DIR (the npm prefix holding
-// @modelcontextprotocol/sdk). Tokens, codes and CSRF values are never
-// printed; URLs are printed without their query.
+// Environment: BASE_URL, OUT_DIR (failure screenshots), CHROMIUM
+// (executable). Tokens, codes and CSRF values are never printed; URLs are
+// printed without their query.
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 import {
-  Browser, Failure, MemoryProvider, argumentsFor, byId, check, done, forms, headings, isLoopback, need, ok, pageSays,
-  pageTitle, structured, urlPath,
+  Failure, MemoryProvider, allowAndPick, argumentsFor, check, cookieNames, demoUser, done, expectCode, expectConsentPage,
+  expectPicker, need, ok, pickAccount, require, structured, urlPath, withChromium,
 } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
 const mcpURL = `${base}/mcp`;
-const sdkDir = need('SDK_DIR');
-const require = createRequire(join(sdkDir, 'node_modules', '/'));
+const outDir = need('OUT_DIR');
 // The package's exports map sends "./*" to dist/cjs/* for require: all three
 // come from the same (CommonJS) build, so instanceof works across them.
 const { auth, UnauthorizedError } = require('@modelcontextprotocol/sdk/client/auth.js');
@@ -49,11 +47,12 @@ const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/cli
 const { InvalidClientMetadataError } = require('@modelcontextprotocol/sdk/server/auth/errors.js');
 // Not require('.../package.json'): the exports map would send that to dist/cjs.
 const sdkVersion = JSON.parse(readFileSync(
-  join(sdkDir, 'node_modules', '@modelcontextprotocol', 'sdk', 'package.json'), 'utf8')).version;
+  new URL('./node_modules/@modelcontextprotocol/sdk/package.json', import.meta.url), 'utf8')).version;
 
-const ALL_TOOLS = ['complete_task', 'create_task', 'delete_task', 'get_task', 'list_tasks', 'my_profile',
-  'search_tasks', 'update_task', 'whoami'];
-const USER_NAME = 'Alex All';
+// The demo user the browser signs in as, and the tools its token lists
+// (the golden tools-per-role file).
+const user = demoUser('all');
+const USER_NAME = user.name;
 
 // Every request the SDK makes goes through recordingFetch (the transport's
 // fetch option, which auth() gets too): method, URL without query, status,
@@ -171,10 +170,17 @@ async function checkMetadata() {
 
 // runFlow runs steps 1 to 5 for one kind of client: "DCR" (registered by
 // the SDK) or "CIMD" (a Client ID Metadata Document served by docs); with
-// withState false its provider has no state().
+// withState false its provider has no state(). Each run has a browser
+// profile of its own.
 async function runFlow(kind, docs, { withState = true } = {}) {
   const label = withState ? kind : `${kind} without state()`;
   console.log(`  -- ${label} client`);
+  const shot = join(outDir, `sdk-${label.replace(/[^A-Za-z]+/g, '-')}-failure.png`);
+  await withChromium({ failureShot: shot }, async (context) =>
+    flow(context, context.pages()[0] ?? await context.newPage(), { kind, label, docs, withState }));
+}
+
+async function flow(context, page, { kind, label, docs, withState }) {
   const clientName = `oauth-sdk-client ${label} ${randomBytes(3).toString('hex')}`;
   const redirectUrl = `${docs.origin}/callback`;
   const clientMetadata = {
@@ -236,20 +242,26 @@ async function runFlow(kind, docs, { withState = true } = {}) {
   const authURL = expectAuthorizationURL(provider, redirectUrl);
 
   // 2. The browser: consent page, Allow, account picker, back to the client.
-  const browser = new Browser();
-  const consent = await browser.send(authURL, { from: null });
-  const form = expectConsentPage(consent, clientName, redirectUrl);
+  const consent = await page.goto(authURL.href);
+  check(consent, 'GET /oauth/authorize gave no response');
+  await expectConsentPage(page, consent, { base, clientName, redirectHost: new URL(redirectUrl).host });
+  check((await cookieNames(context, base)).includes('mcp-authorize'), 'GET /oauth/authorize set no mcp-authorize cookie');
   if (kind === 'CIMD') {
     check(docs.hits(provider.docPath) > 0, 'the handler showed the consent page without fetching the client metadata document');
     ok(`the handler fetched the client metadata document (${docs.hits(provider.docPath)} time(s))`);
   }
-  const approve = await browser.submit(consent, form, { name: 'decision', value: 'approve' });
-  check(approve.status === 302 || approve.status === 303,
-    `POST /oauth/authorize (Allow) answered ${approve.status}, want a redirect to the account picker${pageSays(approve)}`);
-  check(browser.hasCookieStarting(base, 'mcp-signin-'), 'POST /oauth/authorize (Allow) set no mcp-signin-* cookie (the sealed sign-in)');
-  ok('Allow: 302 to the account picker, the sign-in sealed in an mcp-signin-* cookie');
-  const code = await signInAtPicker(browser, approve.location, provider, redirectUrl);
-  check(browser.hasCookie(base, 'mcp-consent'), 'the completed sign-in set no mcp-consent cookie');
+  const landed = await allowAndPick(page, {
+    base, user,
+    atPicker: async () => {
+      check((await cookieNames(context, base)).some((n) => n.startsWith('mcp-signin-')),
+        'POST /oauth/authorize (Allow) set no mcp-signin-* cookie (the sealed sign-in)');
+      ok('Allow: the sign-in sealed in an mcp-signin-* cookie');
+    },
+  });
+  const code = expectCode(new URL(landed.url()), { redirectUri: redirectUrl, base, state: provider.sendsState ? provider.states.at(-1) : null });
+  ok(`picked "${USER_NAME}" → /auth/callback → the client's redirect URI with code, ` +
+    `${provider.sendsState ? 'its state' : 'no state (it sent none)'} and iss=${base}`);
+  check((await cookieNames(context, base)).includes('mcp-consent'), 'the completed sign-in set no mcp-consent cookie');
 
   // 3. Trade the code, then use the tools.
   start = trail.length;
@@ -314,15 +326,18 @@ async function runFlow(kind, docs, { withState = true } = {}) {
   check(!trail.slice(start).some((e) => e.url === asMeta.registration_endpoint), 'the SDK registered again');
   ok('auth() with the revoked chain: refresh refused, tokens dropped, new authorization URL (same client)');
   const authURL2 = expectAuthorizationURL(provider, redirectUrl);
-  const skip = await browser.send(authURL2, { from: null });
-  check(skip.status === 302 || skip.status === 303,
-    `GET /oauth/authorize with the consent remembered answered ${skip.status}, want a redirect straight to the ` +
-    `account picker${skip.status === 200 ? ` (page "${pageTitle(skip.body)}")` : pageSays(skip)}`);
-  check(skip.location && skip.location.origin !== base && isLoopback(skip.location) &&
-    skip.location.pathname.endsWith('/oauth2/v2.0/authorize'),
-  `GET /oauth/authorize with the consent remembered redirected to ${urlPath(skip.location)}, want the account picker`);
-  ok('second authorization: consent remembered, 302 straight to the account picker');
-  const code2 = await signInAtPicker(browser, skip.location, provider, redirectUrl);
+  const skip = await page.goto(authURL2.href);
+  check(skip, 'GET /oauth/authorize gave no response');
+  let asked = skip.request();
+  while (asked.redirectedFrom()) asked = asked.redirectedFrom();
+  check(urlPath(asked.url()) === asMeta.authorization_endpoint && asked !== skip.request(),
+    `GET /oauth/authorize with the consent remembered was not redirected (the browser is at ${urlPath(skip.url())}, ` +
+    `"${await page.title()}"), want a redirect straight to the account picker`);
+  const pickURL = await expectPicker(page, skip, { base });
+  ok('second authorization: consent remembered, redirected straight to the account picker');
+  const landed2 = await pickAccount(page, { base, user, pickURL });
+  const code2 = expectCode(new URL(landed2.url()), { redirectUri: redirectUrl, base, state: provider.sendsState ? provider.states.at(-1) : null });
+  ok(`picked "${USER_NAME}" again → the client's redirect URI with a new code`);
   const traded = await auth(provider, { serverUrl: mcpURL, authorizationCode: code2, fetchFn: recordingFetch });
   check(traded === 'AUTHORIZED', `auth() with the second code answered ${traded}`);
   const tokens3 = expectTokens(provider.tokens(), 'the second code exchange');
@@ -407,77 +422,6 @@ function expectAuthorizationURL(provider, redirectUrl) {
   return u;
 }
 
-// expectConsentPage checks the consent page and returns its form.
-function expectConsentPage(resp, clientName, redirectUrl) {
-  check(resp.status === 200, `GET /oauth/authorize answered ${resp.status}, want the consent page (200)${pageSays(resp)}`);
-  check(/^text\/html\b/.test(resp.headers['content-type'] ?? ''),
-    `GET /oauth/authorize answered ${resp.headers['content-type']}, want text/html`);
-  const html = resp.body;
-  check(pageTitle(html) === 'Authorize access', `consent page title is "${pageTitle(html)}", want "Authorize access"`);
-  const h1 = headings(html);
-  check(h1.length === 1 && h1[0] === 'Authorize access', `consent page headings are ${JSON.stringify(h1)}, want one "Authorize access"`);
-  const shown = {};
-  for (const id of ['client-name', 'client-host', 'redirect-host', 'scope']) {
-    shown[id] = byId(html, id);
-    check(shown[id] !== null, `the consent page has no #${id}`);
-  }
-  check(shown['client-name'] === clientName, `#client-name shows "${shown['client-name']}", want "${clientName}"`);
-  const redirectHost = new URL(redirectUrl).host;
-  check(shown['redirect-host'] === redirectHost, `#redirect-host shows "${shown['redirect-host']}", want "${redirectHost}"`);
-  const form = forms(html).find((f) => (f.attrs.action ?? '') === '/oauth/authorize');
-  check(form, 'the consent page has no form posting to /oauth/authorize');
-  check((form.attrs.method ?? '').toLowerCase() === 'post', `the consent form's method is "${form.attrs.method}", want post`);
-  for (const name of ['request', 'csrf_token']) {
-    const input = form.inputs.find((i) => i.name === name);
-    check(input && (input.type ?? '').toLowerCase() === 'hidden' && input.value,
-      `the consent form has no hidden, non-empty input "${name}"`);
-  }
-  for (const [value, text] of [['approve', 'Allow'], ['deny', 'Deny']]) {
-    const b = form.buttons.find((x) => x.attrs.name === 'decision' && x.attrs.value === value);
-    check(b && b.text === text && (b.attrs.type ?? 'submit') === 'submit',
-      `the consent form has no submit button decision=${value} labelled "${text}"`);
-  }
-  check(resp.jar.hasCookie(base, 'mcp-authorize'), 'GET /oauth/authorize set no mcp-authorize cookie');
-  ok(`consent page: "${shown['client-name']}" (${shown['client-host']}) → ${shown['redirect-host']}, ` +
-    `scope "${shown.scope}"; form with request and csrf_token; Allow and Deny`);
-  return form;
-}
-
-// signInAtPicker goes from the account picker's URL to the client's
-// redirect URI and returns the code, after checking state (the one the SDK
-// sent, or none) and iss.
-async function signInAtPicker(browser, pickURL, provider, redirectUrl) {
-  check(pickURL && pickURL.origin !== base && isLoopback(pickURL) && pickURL.pathname.endsWith('/oauth2/v2.0/authorize'),
-    `the redirect went to ${urlPath(pickURL)}, want the Entra stand-in's account picker on another loopback port`);
-  const pick = await browser.send(pickURL, { from: base });
-  check(pick.status === 200, `the account picker answered ${pick.status}${pageSays(pick)}`);
-  check(pageTitle(pick.body) === 'Pick an account · devidp', `account picker title is "${pageTitle(pick.body)}"`);
-  const form = forms(pick.body).find((f) => f.buttons.some((b) => b.attrs.name === 'user' && b.attrs.value === 'all'));
-  check(form, 'the account picker has no form with a user=all button');
-  const button = form.buttons.find((b) => b.attrs.name === 'user' && b.attrs.value === 'all');
-  check(button.text.startsWith(USER_NAME), `the user=all button says "${button.text}", want "${USER_NAME} ..."`);
-  const picked = await browser.submit(pick, form, { name: 'user', value: 'all' });
-  check(picked.status === 302 || picked.status === 303,
-    `POST to the account picker answered ${picked.status}, want a redirect${pageSays(picked)}`);
-  check(urlPath(picked.location) === `${base}/auth/callback`,
-    `the account picker redirected to ${urlPath(picked.location)}, want ${base}/auth/callback`);
-  const cb = await browser.send(picked.location, { from: pickURL.origin });
-  check(cb.status === 302 || cb.status === 303, `GET /auth/callback answered ${cb.status}, want a redirect to the client${pageSays(cb)}`);
-  check(cb.location && urlPath(cb.location) === redirectUrl,
-    `/auth/callback redirected to ${urlPath(cb.location)}, want the client's ${redirectUrl}`);
-  const q = cb.location.searchParams;
-  check(!q.has('error'), `/auth/callback sent the client error=${q.get('error')}: ${q.get('error_description') ?? ''}`);
-  check(q.get('code'), '/auth/callback sent the client no code');
-  if (provider.sendsState) {
-    check(q.get('state') === provider.states.at(-1), 'the state the client got back is not the one the SDK sent');
-  } else {
-    check(!q.has('state'), 'the client got a state back, though the SDK sent none');
-  }
-  check(q.get('iss') === base, `the client got iss=${q.get('iss')}, want ${base}`);
-  ok(`picked "${USER_NAME}" → /auth/callback → the client's redirect URI with code, ${provider.sendsState ? 'its state' : 'no state (it sent none)'} and iss=${base}`);
-  return q.get('code');
-}
-
 function expectTokens(t, what) {
   check(t, `${what} saved no tokens`);
   check(typeof t.access_token === 'string' && t.access_token, `${what} answered no access_token`);
@@ -497,8 +441,8 @@ async function useTools(provider, label, { taskTitle, listOnly = false, whoamiOn
   try {
     if (!whoamiOnly) {
       const { tools } = await client.listTools();
-      const names = tools.map((t) => t.name).sort();
-      check(sameList(names, ALL_TOOLS), `tools/list with the ${label}: [${names.join(', ')}], want [${ALL_TOOLS.join(', ')}]`);
+      const names = tools.map((t) => t.name);
+      check(sameList(names, user.tools), `tools/list with the ${label}: [${names.join(', ')}], want [${user.tools.join(', ')}]`);
       ok(`tools/list with the ${label}: all ${names.length} tools`);
       if (listOnly) return;
       const me = structured(await client.callTool({ name: 'whoami', arguments: {} }), 'whoami');
@@ -556,7 +500,7 @@ async function getJSON(u) {
 
 // startDocServer serves Client ID Metadata Documents on a loopback port, and
 // counts the requests per path. Its /callback is the clients' redirect URI,
-// which this test never follows to.
+// where the browser lands with the code: it answers a small page.
 async function startDocServer() {
   const docs = new Map();
   const hits = new Map();
@@ -564,6 +508,11 @@ async function startDocServer() {
     const path = new URL(req.url, 'http://127.0.0.1').pathname;
     hits.set(path, (hits.get(path) ?? 0) + 1);
     const doc = docs.get(path);
+    if (req.method === 'GET' && path === '/callback') {
+      res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' });
+      res.end('back at the client\n');
+      return;
+    }
     if (req.method === 'GET' && doc) {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
       res.end(JSON.stringify(doc));

@@ -23,6 +23,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 var (
@@ -122,9 +123,11 @@ func toolsList(port int, token string) ([]string, error) {
 }
 
 // startProd execs the binary in production mode and returns when its first
-// tools/list answers correctly, with the time that took.
+// tools/list with token (the demo user "all"'s) answers the golden list,
+// with the time that took.
 func startProd(t testing.TB, idp *devidp.Server, token string) (*exec.Cmd, time.Duration) {
 	t.Helper()
+	want := strings.Join(toolstest.Load(t).User(t, "all").Tools, ",")
 	bin := binary(t)
 	port := freePort(t)
 	cmd := exec.Command(bin)
@@ -137,7 +140,7 @@ func startProd(t testing.TB, idp *devidp.Server, token string) (*exec.Cmd, time.
 	}
 	for time.Since(start) < 10*time.Second {
 		names, err := toolsList(port, token)
-		if err == nil && strings.Join(names, ",") == "complete_task,create_task,delete_task,get_task,list_tasks,my_profile,search_tasks,update_task,whoami" {
+		if err == nil && strings.Join(names, ",") == want {
 			return cmd, time.Since(start)
 		}
 		time.Sleep(200 * time.Microsecond)

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 // The OAuth front, end to end through the real handler, the Entra stand-in
@@ -241,6 +243,8 @@ func TestOAuthMetadata(t *testing.T) {
 func TestOAuthEndToEnd(t *testing.T) {
 	rdb := storetest.Redis(t)
 	st := newStack(t, rdb)
+	// The flow signs in as the demo user "all" (Alex All).
+	allTools := toolstest.Load(t).User(t, "all").Tools
 
 	// Discovery starts from the 401 of the MCP endpoint.
 	r := st.do(t, http.MethodPost, "/mcp", "", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
@@ -283,8 +287,8 @@ func TestOAuthEndToEnd(t *testing.T) {
 	if rdb.HExists(context.Background(), "oauthclients:{pending}", id).Val() {
 		t.Error("a registration is still pending after its first sign-in")
 	}
-	if names := toolNames(st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(names) != 9 {
-		t.Errorf("tools with the client's token: %v", names)
+	if names := toolNames(st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); !slices.Equal(names, allTools) {
+		t.Errorf("tools with the client's token: %v, want %v", names, allTools)
 	}
 	res := st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`)
 	if text, isErr := callText(t, res); isErr || !strings.Contains(text, "Alex All") {
@@ -296,8 +300,8 @@ func TestOAuthEndToEnd(t *testing.T) {
 	if r.status != 200 || tk2.AccessToken == "" || tk2.RefreshToken == "" || tk2.RefreshToken == tk.RefreshToken {
 		t.Fatalf("refresh: %d %s", r.status, r.body)
 	}
-	if names := toolNames(st.rpc(t, tk2.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(names) != 9 {
-		t.Errorf("tools with the refreshed token: %v", names)
+	if names := toolNames(st.rpc(t, tk2.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); !slices.Equal(names, allTools) {
+		t.Errorf("tools with the refreshed token: %v, want %v", names, allTools)
 	}
 	// Once the new handle has been used, the old one coming back is reuse
 	// (within the grace it would have been a retry after a lost reply).

@@ -35,16 +35,6 @@ func operationFrom(ctx context.Context) *operation {
 	return op
 }
 
-// TraceID returns the trace id (Application Insights operation_Id) of the
-// request ctx belongs to, or "" outside Middleware. Put it on log lines to
-// find a request's logs from its telemetry.
-func TraceID(ctx context.Context) string {
-	if op := operationFrom(ctx); op != nil {
-		return op.traceID
-	}
-	return ""
-}
-
 // tags returns fresh context tags for one item of this operation.
 func (op *operation) tags(parent string) contracts.ContextTags {
 	t := make(contracts.ContextTags, 3)

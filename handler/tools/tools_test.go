@@ -16,6 +16,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 var (
@@ -137,53 +138,38 @@ func taskID(t *testing.T, res *mcp.CallToolResult) string {
 	return id
 }
 
+// TestExactToolNames holds the catalog without Graph against the golden
+// tools-per-role file (TestToolsPerRole keeps that file true).
 func TestExactToolNames(t *testing.T) {
 	var names []string
 	for _, tool := range productionTools() {
 		names = append(names, tool.Def.Name)
 	}
 	slices.Sort(names)
-	want := []string{"complete_task", "create_task", "delete_task", "get_task", "list_tasks",
-		"revoke_sessions", "search_tasks", "server_stats", "update_task", "whoami"}
+	want := toolstest.Names(toolstest.Load(t).Tools, false)
 	if !slices.Equal(names, want) {
-		t.Fatalf("tools %v, want %v", names, want)
+		t.Fatalf("tools %v, want %v (toolstest/%s)", names, want, toolstest.FileName)
 	}
 }
 
 func TestDefinitions(t *testing.T) {
-	type want struct {
-		need                              authz.Need
-		readOnly, destructive, idempotent bool
-	}
-	wants := map[string]want{
-		"whoami":        {authz.SignedIn, true, false, true},
-		"list_tasks":    {authz.Read, true, false, true},
-		"get_task":      {authz.Read, true, false, true},
-		"search_tasks":  {authz.Read, true, false, true},
-		"create_task":   {authz.Write, false, false, false},
-		"update_task":   {authz.Write, false, true, true},
-		"complete_task": {authz.Write, false, false, true},
-		"delete_task":   {authz.Write, false, true, true},
-		"server_stats":  {authz.Admin, true, false, true},
-		// Ending sessions removes them; doing it twice changes nothing more.
-		"revoke_sessions": {authz.Admin, false, true, true},
+	// Needs and hints are in the golden file, where a change shows in review.
+	wants := map[string]toolstest.Tool{}
+	for _, w := range toolstest.Load(t).Tools {
+		wants[w.Name] = w
 	}
 	for _, tool := range productionTools() {
 		def, w := tool.Def, wants[tool.Def.Name]
 		if tool.Need == 0 {
 			t.Errorf("%s: no need declared: nobody could use it", def.Name)
 		}
-		if tool.Need != w.need {
-			t.Errorf("%s: need %v, want %v", def.Name, tool.Need, w.need)
-		}
 		a := def.Annotations
 		if a.ReadOnlyHint == nil || a.DestructiveHint == nil || a.IdempotentHint == nil || a.OpenWorldHint == nil {
 			t.Errorf("%s: an annotation is unset: %+v", def.Name, a)
 			continue
 		}
-		got := want{tool.Need, *a.ReadOnlyHint, *a.DestructiveHint, *a.IdempotentHint}
-		if got != w {
-			t.Errorf("%s: hints %+v, want %+v", def.Name, got, w)
+		if got := goldenTool(tool, false); got != w {
+			t.Errorf("%s: need and hints %+v, want %+v (toolstest/%s)", def.Name, got, w, toolstest.FileName)
 		}
 		if *a.OpenWorldHint {
 			t.Errorf("%s: openWorldHint is true (NewTool's default); our tools are closed-world", def.Name)

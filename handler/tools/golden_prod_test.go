@@ -1,0 +1,47 @@
+//go:build !conformance
+
+package tools_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/tools"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
+)
+
+const goldenAbout = "Generated from the tool catalog (handler/tools), the default role map (handler/authz) and the " +
+	"demo users (handler/devidp) by `go test ./handler/tools -run TestToolsPerRole -update` (the conformance " +
+	"part with -tags conformance). Do not edit; Go tests and .ci scripts read their expectations from it."
+
+// TestToolsPerRole holds the golden tools-per-role file against the real
+// catalog: every tool with its need and hints, and what each demo user's
+// roles (through the default role map) let it list, with Graph configured
+// as in dev mode.
+func TestToolsPerRole(t *testing.T) {
+	without := map[string]bool{}
+	for _, tool := range tools.All(tools.Deps{}) {
+		without[tool.Def.Name] = true
+	}
+	catalog := tools.All(tools.Deps{Graph: &tools.Graph{Tokens: &fakeTokens{}}})
+	want := toolstest.File{About: goldenAbout, Conformance: readGolden(t).Conformance}
+	for _, tool := range catalog {
+		want.Tools = append(want.Tools, goldenTool(tool, !without[tool.Def.Name]))
+	}
+	byName(want.Tools)
+	roles := authz.DefaultRoleMap()
+	for _, u := range devidp.DemoUsers() {
+		grants := roles.Grants(u.Roles)
+		var names []string
+		for _, tool := range catalog {
+			if grants.Allows(tool.Need) {
+				names = append(names, tool.Def.Name)
+			}
+		}
+		slices.Sort(names)
+		want.Users = append(want.Users, toolstest.User{Key: u.Key, Name: u.Name, Roles: u.Roles, Tools: names})
+	}
+	checkGolden(t, want, "")
+}
