@@ -131,7 +131,7 @@ func productionFiles(t *testing.T, f func(path, text string)) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (d.Name() == "devmode" || d.Name() == "devidp" || d.Name() == "azuretest" || d.Name() == "storetest" || d.Name() == "stage" ||
+		if d.IsDir() && (d.Name() == "devidp" || d.Name() == "azuretest" || d.Name() == "storetest" || d.Name() == "stage" ||
 			d.Name() == "funchost" || d.Name() == "testdata") {
 			return filepath.SkipDir
 		}

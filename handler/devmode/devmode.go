@@ -9,10 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -45,15 +43,14 @@ type Env struct {
 // handler, else addr, the default. So the dev command with no flags runs
 // under the host.
 func ListenAddr(addr string, explicit bool, getenv func(string) string) (string, error) {
-	port := strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
-	if explicit || port == "" {
+	d, err := config.LoadDev(getenv)
+	if err != nil {
+		return "", fmt.Errorf("dev mode: %w", err)
+	}
+	if explicit || d.Port == 0 {
 		return addr, nil
 	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
-		return "", fmt.Errorf("dev mode: FUNCTIONS_CUSTOMHANDLER_PORT %q is not a port number", port)
-	}
-	return net.JoinHostPort("127.0.0.1", port), nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.Port)), nil
 }
 
 // Start starts the stand-in and the embedded Redis and returns the
@@ -95,24 +92,23 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 // publicBase checks where dev mode may run and returns the URL clients use:
 // http://addr, or PUBLIC_BASE_URL behind a local proxy.
 func publicBase(addr string, getenv func(string) string) (string, error) {
-	if getenv("WEBSITE_HOSTNAME") != "" {
+	d, err := config.LoadDev(getenv)
+	if err != nil {
+		return "", fmt.Errorf("dev mode: %w", err)
+	}
+	if d.OnAzure {
 		return "", fmt.Errorf("dev mode: refusing to start: WEBSITE_HOSTNAME is set, so this is an Azure host")
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil || !valid.LoopbackHost(host) {
 		return "", fmt.Errorf("dev mode: -addr %q must be a loopback host:port such as %s", addr, DefaultAddr)
 	}
-	v := strings.TrimSpace(getenv("PUBLIC_BASE_URL"))
-	if v == "" {
+	if d.PublicBaseURL == "" {
 		return "http://" + addr, nil
 	}
 	// Behind a local proxy (the Functions host stand-in, func start)
 	// clients use its address; dev tokens stay on this machine.
-	u, err := url.Parse(v)
-	if err != nil || u.Scheme != "http" || !valid.LoopbackHost(u.Hostname()) || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
-		return "", fmt.Errorf("dev mode: PUBLIC_BASE_URL %q must be http on a loopback host, such as http://127.0.0.1:7071", v)
-	}
-	return u.Scheme + "://" + u.Host, nil
+	return d.PublicBaseURL, nil
 }
 
 // sealingKeys is a fresh key ring: what dev mode seals dies with it.
