@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"log/slog"
 	"net/http"
@@ -36,9 +37,14 @@ import (
 // probe the verifier.
 var ErrInvalidToken = errors.New("entra: invalid token")
 
+// Dependency is how outages of the tenant's signing keys (discovery and
+// JWKS) are named.
+const Dependency = "entra signing keys"
+
 // ErrUnavailable means no signing keys have ever been loaded and fetching
 // them failed: the token could not be checked at all. Answer 503, not 401.
-var ErrUnavailable = errors.New("entra: signing keys unavailable")
+// It is an *outage.Error naming Entra's signing keys.
+var ErrUnavailable error = outage.New(Dependency, nil)
 
 // ErrUnknownKey is matched, besides ErrInvalidToken, by the error of
 // VerifyIDToken when the token was signed with a key this verifier has not

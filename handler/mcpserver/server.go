@@ -27,7 +27,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -262,9 +262,10 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		}
 		outcome := "ok"
 		switch {
-		case err != nil && errors.Is(err, store.ErrUnavailable):
+		case err != nil && errors.Is(err, outage.ErrUnavailable):
 			outcome = "unavailable"
-			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name), slog.String("err", err.Error()))
+			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name),
+				slog.String("dependency", outage.Dependency(err)), slog.String("err", err.Error()))
 			// For a write, a lost reply is not a failure: the message says
 			// whether the change may have happened and how to retry safely.
 			res = mcp.NewToolResultError(t.UnavailableText())

@@ -20,9 +20,14 @@ import (
 
 	"golang.org/x/net/publicsuffix"
 
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
+
+// MetadataFetch is how a refused metadata-document fetch is named as an
+// outage: every fetch slot this instance allows (in all, per site or per
+// requester) is taken, so the lookup cannot be served now.
+const MetadataFetch = "client metadata fetch"
 
 // errAddressNotAllowed is the guard's refusal of a non-public address.
 var errAddressNotAllowed = errors.New("address not allowed")
@@ -257,7 +262,7 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID, requester strin
 			// outbound connections, and no one requester or slow host may
 			// take every slot. Not cached: it says nothing of the document.
 			r.mu.Unlock()
-			return Client{}, fmt.Errorf("oauthclients: look up client: %w: %s", store.ErrUnavailable, reason)
+			return Client{}, fmt.Errorf("oauthclients: look up client: %w", outage.New(MetadataFetch, errors.New(reason)))
 		}
 		r.inflightHosts[host]++
 		r.inflightBy[requester]++

@@ -20,7 +20,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/internal/selfsigned"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -549,7 +549,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 	})
 	t.Run("a requester at its cap of fetches in flight cannot retry a failing document", func(t *testing.T) {
 		for n := range oauthclients.MaxFetchesPerRequester {
-			if err := e.startSlow(e.host(200+n), n, "retrier"); errors.Is(err, store.ErrUnavailable) {
+			if err := e.startSlow(e.host(200+n), n, "retrier"); errors.Is(err, outage.ErrUnavailable) {
 				t.Fatalf("fetch %d refused: %v", n+1, err)
 			}
 		}
@@ -669,7 +669,7 @@ func (e *cimdEnv) startSlow(h string, n int, requester string) error {
 func (e *cimdEnv) fill(t *testing.T, n int) {
 	t.Helper()
 	for i := range n {
-		if err := e.startSlow(e.host(i/oauthclients.MaxFetchesPerHost), i, fmt.Sprintf("attacker-%d", i/oauthclients.MaxFetchesPerRequester)); errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(i/oauthclients.MaxFetchesPerHost), i, fmt.Sprintf("attacker-%d", i/oauthclients.MaxFetchesPerRequester)); errors.Is(err, outage.ErrUnavailable) {
 			t.Fatalf("slow fetch %d refused: %v", i+1, err)
 		}
 	}
@@ -677,8 +677,13 @@ func (e *cimdEnv) fill(t *testing.T, n int) {
 
 func wantUnavailable(t *testing.T, what string, err error) {
 	t.Helper()
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("%s: %v; want ErrUnavailable", what, err)
+	}
+	// The refusal is ours, not Redis's: its text and dependency say so.
+	if outage.Dependency(err) != oauthclients.MetadataFetch || strings.Contains(err.Error(), "redis") ||
+		!strings.Contains(err.Error(), "client metadata fetch unavailable") {
+		t.Errorf("%s: %q does not name the metadata fetch as what is unavailable", what, err)
 	}
 }
 
@@ -709,7 +714,7 @@ func TestDocumentFetchesBounded(t *testing.T) {
 	t.Run("per host", func(t *testing.T) {
 		h0 := e.host(0)
 		for n := range oauthclients.MaxFetchesPerHost {
-			if err := e.startSlow(h0, n, fmt.Sprintf("r%d", n)); errors.Is(err, store.ErrUnavailable) {
+			if err := e.startSlow(h0, n, fmt.Sprintf("r%d", n)); errors.Is(err, outage.ErrUnavailable) {
 				t.Fatalf("fetch %d from one host refused: %v", n+1, err)
 			}
 		}
@@ -722,7 +727,7 @@ func TestDocumentFetchesBounded(t *testing.T) {
 		// h0 holds four already; fill the rest of the unreserved slots.
 		for i := oauthclients.MaxFetchesPerHost; i < oauthclients.MaxConcurrentFetches-oauthclients.ReservedFetches; i++ {
 			h := e.host(i / oauthclients.MaxFetchesPerHost)
-			if err := e.startSlow(h, i, fmt.Sprintf("r%d", i)); errors.Is(err, store.ErrUnavailable) {
+			if err := e.startSlow(h, i, fmt.Sprintf("r%d", i)); errors.Is(err, outage.ErrUnavailable) {
 				t.Fatalf("fetch %d refused: %v", i+1, err)
 			}
 		}
@@ -744,7 +749,7 @@ func TestDocumentFetchesPerRequester(t *testing.T) {
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	for n := range oauthclients.MaxFetchesPerRequester {
-		if err := e.startSlow(e.host(n), n, "greedy"); errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(n), n, "greedy"); errors.Is(err, outage.ErrUnavailable) {
 			t.Fatalf("fetch %d of one requester refused: %v", n+1, err)
 		}
 	}
@@ -759,11 +764,11 @@ func TestDocumentFetchesPerRequester(t *testing.T) {
 		}
 	})
 	t.Run("joining a fetch under way is free", func(t *testing.T) {
-		if err := e.startSlow(e.host(5), 5, "other"); errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(5), 5, "other"); errors.Is(err, outage.ErrUnavailable) {
 			t.Fatal(err)
 		}
 		err := e.startSlow(e.host(5), 5, "greedy") // the same URL
-		if errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, outage.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("greedy, at its cap, joining another's fetch: %v; want to wait for it (its own deadline)", err)
 		}
 	})
@@ -780,7 +785,7 @@ func TestDocumentSlowRequesterDoesNotStopAnother(t *testing.T) {
 	e := newCIMD(t, true, nil)
 	started := 0
 	for i := range oauthclients.MaxConcurrentFetches {
-		if err := e.startSlow(e.host(i%8), i, "attacker"); !errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(i%8), i, "attacker"); !errors.Is(err, outage.ErrUnavailable) {
 			started++
 		}
 	}
@@ -840,7 +845,7 @@ func TestDocumentFetchReserve(t *testing.T) {
 			tctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 			_, err := e.reg.Lookup(tctx, id, fmt.Sprintf("turning-%d", i))
 			cancel()
-			if !errors.Is(err, store.ErrUnavailable) {
+			if !errors.Is(err, outage.ErrUnavailable) {
 				started++
 			}
 		}

@@ -365,7 +365,7 @@ func orDefault[T comparable](v, def T) T {
 // evicting the oldest of those if the budget is full. The client gets a
 // new random client_id and no secret. A request the client can fix gets
 // an *Error with the RFC 7591 code; a Redis failure wraps
-// store.ErrUnavailable. A registration whose reply was lost may exist: a
+// outage.ErrUnavailable. A registration whose reply was lost may exist: a
 // retry makes another one, and the orphan ages out or is evicted.
 func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 	if len(body) > MaxRegistrationBytes {
@@ -472,7 +472,7 @@ func (r *Registry) noteEvicted(ctx context.Context, n int) {
 // per requester, so one requester cannot take every fetch slot. A
 // client_id that names no usable client gets an *Error with
 // CodeInvalidClient, whose Description says why; a Redis failure, or no
-// fetch slot free, wraps store.ErrUnavailable.
+// fetch slot free, wraps outage.ErrUnavailable.
 func (r *Registry) Lookup(ctx context.Context, clientID, requester string) (Client, error) {
 	// Registered ids are base32 and never contain a colon; anything with a
 	// scheme is a metadata document URL, or nothing.
@@ -595,7 +595,7 @@ func isClientID(s string) bool {
 	return len(s) == clientIDLen && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == ""
 }
 
-// wrap says what failed, with Redis outages marked store.ErrUnavailable.
+// wrap says what failed, with Redis outages marked outage.ErrUnavailable.
 func wrap(op string, err error) error {
 	return fmt.Errorf("oauthclients: %s: %w", op, store.MarkUnavailable(err))
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -276,10 +276,10 @@ func TestLookupUnknown(t *testing.T) {
 func TestRedisDown(t *testing.T) {
 	ctx := context.Background()
 	r := newRegistry(t, storetest.Down(t), oauthclients.Options{})
-	if _, err := r.Register(ctx, []byte(`{"redirect_uris":["https://app.example/cb"]}`)); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := r.Register(ctx, []byte(`{"redirect_uris":["https://app.example/cb"]}`)); !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("Register with Redis down: %v; want ErrUnavailable", err)
 	}
-	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "requester"); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "requester"); !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("Lookup with Redis down: %v; want ErrUnavailable", err)
 	}
 }

@@ -21,8 +21,8 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -301,7 +301,7 @@ func TestConsentMissing(t *testing.T) {
 			t.Errorf("message lacks %q: %s", want, msg)
 		}
 	}
-	if errors.Is(err, store.ErrUnavailable) {
+	if errors.Is(err, outage.ErrUnavailable) {
 		t.Error("consent error claims an outage")
 	}
 	if n := len(redisValues(t, e.rdb)); n != 0 {
@@ -321,11 +321,15 @@ func TestEntraOutage(t *testing.T) {
 
 	e.idp.SetTokenFailing(true)
 	_, err := e.client.Token(entra.NewVerifiedContext(ctx, p, tok), graphScopes)
-	if !errors.Is(err, obo.ErrUnavailable) || !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, obo.ErrUnavailable) || !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("token endpoint 503: %v, want ErrUnavailable", err)
 	}
 	if !strings.Contains(err.Error(), "503") || strings.Contains(err.Error(), tok) {
 		t.Errorf("error text: %v", err)
+	}
+	// An Entra outage is logged as one, not as Redis's.
+	if outage.Dependency(err) != obo.Dependency || !strings.Contains(err.Error(), "entra token service unavailable") || strings.Contains(err.Error(), "redis") {
+		t.Errorf("token endpoint 503: %q does not name Entra's token service as what is unavailable", err)
 	}
 	e.idp.SetTokenFailing(false)
 	if _, err := e.client.Token(entra.NewVerifiedContext(ctx, p, tok), graphScopes); err != nil {

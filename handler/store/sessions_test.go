@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -677,7 +678,7 @@ func TestSessionsRedisDown(t *testing.T) {
 		"user":      func() error { _, err := s.RevokeUser(ctx, tenantA, oidAlice); return err },
 	}
 	for op, run := range ops {
-		if err := run(); !errors.Is(err, store.ErrUnavailable) {
+		if err := run(); !errors.Is(err, outage.ErrUnavailable) {
 			t.Errorf("%s: %v, want ErrUnavailable", op, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -451,7 +452,7 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 	}
 	proxy.Stall(time.Minute)
 	_, err := s.CreateIdempotent(ctx, tenantA, alice, "retry-me", "Lost reply", "")
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("create with its reply held: %v, want ErrUnavailable", err)
 	}
 	proxy.Stall(0)
@@ -467,7 +468,7 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 	}
 
 	proxy.Stall(time.Minute)
-	if _, err := s.Create(ctx, tenantB, alice, "No key", ""); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := s.Create(ctx, tenantB, alice, "No key", ""); !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("keyless create with its reply held: %v", err)
 	}
 	proxy.Stall(0)

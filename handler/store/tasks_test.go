@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -429,12 +430,12 @@ func TestRedisDown(t *testing.T) {
 			"delete":   func() error { _, err := s.Delete(ctx, tenantA, id); return err },
 		}
 		for op, run := range ops {
-			if err := run(); !errors.Is(err, store.ErrUnavailable) {
+			if err := run(); !errors.Is(err, outage.ErrUnavailable) {
 				t.Errorf("%s: %s: %v, want ErrUnavailable", name, op, err)
 			}
 		}
 	}
-	if err := store.Ping(ctx, storetest.Down(t)); !errors.Is(err, store.ErrUnavailable) {
+	if err := store.Ping(ctx, storetest.Down(t)); !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("ping: %v, want ErrUnavailable", err)
 	}
 }
@@ -443,7 +444,7 @@ func TestClosedClientIsUnavailable(t *testing.T) {
 	rdb := storetest.Mini(t)
 	rdb.Close()
 	_, err := store.NewTasks(rdb).Get(context.Background(), tenantA, "aaaaaaaaaaaa")
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("closed client: %v, want ErrUnavailable", err)
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
@@ -180,14 +180,14 @@ func TestMyProfileOutages(t *testing.T) {
 	ctx, p, _ := e.signIn("reader")
 
 	e.idp.SetTokenFailing(true)
-	if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, store.ErrUnavailable) || res != nil {
+	if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, outage.ErrUnavailable) || res != nil {
 		t.Errorf("token endpoint 503: %v, %v; want ErrUnavailable", res, err)
 	}
 	e.idp.SetTokenFailing(false)
 
 	for _, status := range []int{500, 503, 429} {
 		e.idp.SetGraphStatus(status)
-		if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, store.ErrUnavailable) || res != nil {
+		if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, outage.ErrUnavailable) || res != nil {
 			t.Errorf("Graph %d: %v, %v; want ErrUnavailable", status, res, err)
 		}
 	}
@@ -234,7 +234,7 @@ func TestMyProfileGraphRefusals(t *testing.T) {
 	// the kept token is dropped so the next call asks Entra afresh.
 	s, f := with(apiToken)
 	res, err := s.callCtx(ctx, p, "my_profile")
-	if err == nil || res != nil || errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "401 InvalidAuthenticationToken") || f.forgot != 1 {
+	if err == nil || res != nil || errors.Is(err, outage.ErrUnavailable) || !strings.Contains(err.Error(), "401 InvalidAuthenticationToken") || f.forgot != 1 {
 		t.Errorf("Graph 401: %v, %v, forgot %d", res, err, f.forgot)
 	}
 	if strings.Contains(err.Error(), apiToken) {

@@ -9,6 +9,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
@@ -55,7 +56,7 @@ func taskTools(d Deps) []Tool {
 func (h taskHandlers) withStore(run argsHandler) argsHandler {
 	return func(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
 		if h.tasks == nil {
-			return nil, fmt.Errorf("no task store configured: %w", store.ErrUnavailable)
+			return nil, fmt.Errorf("no task store configured: %w", outage.New("task store", nil))
 		}
 		return run(ctx, call, a)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
@@ -450,7 +451,7 @@ func TestRedisDown(t *testing.T) {
 	for name, s := range map[string]*server{"redis down": down, "no store": none} {
 		for tool, args := range calls {
 			res, err := s.call(alice, tool, args)
-			if !errors.Is(err, store.ErrUnavailable) || res != nil {
+			if !errors.Is(err, outage.ErrUnavailable) || res != nil {
 				t.Errorf("%s: %s: %v, %v; want an error wrapping ErrUnavailable", name, tool, res, err)
 			}
 		}
