@@ -24,9 +24,11 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/oauthserver"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/redisauth"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/telemetry"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
@@ -184,8 +186,8 @@ func New(opts Options) (*App, error) {
 		sessionOpts = append(sessionOpts, store.WithReuseGrace(cfg.ReuseGrace))
 	}
 	sessions := store.NewSessions(a.redis, sealer, sessionOpts...)
-	limit := func(name string, rate int, per time.Duration, burst int) *store.Limiter {
-		return store.NewLimiter(a.redis, name, rate, per, burst, store.WithLimiterLogger(log))
+	limit := func(name string, rate int, per time.Duration, burst int) *ratelimit.Limiter {
+		return ratelimit.New(a.redis, name, rate, per, burst, ratelimit.WithLogger(log))
 	}
 	var cred confidential.Credential
 	if opts.MSALCredential != nil {
@@ -233,12 +235,12 @@ func New(opts Options) (*App, error) {
 	}
 
 	metrics := mcpserver.NewMetrics()
-	var taskOpts []store.TasksOption
+	var taskOpts []taskstore.Option
 	if cfg.TaskBytesPerTenant > 0 {
-		taskOpts = append(taskOpts, store.WithMaxBytes(cfg.TaskBytesPerTenant))
+		taskOpts = append(taskOpts, taskstore.WithMaxBytes(cfg.TaskBytesPerTenant))
 	}
 	deps := tools.Deps{
-		Tasks:    store.NewTasks(a.redis, taskOpts...),
+		Tasks:    taskstore.New(a.redis, taskOpts...),
 		Sessions: a.SignIn,
 		Graph: &tools.Graph{
 			Tokens:     oboClient,
@@ -296,7 +298,7 @@ func New(opts Options) (*App, error) {
 }
 
 // buildOAuth builds the authorization-server front of proxy mode.
-func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *store.Limiter, pendingRegistrations int, log *slog.Logger, ev events) error {
+func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *ratelimit.Limiter, pendingRegistrations int, log *slog.Logger, ev events) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:                   a.redis,

@@ -15,8 +15,10 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -72,7 +74,7 @@ func (r revoker) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
 func TestUnknownOutcomeMessages(t *testing.T) {
 	rdb, proxy := storetest.Behind(t, storetest.Redis(t), 200*time.Millisecond)
 	logs := &testkit.SyncBuffer{}
-	s, err := New(Options{Tools: tools.All(tools.Deps{Tasks: store.NewTasks(rdb), Sessions: revoker{rdb}}),
+	s, err := New(Options{Tools: tools.All(tools.Deps{Tasks: taskstore.New(rdb), Sessions: revoker{rdb}}),
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +138,7 @@ func TestToolCallRateLimit(t *testing.T) {
 	s, err := New(Options{
 		Tools:   testTools(),
 		Logger:  logger,
-		Limiter: store.NewLimiter(storetest.Redis(t), "tools", 1, time.Minute, 2, store.WithLimiterLogger(logger)),
+		Limiter: ratelimit.New(storetest.Redis(t), "tools", 1, time.Minute, 2, ratelimit.WithLogger(logger)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -45,13 +45,13 @@ type Options struct {
 	Events Events
 	// Limiter limits tools/call per caller (tenant and object id), after
 	// the caller's right to the tool is checked; nil: no limit. Logging
-	// refusals is the limiter's: *store.Limiter with a logger warns once
+	// refusals is the limiter's: *ratelimit.Limiter with a logger warns once
 	// per caller per window.
 	Limiter Limiter
 }
 
 // Limiter counts one call for a key and says whether it is within the
-// limit, and if not, how long until the next one would be; *store.Limiter
+// limit, and if not, how long until the next one would be; *ratelimit.Limiter
 // is one.
 type Limiter interface {
 	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
@@ -297,7 +297,7 @@ const (
 // limit counts the call against its caller's budget. Over it, it returns
 // the tool error to answer with: when to retry, in the text for people and
 // models and in _meta.retryAfterSeconds for programs. A limiter that fails
-// lets the call through (*store.Limiter never does: it counts in process
+// lets the call through (*ratelimit.Limiter never does: it counts in process
 // when Redis cannot): one outage must not stop every tool, including those
 // that do not use Redis.
 func (s *Server) limit(ctx context.Context, p *entra.Principal) *mcp.CallToolResult {

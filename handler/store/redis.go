@@ -1,5 +1,8 @@
-// Package store owns the application's data in Redis: its key families,
-// their atomic operations and the way Redis failures are reported.
+// Package store owns the sign-in data in Redis (its key families and their
+// atomic operations), the Redis client's options, and the way Redis
+// failures are reported. Tasks (package taskstore) and rate limits (package
+// ratelimit) keep key families of their own and use Options and
+// MarkUnavailable from here.
 //
 // Every failure to reach Redis in time is an *outage.Error naming Redis, so
 // callers can tell "try again later" from a bug with errors.Is(err,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -568,7 +569,7 @@ func TestKeysHaveTTLsAndNoSecrets(t *testing.T) {
 	must(t, err)
 	handle(h5)
 	must(t, s.Revoke(ctx, h5))
-	lim := store.NewLimiter(rdb, "token", 10, time.Minute, 5)
+	lim := ratelimit.New(rdb, "token", 10, time.Minute, 5)
 	_, _, err = lim.Allow(ctx, secret("203.0.113.77"))
 	must(t, err)
 

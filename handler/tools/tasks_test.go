@@ -6,8 +6,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -55,7 +55,7 @@ func TestCreateWithIdempotencyKey(t *testing.T) {
 }
 
 func TestStorageFull(t *testing.T) {
-	s := newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Redis(t), store.WithMaxBytes(64<<10))})
+	s := newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t), taskstore.WithMaxBytes(64<<10))})
 	notes := strings.Repeat("€", 2700)
 	var msg string
 	for range 20 {

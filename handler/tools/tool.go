@@ -13,7 +13,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
 
 // Tool is one MCP tool and the access it needs.
@@ -98,7 +98,7 @@ type Call struct {
 
 // Deps are the parts of the server that tools may use.
 type Deps struct {
-	Tasks *store.Tasks
+	Tasks *taskstore.Store
 	// Sessions ends users' sign-in sessions (revoke_sessions).
 	Sessions SessionRevoker
 	Version  string

@@ -14,8 +14,8 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -52,7 +52,7 @@ func newServer(t *testing.T, d tools.Deps) *server {
 
 func withRedis(t *testing.T) *server {
 	t.Helper()
-	return newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Redis(t)), Version: "test"})
+	return newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t)), Version: "test"})
 }
 
 // call runs a tool as p with arguments given as Go values, the way mcp-go
@@ -429,7 +429,7 @@ func TestTenantIsolation(t *testing.T) {
 }
 
 func TestTaskLimit(t *testing.T) {
-	s := newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Redis(t), store.WithMaxTasks(1))})
+	s := newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t), taskstore.WithMaxTasks(1))})
 	s.ok(alice, "create_task", map[string]any{"title": "one"})
 	if msg := s.toolError(alice, "create_task", map[string]any{"title": "two"}); !strings.Contains(msg, "maximum of 1 tasks") {
 		t.Errorf("over the cap: %q", msg)
@@ -437,7 +437,7 @@ func TestTaskLimit(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
-	down := newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Down(t))})
+	down := newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Down(t))})
 	none := newServer(t, tools.Deps{})
 	calls := map[string]map[string]any{
 		"list_tasks":    nil,
