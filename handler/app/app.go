@@ -98,6 +98,10 @@ type Options struct {
 	// registrations (0: oauthclients.DefaultMaxPending). Tests only: they
 	// fill a small budget with a few requests.
 	pendingRegistrations int
+	// metadataFetchTimeout overrides the cap on fetching an OAuth client's
+	// metadata document (0: oauthclients.DefaultFetchTimeout). Tests only:
+	// they need not wait seconds for a slow document server to be refused.
+	metadataFetchTimeout time.Duration
 }
 
 // App is the assembled handler.
@@ -272,7 +276,7 @@ func New(opts Options) (*App, error) {
 	authServer := cfg.Entra.Issuer()
 	var front httpapi.OAuth
 	if cfg.AuthMode != config.AuthModeEntra {
-		if err := a.buildOAuth(cfg, sealer, limit, opts.pendingRegistrations, log, eventsOf(tel)); err != nil {
+		if err := a.buildOAuth(cfg, sealer, limit, opts.pendingRegistrations, opts.metadataFetchTimeout, log, eventsOf(tel)); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -298,13 +302,14 @@ func New(opts Options) (*App, error) {
 }
 
 // buildOAuth builds the authorization-server front of proxy mode.
-func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *ratelimit.Limiter, pendingRegistrations int, log *slog.Logger, ev events) error {
+func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *ratelimit.Limiter, pendingRegistrations int, fetchTimeout time.Duration, log *slog.Logger, ev events) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:                   a.redis,
 		AllowLoopback:           cfg.AllowLoopbackClients,
 		ExtraRedirectSchemes:    cfg.ExtraRedirectSchemes,
 		MaxPendingRegistrations: pendingRegistrations,
+		FetchTimeout:            fetchTimeout,
 		Logger:                  log,
 	})
 	if err != nil {

@@ -81,7 +81,8 @@ func TestControlRefusesBeforeConnect(t *testing.T) {
 }
 
 func TestCacheTTL(t *testing.T) {
-	r := &Registry{docTTL: 10 * time.Minute, maxDocTTL: time.Hour}
+	t.Parallel()
+	f := &documentFetcher{ttl: 10 * time.Minute, maxTTL: time.Hour}
 	for cc, want := range map[string]time.Duration{
 		"":                             10 * time.Minute,
 		"max-age=300":                  5 * time.Minute,
@@ -94,12 +95,14 @@ func TestCacheTTL(t *testing.T) {
 		"max-age=-5":                   10 * time.Minute,
 		"max-age=99999999999999999999": 10 * time.Minute,
 	} {
-		h := http.Header{}
-		if cc != "" {
-			h.Set("Cache-Control", cc)
-		}
-		if got := r.cacheTTL(h); got != want {
-			t.Errorf("Cache-Control %q: TTL %v; want %v", cc, got, want)
-		}
+		t.Run("Cache-Control "+cc, func(t *testing.T) {
+			h := http.Header{}
+			if cc != "" {
+				h.Set("Cache-Control", cc)
+			}
+			if got := f.cacheTTL(h); got != want {
+				t.Errorf("Cache-Control %q: TTL %v; want %v", cc, got, want)
+			}
+		})
 	}
 }
