@@ -96,9 +96,9 @@ func TestKeyRollover(t *testing.T) {
 
 // idle reports whether v has no key fetch under way.
 func idle(v *Verifier) bool {
-	v.refreshMu.Lock()
-	defer v.refreshMu.Unlock()
-	return v.inflight == nil
+	v.remote.mu.Lock()
+	defer v.remote.mu.Unlock()
+	return v.remote.state.inflight == nil
 }
 
 // unknownKid is a token naming kid. The kid is looked up before the
@@ -176,12 +176,12 @@ func TestUnknownKidFlood(t *testing.T) {
 					t.Errorf("step %d: %d JWKS fetches, want %d", i, n, step.want)
 				}
 			}
-			e.v.refreshMu.Lock()
-			missed := e.v.missedKids.len()
-			e.v.refreshMu.Unlock()
-			e.v.warnMu.Lock()
-			warned := e.v.warnedKids.len()
-			e.v.warnMu.Unlock()
+			e.v.remote.mu.Lock()
+			missed := e.v.remote.state.missedKids.len()
+			e.v.remote.mu.Unlock()
+			e.v.remote.warns.mu.Lock()
+			warned := e.v.remote.warns.kids.len()
+			e.v.remote.warns.mu.Unlock()
 			if missed > 2 || warned > 2*maxUnknownKidWarnings {
 				t.Errorf("remembers %d missed and %d warned kids after the floods", missed, warned)
 			}
