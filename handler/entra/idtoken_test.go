@@ -13,6 +13,7 @@ import (
 // An ID token issued to this app has the API's audience and issuer; it has
 // no scp, and that is what keeps it from passing as an access token.
 func TestIDTokenIsNotAnAccessToken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	idTok := e.mint(devidp.WithClaims(map[string]any{"scp": nil, "roles": nil, "nonce": "n-1"}))
 	if _, err := e.v.verify(context.Background(), idTok); !errors.Is(err, errNoScope) {
@@ -26,6 +27,7 @@ func TestIDTokenIsNotAnAccessToken(t *testing.T) {
 }
 
 func TestVerifyIDTokenRefuses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	good := e.mint(devidp.WithClaims(map[string]any{"scp": nil, "nonce": "n"}))
 	parts := strings.Split(good, ".")
@@ -37,10 +39,12 @@ func TestVerifyIDTokenRefuses(t *testing.T) {
 		"not a JWT":        "abc.def",
 	}
 	for name, tok := range cases {
-		_, err := e.v.VerifyIDToken(context.Background(), tok)
-		if !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
-			t.Errorf("%s: %v, want ErrInvalidToken and not ErrUnknownKey", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			_, err := e.v.VerifyIDToken(context.Background(), tok)
+			if !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
+				t.Errorf("%s: %v, want ErrInvalidToken and not ErrUnknownKey", name, err)
+			}
+		})
 	}
 }
 
@@ -48,6 +52,7 @@ func TestVerifyIDTokenRefuses(t *testing.T) {
 // key this server has not loaded from other refusals, while Verify still
 // says nothing but ErrInvalidToken.
 func TestVerifyIDTokenUnknownKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	idClaims := with(e.claims(), "scp", nil, "nonce", "n")

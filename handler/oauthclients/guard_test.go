@@ -11,6 +11,7 @@ import (
 )
 
 func TestGuardAllowed(t *testing.T) {
+	t.Parallel()
 	g := newGuard(false)
 	for _, s := range []string{"93.184.215.14", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"} {
 		if !g.allowed(netip.MustParseAddr(s)) {
@@ -43,6 +44,7 @@ func TestGuardAllowed(t *testing.T) {
 // default dialer's Control refuses a non-public address at connect time,
 // whatever resolved it, and no connection reaches the listener.
 func TestControlRefusesBeforeConnect(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

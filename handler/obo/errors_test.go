@@ -24,6 +24,7 @@ func callErr(status int, body string) error {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	scopes := []string{"https://graph.microsoft.com/User.Read"}
 	const (
 		consent     = "consent"
@@ -48,32 +49,34 @@ func TestClassify(t *testing.T) {
 		{"canceled", context.Canceled, other},
 		{"MSAL's own", errors.New("token response failed because declined scopes are present"), other},
 	} {
-		err := classify(tc.err, "app-id", scopes)
-		var ce *ConsentError
-		got := other
-		switch {
-		case errors.As(err, &ce) && ce.InteractionRequired:
-			got = interaction
-		case errors.As(err, &ce):
-			got = consent
-		case errors.Is(err, ErrUnavailable):
-			got = unavailable
-		}
-		if got != tc.want {
-			t.Errorf("%s: %v is %s, want %s", tc.name, err, got, tc.want)
-		}
-		if got == unavailable && (!errors.Is(err, outage.ErrUnavailable) || outage.Dependency(err) != Dependency ||
-			!strings.HasPrefix(err.Error(), "entra token service unavailable") || strings.Contains(err.Error(), "redis")) {
-			t.Errorf("%s: %q does not name Entra's token service as the outage", tc.name, err)
-		}
-		if tc.name == "bad secret" && !strings.Contains(err.Error(), "AADSTS7000215 trace_id=t1 correlation_id=c1") {
-			t.Errorf("bad secret: %v", err)
-		}
-		if tc.name == "MFA" {
-			msg := ce.UserMessage()
-			if ce.Code != 50076 || ce.Claims == "" || !strings.Contains(msg, "Conditional Access") || !strings.Contains(msg, "app-id") {
-				t.Errorf("MFA: %+v %s", ce, msg)
+		t.Run(tc.name, func(t *testing.T) {
+			err := classify(tc.err, "app-id", scopes)
+			var ce *ConsentError
+			got := other
+			switch {
+			case errors.As(err, &ce) && ce.InteractionRequired:
+				got = interaction
+			case errors.As(err, &ce):
+				got = consent
+			case errors.Is(err, ErrUnavailable):
+				got = unavailable
 			}
-		}
+			if got != tc.want {
+				t.Errorf("%s: %v is %s, want %s", tc.name, err, got, tc.want)
+			}
+			if got == unavailable && (!errors.Is(err, outage.ErrUnavailable) || outage.Dependency(err) != Dependency ||
+				!strings.HasPrefix(err.Error(), "entra token service unavailable") || strings.Contains(err.Error(), "redis")) {
+				t.Errorf("%s: %q does not name Entra's token service as the outage", tc.name, err)
+			}
+			if tc.name == "bad secret" && !strings.Contains(err.Error(), "AADSTS7000215 trace_id=t1 correlation_id=c1") {
+				t.Errorf("bad secret: %v", err)
+			}
+			if tc.name == "MFA" {
+				msg := ce.UserMessage()
+				if ce.Code != 50076 || ce.Claims == "" || !strings.Contains(msg, "Conditional Access") || !strings.Contains(msg, "app-id") {
+					t.Errorf("MFA: %+v %s", ce, msg)
+				}
+			}
+		})
 	}
 }

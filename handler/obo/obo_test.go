@@ -176,6 +176,7 @@ func noTokenIn(t *testing.T, where, s string, tokens ...string) {
 }
 
 func TestHappyPathAndCache(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, incoming := e.signIn("reader")
@@ -224,6 +225,7 @@ func TestHappyPathAndCache(t *testing.T) {
 }
 
 func TestUsersNeverShareTokens(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	reader, readerTok := e.signIn("reader")
@@ -259,6 +261,7 @@ func TestUsersNeverShareTokens(t *testing.T) {
 }
 
 func TestConcurrentUsers(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	var wg sync.WaitGroup
@@ -282,6 +285,7 @@ func TestConcurrentUsers(t *testing.T) {
 }
 
 func TestConsentMissing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, tok := e.signIn("reader")
@@ -315,6 +319,7 @@ func TestConsentMissing(t *testing.T) {
 }
 
 func TestEntraOutage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, tok := e.signIn("reader")
@@ -347,6 +352,7 @@ func TestEntraOutage(t *testing.T) {
 }
 
 func TestOtherRefusalsAreNotOutages(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, tok := e.signIn("reader")
@@ -378,13 +384,16 @@ func TestOtherRefusalsAreNotOutages(t *testing.T) {
 			return err
 		},
 	} {
-		if err := call(); err == nil {
-			t.Errorf("%s: no error", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if err := call(); err == nil {
+				t.Errorf("%s: no error", name)
+			}
+		})
 	}
 }
 
 func TestRedisDownStillWorks(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Down(t))
 	p, tok := e.signIn("reader")
@@ -404,6 +413,7 @@ func TestRedisDownStillWorks(t *testing.T) {
 }
 
 func TestExpiryMarginAndForget(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	now := time.Now()
 	var mu sync.Mutex
@@ -441,6 +451,7 @@ func TestExpiryMarginAndForget(t *testing.T) {
 }
 
 func TestNewChecksOptions(t *testing.T) {
+	t.Parallel()
 	ring := newRing(t)
 	rdb := storetest.Mini(t)
 	for name, o := range map[string]obo.Options{
@@ -451,8 +462,10 @@ func TestNewChecksOptions(t *testing.T) {
 		"http authority":  {Authority: "http://login.microsoftonline.com/t", ClientID: "c", Redis: rdb, Ring: ring},
 		"bad credentials": {Authority: "https://login.microsoftonline.com/t", ClientID: "c", Redis: rdb, Ring: ring},
 	} {
-		if _, err := obo.New(o); err == nil {
-			t.Errorf("%s: New succeeded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := obo.New(o); err == nil {
+				t.Errorf("%s: New succeeded", name)
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 )
 
 func TestLimiterBurstThenRefuse(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	// 10 a second: one every 100ms, 3 at once.
@@ -68,6 +69,7 @@ func TestLimiterBurstThenRefuse(t *testing.T) {
 }
 
 func TestLimiterRefill(t *testing.T) {
+	t.Parallel()
 	// A slow rate: refusals say how long until the next request.
 	ctx := context.Background()
 	l := ratelimit.New(storetest.Redis(t), "slow", 2, time.Minute, 2)
@@ -85,6 +87,7 @@ func TestLimiterRefill(t *testing.T) {
 }
 
 func TestNewLimiterRejects(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Mini(t)
 	for _, c := range []struct {
 		name        string
@@ -98,20 +101,21 @@ func TestNewLimiterRejects(t *testing.T) {
 		{"ok", 1, 1, 0},
 		{"ok", 1e9, 1, time.Second},
 	} {
-		func() {
+		t.Run(fmt.Sprintf("%q %d per %v burst %d", c.name, c.rate, c.per, c.burst), func(t *testing.T) {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("NewLimiter(%q, %d, %v, %d) did not panic", c.name, c.rate, c.per, c.burst)
+					t.Errorf("New(%q, %d, %v, %d) did not panic", c.name, c.rate, c.per, c.burst)
 				}
 			}()
 			ratelimit.New(rdb, c.name, c.rate, c.per, c.burst)
-		}()
+		})
 	}
 }
 
 // TestLimiterRedisDown: without Redis the limiter counts in process, with
 // the same burst and rate, and says so once in the log.
 func TestLimiterRedisDown(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	l := ratelimit.New(storetest.Down(t), "login", 1, time.Minute, 3, ratelimit.WithLogger(log))
@@ -136,6 +140,7 @@ func TestLimiterRedisDown(t *testing.T) {
 // TestLimiterLogsRefusalsOncePerWindow: a flood from one key is one log
 // line, not one per request.
 func TestLimiterLogsRefusalsOncePerWindow(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	l := ratelimit.New(storetest.Redis(t), "flood", 1, time.Minute, 2, ratelimit.WithLogger(log))
@@ -158,6 +163,7 @@ func TestLimiterLogsRefusalsOncePerWindow(t *testing.T) {
 // TestLocalBucketsStayBounded: a flood of distinct keys during an outage
 // neither grows memory past the bound nor locks out a key being counted.
 func TestLocalBucketsStayBounded(t *testing.T) {
+	t.Parallel()
 	l := ratelimit.New(storetest.Down(t), "bounded", 1, time.Hour, 1)
 	ctx := context.Background()
 	for i := range 11000 {

@@ -62,6 +62,7 @@ func storedBytes(t *testing.T, rdb *redis.Client) int64 {
 }
 
 func TestByteBudget(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	notes := strings.Repeat("n", 4000)
 
@@ -212,6 +213,7 @@ func mustCreateNotes(t *testing.T, s *taskstore.Store, title, notes string) task
 }
 
 func TestByteCaps(t *testing.T) {
+	t.Parallel()
 	s, _ := newTasks(t)
 	for _, c := range []struct {
 		name, title, notes, field string
@@ -279,6 +281,7 @@ func (r *readBytes) count(cmd redis.Cmder) {
 }
 
 func TestSearchByteBound(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newTasks(t)
 	big := strings.Repeat("é", 4000)
@@ -322,6 +325,7 @@ func TestSearchByteBound(t *testing.T) {
 }
 
 func TestCreateIdempotent(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	s, rdb := newTasks(t, taskstore.WithClock(clock.Now))
@@ -401,6 +405,7 @@ func TestCreateIdempotent(t *testing.T) {
 }
 
 func TestRememberedKeysAreBounded(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newTasks(t, taskstore.WithMaxKeys(3))
 	var ids []string
@@ -431,6 +436,7 @@ func TestRememberedKeysAreBounded(t *testing.T) {
 // instead of making a second one. Without a key the same retry duplicates,
 // which shows the reply really was lost after the write.
 func TestCreateRetriedAfterLostReply(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	direct := storetest.Redis(t)
 	rdb, proxy := storetest.Behind(t, direct, 300*time.Millisecond)
@@ -485,6 +491,7 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 // tasks, on a redis-server of the test's own, and checks what Redis really
 // spends on them: the budget must bound memory, not just a count.
 func TestBudgetBoundsRedisMemory(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Server(t)
 	s := taskstore.New(rdb)

@@ -50,6 +50,7 @@ func mustCreate(t *testing.T, s *taskstore.Store, tid, title string) taskstore.T
 }
 
 func TestCRUD(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	s, _ := newTasks(t, taskstore.WithClock(func() time.Time { return now }))
@@ -121,6 +122,7 @@ func TestCRUD(t *testing.T) {
 }
 
 func TestKeysStayInTenantNamespace(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newTasks(t)
 	task := mustCreate(t, s, strings.ToUpper(tenantA), "upper-case tenant id")
@@ -142,6 +144,7 @@ func TestKeysStayInTenantNamespace(t *testing.T) {
 }
 
 func TestListPagesAndFilters(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	var ids []string
@@ -209,6 +212,7 @@ func idsOf(tasks []taskstore.Task) []string {
 }
 
 func TestSearch(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	a := mustCreate(t, s, tenantA, "Buy MILK")
@@ -237,6 +241,7 @@ func TestSearch(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	task := mustCreate(t, s, tenantA, "valid")
@@ -268,10 +273,12 @@ func TestValidation(t *testing.T) {
 		{"empty query", "query", func() error { _, err := s.Search(ctx, tenantA, " ", 10); return err }()},
 	}
 	for _, c := range cases {
-		var ve *taskstore.ValidationError
-		if !errors.As(c.err, &ve) || ve.Field != c.field {
-			t.Errorf("%s: got %v, want a ValidationError on %s", c.name, c.err, c.field)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			var ve *taskstore.ValidationError
+			if !errors.As(c.err, &ve) || ve.Field != c.field {
+				t.Errorf("%s: got %v, want a ValidationError on %s", c.name, c.err, c.field)
+			}
+		})
 	}
 
 	// Exactly at the limits is fine.
@@ -293,6 +300,7 @@ func create(s *taskstore.Store, title, notes string) error {
 }
 
 func TestTaskLimit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t, taskstore.WithMaxTasks(3))
 	var last taskstore.Task
@@ -312,6 +320,7 @@ func TestTaskLimit(t *testing.T) {
 }
 
 func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	secret, err := s.Create(ctx, tenantA, alice, "tenant A secret", "notes")
@@ -349,6 +358,7 @@ func TestTenantIsolation(t *testing.T) {
 // TestConcurrentUpdates runs updates of different fields of one task at the
 // same time; a read-modify-write race would lose one of them.
 func TestConcurrentUpdates(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	for round := range 20 {
@@ -389,6 +399,7 @@ func TestConcurrentUpdates(t *testing.T) {
 // TestConcurrentCreatesRespectLimit checks that the cap holds when many
 // creates race.
 func TestConcurrentCreatesRespectLimit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t, taskstore.WithMaxTasks(10))
 	var wg sync.WaitGroup
@@ -408,6 +419,7 @@ func TestConcurrentCreatesRespectLimit(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dead := taskstore.New(storetest.Down(t))
@@ -418,23 +430,25 @@ func TestRedisDown(t *testing.T) {
 	srv.Close()
 
 	for name, s := range map[string]*taskstore.Store{"dead port": dead, "stopped server": stopped} {
-		ops := map[string]func() error{
-			"create": func() error { _, err := s.Create(ctx, tenantA, alice, "t", ""); return err },
-			"get":    func() error { _, err := s.Get(ctx, tenantA, id); return err },
-			"list":   func() error { _, err := s.List(ctx, tenantA, taskstore.ListQuery{}); return err },
-			"search": func() error { _, err := s.Search(ctx, tenantA, "t", 10); return err },
-			"update": func() error {
-				_, err := s.Update(ctx, tenantA, id, alice, taskstore.Change{Title: ptr("x")})
-				return err
-			},
-			"complete": func() error { _, err := s.Complete(ctx, tenantA, id, alice); return err },
-			"delete":   func() error { _, err := s.Delete(ctx, tenantA, id); return err },
-		}
-		for op, run := range ops {
-			if err := run(); !errors.Is(err, outage.ErrUnavailable) {
-				t.Errorf("%s: %s: %v, want ErrUnavailable", name, op, err)
+		t.Run(name, func(t *testing.T) {
+			ops := map[string]func() error{
+				"create": func() error { _, err := s.Create(ctx, tenantA, alice, "t", ""); return err },
+				"get":    func() error { _, err := s.Get(ctx, tenantA, id); return err },
+				"list":   func() error { _, err := s.List(ctx, tenantA, taskstore.ListQuery{}); return err },
+				"search": func() error { _, err := s.Search(ctx, tenantA, "t", 10); return err },
+				"update": func() error {
+					_, err := s.Update(ctx, tenantA, id, alice, taskstore.Change{Title: ptr("x")})
+					return err
+				},
+				"complete": func() error { _, err := s.Complete(ctx, tenantA, id, alice); return err },
+				"delete":   func() error { _, err := s.Delete(ctx, tenantA, id); return err },
 			}
-		}
+			for op, run := range ops {
+				if err := run(); !errors.Is(err, outage.ErrUnavailable) {
+					t.Errorf("%s: %s: %v, want ErrUnavailable", name, op, err)
+				}
+			}
+		})
 	}
 	if err := store.Ping(ctx, storetest.Down(t)); !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("ping: %v, want ErrUnavailable", err)
@@ -442,6 +456,7 @@ func TestRedisDown(t *testing.T) {
 }
 
 func TestClosedClientIsUnavailable(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Mini(t)
 	rdb.Close()
 	_, err := taskstore.New(rdb).Get(context.Background(), tenantA, "aaaaaaaaaaaa")

@@ -101,6 +101,7 @@ func (e *graphEnv) profile(key string) (*mcp.CallToolResult, *entra.Principal, s
 }
 
 func TestMyProfile(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	res, p, incoming := e.profile("reader")
 	if res.IsError {
@@ -156,6 +157,7 @@ func TestMyProfile(t *testing.T) {
 }
 
 func TestMyProfileConsentMissing(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	reader, _ := devidp.DemoUser("reader")
 	e.idp.RevokeConsent(reader.ObjectID, "User.Read")
@@ -176,6 +178,7 @@ func TestMyProfileConsentMissing(t *testing.T) {
 }
 
 func TestMyProfileOutages(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	ctx, p, _ := e.signIn("reader")
 
@@ -213,6 +216,7 @@ func (f *fakeTokens) Forget(context.Context, *entra.Principal, []string) error {
 }
 
 func TestMyProfileGraphRefusals(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	ctx, p, apiToken := e.signIn("reader")
 	reader, _ := devidp.DemoUser("reader")
@@ -255,6 +259,7 @@ func TestMyProfileGraphRefusals(t *testing.T) {
 }
 
 func TestMyProfileGuards(t *testing.T) {
+	t.Parallel()
 	// An answer over the cap is refused, not read whole.
 	big := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -287,6 +292,7 @@ func TestMyProfileGuards(t *testing.T) {
 }
 
 func TestMyProfileDefinition(t *testing.T) {
+	t.Parallel()
 	for _, tool := range tools.All(tools.Deps{}) {
 		if tool.Def.Name == "my_profile" {
 			t.Fatal("my_profile listed without Graph configured")

@@ -12,6 +12,7 @@ import (
 )
 
 func TestCreateWithIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	args := map[string]any{"title": "Book the venue", "idempotency_key": "venue-2026:1"}
 	first := s.ok(alice, "create_task", args)
@@ -47,14 +48,17 @@ func TestCreateWithIdempotencyKey(t *testing.T) {
 			"two words":             "invalid idempotency_key",
 			"ключ":                  "invalid idempotency_key",
 		} {
-			if msg := s.toolError(alice, "create_task", map[string]any{"title": "x", "idempotency_key": key}); !strings.Contains(msg, want) {
-				t.Errorf("key %q: %q, want it to say %q", key, msg, want)
-			}
+			t.Run(key, func(t *testing.T) {
+				if msg := s.toolError(alice, "create_task", map[string]any{"title": "x", "idempotency_key": key}); !strings.Contains(msg, want) {
+					t.Errorf("key %q: %q, want it to say %q", key, msg, want)
+				}
+			})
 		}
 	})
 }
 
 func TestStorageFull(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t), taskstore.WithMaxBytes(64<<10))})
 	notes := strings.Repeat("€", 2700)
 	var msg string
@@ -74,6 +78,7 @@ func TestStorageFull(t *testing.T) {
 }
 
 func TestByteCapsInErrors(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	for arg, value := range map[string]string{"title": strings.Repeat("😀", 129), "notes": strings.Repeat("€", 2731)} {
 		args := map[string]any{"title": "x", arg: value}
@@ -94,6 +99,7 @@ func TestByteCapsInErrors(t *testing.T) {
 }
 
 func TestUnavailableText(t *testing.T) {
+	t.Parallel()
 	hinted := func(readOnly, idempotent bool) tools.Tool {
 		return tools.Tool{Def: mcp.NewTool("t",
 			mcp.WithReadOnlyHintAnnotation(readOnly), mcp.WithIdempotentHintAnnotation(idempotent))}
