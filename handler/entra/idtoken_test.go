@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 )
 
 // An ID token issued to this app has the API's audience and issuer; it has
@@ -93,6 +94,11 @@ func TestVerifyIDTokenUnknownKey(t *testing.T) {
 		_, err := cold.VerifyIDToken(ctx, e.sign(e.rs256Header(), idClaims))
 		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
 			t.Fatalf("VerifyIDToken: %v, want ErrUnavailable only", err)
+		}
+		// An outage, and one of Entra's signing keys, not of Redis.
+		if !errors.Is(err, outage.ErrUnavailable) || outage.Dependency(err) != Dependency ||
+			!strings.Contains(err.Error(), "entra signing keys unavailable") || strings.Contains(err.Error(), "redis") {
+			t.Errorf("VerifyIDToken: %q does not name Entra's signing keys as what is unavailable", err)
 		}
 	})
 }

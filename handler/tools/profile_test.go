@@ -190,8 +190,12 @@ func TestMyProfileOutages(t *testing.T) {
 
 	for _, status := range []int{500, 503, 429} {
 		e.idp.SetGraphStatus(status)
-		if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, outage.ErrUnavailable) || res != nil {
+		res, err := e.srv.callCtx(ctx, p, "my_profile")
+		if !errors.Is(err, outage.ErrUnavailable) || res != nil {
 			t.Errorf("Graph %d: %v, %v; want ErrUnavailable", status, res, err)
+		}
+		if outage.Dependency(err) != "microsoft graph" || err != nil && strings.Contains(err.Error(), "redis") {
+			t.Errorf("Graph %d: %v does not name Microsoft Graph as what is unavailable", status, err)
 		}
 	}
 	e.idp.SetGraphStatus(0)
