@@ -24,9 +24,11 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/oauthserver"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/redisauth"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/telemetry"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
@@ -91,6 +93,10 @@ type Options struct {
 	// registrations (0: oauthclients.DefaultMaxPending). Tests only: they
 	// fill a small budget with a few requests.
 	pendingRegistrations int
+	// metadataFetchTimeout overrides the cap on fetching an OAuth client's
+	// metadata document (0: oauthclients.DefaultFetchTimeout). Tests only:
+	// they need not wait seconds for a slow document server to be refused.
+	metadataFetchTimeout time.Duration
 }
 
 // App is the assembled handler.
@@ -239,8 +245,8 @@ func (b *builder) msalCredential() (confidential.Credential, error) {
 }
 
 // limiter counts a rate limit in Redis.
-func (b *builder) limiter(a *App, name string, rate int, per time.Duration, burst int) *store.Limiter {
-	return store.NewLimiter(a.redis, name, rate, per, burst, store.WithLimiterLogger(b.log))
+func (b *builder) limiter(a *App, name string, rate int, per time.Duration, burst int) *ratelimit.Limiter {
+	return ratelimit.New(a.redis, name, rate, per, burst, ratelimit.WithLogger(b.log))
 }
 
 // sessions keeps sign-in flows, codes, MSAL caches and refresh handles.
@@ -323,13 +329,13 @@ func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential)
 
 // toolDeps are the stores and clients the tools use.
 func (b *builder) toolDeps(a *App, oboClient *obo.Client, metrics *mcpserver.Metrics) tools.Deps {
-	var taskOpts []store.TasksOption
+	var taskOpts []taskstore.Option
 	if n := b.cfg.Limits.TaskBytesPerTenant; n > 0 {
-		taskOpts = append(taskOpts, store.WithMaxBytes(n))
+		taskOpts = append(taskOpts, taskstore.WithMaxBytes(n))
 	}
 	g := b.cfg.Graph
 	return tools.Deps{
-		Tasks:    store.NewTasks(a.redis, taskOpts...),
+		Tasks:    taskstore.New(a.redis, taskOpts...),
 		Sessions: a.SignIn,
 		Graph: &tools.Graph{
 			Tokens:     oboClient,
@@ -352,6 +358,7 @@ func (b *builder) oauth(a *App, sealer store.Sealer) error {
 		AllowLoopback:           b.cfg.OAuth.AllowLoopbackClients,
 		ExtraRedirectSchemes:    b.cfg.OAuth.ExtraRedirectSchemes,
 		MaxPendingRegistrations: b.opts.pendingRegistrations,
+		FetchTimeout:            b.opts.metadataFetchTimeout,
 		Logger:                  b.log,
 	})
 	if err != nil {

@@ -383,7 +383,10 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 		}
 	})
 
-	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) { c.OAuth.AllowLoopbackClients = true })
+	// The slow server is refused when the fetch times out: a short cap, so
+	// the test does not wait out the real one.
+	st := newStackFull(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) { c.OAuth.AllowLoopbackClients = true },
+		func(o *Options, _ *devidp.Server) { o.metadataFetchTimeout = 500 * time.Millisecond })
 	c := browser(t)
 	a := st.newAuthRequest(t, good)
 	page := get(t, c, a.url(st.base))

@@ -5,6 +5,7 @@ import (
 )
 
 func TestParseRoleMap(t *testing.T) {
+	t.Parallel()
 	want := RoleMap{"Task.Read": Read, "Task.All": Read | Write, "Ops": Admin | SignedIn}
 	accepted := map[string]string{
 		"json":                  `{"Task.Read":["read"],"Task.All":["read","write"],"Ops":["admin","signed-in"]}`,
@@ -52,6 +53,7 @@ func TestParseRoleMap(t *testing.T) {
 }
 
 func TestGrantsAreDefaultDeny(t *testing.T) {
+	t.Parallel()
 	m := DefaultRoleMap()
 	t.Run("unknown roles add nothing", func(t *testing.T) {
 		if g := m.Grants([]string{"Task.Admin", "task.read"}); g != SignedIn {

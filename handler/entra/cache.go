@@ -34,15 +34,15 @@ func newTokenCache(max int) *tokenCache {
 }
 
 // get returns the principal cached under sum, if the entry has not expired
-// and the key that verified it is still in the current key set ks.
-func (c *tokenCache) get(sum [32]byte, now time.Time, ks *keySet) (*Principal, bool) {
+// and the key that verified it is still in the key set ks.
+func (c *tokenCache) get(sum [32]byte, now time.Time, ks KeySet) (*Principal, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[sum]
 	c.mu.RUnlock()
 	if !ok {
 		return nil, false
 	}
-	if now.Unix() >= e.exp || ks == nil || ks.keys[e.kid] != e.key {
+	if now.Unix() >= e.exp || !ks.Holds(e.kid, e.key, now) {
 		c.mu.Lock()
 		delete(c.entries, sum)
 		c.mu.Unlock()

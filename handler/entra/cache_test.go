@@ -12,6 +12,7 @@ import (
 )
 
 func TestCacheHitReturnsSamePrincipal(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	tok := e.mint()
@@ -36,6 +37,7 @@ func TestCacheHitReturnsSamePrincipal(t *testing.T) {
 }
 
 func TestCacheEntryExpiresAtExp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	tok := e.mint(devidp.WithLifetime(10 * time.Minute))
@@ -64,6 +66,7 @@ func TestCacheEntryExpiresAtExp(t *testing.T) {
 }
 
 func TestCacheBounded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.CacheSize = 3 })
 	ctx := context.Background()
 	for range 6 {
@@ -85,6 +88,7 @@ func TestCacheBounded(t *testing.T) {
 }
 
 func TestCacheDisabled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.CacheSize = -1 })
 	ctx := context.Background()
 	tok := e.mint()
@@ -101,6 +105,7 @@ func TestCacheDisabled(t *testing.T) {
 // TestConcurrentVerify runs many callers with different users at once; under
 // -race it checks that no state leaks between them.
 func TestConcurrentVerify(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	type job struct {

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 )
 
 // An ID token issued to this app has the API's audience and issuer; it has
 // no scp, and that is what keeps it from passing as an access token.
 func TestIDTokenIsNotAnAccessToken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	idTok := e.mint(devidp.WithClaims(map[string]any{"scp": nil, "roles": nil, "nonce": "n-1"}))
 	if _, err := e.v.verify(context.Background(), idTok); !errors.Is(err, errNoScope) {
@@ -26,6 +28,7 @@ func TestIDTokenIsNotAnAccessToken(t *testing.T) {
 }
 
 func TestVerifyIDTokenRefuses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	good := e.mint(devidp.WithClaims(map[string]any{"scp": nil, "nonce": "n"}))
 	parts := strings.Split(good, ".")
@@ -37,10 +40,12 @@ func TestVerifyIDTokenRefuses(t *testing.T) {
 		"not a JWT":        "abc.def",
 	}
 	for name, tok := range cases {
-		_, err := e.v.VerifyIDToken(context.Background(), tok)
-		if !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
-			t.Errorf("%s: %v, want ErrInvalidToken and not ErrUnknownKey", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			_, err := e.v.VerifyIDToken(context.Background(), tok)
+			if !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
+				t.Errorf("%s: %v, want ErrInvalidToken and not ErrUnknownKey", name, err)
+			}
+		})
 	}
 }
 
@@ -48,6 +53,7 @@ func TestVerifyIDTokenRefuses(t *testing.T) {
 // key this server has not loaded from other refusals, while Verify still
 // says nothing but ErrInvalidToken.
 func TestVerifyIDTokenUnknownKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	idClaims := with(e.claims(), "scp", nil, "nonce", "n")
@@ -88,6 +94,11 @@ func TestVerifyIDTokenUnknownKey(t *testing.T) {
 		_, err := cold.VerifyIDToken(ctx, e.sign(e.rs256Header(), idClaims))
 		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
 			t.Fatalf("VerifyIDToken: %v, want ErrUnavailable only", err)
+		}
+		// An outage, and one of Entra's signing keys, not of Redis.
+		if !errors.Is(err, outage.ErrUnavailable) || outage.Dependency(err) != Dependency ||
+			!strings.Contains(err.Error(), "entra signing keys unavailable") || strings.Contains(err.Error(), "redis") {
+			t.Errorf("VerifyIDToken: %q does not name Entra's signing keys as what is unavailable", err)
 		}
 	})
 }

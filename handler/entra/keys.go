@@ -7,18 +7,95 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
+// KeySet finds the key that signed a token: all a Verifier's claims policy
+// needs of the keys. The Verifier's is the tenant's published key set
+// (remoteKeySet), fetched and cached apart from the policy, as in
+// go-oidc's KeySet.
+type KeySet interface {
+	// Key returns the public key named kid, at now. It may wait for a fetch.
+	// Its errors match ErrUnknownKey (no such key loaded) or ErrUnavailable
+	// (no keys could be loaded at all).
+	Key(ctx context.Context, kid string, now time.Time) (*rsa.PublicKey, error)
+	// Holds reports whether key is still the set's key for kid, so that a
+	// token verified with a key since withdrawn is checked again.
+	Holds(kid string, key *rsa.PublicKey, now time.Time) bool
+}
+
+// remoteKeySet is the tenant's key set, discovered through its OpenID
+// configuration and fetched from its jwks_uri. It caches the set, fetches
+// one at a time (callers join the fetch under way), throttles fetches that
+// unknown kids cause, refreshes an old set in the background and keeps the
+// last good set when a fetch fails. It is safe for concurrent use.
+type remoteKeySet struct {
+	discoveryURL string
+	issuer       string // the issuer the discovery document must name
+	allowHTTP    bool   // loopback authority over plain http
+	client       *http.Client
+	now          func() time.Time
+	limits       refreshLimits
+	log          *slog.Logger
+	keys         atomic.Pointer[keySet]
+	fetches      atomic.Int64
+	throttled    atomic.Int64 // unknown kids refused without a fetch
+
+	mu    sync.Mutex // guards state
+	state refreshState
+	warns kidWarnings
+}
+
+// refreshLimits say how often keys may be fetched (see Config).
+type refreshLimits struct {
+	minRefresh time.Duration
+	kidRetry   time.Duration
+	maxKeyAge  time.Duration
+}
+
+// refreshState is what remoteKeySet.mu guards: the fetch under way and the
+// times and kids the throttle decides by.
+type refreshState struct {
+	inflight     *flight
+	lastAttempt  time.Time // of any fetch
+	lastKidFetch time.Time // of the last fetch an unknown kid caused
+	lastAgeFetch time.Time // of the last background refresh
+	missedKids   *kidMemo  // kids missing from a fetch they caused, and when
+	lastErr      error
+	jwksURI      string
+}
+
+// kidWarnings limits the unknown-kid warnings (see warnUnknownKid).
+type kidWarnings struct {
+	mu       sync.Mutex // guards the fields below
+	kids     *kidMemo
+	window   time.Time
+	inWindow int
+	skipped  int64
+}
+
+func newRemoteKeySet(discoveryURL, issuer string, allowHTTP bool, client *http.Client, now func() time.Time,
+	limits refreshLimits, log *slog.Logger) *remoteKeySet {
+	return &remoteKeySet{
+		discoveryURL: discoveryURL, issuer: issuer, allowHTTP: allowHTTP, client: client, now: now,
+		limits: limits, log: log,
+		state: refreshState{missedKids: newKidMemo(maxRememberedKids)},
+		warns: kidWarnings{kids: newKidMemo(maxRememberedKids)},
+	}
+}
+
 // keySet is one fetched JWKS. It is never modified after it is published
-// through Verifier.keys, so readers need no lock.
+// through remoteKeySet.keys, so readers need no lock.
 type keySet struct {
 	keys      map[string]*rsa.PublicKey
 	fetchedAt time.Time
@@ -63,11 +140,11 @@ var (
 	errAgeThrottled     = errors.New("background key refresh attempted recently")
 )
 
-// key returns the public key for kid. A known kid is answered from the cache
+// Key returns the public key for kid. A known kid is answered from the cache
 // without waiting, starting a background refresh when the set is older than
 // MaxKeyAge. An unknown kid joins the fetch under way or starts one, unless
 // throttled (see throttle); a throttled kid fails fast.
-func (v *Verifier) key(ctx context.Context, kid string, now time.Time) (*rsa.PublicKey, error) {
+func (v *remoteKeySet) Key(ctx context.Context, kid string, now time.Time) (*rsa.PublicKey, error) {
 	ks := v.keys.Load()
 	if ks != nil {
 		if k := ks.keys[kid]; k != nil {
@@ -107,9 +184,20 @@ func (v *Verifier) key(ctx context.Context, kid string, now time.Time) (*rsa.Pub
 	return nil, err
 }
 
+// Holds reports whether key is the cached set's key for kid, and starts a
+// background refresh when the set is older than MaxKeyAge.
+func (v *remoteKeySet) Holds(kid string, key *rsa.PublicKey, now time.Time) bool {
+	ks := v.keys.Load()
+	if ks == nil || ks.keys[kid] != key {
+		return false
+	}
+	v.refreshIfOld(ks, now)
+	return true
+}
+
 // refreshIfOld starts a background fetch when ks is older than MaxKeyAge.
-func (v *Verifier) refreshIfOld(ks *keySet, now time.Time) {
-	if now.Sub(ks.fetchedAt) >= v.maxKeyAge {
+func (v *remoteKeySet) refreshIfOld(ks *keySet, now time.Time) {
+	if now.Sub(ks.fetchedAt) >= v.limits.maxKeyAge {
 		_, _ = v.startRefresh(byAge, "")
 	}
 }
@@ -118,19 +206,19 @@ func (v *Verifier) refreshIfOld(ks *keySet, now time.Time) {
 // reason unless throttle refuses, in which case it returns throttle's error.
 // The fetch runs detached from any caller's context: one caller giving up
 // must not fail the fetch for the others.
-func (v *Verifier) startRefresh(why trigger, kid string) (*flight, error) {
-	v.refreshMu.Lock()
-	defer v.refreshMu.Unlock()
-	if v.inflight != nil {
-		return v.inflight, nil
+func (v *remoteKeySet) startRefresh(why trigger, kid string) (*flight, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.state.inflight != nil {
+		return v.state.inflight, nil
 	}
 	now := v.now()
 	if err := v.throttle(why, kid, now); err != nil {
 		return nil, err
 	}
-	v.lastAttempt = now
+	v.state.lastAttempt = now
 	f := &flight{done: make(chan struct{})}
-	v.inflight = f
+	v.state.inflight = f
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 		defer cancel()
@@ -139,23 +227,23 @@ func (v *Verifier) startRefresh(why trigger, kid string) (*flight, error) {
 			v.log.LogAttrs(ctx, slog.LevelWarn, "entra: key refresh failed; keeping cached keys",
 				slog.String("error", f.err.Error()))
 		}
-		v.refreshMu.Lock()
-		v.inflight = nil
-		v.lastRefreshErr = f.err
+		v.mu.Lock()
+		v.state.inflight = nil
+		v.state.lastErr = f.err
 		// A kid the tenant's own set lacks is not retried for a while: that
 		// is what a made-up kid repeated looks like. After a failed fetch it
 		// got no real answer, so it may try again.
 		if why == byKid && f.err == nil && v.keys.Load().keys[kid] == nil {
-			v.missedKids.set(kid, now)
+			v.state.missedKids.set(kid, now)
 		}
-		v.refreshMu.Unlock()
+		v.mu.Unlock()
 		close(f.done)
 	}()
 	return f, nil
 }
 
 // throttle decides whether a fetch for why may start at now, and books it if
-// so. Callers hold refreshMu.
+// so. Callers hold v.mu.
 //
 // While no key set has loaded, any trigger may fetch every
 // bootstrapRetryInterval, so a start-up outage heals within seconds. Once
@@ -164,29 +252,29 @@ func (v *Verifier) startRefresh(why trigger, kid string) (*flight, error) {
 // a fetch within MinRefreshInterval. Background refreshes have their own
 // allowance of one per MinRefreshInterval and do not touch the unknown-kid
 // one; Warm is never throttled.
-func (v *Verifier) throttle(why trigger, kid string, now time.Time) error {
+func (v *remoteKeySet) throttle(why trigger, kid string, now time.Time) error {
 	switch {
 	case why == byWarm:
 		return nil
 	case v.keys.Load() == nil:
-		if !v.lastAttempt.IsZero() && now.Sub(v.lastAttempt) < min(v.minRefresh, bootstrapRetryInterval) {
+		if !v.state.lastAttempt.IsZero() && now.Sub(v.state.lastAttempt) < min(v.limits.minRefresh, bootstrapRetryInterval) {
 			return errBootstrapWait
 		}
 		return nil
 	case why == byAge:
-		if !v.lastAgeFetch.IsZero() && now.Sub(v.lastAgeFetch) < v.minRefresh {
+		if !v.state.lastAgeFetch.IsZero() && now.Sub(v.state.lastAgeFetch) < v.limits.minRefresh {
 			return errAgeThrottled
 		}
-		v.lastAgeFetch = now
+		v.state.lastAgeFetch = now
 		return nil
 	}
-	if v.missedKids.within(kid, now, v.kidRetry) {
+	if v.state.missedKids.within(kid, now, v.limits.kidRetry) {
 		return errKidThrottled
 	}
-	if !v.lastKidFetch.IsZero() && now.Sub(v.lastKidFetch) < v.minRefresh {
+	if !v.state.lastKidFetch.IsZero() && now.Sub(v.state.lastKidFetch) < v.limits.minRefresh {
 		return errRefreshThrottled
 	}
-	v.lastKidFetch = now
+	v.state.lastKidFetch = now
 	return nil
 }
 
@@ -201,24 +289,24 @@ const maxUnknownKidWarnings = 10
 // logged at most once per KidRetryInterval and all of them at most
 // maxUnknownKidWarnings times per MinRefreshInterval; the lines left out are
 // counted in the next one.
-func (v *Verifier) warnUnknownKid(ctx context.Context, kid string, reason error, now time.Time) {
+func (v *remoteKeySet) warnUnknownKid(ctx context.Context, kid string, reason error, now time.Time) {
 	if !errors.Is(reason, ErrUnknownKey) {
 		return
 	}
-	v.warnMu.Lock()
-	if now.Sub(v.warnWindow) >= v.minRefresh {
-		v.warnWindow, v.warnsInWindow = now, 0
+	v.warns.mu.Lock()
+	if now.Sub(v.warns.window) >= v.limits.minRefresh {
+		v.warns.window, v.warns.inWindow = now, 0
 	}
-	if v.warnedKids.within(kid, now, v.kidRetry) || v.warnsInWindow >= maxUnknownKidWarnings {
-		v.warnsSkipped++
-		v.warnMu.Unlock()
+	if v.warns.kids.within(kid, now, v.limits.kidRetry) || v.warns.inWindow >= maxUnknownKidWarnings {
+		v.warns.skipped++
+		v.warns.mu.Unlock()
 		return
 	}
-	v.warnedKids.set(kid, now)
-	v.warnsInWindow++
-	skipped := v.warnsSkipped
-	v.warnsSkipped = 0
-	v.warnMu.Unlock()
+	v.warns.kids.set(kid, now)
+	v.warns.inWindow++
+	skipped := v.warns.skipped
+	v.warns.skipped = 0
+	v.warns.mu.Unlock()
 	v.log.LogAttrs(ctx, slog.LevelWarn, "entra: token signed with a key this server has not loaded",
 		slog.String("kid", shortKid(kid)), slog.String("reason", reason.Error()),
 		slog.Int64("similar_not_logged", skipped))
@@ -226,10 +314,10 @@ func (v *Verifier) warnUnknownKid(ctx context.Context, kid string, reason error,
 
 // refresh fetches the key set (discovering its URL first if needed) and
 // publishes it. On failure the previous set stays in use.
-func (v *Verifier) refresh(ctx context.Context) error {
-	v.refreshMu.Lock()
-	jwksURI := v.jwksURI
-	v.refreshMu.Unlock()
+func (v *remoteKeySet) refresh(ctx context.Context) error {
+	v.mu.Lock()
+	jwksURI := v.state.jwksURI
+	v.mu.Unlock()
 	if jwksURI == "" {
 		var err error
 		if jwksURI, err = v.discover(ctx); err != nil {
@@ -238,13 +326,13 @@ func (v *Verifier) refresh(ctx context.Context) error {
 	}
 	v.fetches.Add(1)
 	ks, err := v.fetchKeys(ctx, jwksURI)
-	v.refreshMu.Lock()
+	v.mu.Lock()
 	if err != nil {
-		v.jwksURI = "" // rediscover next time in case the document moved
+		v.state.jwksURI = "" // rediscover next time in case the document moved
 	} else {
-		v.jwksURI = jwksURI
+		v.state.jwksURI = jwksURI
 	}
-	v.refreshMu.Unlock()
+	v.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -262,7 +350,7 @@ func (v *Verifier) refresh(ctx context.Context) error {
 }
 
 // discover reads the tenant's OpenID configuration and returns its jwks_uri.
-func (v *Verifier) discover(ctx context.Context) (string, error) {
+func (v *remoteKeySet) discover(ctx context.Context) (string, error) {
 	var doc struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
@@ -270,8 +358,8 @@ func (v *Verifier) discover(ctx context.Context) (string, error) {
 	if err := v.getJSON(ctx, v.discoveryURL, &doc); err != nil {
 		return "", fmt.Errorf("entra: fetching discovery document: %w", err)
 	}
-	if doc.Issuer != v.discoveryIss {
-		return "", fmt.Errorf("entra: discovery document names issuer %q, want %q", doc.Issuer, v.discoveryIss)
+	if doc.Issuer != v.issuer {
+		return "", fmt.Errorf("entra: discovery document names issuer %q, want %q", doc.Issuer, v.issuer)
 	}
 	u, err := url.Parse(doc.JWKSURI)
 	if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && v.allowHTTP && valid.LoopbackHost(u.Hostname())) {
@@ -283,7 +371,7 @@ func (v *Verifier) discover(ctx context.Context) (string, error) {
 // fetchKeys reads a JWKS and keeps its usable RS256 signing keys. Keys it
 // cannot use are skipped (Entra may publish other kinds); a set with none is
 // an error.
-func (v *Verifier) fetchKeys(ctx context.Context, jwksURI string) (*keySet, error) {
+func (v *remoteKeySet) fetchKeys(ctx context.Context, jwksURI string) (*keySet, error) {
 	var doc struct {
 		Keys []struct {
 			Kty string `json:"kty"`
@@ -351,7 +439,7 @@ func rsaKey(n64, e64 string) (*rsa.PublicKey, error) {
 }
 
 // getJSON GETs url and decodes a 200 response of at most maxDocumentBytes.
-func (v *Verifier) getJSON(ctx context.Context, url string, dst any) error {
+func (v *remoteKeySet) getJSON(ctx context.Context, url string, dst any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("building request: %w", err)

@@ -25,6 +25,7 @@ import (
 // instant: whatever fetch came before (start-up, background refresh of old
 // keys, a bootstrap retry) spends none of the unknown-kid allowance.
 func TestKeyRollover(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	// rotateAndVerify publishes a new key and verifies an access token and
 	// an ID token signed with it, expecting exactly one fetch.
@@ -96,9 +97,9 @@ func TestKeyRollover(t *testing.T) {
 
 // idle reports whether v has no key fetch under way.
 func idle(v *Verifier) bool {
-	v.refreshMu.Lock()
-	defer v.refreshMu.Unlock()
-	return v.inflight == nil
+	v.remote.mu.Lock()
+	defer v.remote.mu.Unlock()
+	return v.remote.state.inflight == nil
 }
 
 // unknownKid is a token naming kid. The kid is looked up before the
@@ -121,6 +122,7 @@ func randomKid(t *testing.T) string {
 // MinRefreshInterval, starting right after the start-up fetch, while tokens
 // with known kids keep verifying.
 func TestUnknownKidFlood(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	steps := []struct {
 		advance time.Duration
@@ -176,12 +178,12 @@ func TestUnknownKidFlood(t *testing.T) {
 					t.Errorf("step %d: %d JWKS fetches, want %d", i, n, step.want)
 				}
 			}
-			e.v.refreshMu.Lock()
-			missed := e.v.missedKids.len()
-			e.v.refreshMu.Unlock()
-			e.v.warnMu.Lock()
-			warned := e.v.warnedKids.len()
-			e.v.warnMu.Unlock()
+			e.v.remote.mu.Lock()
+			missed := e.v.remote.state.missedKids.len()
+			e.v.remote.mu.Unlock()
+			e.v.remote.warns.mu.Lock()
+			warned := e.v.remote.warns.kids.len()
+			e.v.remote.warns.mu.Unlock()
 			if missed > 2 || warned > 2*maxUnknownKidWarnings {
 				t.Errorf("remembers %d missed and %d warned kids after the floods", missed, warned)
 			}
@@ -193,6 +195,7 @@ func TestUnknownKidFlood(t *testing.T) {
 // caused causes no other for KidRetryInterval, without holding back other
 // kids.
 func TestSameUnknownKidRepeated(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	gone := e.unknownKid("gone")
@@ -260,6 +263,7 @@ func TestSameUnknownKidRepeated(t *testing.T) {
 }
 
 func TestUnknownKidWarnings(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, nil)
 	const msg = `level=WARN msg="entra: token signed with a key this server has not loaded"`
@@ -335,6 +339,7 @@ func TestUnknownKidWarnings(t *testing.T) {
 }
 
 func TestKidMemoBounded(t *testing.T) {
+	t.Parallel()
 	at := time.Unix(1_800_000_000, 0)
 	m := newKidMemo(maxRememberedKids)
 	for i := range maxRememberedKids + 1 {
@@ -355,6 +360,7 @@ func TestKidMemoBounded(t *testing.T) {
 }
 
 func TestOutageKeepsCachedKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	kids := e.v.Stats().KeyIDs
@@ -391,6 +397,7 @@ func TestOutageKeepsCachedKeys(t *testing.T) {
 }
 
 func TestRetiredKeyStopsVerifying(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"warm", "background"} {
 		t.Run(how, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -461,6 +468,7 @@ func (b *blockingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestKnownKidNotBlockedByRefresh(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	bt := &blockingTransport{base: e.idp.HTTPClient().Transport, entered: make(chan struct{}), release: make(chan struct{})}
@@ -509,6 +517,7 @@ func TestKnownKidNotBlockedByRefresh(t *testing.T) {
 }
 
 func TestColdStartAndUnavailable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	// Without Warm, the first Verify fetches the keys itself.
@@ -537,6 +546,7 @@ func TestColdStartAndUnavailable(t *testing.T) {
 // TestDocumentChecks serves broken discovery and key documents over plain
 // loopback http (which the verifier allows for stand-ins).
 func TestDocumentChecks(t *testing.T) {
+	t.Parallel()
 	const tid = "11111111-2222-4333-8444-555555555555"
 	var srvURL string
 	e := newEnv(t, nil)

@@ -1,9 +1,10 @@
 // Package entra verifies Microsoft Entra ID access tokens and carries the
 // verified caller (Principal) through request contexts.
 //
-// The Verifier is modelled on coreos/go-oidc: a small API, signing keys
-// fetched through OpenID discovery and cached, refreshes single-flight and
-// rate-limited, and an injectable clock. Verification is local: no network
+// The Verifier is modelled on coreos/go-oidc: a small API, a claims policy
+// apart from the key set it uses (KeySet), signing keys fetched through
+// OpenID discovery and cached, refreshes single-flight and rate-limited,
+// and an injectable clock. Verification is local: no network
 // round trip per request once keys are cached, and a repeated token is
 // answered from a bounded cache of verified tokens.
 //
@@ -21,14 +22,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/outage"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // ErrInvalidToken is the only thing Verify tells its caller about a token it
@@ -36,9 +37,14 @@ import (
 // probe the verifier.
 var ErrInvalidToken = errors.New("entra: invalid token")
 
+// Dependency is how outages of the tenant's signing keys (discovery and
+// JWKS) are named.
+const Dependency = "entra signing keys"
+
 // ErrUnavailable means no signing keys have ever been loaded and fetching
 // them failed: the token could not be checked at all. Answer 503, not 401.
-var ErrUnavailable = errors.New("entra: signing keys unavailable")
+// It is an *outage.Error naming Entra's signing keys.
+var ErrUnavailable error = outage.New(Dependency, nil)
 
 // ErrUnknownKey is matched, besides ErrInvalidToken, by the error of
 // VerifyIDToken when the token was signed with a key this verifier has not
@@ -113,144 +119,54 @@ type Config struct {
 
 // Verifier checks Entra access tokens. It is safe for concurrent use.
 //
-// It verifies the RS256 signature with a key chosen by kid from the
-// tenant's published set, before it reads any claim, then checks version,
-// issuer, audience, tenant, times and the shape of the identity claims.
-// Tokens carrying jku, x5u, jwk, x5c or crit headers are refused outright:
-// Entra never sends them, and honouring any of them would let the token
-// choose its own key.
+// It verifies the RS256 signature with a key chosen by kid from its KeySet,
+// the tenant's published set, before it reads any claim, then applies its
+// policy: version, issuer, audience, tenant, times and the shape of the
+// identity claims. Tokens carrying jku, x5u, jwk, x5c or crit headers are
+// refused outright: Entra never sends them, and honouring any of them
+// would let the token choose its own key.
 type Verifier struct {
-	authority    string
-	tenantID     string
-	audience     string            // ClientID (v2) or AppIDURI (v1)
-	version      string            // "2.0" or "1.0"
-	issuers      map[string]string // allowed tid -> expected iss
-	clientID     string            // audience of ID tokens
-	idIssuers    map[string]string // allowed tid -> v2 issuer (ID tokens are always v2)
-	discoveryURL string
-	discoveryIss string // issuer the discovery document must name
-	allowHTTP    bool   // loopback authority over plain http
-	client       *http.Client
-	now          func() time.Time
-	minRefresh   time.Duration
-	kidRetry     time.Duration
-	maxKeyAge    time.Duration
-	log          *slog.Logger
-	cache        *tokenCache // nil when disabled
-	keys         atomic.Pointer[keySet]
-	fetches      atomic.Int64
-	throttled    atomic.Int64 // unknown kids refused without a fetch
+	policy
+	issuer string // the home tenant's v2 issuer
+	keys   KeySet
+	remote *remoteKeySet // keys, for Warm and Stats
+	now    func() time.Time
+	log    *slog.Logger
+	cache  *tokenCache // nil when disabled
+}
 
-	refreshMu      sync.Mutex // guards the fields below, up to warnMu
-	inflight       *flight
-	lastAttempt    time.Time // of any fetch
-	lastKidFetch   time.Time // of the last fetch an unknown kid caused
-	lastAgeFetch   time.Time // of the last background refresh
-	missedKids     *kidMemo  // kids missing from a fetch they caused, and when
-	lastRefreshErr error
-	jwksURI        string
-
-	warnMu        sync.Mutex // guards the unknown-kid warning limits below
-	warnedKids    *kidMemo
-	warnWindow    time.Time
-	warnsInWindow int
-	warnsSkipped  int64
+// policy is what a token must claim to be accepted.
+type policy struct {
+	audience  string            // ClientID (v2) or AppIDURI (v1)
+	version   string            // "2.0" or "1.0"
+	issuers   map[string]string // allowed tid -> expected iss
+	clientID  string            // audience of ID tokens
+	idIssuers map[string]string // allowed tid -> v2 issuer (ID tokens are always v2)
 }
 
 // NewVerifier checks cfg and returns a verifier. It fetches nothing: call
 // Warm at start-up, or the first Verify will fetch the keys.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	authority := strings.TrimSuffix(cfg.AuthorityHost, "/")
-	u, err := url.Parse(authority)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("entra: authority host %q is not an absolute URL", cfg.AuthorityHost)
-	}
-	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("entra: authority host %q must be scheme and host only", cfg.AuthorityHost)
-	}
-	allowHTTP := false
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && valid.LoopbackHost(u.Hostname()):
-		allowHTTP = true
-	default:
-		return nil, fmt.Errorf("entra: authority host %q must be https (plain http only on loopback)", cfg.AuthorityHost)
+	authority, host, allowHTTP, err := parseAuthority(cfg.AuthorityHost)
+	if err != nil {
+		return nil, err
 	}
 	tenant := strings.ToLower(cfg.TenantID)
 	if !valid.GUID(tenant) {
 		return nil, fmt.Errorf("entra: tenant id %q is not a GUID", cfg.TenantID)
 	}
-	clientID := strings.ToLower(cfg.ClientID)
-	if !valid.GUID(clientID) {
-		return nil, fmt.Errorf("entra: client id %q is not a GUID", cfg.ClientID)
+	pol, err := newPolicy(cfg, authority, host, tenant)
+	if err != nil {
+		return nil, err
 	}
-
 	v := &Verifier{
-		authority:    authority,
-		tenantID:     tenant,
-		allowHTTP:    allowHTTP,
-		discoveryURL: authority + "/" + tenant + "/v2.0/.well-known/openid-configuration",
-		discoveryIss: authority + "/" + tenant + "/v2.0",
-		now:          cfg.Now,
-		minRefresh:   cfg.MinRefreshInterval,
-		kidRetry:     cfg.KidRetryInterval,
-		maxKeyAge:    cfg.MaxKeyAge,
-		log:          cfg.Logger,
-		issuers:      map[string]string{},
-		clientID:     clientID,
-		idIssuers:    map[string]string{},
-		missedKids:   newKidMemo(maxRememberedKids),
-		warnedKids:   newKidMemo(maxRememberedKids),
+		policy: pol,
+		issuer: authority + "/" + tenant + "/v2.0",
+		now:    cfg.Now,
+		log:    cfg.Logger,
 	}
-	switch cfg.TokenVersion {
-	case 0, 2:
-		v.version = "2.0"
-		v.audience = clientID
-	case 1:
-		v.version = "1.0"
-		v.audience = cfg.AppIDURI
-		if v.audience == "" {
-			v.audience = "api://" + clientID
-		}
-	default:
-		return nil, fmt.Errorf("entra: token version %d: want 1 or 2", cfg.TokenVersion)
-	}
-	allowed := cfg.AllowedTenants
-	if len(allowed) == 0 {
-		allowed = []string{tenant}
-	}
-	for _, t := range allowed {
-		t = strings.ToLower(t)
-		if !valid.GUID(t) {
-			return nil, fmt.Errorf("entra: allowed tenant %q is not a GUID", t)
-		}
-		v.issuers[t] = issuerFor(authority, u.Hostname(), t, v.version)
-		v.idIssuers[t] = issuerFor(authority, u.Hostname(), t, "2.0")
-	}
-
-	client := http.Client{Timeout: fetchTimeout}
-	if cfg.HTTPClient != nil {
-		client = *cfg.HTTPClient
-		if client.Timeout == 0 {
-			client.Timeout = fetchTimeout
-		}
-	}
-	// Entra does not redirect these documents; following a redirect could
-	// downgrade to http or leave the authority.
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	v.client = &client
-
 	if v.now == nil {
 		v.now = time.Now
-	}
-	if v.minRefresh <= 0 {
-		v.minRefresh = defaultMinRefreshInterval
-	}
-	if v.kidRetry <= 0 {
-		v.kidRetry = defaultKidRetryInterval
-	}
-	if v.maxKeyAge <= 0 {
-		v.maxKeyAge = defaultMaxKeyAge
 	}
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
@@ -261,7 +177,98 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	case cfg.CacheSize > 0:
 		v.cache = newTokenCache(cfg.CacheSize)
 	}
+	v.remote = newRemoteKeySet(authority+"/"+tenant+"/v2.0/.well-known/openid-configuration", v.issuer,
+		allowHTTP, fetchClient(cfg.HTTPClient), v.now, limitsOf(cfg), v.log)
+	v.keys = v.remote
 	return v, nil
+}
+
+// parseAuthority checks an authority host (scheme and host only; https, or
+// plain http on loopback) and returns it without a trailing slash, its host
+// name, and whether it is plain http.
+func parseAuthority(authorityHost string) (authority, host string, allowHTTP bool, err error) {
+	authority = strings.TrimSuffix(authorityHost, "/")
+	u, err := url.Parse(authority)
+	if err != nil || u.Host == "" {
+		return "", "", false, fmt.Errorf("entra: authority host %q is not an absolute URL", authorityHost)
+	}
+	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", "", false, fmt.Errorf("entra: authority host %q must be scheme and host only", authorityHost)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && valid.LoopbackHost(u.Hostname()):
+		allowHTTP = true
+	default:
+		return "", "", false, fmt.Errorf("entra: authority host %q must be https (plain http only on loopback)", authorityHost)
+	}
+	return authority, u.Hostname(), allowHTTP, nil
+}
+
+// newPolicy reads the claims rules from cfg: audience and version, and the
+// issuers of the allowed tenants.
+func newPolicy(cfg Config, authority, host, tenant string) (policy, error) {
+	clientID := strings.ToLower(cfg.ClientID)
+	if !valid.GUID(clientID) {
+		return policy{}, fmt.Errorf("entra: client id %q is not a GUID", cfg.ClientID)
+	}
+	p := policy{clientID: clientID, issuers: map[string]string{}, idIssuers: map[string]string{}}
+	switch cfg.TokenVersion {
+	case 0, 2:
+		p.version = "2.0"
+		p.audience = clientID
+	case 1:
+		p.version = "1.0"
+		p.audience = cfg.AppIDURI
+		if p.audience == "" {
+			p.audience = "api://" + clientID
+		}
+	default:
+		return policy{}, fmt.Errorf("entra: token version %d: want 1 or 2", cfg.TokenVersion)
+	}
+	allowed := cfg.AllowedTenants
+	if len(allowed) == 0 {
+		allowed = []string{tenant}
+	}
+	for _, t := range allowed {
+		t = strings.ToLower(t)
+		if !valid.GUID(t) {
+			return policy{}, fmt.Errorf("entra: allowed tenant %q is not a GUID", t)
+		}
+		p.issuers[t] = issuerFor(authority, host, t, p.version)
+		p.idIssuers[t] = issuerFor(authority, host, t, "2.0")
+	}
+	return p, nil
+}
+
+// fetchClient is a copy of c (or a new client) with a timeout that does
+// not follow redirects: Entra does not redirect these documents, and
+// following a redirect could downgrade to http or leave the authority.
+func fetchClient(c *http.Client) *http.Client {
+	client := http.Client{Timeout: fetchTimeout}
+	if c != nil {
+		client = *c
+		if client.Timeout == 0 {
+			client.Timeout = fetchTimeout
+		}
+	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &client
+}
+
+// limitsOf reads the refresh limits from cfg, with their defaults.
+func limitsOf(cfg Config) refreshLimits {
+	l := refreshLimits{minRefresh: cfg.MinRefreshInterval, kidRetry: cfg.KidRetryInterval, maxKeyAge: cfg.MaxKeyAge}
+	if l.minRefresh <= 0 {
+		l.minRefresh = defaultMinRefreshInterval
+	}
+	if l.kidRetry <= 0 {
+		l.kidRetry = defaultKidRetryInterval
+	}
+	if l.maxKeyAge <= 0 {
+		l.maxKeyAge = defaultMaxKeyAge
+	}
+	return l
 }
 
 // issuerFor is the iss a token of the given version from tenant tid carries.
@@ -282,7 +289,7 @@ func issuerFor(authority, host, tid, version string) string {
 
 // Issuer is the v2 issuer of the home tenant, as named in Protected
 // Resource Metadata's authorization_servers.
-func (v *Verifier) Issuer() string { return v.discoveryIss }
+func (v *Verifier) Issuer() string { return v.issuer }
 
 // VerifierStats describes the verifier's caches, for an admin tool.
 type VerifierStats struct {
@@ -296,21 +303,27 @@ type VerifierStats struct {
 
 // Stats reports the state of the key and token caches.
 func (v *Verifier) Stats() VerifierStats {
+	st := v.remote.stats()
+	if v.cache != nil {
+		st.CachedTokens = v.cache.len()
+	}
+	return st
+}
+
+// stats reports the state of the key cache.
+func (v *remoteKeySet) stats() VerifierStats {
 	var st VerifierStats
 	if ks := v.keys.Load(); ks != nil {
 		st.KeyIDs = ks.kids()
 		st.LastRefresh = ks.fetchedAt
 	}
-	v.refreshMu.Lock()
-	if v.lastRefreshErr != nil {
-		st.LastRefreshError = v.lastRefreshErr.Error()
+	v.mu.Lock()
+	if v.state.lastErr != nil {
+		st.LastRefreshError = v.state.lastErr.Error()
 	}
-	v.refreshMu.Unlock()
+	v.mu.Unlock()
 	st.JWKSFetches = v.fetches.Load()
 	st.ThrottledKids = v.throttled.Load()
-	if v.cache != nil {
-		st.CachedTokens = v.cache.len()
-	}
 	return st
 }
 
@@ -318,7 +331,9 @@ func (v *Verifier) Stats() VerifierStats {
 // under way rather than starting a second. Call it at start-up so the first
 // request does not pay for the fetch; a failure is worth logging but the
 // verifier retries on its own. It spends none of the unknown-kid allowance.
-func (v *Verifier) Warm(ctx context.Context) error {
+func (v *Verifier) Warm(ctx context.Context) error { return v.remote.warm(ctx) }
+
+func (v *remoteKeySet) warm(ctx context.Context) error {
 	f, _ := v.startRefresh(byWarm, "") // never throttled
 	select {
 	case <-f.done:

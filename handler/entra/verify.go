@@ -108,9 +108,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Principal, error)
 	now := v.now()
 	sum := sha256.Sum256(stringBytes(token))
 	if v.cache != nil {
-		ks := v.keys.Load()
-		if p, ok := v.cache.get(sum, now, ks); ok {
-			v.refreshIfOld(ks, now)
+		if p, ok := v.cache.get(sum, now, v.keys); ok {
 			return p, nil
 		}
 	}
@@ -158,27 +156,9 @@ func (v *Verifier) signedPayload(ctx context.Context, token string, now time.Tim
 	if !ok || !wellFormed(token) {
 		return nil, "", nil, errMalformed
 	}
-	hb, err := b64.DecodeString(h64)
+	h, err := parseHeader(h64)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("%w: header: %v", errMalformed, err)
-	}
-	var h header
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return nil, "", nil, fmt.Errorf("%w: header: %v", errMalformed, err)
-	}
-	// Refuse key-carrying headers instead of merely ignoring them: a token
-	// that tries to name its own key is an attack, not a token from Entra.
-	if h.Jku != nil || h.X5u != nil || h.Jwk != nil || h.X5c != nil || h.Crit != nil {
-		return nil, "", nil, fmt.Errorf("%w: carries jku, x5u, jwk, x5c or crit", errHeader)
-	}
-	if h.Alg != jwt.SigningMethodRS256.Alg() {
-		return nil, "", nil, fmt.Errorf("%w: %.20q", errAlg, h.Alg)
-	}
-	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
-		return nil, "", nil, fmt.Errorf("%w: typ %.20q", errHeader, h.Typ)
-	}
-	if h.Kid == "" || len(h.Kid) > maxKidBytes {
-		return nil, "", nil, fmt.Errorf("%w: kid missing or longer than %d bytes", errHeader, maxKidBytes)
+		return nil, "", nil, err
 	}
 	sig, err := b64.DecodeString(s64)
 	if err != nil {
@@ -190,7 +170,7 @@ func (v *Verifier) signedPayload(ctx context.Context, token string, now time.Tim
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%w: claims: %v", errMalformed, err)
 	}
-	key, err = v.key(ctx, h.Kid, now)
+	key, err = v.keys.Key(ctx, h.Kid, now)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%w (kid %q)", err, shortKid(h.Kid))
 	}
@@ -200,7 +180,34 @@ func (v *Verifier) signedPayload(ctx context.Context, token string, now time.Tim
 		return nil, "", nil, fmt.Errorf("%w (kid %q)", errSignature, shortKid(h.Kid))
 	}
 	return pb, h.Kid, key, nil
+}
 
+// parseHeader decodes a JOSE header and refuses any that an Entra token
+// would not carry.
+func parseHeader(h64 string) (header, error) {
+	var h header
+	hb, err := b64.DecodeString(h64)
+	if err != nil {
+		return h, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return h, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	// Refuse key-carrying headers instead of merely ignoring them: a token
+	// that tries to name its own key is an attack, not a token from Entra.
+	if h.Jku != nil || h.X5u != nil || h.Jwk != nil || h.X5c != nil || h.Crit != nil {
+		return h, fmt.Errorf("%w: carries jku, x5u, jwk, x5c or crit", errHeader)
+	}
+	if h.Alg != jwt.SigningMethodRS256.Alg() {
+		return h, fmt.Errorf("%w: %.20q", errAlg, h.Alg)
+	}
+	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
+		return h, fmt.Errorf("%w: typ %.20q", errHeader, h.Typ)
+	}
+	if h.Kid == "" || len(h.Kid) > maxKidBytes {
+		return h, fmt.Errorf("%w: kid missing or longer than %d bytes", errHeader, maxKidBytes)
+	}
+	return h, nil
 }
 
 // checkClaims applies the rules for version, tenant, issuer, audience, times

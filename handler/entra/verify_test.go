@@ -18,6 +18,7 @@ import (
 )
 
 func TestVerifyValidV2(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	u := user(t, "writer")
 	tok := e.mint(devidp.WithScopes("access_as_user", "other"))
@@ -38,6 +39,7 @@ func TestVerifyValidV2(t *testing.T) {
 }
 
 func TestVerifyValidV1(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.TokenVersion = 1 })
 	u := user(t, "reader")
 	tok, err := e.idp.Mint(u, devidp.WithVersion(1))
@@ -66,6 +68,7 @@ func TestVerifyValidV1(t *testing.T) {
 // is refused for the reason the case is about (so that a case cannot pass by
 // tripping over an unrelated check).
 func TestAttackMatrix(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.AllowedTenants = []string{devidp.DefaultTenantID, secondTenant} })
 	attacker := startIdP(t, e.clock) // a second issuer whose keys we must never use
 	kid := e.idp.CurrentKeyID()
@@ -208,6 +211,7 @@ func TestAttackMatrix(t *testing.T) {
 }
 
 func TestV2TokenOnV1Verifier(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.TokenVersion = 1 })
 	if _, err := e.v.verify(context.Background(), e.mint()); !errors.Is(err, errVersion) {
 		t.Fatalf("got %v, want errVersion", err)
@@ -222,6 +226,7 @@ func TestV2TokenOnV1Verifier(t *testing.T) {
 // TestRejectionLogged checks that the reason reaches the log and the token
 // does not.
 func TestRejectionLogged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tok := e.mint(devidp.WithClaims(map[string]any{"aud": "api://wrong"}))
 	if _, err := e.v.Verify(context.Background(), tok); err != ErrInvalidToken {
@@ -238,6 +243,7 @@ func TestRejectionLogged(t *testing.T) {
 }
 
 func TestIssuerFor(t *testing.T) {
+	t.Parallel()
 	const tid = "11111111-2222-4333-8444-555555555555"
 	cases := []struct{ authority, version, want string }{
 		{"https://login.microsoftonline.com", "2.0", "https://login.microsoftonline.com/" + tid + "/v2.0"},
@@ -248,29 +254,34 @@ func TestIssuerFor(t *testing.T) {
 		{"https://127.0.0.1:8443", "1.0", "https://127.0.0.1:8443/" + tid + "/"},
 	}
 	for _, c := range cases {
-		v, err := NewVerifier(Config{AuthorityHost: c.authority, TenantID: tid, ClientID: tid, TokenVersion: map[string]int{"1.0": 1, "2.0": 2}[c.version]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := v.issuers[tid]; got != c.want {
-			t.Errorf("%s v%s: iss %s, want %s", c.authority, c.version, got, c.want)
-		}
-		if want := c.authority + "/" + tid + "/v2.0"; v.Issuer() != want {
-			t.Errorf("Issuer() = %s, want %s", v.Issuer(), want)
-		}
+		t.Run(c.authority+" "+c.version, func(t *testing.T) {
+			v, err := NewVerifier(Config{AuthorityHost: c.authority, TenantID: tid, ClientID: tid, TokenVersion: map[string]int{"1.0": 1, "2.0": 2}[c.version]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := v.issuers[tid]; got != c.want {
+				t.Errorf("%s v%s: iss %s, want %s", c.authority, c.version, got, c.want)
+			}
+			if want := c.authority + "/" + tid + "/v2.0"; v.Issuer() != want {
+				t.Errorf("Issuer() = %s, want %s", v.Issuer(), want)
+			}
+		})
 	}
 }
 
 func TestNewVerifierConfig(t *testing.T) {
+	t.Parallel()
 	const guid = "11111111-2222-4333-8444-555555555555"
 	ok := Config{AuthorityHost: "https://login.microsoftonline.com/", TenantID: guid, ClientID: guid}
 	if _, err := NewVerifier(ok); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
 	for _, host := range []string{"http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"} {
-		if _, err := NewVerifier(with2(ok, func(c *Config) { c.AuthorityHost = host })); err != nil {
-			t.Errorf("loopback http %s refused: %v", host, err)
-		}
+		t.Run(host, func(t *testing.T) {
+			if _, err := NewVerifier(with2(ok, func(c *Config) { c.AuthorityHost = host })); err != nil {
+				t.Errorf("loopback http %s refused: %v", host, err)
+			}
+		})
 	}
 	bad := map[string]func(*Config){
 		"plain http remote":    func(c *Config) { c.AuthorityHost = "http://login.microsoftonline.com" },
@@ -297,6 +308,7 @@ func with2(c Config, edit func(*Config)) Config {
 }
 
 func TestRSAKeyChecks(t *testing.T) {
+	t.Parallel()
 	b := func(n *big.Int) string { return base64.RawURLEncoding.EncodeToString(n.Bytes()) }
 	n2048 := new(big.Int).Lsh(big.NewInt(1), 2047)
 	n1024 := new(big.Int).Lsh(big.NewInt(1), 1023)

@@ -14,8 +14,11 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -70,7 +73,9 @@ func (r revoker) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
 // only the reads may say "try again", and each write says how to check.
 func TestUnknownOutcomeMessages(t *testing.T) {
 	rdb, proxy := storetest.Behind(t, storetest.Redis(t), 200*time.Millisecond)
-	s, err := New(Options{Tools: tools.All(tools.Deps{Tasks: store.NewTasks(rdb), Sessions: revoker{rdb}})})
+	logs := &testkit.SyncBuffer{}
+	s, err := New(Options{Tools: tools.All(tools.Deps{Tasks: taskstore.New(rdb), Sessions: revoker{rdb}}),
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +117,10 @@ func TestUnknownOutcomeMessages(t *testing.T) {
 			if retry := strings.Contains(strings.ToLower(msg), "try again"); retry != c.read {
 				t.Errorf("%q: says try again = %v, want %v", msg, retry, c.read)
 			}
+			// The operator's log names what was unavailable.
+			if want := `"tool":"` + c.tool + `","dependency":"redis"`; !strings.Contains(logs.String(), want) {
+				t.Errorf("no log line with %s:\n%s", want, logs)
+			}
 		})
 	}
 }
@@ -129,7 +138,7 @@ func TestToolCallRateLimit(t *testing.T) {
 	s, err := New(Options{
 		Tools:   testTools(),
 		Logger:  logger,
-		Limiter: store.NewLimiter(storetest.Redis(t), "tools", 1, time.Minute, 2, store.WithLimiterLogger(logger)),
+		Limiter: ratelimit.New(storetest.Redis(t), "tools", 1, time.Minute, 2, ratelimit.WithLogger(logger)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +207,7 @@ func TestLimiterDownLetsCallsThrough(t *testing.T) {
 	s, err := New(Options{
 		Tools:   testTools(),
 		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
-		Limiter: fixedLimiter{err: errors.Join(store.ErrUnavailable, errors.New("dial refused"))},
+		Limiter: fixedLimiter{err: errors.Join(outage.ErrUnavailable, errors.New("dial refused"))},
 	})
 	if err != nil {
 		t.Fatal(err)

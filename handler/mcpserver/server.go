@@ -27,7 +27,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -45,13 +45,13 @@ type Options struct {
 	Events Events
 	// Limiter limits tools/call per caller (tenant and object id), after
 	// the caller's right to the tool is checked; nil: no limit. Logging
-	// refusals is the limiter's: *store.Limiter with a logger warns once
+	// refusals is the limiter's: *ratelimit.Limiter with a logger warns once
 	// per caller per window.
 	Limiter Limiter
 }
 
 // Limiter counts one call for a key and says whether it is within the
-// limit, and if not, how long until the next one would be; *store.Limiter
+// limit, and if not, how long until the next one would be; *ratelimit.Limiter
 // is one.
 type Limiter interface {
 	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
@@ -262,9 +262,10 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		}
 		outcome := "ok"
 		switch {
-		case err != nil && errors.Is(err, store.ErrUnavailable):
+		case err != nil && errors.Is(err, outage.ErrUnavailable):
 			outcome = "unavailable"
-			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name), slog.String("err", err.Error()))
+			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name),
+				slog.String("dependency", outage.Dependency(err)), slog.String("err", err.Error()))
 			// For a write, a lost reply is not a failure: the message says
 			// whether the change may have happened and how to retry safely.
 			res = mcp.NewToolResultError(t.UnavailableText())
@@ -296,7 +297,7 @@ const (
 // limit counts the call against its caller's budget. Over it, it returns
 // the tool error to answer with: when to retry, in the text for people and
 // models and in _meta.retryAfterSeconds for programs. A limiter that fails
-// lets the call through (*store.Limiter never does: it counts in process
+// lets the call through (*ratelimit.Limiter never does: it counts in process
 // when Redis cannot): one outage must not stop every tool, including those
 // that do not use Redis.
 func (s *Server) limit(ctx context.Context, p *entra.Principal) *mcp.CallToolResult {

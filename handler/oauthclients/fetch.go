@@ -13,16 +13,23 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/net/publicsuffix"
 
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
+
+// MetadataFetch is how a refused metadata-document fetch is named as an
+// outage: every fetch slot this instance allows (in all, per site or per
+// requester) is taken, so the lookup cannot be served now.
+const MetadataFetch = "client metadata fetch"
 
 // errAddressNotAllowed is the guard's refusal of a non-public address.
 var errAddressNotAllowed = errors.New("address not allowed")
@@ -183,6 +190,58 @@ func newFetchClient(opts Options, to fetchTimeouts, g *guard) *http.Client {
 	}
 }
 
+// documentFetcher finds the clients that Client ID Metadata Documents
+// describe: it fetches documents over guarded connections, caches the
+// valid ones in memory, and bounds the fetches under way. It is the
+// Registry's other half, beside the registrations in Redis.
+type documentFetcher struct {
+	client       *http.Client
+	timeout      time.Duration // of a whole fetch
+	maxBytes     int64
+	ttl, maxTTL  time.Duration // cache time without, and at most with, max-age
+	allowLoop    bool
+	extraSchemes []string
+	now          func() time.Time
+	log          *slog.Logger
+	ctx          context.Context // parent of every fetch: cancelled by close
+	cancel       context.CancelFunc
+
+	mu    sync.Mutex // guards cache and slots
+	cache docCache
+	slots fetchSlots
+}
+
+// newDocumentFetcher returns the fetcher that opts describe; New has
+// checked them.
+func newDocumentFetcher(opts Options, now func() time.Time, log *slog.Logger) *documentFetcher {
+	total := orDefault(opts.FetchTimeout, DefaultFetchTimeout)
+	f := &documentFetcher{
+		client: newFetchClient(opts, fetchTimeouts{
+			total:   total,
+			connect: min(orDefault(opts.ConnectTimeout, DefaultConnectTimeout), total),
+			header:  min(orDefault(opts.HeaderTimeout, DefaultHeaderTimeout), total),
+		}, newGuard(opts.AllowLoopback)),
+		timeout:      total,
+		maxBytes:     orDefault(opts.MaxDocumentBytes, DefaultMaxDocumentBytes),
+		ttl:          orDefault(opts.DocumentTTL, DefaultDocumentTTL),
+		maxTTL:       orDefault(opts.MaxDocumentTTL, DefaultMaxDocumentTTL),
+		allowLoop:    opts.AllowLoopback,
+		extraSchemes: slices.Clone(opts.ExtraRedirectSchemes),
+		now:          now,
+		log:          log,
+		cache:        docCache{max: orDefault(opts.MaxCachedDocuments, DefaultMaxCachedDocuments), entries: make(map[string]cacheEntry)},
+		slots: fetchSlots{
+			calls: make(map[string]*fetchCall), byHost: make(map[string]int), byRequester: make(map[string]int),
+			knownGood: newRecentSet(maxKnownGood),
+		},
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return f
+}
+
+// close stops fetches under way.
+func (f *documentFetcher) close() { f.cancel() }
+
 // fetchCall is a fetch under way; whoever asks for the same URL meanwhile
 // waits for it rather than fetching again.
 type fetchCall struct {
@@ -235,39 +294,37 @@ func siteOf(clientID string) string {
 	return host
 }
 
-// lookupDocument returns the client a Client ID Metadata Document URL
-// describes, from the cache or fetched.
-func (r *Registry) lookupDocument(ctx context.Context, clientID, requester string) (Client, error) {
-	if reason := r.checkClientIDURL(clientID); reason != "" {
+// lookup returns the client a Client ID Metadata Document URL describes,
+// from the cache or fetched.
+func (f *documentFetcher) lookup(ctx context.Context, clientID, requester string) (Client, error) {
+	if reason := f.checkClientIDURL(clientID); reason != "" {
 		return Client{}, &Error{Code: CodeInvalidClient, Description: "client_id " + reason}
 	}
-	r.mu.Lock()
-	if e, ok := r.docs[clientID]; ok && r.now().Before(e.expires) {
-		r.mu.Unlock()
-		return e.client.clone(), nil
+	f.mu.Lock()
+	if c, ok := f.cache.get(clientID, f.now()); ok {
+		f.mu.Unlock()
+		return c.clone(), nil
 	}
 	// Joining a fetch under way costs nothing more, so it counts against
 	// no cap. This is also what stands in for caching failures: however
 	// many requests name a failing document at once, it is fetched once.
-	call, ok := r.inflight[clientID]
+	call, ok := f.slots.calls[clientID]
 	if !ok {
 		host := siteOf(clientID)
-		if reason := r.fetchRefused(clientID, host, requester); reason != "" {
+		if reason := f.slots.refused(clientID, host, requester); reason != "" {
 			// A flood of distinct client_ids must not become a flood of
 			// outbound connections, and no one requester or slow host may
 			// take every slot. Not cached: it says nothing of the document.
-			r.mu.Unlock()
-			return Client{}, fmt.Errorf("oauthclients: look up client: %w: %s", store.ErrUnavailable, reason)
+			f.mu.Unlock()
+			return Client{}, fmt.Errorf("oauthclients: look up client: %w", outage.New(MetadataFetch, errors.New(reason)))
 		}
-		r.inflightHosts[host]++
-		r.inflightBy[requester]++
 		call = &fetchCall{host: host, requester: requester, done: make(chan struct{})}
-		r.inflight[clientID] = call
+		f.slots.take(clientID, call)
 		// The fetch runs on its own context, so that one caller giving up
 		// does not fail the others waiting for it, nor get cached.
-		go r.runFetch(clientID, call)
+		go f.run(clientID, call)
 	}
-	r.mu.Unlock()
+	f.mu.Unlock()
 	select {
 	case <-call.done:
 		return call.client.clone(), call.err
@@ -276,22 +333,53 @@ func (r *Registry) lookupDocument(ctx context.Context, clientID, requester strin
 	}
 }
 
-// fetchRefused says why a new fetch may not start now, or "". The caller
-// holds r.mu.
-func (r *Registry) fetchRefused(clientID, host, requester string) string {
+// fetchSlots counts the fetches under way, in all, per site and per
+// requester, and remembers which client ids had valid documents last. Not
+// safe for concurrent use: documentFetcher.mu guards it.
+type fetchSlots struct {
+	calls       map[string]*fetchCall // by client_id URL
+	byHost      map[string]int
+	byRequester map[string]int
+	knownGood   *recentSet // client ids whose documents were fetched and valid
+}
+
+// refused says why a new fetch may not start now, or "".
+func (s *fetchSlots) refused(clientID, host, requester string) string {
 	slots := maxConcurrentFetches - reservedFetches
-	if r.knownGood.has(clientID) {
+	if s.knownGood.has(clientID) {
 		slots = maxConcurrentFetches
 	}
 	switch {
-	case r.inflightBy[requester] >= maxFetchesPerRequester:
+	case s.byRequester[requester] >= maxFetchesPerRequester:
 		return "this requester has too many metadata documents being fetched"
-	case r.inflightHosts[host] >= maxFetchesPerHost:
+	case s.byHost[host] >= maxFetchesPerHost:
 		return "too many metadata documents are being fetched from this site"
-	case len(r.inflight) >= slots:
+	case len(s.calls) >= slots:
 		return "too many metadata documents are being fetched already"
 	}
 	return ""
+}
+
+// take counts a fetch that starts.
+func (s *fetchSlots) take(clientID string, call *fetchCall) {
+	s.byHost[call.host]++
+	s.byRequester[call.requester]++
+	s.calls[clientID] = call
+}
+
+// release frees the slot of a fetch that ended, valid (ok) or not. A
+// document that stops being served well loses its place in the reserve:
+// otherwise one fast answer would buy a host lasting use of it for slow
+// ones.
+func (s *fetchSlots) release(clientID string, call *fetchCall, ok bool) {
+	delete(s.calls, clientID)
+	decrement(s.byHost, call.host)
+	decrement(s.byRequester, call.requester)
+	if ok {
+		s.knownGood.add(clientID)
+	} else {
+		s.knownGood.remove(clientID)
+	}
 }
 
 // decrement lowers a count, dropping it at zero so the map holds only
@@ -304,29 +392,19 @@ func decrement(m map[string]int, k string) {
 	}
 }
 
-func (r *Registry) runFetch(clientID string, call *fetchCall) {
-	ctx, cancel := context.WithTimeout(r.fetchCtx, r.fetchTO)
+func (f *documentFetcher) run(clientID string, call *fetchCall) {
+	ctx, cancel := context.WithTimeout(f.ctx, f.timeout)
 	defer cancel()
-	c, ttl, err := r.fetch(ctx, clientID)
+	c, ttl, err := f.fetch(ctx, clientID)
 	if err != nil {
-		r.log.LogAttrs(ctx, slog.LevelWarn, "client metadata document refused",
+		f.log.LogAttrs(ctx, slog.LevelWarn, "client metadata document refused",
 			slog.String("client_id", clientID), slog.String("err", err.Error()))
 	}
 	call.client, call.err = c, err
 
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.inflight, clientID)
-	decrement(r.inflightHosts, call.host)
-	decrement(r.inflightBy, call.requester)
-	// A document that stops being served well loses its place in the
-	// reserve: otherwise one fast answer would buy a host lasting use of
-	// it for slow ones.
-	if err == nil {
-		r.knownGood.add(clientID)
-	} else {
-		r.knownGood.remove(clientID)
-	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slots.release(clientID, call, err == nil)
 	// Only a valid document is cached, so a client that fixes its document
 	// is served on its next request. Retrying a failing one costs a fetch
 	// each time, paid for from the requester's own budgets: the callers'
@@ -334,32 +412,49 @@ func (r *Registry) runFetch(clientID string, call *fetchCall) {
 	// flight per requester and per site.
 	switch {
 	case err != nil:
-		delete(r.docs, clientID) // an expired copy, if any: it is not served again
-	case r.fetchCtx.Err() == nil:
-		r.store(clientID, cacheEntry{client: c, expires: r.now().Add(ttl)})
+		f.cache.drop(clientID) // an expired copy, if any: it is not served again
+	case f.ctx.Err() == nil:
+		now := f.now()
+		f.cache.put(clientID, cacheEntry{client: c, expires: now.Add(ttl)}, now)
 	}
 	close(call.done)
 }
 
-// store caches an entry, making room if the cache is full: first by
-// dropping expired entries, then the one closest to expiry. The caller
-// holds r.mu.
-func (r *Registry) store(clientID string, e cacheEntry) {
-	if _, ok := r.docs[clientID]; !ok && len(r.docs) >= r.maxCached {
-		now := r.now()
+// docCache holds valid documents by client_id URL, at most max of them.
+// Not safe for concurrent use: documentFetcher.mu guards it.
+type docCache struct {
+	max     int
+	entries map[string]cacheEntry
+}
+
+// get returns the cached client for clientID unless it expired.
+func (c *docCache) get(clientID string, now time.Time) (Client, bool) {
+	e, ok := c.entries[clientID]
+	if !ok || !now.Before(e.expires) {
+		return Client{}, false
+	}
+	return e.client, true
+}
+
+func (c *docCache) drop(clientID string) { delete(c.entries, clientID) }
+
+// put caches an entry, making room if the cache is full: first by
+// dropping expired entries, then the one closest to expiry.
+func (c *docCache) put(clientID string, e cacheEntry, now time.Time) {
+	if _, ok := c.entries[clientID]; !ok && len(c.entries) >= c.max {
 		var soonest string
-		for k, v := range r.docs {
+		for k, v := range c.entries {
 			if !now.Before(v.expires) {
-				delete(r.docs, k)
-			} else if soonest == "" || v.expires.Before(r.docs[soonest].expires) {
+				delete(c.entries, k)
+			} else if soonest == "" || v.expires.Before(c.entries[soonest].expires) {
 				soonest = k
 			}
 		}
-		if len(r.docs) >= r.maxCached {
-			delete(r.docs, soonest)
+		if len(c.entries) >= c.max {
+			delete(c.entries, soonest)
 		}
 	}
-	r.docs[clientID] = e
+	c.entries[clientID] = e
 }
 
 // recentSet is a bounded set of strings that forgets the one added or
@@ -403,7 +498,7 @@ func (s *recentSet) remove(k string) {
 // information; a query and a port are allowed. Plain http only to a loopback
 // host, and only with AllowLoopback. A bare origin (path "/") is refused
 // too: that is a site's home page, not a metadata document.
-func (r *Registry) checkClientIDURL(s string) string {
+func (f *documentFetcher) checkClientIDURL(s string) string {
 	if reason := checkURIText(s); reason != "" {
 		return reason
 	}
@@ -413,7 +508,7 @@ func (r *Registry) checkClientIDURL(s string) string {
 	}
 	switch {
 	case strings.HasPrefix(s, "https://"):
-	case strings.HasPrefix(s, "http://") && r.allowLoop && valid.LoopbackHost(u.Hostname()):
+	case strings.HasPrefix(s, "http://") && f.allowLoop && valid.LoopbackHost(u.Hostname()):
 	default:
 		return "must be an https URL"
 	}
@@ -436,63 +531,81 @@ func (r *Registry) checkClientIDURL(s string) string {
 
 // fetch gets, checks and validates a metadata document, and says how long
 // to cache it. Its errors are *Error with a description safe to show.
-func (r *Registry) fetch(ctx context.Context, clientID string) (Client, time.Duration, error) {
-	refuse := func(description string, cause error) (Client, time.Duration, error) {
-		return Client{}, 0, &Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
+func (f *documentFetcher) fetch(ctx context.Context, clientID string) (Client, time.Duration, error) {
+	body, header, err := f.get(ctx, clientID)
 	if err != nil {
-		return refuse("could not be fetched", err)
+		return Client{}, 0, err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := r.fetcher.Do(req)
-	switch {
-	case errors.Is(err, errAddressNotAllowed):
-		return refuse("is not on a public address", err)
-	case errors.Is(err, errRedirect):
-		return refuse("redirects, and redirects are not followed", err)
-	case isTimeout(err):
-		return refuse("took too long to fetch", err)
-	case err != nil:
-		return refuse("could not be fetched", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return refuse(fmt.Sprintf("could not be fetched (HTTP status %d)", resp.StatusCode), nil)
-	}
-	if !isJSON(resp.Header.Get("Content-Type")) {
-		return refuse("is not served as application/json", nil)
-	}
-	tooLarge := fmt.Sprintf("is larger than %d bytes", r.maxDoc)
-	if resp.ContentLength > r.maxDoc {
-		return refuse(tooLarge, nil)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, r.maxDoc+1))
-	switch {
-	case isTimeout(err) || ctx.Err() != nil:
-		// A body cut short by the deadline can also read as a clean end.
-		return refuse("took too long to fetch", err)
-	case err != nil:
-		return refuse("could not be read", err)
-	case int64(len(body)) > r.maxDoc:
-		return refuse(tooLarge, nil)
-	}
-
-	c, err := parseMetadata(body, true, r.extraSchemes)
+	c, err := parseMetadata(body, true, f.extraSchemes)
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
-			return refuse("is invalid: "+e.Description, nil)
+			return Client{}, 0, documentError("is invalid: "+e.Description, nil)
 		}
-		return refuse("is invalid", err)
+		return Client{}, 0, documentError("is invalid", err)
 	}
 	// Simple string comparison, no normalisation, as the draft requires:
 	// otherwise one document could speak for many client_ids.
 	if c.ClientID != clientID {
-		return refuse("names another client_id", nil)
+		return Client{}, 0, documentError("names another client_id", nil)
 	}
 	c.Source = SourceMetadataDocument
-	return c, r.cacheTTL(resp.Header), nil
+	return c, f.cacheTTL(header), nil
+}
+
+// documentError is a refused document: an *Error whose description is
+// safe to show, with the cause for logs.
+func documentError(description string, cause error) *Error {
+	return &Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
+}
+
+// get fetches the document at clientID and returns its body and headers if
+// it came whole, as JSON, with status 200 and within the size cap.
+func (f *documentFetcher) get(ctx context.Context, clientID string) ([]byte, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
+	if err != nil {
+		return nil, nil, documentError("could not be fetched", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := f.client.Do(req)
+	switch {
+	case errors.Is(err, errAddressNotAllowed):
+		return nil, nil, documentError("is not on a public address", err)
+	case errors.Is(err, errRedirect):
+		return nil, nil, documentError("redirects, and redirects are not followed", err)
+	case isTimeout(err):
+		return nil, nil, documentError("took too long to fetch", err)
+	case err != nil:
+		return nil, nil, documentError("could not be fetched", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, documentError(fmt.Sprintf("could not be fetched (HTTP status %d)", resp.StatusCode), nil)
+	}
+	if !isJSON(resp.Header.Get("Content-Type")) {
+		return nil, nil, documentError("is not served as application/json", nil)
+	}
+	body, err := f.readBody(ctx, resp)
+	return body, resp.Header, err
+}
+
+// readBody reads a document's body, refusing one larger than the cap.
+func (f *documentFetcher) readBody(ctx context.Context, resp *http.Response) ([]byte, error) {
+	tooLarge := fmt.Sprintf("is larger than %d bytes", f.maxBytes)
+	if resp.ContentLength > f.maxBytes {
+		return nil, documentError(tooLarge, nil)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBytes+1))
+	switch {
+	case isTimeout(err) || ctx.Err() != nil:
+		// A body cut short by the deadline can also read as a clean end.
+		return nil, documentError("took too long to fetch", err)
+	case err != nil:
+		return nil, documentError("could not be read", err)
+	case int64(len(body)) > f.maxBytes:
+		return nil, documentError(tooLarge, nil)
+	}
+	return body, nil
 }
 
 func isTimeout(err error) bool {
@@ -514,8 +627,8 @@ func isJSON(contentType string) bool {
 // within [1 min, MaxDocumentTTL], or DocumentTTL without one. no-store and
 // no-cache get the minimum: the client asks not to be cached, and a minute
 // is as close to that as we go.
-func (r *Registry) cacheTTL(h http.Header) time.Duration {
-	ttl := r.docTTL
+func (f *documentFetcher) cacheTTL(h http.Header) time.Duration {
+	ttl := f.ttl
 	for d := range strings.SplitSeq(strings.ToLower(h.Get("Cache-Control")), ",") {
 		d = strings.TrimSpace(d)
 		if d == "no-store" || d == "no-cache" {
@@ -523,9 +636,9 @@ func (r *Registry) cacheTTL(h http.Header) time.Duration {
 		}
 		if v, ok := strings.CutPrefix(d, "max-age="); ok {
 			if n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64); err == nil && n >= 0 {
-				ttl = time.Duration(min(n, int64(r.maxDocTTL/time.Second))) * time.Second
+				ttl = time.Duration(min(n, int64(f.maxTTL/time.Second))) * time.Second
 			}
 		}
 	}
-	return min(max(ttl, minDocumentTTL), max(r.maxDocTTL, minDocumentTTL))
+	return min(max(ttl, minDocumentTTL), max(f.maxTTL, minDocumentTTL))
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/internal/selfsigned"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -277,6 +277,7 @@ func newCIMD(t *testing.T, allowLoopback bool, tweak func(*oauthclients.Options)
 }
 
 func TestDocumentAccepted(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	id := e.docs.url(appHost, "/client.json")
@@ -310,23 +311,27 @@ func TestDocumentAccepted(t *testing.T) {
 }
 
 func TestDocumentRefused(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	for _, path := range []string{
 		"/mismatch.json", "/secret.json", "/basic.json", "/no-redirects.json", "/bad-redirect.json",
 		"/big.json", "/text.json", "/missing.json",
 	} {
-		_, err := e.reg.Lookup(ctx, e.docs.url(appHost, path), "requester")
-		if err := wantCode(t, path, err, oauthclients.CodeInvalidClient); err != nil {
-			t.Logf("%s: %s", path, err.Description)
-		}
-		if e.docs.count(path) != 1 {
-			t.Errorf("%s: fetched %d times; want once", path, e.docs.count(path))
-		}
+		t.Run(path, func(t *testing.T) {
+			_, err := e.reg.Lookup(ctx, e.docs.url(appHost, path), "requester")
+			if err := wantCode(t, path, err, oauthclients.CodeInvalidClient); err != nil {
+				t.Logf("%s: %s", path, err.Description)
+			}
+			if e.docs.count(path) != 1 {
+				t.Errorf("%s: fetched %d times; want once", path, e.docs.count(path))
+			}
+		})
 	}
 }
 
 func TestDocumentRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
 	e := newCIMD(t, true, nil)
 	_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/redirect.json"), "requester")
 	wantCode(t, "redirect", err, oauthclients.CodeInvalidClient)
@@ -341,6 +346,7 @@ func TestDocumentRedirectNotFollowed(t *testing.T) {
 }
 
 func TestDocumentURLRefusedBeforeFetch(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, false, nil)
 	for _, id := range []string{
@@ -359,8 +365,10 @@ func TestDocumentURLRefusedBeforeFetch(t *testing.T) {
 		"https://" + appHost + "/cl ient.json",
 		"urn:example:client",
 	} {
-		_, err := e.reg.Lookup(ctx, id, "requester")
-		wantCode(t, id, err, oauthclients.CodeInvalidClient)
+		t.Run(id, func(t *testing.T) {
+			_, err := e.reg.Lookup(ctx, id, "requester")
+			wantCode(t, id, err, oauthclients.CodeInvalidClient)
+		})
 	}
 	if n := e.dials.count(); n != 0 || len(e.dns.lookups) != 0 || e.docs.conns.Load() != 0 {
 		t.Errorf("refused URLs caused %d dials, %d DNS lookups, %d connections; want none", n, len(e.dns.lookups), e.docs.conns.Load())
@@ -368,6 +376,7 @@ func TestDocumentURLRefusedBeforeFetch(t *testing.T) {
 }
 
 func TestDocumentNonPublicAddressRefusedWithoutConnecting(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, false, nil)
 	for _, id := range []string{
@@ -389,10 +398,12 @@ func TestDocumentNonPublicAddressRefusedWithoutConnecting(t *testing.T) {
 		"https://224.0.0.1/client.json",
 		"https://localhost:" + e.docs.port + "/client.json", // not in fakeDNS: fails to resolve
 	} {
-		_, err := e.reg.Lookup(ctx, id, "requester")
-		if oe := wantCode(t, id, err, oauthclients.CodeInvalidClient); oe != nil && strings.Contains(oe.Description, "10.0.0.1") {
-			t.Errorf("%s: the description shows the address: %s", id, oe.Description)
-		}
+		t.Run(id, func(t *testing.T) {
+			_, err := e.reg.Lookup(ctx, id, "requester")
+			if oe := wantCode(t, id, err, oauthclients.CodeInvalidClient); oe != nil && strings.Contains(oe.Description, "10.0.0.1") {
+				t.Errorf("%s: the description shows the address: %s", id, oe.Description)
+			}
+		})
 	}
 	if n := e.dials.count(); n != 0 {
 		t.Errorf("%d dials attempted (%v); want none", n, e.dials.addrs)
@@ -403,6 +414,7 @@ func TestDocumentNonPublicAddressRefusedWithoutConnecting(t *testing.T) {
 }
 
 func TestDocumentPlainHTTPOnLoopbackInDevMode(t *testing.T) {
+	t.Parallel()
 	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -427,23 +439,27 @@ func TestDocumentPlainHTTPOnLoopbackInDevMode(t *testing.T) {
 }
 
 func TestDocumentSlowServerRefusedWithinCap(t *testing.T) {
+	t.Parallel()
 	const limit = 300 * time.Millisecond
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = limit })
 	for _, path := range []string{"/slow.json", "/slow-body.json"} {
-		start := time.Now()
-		_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, path), "requester")
-		took := time.Since(start)
-		t.Logf("%s took %v", path, took)
-		if oe := wantCode(t, path, err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
-			t.Errorf("%s: %q; want a timeout", path, oe.Description)
-		}
-		if took > limit+time.Second {
-			t.Errorf("%s: took %v; want about %v", path, took, limit)
-		}
+		t.Run(path, func(t *testing.T) {
+			start := time.Now()
+			_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, path), "requester")
+			took := time.Since(start)
+			t.Logf("%s took %v", path, took)
+			if oe := wantCode(t, path, err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
+				t.Errorf("%s: %q; want a timeout", path, oe.Description)
+			}
+			if took > limit+time.Second {
+				t.Errorf("%s: took %v; want about %v", path, took, limit)
+			}
+		})
 	}
 }
 
 func TestDocumentCache(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	id := e.docs.url(appHost, "/client.json")
@@ -491,6 +507,7 @@ func TestDocumentCache(t *testing.T) {
 // hammering anyone is the callers' per-requester rate limits, the fetch
 // caps and the coalescing of concurrent lookups of one URL.
 func TestDocumentFailuresNotCached(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	t.Run("a document that could not be fetched is accepted once it is served", func(t *testing.T) {
@@ -549,7 +566,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 	})
 	t.Run("a requester at its cap of fetches in flight cannot retry a failing document", func(t *testing.T) {
 		for n := range oauthclients.MaxFetchesPerRequester {
-			if err := e.startSlow(e.host(200+n), n, "retrier"); errors.Is(err, store.ErrUnavailable) {
+			if err := e.startSlow(e.host(200+n), n, "retrier"); errors.Is(err, outage.ErrUnavailable) {
 				t.Fatalf("fetch %d refused: %v", n+1, err)
 			}
 		}
@@ -570,6 +587,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 // the reason; RFC 7591 registrations may still leave it out
 // (TestRegisterClientNameOptional).
 func TestDocumentClientName(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	for _, tc := range []struct{ name, path, reason string }{
@@ -597,6 +615,7 @@ func TestDocumentClientName(t *testing.T) {
 }
 
 func TestDocumentCacheBounded(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.MaxCachedDocuments = 2 })
 	a, b, c := e.docs.url(appHost, "/client.json"), e.docs.url(appHost, "/other.json"), e.docs.url(appHost, "/vendor.json")
@@ -612,6 +631,7 @@ func TestDocumentCacheBounded(t *testing.T) {
 }
 
 func TestDocumentConcurrentLookupsFetchOnce(t *testing.T) {
+	t.Parallel()
 	e := newCIMD(t, true, nil)
 	id := e.docs.url(appHost, "/pause.json")
 	var wg sync.WaitGroup
@@ -635,6 +655,7 @@ func TestDocumentConcurrentLookupsFetchOnce(t *testing.T) {
 }
 
 func TestDocumentLookupHonoursCallerContext(t *testing.T) {
+	t.Parallel()
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = 2 * time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -669,7 +690,7 @@ func (e *cimdEnv) startSlow(h string, n int, requester string) error {
 func (e *cimdEnv) fill(t *testing.T, n int) {
 	t.Helper()
 	for i := range n {
-		if err := e.startSlow(e.host(i/oauthclients.MaxFetchesPerHost), i, fmt.Sprintf("attacker-%d", i/oauthclients.MaxFetchesPerRequester)); errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(i/oauthclients.MaxFetchesPerHost), i, fmt.Sprintf("attacker-%d", i/oauthclients.MaxFetchesPerRequester)); errors.Is(err, outage.ErrUnavailable) {
 			t.Fatalf("slow fetch %d refused: %v", i+1, err)
 		}
 	}
@@ -677,8 +698,13 @@ func (e *cimdEnv) fill(t *testing.T, n int) {
 
 func wantUnavailable(t *testing.T, what string, err error) {
 	t.Helper()
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("%s: %v; want ErrUnavailable", what, err)
+	}
+	// The refusal is ours, not Redis's: its text and dependency say so.
+	if outage.Dependency(err) != oauthclients.MetadataFetch || strings.Contains(err.Error(), "redis") ||
+		!strings.Contains(err.Error(), "client metadata fetch unavailable") {
+		t.Errorf("%s: %q does not name the metadata fetch as what is unavailable", what, err)
 	}
 }
 
@@ -705,11 +731,12 @@ func (e *cimdEnv) eventually(t *testing.T, what, id, requester string) {
 // slot. The refusal is an outage (503), not a verdict on the document, and
 // is not cached.
 func TestDocumentFetchesBounded(t *testing.T) {
+	t.Parallel()
 	e := newCIMD(t, true, nil)
 	t.Run("per host", func(t *testing.T) {
 		h0 := e.host(0)
 		for n := range oauthclients.MaxFetchesPerHost {
-			if err := e.startSlow(h0, n, fmt.Sprintf("r%d", n)); errors.Is(err, store.ErrUnavailable) {
+			if err := e.startSlow(h0, n, fmt.Sprintf("r%d", n)); errors.Is(err, outage.ErrUnavailable) {
 				t.Fatalf("fetch %d from one host refused: %v", n+1, err)
 			}
 		}
@@ -722,7 +749,7 @@ func TestDocumentFetchesBounded(t *testing.T) {
 		// h0 holds four already; fill the rest of the unreserved slots.
 		for i := oauthclients.MaxFetchesPerHost; i < oauthclients.MaxConcurrentFetches-oauthclients.ReservedFetches; i++ {
 			h := e.host(i / oauthclients.MaxFetchesPerHost)
-			if err := e.startSlow(h, i, fmt.Sprintf("r%d", i)); errors.Is(err, store.ErrUnavailable) {
+			if err := e.startSlow(h, i, fmt.Sprintf("r%d", i)); errors.Is(err, outage.ErrUnavailable) {
 				t.Fatalf("fetch %d refused: %v", i+1, err)
 			}
 		}
@@ -741,10 +768,11 @@ func TestDocumentFetchesBounded(t *testing.T) {
 // TestDocumentFetchesPerRequester: one requester starts at most two
 // fetches at once; joining a fetch already under way costs it nothing.
 func TestDocumentFetchesPerRequester(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	for n := range oauthclients.MaxFetchesPerRequester {
-		if err := e.startSlow(e.host(n), n, "greedy"); errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(n), n, "greedy"); errors.Is(err, outage.ErrUnavailable) {
 			t.Fatalf("fetch %d of one requester refused: %v", n+1, err)
 		}
 	}
@@ -759,11 +787,11 @@ func TestDocumentFetchesPerRequester(t *testing.T) {
 		}
 	})
 	t.Run("joining a fetch under way is free", func(t *testing.T) {
-		if err := e.startSlow(e.host(5), 5, "other"); errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(5), 5, "other"); errors.Is(err, outage.ErrUnavailable) {
 			t.Fatal(err)
 		}
 		err := e.startSlow(e.host(5), 5, "greedy") // the same URL
-		if errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, outage.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("greedy, at its cap, joining another's fetch: %v; want to wait for it (its own deadline)", err)
 		}
 	})
@@ -777,10 +805,11 @@ func TestDocumentFetchesPerRequester(t *testing.T) {
 // documents from eight hosts (what once took all 32 slots) holds two; a
 // victim's first authorization with a fast document goes through.
 func TestDocumentSlowRequesterDoesNotStopAnother(t *testing.T) {
+	t.Parallel()
 	e := newCIMD(t, true, nil)
 	started := 0
 	for i := range oauthclients.MaxConcurrentFetches {
-		if err := e.startSlow(e.host(i%8), i, "attacker"); !errors.Is(err, store.ErrUnavailable) {
+		if err := e.startSlow(e.host(i%8), i, "attacker"); !errors.Is(err, outage.ErrUnavailable) {
 			started++
 		}
 	}
@@ -797,6 +826,7 @@ func TestDocumentSlowRequesterDoesNotStopAnother(t *testing.T) {
 // fine before still refreshes it; one whose last fetch failed does not
 // keep that privilege; and the reserve is bounded too.
 func TestDocumentFetchReserve(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newCIMD(t, true, nil)
 	good := e.docs.url(appHost, "/client.json")
@@ -840,7 +870,7 @@ func TestDocumentFetchReserve(t *testing.T) {
 			tctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 			_, err := e.reg.Lookup(tctx, id, fmt.Sprintf("turning-%d", i))
 			cancel()
-			if !errors.Is(err, store.ErrUnavailable) {
+			if !errors.Is(err, outage.ErrUnavailable) {
 				started++
 			}
 		}
@@ -854,6 +884,7 @@ func TestDocumentFetchReserve(t *testing.T) {
 // waiting for headers each give up well before the whole fetch's timeout,
 // so a server that stalls holds its slot less long.
 func TestDocumentFetchTimeouts(t *testing.T) {
+	t.Parallel()
 	const (
 		step  = 200 * time.Millisecond
 		total = 5 * time.Second
@@ -912,6 +943,7 @@ func TestDocumentFetchTimeouts(t *testing.T) {
 // TestSiteOf: the per-site cap counts a registered domain once, however
 // many names wildcard DNS gives it, and an IP address once, whatever port.
 func TestSiteOf(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"https://a.evil.example.com/client.json":     "example.com",
 		"https://b.c.evil.example.com:8443/c.json":   "example.com",
@@ -922,8 +954,10 @@ func TestSiteOf(t *testing.T) {
 		"https://[2001:db8::1]:8443/client.json":     "2001:db8::1",
 		"https://Mixed.Case.Example.COM/client.json": "example.com",
 	} {
-		if got := oauthclients.SiteOf(in); got != want {
-			t.Errorf("siteOf(%s) = %q, want %q", in, got, want)
-		}
+		t.Run(in, func(t *testing.T) {
+			if got := oauthclients.SiteOf(in); got != want {
+				t.Errorf("siteOf(%s) = %q, want %q", in, got, want)
+			}
+		})
 	}
 }

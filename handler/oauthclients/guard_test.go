@@ -11,6 +11,7 @@ import (
 )
 
 func TestGuardAllowed(t *testing.T) {
+	t.Parallel()
 	g := newGuard(false)
 	for _, s := range []string{"93.184.215.14", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"} {
 		if !g.allowed(netip.MustParseAddr(s)) {
@@ -43,6 +44,7 @@ func TestGuardAllowed(t *testing.T) {
 // default dialer's Control refuses a non-public address at connect time,
 // whatever resolved it, and no connection reaches the listener.
 func TestControlRefusesBeforeConnect(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +83,8 @@ func TestControlRefusesBeforeConnect(t *testing.T) {
 }
 
 func TestCacheTTL(t *testing.T) {
-	r := &Registry{docTTL: 10 * time.Minute, maxDocTTL: time.Hour}
+	t.Parallel()
+	f := &documentFetcher{ttl: 10 * time.Minute, maxTTL: time.Hour}
 	for cc, want := range map[string]time.Duration{
 		"":                             10 * time.Minute,
 		"max-age=300":                  5 * time.Minute,
@@ -94,12 +97,14 @@ func TestCacheTTL(t *testing.T) {
 		"max-age=-5":                   10 * time.Minute,
 		"max-age=99999999999999999999": 10 * time.Minute,
 	} {
-		h := http.Header{}
-		if cc != "" {
-			h.Set("Cache-Control", cc)
-		}
-		if got := r.cacheTTL(h); got != want {
-			t.Errorf("Cache-Control %q: TTL %v; want %v", cc, got, want)
-		}
+		t.Run("Cache-Control "+cc, func(t *testing.T) {
+			h := http.Header{}
+			if cc != "" {
+				h.Set("Cache-Control", cc)
+			}
+			if got := f.cacheTTL(h); got != want {
+				t.Errorf("Cache-Control %q: TTL %v; want %v", cc, got, want)
+			}
+		})
 	}
 }

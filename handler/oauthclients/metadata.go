@@ -40,95 +40,132 @@ const (
 // document must not carry a client_secret, and its client_id is returned
 // for the caller to compare with the URL.
 func parseMetadata(body []byte, doc bool, extraSchemes []string) (Client, error) {
-	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&fields); err != nil || fields == nil {
-		return Client{}, metadataError("the metadata must be a JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Client{}, metadataError("the metadata must be one JSON object with nothing after it")
-	}
-
-	var c Client
-	uris, err := stringList(fields, "redirect_uris")
-	if err != nil {
-		return Client{}, redirectError("redirect_uris must be an array of strings")
-	}
-	if len(uris) == 0 {
-		return Client{}, redirectError("redirect_uris is required")
-	}
-	if len(uris) > MaxRedirectURIs {
-		return Client{}, redirectError("redirect_uris may hold at most %d URIs", MaxRedirectURIs)
-	}
-	for i, u := range uris {
-		if reason := checkRedirectURI(u, extraSchemes); reason != "" {
-			return Client{}, redirectError("redirect_uris[%d] %s", i, reason)
-		}
-	}
-	c.RedirectURIs = dedupe(uris)
-
-	method, err := stringField(fields, "token_endpoint_auth_method")
+	fields, err := decodeObject(body)
 	if err != nil {
 		return Client{}, err
 	}
-	if method != "" && method != "none" {
-		return Client{}, metadataError(`token_endpoint_auth_method must be "none": only public clients are supported and no client secrets are issued`)
+	var c Client
+	if c.RedirectURIs, err = redirectURIs(fields, extraSchemes); err != nil {
+		return Client{}, err
+	}
+	if err := checkAuthMethod(fields); err != nil {
+		return Client{}, err
 	}
 	// RFC 7591's default when it is absent is client_secret_basic; we have
 	// no secret to give, so the client is registered as public and the
 	// response says so.
 	c.TokenEndpointAuthMethod = "none"
-
-	if c.GrantTypes, err = typeList(fields, "grant_types", []string{grantAuthorizationCode, grantRefreshToken}, grantAuthorizationCode); err != nil {
+	if c.GrantTypes, c.ResponseTypes, err = grantAndResponseTypes(fields); err != nil {
 		return Client{}, err
 	}
-	if !slices.Contains(c.GrantTypes, grantAuthorizationCode) {
-		return Client{}, metadataError("grant_types must include authorization_code")
-	}
-	if c.ResponseTypes, err = typeList(fields, "response_types", []string{responseCode}, responseCode); err != nil {
-		return Client{}, err
-	}
-
 	if doc {
-		for _, name := range []string{"client_secret", "client_secret_expires_at"} {
-			if _, ok := fields[name]; ok {
-				return Client{}, metadataError("a client metadata document must not contain %s", name)
-			}
-		}
-		if c.ClientID, err = stringField(fields, "client_id"); err != nil {
+		if c.ClientID, err = documentClientID(fields); err != nil {
 			return Client{}, err
 		}
 	}
-
 	if c.ClientName, err = clientName(fields, doc); err != nil {
 		return Client{}, err
 	}
-	display := []struct {
-		name  string
-		dst   *string
-		check func(string) (string, string)
-	}{
-		{"client_uri", &c.ClientURI, checkHTTPSURL},
-		{"logo_uri", &c.LogoURI, checkHTTPSURL},
+	if c.ClientURI, c.LogoURI, err = displayURIs(fields, doc); err != nil {
+		return Client{}, err
 	}
-	for _, d := range display {
-		v, err := stringField(fields, d.name)
+	return c, nil
+}
+
+// decodeObject reads the members of one JSON object with nothing after it.
+func decodeObject(body []byte) (map[string]json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		return nil, metadataError("the metadata must be a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, metadataError("the metadata must be one JSON object with nothing after it")
+	}
+	return fields, nil
+}
+
+// redirectURIs reads and checks redirect_uris: required, at most
+// MaxRedirectURIs, each allowed; duplicates dropped.
+func redirectURIs(fields map[string]json.RawMessage, extraSchemes []string) ([]string, error) {
+	uris, err := stringList(fields, "redirect_uris")
+	if err != nil {
+		return nil, redirectError("redirect_uris must be an array of strings")
+	}
+	if len(uris) == 0 {
+		return nil, redirectError("redirect_uris is required")
+	}
+	if len(uris) > MaxRedirectURIs {
+		return nil, redirectError("redirect_uris may hold at most %d URIs", MaxRedirectURIs)
+	}
+	for i, u := range uris {
+		if reason := checkRedirectURI(u, extraSchemes); reason != "" {
+			return nil, redirectError("redirect_uris[%d] %s", i, reason)
+		}
+	}
+	return dedupe(uris), nil
+}
+
+// checkAuthMethod refuses any token_endpoint_auth_method but "none".
+func checkAuthMethod(fields map[string]json.RawMessage) error {
+	method, err := stringField(fields, "token_endpoint_auth_method")
+	if err != nil {
+		return err
+	}
+	if method != "" && method != "none" {
+		return metadataError(`token_endpoint_auth_method must be "none": only public clients are supported and no client secrets are issued`)
+	}
+	return nil
+}
+
+// grantAndResponseTypes reads grant_types (which must include
+// authorization_code) and response_types, with their defaults.
+func grantAndResponseTypes(fields map[string]json.RawMessage) (grants, responses []string, err error) {
+	if grants, err = typeList(fields, "grant_types", []string{grantAuthorizationCode, grantRefreshToken}, grantAuthorizationCode); err != nil {
+		return nil, nil, err
+	}
+	if !slices.Contains(grants, grantAuthorizationCode) {
+		return nil, nil, metadataError("grant_types must include authorization_code")
+	}
+	if responses, err = typeList(fields, "response_types", []string{responseCode}, responseCode); err != nil {
+		return nil, nil, err
+	}
+	return grants, responses, nil
+}
+
+// documentClientID reads a document's client_id, refusing a document that
+// carries a secret.
+func documentClientID(fields map[string]json.RawMessage) (string, error) {
+	for _, name := range []string{"client_secret", "client_secret_expires_at"} {
+		if _, ok := fields[name]; ok {
+			return "", metadataError("a client metadata document must not contain %s", name)
+		}
+	}
+	return stringField(fields, "client_id")
+}
+
+// displayURIs reads client_uri and logo_uri: a registration's bad one is
+// an error, a document's is dropped.
+func displayURIs(fields map[string]json.RawMessage, doc bool) (clientURI, logoURI string, err error) {
+	out := [2]string{}
+	for i, name := range []string{"client_uri", "logo_uri"} {
+		v, err := stringField(fields, name)
 		if err != nil {
 			if doc {
 				continue
 			}
-			return Client{}, err
+			return "", "", err
 		}
-		v, reason := d.check(v)
+		v, reason := checkHTTPSURL(v)
 		if reason != "" {
 			if doc {
 				continue
 			}
-			return Client{}, metadataError("%s %s", d.name, reason)
+			return "", "", metadataError("%s %s", name, reason)
 		}
-		*d.dst = v
+		out[i] = v
 	}
-	return c, nil
+	return out[0], out[1], nil
 }
 
 // clientName reads client_name, trimmed. It is what the consent page names

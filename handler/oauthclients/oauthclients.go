@@ -32,7 +32,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -259,7 +258,7 @@ type Resolver interface {
 }
 
 // Registry finds clients: registered ones in Redis, metadata documents on
-// the web. It is safe for concurrent use.
+// the web (through its documentFetcher). It is safe for concurrent use.
 type Registry struct {
 	rdb          redis.UniversalClient
 	now          func() time.Time
@@ -267,24 +266,8 @@ type Registry struct {
 	unusedTTL    time.Duration
 	maxPending   int
 	extraSchemes []string
-	allowLoop    bool
 	log          *slog.Logger
-
-	// Metadata documents: how to fetch them, and what was fetched.
-	fetcher       *http.Client
-	fetchTO       time.Duration
-	maxDoc        int64
-	docTTL        time.Duration
-	maxDocTTL     time.Duration
-	maxCached     int
-	mu            sync.Mutex
-	docs          map[string]cacheEntry // valid documents, by client_id URL
-	inflight      map[string]*fetchCall // fetches under way, by client_id URL
-	inflightHosts map[string]int        // how many of them per host
-	inflightBy    map[string]int        // how many of them each requester started
-	knownGood     *recentSet            // client ids whose documents were fetched and valid
-	fetchCtx      context.Context       // parent of every fetch: cancelled by Close
-	cancelFetch   context.CancelFunc
+	docs         *documentFetcher
 
 	// Evicted registrations not logged yet, and when they last were.
 	evictMu     sync.Mutex
@@ -294,42 +277,17 @@ type Registry struct {
 
 // New returns a Registry. It fails on options no deployment should have.
 func New(opts Options) (*Registry, error) {
-	if opts.Redis == nil {
-		return nil, errors.New("oauthclients: Options.Redis is required")
-	}
-	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout,
-		opts.ConnectTimeout, opts.HeaderTimeout, opts.DocumentTTL, opts.MaxDocumentTTL} {
-		if d < 0 {
-			return nil, fmt.Errorf("oauthclients: negative duration %v in Options", d)
-		}
-	}
-	if opts.MaxDocumentBytes < 0 || opts.MaxCachedDocuments < 0 || opts.MaxPendingRegistrations < 0 {
-		return nil, errors.New("oauthclients: negative limit in Options")
-	}
-	for _, s := range opts.ExtraRedirectSchemes {
-		if s == "" || s != strings.ToLower(s) || s == "http" || s == "https" || strings.ContainsAny(s, ":/") {
-			return nil, fmt.Errorf("oauthclients: ExtraRedirectSchemes: %q is not a lower-case custom scheme", s)
-		}
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	r := &Registry{
-		rdb:           opts.Redis,
-		now:           opts.Now,
-		ttl:           orDefault(opts.RegistrationTTL, DefaultRegistrationTTL),
-		unusedTTL:     orDefault(opts.UnusedRegistrationTTL, DefaultUnusedTTL),
-		maxPending:    orDefault(opts.MaxPendingRegistrations, DefaultMaxPending),
-		extraSchemes:  slices.Clone(opts.ExtraRedirectSchemes),
-		allowLoop:     opts.AllowLoopback,
-		log:           opts.Logger,
-		fetchTO:       orDefault(opts.FetchTimeout, DefaultFetchTimeout),
-		maxDoc:        orDefault(opts.MaxDocumentBytes, DefaultMaxDocumentBytes),
-		docTTL:        orDefault(opts.DocumentTTL, DefaultDocumentTTL),
-		maxDocTTL:     orDefault(opts.MaxDocumentTTL, DefaultMaxDocumentTTL),
-		maxCached:     orDefault(opts.MaxCachedDocuments, DefaultMaxCachedDocuments),
-		docs:          make(map[string]cacheEntry),
-		inflight:      make(map[string]*fetchCall),
-		inflightHosts: make(map[string]int),
-		inflightBy:    make(map[string]int),
-		knownGood:     newRecentSet(maxKnownGood),
+		rdb:          opts.Redis,
+		now:          opts.Now,
+		ttl:          orDefault(opts.RegistrationTTL, DefaultRegistrationTTL),
+		unusedTTL:    orDefault(opts.UnusedRegistrationTTL, DefaultUnusedTTL),
+		maxPending:   orDefault(opts.MaxPendingRegistrations, DefaultMaxPending),
+		extraSchemes: slices.Clone(opts.ExtraRedirectSchemes),
+		log:          opts.Logger,
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -340,17 +298,34 @@ func New(opts Options) (*Registry, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	r.fetchCtx, r.cancelFetch = context.WithCancel(context.Background())
-	r.fetcher = newFetchClient(opts, fetchTimeouts{
-		total:   r.fetchTO,
-		connect: min(orDefault(opts.ConnectTimeout, DefaultConnectTimeout), r.fetchTO),
-		header:  min(orDefault(opts.HeaderTimeout, DefaultHeaderTimeout), r.fetchTO),
-	}, newGuard(opts.AllowLoopback))
+	r.docs = newDocumentFetcher(opts, r.now, r.log)
 	return r, nil
 }
 
+// check refuses options no deployment should have.
+func (opts Options) check() error {
+	if opts.Redis == nil {
+		return errors.New("oauthclients: Options.Redis is required")
+	}
+	for _, d := range []time.Duration{opts.RegistrationTTL, opts.UnusedRegistrationTTL, opts.FetchTimeout,
+		opts.ConnectTimeout, opts.HeaderTimeout, opts.DocumentTTL, opts.MaxDocumentTTL} {
+		if d < 0 {
+			return fmt.Errorf("oauthclients: negative duration %v in Options", d)
+		}
+	}
+	if opts.MaxDocumentBytes < 0 || opts.MaxCachedDocuments < 0 || opts.MaxPendingRegistrations < 0 {
+		return errors.New("oauthclients: negative limit in Options")
+	}
+	for _, s := range opts.ExtraRedirectSchemes {
+		if s == "" || s != strings.ToLower(s) || s == "http" || s == "https" || strings.ContainsAny(s, ":/") {
+			return fmt.Errorf("oauthclients: ExtraRedirectSchemes: %q is not a lower-case custom scheme", s)
+		}
+	}
+	return nil
+}
+
 // Close stops fetches under way. The Registry must not be used after.
-func (r *Registry) Close() { r.cancelFetch() }
+func (r *Registry) Close() { r.docs.close() }
 
 func orDefault[T comparable](v, def T) T {
 	var zero T
@@ -365,7 +340,7 @@ func orDefault[T comparable](v, def T) T {
 // evicting the oldest of those if the budget is full. The client gets a
 // new random client_id and no secret. A request the client can fix gets
 // an *Error with the RFC 7591 code; a Redis failure wraps
-// store.ErrUnavailable. A registration whose reply was lost may exist: a
+// outage.ErrUnavailable. A registration whose reply was lost may exist: a
 // retry makes another one, and the orphan ages out or is evicted.
 func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
 	if len(body) > MaxRegistrationBytes {
@@ -472,12 +447,12 @@ func (r *Registry) noteEvicted(ctx context.Context, n int) {
 // per requester, so one requester cannot take every fetch slot. A
 // client_id that names no usable client gets an *Error with
 // CodeInvalidClient, whose Description says why; a Redis failure, or no
-// fetch slot free, wraps store.ErrUnavailable.
+// fetch slot free, wraps outage.ErrUnavailable.
 func (r *Registry) Lookup(ctx context.Context, clientID, requester string) (Client, error) {
 	// Registered ids are base32 and never contain a colon; anything with a
 	// scheme is a metadata document URL, or nothing.
 	if strings.Contains(clientID, ":") {
-		return r.lookupDocument(ctx, clientID, requester)
+		return r.docs.lookup(ctx, clientID, requester)
 	}
 	return r.lookupRegistered(ctx, clientID)
 }
@@ -595,7 +570,7 @@ func isClientID(s string) bool {
 	return len(s) == clientIDLen && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == ""
 }
 
-// wrap says what failed, with Redis outages marked store.ErrUnavailable.
+// wrap says what failed, with Redis outages marked outage.ErrUnavailable.
 func wrap(op string, err error) error {
 	return fmt.Errorf("oauthclients: %s: %w", op, store.MarkUnavailable(err))
 }

@@ -66,6 +66,7 @@ func known(t *testing.T, r *oauthclients.Registry, id string) bool {
 // flood costs the flooder its own first registrations and never refuses
 // the next one.
 func TestRegistrationBudgetEvictsOldest(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
@@ -143,6 +144,7 @@ func TestRegistrationBudgetEvictsOldest(t *testing.T) {
 // TestPendingRegistrationsExpire: an unused registration lives
 // UnusedRegistrationTTL, though a hash field has no TTL of its own.
 func TestPendingRegistrationsExpire(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
@@ -177,6 +179,7 @@ func TestPendingRegistrationsExpire(t *testing.T) {
 // oauthclient:<id> with a day's TTL by earlier versions still work, and
 // become confirmed as before.
 func TestLegacyRegistrationResolves(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	r := newRegistry(t, rdb, oauthclients.Options{})
@@ -215,6 +218,7 @@ func TestLegacyRegistrationResolves(t *testing.T) {
 // grant's lookup and Confirm is written back, since a user just signed in
 // with it.
 func TestConfirmMovesOutOfPending(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
@@ -295,6 +299,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 // and Confirm keeps its keys in one hash slot (Redis Cluster, Azure
 // Managed Redis with the EnterpriseCluster policy).
 func TestRegistrationScriptsOneSlot(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	slots := &storetest.Slots{}
@@ -322,6 +327,7 @@ func TestRegistrationScriptsOneSlot(t *testing.T) {
 // does not raise it, on a redis-server of the test's own. The README's figure:
 // go test ./handler/oauthclients -run TestPendingBudgetBytes -v
 func TestPendingBudgetBytes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Server(t) // MEMORY USAGE: a real Redis
 	const budget = oauthclients.DefaultMaxPending

@@ -7,6 +7,7 @@ import (
 )
 
 func TestRedirectAllowed(t *testing.T) {
+	t.Parallel()
 	c := oauthclients.Client{RedirectURIs: []string{
 		"https://app.example/cb?tenant=a",
 		"http://127.0.0.1/callback",
@@ -56,9 +57,11 @@ func TestRedirectAllowed(t *testing.T) {
 		{"http://127.0.0.1:port/callback", false},
 	}
 	for _, tc := range cases {
-		if got := oauthclients.RedirectAllowed(c, tc.uri); got != tc.want {
-			t.Errorf("RedirectAllowed(%q) = %v; want %v", tc.uri, got, tc.want)
-		}
+		t.Run(tc.uri, func(t *testing.T) {
+			if got := oauthclients.RedirectAllowed(c, tc.uri); got != tc.want {
+				t.Errorf("RedirectAllowed(%q) = %v; want %v", tc.uri, got, tc.want)
+			}
+		})
 	}
 	if oauthclients.RedirectAllowed(oauthclients.Client{}, "http://127.0.0.1/callback") {
 		t.Error("a client without redirect URIs allowed one")
@@ -66,6 +69,7 @@ func TestRedirectAllowed(t *testing.T) {
 }
 
 func TestRedirectTrusted(t *testing.T) {
+	t.Parallel()
 	for uri, want := range map[string]bool{
 		"http://127.0.0.1:4711/callback":               true,
 		"http://localhost/cb":                          true,
@@ -77,8 +81,10 @@ func TestRedirectTrusted(t *testing.T) {
 		"http://localhost.evil.example/cb":             false,
 		"https://127.0.0.1/cb":                         false,
 	} {
-		if got := oauthclients.RedirectTrusted(uri); got != want {
-			t.Errorf("RedirectTrusted(%q) = %v, want %v", uri, got, want)
-		}
+		t.Run(uri, func(t *testing.T) {
+			if got := oauthclients.RedirectTrusted(uri); got != want {
+				t.Errorf("RedirectTrusted(%q) = %v, want %v", uri, got, want)
+			}
+		})
 	}
 }

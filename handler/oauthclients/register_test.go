@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -45,6 +45,7 @@ func wantCode(t *testing.T, what string, err error, code string) *oauthclients.E
 }
 
 func TestRegisterStoresAndLooksUp(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	issued := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -138,6 +139,7 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 }
 
 func TestRegisterDefaultsAndTTL(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	r := newRegistry(t, rdb, oauthclients.Options{RegistrationTTL: 2 * time.Hour, UnusedRegistrationTTL: time.Hour, ExtraRedirectSchemes: []string{"cursor"}})
@@ -171,6 +173,7 @@ func TestRegisterDefaultsAndTTL(t *testing.T) {
 // registration without one, or with one of only white space, is accepted
 // without a name (the consent page then says the client is unnamed).
 func TestRegisterClientNameOptional(t *testing.T) {
+	t.Parallel()
 	r := newRegistry(t, storetest.Redis(t), oauthclients.Options{})
 	for name, body := range map[string]string{
 		"a registration without client_name is accepted":      `{"redirect_uris":["http://127.0.0.1/cb"]}`,
@@ -187,6 +190,7 @@ func TestRegisterClientNameOptional(t *testing.T) {
 }
 
 func TestRegisterRefuses(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	r := newRegistry(t, rdb, oauthclients.Options{})
 	const (
@@ -249,8 +253,10 @@ func TestRegisterRefuses(t *testing.T) {
 		{"relative logo_uri", withField(`"logo_uri":"/logo.png"`), metadata},
 	}
 	for _, tc := range cases {
-		_, err := r.Register(context.Background(), []byte(tc.body))
-		wantCode(t, tc.name, err, tc.code)
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := r.Register(context.Background(), []byte(tc.body))
+			wantCode(t, tc.name, err, tc.code)
+		})
 	}
 	if n := rdb.DBSize(context.Background()).Val(); n != 0 {
 		t.Errorf("refused registrations left %d keys", n)
@@ -258,6 +264,7 @@ func TestRegisterRefuses(t *testing.T) {
 }
 
 func TestLookupUnknown(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	r := newRegistry(t, storetest.Redis(t), oauthclients.Options{})
 	for _, id := range []string{"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "", "not-ours", strings.Repeat("A", 27)} {
@@ -274,17 +281,19 @@ func TestLookupUnknown(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	r := newRegistry(t, storetest.Down(t), oauthclients.Options{})
-	if _, err := r.Register(ctx, []byte(`{"redirect_uris":["https://app.example/cb"]}`)); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := r.Register(ctx, []byte(`{"redirect_uris":["https://app.example/cb"]}`)); !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("Register with Redis down: %v; want ErrUnavailable", err)
 	}
-	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "requester"); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := r.Lookup(ctx, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "requester"); !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("Lookup with Redis down: %v; want ErrUnavailable", err)
 	}
 }
 
 func TestNewRefusesBadOptions(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Mini(t)
 	for name, opts := range map[string]oauthclients.Options{
 		"no Redis":           {},
@@ -297,9 +306,11 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		"http as extra":      {Redis: rdb, ExtraRedirectSchemes: []string{"http"}},
 		"empty extra scheme": {Redis: rdb, ExtraRedirectSchemes: []string{""}},
 	} {
-		if _, err := oauthclients.New(opts); err == nil {
-			t.Errorf("%s: New accepted it", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := oauthclients.New(opts); err == nil {
+				t.Errorf("%s: New accepted it", name)
+			}
+		})
 	}
 }
 
@@ -315,6 +326,7 @@ func equalClients(a, b oauthclients.Client) bool {
 }
 
 func TestRegisterStoresLittle(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	r := newRegistry(t, rdb, oauthclients.Options{})

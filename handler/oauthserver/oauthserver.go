@@ -30,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
@@ -72,13 +73,13 @@ type Options struct {
 	// address. Authorization and consent requests count against the
 	// sign-in service's budget, and token requests against its budget of
 	// refused requests.
-	Limiter *store.Limiter
+	Limiter *ratelimit.Limiter
 	// Registrations counts registrations per client address: each one is
 	// stored in Redis, and anyone may register. There is no limit on all
 	// of them together, which one actor could spend for everyone: the
 	// registry keeps a budget of unused registrations that evicts the
 	// oldest instead.
-	Registrations *store.Limiter
+	Registrations *ratelimit.Limiter
 	Logger        *slog.Logger
 	// Events receives a custom event per registration, consent decision
 	// and token grant (client ids only); nil sends none.

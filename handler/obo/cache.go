@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
@@ -111,7 +112,11 @@ func (c *Client) Forget(ctx context.Context, p *entra.Principal, scopes []string
 		return err
 	}
 	if err := c.tokens.Delete(ctx, at); err != nil {
-		return fmt.Errorf("%w: forget cached token: %w", ErrUnavailable, err)
+		// Any failure here is Redis's: an outage of Redis, not of Entra.
+		if !errors.Is(err, outage.ErrUnavailable) {
+			err = outage.New(store.Dependency, err)
+		}
+		return fmt.Errorf("obo: forget cached token: %w", err)
 	}
 	return nil
 }

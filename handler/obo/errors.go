@@ -14,13 +14,17 @@ import (
 
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 )
 
-// ErrUnavailable is wrapped by errors that mean Entra (or Redis, for
-// Forget) could not serve the request: try again later. It wraps
-// store.ErrUnavailable, so the MCP server's "try again" handling covers it.
-var ErrUnavailable = fmt.Errorf("obo: token service unavailable: %w", store.ErrUnavailable)
+// Dependency is how outages of Entra's token endpoint are named.
+const Dependency = "entra token service"
+
+// ErrUnavailable is wrapped by errors that mean Entra could not serve the
+// request: try again later. It is an
+// *outage.Error naming Entra's token service, so the MCP server's "try
+// again" handling covers it and its logs do not blame Redis.
+var ErrUnavailable error = outage.New(Dependency, nil)
 
 // AADSTS numbers that mean the user must do or get something first.
 const (

@@ -150,7 +150,7 @@ func New(opts Options) (*Client, error) {
 //
 // Errors: a *ConsentError when consent is missing or sign-in policy
 // requires more of the user (tell them what to ask their admin for); an
-// error wrapping ErrUnavailable (and so store.ErrUnavailable) when Entra
+// error wrapping ErrUnavailable (and so outage.ErrUnavailable) when Entra
 // could not be reached or answered with a server error; anything else is a
 // bug or a misconfiguration. A Redis outage does not fail Token: it only
 // costs the cache.

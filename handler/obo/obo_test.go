@@ -21,8 +21,8 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -176,6 +176,7 @@ func noTokenIn(t *testing.T, where, s string, tokens ...string) {
 }
 
 func TestHappyPathAndCache(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, incoming := e.signIn("reader")
@@ -224,6 +225,7 @@ func TestHappyPathAndCache(t *testing.T) {
 }
 
 func TestUsersNeverShareTokens(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	reader, readerTok := e.signIn("reader")
@@ -259,6 +261,7 @@ func TestUsersNeverShareTokens(t *testing.T) {
 }
 
 func TestConcurrentUsers(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	var wg sync.WaitGroup
@@ -282,6 +285,7 @@ func TestConcurrentUsers(t *testing.T) {
 }
 
 func TestConsentMissing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, tok := e.signIn("reader")
@@ -301,7 +305,7 @@ func TestConsentMissing(t *testing.T) {
 			t.Errorf("message lacks %q: %s", want, msg)
 		}
 	}
-	if errors.Is(err, store.ErrUnavailable) {
+	if errors.Is(err, outage.ErrUnavailable) {
 		t.Error("consent error claims an outage")
 	}
 	if n := len(redisValues(t, e.rdb)); n != 0 {
@@ -315,17 +319,22 @@ func TestConsentMissing(t *testing.T) {
 }
 
 func TestEntraOutage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, tok := e.signIn("reader")
 
 	e.idp.SetTokenFailing(true)
 	_, err := e.client.Token(entra.NewVerifiedContext(ctx, p, tok), graphScopes)
-	if !errors.Is(err, obo.ErrUnavailable) || !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, obo.ErrUnavailable) || !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("token endpoint 503: %v, want ErrUnavailable", err)
 	}
 	if !strings.Contains(err.Error(), "503") || strings.Contains(err.Error(), tok) {
 		t.Errorf("error text: %v", err)
+	}
+	// An Entra outage is logged as one, not as Redis's.
+	if outage.Dependency(err) != obo.Dependency || !strings.Contains(err.Error(), "entra token service unavailable") || strings.Contains(err.Error(), "redis") {
+		t.Errorf("token endpoint 503: %q does not name Entra's token service as what is unavailable", err)
 	}
 	e.idp.SetTokenFailing(false)
 	if _, err := e.client.Token(entra.NewVerifiedContext(ctx, p, tok), graphScopes); err != nil {
@@ -343,6 +352,7 @@ func TestEntraOutage(t *testing.T) {
 }
 
 func TestOtherRefusalsAreNotOutages(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Redis(t))
 	p, tok := e.signIn("reader")
@@ -374,13 +384,16 @@ func TestOtherRefusalsAreNotOutages(t *testing.T) {
 			return err
 		},
 	} {
-		if err := call(); err == nil {
-			t.Errorf("%s: no error", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if err := call(); err == nil {
+				t.Errorf("%s: no error", name)
+			}
+		})
 	}
 }
 
 func TestRedisDownStillWorks(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t, storetest.Down(t))
 	p, tok := e.signIn("reader")
@@ -400,6 +413,7 @@ func TestRedisDownStillWorks(t *testing.T) {
 }
 
 func TestExpiryMarginAndForget(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	now := time.Now()
 	var mu sync.Mutex
@@ -437,6 +451,7 @@ func TestExpiryMarginAndForget(t *testing.T) {
 }
 
 func TestNewChecksOptions(t *testing.T) {
+	t.Parallel()
 	ring := newRing(t)
 	rdb := storetest.Mini(t)
 	for name, o := range map[string]obo.Options{
@@ -447,8 +462,10 @@ func TestNewChecksOptions(t *testing.T) {
 		"http authority":  {Authority: "http://login.microsoftonline.com/t", ClientID: "c", Redis: rdb, Ring: ring},
 		"bad credentials": {Authority: "https://login.microsoftonline.com/t", ClientID: "c", Redis: rdb, Ring: ring},
 	} {
-		if _, err := obo.New(o); err == nil {
-			t.Errorf("%s: New succeeded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := obo.New(o); err == nil {
+				t.Errorf("%s: New succeeded", name)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/redisauth"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -245,8 +246,8 @@ func TestWrongTokenFailsWithWrongpass(t *testing.T) {
 	if !strings.Contains(err.Error(), "WRONGPASS") || !redis.IsAuthError(err) {
 		t.Errorf("error %q, want Redis's WRONGPASS", err)
 	}
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("error %q, want it to wrap store.ErrUnavailable", err)
+	if !errors.Is(err, outage.ErrUnavailable) {
+		t.Errorf("error %q, want it to wrap outage.ErrUnavailable", err)
 	}
 	if strings.Contains(err.Error(), tokenFor(user, "")) {
 		t.Error("the error quotes the token")

@@ -18,6 +18,7 @@ import (
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
@@ -491,7 +492,7 @@ func (s *Service) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 // isUnavailable tells an outage (Redis, the network, Entra answering 5xx
 // or 429) from a refusal (Entra answering 4xx, or no tokens for the user).
 func isUnavailable(err error) bool {
-	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, outage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	var call msalerrors.CallErr

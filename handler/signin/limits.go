@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/clientip"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 )
 
 // retrySeconds is a Retry-After value: whole seconds, rounded up, at least 1.
@@ -22,7 +22,7 @@ func retrySeconds(d time.Duration) int {
 // Allow counts one request of r's client address (clientip.KeyOf) against
 // l and, over the limit, answers 429 with Retry-After as an OAuth JSON
 // error. The limiter logs the first refusal of each address per window.
-func Allow(w http.ResponseWriter, r *http.Request, l *store.Limiter) bool {
+func Allow(w http.ResponseWriter, r *http.Request, l *ratelimit.Limiter) bool {
 	ok, retry, _ := l.Allow(r.Context(), clientip.KeyOf(r))
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(retry)))
@@ -38,7 +38,7 @@ func (s *Service) AllowSignIn(w http.ResponseWriter, r *http.Request) bool {
 	return s.allowPage(w, r, s.opts.Limits.SignIn)
 }
 
-func (s *Service) allowPage(w http.ResponseWriter, r *http.Request, l *store.Limiter) bool {
+func (s *Service) allowPage(w http.ResponseWriter, r *http.Request, l *ratelimit.Limiter) bool {
 	ok, retry, _ := l.Allow(r.Context(), clientip.KeyOf(r))
 	if !ok {
 		secs := retrySeconds(retry)

@@ -16,6 +16,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -60,10 +61,10 @@ func newServiceWithRing(t *testing.T) (*Service, *devidp.Server, *store.Sessions
 		Sessions:   sessions,
 		Sealer:     ring,
 		Limits: Limits{
-			SignIn:   store.NewLimiter(rdb, "test-signin", 100, time.Second, 100),
-			Callback: store.NewLimiter(rdb, "test-callback", 100, time.Second, 100),
-			Failures: store.NewLimiter(rdb, "test-failures", 100, time.Second, 100),
-			Refresh:  store.NewLimiter(rdb, "test-refresh", 100, time.Second, 100),
+			SignIn:   ratelimit.New(rdb, "test-signin", 100, time.Second, 100),
+			Callback: ratelimit.New(rdb, "test-callback", 100, time.Second, 100),
+			Failures: ratelimit.New(rdb, "test-failures", 100, time.Second, 100),
+			Refresh:  ratelimit.New(rdb, "test-refresh", 100, time.Second, 100),
 		},
 		PoolSize: 1,
 		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),

@@ -35,6 +35,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
@@ -80,17 +81,17 @@ type Options struct {
 type Limits struct {
 	// SignIn counts sign-ins started per client address: /auth/login and
 	// the OAuth front's authorization and consent requests.
-	SignIn *store.Limiter
+	SignIn *ratelimit.Limiter
 	// Callback counts /auth/callback per client address, before any code
 	// is sent to Entra with the app's credential.
-	Callback *store.Limiter
+	Callback *ratelimit.Limiter
 	// Failures counts refused codes and refresh tokens per client address;
 	// an address over it is refused before any work is done. Successes do
 	// not count, so a shared address is not a shared budget for people
 	// whose tokens are good.
-	Failures *store.Limiter
+	Failures *ratelimit.Limiter
 	// Refresh counts refreshes per user (tid and oid).
-	Refresh *store.Limiter
+	Refresh *ratelimit.Limiter
 }
 
 func (l Limits) complete() bool {

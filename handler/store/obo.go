@@ -14,6 +14,11 @@ import (
 // per set of scopes. A token is kept only if the user's epoch has not moved
 // since its lookup began, so one that Entra issued while RevokeUser ran
 // does not outlive the revocation; RevokeUser deletes the hash.
+//
+// They are kept here, with the user's other keys, rather than beside
+// package obo: they share the user's hash slot and epoch, and RevokeUser
+// deletes them in the same script that moves the epoch, so the key layout
+// of a user stays in one place.
 type OBOTokens struct {
 	rdb redis.UniversalClient
 }

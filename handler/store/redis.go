@@ -1,8 +1,12 @@
-// Package store owns the application's data in Redis: its key families,
-// their atomic operations and the way Redis failures are reported.
+// Package store owns the sign-in data in Redis (its key families and their
+// atomic operations), the Redis client's options, and the way Redis
+// failures are reported. Tasks (package taskstore) and rate limits (package
+// ratelimit) keep key families of their own and use Options and
+// MarkUnavailable from here.
 //
-// Every failure to reach Redis in time wraps ErrUnavailable, so callers can
-// tell "try again later" from a bug with errors.Is.
+// Every failure to reach Redis in time is an *outage.Error naming Redis, so
+// callers can tell "try again later" from a bug with errors.Is(err,
+// outage.ErrUnavailable).
 package store
 
 import (
@@ -13,11 +17,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 )
 
-// ErrUnavailable is wrapped by every error that comes from Redis being
-// unreachable, slow, out of memory, loading or failing over.
-var ErrUnavailable = errors.New("redis unavailable")
+// Dependency is how outages of Redis are named: every error that comes
+// from Redis being unreachable, slow, out of memory, loading or failing
+// over wraps an *outage.Error for it.
+const Dependency = "redis"
 
 // Timeouts and pool sizes for a serverless instance: fail fast rather than
 // hold a request for the host's whole timeout, and keep few idle connections
@@ -74,7 +81,7 @@ func Open(url string) (*redis.Client, error) {
 	return redis.NewClient(opts), nil
 }
 
-// Ping checks that Redis answers. Its error wraps ErrUnavailable.
+// Ping checks that Redis answers. Its error wraps outage.ErrUnavailable.
 func Ping(ctx context.Context, rdb redis.UniversalClient) error {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return wrap("ping", err)
@@ -82,8 +89,8 @@ func Ping(ctx context.Context, rdb redis.UniversalClient) error {
 	return nil
 }
 
-// wrap adds what was being done to a Redis error, and marks it with
-// ErrUnavailable when Redis could not serve the request.
+// wrap adds what was being done to a Redis error, and marks it as an
+// outage of Redis when Redis could not serve the request.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
@@ -91,12 +98,12 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("store: %s: %w", op, MarkUnavailable(err))
 }
 
-// MarkUnavailable returns a Redis client error marked with ErrUnavailable
-// when it means Redis could not serve the request (so callers answer 503
-// and retry), or err as it is. For packages that keep keys of their own.
+// MarkUnavailable returns a Redis client error as an *outage.Error naming
+// Redis when it means Redis could not serve the request (so callers answer
+// 503 and retry), or err as it is. For packages that keep keys of their own.
 func MarkUnavailable(err error) error {
 	if err != nil && unavailable(err) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return outage.New(Dependency, err)
 	}
 	return err
 }

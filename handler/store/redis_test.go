@@ -10,6 +10,7 @@ import (
 )
 
 func TestOptions(t *testing.T) {
+	t.Parallel()
 	opts, err := store.Options("rediss://user:secret@cache.example.net:6380/2")
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +37,7 @@ func TestOptions(t *testing.T) {
 }
 
 func TestOpenDoesNotNeedRedis(t *testing.T) {
+	t.Parallel()
 	// Nothing listens on port 1: Open must still succeed, and only use fail.
 	rdb, err := store.Open("redis://127.0.0.1:1/0")
 	if err != nil {

@@ -45,6 +45,10 @@ const (
 )
 
 var (
+	// ErrNotFound means the record asked for (a one-time code, a refresh
+	// handle, a remembered consent) does not exist, or no longer does.
+	// Errors matching it name which record.
+	ErrNotFound = errors.New("not found")
 	// ErrCodeReused means a one-time code was redeemed before. RedeemCode
 	// returns it as a *CodeReusedError.
 	ErrCodeReused = errors.New("one-time code already redeemed")
@@ -70,8 +74,8 @@ func (e *CodeReusedError) Error() string { return "store: redeem code: " + ErrCo
 // Is makes errors.Is(err, ErrCodeReused) hold.
 func (e *CodeReusedError) Is(target error) bool { return target == ErrCodeReused }
 
-// notFoundError matches ErrNotFound with a message that says what was
-// missing (ErrNotFound's own text speaks of tasks).
+// notFoundError matches ErrNotFound with a message that says which record
+// was missing.
 type notFoundError string
 
 func (e notFoundError) Error() string        { return "store: " + string(e) + " not found" }

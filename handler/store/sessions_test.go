@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -567,7 +569,7 @@ func TestKeysHaveTTLsAndNoSecrets(t *testing.T) {
 	must(t, err)
 	handle(h5)
 	must(t, s.Revoke(ctx, h5))
-	lim := store.NewLimiter(rdb, "token", 10, time.Minute, 5)
+	lim := ratelimit.New(rdb, "token", 10, time.Minute, 5)
 	_, _, err = lim.Allow(ctx, secret("203.0.113.77"))
 	must(t, err)
 
@@ -677,7 +679,7 @@ func TestSessionsRedisDown(t *testing.T) {
 		"user":      func() error { _, err := s.RevokeUser(ctx, tenantA, oidAlice); return err },
 	}
 	for op, run := range ops {
-		if err := run(); !errors.Is(err, store.ErrUnavailable) {
+		if err := run(); !errors.Is(err, outage.ErrUnavailable) {
 			t.Errorf("%s: %v, want ErrUnavailable", op, err)
 		}
 	}

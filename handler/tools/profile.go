@@ -16,7 +16,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 )
 
 // Limits of the Graph call. A /me answer is about 1 KiB; a megabyte means
@@ -32,7 +32,7 @@ type GraphTokens interface {
 	// Token returns an access token for scopes on behalf of the caller in
 	// ctx (principal and verified token, entra.NewVerifiedContext). Its
 	// errors are an *obo.ConsentError, errors wrapping
-	// store.ErrUnavailable, or bugs.
+	// outage.ErrUnavailable, or bugs.
 	Token(ctx context.Context, scopes []string) (string, error)
 	// Forget drops a kept token that Graph refused.
 	Forget(ctx context.Context, p *entra.Principal, scopes []string) error
@@ -148,72 +148,89 @@ type graphError struct {
 	} `json:"error"`
 }
 
+// graph is how outages of Microsoft Graph are named.
+const graph = "microsoft graph"
+
 // readMe calls GET /v1.0/me. It returns the profile; or a tool result for
-// what the caller's administrator can fix; or an error, wrapping
-// store.ErrUnavailable when Graph is down or throttling.
+// what the caller's administrator can fix; or an error, an *outage.Error
+// naming Graph when Graph is down or throttling.
 func readMe(ctx context.Context, client *http.Client, base, token, scope string) (profile, *mcp.CallToolResult, error) {
+	status, body, err := getMe(ctx, client, base, token)
+	if err != nil {
+		return profile{}, nil, err
+	}
+	if status == http.StatusOK {
+		p, err := parseMe(body)
+		return p, nil, err
+	}
+	var ge graphError
+	_ = json.Unmarshal(body, &ge) // not Graph's shape: the status still tells
+	what := fmt.Sprintf("%d %s (request-id %s)", status, ge.Error.Code, ge.Error.InnerError.RequestID)
+	switch {
+	case status == http.StatusUnauthorized:
+		return profile{}, nil, fmt.Errorf("my_profile: %w: %s", errTokenRefused, what)
+	case status == http.StatusForbidden:
+		return profile{}, Errorf("Microsoft Graph refused to read your profile (%s). Ask your administrator to grant admin consent "+
+			"for the delegated permission %s to this server's application.", ge.Error.Code, permissionName(scope)), nil
+	case status == http.StatusNotFound:
+		return profile{}, Errorf("Microsoft Graph has no profile for your account."), nil
+	case status == http.StatusTooManyRequests || status >= 500:
+		return profile{}, nil, fmt.Errorf("my_profile: Graph answered %s: %w", what, outage.New(graph, nil))
+	}
+	return profile{}, nil, fmt.Errorf("my_profile: Graph answered %s", what)
+}
+
+// getMe sends GET /v1.0/me with token and returns the status and (capped)
+// body of the answer.
+func getMe(ctx context.Context, client *http.Client, base, token string) (int, []byte, error) {
 	if !strings.HasPrefix(base, "https://") {
 		// Never send a bearer token in clear.
-		return profile{}, nil, errors.New("my_profile: Graph base URL must be https")
+		return 0, nil, errors.New("my_profile: Graph base URL must be https")
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1.0/me", nil)
 	if err != nil {
-		return profile{}, nil, fmt.Errorf("my_profile: Graph request: %w", err)
+		return 0, nil, fmt.Errorf("my_profile: Graph request: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return profile{}, nil, fmt.Errorf("my_profile: Graph: %w", err)
+			return 0, nil, fmt.Errorf("my_profile: Graph: %w", err)
 		}
-		return profile{}, nil, fmt.Errorf("my_profile: Graph: %w: %w", store.ErrUnavailable, err)
+		return 0, nil, fmt.Errorf("my_profile: %w", outage.New(graph, err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxGraphBodyBytes+1))
 	if err != nil {
-		return profile{}, nil, fmt.Errorf("my_profile: Graph: read answer: %w: %w", store.ErrUnavailable, err)
+		return 0, nil, fmt.Errorf("my_profile: read answer: %w", outage.New(graph, err))
 	}
 	if len(body) > maxGraphBodyBytes {
-		return profile{}, nil, fmt.Errorf("my_profile: Graph: answer larger than %d bytes", maxGraphBodyBytes)
+		return 0, nil, fmt.Errorf("my_profile: Graph: answer larger than %d bytes", maxGraphBodyBytes)
 	}
+	return resp.StatusCode, body, nil
+}
 
-	if resp.StatusCode == http.StatusOK {
-		var me struct {
-			ID                string  `json:"id"`
-			DisplayName       string  `json:"displayName"`
-			Mail              *string `json:"mail"`
-			JobTitle          *string `json:"jobTitle"`
-			UserPrincipalName string  `json:"userPrincipalName"`
-		}
-		if err := json.Unmarshal(body, &me); err != nil || me.ID == "" {
-			return profile{}, nil, errors.New("my_profile: Graph: answer is not a user")
-		}
-		p := profile{DisplayName: me.DisplayName, UserPrincipalName: me.UserPrincipalName, ID: me.ID}
-		if me.Mail != nil {
-			p.Mail = *me.Mail
-		}
-		if me.JobTitle != nil {
-			p.JobTitle = *me.JobTitle
-		}
-		return p, nil, nil
+// parseMe reads the profile from Graph's user object.
+func parseMe(body []byte) (profile, error) {
+	var me struct {
+		ID                string  `json:"id"`
+		DisplayName       string  `json:"displayName"`
+		Mail              *string `json:"mail"`
+		JobTitle          *string `json:"jobTitle"`
+		UserPrincipalName string  `json:"userPrincipalName"`
 	}
-
-	var ge graphError
-	_ = json.Unmarshal(body, &ge) // not Graph's shape: the status still tells
-	what := fmt.Sprintf("%d %s (request-id %s)", resp.StatusCode, ge.Error.Code, ge.Error.InnerError.RequestID)
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return profile{}, nil, fmt.Errorf("my_profile: %w: %s", errTokenRefused, what)
-	case resp.StatusCode == http.StatusForbidden:
-		return profile{}, Errorf("Microsoft Graph refused to read your profile (%s). Ask your administrator to grant admin consent "+
-			"for the delegated permission %s to this server's application.", ge.Error.Code, permissionName(scope)), nil
-	case resp.StatusCode == http.StatusNotFound:
-		return profile{}, Errorf("Microsoft Graph has no profile for your account."), nil
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return profile{}, nil, fmt.Errorf("my_profile: Graph answered %s: %w", what, store.ErrUnavailable)
+	if err := json.Unmarshal(body, &me); err != nil || me.ID == "" {
+		return profile{}, errors.New("my_profile: Graph: answer is not a user")
 	}
-	return profile{}, nil, fmt.Errorf("my_profile: Graph answered %s", what)
+	p := profile{DisplayName: me.DisplayName, UserPrincipalName: me.UserPrincipalName, ID: me.ID}
+	if me.Mail != nil {
+		p.Mail = *me.Mail
+	}
+	if me.JobTitle != nil {
+		p.JobTitle = *me.JobTitle
+	}
+	return p, nil
 }
 
 // permissionName is the permission part of a scope:

@@ -19,8 +19,8 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
@@ -101,6 +101,7 @@ func (e *graphEnv) profile(key string) (*mcp.CallToolResult, *entra.Principal, s
 }
 
 func TestMyProfile(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	res, p, incoming := e.profile("reader")
 	if res.IsError {
@@ -156,6 +157,7 @@ func TestMyProfile(t *testing.T) {
 }
 
 func TestMyProfileConsentMissing(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	reader, _ := devidp.DemoUser("reader")
 	e.idp.RevokeConsent(reader.ObjectID, "User.Read")
@@ -176,19 +178,24 @@ func TestMyProfileConsentMissing(t *testing.T) {
 }
 
 func TestMyProfileOutages(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	ctx, p, _ := e.signIn("reader")
 
 	e.idp.SetTokenFailing(true)
-	if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, store.ErrUnavailable) || res != nil {
+	if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, outage.ErrUnavailable) || res != nil {
 		t.Errorf("token endpoint 503: %v, %v; want ErrUnavailable", res, err)
 	}
 	e.idp.SetTokenFailing(false)
 
 	for _, status := range []int{500, 503, 429} {
 		e.idp.SetGraphStatus(status)
-		if res, err := e.srv.callCtx(ctx, p, "my_profile"); !errors.Is(err, store.ErrUnavailable) || res != nil {
+		res, err := e.srv.callCtx(ctx, p, "my_profile")
+		if !errors.Is(err, outage.ErrUnavailable) || res != nil {
 			t.Errorf("Graph %d: %v, %v; want ErrUnavailable", status, res, err)
+		}
+		if outage.Dependency(err) != "microsoft graph" || err != nil && strings.Contains(err.Error(), "redis") {
+			t.Errorf("Graph %d: %v does not name Microsoft Graph as what is unavailable", status, err)
 		}
 	}
 	e.idp.SetGraphStatus(0)
@@ -213,6 +220,7 @@ func (f *fakeTokens) Forget(context.Context, *entra.Principal, []string) error {
 }
 
 func TestMyProfileGraphRefusals(t *testing.T) {
+	t.Parallel()
 	e := newGraphEnv(t)
 	ctx, p, apiToken := e.signIn("reader")
 	reader, _ := devidp.DemoUser("reader")
@@ -234,7 +242,7 @@ func TestMyProfileGraphRefusals(t *testing.T) {
 	// the kept token is dropped so the next call asks Entra afresh.
 	s, f := with(apiToken)
 	res, err := s.callCtx(ctx, p, "my_profile")
-	if err == nil || res != nil || errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "401 InvalidAuthenticationToken") || f.forgot != 1 {
+	if err == nil || res != nil || errors.Is(err, outage.ErrUnavailable) || !strings.Contains(err.Error(), "401 InvalidAuthenticationToken") || f.forgot != 1 {
 		t.Errorf("Graph 401: %v, %v, forgot %d", res, err, f.forgot)
 	}
 	if strings.Contains(err.Error(), apiToken) {
@@ -255,6 +263,7 @@ func TestMyProfileGraphRefusals(t *testing.T) {
 }
 
 func TestMyProfileGuards(t *testing.T) {
+	t.Parallel()
 	// An answer over the cap is refused, not read whole.
 	big := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -287,6 +296,7 @@ func TestMyProfileGuards(t *testing.T) {
 }
 
 func TestMyProfileDefinition(t *testing.T) {
+	t.Parallel()
 	for _, tool := range tools.All(tools.Deps{}) {
 		if tool.Def.Name == "my_profile" {
 			t.Fatal("my_profile listed without Graph configured")

@@ -8,7 +8,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 )
 
 // SessionRevoker ends a user's sign-in sessions.
@@ -39,7 +39,7 @@ func sessionTools(d Deps) []Tool {
 	)
 	run := func(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
 		if d.Sessions == nil {
-			return nil, fmt.Errorf("no session store configured: %w", store.ErrUnavailable)
+			return nil, fmt.Errorf("no session store configured: %w", outage.New("session store", nil))
 		}
 		oid, _ := a.str("oid")
 		oid = strings.ToLower(oid)

@@ -9,25 +9,26 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
 
 // taskList is the structured result of list_tasks.
 type taskList struct {
-	Tasks      []store.Task `json:"tasks"`
-	NextCursor string       `json:"nextCursor,omitempty"`
+	Tasks      []taskstore.Task `json:"tasks"`
+	NextCursor string           `json:"nextCursor,omitempty"`
 }
 
 // searchResult is the structured result of search_tasks.
 type searchResult struct {
-	Tasks    []store.Task `json:"tasks"`
-	Complete bool         `json:"complete"`
+	Tasks    []taskstore.Task `json:"tasks"`
+	Complete bool             `json:"complete"`
 }
 
 // taskHandlers run the task tools against the caller's tenant. The tenant
 // and the user always come from the verified token, never from arguments.
 type taskHandlers struct {
-	tasks *store.Tasks
+	tasks *taskstore.Store
 }
 
 func taskTools(d Deps) []Tool {
@@ -55,7 +56,7 @@ func taskTools(d Deps) []Tool {
 func (h taskHandlers) withStore(run argsHandler) argsHandler {
 	return func(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
 		if h.tasks == nil {
-			return nil, fmt.Errorf("no task store configured: %w", store.ErrUnavailable)
+			return nil, fmt.Errorf("no task store configured: %w", outage.New("task store", nil))
 		}
 		return run(ctx, call, a)
 	}
@@ -68,7 +69,7 @@ func taskSchema() map[string]any {
 		"id":            str("Task id"),
 		"title":         str("Title"),
 		"notes":         str("Notes"),
-		"status":        map[string]any{"type": "string", "enum": []string{store.StatusOpen, store.StatusDone}},
+		"status":        map[string]any{"type": "string", "enum": []string{taskstore.StatusOpen, taskstore.StatusDone}},
 		"createdBy":     str("Object id of the user who created the task"),
 		"createdByName": str("Name of the user who created the task"),
 		"createdAt":     map[string]any{"type": "string", "format": "date-time"},
@@ -86,29 +87,29 @@ func idArg() mcp.ToolOption {
 
 func limitArg(what string) mcp.ToolOption {
 	return mcp.WithInteger("limit",
-		mcp.Description(fmt.Sprintf("Most %s to return (default %d)", what, store.DefaultLimit)),
-		mcp.Min(1), mcp.Max(store.MaxListLimit), mcp.DefaultNumber(store.DefaultLimit))
+		mcp.Description(fmt.Sprintf("Most %s to return (default %d)", what, taskstore.DefaultLimit)),
+		mcp.Min(1), mcp.Max(taskstore.MaxListLimit), mcp.DefaultNumber(taskstore.DefaultLimit))
 }
 
 func statusArg(description string, opts ...mcp.PropertyOption) mcp.ToolOption {
 	return mcp.WithString("status", append([]mcp.PropertyOption{
-		mcp.Description(description), mcp.Enum(store.StatusOpen, store.StatusDone),
+		mcp.Description(description), mcp.Enum(taskstore.StatusOpen, taskstore.StatusDone),
 	}, opts...)...)
 }
 
 func titleArg(opts ...mcp.PropertyOption) mcp.ToolOption {
 	return mcp.WithString("title", append([]mcp.PropertyOption{
 		mcp.Description(fmt.Sprintf("Short title, one line: at most %d characters and %d bytes of UTF-8",
-			store.MaxTitle, store.MaxTitleBytes)),
-		mcp.MinLength(1), mcp.MaxLength(store.MaxTitle),
+			taskstore.MaxTitle, taskstore.MaxTitleBytes)),
+		mcp.MinLength(1), mcp.MaxLength(taskstore.MaxTitle),
 	}, opts...)...)
 }
 
 func notesArg() mcp.ToolOption {
 	return mcp.WithString("notes",
 		mcp.Description(fmt.Sprintf("Free-text notes; may span lines. At most %d characters and %d bytes of UTF-8 "+
-			"(characters outside ASCII take 2 to 4 bytes each)", store.MaxNotes, store.MaxNotesBytes)),
-		mcp.MaxLength(store.MaxNotes))
+			"(characters outside ASCII take 2 to 4 bytes each)", taskstore.MaxNotes, taskstore.MaxNotesBytes)),
+		mcp.MaxLength(taskstore.MaxNotes))
 }
 
 func idempotencyKeyArg() mcp.ToolOption {
@@ -116,8 +117,8 @@ func idempotencyKeyArg() mcp.ToolOption {
 		mcp.Description(fmt.Sprintf("A key you choose for this one task, such as a UUID: 1 to %d characters of "+
 			"A-Z, a-z, 0-9, '.', '_', ':' and '-'. If a call fails or times out, call again with the same key "+
 			"and arguments: for %d hours, you get the task the first call created instead of a second one. "+
-			"Use a new key for each new task.", store.MaxKeyLen, int(store.IdempotencyWindow.Hours()))),
-		mcp.MinLength(1), mcp.MaxLength(store.MaxKeyLen), mcp.Pattern(`^[A-Za-z0-9._:-]+$`))
+			"Use a new key for each new task.", taskstore.MaxKeyLen, int(taskstore.IdempotencyWindow.Hours()))),
+		mcp.MinLength(1), mcp.MaxLength(taskstore.MaxKeyLen), mcp.Pattern(`^[A-Za-z0-9._:-]+$`))
 }
 
 func listTasksDef() mcp.Tool {
@@ -146,10 +147,10 @@ func searchTasksDef() mcp.Tool {
 		fmt.Sprintf("Finds your organisation's tasks whose title or notes contain the query, "+
 			"ignoring case, newest first. Looks at the %d newest tasks at most, and stops once it has read "+
 			"%d MiB of titles and notes; complete is false when there may be more matches.",
-			store.SearchScanLimit, store.SearchByteLimit>>20),
+			taskstore.SearchScanLimit, taskstore.SearchByteLimit>>20),
 		readOnly(),
 		mcp.WithString("query", mcp.Required(), mcp.Description("Text to look for"),
-			mcp.MinLength(1), mcp.MaxLength(store.MaxQuery)),
+			mcp.MinLength(1), mcp.MaxLength(taskstore.MaxQuery)),
 		limitArg("matches"),
 		outputSchema(object(map[string]any{
 			"tasks":    arrayOf(taskSchema()),
@@ -195,7 +196,7 @@ func deleteTaskDef() mcp.Tool {
 func (h taskHandlers) list(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
 	status, _ := a.str("status")
 	cursor, _ := a.str("cursor")
-	q := store.ListQuery{Status: status, Limit: a.integer("limit"), Cursor: cursor}
+	q := taskstore.ListQuery{Status: status, Limit: a.integer("limit"), Cursor: cursor}
 	page, err := h.tasks.List(ctx, call.Principal.TenantID, q)
 	if err != nil {
 		return h.failed("list tasks", "", err)
@@ -242,7 +243,7 @@ func (h taskHandlers) create(ctx context.Context, call Call, a args) (*mcp.CallT
 	}
 	c, err := h.tasks.CreateIdempotent(ctx, call.Principal.TenantID, actor(call), key, title, notes)
 	switch {
-	case errors.Is(err, store.ErrKeyReplayDeleted):
+	case errors.Is(err, taskstore.ErrKeyReplayDeleted):
 		return Errorf("An earlier create_task call with this idempotency_key created task %s, which has since been deleted; "+
 			"nothing was created. To create the task again, use a new idempotency_key.", c.Task.ID), nil
 	case err != nil:
@@ -256,7 +257,7 @@ func (h taskHandlers) create(ctx context.Context, call Call, a args) (*mcp.CallT
 
 func (h taskHandlers) update(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
 	id, _ := a.str("id")
-	ch := store.Change{Title: a.strPtr("title"), Notes: a.strPtr("notes"), Status: a.strPtr("status")}
+	ch := taskstore.Change{Title: a.strPtr("title"), Notes: a.strPtr("notes"), Status: a.strPtr("status")}
 	task, err := h.tasks.Update(ctx, call.Principal.TenantID, id, actor(call), ch)
 	if err != nil {
 		return h.failed("update task", id, err)
@@ -285,18 +286,18 @@ func (h taskHandlers) delete(ctx context.Context, call Call, a args) (*mcp.CallT
 // failed turns a store error into a tool result the caller can act on, or
 // into an internal error for the server to log and report.
 func (h taskHandlers) failed(doing, id string, err error) (*mcp.CallToolResult, error) {
-	var invalid *store.ValidationError
+	var invalid *taskstore.ValidationError
 	switch {
 	case errors.As(err, &invalid):
 		return Errorf("invalid %s", invalid), nil
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, taskstore.ErrNotFound):
 		return Errorf("task %s not found", id), nil
-	case errors.Is(err, store.ErrLimit):
+	case errors.Is(err, taskstore.ErrLimit):
 		return Errorf("your organisation already has the maximum of %d tasks; delete some first", h.tasks.MaxTasks()), nil
-	case errors.Is(err, store.ErrStorageFull):
+	case errors.Is(err, taskstore.ErrStorageFull):
 		return Errorf("Your organisation's task storage is full (%s of task data); nothing was changed. "+
 			"Delete tasks that are no longer needed, or shorten notes, to make room.", sizeText(h.tasks.MaxBytes())), nil
-	case errors.Is(err, store.ErrKeyConflict):
+	case errors.Is(err, taskstore.ErrKeyConflict):
 		return Errorf("This idempotency_key was already used to create a task with a different title or notes; " +
 			"nothing was created. Use a new idempotency_key for a new task."), nil
 	}
@@ -316,15 +317,15 @@ func sizeText(n int64) string {
 }
 
 // actor is the caller as recorded on tasks they change.
-func actor(call Call) store.Actor {
+func actor(call Call) taskstore.Actor {
 	name := call.Principal.Name
 	if name == "" {
 		name = call.Principal.Username
 	}
-	return store.Actor{ID: call.Principal.ObjectID, Name: name}
+	return taskstore.Actor{ID: call.Principal.ObjectID, Name: name}
 }
 
-func taskResult(verb string, task store.Task) *mcp.CallToolResult {
+func taskResult(verb string, task taskstore.Task) *mcp.CallToolResult {
 	text := taskText(task)
 	if verb != "" {
 		text = verb + " task " + task.ID + ".\n" + text
@@ -332,7 +333,7 @@ func taskResult(verb string, task store.Task) *mcp.CallToolResult {
 	return mcp.NewToolResultStructured(task, text)
 }
 
-func taskText(t store.Task) string {
+func taskText(t taskstore.Task) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s [%s] %s\n", t.ID, t.Status, t.Title)
 	if t.Notes != "" {
@@ -344,7 +345,7 @@ func taskText(t store.Task) string {
 	return b.String()
 }
 
-func listText(tasks []store.Task, empty string) string {
+func listText(tasks []taskstore.Task, empty string) string {
 	if len(tasks) == 0 {
 		return empty
 	}

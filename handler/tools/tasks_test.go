@@ -6,12 +6,13 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
 func TestCreateWithIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	args := map[string]any{"title": "Book the venue", "idempotency_key": "venue-2026:1"}
 	first := s.ok(alice, "create_task", args)
@@ -47,15 +48,18 @@ func TestCreateWithIdempotencyKey(t *testing.T) {
 			"two words":             "invalid idempotency_key",
 			"ключ":                  "invalid idempotency_key",
 		} {
-			if msg := s.toolError(alice, "create_task", map[string]any{"title": "x", "idempotency_key": key}); !strings.Contains(msg, want) {
-				t.Errorf("key %q: %q, want it to say %q", key, msg, want)
-			}
+			t.Run(key, func(t *testing.T) {
+				if msg := s.toolError(alice, "create_task", map[string]any{"title": "x", "idempotency_key": key}); !strings.Contains(msg, want) {
+					t.Errorf("key %q: %q, want it to say %q", key, msg, want)
+				}
+			})
 		}
 	})
 }
 
 func TestStorageFull(t *testing.T) {
-	s := newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Redis(t), store.WithMaxBytes(64<<10))})
+	t.Parallel()
+	s := newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t), taskstore.WithMaxBytes(64<<10))})
 	notes := strings.Repeat("€", 2700)
 	var msg string
 	for range 20 {
@@ -74,6 +78,7 @@ func TestStorageFull(t *testing.T) {
 }
 
 func TestByteCapsInErrors(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	for arg, value := range map[string]string{"title": strings.Repeat("😀", 129), "notes": strings.Repeat("€", 2731)} {
 		args := map[string]any{"title": "x", arg: value}
@@ -94,6 +99,7 @@ func TestByteCapsInErrors(t *testing.T) {
 }
 
 func TestUnavailableText(t *testing.T) {
+	t.Parallel()
 	hinted := func(readOnly, idempotent bool) tools.Tool {
 		return tools.Tool{Def: mcp.NewTool("t",
 			mcp.WithReadOnlyHintAnnotation(readOnly), mcp.WithIdempotentHintAnnotation(idempotent))}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
 
 // Tool is one MCP tool and the access it needs.
@@ -22,7 +22,7 @@ type Tool struct {
 	Need authz.Need // zero means nobody may see or run it
 	Run  Handler
 	// Unavailable is the tool's own message for a call that failed because
-	// a service it needs did not answer (store.ErrUnavailable). For a write
+	// a service it needs did not answer (outage.ErrUnavailable). For a write
 	// that means its outcome is unknown: Redis may have run it and lost only
 	// the reply. Empty: UnavailableText's default for the tool's hints.
 	Unavailable string
@@ -72,7 +72,7 @@ func (t Tool) UnavailableText() string {
 }
 
 // Handler runs one call. A returned error is an internal failure: it is
-// logged and the caller gets a generic tool error (store.ErrUnavailable gets
+// logged and the caller gets a generic tool error (outage.ErrUnavailable gets
 // the tool's UnavailableText), except a *RequestError. Problems the caller
 // can fix (bad arguments, a task that does not exist) are results with
 // IsError set, made with Errorf.
@@ -98,7 +98,7 @@ type Call struct {
 
 // Deps are the parts of the server that tools may use.
 type Deps struct {
-	Tasks *store.Tasks
+	Tasks *taskstore.Store
 	// Sessions ends users' sign-in sessions (revoke_sessions).
 	Sessions SessionRevoker
 	Version  string

@@ -13,8 +13,9 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
@@ -52,7 +53,7 @@ func newServer(t *testing.T, d tools.Deps) *server {
 
 func withRedis(t *testing.T) *server {
 	t.Helper()
-	return newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Redis(t)), Version: "test"})
+	return newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t)), Version: "test"})
 }
 
 // call runs a tool as p with arguments given as Go values, the way mcp-go
@@ -141,6 +142,7 @@ func taskID(t *testing.T, res *mcp.CallToolResult) string {
 // TestExactToolNames holds the catalog without Graph against the golden
 // tools-per-role file (TestToolsPerRole keeps that file true).
 func TestExactToolNames(t *testing.T) {
+	t.Parallel()
 	var names []string
 	for _, tool := range productionTools() {
 		names = append(names, tool.Def.Name)
@@ -153,6 +155,7 @@ func TestExactToolNames(t *testing.T) {
 }
 
 func TestDefinitions(t *testing.T) {
+	t.Parallel()
 	// Needs and hints are in the golden file, where a change shows in review.
 	wants := map[string]toolstest.Tool{}
 	for _, w := range toolstest.Load(t).Tools {
@@ -200,6 +203,7 @@ func TestDefinitions(t *testing.T) {
 }
 
 func TestWhoami(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, tools.Deps{})
 	res := s.ok(alice, "whoami", nil)
 	got := structured(t, res)
@@ -222,6 +226,7 @@ func TestWhoami(t *testing.T) {
 }
 
 func TestServerStats(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, tools.Deps{
 		Version: "1.2.3",
 		Stats:   func(context.Context) any { return map[string]int{"toolCalls": 7} },
@@ -237,6 +242,7 @@ func TestServerStats(t *testing.T) {
 }
 
 func TestTaskLifecycle(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 
 	created := s.ok(alice, "create_task", map[string]any{"title": "Write report", "notes": "Q3 numbers"})
@@ -295,6 +301,7 @@ func TestTaskLifecycle(t *testing.T) {
 }
 
 func TestRawJSONArguments(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	var req mcp.CallToolRequest
 	wire := `{"method":"tools/call","params":{"name":"create_task","arguments":{"title":"from the wire","notes":null}}}`
@@ -320,6 +327,7 @@ func TestRawJSONArguments(t *testing.T) {
 }
 
 func TestBadArguments(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	id := taskID(t, s.ok(alice, "create_task", map[string]any{"title": "target"}))
 	cases := []struct {
@@ -360,9 +368,11 @@ func TestBadArguments(t *testing.T) {
 		{"server_stats", map[string]any{"verbose": true}, `unknown argument "verbose"`},
 	}
 	for _, c := range cases {
-		if msg := s.toolError(alice, c.tool, c.args); !strings.Contains(msg, c.want) {
-			t.Errorf("%s(%v): %q, want it to say %q", c.tool, c.args, msg, c.want)
-		}
+		t.Run(c.tool+": "+c.want, func(t *testing.T) {
+			if msg := s.toolError(alice, c.tool, c.args); !strings.Contains(msg, c.want) {
+				t.Errorf("%s(%v): %q, want it to say %q", c.tool, c.args, msg, c.want)
+			}
+		})
 	}
 	// Nothing above changed the task.
 	if got := structured(t, s.ok(alice, "get_task", map[string]any{"id": id})); got["title"] != "target" {
@@ -371,6 +381,7 @@ func TestBadArguments(t *testing.T) {
 }
 
 func TestMissingTask(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	const id = "aaaaaaaaaaaa"
 	for _, tool := range []string{"get_task", "complete_task", "delete_task"} {
@@ -384,6 +395,7 @@ func TestMissingTask(t *testing.T) {
 }
 
 func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
 	s := withRedis(t)
 	id := taskID(t, s.ok(alice, "create_task", map[string]any{"title": "contoso secret", "notes": "private"}))
 
@@ -397,9 +409,11 @@ func TestTenantIsolation(t *testing.T) {
 		{"complete_task", map[string]any{"id": id}},
 		{"delete_task", map[string]any{"id": id}},
 	} {
-		if msg := s.toolError(bob, c.tool, c.args); msg != notFound {
-			t.Errorf("bob %s: %q, want %q", c.tool, msg, notFound)
-		}
+		t.Run(c.tool, func(t *testing.T) {
+			if msg := s.toolError(bob, c.tool, c.args); msg != notFound {
+				t.Errorf("bob %s: %q, want %q", c.tool, msg, notFound)
+			}
+		})
 	}
 	if tasks := structured(t, s.ok(bob, "list_tasks", nil))["tasks"].([]any); len(tasks) != 0 {
 		t.Errorf("bob lists %v", tasks)
@@ -414,7 +428,8 @@ func TestTenantIsolation(t *testing.T) {
 }
 
 func TestTaskLimit(t *testing.T) {
-	s := newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Redis(t), store.WithMaxTasks(1))})
+	t.Parallel()
+	s := newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t), taskstore.WithMaxTasks(1))})
 	s.ok(alice, "create_task", map[string]any{"title": "one"})
 	if msg := s.toolError(alice, "create_task", map[string]any{"title": "two"}); !strings.Contains(msg, "maximum of 1 tasks") {
 		t.Errorf("over the cap: %q", msg)
@@ -422,7 +437,8 @@ func TestTaskLimit(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
-	down := newServer(t, tools.Deps{Tasks: store.NewTasks(storetest.Down(t))})
+	t.Parallel()
+	down := newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Down(t))})
 	none := newServer(t, tools.Deps{})
 	calls := map[string]map[string]any{
 		"list_tasks":    nil,
@@ -434,18 +450,21 @@ func TestRedisDown(t *testing.T) {
 		"delete_task":   {"id": "aaaaaaaaaaaa"},
 	}
 	for name, s := range map[string]*server{"redis down": down, "no store": none} {
-		for tool, args := range calls {
-			res, err := s.call(alice, tool, args)
-			if !errors.Is(err, store.ErrUnavailable) || res != nil {
-				t.Errorf("%s: %s: %v, %v; want an error wrapping ErrUnavailable", name, tool, res, err)
+		t.Run(name, func(t *testing.T) {
+			for tool, args := range calls {
+				res, err := s.call(alice, tool, args)
+				if !errors.Is(err, outage.ErrUnavailable) || res != nil {
+					t.Errorf("%s: %s: %v, %v; want an error wrapping ErrUnavailable", name, tool, res, err)
+				}
 			}
-		}
-		// Tools that do not need Redis keep working.
-		s.ok(alice, "whoami", nil)
+			// Tools that do not need Redis keep working.
+			s.ok(alice, "whoami", nil)
+		})
 	}
 }
 
 func TestNoPrincipalIsAnInternalError(t *testing.T) {
+	t.Parallel()
 	for _, tool := range productionTools() {
 		if _, err := tool.Run(context.Background(), tools.Call{}); err == nil {
 			t.Errorf("%s ran without a principal", tool.Def.Name)

@@ -3,6 +3,7 @@ package valid
 import "testing"
 
 func TestGUID(t *testing.T) {
+	t.Parallel()
 	for s, want := range map[string]bool{
 		"7d1a5b4e-0c2f-4e8a-9b3d-6f1e2a3c4d5e": true,
 		"7D1A5B4E-0C2F-4E8A-9B3D-6F1E2A3C4D5E": true,
@@ -11,9 +12,11 @@ func TestGUID(t *testing.T) {
 		"7d1a5b4e-0c2f-4e8a-9b3d-6f1e2a3c4d5g": false,
 		"":                                     false,
 	} {
-		if GUID(s) != want {
-			t.Errorf("GUID(%q) = %v", s, !want)
-		}
+		t.Run(s, func(t *testing.T) {
+			if GUID(s) != want {
+				t.Errorf("GUID(%q) = %v", s, !want)
+			}
+		})
 	}
 	if LowerGUID("7D1A5B4E-0C2F-4E8A-9B3D-6F1E2A3C4D5E") || !LowerGUID("7d1a5b4e-0c2f-4e8a-9b3d-6f1e2a3c4d5e") {
 		t.Error("LowerGUID")
@@ -21,12 +24,15 @@ func TestGUID(t *testing.T) {
 }
 
 func TestLoopbackHost(t *testing.T) {
+	t.Parallel()
 	for h, want := range map[string]bool{
 		"localhost": true, "LOCALHOST": true, "127.0.0.1": true, "127.9.9.9": true, "::1": true, "[::1]": true,
 		"10.0.0.1": false, "example.com": false, "localhost.example.com": false, "": false,
 	} {
-		if LoopbackHost(h) != want {
-			t.Errorf("LoopbackHost(%q) = %v", h, !want)
-		}
+		t.Run(h, func(t *testing.T) {
+			if LoopbackHost(h) != want {
+				t.Errorf("LoopbackHost(%q) = %v", h, !want)
+			}
+		})
 	}
 }

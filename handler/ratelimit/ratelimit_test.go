@@ -1,4 +1,4 @@
-package store_test
+package ratelimit_test
 
 import (
 	"context"
@@ -8,20 +8,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
 func TestLimiterBurstThenRefuse(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
 	// 10 a second: one every 100ms, 3 at once.
-	a := store.NewLimiter(rdb, "login", 10, time.Second, 3)
-	b := store.NewLimiter(rdb, "login", 10, time.Second, 3) // another instance
+	a := ratelimit.New(rdb, "login", 10, time.Second, 3)
+	b := ratelimit.New(rdb, "login", 10, time.Second, 3) // another instance
 	ip := "198.51.100.7"
 
-	for i, l := range []*store.Limiter{a, b, a} {
+	for i, l := range []*ratelimit.Limiter{a, b, a} {
 		ok, wait, err := l.Allow(ctx, ip)
 		if err != nil || !ok || wait != 0 {
 			t.Fatalf("request %d: %v, %v, %v; want allowed", i+1, ok, wait, err)
@@ -39,7 +42,7 @@ func TestLimiterBurstThenRefuse(t *testing.T) {
 		t.Errorf("other client: %v, %v", ok, err)
 	}
 	// Another limiter name is not affected.
-	c := store.NewLimiter(rdb, "token", 10, time.Second, 1)
+	c := ratelimit.New(rdb, "token", 10, time.Second, 1)
 	if ok, _, err := c.Allow(ctx, ip); !ok || err != nil {
 		t.Errorf("other limiter: %v, %v", ok, err)
 	}
@@ -66,9 +69,10 @@ func TestLimiterBurstThenRefuse(t *testing.T) {
 }
 
 func TestLimiterRefill(t *testing.T) {
+	t.Parallel()
 	// A slow rate: refusals say how long until the next request.
 	ctx := context.Background()
-	l := store.NewLimiter(storetest.Redis(t), "slow", 2, time.Minute, 2)
+	l := ratelimit.New(storetest.Redis(t), "slow", 2, time.Minute, 2)
 	for range 2 {
 		if ok, _, err := l.Allow(ctx, "x"); !ok || err != nil {
 			t.Fatal(ok, err)
@@ -83,6 +87,7 @@ func TestLimiterRefill(t *testing.T) {
 }
 
 func TestNewLimiterRejects(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Mini(t)
 	for _, c := range []struct {
 		name        string
@@ -96,23 +101,24 @@ func TestNewLimiterRejects(t *testing.T) {
 		{"ok", 1, 1, 0},
 		{"ok", 1e9, 1, time.Second},
 	} {
-		func() {
+		t.Run(fmt.Sprintf("%q %d per %v burst %d", c.name, c.rate, c.per, c.burst), func(t *testing.T) {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("NewLimiter(%q, %d, %v, %d) did not panic", c.name, c.rate, c.per, c.burst)
+					t.Errorf("New(%q, %d, %v, %d) did not panic", c.name, c.rate, c.per, c.burst)
 				}
 			}()
-			store.NewLimiter(rdb, c.name, c.rate, c.per, c.burst)
-		}()
+			ratelimit.New(rdb, c.name, c.rate, c.per, c.burst)
+		})
 	}
 }
 
 // TestLimiterRedisDown: without Redis the limiter counts in process, with
 // the same burst and rate, and says so once in the log.
 func TestLimiterRedisDown(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	l := store.NewLimiter(storetest.Down(t), "login", 1, time.Minute, 3, store.WithLimiterLogger(log))
+	l := ratelimit.New(storetest.Down(t), "login", 1, time.Minute, 3, ratelimit.WithLogger(log))
 	ctx := context.Background()
 	for i := range 3 {
 		if ok, _, err := l.Allow(ctx, "198.51.100.7"); !ok || err != nil {
@@ -134,9 +140,10 @@ func TestLimiterRedisDown(t *testing.T) {
 // TestLimiterLogsRefusalsOncePerWindow: a flood from one key is one log
 // line, not one per request.
 func TestLimiterLogsRefusalsOncePerWindow(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	l := store.NewLimiter(storetest.Redis(t), "flood", 1, time.Minute, 2, store.WithLimiterLogger(log))
+	l := ratelimit.New(storetest.Redis(t), "flood", 1, time.Minute, 2, ratelimit.WithLogger(log))
 	ctx := context.Background()
 	for range 50 {
 		l.Allow(ctx, "203.0.113.9")
@@ -156,12 +163,27 @@ func TestLimiterLogsRefusalsOncePerWindow(t *testing.T) {
 // TestLocalBucketsStayBounded: a flood of distinct keys during an outage
 // neither grows memory past the bound nor locks out a key being counted.
 func TestLocalBucketsStayBounded(t *testing.T) {
-	l := store.NewLimiter(storetest.Down(t), "bounded", 1, time.Hour, 1)
+	t.Parallel()
+	l := ratelimit.New(storetest.Down(t), "bounded", 1, time.Hour, 1)
 	ctx := context.Background()
 	for i := range 11000 {
 		l.Allow(ctx, fmt.Sprint("flood-", i))
 	}
-	if n := store.LocalBucketCount(l); n > 10000 {
+	if n := ratelimit.LocalBucketCount(l); n > 10000 {
 		t.Fatalf("%d local buckets, want at most 10000", n)
 	}
+}
+
+// keys lists the test database's keys that match pattern.
+func keys(t *testing.T, rdb *redis.Client, pattern string) []string {
+	t.Helper()
+	var out []string
+	iter := rdb.Scan(context.Background(), 0, pattern, 100).Iterator()
+	for iter.Next(context.Background()) {
+		out = append(out, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

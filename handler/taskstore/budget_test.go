@@ -1,4 +1,4 @@
-package store_test
+package taskstore_test
 
 import (
 	"context"
@@ -12,17 +12,18 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
-	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
 
 const bytesKey = "tasks:{" + tenantA + "}:bytes"
 
 // fixedClock keeps timestamps (RFC 3339 without trailing zeros) one length,
 // so equal tasks count the same.
-func fixedClock() store.TasksOption {
+func fixedClock() taskstore.Option {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
-	return store.WithClock(func() time.Time { return now })
+	return taskstore.WithClock(func() time.Time { return now })
 }
 
 // counted is the tenant's byte count as the store keeps it.
@@ -50,7 +51,7 @@ func storedBytes(t *testing.T, rdb *redis.Client) int64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n += store.TaskOverhead
+		n += taskstore.TaskOverhead
 		for f, v := range fields {
 			if f != "id" && f != "seq" {
 				n += int64(len(v))
@@ -61,6 +62,7 @@ func storedBytes(t *testing.T, rdb *redis.Client) int64 {
 }
 
 func TestByteBudget(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	notes := strings.Repeat("n", 4000)
 
@@ -72,16 +74,16 @@ func TestByteBudget(t *testing.T) {
 		}
 		return counted(t, rdb)
 	}(t)
-	if size < store.TaskOverhead+4000 || size > store.TaskOverhead+4300 {
+	if size < taskstore.TaskOverhead+4000 || size > taskstore.TaskOverhead+4300 {
 		t.Fatalf("a task with 4000 bytes of notes counts %d", size)
 	}
 
 	t.Run("create refused over budget", func(t *testing.T) {
-		s, rdb := newTasks(t, fixedClock(), store.WithMaxBytes(2*size+size/2))
+		s, rdb := newTasks(t, fixedClock(), taskstore.WithMaxBytes(2*size+size/2))
 		mustCreateNotes(t, s, "task", notes)
 		mustCreateNotes(t, s, "task", notes)
 		_, err := s.Create(ctx, tenantA, alice, "task", notes)
-		if !errors.Is(err, store.ErrStorageFull) {
+		if !errors.Is(err, taskstore.ErrStorageFull) {
 			t.Fatalf("third create: %v, want ErrStorageFull", err)
 		}
 		// A smaller task still fits, and another tenant has its own budget.
@@ -95,21 +97,21 @@ func TestByteBudget(t *testing.T) {
 	})
 
 	t.Run("update refused over budget", func(t *testing.T) {
-		s, rdb := newTasks(t, fixedClock(), store.WithMaxBytes(2*size+size/2))
+		s, rdb := newTasks(t, fixedClock(), taskstore.WithMaxBytes(2*size+size/2))
 		a := mustCreateNotes(t, s, "task", notes)
 		b := mustCreateNotes(t, s, "task", "")
-		_, err := s.Update(ctx, tenantA, b.ID, alice, store.Change{Notes: ptr(strings.Repeat("é", 4000))})
-		if !errors.Is(err, store.ErrStorageFull) {
+		_, err := s.Update(ctx, tenantA, b.ID, alice, taskstore.Change{Notes: ptr(strings.Repeat("é", 4000))})
+		if !errors.Is(err, taskstore.ErrStorageFull) {
 			t.Fatalf("growing update: %v, want ErrStorageFull", err)
 		}
 		if got, _ := s.Get(ctx, tenantA, b.ID); got.Notes != "" {
 			t.Fatalf("refused update changed the task: %q", got.Notes[:10])
 		}
 		// Growing within the budget, and shrinking, are fine.
-		if _, err := s.Update(ctx, tenantA, b.ID, bob, store.Change{Notes: ptr(notes)}); err != nil {
+		if _, err := s.Update(ctx, tenantA, b.ID, bob, taskstore.Change{Notes: ptr(notes)}); err != nil {
 			t.Fatalf("update within budget: %v", err)
 		}
-		if _, err := s.Update(ctx, tenantA, a.ID, bob, store.Change{Notes: ptr("short"), Status: ptr(store.StatusDone)}); err != nil {
+		if _, err := s.Update(ctx, tenantA, a.ID, bob, taskstore.Change{Notes: ptr("short"), Status: ptr(taskstore.StatusDone)}); err != nil {
 			t.Fatalf("shrinking update: %v", err)
 		}
 		if got, want := counted(t, rdb), storedBytes(t, rdb); got != want {
@@ -118,10 +120,10 @@ func TestByteBudget(t *testing.T) {
 	})
 
 	t.Run("delete frees budget", func(t *testing.T) {
-		s, rdb := newTasks(t, fixedClock(), store.WithMaxBytes(2*size+size/2))
+		s, rdb := newTasks(t, fixedClock(), taskstore.WithMaxBytes(2*size+size/2))
 		a := mustCreateNotes(t, s, "task", notes)
 		mustCreateNotes(t, s, "task", notes)
-		if _, err := s.Create(ctx, tenantA, alice, "task", notes); !errors.Is(err, store.ErrStorageFull) {
+		if _, err := s.Create(ctx, tenantA, alice, "task", notes); !errors.Is(err, taskstore.ErrStorageFull) {
 			t.Fatalf("create when full: %v", err)
 		}
 		if _, err := s.Delete(ctx, tenantA, a.ID); err != nil {
@@ -143,13 +145,13 @@ func TestByteBudget(t *testing.T) {
 			var err error
 			switch i % 4 {
 			case 0:
-				_, err = s.Update(ctx, tenantA, id, bob, store.Change{Title: ptr(strings.Repeat("t", i+1)), Notes: ptr("")})
+				_, err = s.Update(ctx, tenantA, id, bob, taskstore.Change{Title: ptr(strings.Repeat("t", i+1)), Notes: ptr("")})
 			case 1:
-				_, err = s.Complete(ctx, tenantA, id, store.Actor{ID: bob.ID, Name: strings.Repeat("B", 200)})
+				_, err = s.Complete(ctx, tenantA, id, taskstore.Actor{ID: bob.ID, Name: strings.Repeat("B", 200)})
 			case 2:
 				_, err = s.Delete(ctx, tenantA, id)
 			case 3:
-				_, err = s.Update(ctx, tenantA, id, alice, store.Change{Notes: ptr(strings.Repeat("ü", 999))})
+				_, err = s.Update(ctx, tenantA, id, alice, taskstore.Change{Notes: ptr(strings.Repeat("ü", 999))})
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -171,28 +173,28 @@ func TestByteBudget(t *testing.T) {
 		}
 		// A delete or a shrinking update leaves the count to the next write
 		// that needs it.
-		page, _ := s.List(ctx, tenantA, store.ListQuery{})
+		page, _ := s.List(ctx, tenantA, taskstore.ListQuery{})
 		if _, err := s.Delete(ctx, tenantA, page.Tasks[0].ID); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := rdb.Exists(ctx, bytesKey).Result(); err != nil || n != 0 {
 			t.Fatalf("delete made a count from nothing: %d %v", n, err)
 		}
-		full := store.NewTasks(rdb, fixedClock(), store.WithMaxBytes(5*size+size/2))
+		full := taskstore.New(rdb, fixedClock(), taskstore.WithMaxBytes(5*size+size/2))
 		if _, err := full.Create(ctx, tenantA, alice, "task", notes); err != nil {
 			t.Fatalf("fifth task: %v", err)
 		}
 		if got := counted(t, rdb); got != 5*size {
 			t.Fatalf("count after initialising %d, want %d", got, 5*size)
 		}
-		if _, err := full.Create(ctx, tenantA, alice, "task", notes); !errors.Is(err, store.ErrStorageFull) {
+		if _, err := full.Create(ctx, tenantA, alice, "task", notes); !errors.Is(err, taskstore.ErrStorageFull) {
 			t.Fatalf("sixth task: %v, want ErrStorageFull", err)
 		}
 		// The same through a growing update.
 		rdb.Del(ctx, bytesKey)
-		page, _ = s.List(ctx, tenantA, store.ListQuery{})
-		_, err := full.Update(ctx, tenantA, page.Tasks[0].ID, alice, store.Change{Notes: ptr(strings.Repeat("é", 4000))})
-		if !errors.Is(err, store.ErrStorageFull) {
+		page, _ = s.List(ctx, tenantA, taskstore.ListQuery{})
+		_, err := full.Update(ctx, tenantA, page.Tasks[0].ID, alice, taskstore.Change{Notes: ptr(strings.Repeat("é", 4000))})
+		if !errors.Is(err, taskstore.ErrStorageFull) {
 			t.Fatalf("growing update after losing the count: %v", err)
 		}
 		if got := counted(t, rdb); got != 5*size {
@@ -201,7 +203,7 @@ func TestByteBudget(t *testing.T) {
 	})
 }
 
-func mustCreateNotes(t *testing.T, s *store.Tasks, title, notes string) store.Task {
+func mustCreateNotes(t *testing.T, s *taskstore.Store, title, notes string) taskstore.Task {
 	t.Helper()
 	task, err := s.Create(context.Background(), tenantA, alice, title, notes)
 	if err != nil {
@@ -211,6 +213,7 @@ func mustCreateNotes(t *testing.T, s *store.Tasks, title, notes string) store.Ta
 }
 
 func TestByteCaps(t *testing.T) {
+	t.Parallel()
 	s, _ := newTasks(t)
 	for _, c := range []struct {
 		name, title, notes, field string
@@ -221,7 +224,7 @@ func TestByteCaps(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := create(s, c.title, c.notes)
-			var ve *store.ValidationError
+			var ve *taskstore.ValidationError
 			if !errors.As(err, &ve) || ve.Field != c.field || !strings.Contains(ve.Reason, "bytes") {
 				t.Fatalf("got %v, want a ValidationError on %s naming bytes", err, c.field)
 			}
@@ -234,8 +237,8 @@ func TestByteCaps(t *testing.T) {
 	})
 	t.Run("update too", func(t *testing.T) {
 		task := mustCreate(t, s, tenantA, "target")
-		_, err := s.Update(context.Background(), tenantA, task.ID, alice, store.Change{Notes: ptr(strings.Repeat("€", 2731))})
-		var ve *store.ValidationError
+		_, err := s.Update(context.Background(), tenantA, task.ID, alice, taskstore.Change{Notes: ptr(strings.Repeat("€", 2731))})
+		var ve *taskstore.ValidationError
 		if !errors.As(err, &ve) || ve.Field != "notes" {
 			t.Fatalf("got %v", err)
 		}
@@ -278,6 +281,7 @@ func (r *readBytes) count(cmd redis.Cmder) {
 }
 
 func TestSearchByteBound(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newTasks(t)
 	big := strings.Repeat("é", 4000)
@@ -305,7 +309,7 @@ func TestSearchByteBound(t *testing.T) {
 	}
 	t.Logf("search read %d bytes of task text from Redis", read.n.Load())
 	// The bound, plus at most the batch that crossed it.
-	if n := read.n.Load(); n < store.SearchByteLimit || n > store.SearchByteLimit+100*(store.MaxTitleBytes+store.MaxNotesBytes) {
+	if n := read.n.Load(); n < taskstore.SearchByteLimit || n > taskstore.SearchByteLimit+100*(taskstore.MaxTitleBytes+taskstore.MaxNotesBytes) {
 		t.Fatalf("search read %d bytes of task text", n)
 	}
 
@@ -315,15 +319,16 @@ func TestSearchByteBound(t *testing.T) {
 		t.Fatalf("small tasks: %+v, %v", res, err)
 	}
 	// A match loads its whole task.
-	if res.Tasks[0].CreatedBy != alice.ID || res.Tasks[0].Status != store.StatusOpen {
+	if res.Tasks[0].CreatedBy != alice.ID || res.Tasks[0].Status != taskstore.StatusOpen {
 		t.Fatalf("match not loaded whole: %+v", res.Tasks[0])
 	}
 }
 
 func TestCreateIdempotent(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	s, rdb := newTasks(t, store.WithClock(clock.Now))
+	s, rdb := newTasks(t, taskstore.WithClock(clock.Now))
 	count := func(t *testing.T, tid string) int64 {
 		t.Helper()
 		n, err := rdb.ZCard(ctx, "tasks:{"+tid+"}:all").Result()
@@ -343,7 +348,7 @@ func TestCreateIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 		again, err := s.CreateIdempotent(ctx, tenantA, alice, "report-2026.03:1", "  Write the report ", "notes")
-		if err != nil || !again.Replayed || again.Task.ID != first.Task.ID || again.Task.Status != store.StatusDone {
+		if err != nil || !again.Replayed || again.Task.ID != first.Task.ID || again.Task.Status != taskstore.StatusDone {
 			t.Fatalf("retry: %+v, %v", again, err)
 		}
 		if n := count(t, tenantA); n != 1 {
@@ -363,7 +368,7 @@ func TestCreateIdempotent(t *testing.T) {
 	t.Run("same key for another task is a conflict", func(t *testing.T) {
 		before := count(t, tenantA)
 		_, err := s.CreateIdempotent(ctx, tenantA, alice, "report-2026.03:1", "Something else", "notes")
-		if !errors.Is(err, store.ErrKeyConflict) || count(t, tenantA) != before {
+		if !errors.Is(err, taskstore.ErrKeyConflict) || count(t, tenantA) != before {
 			t.Fatalf("different title: %v", err)
 		}
 	})
@@ -377,21 +382,21 @@ func TestCreateIdempotent(t *testing.T) {
 		}
 		before := count(t, tenantA)
 		again, err := s.CreateIdempotent(ctx, tenantA, alice, "to-delete", "Temporary", "")
-		if !errors.Is(err, store.ErrKeyReplayDeleted) || again.Task.ID != c.Task.ID || count(t, tenantA) != before {
+		if !errors.Is(err, taskstore.ErrKeyReplayDeleted) || again.Task.ID != c.Task.ID || count(t, tenantA) != before {
 			t.Fatalf("retry after delete: %+v, %v", again, err)
 		}
 	})
 	t.Run("forgotten after the window", func(t *testing.T) {
-		clock.Add(store.IdempotencyWindow + time.Millisecond)
+		clock.Add(taskstore.IdempotencyWindow + time.Millisecond)
 		later, err := s.CreateIdempotent(ctx, tenantA, alice, "report-2026.03:1", "Write the report", "notes")
 		if err != nil || later.Replayed || later.Task.ID == first.Task.ID {
 			t.Fatalf("a day later: %+v, %v", later, err)
 		}
 	})
 	t.Run("bad keys", func(t *testing.T) {
-		for _, key := range []string{"", strings.Repeat("k", store.MaxKeyLen+1), "a b", "ключ", "a/b", "a\x00"} {
+		for _, key := range []string{"", strings.Repeat("k", taskstore.MaxKeyLen+1), "a b", "ключ", "a/b", "a\x00"} {
 			_, err := s.CreateIdempotent(ctx, tenantA, alice, key, "t", "")
-			var ve *store.ValidationError
+			var ve *taskstore.ValidationError
 			if !errors.As(err, &ve) || ve.Field != "idempotency_key" {
 				t.Errorf("key %q: %v, want a ValidationError on idempotency_key", key, err)
 			}
@@ -400,8 +405,9 @@ func TestCreateIdempotent(t *testing.T) {
 }
 
 func TestRememberedKeysAreBounded(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	s, rdb := newTasks(t, store.WithMaxKeys(3))
+	s, rdb := newTasks(t, taskstore.WithMaxKeys(3))
 	var ids []string
 	for i := range 5 {
 		c, err := s.CreateIdempotent(ctx, tenantA, alice, fmt.Sprint("k", i), "t", "")
@@ -430,12 +436,13 @@ func TestRememberedKeysAreBounded(t *testing.T) {
 // instead of making a second one. Without a key the same retry duplicates,
 // which shows the reply really was lost after the write.
 func TestCreateRetriedAfterLostReply(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	direct := storetest.Redis(t)
 	rdb, proxy := storetest.Behind(t, direct, 300*time.Millisecond)
 	slots := &storetest.Slots{}
 	rdb.AddHook(slots)
-	s := store.NewTasks(rdb)
+	s := taskstore.New(rdb)
 	tasksIn := func(tid string) int64 {
 		n, err := direct.ZCard(ctx, "tasks:{"+tid+"}:all").Result()
 		if err != nil {
@@ -451,7 +458,7 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 	}
 	proxy.Stall(time.Minute)
 	_, err := s.CreateIdempotent(ctx, tenantA, alice, "retry-me", "Lost reply", "")
-	if !errors.Is(err, store.ErrUnavailable) {
+	if !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("create with its reply held: %v, want ErrUnavailable", err)
 	}
 	proxy.Stall(0)
@@ -467,7 +474,7 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 	}
 
 	proxy.Stall(time.Minute)
-	if _, err := s.Create(ctx, tenantB, alice, "No key", ""); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := s.Create(ctx, tenantB, alice, "No key", ""); !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("keyless create with its reply held: %v", err)
 	}
 	proxy.Stall(0)
@@ -484,29 +491,30 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 // tasks, on a redis-server of the test's own, and checks what Redis really
 // spends on them: the budget must bound memory, not just a count.
 func TestBudgetBoundsRedisMemory(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Server(t)
-	s := store.NewTasks(rdb)
+	s := taskstore.New(rdb)
 	before := usedMemory(t, rdb)
-	title := strings.Repeat("😀", store.MaxTitleBytes/4)
-	notes := strings.Repeat("€", store.MaxNotesBytes/3) + "ab"
+	title := strings.Repeat("😀", taskstore.MaxTitleBytes/4)
+	notes := strings.Repeat("€", taskstore.MaxNotesBytes/3) + "ab"
 	n := 0
 	for ; ; n++ {
 		_, err := s.Create(ctx, tenantA, alice, title, notes)
-		if errors.Is(err, store.ErrStorageFull) {
+		if errors.Is(err, taskstore.ErrStorageFull) {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n > store.DefaultMaxBytes/store.MaxNotesBytes {
-			t.Fatalf("%d maximal tasks fit in %d bytes", n, store.DefaultMaxBytes)
+		if n > taskstore.DefaultMaxBytes/taskstore.MaxNotesBytes {
+			t.Fatalf("%d maximal tasks fit in %d bytes", n, taskstore.DefaultMaxBytes)
 		}
 	}
 	used := usedMemory(t, rdb) - before
-	t.Logf("%d maximal tasks fill the %d MiB budget; Redis used_memory grew by %.1f MiB", n, store.DefaultMaxBytes>>20, float64(used)/(1<<20))
-	if used > store.DefaultMaxBytes*13/10 {
-		t.Errorf("a full budget of %d bytes takes %d bytes of Redis memory, more than 1.3×", store.DefaultMaxBytes, used)
+	t.Logf("%d maximal tasks fill the %d MiB budget; Redis used_memory grew by %.1f MiB", n, taskstore.DefaultMaxBytes>>20, float64(used)/(1<<20))
+	if used > taskstore.DefaultMaxBytes*13/10 {
+		t.Errorf("a full budget of %d bytes takes %d bytes of Redis memory, more than 1.3×", taskstore.DefaultMaxBytes, used)
 	}
 
 	read := &readBytes{}

@@ -1,4 +1,7 @@
-package store
+// Package taskstore keeps each tenant's task list in Redis (the tasks:{<tid>}
+// key family): its limits, its atomic operations and its errors. The task
+// tools in package tools present it to MCP callers.
+package taskstore
 
 import (
 	"context"
@@ -14,8 +17,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/entra-mcp/functions-mcp/handler/valid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/store"
+	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
 // Task states.
@@ -157,7 +162,7 @@ type Created struct {
 	Replayed bool
 }
 
-// Tasks is a small task tracker per tenant, kept in Redis.
+// Store is a small task tracker per tenant, kept in Redis.
 //
 // Keys, all of one tenant in one hash slot (the braces) so that scripts may
 // touch several of them on a cluster:
@@ -174,7 +179,7 @@ type Created struct {
 // Every write is one Lua script, so item, indexes and byte count change
 // together or not at all. The tenant id comes from the verified token and
 // is part of every key, so one tenant cannot name another's task.
-type Tasks struct {
+type Store struct {
 	rdb      redis.UniversalClient
 	maxTasks int
 	maxBytes int64
@@ -182,34 +187,34 @@ type Tasks struct {
 	now      func() time.Time
 }
 
-// TasksOption configures Tasks.
-type TasksOption func(*Tasks)
+// Option configures a Store.
+type Option func(*Store)
 
 // WithMaxTasks sets how many tasks a tenant may hold.
-func WithMaxTasks(n int) TasksOption {
-	return func(t *Tasks) { t.maxTasks = n }
+func WithMaxTasks(n int) Option {
+	return func(t *Store) { t.maxTasks = n }
 }
 
 // WithMaxBytes sets a tenant's task storage budget: the sum over its tasks
 // of the lengths of their stored fields plus TaskOverhead each.
-func WithMaxBytes(n int64) TasksOption {
-	return func(t *Tasks) { t.maxBytes = n }
+func WithMaxBytes(n int64) Option {
+	return func(t *Store) { t.maxBytes = n }
 }
 
 // WithMaxKeys sets how many idempotency keys a tenant's store remembers at
 // most (MaxRememberedKeys by default).
-func WithMaxKeys(n int) TasksOption {
-	return func(t *Tasks) { t.maxKeys = n }
+func WithMaxKeys(n int) Option {
+	return func(t *Store) { t.maxKeys = n }
 }
 
 // WithClock sets the clock used for timestamps and idempotency windows.
-func WithClock(now func() time.Time) TasksOption {
-	return func(t *Tasks) { t.now = now }
+func WithClock(now func() time.Time) Option {
+	return func(t *Store) { t.now = now }
 }
 
-// NewTasks returns a task store over rdb.
-func NewTasks(rdb redis.UniversalClient, opts ...TasksOption) *Tasks {
-	t := &Tasks{rdb: rdb, maxTasks: DefaultMaxTasks, maxBytes: DefaultMaxBytes, maxKeys: MaxRememberedKeys, now: time.Now}
+// New returns a task store over rdb.
+func New(rdb redis.UniversalClient, opts ...Option) *Store {
+	t := &Store{rdb: rdb, maxTasks: DefaultMaxTasks, maxBytes: DefaultMaxBytes, maxKeys: MaxRememberedKeys, now: time.Now}
 	for _, o := range opts {
 		o(t)
 	}
@@ -217,10 +222,10 @@ func NewTasks(rdb redis.UniversalClient, opts ...TasksOption) *Tasks {
 }
 
 // MaxTasks is how many tasks a tenant may hold.
-func (t *Tasks) MaxTasks() int { return t.maxTasks }
+func (t *Store) MaxTasks() int { return t.maxTasks }
 
 // MaxBytes is a tenant's task storage budget in bytes.
-func (t *Tasks) MaxBytes() int64 { return t.maxBytes }
+func (t *Store) MaxBytes() int64 { return t.maxBytes }
 
 type tenantKeys struct{ prefix string }
 
@@ -251,7 +256,7 @@ func keysFor(tid string) (tenantKeys, error) {
 	if !valid.LowerGUID(tid) {
 		// Not a ValidationError: the tenant comes from a verified token, so a
 		// bad one is our bug, not the caller's.
-		return tenantKeys{}, errors.New("store: tenant id is not a GUID")
+		return tenantKeys{}, errors.New("taskstore: tenant id is not a GUID")
 	}
 	return tenantKeys{prefix: "tasks:{" + tid + "}:"}, nil
 }
@@ -276,7 +281,7 @@ func checkID(id string) error {
 
 func checkActor(by Actor) (Actor, error) {
 	if by.ID == "" || len(by.ID) > maxActorID {
-		return Actor{}, errors.New("store: actor id missing or too long")
+		return Actor{}, errors.New("taskstore: actor id missing or too long")
 	}
 	by.Name = truncateRunes(by.Name, maxActorName)
 	return by, nil
@@ -356,7 +361,7 @@ func taskDigest(parts ...string) string {
 }
 
 // Create adds an open task to the tenant's list.
-func (t *Tasks) Create(ctx context.Context, tid string, by Actor, title, notes string) (Task, error) {
+func (t *Store) Create(ctx context.Context, tid string, by Actor, title, notes string) (Task, error) {
 	c, err := t.create(ctx, tid, by, "", title, notes)
 	return c.Task, err
 }
@@ -369,14 +374,14 @@ func (t *Tasks) Create(ctx context.Context, tid string, by Actor, title, notes s
 // had a different title or notes, ErrKeyConflict. Key, task and byte count
 // are written by one script, so a retry after a lost reply finds the key
 // exactly when the task exists.
-func (t *Tasks) CreateIdempotent(ctx context.Context, tid string, by Actor, key, title, notes string) (Created, error) {
+func (t *Store) CreateIdempotent(ctx context.Context, tid string, by Actor, key, title, notes string) (Created, error) {
 	if err := checkKey(key); err != nil {
 		return Created{}, err
 	}
 	return t.create(ctx, tid, by, key, title, notes)
 }
 
-func (t *Tasks) create(ctx context.Context, tid string, by Actor, key, title, notes string) (Created, error) {
+func (t *Store) create(ctx context.Context, tid string, by Actor, key, title, notes string) (Created, error) {
 	k, err := keysFor(tid)
 	if err != nil {
 		return Created{}, err
@@ -434,9 +439,9 @@ func (t *Tasks) create(ctx context.Context, tid string, by Actor, key, title, no
 		case createdDup:
 			continue
 		}
-		return Created{}, fmt.Errorf("store: create task: unexpected reply %v", reply[0])
+		return Created{}, fmt.Errorf("taskstore: create task: unexpected reply %v", reply[0])
 	}
-	return Created{}, errors.New("store: create task: could not find a free id")
+	return Created{}, errors.New("taskstore: create task: could not find a free id")
 }
 
 // stringsOf keeps the string elements of a script's array reply.
@@ -451,7 +456,7 @@ func stringsOf(vs []any) []string {
 }
 
 // Get returns one task of the tenant.
-func (t *Tasks) Get(ctx context.Context, tid, id string) (Task, error) {
+func (t *Store) Get(ctx context.Context, tid, id string) (Task, error) {
 	k, err := keysFor(tid)
 	if err != nil {
 		return Task{}, err
@@ -470,7 +475,7 @@ func (t *Tasks) Get(ctx context.Context, tid, id string) (Task, error) {
 }
 
 // List returns one page of the tenant's tasks, newest first.
-func (t *Tasks) List(ctx context.Context, tid string, q ListQuery) (Page, error) {
+func (t *Store) List(ctx context.Context, tid string, q ListQuery) (Page, error) {
 	k, err := keysFor(tid)
 	if err != nil {
 		return Page{}, err
@@ -537,7 +542,7 @@ func filterStatus(tasks []Task, status string) []Task {
 // ignoring case, newest first. It reads only titles and notes to match, and
 // whole tasks only for matches; it stops after SearchScanLimit tasks or
 // once it has read SearchByteLimit bytes of text, whichever comes first.
-func (t *Tasks) Search(ctx context.Context, tid, query string, limit int) (SearchResult, error) {
+func (t *Store) Search(ctx context.Context, tid, query string, limit int) (SearchResult, error) {
 	k, err := keysFor(tid)
 	if err != nil {
 		return SearchResult{}, err
@@ -599,7 +604,7 @@ func contains(text [2]string, lowerNeedle string) bool {
 
 // texts reads the title and notes of each task named, in one round trip;
 // a task deleted since its id was read has empty ones.
-func (t *Tasks) texts(ctx context.Context, k tenantKeys, ids []string) ([][2]string, error) {
+func (t *Store) texts(ctx context.Context, k tenantKeys, ids []string) ([][2]string, error) {
 	cmds := make([]*redis.SliceCmd, len(ids))
 	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
@@ -623,7 +628,7 @@ func (t *Tasks) texts(ctx context.Context, k tenantKeys, ids []string) ([][2]str
 
 // load reads the tasks named in one round trip, in order. A task deleted
 // since its id was read is skipped.
-func (t *Tasks) load(ctx context.Context, k tenantKeys, ids []string) ([]Task, error) {
+func (t *Store) load(ctx context.Context, k tenantKeys, ids []string) ([]Task, error) {
 	if len(ids) == 0 {
 		return []Task{}, nil
 	}
@@ -655,7 +660,7 @@ func (t *Tasks) load(ctx context.Context, k tenantKeys, ids []string) ([]Task, e
 // Update changes a task's title, notes and/or status. Fields that already
 // hold the given value are left alone; when nothing changes, neither do the
 // Updated fields, so repeating an update has no further effect.
-func (t *Tasks) Update(ctx context.Context, tid, id string, by Actor, ch Change) (Task, error) {
+func (t *Store) Update(ctx context.Context, tid, id string, by Actor, ch Change) (Task, error) {
 	k, err := keysFor(tid)
 	if err != nil {
 		return Task{}, err
@@ -687,17 +692,17 @@ func (t *Tasks) Update(ctx context.Context, tid, id string, by Actor, ch Change)
 			return Task{}, fmt.Errorf("%w: at most %d bytes per tenant", ErrStorageFull, t.maxBytes)
 		}
 	}
-	return Task{}, fmt.Errorf("store: update task: unexpected reply %v", reply)
+	return Task{}, fmt.Errorf("taskstore: update task: unexpected reply %v", reply)
 }
 
 // Complete marks a task done. Completing a done task changes nothing.
-func (t *Tasks) Complete(ctx context.Context, tid, id string, by Actor) (Task, error) {
+func (t *Store) Complete(ctx context.Context, tid, id string, by Actor) (Task, error) {
 	done := StatusDone
 	return t.Update(ctx, tid, id, by, Change{Status: &done})
 }
 
 // Delete removes a task and returns it as it was.
-func (t *Tasks) Delete(ctx context.Context, tid, id string) (Task, error) {
+func (t *Store) Delete(ctx context.Context, tid, id string) (Task, error) {
 	k, err := keysFor(tid)
 	if err != nil {
 		return Task{}, err
@@ -781,7 +786,7 @@ func parseTask(f map[string]string) (Task, error) {
 	created, err1 := time.Parse(time.RFC3339Nano, f["createdAt"])
 	updated, err2 := time.Parse(time.RFC3339Nano, f["updatedAt"])
 	if err := errors.Join(err1, err2); err != nil {
-		return Task{}, fmt.Errorf("store: corrupt task %q: %w", f["id"], err)
+		return Task{}, fmt.Errorf("taskstore: corrupt task %q: %w", f["id"], err)
 	}
 	return Task{
 		ID: f["id"], Title: f["title"], Notes: f["notes"], Status: f["status"],
@@ -959,3 +964,12 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], size) end
 return task
 `)
+
+// wrap adds what was being done to a Redis error, and marks it as an
+// outage of Redis when Redis could not serve the request.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("taskstore: %s: %w", op, store.MarkUnavailable(err))
+}

@@ -1,7 +1,11 @@
-package store
+// Package ratelimit limits how often a key (a client address, a user) may
+// do something, counted in Redis so that every instance shares one count.
+package ratelimit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
 // Limiter limits how often a key (a client address, a user) may do
@@ -45,25 +51,25 @@ type Limiter struct {
 
 var limiterName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
-// LimiterOption configures a Limiter.
-type LimiterOption func(*Limiter)
+// Option configures a Limiter.
+type Option func(*Limiter)
 
-// WithLimiterLogger logs the first refusal of each key in each window (the
+// WithLogger logs the first refusal of each key in each window (the
 // time the bucket takes to fill), so an operator sees an attack without a
 // line per refused request, and when Redis cannot count.
-func WithLimiterLogger(log *slog.Logger) LimiterOption {
+func WithLogger(log *slog.Logger) Option {
 	return func(l *Limiter) { l.log = log }
 }
 
-// NewLimiter returns a limiter named name (a-z, 0-9, _ and -) that allows
+// New returns a limiter named name (a-z, 0-9, _ and -) that allows
 // rate requests per per for each key, and up to burst at once. Limits are
 // part of the program, so bad arguments are a programming error: it panics.
-func NewLimiter(rdb redis.UniversalClient, name string, rate int, per time.Duration, burst int, opts ...LimiterOption) *Limiter {
+func New(rdb redis.UniversalClient, name string, rate int, per time.Duration, burst int, opts ...Option) *Limiter {
 	if !limiterName.MatchString(name) {
-		panic("store: NewLimiter: name must be 1 to 32 of a-z, 0-9, _ and -")
+		panic("ratelimit: New: name must be 1 to 32 of a-z, 0-9, _ and -")
 	}
 	if rate < 1 || burst < 1 || per/time.Duration(max(rate, 1)) < time.Microsecond {
-		panic(fmt.Sprintf("store: NewLimiter %s: want rate ≥ 1, burst ≥ 1 and at most one request per µs", name))
+		panic(fmt.Sprintf("ratelimit: New %s: want rate ≥ 1, burst ≥ 1 and at most one request per µs", name))
 	}
 	l := &Limiter{
 		rdb: rdb, name: name, prefix: "rl:" + name + ":", interval: per / time.Duration(rate), burst: burst,
@@ -112,10 +118,10 @@ func (l *Limiter) allowRedis(ctx context.Context, key string) (bool, time.Durati
 	reply, err := gcraScript.Run(ctx, l.rdb, []string{l.prefix + digest(key)},
 		interval, interval*int64(l.burst)).Int64Slice()
 	if err != nil {
-		return false, 0, wrap("rate limit", err)
+		return false, 0, fmt.Errorf("ratelimit: %w", store.MarkUnavailable(err))
 	}
 	if len(reply) != 2 {
-		return false, 0, errors.New("store: rate limit: unexpected reply")
+		return false, 0, errors.New("ratelimit: unexpected reply")
 	}
 	if reply[0] == 1 {
 		return true, 0, nil
@@ -220,4 +226,10 @@ func (r *reportOnce) first(key string) bool {
 	}
 	r.until[key] = now.Add(r.window)
 	return true
+}
+
+// digest names a key in Redis without its text (an address, a user id).
+func digest(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
 }

@@ -1,4 +1,4 @@
-package store_test
+package taskstore_test
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
 
 const (
@@ -21,24 +23,24 @@ const (
 )
 
 var (
-	alice = store.Actor{ID: "11111111-1111-1111-1111-111111111111", Name: "Alice"}
-	bob   = store.Actor{ID: "22222222-2222-2222-2222-222222222222", Name: "Bob"}
+	alice = taskstore.Actor{ID: "11111111-1111-1111-1111-111111111111", Name: "Alice"}
+	bob   = taskstore.Actor{ID: "22222222-2222-2222-2222-222222222222", Name: "Bob"}
 )
 
 func ptr[T any](v T) *T { return &v }
 
 // newTasks returns a task store over a test Redis whose scripts are
 // checked to stay in one hash slot each.
-func newTasks(t *testing.T, opts ...store.TasksOption) (*store.Tasks, *redis.Client) {
+func newTasks(t *testing.T, opts ...taskstore.Option) (*taskstore.Store, *redis.Client) {
 	t.Helper()
 	rdb := storetest.Redis(t)
 	slots := &storetest.Slots{}
 	rdb.AddHook(slots)
 	t.Cleanup(func() { slots.Check(t) })
-	return store.NewTasks(rdb, opts...), rdb
+	return taskstore.New(rdb, opts...), rdb
 }
 
-func mustCreate(t *testing.T, s *store.Tasks, tid, title string) store.Task {
+func mustCreate(t *testing.T, s *taskstore.Store, tid, title string) taskstore.Task {
 	t.Helper()
 	task, err := s.Create(context.Background(), tid, alice, title, "")
 	if err != nil {
@@ -48,16 +50,17 @@ func mustCreate(t *testing.T, s *store.Tasks, tid, title string) store.Task {
 }
 
 func TestCRUD(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	s, _ := newTasks(t, store.WithClock(func() time.Time { return now }))
+	s, _ := newTasks(t, taskstore.WithClock(func() time.Time { return now }))
 
 	created, err := s.Create(ctx, tenantA, alice, "  Write the report  ", "by Friday\nwith charts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := store.Task{
-		ID: created.ID, Title: "Write the report", Notes: "by Friday\nwith charts", Status: store.StatusOpen,
+	want := taskstore.Task{
+		ID: created.ID, Title: "Write the report", Notes: "by Friday\nwith charts", Status: taskstore.StatusOpen,
 		CreatedBy: alice.ID, CreatedByName: "Alice", CreatedAt: now,
 		UpdatedBy: alice.ID, UpdatedByName: "Alice", UpdatedAt: now,
 	}
@@ -74,7 +77,7 @@ func TestCRUD(t *testing.T) {
 	}
 
 	now = now.Add(time.Hour)
-	updated, err := s.Update(ctx, tenantA, created.ID, bob, store.Change{Title: ptr("Write the final report")})
+	updated, err := s.Update(ctx, tenantA, created.ID, bob, taskstore.Change{Title: ptr("Write the final report")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,13 +88,13 @@ func TestCRUD(t *testing.T) {
 
 	// An update that changes nothing leaves the Updated fields alone.
 	now = now.Add(time.Hour)
-	same, err := s.Update(ctx, tenantA, created.ID, alice, store.Change{Title: ptr("Write the final report")})
+	same, err := s.Update(ctx, tenantA, created.ID, alice, taskstore.Change{Title: ptr("Write the final report")})
 	if err != nil || same != want {
 		t.Fatalf("no-op update = %+v, %v; want %+v", same, err, want)
 	}
 
 	done, err := s.Complete(ctx, tenantA, created.ID, alice)
-	if err != nil || done.Status != store.StatusDone || done.UpdatedBy != alice.ID {
+	if err != nil || done.Status != taskstore.StatusDone || done.UpdatedBy != alice.ID {
 		t.Fatalf("complete = %+v, %v", done, err)
 	}
 	again, err := s.Complete(ctx, tenantA, created.ID, bob)
@@ -103,22 +106,23 @@ func TestCRUD(t *testing.T) {
 	if err != nil || deleted != done {
 		t.Fatalf("delete = %+v, %v; want %+v", deleted, err, done)
 	}
-	if _, err := s.Get(ctx, tenantA, created.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Get(ctx, tenantA, created.ID); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("get after delete: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Delete(ctx, tenantA, created.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Delete(ctx, tenantA, created.ID); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("second delete: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Update(ctx, tenantA, created.ID, alice, store.Change{Notes: ptr("x")}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Update(ctx, tenantA, created.ID, alice, taskstore.Change{Notes: ptr("x")}); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("update after delete: %v, want ErrNotFound", err)
 	}
-	page, err := s.List(ctx, tenantA, store.ListQuery{})
+	page, err := s.List(ctx, tenantA, taskstore.ListQuery{})
 	if err != nil || len(page.Tasks) != 0 {
 		t.Fatalf("list after delete = %+v, %v", page, err)
 	}
 }
 
 func TestKeysStayInTenantNamespace(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newTasks(t)
 	task := mustCreate(t, s, strings.ToUpper(tenantA), "upper-case tenant id")
@@ -140,6 +144,7 @@ func TestKeysStayInTenantNamespace(t *testing.T) {
 }
 
 func TestListPagesAndFilters(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	var ids []string
@@ -154,7 +159,7 @@ func TestListPagesAndFilters(t *testing.T) {
 
 	// All tasks, newest first, three at a time.
 	var seen []string
-	q := store.ListQuery{Limit: 3}
+	q := taskstore.ListQuery{Limit: 3}
 	for pages := 0; ; pages++ {
 		if pages > 5 {
 			t.Fatal("paging does not end")
@@ -176,29 +181,29 @@ func TestListPagesAndFilters(t *testing.T) {
 		t.Fatalf("paged ids %v, want %v", seen, want)
 	}
 
-	done, err := s.List(ctx, tenantA, store.ListQuery{Status: store.StatusDone})
+	done, err := s.List(ctx, tenantA, taskstore.ListQuery{Status: taskstore.StatusDone})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := idsOf(done.Tasks); fmt.Sprint(got) != fmt.Sprint([]string{ids[4], ids[1]}) {
 		t.Fatalf("done tasks %v", got)
 	}
-	open, err := s.List(ctx, tenantA, store.ListQuery{Status: store.StatusOpen, Limit: 100})
+	open, err := s.List(ctx, tenantA, taskstore.ListQuery{Status: taskstore.StatusOpen, Limit: 100})
 	if err != nil || len(open.Tasks) != 5 || open.NextCursor != "" {
 		t.Fatalf("open tasks = %d, cursor %q, %v", len(open.Tasks), open.NextCursor, err)
 	}
 
 	// Reopening moves a task back to the open index.
-	if _, err := s.Update(ctx, tenantA, ids[4], alice, store.Change{Status: ptr(store.StatusOpen)}); err != nil {
+	if _, err := s.Update(ctx, tenantA, ids[4], alice, taskstore.Change{Status: ptr(taskstore.StatusOpen)}); err != nil {
 		t.Fatal(err)
 	}
-	done, _ = s.List(ctx, tenantA, store.ListQuery{Status: store.StatusDone})
+	done, _ = s.List(ctx, tenantA, taskstore.ListQuery{Status: taskstore.StatusDone})
 	if got := idsOf(done.Tasks); fmt.Sprint(got) != fmt.Sprint([]string{ids[1]}) {
 		t.Fatalf("done tasks after reopen %v", got)
 	}
 }
 
-func idsOf(tasks []store.Task) []string {
+func idsOf(tasks []taskstore.Task) []string {
 	out := []string{}
 	for _, t := range tasks {
 		out = append(out, t.ID)
@@ -207,6 +212,7 @@ func idsOf(tasks []store.Task) []string {
 }
 
 func TestSearch(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	a := mustCreate(t, s, tenantA, "Buy MILK")
@@ -235,6 +241,7 @@ func TestSearch(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	task := mustCreate(t, s, tenantA, "valid")
@@ -245,60 +252,63 @@ func TestValidation(t *testing.T) {
 		err   error
 	}{
 		{"empty title", "title", create(s, "   ", "")},
-		{"long title", "title", create(s, strings.Repeat("é", store.MaxTitle+1), "")},
+		{"long title", "title", create(s, strings.Repeat("é", taskstore.MaxTitle+1), "")},
 		{"title with newline", "title", create(s, "two\nlines", "")},
-		{"long notes", "notes", create(s, "ok", strings.Repeat("n", store.MaxNotes+1))},
+		{"long notes", "notes", create(s, "ok", strings.Repeat("n", taskstore.MaxNotes+1))},
 		{"notes with NUL", "notes", create(s, "ok", "a\x00b")},
 		{"bad status", "status", func() error {
-			_, err := s.Update(ctx, tenantA, task.ID, alice, store.Change{Status: ptr("closed")})
+			_, err := s.Update(ctx, tenantA, task.ID, alice, taskstore.Change{Status: ptr("closed")})
 			return err
 		}()},
 		{"empty update", "update", func() error {
-			_, err := s.Update(ctx, tenantA, task.ID, alice, store.Change{})
+			_, err := s.Update(ctx, tenantA, task.ID, alice, taskstore.Change{})
 			return err
 		}()},
 		{"bad id", "id", func() error { _, err := s.Get(ctx, tenantA, "../../etc"); return err }()},
 		{"upper-case id", "id", func() error { _, err := s.Get(ctx, tenantA, strings.ToUpper(task.ID)); return err }()},
-		{"limit too big", "limit", func() error { _, err := s.List(ctx, tenantA, store.ListQuery{Limit: 101}); return err }()},
-		{"negative limit", "limit", func() error { _, err := s.List(ctx, tenantA, store.ListQuery{Limit: -1}); return err }()},
-		{"bad cursor", "cursor", func() error { _, err := s.List(ctx, tenantA, store.ListQuery{Cursor: "abc"}); return err }()},
-		{"list status", "status", func() error { _, err := s.List(ctx, tenantA, store.ListQuery{Status: "all"}); return err }()},
+		{"limit too big", "limit", func() error { _, err := s.List(ctx, tenantA, taskstore.ListQuery{Limit: 101}); return err }()},
+		{"negative limit", "limit", func() error { _, err := s.List(ctx, tenantA, taskstore.ListQuery{Limit: -1}); return err }()},
+		{"bad cursor", "cursor", func() error { _, err := s.List(ctx, tenantA, taskstore.ListQuery{Cursor: "abc"}); return err }()},
+		{"list status", "status", func() error { _, err := s.List(ctx, tenantA, taskstore.ListQuery{Status: "all"}); return err }()},
 		{"empty query", "query", func() error { _, err := s.Search(ctx, tenantA, " ", 10); return err }()},
 	}
 	for _, c := range cases {
-		var ve *store.ValidationError
-		if !errors.As(c.err, &ve) || ve.Field != c.field {
-			t.Errorf("%s: got %v, want a ValidationError on %s", c.name, c.err, c.field)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			var ve *taskstore.ValidationError
+			if !errors.As(c.err, &ve) || ve.Field != c.field {
+				t.Errorf("%s: got %v, want a ValidationError on %s", c.name, c.err, c.field)
+			}
+		})
 	}
 
 	// Exactly at the limits is fine.
-	if _, err := s.Create(ctx, tenantA, alice, strings.Repeat("é", store.MaxTitle), strings.Repeat("n", store.MaxNotes)); err != nil {
+	if _, err := s.Create(ctx, tenantA, alice, strings.Repeat("é", taskstore.MaxTitle), strings.Repeat("n", taskstore.MaxNotes)); err != nil {
 		t.Errorf("create at limits: %v", err)
 	}
 	// A tenant id that is not a GUID never reaches a key name.
 	if _, err := s.Create(ctx, "tenant}:x", alice, "t", ""); err == nil {
 		t.Error("create with a non-GUID tenant succeeded")
 	}
-	if _, err := s.Create(ctx, tenantA, store.Actor{}, "t", ""); err == nil {
+	if _, err := s.Create(ctx, tenantA, taskstore.Actor{}, "t", ""); err == nil {
 		t.Error("create without an actor succeeded")
 	}
 }
 
-func create(s *store.Tasks, title, notes string) error {
+func create(s *taskstore.Store, title, notes string) error {
 	_, err := s.Create(context.Background(), tenantA, alice, title, notes)
 	return err
 }
 
 func TestTaskLimit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	s, _ := newTasks(t, store.WithMaxTasks(3))
-	var last store.Task
+	s, _ := newTasks(t, taskstore.WithMaxTasks(3))
+	var last taskstore.Task
 	for i := range 3 {
 		last = mustCreate(t, s, tenantA, fmt.Sprint("t", i))
 	}
 	_, err := s.Create(ctx, tenantA, alice, "one too many", "")
-	if !errors.Is(err, store.ErrLimit) {
+	if !errors.Is(err, taskstore.ErrLimit) {
 		t.Fatalf("fourth create: %v, want ErrLimit", err)
 	}
 	// The cap is per tenant, and deleting makes room.
@@ -310,6 +320,7 @@ func TestTaskLimit(t *testing.T) {
 }
 
 func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	secret, err := s.Create(ctx, tenantA, alice, "tenant A secret", "notes")
@@ -317,19 +328,19 @@ func TestTenantIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := s.Get(ctx, tenantB, secret.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Get(ctx, tenantB, secret.ID); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Errorf("B get A's task: %v", err)
 	}
-	if _, err := s.Update(ctx, tenantB, secret.ID, bob, store.Change{Title: ptr("pwned")}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Update(ctx, tenantB, secret.ID, bob, taskstore.Change{Title: ptr("pwned")}); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Errorf("B update A's task: %v", err)
 	}
-	if _, err := s.Complete(ctx, tenantB, secret.ID, bob); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Complete(ctx, tenantB, secret.ID, bob); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Errorf("B complete A's task: %v", err)
 	}
-	if _, err := s.Delete(ctx, tenantB, secret.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Delete(ctx, tenantB, secret.ID); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Errorf("B delete A's task: %v", err)
 	}
-	page, err := s.List(ctx, tenantB, store.ListQuery{})
+	page, err := s.List(ctx, tenantB, taskstore.ListQuery{})
 	if err != nil || len(page.Tasks) != 0 {
 		t.Errorf("B list = %+v, %v", page, err)
 	}
@@ -347,12 +358,13 @@ func TestTenantIsolation(t *testing.T) {
 // TestConcurrentUpdates runs updates of different fields of one task at the
 // same time; a read-modify-write race would lose one of them.
 func TestConcurrentUpdates(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newTasks(t)
 	for round := range 20 {
 		task := mustCreate(t, s, tenantA, "original")
 		title, notes := fmt.Sprint("title ", round), fmt.Sprint("notes ", round)
-		changes := []store.Change{{Title: &title}, {Notes: &notes}, {Status: ptr(store.StatusDone)}}
+		changes := []taskstore.Change{{Title: &title}, {Notes: &notes}, {Status: ptr(taskstore.StatusDone)}}
 		var wg sync.WaitGroup
 		errs := make(chan error, len(changes))
 		for _, ch := range changes {
@@ -372,13 +384,13 @@ func TestConcurrentUpdates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Title != title || got.Notes != notes || got.Status != store.StatusDone {
+		if got.Title != title || got.Notes != notes || got.Status != taskstore.StatusDone {
 			t.Fatalf("round %d: lost update: %+v", round, got)
 		}
 	}
 	// The status indexes agree with the tasks.
-	open, _ := s.List(ctx, tenantA, store.ListQuery{Status: store.StatusOpen})
-	done, _ := s.List(ctx, tenantA, store.ListQuery{Status: store.StatusDone, Limit: 100})
+	open, _ := s.List(ctx, tenantA, taskstore.ListQuery{Status: taskstore.StatusOpen})
+	done, _ := s.List(ctx, tenantA, taskstore.ListQuery{Status: taskstore.StatusDone, Limit: 100})
 	if len(open.Tasks) != 0 || len(done.Tasks) != 20 {
 		t.Fatalf("open %d, done %d; want 0 and 20", len(open.Tasks), len(done.Tasks))
 	}
@@ -387,63 +399,79 @@ func TestConcurrentUpdates(t *testing.T) {
 // TestConcurrentCreatesRespectLimit checks that the cap holds when many
 // creates race.
 func TestConcurrentCreatesRespectLimit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	s, _ := newTasks(t, store.WithMaxTasks(10))
+	s, _ := newTasks(t, taskstore.WithMaxTasks(10))
 	var wg sync.WaitGroup
 	for i := range 30 {
 		wg.Go(func() {
 			_, err := s.Create(ctx, tenantA, alice, fmt.Sprint("task ", i), "")
-			if err != nil && !errors.Is(err, store.ErrLimit) {
+			if err != nil && !errors.Is(err, taskstore.ErrLimit) {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	page, err := s.List(ctx, tenantA, store.ListQuery{Limit: 100})
+	page, err := s.List(ctx, tenantA, taskstore.ListQuery{Limit: 100})
 	if err != nil || len(page.Tasks) != 10 {
 		t.Fatalf("tasks after racing creates = %d, %v; want 10", len(page.Tasks), err)
 	}
 }
 
 func TestRedisDown(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dead := store.NewTasks(storetest.Down(t))
+	dead := taskstore.New(storetest.Down(t))
 
 	rdb, srv := storetest.MiniServer(t)
-	stopped := store.NewTasks(rdb)
+	stopped := taskstore.New(rdb)
 	id := mustCreate(t, stopped, tenantA, "before the outage").ID
 	srv.Close()
 
-	for name, s := range map[string]*store.Tasks{"dead port": dead, "stopped server": stopped} {
-		ops := map[string]func() error{
-			"create": func() error { _, err := s.Create(ctx, tenantA, alice, "t", ""); return err },
-			"get":    func() error { _, err := s.Get(ctx, tenantA, id); return err },
-			"list":   func() error { _, err := s.List(ctx, tenantA, store.ListQuery{}); return err },
-			"search": func() error { _, err := s.Search(ctx, tenantA, "t", 10); return err },
-			"update": func() error {
-				_, err := s.Update(ctx, tenantA, id, alice, store.Change{Title: ptr("x")})
-				return err
-			},
-			"complete": func() error { _, err := s.Complete(ctx, tenantA, id, alice); return err },
-			"delete":   func() error { _, err := s.Delete(ctx, tenantA, id); return err },
-		}
-		for op, run := range ops {
-			if err := run(); !errors.Is(err, store.ErrUnavailable) {
-				t.Errorf("%s: %s: %v, want ErrUnavailable", name, op, err)
+	for name, s := range map[string]*taskstore.Store{"dead port": dead, "stopped server": stopped} {
+		t.Run(name, func(t *testing.T) {
+			ops := map[string]func() error{
+				"create": func() error { _, err := s.Create(ctx, tenantA, alice, "t", ""); return err },
+				"get":    func() error { _, err := s.Get(ctx, tenantA, id); return err },
+				"list":   func() error { _, err := s.List(ctx, tenantA, taskstore.ListQuery{}); return err },
+				"search": func() error { _, err := s.Search(ctx, tenantA, "t", 10); return err },
+				"update": func() error {
+					_, err := s.Update(ctx, tenantA, id, alice, taskstore.Change{Title: ptr("x")})
+					return err
+				},
+				"complete": func() error { _, err := s.Complete(ctx, tenantA, id, alice); return err },
+				"delete":   func() error { _, err := s.Delete(ctx, tenantA, id); return err },
 			}
-		}
+			for op, run := range ops {
+				if err := run(); !errors.Is(err, outage.ErrUnavailable) {
+					t.Errorf("%s: %s: %v, want ErrUnavailable", name, op, err)
+				}
+			}
+		})
 	}
-	if err := store.Ping(ctx, storetest.Down(t)); !errors.Is(err, store.ErrUnavailable) {
+	if err := store.Ping(ctx, storetest.Down(t)); !errors.Is(err, outage.ErrUnavailable) {
 		t.Errorf("ping: %v, want ErrUnavailable", err)
 	}
 }
 
 func TestClosedClientIsUnavailable(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Mini(t)
 	rdb.Close()
-	_, err := store.NewTasks(rdb).Get(context.Background(), tenantA, "aaaaaaaaaaaa")
-	if !errors.Is(err, store.ErrUnavailable) {
+	_, err := taskstore.New(rdb).Get(context.Background(), tenantA, "aaaaaaaaaaaa")
+	if !errors.Is(err, outage.ErrUnavailable) {
 		t.Fatalf("closed client: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestNotFoundIsATask: a missing task's error says so, and is not the
+// session records' store.ErrNotFound.
+func TestNotFoundIsATask(t *testing.T) {
+	t.Parallel()
+	s := taskstore.New(storetest.Redis(t))
+	_, err := s.Get(context.Background(), tenantA, "aaaaaaaaaaaa")
+	if !errors.Is(err, taskstore.ErrNotFound) || err.Error() != "task not found" || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing task: %v", err)
 	}
 }
