@@ -243,7 +243,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		}
 		env[c.key] = c.value
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), nil, func(k string) string { return env[k] }, &stdout, &stderr)
+		code := run(context.Background(), nil, testkit.Env(env), &stdout, &stderr)
 		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 		if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
 			t.Errorf("%s=%q: exit %d, stderr %q; want non-zero and one line naming %s", c.key, c.value, code, stderr.String(), c.want)

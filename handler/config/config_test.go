@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // TestSampleSettingsLoad keeps local.settings.sample.json true: with its
@@ -34,7 +36,7 @@ func TestSampleSettingsLoad(t *testing.T) {
 	env["ENTRA_CLIENT_ID"] = "22222222-2222-4222-8222-222222222222"
 	env["ENTRA_CLIENT_SECRET"] = "secret"
 	env["TOKEN_SEALING_KEYS"] = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w="
-	c, err := Load(func(k string) string { return env[k] })
+	c, err := Load(testkit.Env(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 		"TOKEN_SEALING_KEYS":           "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w=",
 		"AUTH_ALLOWED_RETURN_URLS":     "https://app.contoso.com/signed-in, http://127.0.0.1:8400/cb",
 	}
-	c, err := Load(func(k string) string { return env[k] })
+	c, err := Load(testkit.Env(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +84,11 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 	}
 	// PUBLIC_BASE_URL wins over the platform's host name.
 	env["PUBLIC_BASE_URL"] = "https://mcp.contoso.com/"
-	if c, err = Load(func(k string) string { return env[k] }); err != nil || c.Server.PublicBaseURL != "https://mcp.contoso.com" {
+	if c, err = Load(testkit.Env(env)); err != nil || c.Server.PublicBaseURL != "https://mcp.contoso.com" {
 		t.Errorf("PUBLIC_BASE_URL: %v %v", c, err)
 	}
 	env["ENTRA_AUTHORITY_HOST"] = "http://127.0.0.1:8443"
-	if c, err = Load(func(k string) string { return env[k] }); err != nil || c.Entra.AuthorityHost != "http://127.0.0.1:8443" {
+	if c, err = Load(testkit.Env(env)); err != nil || c.Entra.AuthorityHost != "http://127.0.0.1:8443" {
 		t.Errorf("loopback http authority: %v %v", c, err)
 	}
 }
@@ -99,7 +101,7 @@ func TestKeyVaultModeNeedsNoSecretsInTheEnvironment(t *testing.T) {
 	env["WEBSITE_SITE_NAME"] = "myapp"
 	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=x"
 	env["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] = "Authorization=AAD"
-	c, err := Load(func(k string) string { return env[k] })
+	c, err := Load(testkit.Env(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +272,7 @@ func TestModesRefuseUnknownValues(t *testing.T) {
 			t.Run(tc.setting+"="+v, func(t *testing.T) {
 				env := azureEnv()
 				env[tc.setting] = v
-				_, err := Load(func(k string) string { return env[k] })
+				_, err := Load(testkit.Env(env))
 				if err == nil || !strings.HasPrefix(err.Error(), tc.setting+": ") || !strings.Contains(err.Error(), tc.may) ||
 					strings.Contains(err.Error(), "\n") {
 					t.Errorf("%s=%q: %v, want one line naming the setting and saying it %s", tc.setting, v, err, tc.may)
@@ -287,7 +289,7 @@ func TestModes(t *testing.T) {
 		t.Helper()
 		env := azureEnv()
 		env[k] = v
-		c, err := Load(func(k string) string { return env[k] })
+		c, err := Load(testkit.Env(env))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +320,7 @@ func TestRedisUsernameNeedsEntraAndAGUID(t *testing.T) {
 		t.Run("REDIS_AUTH="+tc.auth+" REDIS_USERNAME="+tc.user, func(t *testing.T) {
 			env := azureEnv()
 			env["REDIS_AUTH"], env["REDIS_USERNAME"] = tc.auth, tc.user
-			if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.HasPrefix(err.Error(), "REDIS_USERNAME: ") {
+			if _, err := Load(testkit.Env(env)); err == nil || !strings.HasPrefix(err.Error(), "REDIS_USERNAME: ") {
 				t.Errorf("%v, want an error naming REDIS_USERNAME", err)
 			}
 		})
@@ -348,7 +350,7 @@ func TestKeyVaultSettings(t *testing.T) {
 	load := func(k, v string) error {
 		env := azureEnv()
 		env[k] = v
-		_, err := Load(func(k string) string { return env[k] })
+		_, err := Load(testkit.Env(env))
 		return err
 	}
 	for _, tc := range []struct{ setting, value string }{
@@ -391,7 +393,7 @@ func TestClientIPAndReuseGrace(t *testing.T) {
 		for k, v := range extra {
 			env[k] = v
 		}
-		return Load(func(k string) string { return env[k] })
+		return Load(testkit.Env(env))
 	}
 	c, err := load(nil)
 	if err != nil || c.Server.ClientIP.Header != "X-Forwarded-For" || c.SignIn.ReuseGrace != 0 {
@@ -428,7 +430,7 @@ func TestClientIPAndReuseGrace(t *testing.T) {
 func TestLimitSettings(t *testing.T) {
 	t.Run("unset are the defaults", func(t *testing.T) {
 		env := azureEnv()
-		c, err := Load(func(k string) string { return env[k] })
+		c, err := Load(testkit.Env(env))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +441,7 @@ func TestLimitSettings(t *testing.T) {
 	t.Run("set", func(t *testing.T) {
 		env := azureEnv()
 		env["TOOL_CALLS_PER_MINUTE"], env["TOOL_CALLS_BURST"], env["TASKS_MAX_BYTES_PER_TENANT"] = " 600 ", "20", "33554432"
-		c, err := Load(func(k string) string { return env[k] })
+		c, err := Load(testkit.Env(env))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -457,7 +459,7 @@ func TestLimitSettings(t *testing.T) {
 			t.Run(name+"="+v, func(t *testing.T) {
 				env := azureEnv()
 				env[name] = v
-				_, err := Load(func(k string) string { return env[k] })
+				_, err := Load(testkit.Env(env))
 				if err == nil || !strings.HasPrefix(err.Error(), name+": ") || strings.Contains(err.Error(), "\n") {
 					t.Errorf("%s=%q: %v, want one line naming the setting", name, v, err)
 				}
@@ -467,7 +469,7 @@ func TestLimitSettings(t *testing.T) {
 	t.Run("the bounds themselves are accepted", func(t *testing.T) {
 		env := azureEnv()
 		env["TOOL_CALLS_PER_MINUTE"], env["TOOL_CALLS_BURST"], env["TASKS_MAX_BYTES_PER_TENANT"] = "60000", "1", "65536"
-		if _, err := Load(func(k string) string { return env[k] }); err != nil {
+		if _, err := Load(testkit.Env(env)); err != nil {
 			t.Errorf("limits at their bounds: %v", err)
 		}
 	})
@@ -487,11 +489,11 @@ func TestAzureClientSecretRefusedInEveryMode(t *testing.T) {
 	}
 	for name, env := range map[string]map[string]string{"secret": secretMode, "managed identity": azureEnv()} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Load(func(k string) string { return env[k] }); err != nil {
+			if _, err := Load(testkit.Env(env)); err != nil {
 				t.Fatalf("without AZURE_CLIENT_SECRET: %v", err)
 			}
 			env["AZURE_CLIENT_SECRET"] = "s3cret-value"
-			if _, err := Load(func(k string) string { return env[k] }); err == nil || !strings.HasPrefix(err.Error(), "AZURE_CLIENT_SECRET: ") ||
+			if _, err := Load(testkit.Env(env)); err == nil || !strings.HasPrefix(err.Error(), "AZURE_CLIENT_SECRET: ") ||
 				strings.Contains(err.Error(), "s3cret-value") {
 				t.Errorf("with AZURE_CLIENT_SECRET: %v", err)
 			}
@@ -526,7 +528,7 @@ func TestSecretsFromTheEnvironment(t *testing.T) {
 			for k, v := range tc.set {
 				env[k] = v
 			}
-			_, err := Load(func(k string) string { return env[k] })
+			_, err := Load(testkit.Env(env))
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want prefix %q", err, tc.want)
 			}
@@ -542,7 +544,7 @@ func TestSecretsFromTheEnvironment(t *testing.T) {
 	t.Run("secretless needs no client secret", func(t *testing.T) {
 		env := base()
 		env["ENTRA_CLIENT_AUTH"], env["TOKEN_SEALING_KEYS"] = "managed-identity", key1
-		c, err := Load(func(k string) string { return env[k] })
+		c, err := Load(testkit.Env(env))
 		if err != nil || c.Secrets.ClientSecret != "" || len(c.Secrets.SealingKeys.KeyIDs()) != 1 {
 			t.Errorf("%+v, %v", c, err)
 		}

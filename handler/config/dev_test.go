@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // TestLoadDev: dev mode reads its three settings through config, and a
@@ -28,7 +30,7 @@ func TestLoadDev(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := LoadDev(func(k string) string { return c.env[k] })
+			got, err := LoadDev(testkit.Env(c.env))
 			if c.fail != "" {
 				if err == nil || !strings.Contains(err.Error(), c.fail) {
 					t.Fatalf("LoadDev = %+v, %v; want an error containing %q", got, err, c.fail)

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // TestCheckOperatorSettings: every setting an operator chooses as an azd
@@ -40,7 +42,7 @@ func TestCheckOperatorSettings(t *testing.T) {
 		"LOG_LEVEL":                    "verbose",
 	}
 	env := func(m map[string]string) func(string) string {
-		return func(name string) string { return m[name] }
+		return testkit.Env(m)
 	}
 
 	for _, s := range Settings() {

@@ -4,9 +4,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+func env(m map[string]string) func(string) string { return testkit.Env(m) }
 
 // TestDevModeHonoursTheSettings: what an operator may set in Azure can be
 // tried in dev mode, read the same way, on top of dev mode's own defaults.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // TestKeyRollover publishes a key after the verifier last fetched and checks
@@ -60,7 +61,7 @@ func TestKeyRollover(t *testing.T) {
 		if _, err := e.v.Verify(ctx, e.mint()); err != nil { // starts the refresh
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { return e.idp.JWKSFetches() > before && idle(e.v) })
+		testkit.WaitFor(t, "the verifier's background work", func() bool { return e.idp.JWKSFetches() > before && idle(e.v) })
 		rotateAndVerify(t, e, e.v)
 	})
 	t.Run("after bootstrap retry", func(t *testing.T) {
@@ -372,7 +373,7 @@ func TestOutageKeepsCachedKeys(t *testing.T) {
 	if _, err := e.v.Verify(ctx, e.mint()); err != nil {
 		t.Fatalf("during outage: %v", err)
 	}
-	waitFor(t, func() bool { return e.v.Stats().LastRefreshError != "" })
+	testkit.WaitFor(t, "the verifier's background work", func() bool { return e.v.Stats().LastRefreshError != "" })
 	// An unknown kid forces a fetch of its own at once (the background
 	// refresh spent none of its allowance), which fails too.
 	if _, err := e.v.verify(ctx, e.sign(with(e.rs256Header(), "kid", "new"), e.claims())); !errors.Is(err, errFetchFailed) {
@@ -430,7 +431,7 @@ func TestRetiredKeyStopsVerifying(t *testing.T) {
 				if _, err := e.v.Verify(ctx, tok); err != nil {
 					t.Fatalf("call that starts the refresh: %v", err)
 				}
-				waitFor(t, func() bool {
+				testkit.WaitFor(t, "the verifier's background work", func() bool {
 					st := e.v.Stats()
 					return st.JWKSFetches > fetches && !slices.Contains(st.KeyIDs, old)
 				})
@@ -615,18 +616,5 @@ func TestDocumentChecks(t *testing.T) {
 				t.Fatalf("Warm error %v, want one mentioning %q", err, tc.wantErr)
 			}
 		})
-	}
-}
-
-// waitFor polls cond until it holds or the test has waited too long; it
-// waits for the verifier's background goroutines.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

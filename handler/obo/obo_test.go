@@ -3,7 +3,6 @@ package obo_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -122,24 +121,6 @@ func (e *env) me(token string) map[string]any {
 	return body
 }
 
-// claims decodes a JWT's payload without checking it.
-func claims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %.20s…", token)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // redisValues returns every kept token in the test's Redis, by
 // "<key> <field>".
 func redisValues(t *testing.T, rdb redis.UniversalClient) map[string]string {
@@ -240,7 +221,7 @@ func TestUsersNeverShareTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if oid := claims(t, tok)["oid"]; oid != c.p.ObjectID {
+		if oid := testkit.Claims(t, tok)["oid"]; oid != c.p.ObjectID {
 			t.Fatalf("%s got a token for %v", c.p.Name, oid)
 		}
 		if prev, ok := got[c.p.ObjectID]; ok && prev != tok {
@@ -276,7 +257,7 @@ func TestConcurrentUsers(t *testing.T) {
 				t.Errorf("%s: %v", key, err)
 				return
 			}
-			if oid := claims(t, got)["oid"]; oid != p.ObjectID {
+			if oid := testkit.Claims(t, got)["oid"]; oid != p.ObjectID {
 				t.Errorf("%s got a token for %v", key, oid)
 			}
 		}()
@@ -402,7 +383,7 @@ func TestRedisDownStillWorks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
-		if claims(t, got)["oid"] != p.ObjectID {
+		if testkit.Claims(t, got)["oid"] != p.ObjectID {
 			t.Fatal("wrong user")
 		}
 	}

@@ -351,7 +351,7 @@ func TestReloadKeepsLastGoodAndPicksUpNewVersion(t *testing.T) {
 
 	// Down later: reloads fail, the last good values stay.
 	e.kv.SetMode(azuretest.Unavailable)
-	waitFor(t, "a failed reload logged", func() bool { return strings.Contains(e.logs.String(), "keeping the last good values") })
+	testkit.WaitFor(t, "a failed reload logged", func() bool { return strings.Contains(e.logs.String(), "keeping the last good values") })
 	if s.Current() != first || s.ClientSecret() != clientSecret {
 		t.Fatal("a failed reload replaced the values")
 	}
@@ -363,7 +363,7 @@ func TestReloadKeepsLastGoodAndPicksUpNewVersion(t *testing.T) {
 	v2, k2 := e.addKey(t, azuretest.VersionAttributes{})
 	e.set(clientSecretName, clientSecret+"-rotated", azuretest.VersionAttributes{})
 	e.kv.SetMode(azuretest.Healthy)
-	waitFor(t, "the new version loaded", func() bool { return s.Current().KeyVersions[0] == v2 })
+	testkit.WaitFor(t, "the new version loaded", func() bool { return s.Current().KeyVersions[0] == v2 })
 	if s.ClientSecret() != clientSecret+"-rotated" {
 		t.Error("the rotated client secret was not loaded")
 	}
@@ -506,15 +506,4 @@ func ring(t *testing.T, keys ...[]byte) *seal.Ring {
 		t.Fatal(err)
 	}
 	return r
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

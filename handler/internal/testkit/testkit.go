@@ -1,12 +1,17 @@
 // Package testkit holds the small helpers several packages' tests need: a
-// clock the test moves and a log sink safe for background goroutines. Only
+// clock the test moves, a log sink safe for background goroutines, a
+// getenv over a map, a poll for background work and a JWT payload reader. Only
 // tests import it, and it imports nothing of ours, so any package's tests
 // can.
 package testkit
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -50,4 +55,42 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Env is a getenv that reads m, for code that takes its environment as a
+// function.
+func Env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// WaitFor polls cond until it holds, or fails the test after ten seconds:
+// for background goroutines the test cannot join.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Claims decodes a JWT's payload without checking its signature: for
+// tests that look at what a token an issuer made says.
+func Claims(t testing.TB, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %.20s…", token)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("JWT payload: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("JWT payload: %v", err)
+	}
+	return m
 }
