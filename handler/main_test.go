@@ -237,21 +237,23 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{"MCP_AUTH_MODE", "open", "MCP_AUTH_MODE"},
 	}
 	for _, c := range cases {
-		env := map[string]string{}
-		for k, v := range base {
-			env[k] = v
-		}
-		env[c.key] = c.value
-		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), nil, testkit.Env(env), &stdout, &stderr)
-		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
-			t.Errorf("%s=%q: exit %d, stderr %q; want non-zero and one line naming %s", c.key, c.value, code, stderr.String(), c.want)
-		}
-		if strings.Contains(stderr.String(), "hunter2") || strings.Contains(stderr.String(), "c2hvcnQta2V5") ||
-			strings.Contains(stderr.String(), testSealingKey) || strings.Contains(stderr.String(), "s3cr3t") {
-			t.Errorf("a secret from REDIS_URL was echoed: %q", stderr.String())
-		}
+		t.Run(c.key+"="+c.value, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range base {
+				env[k] = v
+			}
+			env[c.key] = c.value
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), nil, testkit.Env(env), &stdout, &stderr)
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+				t.Errorf("%s=%q: exit %d, stderr %q; want non-zero and one line naming %s", c.key, c.value, code, stderr.String(), c.want)
+			}
+			if strings.Contains(stderr.String(), "hunter2") || strings.Contains(stderr.String(), "c2hvcnQta2V5") ||
+				strings.Contains(stderr.String(), testSealingKey) || strings.Contains(stderr.String(), "s3cr3t") {
+				t.Errorf("a secret from REDIS_URL was echoed: %q", stderr.String())
+			}
+		})
 	}
 }
 

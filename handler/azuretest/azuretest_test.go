@@ -144,11 +144,13 @@ func TestKeyVaultProtocol(t *testing.T) {
 		{"/secrets/s/" + v1, 400, "", "MissingApiVersionParameter"},
 	}
 	for _, c2 := range cases {
-		status, _, body := get(t, c, kv.URL()+c2.path, auth)
-		e, _ := body["error"].(map[string]any)
-		if status != c2.status || (c2.value != "" && body["value"] != c2.value) || (c2.code != "" && e["code"] != c2.code) {
-			t.Errorf("GET %s: %d %v", c2.path, status, body)
-		}
+		t.Run(c2.path, func(t *testing.T) {
+			status, _, body := get(t, c, kv.URL()+c2.path, auth)
+			e, _ := body["error"].(map[string]any)
+			if status != c2.status || (c2.value != "" && body["value"] != c2.value) || (c2.code != "" && e["code"] != c2.code) {
+				t.Errorf("GET %s: %d %v", c2.path, status, body)
+			}
+		})
 	}
 	if _, _, body := get(t, c, kv.URL()+"/secrets/s/"+v2+api, auth); !strings.HasSuffix(body["id"].(string), "/secrets/s/"+v2) {
 		t.Errorf("id %v", body["id"])

@@ -122,11 +122,13 @@ func TestAuthorizeErrorPages(t *testing.T) {
 		{"two redirects", s.AuthorizeURL() + "?" + authQuery(s).Encode() + "&redirect_uri=https%3A%2F%2Fevil.example%2Fcb", "AADSTS50011"},
 		{"unknown tenant", strings.Replace(s.AuthorizeURL(), s.TenantID(), "contoso.example", 1) + "?" + authQuery(s).Encode(), "AADSTS90002"},
 	} {
-		resp, body := get(t, tc.url)
-		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.Contains(body, tc.aadsts+": ") ||
-			!strings.Contains(resp.Header.Get("Content-Security-Policy"), "form-action 'none'") || strings.Contains(body, "<form") {
-			t.Errorf("%s: %d %q", tc.name, resp.StatusCode, resp.Header.Get("Location"))
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := get(t, tc.url)
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.Contains(body, tc.aadsts+": ") ||
+				!strings.Contains(resp.Header.Get("Content-Security-Policy"), "form-action 'none'") || strings.Contains(body, "<form") {
+				t.Errorf("%s: %d %q", tc.name, resp.StatusCode, resp.Header.Get("Location"))
+			}
+		})
 	}
 	// SignIn reports a page error as an error naming it.
 	if _, err := s.SignIn(context.Background(), s.AuthorizeURL()+"?"+authQuery(s, "client_id", DefaultClientAppID).Encode(), "reader"); err == nil || !strings.Contains(err.Error(), "AADSTS700016: Application with identifier") {
@@ -152,13 +154,15 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 		{"token response", authQuery(s, "response_type", "token"), "unsupported_response_type", "AADSTS90023"},
 		{"form_post", authQuery(s, "response_mode", "form_post"), "invalid_request", "AADSTS90023"},
 	} {
-		resp, _ := get(t, s.AuthorizeURL()+"?"+tc.q.Encode())
-		loc, _ := url.Parse(resp.Header.Get("Location"))
-		q := loc.Query()
-		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), testRedirect+"?") || q.Get("error") != tc.code ||
-			!strings.HasPrefix(q.Get("error_description"), tc.aadsts+": ") || q.Get("state") != "st" || q.Has("code") {
-			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, loc)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			resp, _ := get(t, s.AuthorizeURL()+"?"+tc.q.Encode())
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			q := loc.Query()
+			if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), testRedirect+"?") || q.Get("error") != tc.code ||
+				!strings.HasPrefix(q.Get("error_description"), tc.aadsts+": ") || q.Get("state") != "st" || q.Has("code") {
+				t.Errorf("%s: %d %s", tc.name, resp.StatusCode, loc)
+			}
+		})
 	}
 
 	// A .default scope and the bare client id are the API's scope too.

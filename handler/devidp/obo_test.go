@@ -138,11 +138,13 @@ func TestOBORequestErrors(t *testing.T) {
 		{"app-only token", oboForm(s, mint(t, s, reader, WithScopes())), 400, "invalid_grant", "AADSTS50013"},
 		{"foreign issuer", oboForm(s, mint(t, s, reader, WithClaims(map[string]any{"iss": "https://evil.example/"}))), 400, "invalid_grant", "AADSTS50013"},
 	} {
-		status, body := postToken(t, s, tc.form)
-		desc, _ := body["error_description"].(string)
-		if status != tc.status || body["error"] != tc.code || !strings.HasPrefix(desc, tc.aadsts+": ") || body["suberror"] != nil {
-			t.Errorf("%s: %d %v", tc.name, status, body)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := postToken(t, s, tc.form)
+			desc, _ := body["error_description"].(string)
+			if status != tc.status || body["error"] != tc.code || !strings.HasPrefix(desc, tc.aadsts+": ") || body["suberror"] != nil {
+				t.Errorf("%s: %d %v", tc.name, status, body)
+			}
+		})
 	}
 
 	// A Graph token is not an assertion for this API.
@@ -227,15 +229,17 @@ func TestGraphRefusals(t *testing.T) {
 		{"no User.Read", graphToken(reader, WithScopes("Mail.Read")), 403, "Authorization_RequestDenied"},
 		{"not in directory", graphToken(stranger), 404, "Request_ResourceNotFound"},
 	} {
-		status, h, body := getGraph(t, s, tc.token)
-		e, _ := body["error"].(map[string]any)
-		inner, _ := e["innerError"].(map[string]any)
-		if status != tc.status || e["code"] != tc.code || e["message"] == "" || inner["request-id"] != h.Get("request-id") || inner["date"] == nil {
-			t.Errorf("%s: %d %v", tc.name, status, body)
-		}
-		if status == 401 && !strings.Contains(h.Get("WWW-Authenticate"), GraphAppID) {
-			t.Errorf("%s: WWW-Authenticate = %q", tc.name, h.Get("WWW-Authenticate"))
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			status, h, body := getGraph(t, s, tc.token)
+			e, _ := body["error"].(map[string]any)
+			inner, _ := e["innerError"].(map[string]any)
+			if status != tc.status || e["code"] != tc.code || e["message"] == "" || inner["request-id"] != h.Get("request-id") || inner["date"] == nil {
+				t.Errorf("%s: %d %v", tc.name, status, body)
+			}
+			if status == 401 && !strings.Contains(h.Get("WWW-Authenticate"), GraphAppID) {
+				t.Errorf("%s: WWW-Authenticate = %q", tc.name, h.Get("WWW-Authenticate"))
+			}
+		})
 	}
 
 	for _, status := range []int{500, 503, 429} {

@@ -365,13 +365,15 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 		{"foreign scope", base("scope", "https://graph.microsoft.com/User.Read"), 400, "invalid_scope", "AADSTS70011"},
 		{"unknown API scope", base("scope", s.Scope()+"x"), 400, "invalid_scope", "AADSTS65005"},
 	} {
-		status, body := postToken(t, s, tc.form)
-		desc, _ := body["error_description"].(string)
-		codes, _ := body["error_codes"].([]any)
-		if status != tc.status || body["error"] != tc.code || !strings.HasPrefix(desc, tc.aadsts+": ") || len(codes) != 1 ||
-			!strings.Contains(desc, "\r\nTrace ID: ") || body["correlation_id"] == nil || body["timestamp"] == nil {
-			t.Errorf("%s: %d %v", tc.name, status, body)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := postToken(t, s, tc.form)
+			desc, _ := body["error_description"].(string)
+			codes, _ := body["error_codes"].([]any)
+			if status != tc.status || body["error"] != tc.code || !strings.HasPrefix(desc, tc.aadsts+": ") || len(codes) != 1 ||
+				!strings.Contains(desc, "\r\nTrace ID: ") || body["correlation_id"] == nil || body["timestamp"] == nil {
+				t.Errorf("%s: %d %v", tc.name, status, body)
+			}
+		})
 	}
 
 	// None of the failures above spent the code: they were refused before

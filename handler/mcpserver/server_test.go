@@ -336,10 +336,12 @@ func TestMalformedInputIs4xxJSON(t *testing.T) {
 		{body: `{"jsonrpc":"2.0","id":1}`, status: 400},
 		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, header: map[string]string{"MCP-Protocol-Version": "1999-01-01"}, status: 400},
 	} {
-		rec := post(s, p, rpcCase{body: c.body, header: c.header})
-		if rec.Code != c.status || rec.Header().Get("Content-Type") != "application/json" || !json.Valid(rec.Body.Bytes()) {
-			t.Errorf("%q: got %d %q %s, want %d JSON", c.body, rec.Code, rec.Header().Get("Content-Type"), rec.Body, c.status)
-		}
+		t.Run(c.body, func(t *testing.T) {
+			rec := post(s, p, rpcCase{body: c.body, header: c.header})
+			if rec.Code != c.status || rec.Header().Get("Content-Type") != "application/json" || !json.Valid(rec.Body.Bytes()) {
+				t.Errorf("%q: got %d %q %s, want %d JSON", c.body, rec.Code, rec.Header().Get("Content-Type"), rec.Body, c.status)
+			}
+		})
 	}
 }
 

@@ -322,11 +322,13 @@ func TestOutputsFeedTheHooks(t *testing.T) {
 		{"infra/hooks/preprovision.sh", sh, before, "azd or main.parameters.json sets before provisioning"},
 		{"infra/hooks/preprovision.ps1", ps, before, "azd or main.parameters.json sets before provisioning"},
 	} {
-		for _, m := range hook.re.FindAllStringSubmatch(mustFile(t, files, hook.file), -1) {
-			if !hook.known[m[1]] {
-				t.Errorf("%s reads %s, which is not among what %s", hook.file, m[1], hook.from)
+		t.Run(hook.file, func(t *testing.T) {
+			for _, m := range hook.re.FindAllStringSubmatch(mustFile(t, files, hook.file), -1) {
+				if !hook.known[m[1]] {
+					t.Errorf("%s reads %s, which is not among what %s", hook.file, m[1], hook.from)
+				}
 			}
-		}
+		})
 	}
 	for _, want := range []string{"AZURE_FUNCTION_URL", "MCP_URL", "ENTRA_CLIENT_ID", "ENTRA_TENANT_ID", "KEY_VAULT_URI"} {
 		if !outputs[want] {

@@ -50,15 +50,16 @@ func TestParseConnectionString(t *testing.T) {
 			wantScope:    "https://monitor.azure.com//.default",
 		},
 	} {
-		cs, err := ParseConnectionString(tc.in)
-		if err != nil {
-			t.Errorf("%q: %v", tc.in, err)
-			continue
-		}
-		if cs.InstrumentationKey != testIKey || cs.IngestionEndpoint != tc.wantEndpoint || cs.LiveEndpoint != tc.wantLive ||
-			cs.TrackURL(false) != tc.wantTrack || cs.TrackURL(true) != tc.wantTrackAAD || cs.Scope() != tc.wantScope {
-			t.Errorf("%q: got %+v track %q %q scope %q", tc.in, cs, cs.TrackURL(false), cs.TrackURL(true), cs.Scope())
-		}
+		t.Run(tc.in, func(t *testing.T) {
+			cs, err := ParseConnectionString(tc.in)
+			if err != nil {
+				t.Fatalf("%q: %v", tc.in, err)
+			}
+			if cs.InstrumentationKey != testIKey || cs.IngestionEndpoint != tc.wantEndpoint || cs.LiveEndpoint != tc.wantLive ||
+				cs.TrackURL(false) != tc.wantTrack || cs.TrackURL(true) != tc.wantTrackAAD || cs.Scope() != tc.wantScope {
+				t.Errorf("%q: got %+v track %q %q scope %q", tc.in, cs, cs.TrackURL(false), cs.TrackURL(true), cs.Scope())
+			}
+		})
 	}
 
 	for _, bad := range []string{
