@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
@@ -239,7 +240,7 @@ func siteOf(clientID string) string {
 // describes, from the cache or fetched.
 func (r *Registry) lookupDocument(ctx context.Context, clientID, requester string) (Client, error) {
 	if reason := r.checkClientIDURL(clientID); reason != "" {
-		return Client{}, &Error{Code: CodeInvalidClient, Description: "client_id " + reason}
+		return Client{}, &oautherr.Error{Code: CodeInvalidClient, Description: "client_id " + reason}
 	}
 	r.mu.Lock()
 	if e, ok := r.docs[clientID]; ok && r.now().Before(e.expires) {
@@ -435,10 +436,10 @@ func (r *Registry) checkClientIDURL(s string) string {
 }
 
 // fetch gets, checks and validates a metadata document, and says how long
-// to cache it. Its errors are *Error with a description safe to show.
+// to cache it. Its errors are *oautherr.Error with a description safe to show.
 func (r *Registry) fetch(ctx context.Context, clientID string) (Client, time.Duration, error) {
 	refuse := func(description string, cause error) (Client, time.Duration, error) {
-		return Client{}, 0, &Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
+		return Client{}, 0, &oautherr.Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
 	if err != nil {
@@ -480,7 +481,7 @@ func (r *Registry) fetch(ctx context.Context, clientID string) (Client, time.Dur
 
 	c, err := parseMetadata(body, true, r.extraSchemes)
 	if err != nil {
-		var e *Error
+		var e *oautherr.Error
 		if errors.As(err, &e) {
 			return refuse("is invalid: "+e.Description, nil)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
@@ -113,7 +114,7 @@ func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url
 	}
 	client, err := s.opts.Clients.Lookup(ctx, clientID, clientip.KeyOf(r))
 	if err != nil {
-		var ce *oauthclients.Error
+		var ce *oautherr.Error
 		if errors.As(err, &ce) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: unknown client", slog.String("reason", ce.Description))
 			// A registration can expire; a metadata document is the

@@ -30,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
@@ -207,7 +208,7 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := s.opts.Clients.Register(r.Context(), body)
 	if err != nil {
-		var ce *oauthclients.Error
+		var ce *oautherr.Error
 		if errors.As(err, &ce) {
 			signin.WriteOAuthError(w, http.StatusBadRequest, ce.Code, ce.Description)
 			return

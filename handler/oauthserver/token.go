@@ -9,6 +9,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
@@ -178,7 +179,7 @@ func (s *Server) client(w http.ResponseWriter, r *http.Request, form url.Values)
 	}
 	c, err := s.opts.Clients.Lookup(r.Context(), id, clientip.KeyOf(r))
 	if err != nil {
-		var ce *oauthclients.Error
+		var ce *oautherr.Error
 		if errors.As(err, &ce) {
 			// 400, not 401: no HTTP authentication scheme would help.
 			signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_client", ce.Description)
