@@ -270,7 +270,7 @@ func New(opts Options) (*App, error) {
 	authServer := cfg.Entra.Issuer()
 	var front httpapi.OAuth
 	if cfg.AuthMode != config.AuthModeEntra {
-		if err := a.buildOAuth(cfg, sealer, limit, opts.pendingRegistrations, log, eventsOf(tel)); err != nil {
+		if err := a.buildOAuth(cfg, sealer, sessions, limit, opts.pendingRegistrations, log, eventsOf(tel)); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -296,7 +296,7 @@ func New(opts Options) (*App, error) {
 }
 
 // buildOAuth builds the authorization-server front of proxy mode.
-func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(string, int, time.Duration, int) *store.Limiter, pendingRegistrations int, log *slog.Logger, ev events) error {
+func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, sessions *store.Sessions, limit func(string, int, time.Duration, int) *store.Limiter, pendingRegistrations int, log *slog.Logger, ev events) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:                   a.redis,
@@ -314,6 +314,8 @@ func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(str
 		Scope:         cfg.Entra.Scope(),
 		Clients:       a.clients,
 		SignIn:        a.SignIn,
+		Grants:        a.SignIn.Grants(),
+		Consents:      sessions,
 		Sealer:        sealer,
 		Limiter:       limit("oauth", oauthRate, time.Second, oauthBurst),
 		Registrations: limit("register", registerRate, time.Hour, registerRate),
@@ -323,6 +325,9 @@ func (a *App) buildOAuth(cfg *config.Config, sealer store.Sealer, limit func(str
 	if err != nil {
 		return fmt.Errorf("build OAuth front: %w", err)
 	}
+	// The front's clients sign in through signin, which hands each
+	// sign-in back to the front.
+	a.SignIn.HandOffTo(a.OAuth)
 	return nil
 }
 
