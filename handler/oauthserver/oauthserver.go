@@ -163,10 +163,15 @@ type Server struct {
 	consentCookie webpage.BrowserCookie
 }
 
+// complete reports whether every required option is set.
+func (o Options) complete() bool {
+	return o.Clients != nil && o.SignIn != nil && o.Grants != nil && o.Consents != nil && o.Sealer != nil &&
+		o.Limiter != nil && o.Registrations != nil
+}
+
 // New builds the server.
 func New(opts Options) (*Server, error) {
-	if opts.Clients == nil || opts.SignIn == nil || opts.Grants == nil || opts.Consents == nil || opts.Sealer == nil ||
-		opts.Limiter == nil || opts.Registrations == nil {
+	if !opts.complete() {
 		return nil, errors.New("oauthserver: clients, sign-in, grants, consents, sealer and limiters are required")
 	}
 	u, err := url.Parse(opts.Issuer)

@@ -86,20 +86,7 @@ func (s *Sessions) issue(ctx context.Context, rec HandleRecord, code string) (st
 		return "", "", wrap("issue handle", err)
 	}
 	res, _ := reply[0].(int64)
-	if len(reply) > 1 {
-		// Chains beyond the user's budget, oldest first, are out of the
-		// index: end them. If that fails they are still ended by the next
-		// revocation's epoch, and by their idle TTL.
-		var evicted []string
-		for _, v := range reply[1:] {
-			if id, ok := v.(string); ok && isRandText(id, chainIDLen) {
-				evicted = append(evicted, u.chain(id))
-			}
-		}
-		if len(evicted) > 0 {
-			s.rdb.Del(context.WithoutCancel(ctx), evicted...)
-		}
-	}
+	s.endEvicted(ctx, u, reply[1:])
 	switch res {
 	case issuedOK:
 		return handle, u.tag + "." + chainID, nil
@@ -111,6 +98,21 @@ func (s *Sessions) issue(ctx context.Context, rec HandleRecord, code string) (st
 		return "", "", fmt.Errorf("store: issue handle: %w", ErrRevoked)
 	default:
 		return "", "", errors.New("store: issue handle: chain id already in use")
+	}
+}
+
+// endEvicted deletes the chains issueScript took out of the user's index
+// (beyond their budget, oldest first). If that fails they are still ended
+// by the next revocation's epoch, and by their idle TTL.
+func (s *Sessions) endEvicted(ctx context.Context, u userKeys, ids []any) {
+	var evicted []string
+	for _, v := range ids {
+		if id, ok := v.(string); ok && isRandText(id, chainIDLen) {
+			evicted = append(evicted, u.chain(id))
+		}
+	}
+	if len(evicted) > 0 {
+		s.rdb.Del(context.WithoutCancel(ctx), evicted...)
 	}
 }
 
