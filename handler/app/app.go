@@ -19,6 +19,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/grants"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
 	"github.com/entra-mcp/functions-mcp/handler/mcpserver"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
@@ -176,14 +177,15 @@ func New(opts Options) (*App, error) {
 		}
 		sealer = cfg.SealingKeys
 	}
-	var sessionOpts []store.SessionsOption
+	var recordOpts []grants.RecordsOption
 	switch {
 	case cfg.ReuseGrace < 0:
-		sessionOpts = append(sessionOpts, store.WithReuseGrace(0))
+		recordOpts = append(recordOpts, grants.WithReuseGrace(0))
 	case cfg.ReuseGrace > 0:
-		sessionOpts = append(sessionOpts, store.WithReuseGrace(cfg.ReuseGrace))
+		recordOpts = append(recordOpts, grants.WithReuseGrace(cfg.ReuseGrace))
 	}
-	sessions := store.NewSessions(a.redis, sealer, sessionOpts...)
+	sessions := store.NewSessions(a.redis, sealer)
+	records := grants.NewRecords(a.redis, sealer, recordOpts...)
 	limit := func(name string, rate int, per time.Duration, burst int) *store.Limiter {
 		return store.NewLimiter(a.redis, name, rate, per, burst, store.WithLimiterLogger(log))
 	}
@@ -200,6 +202,7 @@ func New(opts Options) (*App, error) {
 		Credential:    cred,
 		HTTPClient:    httpClient,
 		Sessions:      sessions,
+		Records:       records,
 		Sealer:        sealer,
 		IDTokens:      verifier,
 		Limits: signin.Limits{

@@ -2,10 +2,10 @@
 // one-time codes and rotating refresh handles. Both the /auth routes
 // (package signin) and the OAuth front (package oauthserver) use it, so a
 // code or a handle means the same and is refused the same on either path.
-// The records and their atomic Redis scripts are package store's (they
-// share each user's revocation epoch with everything else a user holds);
-// this package decides who may redeem what, gets the access token each
-// grant hands out, and answers a refused grant.
+// Records keeps them in Redis, in each user's keyspace (package store),
+// every write checking the user's revocation epoch in the same script;
+// Service decides who may redeem what, gets the access token each grant
+// hands out, and answers a refused grant.
 //
 // Entra's refresh tokens never leave the server: they live in each user's
 // MSAL cache, sealed in Redis. Clients only ever hold our handles.
@@ -30,18 +30,6 @@ import (
 
 // CodeTTL is how long a one-time code may be redeemed.
 const CodeTTL = 120 * time.Second
-
-// Store keeps codes and handles (a *store.Sessions).
-type Store interface {
-	NewCode(ctx context.Context, r store.CodeRecord, ttl time.Duration) (string, error)
-	RedeemCode(ctx context.Context, code string) (store.CodeRecord, error)
-	IssueForCode(ctx context.Context, code string, rec store.HandleRecord) (handle, chain string, err error)
-	RevokeChain(ctx context.Context, chain string) error
-	PeekHandle(ctx context.Context, handle string) (store.HandleRecord, error)
-	Advance(ctx context.Context, handle string, rec store.HandleRecord) (string, error)
-	Revoke(ctx context.Context, handle string) error
-	ReuseGrace() time.Duration
-}
 
 // AccessToken is an access token for the API and when it expires.
 type AccessToken struct {
@@ -72,8 +60,8 @@ type Events interface {
 
 // Options configure the grants. All are required but Logger and Events.
 type Options struct {
-	Store  Store
-	Tokens TokenSource
+	Records *Records
+	Tokens  TokenSource
 	// Failures counts refused codes and refresh tokens per client address;
 	// an address over it is refused before any work is done. Successes do
 	// not count, so a shared address is not a shared budget for people
@@ -95,8 +83,8 @@ type Service struct {
 
 // New builds the service.
 func New(opts Options) (*Service, error) {
-	if opts.Store == nil || opts.Tokens == nil || opts.Failures == nil || opts.Refresh == nil {
-		return nil, errors.New("grants: store, token source and limits are required")
+	if opts.Records == nil || opts.Tokens == nil || opts.Failures == nil || opts.Refresh == nil {
+		return nil, errors.New("grants: records, token source and limits are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -130,8 +118,8 @@ func Refused(why string) *oautherr.Error { return oautherr.New(oautherr.InvalidG
 // NewCode mints a one-time code that stands for rec, for CodeTTL. A user
 // whose sessions were revoked since rec.Epoch gets an error matching
 // store.ErrRevoked.
-func (s *Service) NewCode(ctx context.Context, rec store.CodeRecord) (string, error) {
-	return s.opts.Store.NewCode(ctx, rec, CodeTTL)
+func (s *Service) NewCode(ctx context.Context, rec CodeRecord) (string, error) {
+	return s.opts.Records.NewCode(ctx, rec, CodeTTL)
 }
 
 // RedeemCode trades a one-time code for tokens. check sees what the code
@@ -140,7 +128,7 @@ func (s *Service) NewCode(ctx context.Context, rec store.CodeRecord) (string, er
 // presented with the wrong verifier or by the wrong client may be stolen.
 // A second redemption revokes the refresh chain the first one got. With
 // refresh false no refresh handle is issued.
-func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.CodeRecord) string, refresh bool) (Tokens, error) {
+func (s *Service) RedeemCode(ctx context.Context, code string, check func(CodeRecord) string, refresh bool) (Tokens, error) {
 	rec, err := s.redeem(ctx, code)
 	if err != nil {
 		return Tokens{}, err
@@ -172,31 +160,31 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(store.
 }
 
 // redeem spends a code and returns what it stands for.
-func (s *Service) redeem(ctx context.Context, code string) (store.CodeRecord, error) {
-	rec, err := s.opts.Store.RedeemCode(ctx, code)
-	var reused *store.CodeReusedError
+func (s *Service) redeem(ctx context.Context, code string) (CodeRecord, error) {
+	rec, err := s.opts.Records.RedeemCode(ctx, code)
+	var reused *CodeReusedError
 	switch {
 	case errors.As(err, &reused):
 		// Whoever holds the first redemption's tokens may be an attacker
 		// who intercepted the code. End that session.
 		if reused.Chain != "" {
-			if rerr := s.opts.Store.RevokeChain(ctx, reused.Chain); rerr != nil {
+			if rerr := s.opts.Records.RevokeChain(ctx, reused.Chain); rerr != nil {
 				s.log.LogAttrs(ctx, slog.LevelError, "revoke after code reuse failed", slog.String("err", rerr.Error()))
 			}
 		}
 		s.log.LogAttrs(ctx, slog.LevelWarn, "one-time code redeemed twice; its session was revoked")
-		return store.CodeRecord{}, errCodeInvalid
+		return CodeRecord{}, errCodeInvalid
 	case errors.Is(err, store.ErrNotFound):
-		return store.CodeRecord{}, errCodeInvalid
+		return CodeRecord{}, errCodeInvalid
 	case err != nil:
-		return store.CodeRecord{}, fmt.Errorf("redeem one-time code: %w", err)
+		return CodeRecord{}, fmt.Errorf("redeem one-time code: %w", err)
 	}
 	return rec, nil
 }
 
 // issueForCode starts the refresh chain of a redeemed code.
-func (s *Service) issueForCode(ctx context.Context, code string, rec store.CodeRecord) (string, error) {
-	handle, _, err := s.opts.Store.IssueForCode(ctx, code, store.HandleRecord{
+func (s *Service) issueForCode(ctx context.Context, code string, rec CodeRecord) (string, error) {
+	handle, _, err := s.opts.Records.IssueForCode(ctx, code, HandleRecord{
 		TenantID:      rec.TenantID,
 		ObjectID:      rec.ObjectID,
 		HomeAccountID: rec.HomeAccountID,
@@ -205,7 +193,7 @@ func (s *Service) issueForCode(ctx context.Context, code string, rec store.CodeR
 		Epoch:         rec.Epoch,
 	})
 	switch {
-	case errors.Is(err, store.ErrCodeReused):
+	case errors.Is(err, ErrCodeReused):
 		// Redeemed again while this redemption ran: issue nothing.
 		return "", errCodeInvalid
 	case errors.Is(err, store.ErrRevoked):
@@ -220,12 +208,12 @@ func (s *Service) issueForCode(ctx context.Context, code string, rec store.CodeR
 // /auth/refresh) and returns a fresh access token for the scope first
 // granted. Presenting a rotated handle revokes its chain, except within the
 // reuse grace after a rotation whose reply was lost (see
-// store.Sessions.PeekHandle), which gets the same successor again. A user
+// Records.PeekHandle), which gets the same successor again. A user
 // over their refresh limit gets a slow_down *oautherr.Error.
 func (s *Service) Refresh(ctx context.Context, handle, clientID string) (Tokens, error) {
 	// Look first, get the token, rotate last: if Entra or the network fails
 	// in between, the client's handle still works and it can simply retry.
-	rec, err := s.opts.Store.PeekHandle(ctx, handle)
+	rec, err := s.opts.Records.PeekHandle(ctx, handle)
 	if err != nil {
 		return Tokens{}, s.handleError(ctx, err)
 	}
@@ -243,13 +231,13 @@ func (s *Service) Refresh(ctx context.Context, handle, clientID string) (Tokens,
 	if err != nil {
 		if errors.Is(err, ErrSessionRefused) {
 			// The handle is worthless now: end its chain.
-			_ = s.opts.Store.Revoke(ctx, handle)
+			_ = s.opts.Records.Revoke(ctx, handle)
 		}
 		return Tokens{}, s.tokenError(ctx, "get access token for refresh", err)
 	}
 	// The same successor for every rotation of this handle: a retry after a
 	// lost reply gets the handle the lost reply carried.
-	next, err := s.opts.Store.Advance(ctx, handle, rec)
+	next, err := s.opts.Records.Advance(ctx, handle, rec)
 	if err != nil {
 		return Tokens{}, s.handleError(ctx, err)
 	}
@@ -271,7 +259,7 @@ func (s *Service) Revoke(ctx context.Context, handle, clientID string) error {
 	case rec.ClientID != clientID:
 		return errOtherClient
 	}
-	if err := s.opts.Store.Revoke(ctx, handle); err != nil {
+	if err := s.opts.Records.Revoke(ctx, handle); err != nil {
 		return fmt.Errorf("revoke refresh handle: %w", err)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "refresh handle revoked", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID),
@@ -282,12 +270,12 @@ func (s *Service) Revoke(ctx context.Context, handle, clientID string) error {
 // EndSession revokes the chain of a handle, whoever it was issued to
 // (/auth/logout), and returns whose it was; found is false for an unknown,
 // expired or already revoked handle.
-func (s *Service) EndSession(ctx context.Context, handle string) (rec store.HandleRecord, found bool, err error) {
+func (s *Service) EndSession(ctx context.Context, handle string) (rec HandleRecord, found bool, err error) {
 	rec, found, err = s.peek(ctx, handle)
 	if err != nil || !found {
 		return rec, false, err
 	}
-	if err := s.opts.Store.Revoke(ctx, handle); err != nil {
+	if err := s.opts.Records.Revoke(ctx, handle); err != nil {
 		return rec, false, fmt.Errorf("revoke refresh handle: %w", err)
 	}
 	return rec, true, nil
@@ -295,10 +283,10 @@ func (s *Service) EndSession(ctx context.Context, handle string) (rec store.Hand
 
 // peek looks a handle up; a handle that is gone (or reused, which revoked
 // its chain) is not found.
-func (s *Service) peek(ctx context.Context, handle string) (store.HandleRecord, bool, error) {
-	rec, err := s.opts.Store.PeekHandle(ctx, handle)
+func (s *Service) peek(ctx context.Context, handle string) (HandleRecord, bool, error) {
+	rec, err := s.opts.Records.PeekHandle(ctx, handle)
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrHandleReused):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, ErrHandleReused):
 		return rec, false, nil
 	case err != nil:
 		return rec, false, fmt.Errorf("look up refresh handle: %w", err)
@@ -309,7 +297,7 @@ func (s *Service) peek(ctx context.Context, handle string) (store.HandleRecord, 
 // handleError turns a handle the store refused into invalid_grant.
 func (s *Service) handleError(ctx context.Context, err error) error {
 	switch {
-	case errors.Is(err, store.ErrHandleReused):
+	case errors.Is(err, ErrHandleReused):
 		s.log.LogAttrs(ctx, slog.LevelWarn, "rotated refresh handle presented again; its chain was revoked")
 		return errHandleInvalid
 	case errors.Is(err, store.ErrNotFound):
@@ -366,7 +354,7 @@ func (s *Service) Answer(w http.ResponseWriter, r *http.Request, doing string, e
 // unknown: a retry with the same refresh token is safe for a while.
 func (s *Service) RefreshRetryHint() string {
 	return fmt.Sprintf("the service did not answer in time; retrying with the same refresh_token within %d seconds is safe",
-		int(s.opts.Store.ReuseGrace()/time.Second))
+		int(s.opts.Records.ReuseGrace()/time.Second))
 }
 
 // tokenResponse is a successful token response (RFC 6749 §5.1).

@@ -46,6 +46,7 @@ type front struct {
 	base     string
 	server   *Server
 	sessions *store.Sessions
+	records  *grants.Records
 	http     *http.Client
 }
 
@@ -59,6 +60,7 @@ func newFront(t *testing.T) *front {
 	ring, _ := seal.ParseKeys(key)
 	rdb := storetest.Redis(t)
 	sessions := store.NewSessions(rdb, ring)
+	records := grants.NewRecords(rdb, ring)
 	limit := func(name string) *store.Limiter {
 		return store.NewLimiter(rdb, "front-test-"+name, 1000, time.Second, 1000)
 	}
@@ -67,7 +69,7 @@ func newFront(t *testing.T) *front {
 		PublicBaseURL: base,
 		Entra: config.Entra{TenantID: idp.TenantID(), ClientID: idp.ClientID(), AuthorityHost: idp.AuthorityHost(),
 			AllowedTenants: []string{idp.TenantID()}, TokenVersion: 2, AppIDURI: "api://" + idp.ClientID()},
-		Credential: cred, HTTPClient: idp.HTTPClient(), Sessions: sessions, Sealer: ring, IDTokens: ids,
+		Credential: cred, HTTPClient: idp.HTTPClient(), Sessions: sessions, Records: records, Sealer: ring, IDTokens: ids,
 		Limits: signin.Limits{SignIn: limit("signin"), Callback: limit("callback"), Failures: limit("failures"), Refresh: limit("refresh")},
 	})
 	if err != nil {
@@ -98,7 +100,7 @@ func newFront(t *testing.T) *front {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &front{t: t, base: base, server: s, sessions: sessions, http: hc}
+	return &front{t: t, base: base, server: s, sessions: sessions, records: records, http: hc}
 }
 
 type reply struct {
@@ -186,7 +188,7 @@ func challengeOf(verifier string) string {
 func (f *front) signedIn(c clientSignIn, failure *oautherr.Error) reply {
 	f.t.Helper()
 	handoff, _ := json.Marshal(c)
-	user := signin.SignedIn{TenantID: tid, ObjectID: oid, Grant: store.CodeRecord{
+	user := signin.SignedIn{TenantID: tid, ObjectID: oid, Grant: grants.CodeRecord{
 		TenantID: tid, ObjectID: oid, HomeAccountID: oid + "." + tid, Scope: f.server.opts.Scope,
 		AccessToken: "an-access-token", ExpiresOn: time.Now().Add(time.Hour),
 	}}
@@ -601,7 +603,7 @@ func TestToken(t *testing.T) {
 			if r.status != http.StatusOK {
 				t.Fatalf("%d %s", r.status, r.body)
 			}
-			if _, err := f.sessions.PeekHandle(t.Context(), tok.RefreshToken); err == nil {
+			if _, err := f.records.PeekHandle(t.Context(), tok.RefreshToken); err == nil {
 				t.Error("the chain is still alive")
 			}
 		})
@@ -619,7 +621,7 @@ func TestToken(t *testing.T) {
 	})
 	t.Run("a refresh whose session Entra no longer knows is invalid_grant", func(t *testing.T) {
 		tokens, err := f.server.opts.Grants.RedeemCode(t.Context(), f.code(client, loopbackRedirect),
-			func(store.CodeRecord) string { return "" }, true)
+			func(grants.CodeRecord) string { return "" }, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -636,7 +638,7 @@ func TestRevoke(t *testing.T) {
 	other := f.register(loopbackRedirect)
 	issued := func() grants.Tokens {
 		tokens, err := f.server.opts.Grants.RedeemCode(t.Context(), f.code(client, loopbackRedirect),
-			func(store.CodeRecord) string { return "" }, true)
+			func(grants.CodeRecord) string { return "" }, true)
 		if err != nil {
 			t.Fatal(err)
 		}

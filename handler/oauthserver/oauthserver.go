@@ -120,8 +120,8 @@ type SignIn interface {
 
 // Grants issues and redeems codes and refresh handles (a *grants.Service).
 type Grants interface {
-	NewCode(ctx context.Context, rec store.CodeRecord) (string, error)
-	RedeemCode(ctx context.Context, code string, check func(store.CodeRecord) string, refresh bool) (grants.Tokens, error)
+	NewCode(ctx context.Context, rec grants.CodeRecord) (string, error)
+	RedeemCode(ctx context.Context, code string, check func(grants.CodeRecord) string, refresh bool) (grants.Tokens, error)
 	Refresh(ctx context.Context, handle, clientID string) (grants.Tokens, error)
 	Revoke(ctx context.Context, handle, clientID string) error
 	// Answer answers a failed grant.

@@ -12,7 +12,6 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/httpx"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/oautherr"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
 // Token serves POST /oauth/token: the authorization_code and refresh_token
@@ -93,9 +92,9 @@ func (s *Server) checkTokenRequest(form url.Values, client oauthclients.Client, 
 // codeCheck is what a code redeemed at the token endpoint must match: the
 // client it was issued to, the redirect URI of the authorization request,
 // and the client's PKCE challenge.
-func codeCheck(client oauthclients.Client, form url.Values) func(store.CodeRecord) string {
+func codeCheck(client oauthclients.Client, form url.Values) func(grants.CodeRecord) string {
 	verifier, redirect := form.Get("code_verifier"), form.Get("redirect_uri")
-	return func(rec store.CodeRecord) string {
+	return func(rec grants.CodeRecord) string {
 		switch {
 		case rec.ClientID != client.ClientID:
 			return "the code was not issued to this client"

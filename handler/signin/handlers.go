@@ -206,8 +206,8 @@ type signedIn struct {
 
 // grantOf is what a one-time code for the sign-in d stands for, before
 // anyone binds it to a client or a PKCE challenge.
-func (s *Service) grantOf(d signedIn) store.CodeRecord {
-	return store.CodeRecord{
+func (s *Service) grantOf(d signedIn) grants.CodeRecord {
+	return grants.CodeRecord{
 		TenantID:      d.tid,
 		ObjectID:      d.oid,
 		HomeAccountID: homeAccountID(d.tid, d.oid),
@@ -333,7 +333,7 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 		oautherr.Write(w, oautherr.New(oautherr.InvalidRequest, "auth_code is required"))
 		return
 	}
-	t, err := s.grants.RedeemCode(r.Context(), req.AuthCode, func(rec store.CodeRecord) string {
+	t, err := s.grants.RedeemCode(r.Context(), req.AuthCode, func(rec grants.CodeRecord) string {
 		if rec.ClientID != "" {
 			return "the code was issued to an OAuth client; redeem it at the token endpoint"
 		}

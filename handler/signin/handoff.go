@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/entra-mcp/functions-mcp/handler/grants"
 	"github.com/entra-mcp/functions-mcp/handler/oautherr"
-	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
 // A hand-off is a sign-in someone else started: the OAuth front, for a
@@ -33,7 +33,7 @@ type SignedIn struct {
 	// Grant is what a one-time code for this sign-in stands for: the
 	// user, the access token MSAL just got, and the user's epoch. The
 	// continuation binds it to its client before minting the code.
-	Grant store.CodeRecord
+	Grant grants.CodeRecord
 }
 
 // HandOffTo names the Continuation of the sign-ins StartFor starts. Call

@@ -56,6 +56,8 @@ type Options struct {
 	// and tests pass one that trusts the stand-in's certificate.
 	HTTPClient *http.Client
 	Sessions   *store.Sessions
+	// Records keeps the one-time codes and refresh chains sign-ins issue.
+	Records *grants.Records
 	// Sealer seals sign-ins in progress into their cookies (the key ring
 	// that seals what Redis holds).
 	Sealer store.Sealer
@@ -127,8 +129,8 @@ type Service struct {
 
 // New builds the service. It does not contact Entra.
 func New(opts Options) (*Service, error) {
-	if opts.Sessions == nil || opts.Sealer == nil || !opts.Limits.complete() || opts.IDTokens == nil {
-		return nil, errors.New("sign-in: sessions, sealer, limits and ID token verifier are required")
+	if opts.Sessions == nil || opts.Records == nil || opts.Sealer == nil || !opts.Limits.complete() || opts.IDTokens == nil {
+		return nil, errors.New("sign-in: sessions, records, sealer, limits and ID token verifier are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -153,7 +155,7 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.pool = p
-	s.grants, err = grants.New(grants.Options{Store: opts.Sessions, Tokens: tokenSource{s}, Failures: opts.Limits.Failures,
+	s.grants, err = grants.New(grants.Options{Records: opts.Records, Tokens: tokenSource{s}, Failures: opts.Limits.Failures,
 		Refresh: opts.Limits.Refresh, Logger: opts.Logger, Events: opts.Events})
 	if err != nil {
 		return nil, err
