@@ -65,9 +65,14 @@ func (s *Server) rememberConsent(w http.ResponseWriter, r *http.Request, subject
 func (s *Server) Continue(w http.ResponseWriter, r *http.Request, handoff json.RawMessage, user signin.SignedIn, failure *oautherr.Error) {
 	ctx := r.Context()
 	var c clientSignIn
-	if err := json.Unmarshal(handoff, &c); err != nil || c.RedirectURI == "" {
-		// Only this package writes hand-offs, and they come back sealed.
-		s.unavailablePage(w, r, "read client sign-in", errors.Join(err, errors.New("no redirect URI")))
+	err := json.Unmarshal(handoff, &c)
+	if err == nil && c.RedirectURI == "" {
+		err = errors.New("no redirect URI")
+	}
+	if err != nil {
+		// Only this package writes hand-offs, and they come back sealed:
+		// a bug, not the browser's doing.
+		s.unavailablePage(w, r, "read client sign-in", err)
 		return
 	}
 	refuse := func(e *oautherr.Error) { oautherr.Redirect(w, r, c.RedirectURI, s.opts.Issuer, c.State, e) }

@@ -457,6 +457,11 @@ func TestContinue(t *testing.T) {
 	client := f.register(loopbackRedirect)
 	req := clientSignIn{authRequest: authRequest{ClientID: client, RedirectURI: loopbackRedirect, State: "st",
 		Challenge: challengeOf(verifier), Scope: f.server.opts.Scope}}
+	t.Run("a hand-off without a redirect URI is our bug: a page, no redirect", func(t *testing.T) {
+		if r := f.signedIn(clientSignIn{}, nil); r.status != http.StatusServiceUnavailable || r.header.Get("Location") != "" {
+			t.Fatalf("%d %v", r.status, r.header)
+		}
+	})
 	t.Run("a sign-in that failed passes its error on", func(t *testing.T) {
 		q := f.signedIn(req, oautherr.New(oautherr.TemporarilyUnavailable, "the sign-in with Entra ID was not completed")).location(t).Query()
 		if q.Get("error") != oautherr.TemporarilyUnavailable || q.Get("state") != "st" || q.Has("code") {
