@@ -19,6 +19,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/grants"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
 	"github.com/entra-mcp/functions-mcp/handler/mcpserver"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
@@ -167,14 +168,15 @@ func (b *builder) build(a *App) error {
 	if err != nil {
 		return err
 	}
-	if a.SignIn, err = b.signIn(a, sealer, cred); err != nil {
+	sessions := b.sessions(a, sealer)
+	if a.SignIn, err = b.signIn(a, sealer, sessions, cred); err != nil {
 		return err
 	}
 	if a.MCP, err = b.mcp(a, sealer, cred); err != nil {
 		return err
 	}
 	if b.cfg.OAuth.Mode != config.AuthModeEntra {
-		if err := b.oauth(a, sealer); err != nil {
+		if err := b.oauth(a, sealer, sessions); err != nil {
 			return err
 		}
 	}
@@ -249,26 +251,34 @@ func (b *builder) limiter(a *App, name string, rate int, per time.Duration, burs
 	return ratelimit.New(a.redis, name, rate, per, burst, ratelimit.WithLogger(b.log))
 }
 
-// sessions keeps sign-in flows, codes, MSAL caches and refresh handles.
+// sessions keeps each user's MSAL cache, revocation epoch, remembered
+// consent and completed sign-ins.
 func (b *builder) sessions(a *App, sealer store.Sealer) *store.Sessions {
-	var opts []store.SessionsOption
+	return store.NewSessions(a.redis, sealer)
+}
+
+// records keeps one-time codes and refresh chains, with the configured
+// grace for a rotated handle presented again.
+func (b *builder) records(a *App, sealer store.Sealer) *grants.Records {
+	var opts []grants.RecordsOption
 	switch grace := b.cfg.SignIn.ReuseGrace; {
 	case grace < 0:
-		opts = append(opts, store.WithReuseGrace(0))
+		opts = append(opts, grants.WithReuseGrace(0))
 	case grace > 0:
-		opts = append(opts, store.WithReuseGrace(grace))
+		opts = append(opts, grants.WithReuseGrace(grace))
 	}
-	return store.NewSessions(a.redis, sealer, opts...)
+	return grants.NewRecords(a.redis, sealer, opts...)
 }
 
 // signIn serves /auth/*.
-func (b *builder) signIn(a *App, sealer store.Sealer, cred confidential.Credential) (*signin.Service, error) {
+func (b *builder) signIn(a *App, sealer store.Sealer, sessions *store.Sessions, cred confidential.Credential) (*signin.Service, error) {
 	s, err := signin.New(signin.Options{
 		PublicBaseURL: b.cfg.Server.PublicBaseURL,
 		Entra:         b.cfg.Entra,
 		Credential:    cred,
 		HTTPClient:    b.entraClient,
-		Sessions:      b.sessions(a, sealer),
+		Sessions:      sessions,
+		Records:       b.records(a, sealer),
 		Sealer:        sealer,
 		IDTokens:      a.Verifier,
 		Limits: signin.Limits{
@@ -351,7 +361,7 @@ func (b *builder) toolDeps(a *App, oboClient *obo.Client, metrics *mcpserver.Met
 }
 
 // oauth builds the authorization-server front of proxy mode.
-func (b *builder) oauth(a *App, sealer store.Sealer) error {
+func (b *builder) oauth(a *App, sealer store.Sealer, sessions *store.Sessions) error {
 	var err error
 	a.clients, err = oauthclients.New(oauthclients.Options{
 		Redis:                   a.redis,
@@ -371,6 +381,8 @@ func (b *builder) oauth(a *App, sealer store.Sealer) error {
 		Scope:         b.cfg.Entra.Scope(),
 		Clients:       a.clients,
 		SignIn:        a.SignIn,
+		Grants:        a.SignIn.Grants(),
+		Consents:      sessions,
 		Sealer:        sealer,
 		Limiter:       b.limiter(a, "oauth", oauthRate, time.Second, oauthBurst),
 		Registrations: b.limiter(a, "register", registerRate, time.Hour, registerRate),
@@ -380,6 +392,9 @@ func (b *builder) oauth(a *App, sealer store.Sealer) error {
 	if err != nil {
 		return fmt.Errorf("build OAuth front: %w", err)
 	}
+	// The front's clients sign in through signin, which hands each
+	// sign-in back to the front.
+	a.SignIn.HandOffTo(a.OAuth)
 	return nil
 }
 

@@ -5,10 +5,8 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -18,6 +16,8 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/httpx"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/oauthserver"
 )
 
@@ -237,7 +237,7 @@ func (a *api) allow(h http.HandlerFunc, methods ...string) http.Handler {
 // root answers the host's probe of "/" and 404s everything unknown.
 func (a *api) root(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
 	}
 	writeError(w, http.StatusNotFound, "not_found", "no such route")
@@ -258,7 +258,7 @@ func (a *api) health(w http.ResponseWriter, r *http.Request) {
 			body["status"], status = "degraded", http.StatusServiceUnavailable
 		}
 	}
-	writeJSON(w, status, body)
+	httpx.WriteJSON(w, status, body)
 }
 
 // mcp runs the guards in order, cheapest first, and hands an authenticated
@@ -269,8 +269,7 @@ func (a *api) mcp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden_origin", "this origin may not call the MCP endpoint")
 		return
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
+	if !httpx.HasMediaType(r, "application/json") {
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 		return
 	}
@@ -316,8 +315,7 @@ func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Princ
 		// No signing keys could ever be fetched: our outage, not a bad
 		// token. A 401 would send clients off to sign in again for nothing.
 		a.log.LogAttrs(r.Context(), slog.LevelError, "cannot verify tokens: signing keys unavailable", slog.String("err", err.Error()))
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "token verification is unavailable; try again shortly")
+		oautherr.Write(w, oautherr.Unavailable("token verification is unavailable; try again shortly"))
 		return nil, "", false
 	}
 	if err != nil {
@@ -339,7 +337,7 @@ func (a *api) challenge(w http.ResponseWriter, presented bool) {
 		desc = "the access token is not valid"
 	}
 	w.Header().Set("WWW-Authenticate", c)
-	writeError(w, http.StatusUnauthorized, "invalid_token", desc)
+	writeError(w, http.StatusUnauthorized, oautherr.InvalidToken, desc)
 }
 
 // quoted is v as an RFC 9110 quoted-string. Our URLs and scopes hold no
@@ -387,14 +385,8 @@ func originOf(base string) string {
 	return u.Scheme + "://" + u.Host
 }
 
-// writeError answers with an OAuth-style JSON error body.
+// writeError answers with an OAuth-style JSON error body: the guards'
+// refusals look like every other endpoint's.
 func writeError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	oautherr.Write(w, &oautherr.Error{Code: code, Description: desc, Status: status})
 }

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
@@ -298,7 +299,7 @@ func siteOf(clientID string) string {
 // from the cache or fetched.
 func (f *documentFetcher) lookup(ctx context.Context, clientID, requester string) (Client, error) {
 	if reason := f.checkClientIDURL(clientID); reason != "" {
-		return Client{}, &Error{Code: CodeInvalidClient, Description: "client_id " + reason}
+		return Client{}, &oautherr.Error{Code: CodeInvalidClient, Description: "client_id " + reason}
 	}
 	f.mu.Lock()
 	if c, ok := f.cache.get(clientID, f.now()); ok {
@@ -530,7 +531,7 @@ func (f *documentFetcher) checkClientIDURL(s string) string {
 }
 
 // fetch gets, checks and validates a metadata document, and says how long
-// to cache it. Its errors are *Error with a description safe to show.
+// to cache it. Its errors are *oautherr.Error with a description safe to show.
 func (f *documentFetcher) fetch(ctx context.Context, clientID string) (Client, time.Duration, error) {
 	body, header, err := f.get(ctx, clientID)
 	if err != nil {
@@ -538,7 +539,7 @@ func (f *documentFetcher) fetch(ctx context.Context, clientID string) (Client, t
 	}
 	c, err := parseMetadata(body, true, f.extraSchemes)
 	if err != nil {
-		var e *Error
+		var e *oautherr.Error
 		if errors.As(err, &e) {
 			return Client{}, 0, documentError("is invalid: "+e.Description, nil)
 		}
@@ -553,10 +554,10 @@ func (f *documentFetcher) fetch(ctx context.Context, clientID string) (Client, t
 	return c, f.cacheTTL(header), nil
 }
 
-// documentError is a refused document: an *Error whose description is
+// documentError is a refused document: an *oautherr.Error whose description is
 // safe to show, with the cause for logs.
-func documentError(description string, cause error) *Error {
-	return &Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
+func documentError(description string, cause error) *oautherr.Error {
+	return &oautherr.Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
 }
 
 // get fetches the document at clientID and returns its body and headers if

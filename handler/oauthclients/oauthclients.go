@@ -40,6 +40,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
@@ -49,12 +50,15 @@ const (
 	SourceMetadataDocument = "metadata-document"
 )
 
-// Error codes (Error.Code). The first two are RFC 7591 §3.2.2's; the third
-// is RFC 6749's, for a client_id that names no usable client.
+// The codes of the package's refusals (*oautherr.Error; each Description is
+// safe to show the client: it names fields and reasons, never addresses we
+// resolved, and the cause, if any, is for logs). The first two are RFC 7591
+// §3.2.2's; the third is RFC 6749's, for a client_id that names no usable
+// client.
 const (
-	CodeInvalidRedirectURI    = "invalid_redirect_uri"
-	CodeInvalidClientMetadata = "invalid_client_metadata"
-	CodeInvalidClient         = "invalid_client"
+	CodeInvalidRedirectURI    = oautherr.InvalidRedirectURI
+	CodeInvalidClientMetadata = oautherr.InvalidClientMetadata
+	CodeInvalidClient         = oautherr.InvalidClient
 )
 
 // Defaults for Options.
@@ -128,37 +132,18 @@ func (c Client) clone() Client {
 	return c
 }
 
-// Error is a client the package refuses. Description is safe to show to
-// the client (it names fields and reasons, never addresses we resolved);
-// the cause, if any, is for logs.
-type Error struct {
-	Code        string // CodeInvalidRedirectURI, CodeInvalidClientMetadata or CodeInvalidClient
-	Description string
-	Err         error
+func metadataError(format string, a ...any) *oautherr.Error {
+	return &oautherr.Error{Code: CodeInvalidClientMetadata, Description: fmt.Sprintf(format, a...)}
 }
 
-func (e *Error) Error() string {
-	msg := "oauthclients: " + e.Code + ": " + e.Description
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-func metadataError(format string, a ...any) *Error {
-	return &Error{Code: CodeInvalidClientMetadata, Description: fmt.Sprintf(format, a...)}
-}
-
-func redirectError(format string, a ...any) *Error {
-	return &Error{Code: CodeInvalidRedirectURI, Description: fmt.Sprintf(format, a...)}
+func redirectError(format string, a ...any) *oautherr.Error {
+	return &oautherr.Error{Code: CodeInvalidRedirectURI, Description: fmt.Sprintf(format, a...)}
 }
 
 // unknownClient is Lookup's answer for a client_id we never issued, or
 // whose registration expired. A new value each time: callers may change it.
-func unknownClient() *Error {
-	return &Error{Code: CodeInvalidClient, Description: "unknown client"}
+func unknownClient() *oautherr.Error {
+	return &oautherr.Error{Code: CodeInvalidClient, Description: "unknown client"}
 }
 
 // Options configures a Registry. Only Redis is required.
@@ -339,7 +324,7 @@ func orDefault[T comparable](v, def T) T {
 // and stores the client among the pending (not yet used) registrations,
 // evicting the oldest of those if the budget is full. The client gets a
 // new random client_id and no secret. A request the client can fix gets
-// an *Error with the RFC 7591 code; a Redis failure wraps
+// an *oautherr.Error with the RFC 7591 code; a Redis failure wraps
 // outage.ErrUnavailable. A registration whose reply was lost may exist: a
 // retry makes another one, and the orphan ages out or is evicted.
 func (r *Registry) Register(ctx context.Context, body []byte) (Client, error) {
@@ -445,7 +430,7 @@ func (r *Registry) noteEvicted(ctx context.Context, n int) {
 // its metadata document describes. requester names who is asking (the
 // caller's rate-limit key, say): fetches of metadata documents are capped
 // per requester, so one requester cannot take every fetch slot. A
-// client_id that names no usable client gets an *Error with
+// client_id that names no usable client gets an *oautherr.Error with
 // CodeInvalidClient, whose Description says why; a Redis failure, or no
 // fetch slot free, wraps outage.ErrUnavailable.
 func (r *Registry) Lookup(ctx context.Context, clientID, requester string) (Client, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -27,12 +28,12 @@ func newRegistry(t *testing.T, rdb redis.UniversalClient, opts oauthclients.Opti
 	return r
 }
 
-// wantCode checks that err is an *oauthclients.Error with the code.
-func wantCode(t *testing.T, what string, err error, code string) *oauthclients.Error {
+// wantCode checks that err is an *oautherr.Error with the code.
+func wantCode(t *testing.T, what string, err error, code string) *oautherr.Error {
 	t.Helper()
-	var e *oauthclients.Error
+	var e *oautherr.Error
 	if !errors.As(err, &e) {
-		t.Errorf("%s: error %v; want an *oauthclients.Error with code %s", what, err, code)
+		t.Errorf("%s: error %v; want an *oautherr.Error with code %s", what, err, code)
 		return nil
 	}
 	if e.Code != code {

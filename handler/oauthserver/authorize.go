@@ -17,8 +17,9 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/clientip"
+	"github.com/entra-mcp/functions-mcp/handler/httpx"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
-	"github.com/entra-mcp/functions-mcp/handler/signin"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
 
@@ -60,37 +61,55 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, code, desc := s.checkRequest(q, client, redirect)
-	if code != "" {
-		// From here the client hears of errors at its redirect URI (RFC
-		// 6749 §4.1.2.1): automatically where the redirect URI is trusted,
-		// else through a page with a link the user follows (RFC 9700
-		// §4.11.2).
-		back := url.Values{"error": {code}, "error_description": {desc}}
-		if state := q.Get("state"); state != "" && len(state) <= maxState && len(q["state"]) == 1 {
-			back.Set("state", state)
+	req, refusal := s.checkRequest(q, client, redirect)
+	if refusal != nil {
+		state := q.Get("state")
+		if len(state) > maxState || len(q["state"]) != 1 {
+			state = ""
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "authorization request refused", slog.String("client_id", client.ClientID),
-			slog.String("error", code), slog.String("reason", desc))
-		if oauthclients.RedirectTrusted(redirect) {
-			signin.RedirectClient(w, r, redirect, s.opts.Issuer, back)
-			return
-		}
-		s.errorReturnPage(w, redirect, back, code, desc)
+			slog.String("error", refusal.Code), slog.String("reason", refusal.Description))
+		s.refuseAuthorization(w, r, redirect, state, refusal)
 		return
 	}
 
-	user, err := s.opts.SignIn.RememberedConsent(ctx, r, client.ClientID, redirect)
+	user, err := s.rememberedConsent(ctx, r, client.ClientID, redirect)
 	if err != nil {
 		// Asking again is the safe way round.
 		s.log.LogAttrs(ctx, slog.LevelWarn, "look up remembered consent failed", slog.String("err", err.Error()))
 	}
 	if user != "" {
-		req.ConsentUser = user
-		s.opts.SignIn.StartClientSignIn(w, r, req)
+		s.startSignIn(w, r, clientSignIn{authRequest: req, ConsentUser: user})
 		return
 	}
 	s.askConsent(w, r, client, req)
+}
+
+// refuseAuthorization answers an authorization request from a known
+// client and redirect URI with refusal. The client hears of it at its
+// redirect URI (RFC 6749 §4.1.2.1): automatically where the redirect URI is
+// trusted, else through a page with a link the user follows (RFC 9700
+// §4.11.2). An error that may not travel by redirect is a page.
+func (s *Server) refuseAuthorization(w http.ResponseWriter, r *http.Request, redirect, state string, refusal *oautherr.Error) {
+	switch {
+	case !refusal.Redirectable():
+		s.errorPage(w, http.StatusBadRequest, "The authorization request is not valid ("+refusal.Code+": "+refusal.Description+").")
+	case oauthclients.RedirectTrusted(redirect):
+		oautherr.Redirect(w, r, redirect, s.opts.Issuer, state, refusal)
+	default:
+		s.errorReturnPage(w, redirect, state, refusal)
+	}
+}
+
+// startSignIn sends the browser to Entra for an approved request; the
+// sign-in comes back to Continue.
+func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, c clientSignIn) {
+	handoff, err := json.Marshal(c)
+	if err != nil {
+		s.unavailablePage(w, r, "encode client sign-in", err)
+		return
+	}
+	s.opts.SignIn.StartFor(w, r, handoff)
 }
 
 // clientAndRedirect finds the client and checks the redirect URI. Until
@@ -108,12 +127,12 @@ func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url
 		return oauthclients.Client{}, "", false
 	}
 	// A client_id that is a URL costs an outbound fetch: count it before.
-	if strings.Contains(clientID, ":") && !signin.Allow(w, r, s.opts.Limiter) {
+	if strings.Contains(clientID, ":") && !httpx.Allow(w, r, s.opts.Limiter) {
 		return oauthclients.Client{}, "", false
 	}
 	client, err := s.opts.Clients.Lookup(ctx, clientID, clientip.KeyOf(r))
 	if err != nil {
-		var ce *oauthclients.Error
+		var ce *oautherr.Error
 		if errors.As(err, &ce) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "authorization refused: unknown client", slog.String("reason", ce.Description))
 			// A registration can expire; a metadata document is the
@@ -145,21 +164,23 @@ func (s *Server) clientAndRedirect(w http.ResponseWriter, r *http.Request, q url
 }
 
 // checkRequest checks the rest of an authorization request from a known
-// client and redirect URI. It returns the request, or the RFC 6749 error
-// code and description of the first problem.
-func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect string) (signin.ClientRequest, string, string) {
-	var none signin.ClientRequest
+// client and redirect URI. It returns the request, or the refusal of the
+// first problem.
+func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect string) (authRequest, *oautherr.Error) {
+	invalid := func(desc string) (authRequest, *oautherr.Error) {
+		return authRequest{}, oautherr.New(oautherr.InvalidRequest, desc)
+	}
 	if k := repeated(q); k != "" {
-		return none, "invalid_request", k + " appears more than once"
+		return invalid(k + " appears more than once")
 	}
 	switch rt := q.Get("response_type"); {
 	case rt == "":
-		return none, "invalid_request", "response_type is required"
+		return invalid("response_type is required")
 	case rt != "code":
-		return none, "unsupported_response_type", "response_type must be code"
+		return authRequest{}, oautherr.New(oautherr.UnsupportedResponseType, "response_type must be code")
 	}
 	if !client.AllowsGrant("authorization_code") {
-		return none, "unauthorized_client", "the client did not register the authorization_code grant"
+		return authRequest{}, oautherr.New(oautherr.UnauthorizedClient, "the client did not register the authorization_code grant")
 	}
 	// state is optional: PKCE, required here, protects the redirect
 	// (OAuth 2.1 §7.5.1), and an MCP client may rely on it alone (the
@@ -167,31 +188,57 @@ func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect
 	// request without it gets an answer without it (RFC 6749 §4.1.2).
 	state := q.Get("state")
 	if len(state) > maxState {
-		return none, "invalid_request", "state must be at most 1024 characters"
+		return invalid("state must be at most 1024 characters")
 	}
 	challenge := q.Get("code_challenge")
 	switch {
 	case challenge == "":
-		return none, "invalid_request", "code_challenge is required: PKCE with S256"
+		return invalid("code_challenge is required: PKCE with S256")
 	case q.Get("code_challenge_method") != "S256":
-		return none, "invalid_request", "code_challenge_method must be S256"
+		return invalid("code_challenge_method must be S256")
 	case !challengeRE.MatchString(challenge):
-		return none, "invalid_request", "code_challenge is not an S256 challenge"
+		return invalid("code_challenge is not an S256 challenge")
 	}
 	if desc := s.checkResource(q["resource"]); desc != "" {
-		return none, "invalid_target", desc
+		return authRequest{}, oautherr.New(oautherr.InvalidTarget, desc)
 	}
 	scope, ok := s.grantedScope(q.Get("scope"))
 	if !ok {
-		return none, "invalid_scope", "scope must be " + s.opts.Scope
+		return authRequest{}, oautherr.New(oautherr.InvalidScope, "scope must be "+s.opts.Scope)
 	}
-	req := signin.ClientRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}
-	if !s.opts.SignIn.FitsInCookie(req) {
+	req := authRequest{ClientID: client.ClientID, RedirectURI: redirect, State: state, Challenge: challenge, Scope: scope}
+	if !s.fitsInCookie(req) {
 		// The sign-in travels in a cookie (4 KiB): refused now, not after
 		// the user approved.
-		return none, "invalid_request", "the request is too large: client_id, redirect_uri and state together must stay under about 2.5 KiB"
+		return invalid("the request is too large: client_id, redirect_uri and state together must stay under about 2.5 KiB")
 	}
-	return req, "", ""
+	return req, nil
+}
+
+// authRequest is a client's authorization request, checked.
+type authRequest struct {
+	ClientID    string `json:"c"`
+	RedirectURI string `json:"r"`           // registered for the client
+	State       string `json:"s,omitempty"` // the client's, returned unchanged; "" when it sent none
+	Challenge   string `json:"p"`           // the client's PKCE S256 challenge
+	Scope       string `json:"o"`           // granted to the client
+}
+
+// clientSignIn is the record of an approved request's sign-in, handed to
+// package signin (StartFor) and back to Continue: it travels sealed in the
+// sign-in's cookie.
+type clientSignIn struct {
+	authRequest
+	// ConsentUser is "<tid>.<oid>" when the approval was remembered rather
+	// than given just now: the sign-in must then be by that user.
+	ConsentUser string `json:"u,omitempty"`
+}
+
+// fitsInCookie reports whether the sign-in of req would fit in its cookie,
+// whoever's remembered consent it carries.
+func (s *Server) fitsInCookie(req authRequest) bool {
+	handoff, err := json.Marshal(clientSignIn{authRequest: req, ConsentUser: strings.Repeat("0", 73)})
+	return err == nil && s.opts.SignIn.FitsInCookie(handoff)
 }
 
 // consentRequest is an authorization request waiting for the user's
@@ -199,17 +246,17 @@ func (s *Server) checkRequest(q url.Values, client oauthclients.Client, redirect
 // only in the browser it was shown in (the binding cookie's hash), with
 // the page's own CSRF token, until it expires.
 type consentRequest struct {
-	Request signin.ClientRequest `json:"q"`
-	Binding string               `json:"b"` // h(binding cookie)
-	CSRF    string               `json:"c"` // h(CSRF token)
-	Expires int64                `json:"x"` // Unix ms
+	Request authRequest `json:"q"`
+	Binding string      `json:"b"` // h(binding cookie)
+	CSRF    string      `json:"c"` // h(CSRF token)
+	Expires int64       `json:"x"` // Unix ms
 }
 
 // consentSealName is the additional data of a consent request's seal.
 const consentSealName = "oauth-consent-request"
 
 // askConsent shows the consent page, the request sealed into its form.
-func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclients.Client, req signin.ClientRequest) {
+func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclients.Client, req authRequest) {
 	binding := ""
 	if v := s.bindCookie.Value(r); len(v) == 43 {
 		// Reuse the browser's cookie, so two consent pages open at once
@@ -303,46 +350,45 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	s.event(ctx, "oauth.consent", map[string]string{"client_id": req.ClientID, "decision": decision})
 	if decision == "deny" {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "client denied by the user", slog.String("client_id", req.ClientID))
-		signin.RedirectClient(w, r, req.RedirectURI, s.opts.Issuer, url.Values{
-			"error": {"access_denied"}, "error_description": {"the user denied access"}, "state": {req.State}})
+		oautherr.Redirect(w, r, req.RedirectURI, s.opts.Issuer, req.State,
+			oautherr.New(oautherr.AccessDenied, "the user denied access"))
 		return
 	}
-	req.ConsentUser = ""
-	s.opts.SignIn.StartClientSignIn(w, r, req)
+	s.startSignIn(w, r, clientSignIn{authRequest: req})
 }
 
 // readConsentForm reads the consent form: form encoding, size capped, no
 // field twice. On failure it has answered with a page.
 func (s *Server) readConsentForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+	body, refusal := httpx.Body{MediaType: "application/x-www-form-urlencoded", Max: maxConsentFormBody}.Read(w, r)
+	if refusal != nil && refusal.Status == http.StatusUnsupportedMediaType {
 		s.errorPage(w, http.StatusUnsupportedMediaType, "The form must be sent as application/x-www-form-urlencoded.")
 		return nil, false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxConsentFormBody)
-	if err := r.ParseForm(); err != nil || repeated(r.PostForm) != "" {
+	var form url.Values
+	err := errors.New("unreadable")
+	if refusal == nil {
+		form, err = url.ParseQuery(string(body))
+	}
+	if err != nil || repeated(form) != "" {
 		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
 		return nil, false
 	}
-	return r.PostForm, true
+	return form, true
 }
 
 // errorReturnPage shows an authorization error for a client whose redirect
 // URI is not trusted, with a link that returns it to the client if the user
 // chooses to follow it.
-func (s *Server) errorReturnPage(w http.ResponseWriter, redirect string, back url.Values, code, desc string) {
-	back.Set("iss", s.opts.Issuer)
-	u, err := url.Parse(redirect)
-	if err != nil {
+func (s *Server) errorReturnPage(w http.ResponseWriter, redirect, state string, refusal *oautherr.Error) {
+	target, err := oautherr.ClientURL(redirect, s.opts.Issuer, refusal.Params(state))
+	u, perr := url.Parse(target)
+	if err != nil || perr != nil {
 		s.errorPage(w, http.StatusBadRequest, "The authorization request is not valid.")
 		return
 	}
-	q := u.Query()
-	for k, v := range back {
-		q[k] = v
-	}
-	u.RawQuery = q.Encode()
-	d := pageData{Title: "Authorization failed", Message: "The application's request is not valid (" + code + ": " + desc + ").",
-		ReturnURL: u.String(), ReturnHost: u.Host, Nonce: webpage.Nonce()}
+	d := pageData{Title: "Authorization failed", Message: "The application's request is not valid (" + refusal.Code + ": " + refusal.Description + ").",
+		ReturnURL: target, ReturnHost: u.Host, Nonce: webpage.Nonce()}
 	webpage.Write(w, http.StatusBadRequest, consentTemplate, d, d.Nonce, "'none'")
 }
 
@@ -378,7 +424,7 @@ type pageData struct {
 	ReturnHost string
 }
 
-func consentData(c oauthclients.Client, req signin.ClientRequest) pageData {
+func consentData(c oauthclients.Client, req authRequest) pageData {
 	d := pageData{
 		Title:        "Authorize access",
 		ClientName:   c.ClientName,

@@ -2,10 +2,13 @@
 // clients find through Protected Resource Metadata when MCP_AUTH_MODE is
 // proxy. Entra ID cannot register MCP clients (neither Client ID Metadata
 // Documents nor RFC 7591), so this thin front does: it knows clients
-// (package oauthclients), asks the user to approve each one, signs the user
-// in with Entra through package signin with our own PKCE, and gives the
-// client our one-time code, redeemable with the client's PKCE verifier for
-// the Entra access token of our API and a rotating refresh handle.
+// (package oauthclients), asks the user to approve each one and remembers
+// the approval per browser, hands the sign-in with Entra to package signin
+// (which comes back to Continue), and gives the client our one-time code
+// (package grants), redeemable with the client's PKCE verifier for the
+// Entra access token of our API and a rotating refresh handle. Everything
+// about OAuth clients is here; its dependencies are the small interfaces
+// below.
 //
 // The consent page exists because every client ends up with tokens from one
 // Entra app: without it, Entra's remembered consent for our app would let
@@ -22,16 +25,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/grants"
+	"github.com/entra-mcp/functions-mcp/handler/httpx"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
-	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
-	"github.com/entra-mcp/functions-mcp/handler/signin"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
@@ -65,25 +68,71 @@ type Options struct {
 	// Scope is the API scope clients are granted (and the Entra scope the
 	// sign-in asks for).
 	Scope   string
-	Clients *oauthclients.Registry
-	SignIn  *signin.Service
+	Clients Clients
+	SignIn  SignIn
+	Grants  Grants
+	// Consents remembers the clients a user approved, per browser.
+	Consents Consents
 	// Sealer seals authorization requests into their consent forms.
 	Sealer store.Sealer
 	// Limiter counts client-document lookups and revocations per client
 	// address. Authorization and consent requests count against the
-	// sign-in service's budget, and token requests against its budget of
-	// refused requests.
-	Limiter *ratelimit.Limiter
+	// sign-in service's budget, and token requests against the grants'
+	// budget of refused requests.
+	Limiter httpx.Limiter
 	// Registrations counts registrations per client address: each one is
 	// stored in Redis, and anyone may register. There is no limit on all
 	// of them together, which one actor could spend for everyone: the
 	// registry keeps a budget of unused registrations that evicts the
 	// oldest instead.
-	Registrations *ratelimit.Limiter
+	Registrations httpx.Limiter
 	Logger        *slog.Logger
 	// Events receives a custom event per registration, consent decision
 	// and token grant (client ids only); nil sends none.
 	Events Events
+}
+
+// Clients knows the OAuth clients (an *oauthclients.Registry).
+type Clients interface {
+	// Lookup returns the client clientID names; requester is the client
+	// address, for the fetcher's limits. A refusal is an *oautherr.Error.
+	Lookup(ctx context.Context, clientID, requester string) (oauthclients.Client, error)
+	// Register registers a client from an RFC 7591 request body.
+	Register(ctx context.Context, body []byte) (oauthclients.Client, error)
+	// Confirm records that a client is in use.
+	Confirm(ctx context.Context, c oauthclients.Client) error
+}
+
+// SignIn signs users in with Entra (a *signin.Service, whose Continuation
+// this server is).
+type SignIn interface {
+	// AllowSignIn counts the start of a sign-in against the client
+	// address's budget; over it, it has answered.
+	AllowSignIn(w http.ResponseWriter, r *http.Request) bool
+	// StartFor sends the browser to Entra; the callback hands handoff to
+	// Continue.
+	StartFor(w http.ResponseWriter, r *http.Request, handoff json.RawMessage)
+	// FitsInCookie reports whether a sign-in with handoff fits in its cookie.
+	FitsInCookie(handoff json.RawMessage) bool
+	// AuthorizeOrigin is the origin StartFor sends browsers to.
+	AuthorizeOrigin(ctx context.Context) (string, error)
+}
+
+// Grants issues and redeems codes and refresh handles (a *grants.Service).
+type Grants interface {
+	NewCode(ctx context.Context, rec grants.CodeRecord) (string, error)
+	RedeemCode(ctx context.Context, code string, check func(grants.CodeRecord) string, refresh bool) (grants.Tokens, error)
+	Refresh(ctx context.Context, handle, clientID string) (grants.Tokens, error)
+	Revoke(ctx context.Context, handle, clientID string) error
+	// Answer answers a failed grant.
+	Answer(w http.ResponseWriter, r *http.Request, doing string, err error, retryHint string)
+	RefreshRetryHint() string
+}
+
+// Consents remembers approvals per browser (a *store.Sessions).
+type Consents interface {
+	RememberConsent(ctx context.Context, browserID, subject, tid, oid string, ttl time.Duration) error
+	ConsentedUser(ctx context.Context, browserID, subject string) (string, error)
 }
 
 // Events records custom events (Application Insights in Azure).
@@ -108,13 +157,22 @@ type Server struct {
 	// bindCookie binds a consent page to the browser it was shown in.
 	// Strict: only our own page posts the form.
 	bindCookie webpage.BrowserCookie
+	// consentCookie identifies the browser approvals are remembered in.
+	// Lax: it must come along on the client's navigation to
+	// /oauth/authorize.
+	consentCookie webpage.BrowserCookie
+}
+
+// complete reports whether every required option is set.
+func (o Options) complete() bool {
+	return o.Clients != nil && o.SignIn != nil && o.Grants != nil && o.Consents != nil && o.Sealer != nil &&
+		o.Limiter != nil && o.Registrations != nil
 }
 
 // New builds the server.
 func New(opts Options) (*Server, error) {
-	if opts.Clients == nil || opts.SignIn == nil || opts.Sealer == nil || opts.Limiter == nil ||
-		opts.Registrations == nil {
-		return nil, errors.New("oauthserver: clients, sign-in, sealer and limiters are required")
+	if !opts.complete() {
+		return nil, errors.New("oauthserver: clients, sign-in, grants, consents, sealer and limiters are required")
 	}
 	u, err := url.Parse(opts.Issuer)
 	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
@@ -134,6 +192,7 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		bindCookie: webpage.BrowserCookie{Name: "mcp-authorize", Secure: u.Scheme == "https",
 			SameSite: http.SameSiteStrictMode},
+		consentCookie: webpage.BrowserCookie{Name: "mcp-consent", Secure: u.Scheme == "https", SameSite: http.SameSiteLaxMode},
 	}
 	s.metadata, err = json.Marshal(s.newMetadata())
 	if err != nil {
@@ -189,28 +248,20 @@ func (s *Server) Metadata(w http.ResponseWriter, _ *http.Request) {
 
 // Register registers a public client: POST /oauth/register (RFC 7591).
 func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		signin.WriteOAuthError(w, http.StatusUnsupportedMediaType, oauthclients.CodeInvalidClientMetadata, "Content-Type must be application/json")
+	body, refusal := httpx.Body{MediaType: "application/json", Max: oauthclients.MaxRegistrationBytes,
+		Code: oautherr.InvalidClientMetadata}.Read(w, r)
+	if refusal != nil {
+		oautherr.Write(w, refusal)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, oauthclients.MaxRegistrationBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			signin.WriteOAuthError(w, http.StatusRequestEntityTooLarge, oauthclients.CodeInvalidClientMetadata, "the registration request is too large")
-			return
-		}
-		signin.WriteOAuthError(w, http.StatusBadRequest, oauthclients.CodeInvalidClientMetadata, "could not read the request body")
-		return
-	}
-	if !signin.Allow(w, r, s.opts.Registrations) {
+	if !httpx.Allow(w, r, s.opts.Registrations) {
 		return
 	}
 	c, err := s.opts.Clients.Register(r.Context(), body)
 	if err != nil {
-		var ce *oauthclients.Error
+		var ce *oautherr.Error
 		if errors.As(err, &ce) {
-			signin.WriteOAuthError(w, http.StatusBadRequest, ce.Code, ce.Description)
+			oautherr.Write(w, ce)
 			return
 		}
 		s.unavailable(w, r, "register client", err)
@@ -219,37 +270,28 @@ func (s *Server) Register(w http.ResponseWriter, r *http.Request) {
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "client registered", slog.String("client_id", c.ClientID),
 		slog.String("client_name", c.ClientName))
 	s.event(r.Context(), "oauth.register", map[string]string{"client_id": c.ClientID})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(c)
+	httpx.WriteJSON(w, http.StatusCreated, c)
 }
+
+// formBody is what the token and revocation endpoints accept.
+var formBody = httpx.Body{MediaType: "application/x-www-form-urlencoded", Max: maxFormBody, WrongTypeStatus: http.StatusBadRequest}
 
 // readForm reads an application/x-www-form-urlencoded body strictly: size
 // capped, no parameter twice (RFC 6749 §3.1) but resource. On failure it
 // has answered.
 func readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
-		return nil, false
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			signin.WriteOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "the request body is too large")
-			return nil, false
-		}
-		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+	body, refusal := formBody.Read(w, r)
+	if refusal != nil {
+		oautherr.Write(w, refusal)
 		return nil, false
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "the body is not valid form encoding")
+		oautherr.Write(w, oautherr.New(oautherr.InvalidRequest, "the body is not valid form encoding"))
 		return nil, false
 	}
 	if k := repeated(form); k != "" {
-		signin.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", k+" appears more than once")
+		oautherr.Write(w, oautherr.New(oautherr.InvalidRequest, k+" appears more than once"))
 		return nil, false
 	}
 	return form, true
@@ -276,8 +318,7 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, doing strin
 // may safely do about a request whose outcome is unknown.
 func (s *Server) unavailableHint(w http.ResponseWriter, r *http.Request, doing string, err error, hint string) {
 	s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
-	w.Header().Set("Retry-After", "5")
-	signin.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", hint)
+	oautherr.Write(w, oautherr.Unavailable(hint))
 }
 
 // grantedScope checks a requested scope and returns what is granted: the

@@ -16,19 +16,9 @@ import (
 // does not allow, a relative URI or one with a fragment, and for userinfo
 // or a query, which our resource has not.
 func canonicalResource(raw string) (string, bool) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" || u.Opaque != "" || u.User != nil || u.Host == "" ||
-		u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#") {
+	u, ok := resourceURL(raw)
+	if !ok {
 		return "", false
-	}
-	// Only ASCII case folds: strings.ToLower maps some non-ASCII letters to
-	// ASCII ones (İ to i, the Kelvin sign to k), so a look-alike host, raw
-	// or percent-encoded, would fold into ours. Our host is ASCII (an
-	// internationalized name would be in its punycode form).
-	for _, b := range []byte(u.Hostname()) {
-		if b >= 0x80 {
-			return "", false
-		}
 	}
 	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
 	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
@@ -42,6 +32,26 @@ func canonicalResource(raw string) (string, bool) {
 		authority = "[" + host + "]" // an IPv6 literal
 	}
 	return scheme + "://" + authority + u.EscapedPath(), true
+}
+
+// resourceURL parses raw, a resource indicator: absolute, with a host of
+// ASCII characters only, and no userinfo, query or fragment.
+func resourceURL(raw string) (*url.URL, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Opaque != "" || u.User != nil || u.Host == "" ||
+		u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#") {
+		return nil, false
+	}
+	// Only ASCII case folds: strings.ToLower maps some non-ASCII letters to
+	// ASCII ones (İ to i, the Kelvin sign to k), so a look-alike host, raw
+	// or percent-encoded, would fold into ours. Our host is ASCII (an
+	// internationalized name would be in its punycode form).
+	for _, b := range []byte(u.Hostname()) {
+		if b >= 0x80 {
+			return nil, false
+		}
+	}
+	return u, true
 }
 
 // checkResource checks a request's RFC 8707 resource parameters and returns

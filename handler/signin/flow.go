@@ -23,22 +23,26 @@ import (
 // sign-in Entra accepted leaves a marker (store.MarkFlowDone), so that it
 // completes once.
 
-// flow is one sign-in in progress, from /auth/login (or an approved OAuth
-// client request) until Entra calls back. Short JSON names: it travels in
-// a cookie.
+// flow is one sign-in in progress, from /auth/login (or a hand-off, see
+// StartFor) until Entra calls back. It is a person's sign-in or a hand-off,
+// never both: which one is present says whose it is. Short JSON names: it
+// travels in a cookie.
 type flow struct {
-	Verifier        string `json:"v"`           // our PKCE verifier towards Entra
-	Nonce           string `json:"n"`           // OIDC nonce sent to Entra
-	ReturnTo        string `json:"r,omitempty"` // return_to, or the client's redirect URI; checked
-	ClientID        string `json:"c,omitempty"` // the OAuth client that started the flow
-	ClientState     string `json:"s,omitempty"` // the client's state, returned to it unchanged
-	ClientChallenge string `json:"p,omitempty"` // the client's PKCE S256 challenge
-	Scope           string `json:"o,omitempty"` // scopes granted to the client
-	// ConsentUser is "<tid>.<oid>" when the consent page was skipped because
-	// that user approved the client before in this browser; the sign-in
-	// must then be by the same user.
-	ConsentUser string `json:"u,omitempty"`
-	Expires     int64  `json:"x"` // Unix ms
+	Verifier string `json:"v"` // our PKCE verifier towards Entra
+	Nonce    string `json:"n"` // OIDC nonce sent to Entra
+	// Person is a sign-in through /auth/login, ending at our code page
+	// or at an allow-listed return_to.
+	Person *personFlow `json:"p,omitempty"`
+	// Handoff is the continuation's own record of a sign-in it started
+	// (StartFor): opaque here, handed back to it at the callback.
+	Handoff json.RawMessage `json:"h,omitempty"`
+	Expires int64           `json:"x"` // Unix ms
+}
+
+// personFlow is what /auth/login was asked for.
+type personFlow struct {
+	ReturnTo  string `json:"r,omitempty"` // an allow-listed return_to; "" shows the code page
+	Challenge string `json:"c,omitempty"` // the PKCE S256 challenge the code is bound to; "" for none
 }
 
 const (
@@ -55,8 +59,9 @@ const (
 	maxFlowCookies = 4
 )
 
-// errFlowTooLarge is a flow that does not fit in a cookie: an OAuth
-// client's request with an enormous client_id, redirect URI or state.
+// errFlowTooLarge is a flow that does not fit in a cookie: a hand-off
+// whose record is enormous (an OAuth client's client_id, redirect URI and
+// state).
 var errFlowTooLarge = errors.New("the sign-in request is too large")
 
 // flowCookie is the cookie of the flow with state.
@@ -109,7 +114,7 @@ func (s *Service) openFlow(r *http.Request, state string, now time.Time) (flow, 
 		return flow{}, false
 	}
 	var f flow
-	if json.Unmarshal(plain, &f) != nil || f.Verifier == "" || now.UnixMilli() >= f.Expires {
+	if json.Unmarshal(plain, &f) != nil || f.Verifier == "" || now.UnixMilli() >= f.Expires || (f.Person == nil) == (f.Handoff == nil) {
 		return flow{}, false
 	}
 	return f, true
@@ -151,15 +156,12 @@ func flowExpiry(v string) int64 {
 	return ms
 }
 
-// FitsInCookie reports whether the sign-in of an approved client request
+// FitsInCookie reports whether a sign-in handing off handoff (see StartFor)
 // would fit in its cookie, so that a request too large for one is refused
-// before the consent page, not after the user approved it.
-func (s *Service) FitsInCookie(c ClientRequest) bool {
+// before the user is asked anything, not after.
+func (s *Service) FitsInCookie(handoff json.RawMessage) bool {
 	filler := strings.Repeat("A", 43) // the size of a state, verifier and nonce
-	_, err := s.sealFlow(filler, flow{
-		Verifier: filler, Nonce: filler, ReturnTo: c.RedirectURI, ClientID: c.ClientID,
-		ClientState: c.State, ClientChallenge: c.Challenge, Scope: c.Scope,
-		ConsentUser: strings.Repeat("0", 73), Expires: time.Now().Add(flowTTL).UnixMilli(),
-	})
+	_, err := s.sealFlow(filler, flow{Verifier: filler, Nonce: filler, Handoff: handoff,
+		Expires: time.Now().Add(flowTTL).UnixMilli()})
 	return err == nil
 }

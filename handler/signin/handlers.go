@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,6 +15,9 @@ import (
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/grants"
+	"github.com/entra-mcp/functions-mcp/handler/httpx"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 )
@@ -39,7 +39,7 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	challenge := q.Get("code_challenge")
-	if challenge != "" && (q.Get("code_challenge_method") != "S256" || !pkceRE.MatchString(challenge) || len(challenge) != 43) {
+	if challenge != "" && (q.Get("code_challenge_method") != "S256" || !grants.IsPKCEChallenge(challenge)) {
 		s.page(w, http.StatusBadRequest, errorPage("This sign-in link is not valid",
 			"code_challenge must be an S256 challenge (43 characters, base64url) with code_challenge_method=S256."))
 		return
@@ -52,7 +52,7 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 			"A sign-in with return_to needs PKCE: add code_challenge (S256) and code_challenge_method=S256."))
 		return
 	}
-	s.begin(w, r, flow{ReturnTo: returnTo, ClientChallenge: challenge})
+	s.begin(w, r, flow{Person: &personFlow{ReturnTo: returnTo, Challenge: challenge}})
 }
 
 // begin sends the browser to Entra for the flow f, with our own PKCE,
@@ -119,8 +119,7 @@ func (s *Service) authorizeURL(ctx context.Context) (string, error) {
 
 // Callback finishes a sign-in: GET /auth/callback?code=...&state=... (or
 // ?error=...). It shows a one-time code, or sends it to the allow-listed
-// return_to, or, for a sign-in an OAuth client started, to the client's
-// redirect URI.
+// return_to, or, for a hand-off, gives the result to the continuation.
 func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -147,10 +146,16 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	done, fail := s.finishEntra(r.Context(), q, state, f)
-	if f.ClientID != "" {
-		s.finishClient(w, r, f, done, fail)
+	if f.Handoff != nil {
+		s.handBack(w, r, f, done, fail)
 		return
 	}
+	s.finishPerson(w, r, *f.Person, done, fail)
+}
+
+// finishPerson ends a sign-in through /auth/login: a one-time code on our
+// page, or at the allow-listed return_to.
+func (s *Service) finishPerson(w http.ResponseWriter, r *http.Request, p personFlow, done signedIn, fail *callbackFailure) {
 	if fail != nil {
 		if fail.err != nil {
 			s.failPage(w, r, fail.doing, fail.err)
@@ -160,7 +165,9 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	oneTime, err := s.mintCode(r.Context(), f, done)
+	rec := s.grantOf(done)
+	rec.ClientChallenge = p.Challenge
+	oneTime, err := s.grants.NewCode(r.Context(), rec)
 	if err != nil {
 		if errors.Is(err, store.ErrRevoked) {
 			s.page(w, http.StatusBadRequest, errorPage("Sign-in could not be completed", msgRevokedMeanwhile))
@@ -172,8 +179,8 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "signed in", slog.String("tid", done.tid), slog.String("oid", done.oid))
 	s.event(r.Context(), "signin", done.tid, done.oid)
 
-	if f.ReturnTo != "" {
-		target, err := appendQuery(f.ReturnTo, url.Values{"code": {oneTime}})
+	if p.ReturnTo != "" {
+		target, err := appendQuery(p.ReturnTo, url.Values{"code": {oneTime}})
 		if err != nil {
 			s.failPage(w, r, "build return address", err)
 			return
@@ -183,7 +190,7 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
-	s.page(w, http.StatusOK, codePage(oneTime, s.opts.PublicBaseURL, f.ClientChallenge != "", int(codeTTL/time.Second)))
+	s.page(w, http.StatusOK, codePage(oneTime, s.opts.PublicBaseURL, p.Challenge != "", int(grants.CodeTTL/time.Second)))
 }
 
 // msgRevokedMeanwhile explains a sign-in an administrator's revocation
@@ -198,38 +205,49 @@ type signedIn struct {
 	epoch    store.Epoch
 }
 
-// mintCode stores what a one-time code stands for (the user, the access
-// token MSAL just got, and, for an OAuth client, the client and redirect
-// URI the code is bound to) and returns the code.
-func (s *Service) mintCode(ctx context.Context, f flow, d signedIn) (string, error) {
-	rec := store.CodeRecord{
-		TenantID:        d.tid,
-		ObjectID:        d.oid,
-		HomeAccountID:   homeAccountID(d.tid, d.oid),
-		Scope:           strings.Join(s.apiScopes, " "),
-		ClientID:        f.ClientID,
-		ClientChallenge: f.ClientChallenge,
-		AccessToken:     d.res.AccessToken,
-		ExpiresOn:       d.res.ExpiresOn,
-		Epoch:           d.epoch,
+// grantOf is what a one-time code for the sign-in d stands for, before
+// anyone binds it to a client or a PKCE challenge.
+func (s *Service) grantOf(d signedIn) grants.CodeRecord {
+	return grants.CodeRecord{
+		TenantID:      d.tid,
+		ObjectID:      d.oid,
+		HomeAccountID: homeAccountID(d.tid, d.oid),
+		Scope:         strings.Join(s.apiScopes, " "),
+		AccessToken:   d.res.AccessToken,
+		ExpiresOn:     d.res.ExpiresOn,
+		Epoch:         d.epoch,
 	}
-	if f.ClientID != "" {
-		rec.RedirectURI = f.ReturnTo
-	}
-	return s.opts.Sessions.NewCode(ctx, rec, codeTTL)
 }
 
 // callbackFailure is why a sign-in did not complete: Entra's refusal or
 // ours (err nil), or an outage (err set, doing says what failed).
 type callbackFailure struct {
-	oauthError     string // for an OAuth client: access_denied or temporarily_unavailable
-	title, message string // for a person
+	oauth          *oautherr.Error // for a hand-off: errNotSignedIn or errSignInUnavailable
+	title, message string          // for a person
 	doing          string
 	err            error
 }
 
+// What a hand-off's continuation is told of a sign-in that did not complete.
+var (
+	errNotSignedIn       = oautherr.New(oautherr.AccessDenied, "the sign-in with Entra ID was not completed")
+	errSignInUnavailable = oautherr.New(oautherr.TemporarilyUnavailable, "the sign-in with Entra ID was not completed")
+)
+
 func refused(message string) *callbackFailure {
-	return &callbackFailure{oauthError: "access_denied", title: "Sign-in could not be completed", message: message}
+	return &callbackFailure{oauth: errNotSignedIn, title: "Sign-in could not be completed", message: message}
+}
+
+// unavailable is a sign-in that failed because doing failed.
+func unavailable(doing string, err error) *callbackFailure {
+	return &callbackFailure{oauth: errSignInUnavailable, doing: doing, err: err}
+}
+
+// logFailure logs an outage that ended a sign-in.
+func (s *Service) logFailure(ctx context.Context, fail *callbackFailure) {
+	if fail.err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, fail.doing+" failed", slog.String("err", fail.err.Error()))
+	}
 }
 
 // finishEntra reads Entra's answer to the flow: it redeems the code with
@@ -239,7 +257,7 @@ func (s *Service) finishEntra(ctx context.Context, q url.Values, state string, f
 	var d signedIn
 	if e := q.Get("error"); e != "" {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "sign-in refused by Entra", slog.String("error", truncate(e, 64)))
-		return d, &callbackFailure{oauthError: "access_denied", title: "Sign-in was not completed",
+		return d, &callbackFailure{oauth: errNotSignedIn, title: "Sign-in was not completed",
 			message: "Entra ID answered: " + truncate(e, 64) + ": " + truncate(q.Get("error_description"), 400)}
 	}
 	code := q.Get("code")
@@ -250,7 +268,7 @@ func (s *Service) finishEntra(ctx context.Context, q url.Values, state string, f
 	// this sign-in is under way refuses it.
 	started, err := s.opts.Sessions.Now(ctx)
 	if err != nil {
-		return d, &callbackFailure{oauthError: "temporarily_unavailable", doing: "read Redis time", err: err}
+		return d, unavailable("read Redis time", err)
 	}
 	ep, err := s.pool.redeem(ctx, started, func(c confidential.Client) error {
 		var err error
@@ -261,7 +279,7 @@ func (s *Service) finishEntra(ctx context.Context, q url.Values, state string, f
 	case errors.Is(err, store.ErrRevoked):
 		return d, refused(msgRevokedMeanwhile)
 	case err != nil && isUnavailable(err):
-		return d, &callbackFailure{oauthError: "temporarily_unavailable", doing: "redeem authorization code", err: err}
+		return d, unavailable("redeem authorization code", err)
 	case err != nil:
 		s.log.LogAttrs(ctx, slog.LevelWarn, "authorization code refused", slog.String("err", err.Error()))
 		return d, refused("Entra ID did not accept the sign-in. Start again.")
@@ -273,7 +291,7 @@ func (s *Service) finishEntra(ctx context.Context, q url.Values, state string, f
 	}
 	first, err := s.opts.Sessions.MarkFlowDone(ctx, state, max(time.Until(time.UnixMilli(f.Expires)), time.Second))
 	if err != nil {
-		return d, &callbackFailure{oauthError: "temporarily_unavailable", doing: "mark sign-in done", err: err}
+		return d, unavailable("mark sign-in done", err)
 	}
 	if !first {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "sign-in callback refused: this sign-in was completed before")
@@ -302,15 +320,6 @@ func (s *Service) checkIDToken(ctx context.Context, res confidential.AuthResult,
 	return id.TenantID, id.ObjectID, nil
 }
 
-// tokenResponse is what exchange and refresh return (RFC 6749 §5.1).
-type tokenResponse struct {
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type"`
-	ExpiresIn    int64  `json:"expires_in"`
-	Scope        string `json:"scope"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-}
-
 // Exchange trades a one-time code for tokens: POST /auth/exchange
 // {"auth_code": "...", "code_verifier": "..."}.
 func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
@@ -322,24 +331,24 @@ func (s *Service) Exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.AuthCode == "" || len(req.AuthCode) > 128 || len(req.CodeVerifier) > 128 {
-		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "auth_code is required")
+		oautherr.Write(w, oautherr.New(oautherr.InvalidRequest, "auth_code is required"))
 		return
 	}
-	t, err := s.RedeemCode(r.Context(), req.AuthCode, func(rec store.CodeRecord) string {
+	t, err := s.grants.RedeemCode(r.Context(), req.AuthCode, func(rec grants.CodeRecord) string {
 		if rec.ClientID != "" {
 			return "the code was issued to an OAuth client; redeem it at the token endpoint"
 		}
-		if rec.ClientChallenge != "" && !PKCEMatches(req.CodeVerifier, rec.ClientChallenge) {
+		if rec.ClientChallenge != "" && !grants.PKCEMatches(req.CodeVerifier, rec.ClientChallenge) {
 			return "code_verifier does not match the code_challenge of the sign-in"
 		}
 		return ""
 	}, true)
 	if err != nil {
-		s.grantFailure(w, r, "redeem one-time code", err,
+		s.grants.Answer(w, r, "redeem one-time code", err,
 			"the service did not answer in time; the code may have been used up: if exchanging it again fails, sign in again")
 		return
 	}
-	WriteTokens(w, t)
+	grants.WriteTokens(w, t)
 }
 
 // Refresh rotates a refresh handle and returns a fresh access token:
@@ -349,12 +358,12 @@ func (s *Service) Refresh(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	t, err := s.RefreshHandle(r.Context(), handle, "")
+	t, err := s.grants.Refresh(r.Context(), handle, "")
 	if err != nil {
-		s.grantFailure(w, r, "refresh", err, s.RefreshRetryHint())
+		s.grants.Answer(w, r, "refresh", err, s.grants.RefreshRetryHint())
 		return
 	}
-	WriteTokens(w, t)
+	grants.WriteTokens(w, t)
 }
 
 // Logout ends a session: POST /auth/logout {"refresh_token": "..."}. It
@@ -366,23 +375,18 @@ func (s *Service) Logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	rec, err := s.opts.Sessions.PeekHandle(ctx, handle)
-	switch {
-	case err == nil:
-		if err := s.opts.Sessions.Revoke(ctx, handle); err != nil {
-			s.fail(w, r, "revoke refresh handle", err)
-			return
-		}
+	rec, found, err := s.grants.EndSession(ctx, handle)
+	if err != nil {
+		s.fail(w, r, "end session", err)
+		return
+	}
+	if found {
 		if err := s.opts.Sessions.DeleteMSAL(ctx, rec.TenantID, rec.ObjectID); err != nil {
 			s.fail(w, r, "delete token cache", err)
 			return
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "signed out", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID))
 		s.event(ctx, "logout", rec.TenantID, rec.ObjectID)
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrHandleReused):
-	default:
-		s.fail(w, r, "look up refresh handle", err)
-		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
@@ -398,7 +402,7 @@ func (s *Service) readHandle(w http.ResponseWriter, r *http.Request) (string, bo
 		return "", false
 	}
 	if req.RefreshToken == "" || len(req.RefreshToken) > 128 {
-		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		oautherr.Write(w, oautherr.New(oautherr.InvalidRequest, "refresh_token is required"))
 		return "", false
 	}
 	return req.RefreshToken, true
@@ -418,72 +422,17 @@ func (s *Service) acquireSilent(ctx context.Context, home, scope string) (confid
 	return res, err
 }
 
-// WriteTokens writes a successful token response (RFC 6749 §5.1).
-func WriteTokens(w http.ResponseWriter, t Tokens) {
-	expires := int64(time.Until(t.ExpiresOn) / time.Second)
-	if expires < 0 {
-		expires = 0
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(tokenResponse{
-		AccessToken:  t.AccessToken,
-		TokenType:    "Bearer",
-		ExpiresIn:    expires,
-		Scope:        t.Scope,
-		RefreshToken: t.RefreshToken,
-	})
-}
-
-// grantFailure answers a failed grant: invalid_grant for a refusal (see
-// RefuseGrant), slow_down for a user over
-// their refresh limit, 503 for an outage, whose description is retryHint:
-// what the client may safely do about a write whose outcome is unknown.
-func (s *Service) grantFailure(w http.ResponseWriter, r *http.Request, doing string, err error, retryHint string) {
-	var ge *GrantError
-	var slow *SlowDown
-	switch {
-	case errors.As(err, &ge):
-		s.RefuseGrant(w, r, ge.Description)
-	case errors.As(err, &slow):
-		WriteSlowDown(w, slow)
-	default:
-		s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
-		w.Header().Set("Retry-After", "5")
-		WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", retryHint)
-	}
-}
-
-// RefreshRetryHint is what a client is told when a refresh's outcome is
-// unknown: a retry with the same refresh token is safe for a while.
-func (s *Service) RefreshRetryHint() string {
-	return fmt.Sprintf("the service did not answer in time; retrying with the same refresh_token within %d seconds is safe",
-		int(s.opts.Sessions.ReuseGrace()/time.Second))
-}
-
-// readJSON checks method, content type and size, and decodes strictly.
+// readJSON checks content type and size, and decodes strictly.
 func (s *Service) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		WriteOAuthError(w, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json")
-		return false
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			WriteOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
-			return false
-		}
-		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "could not read the request body")
+	body, refusal := httpx.Body{MediaType: "application/json", Max: maxJSONBody}.Read(w, r)
+	if refusal != nil {
+		oautherr.Write(w, refusal)
 		return false
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil || dec.More() {
-		WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be a JSON object with the documented fields only")
+		oautherr.Write(w, oautherr.New(oautherr.InvalidRequest, "the body must be a JSON object with the documented fields only"))
 		return false
 	}
 	return true
@@ -515,16 +464,7 @@ func (s *Service) failPage(w http.ResponseWriter, r *http.Request, doing string,
 // fail answers 503 for an outage and logs what was being done.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, doing string, err error) {
 	s.log.LogAttrs(r.Context(), slog.LevelError, doing+" failed", slog.String("err", err.Error()))
-	w.Header().Set("Retry-After", "5")
-	WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the sign-in service is unavailable; try again shortly")
-}
-
-// WriteOAuthError writes an RFC 6749 §5.2 error response.
-func WriteOAuthError(w http.ResponseWriter, status int, code, desc string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	oautherr.Write(w, oautherr.Unavailable("the sign-in service is unavailable; try again shortly"))
 }
 
 func truncate(s string, n int) string {
@@ -539,11 +479,11 @@ func truncate(s string, n int) string {
 func idTokenFailure(err error) *callbackFailure {
 	switch {
 	case errors.Is(err, entra.ErrUnavailable):
-		return &callbackFailure{oauthError: "temporarily_unavailable", doing: "verify ID token", err: err}
+		return unavailable("verify ID token", err)
 	case errors.Is(err, entra.ErrUnknownKey):
 		// Entra published a new signing key this instance has not loaded
 		// yet (it refreshes at most every 30 s for unknown keys).
-		return &callbackFailure{oauthError: "temporarily_unavailable", title: "Sign-in could not be completed",
+		return &callbackFailure{oauth: errSignInUnavailable, title: "Sign-in could not be completed",
 			message: "Entra ID signed the sign-in with a key this server has not loaded yet. Wait 30 seconds and start again."}
 	}
 	return refused("The sign-in response could not be verified. Start again.")

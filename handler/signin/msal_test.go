@@ -15,6 +15,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/grants"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
@@ -59,6 +60,7 @@ func newServiceWithRing(t *testing.T) (*Service, *devidp.Server, *store.Sessions
 		Credential: cred,
 		HTTPClient: idp.HTTPClient(),
 		Sessions:   sessions,
+		Records:    grants.NewRecords(rdb, ring),
 		Sealer:     ring,
 		Limits: Limits{
 			SignIn:   ratelimit.New(rdb, "test-signin", 100, time.Second, 100),

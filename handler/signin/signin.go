@@ -1,11 +1,11 @@
-// Package signin signs people in with Entra ID and hands clients tokens for
-// the MCP endpoint: /auth/login starts MSAL's authorization-code flow with
-// PKCE, /auth/callback redeems the code and shows a one-time code,
+// Package signin signs people in with Entra ID: the /auth pages and the
+// pool of MSAL clients. /auth/login starts MSAL's authorization-code flow
+// with PKCE, /auth/callback redeems the code and shows a one-time code,
 // /auth/exchange trades that code for an access token and an opaque refresh
-// handle, /auth/refresh rotates the handle, /auth/logout ends the session.
-//
-// Entra's refresh tokens never leave the server: they live in each user's
-// MSAL cache, sealed in Redis. Clients only ever hold our handles.
+// handle, /auth/refresh rotates the handle, /auth/logout ends the session
+// (codes and handles are package grants'). Another package may start a
+// sign-in and get its result back (StartFor, handoff.go): the OAuth front
+// does, for its clients.
 //
 // Nothing an anonymous request sends is stored: a sign-in in progress
 // travels sealed in a cookie (flow.go), and every route that costs
@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -35,15 +34,14 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/grants"
 	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/store"
-	"github.com/entra-mcp/functions-mcp/handler/webpage"
 )
 
 // Lifetimes.
 const (
 	flowTTL      = 10 * time.Minute
-	codeTTL      = 120 * time.Second
 	msalCacheTTL = 90 * 24 * time.Hour // Entra's refresh-token lifetime
 )
 
@@ -59,6 +57,8 @@ type Options struct {
 	// and tests pass one that trusts the stand-in's certificate.
 	HTTPClient *http.Client
 	Sessions   *store.Sessions
+	// Records keeps the one-time codes and refresh chains sign-ins issue.
+	Records *grants.Records
 	// Sealer seals sign-ins in progress into their cookies (the key ring
 	// that seals what Redis holds).
 	Sealer store.Sealer
@@ -85,13 +85,10 @@ type Limits struct {
 	// Callback counts /auth/callback per client address, before any code
 	// is sent to Entra with the app's credential.
 	Callback *ratelimit.Limiter
-	// Failures counts refused codes and refresh tokens per client address;
-	// an address over it is refused before any work is done. Successes do
-	// not count, so a shared address is not a shared budget for people
-	// whose tokens are good.
+	// Failures and Refresh are the grants' (grants.Options): refused
+	// codes and refresh tokens per client address, refreshes per user.
 	Failures *ratelimit.Limiter
-	// Refresh counts refreshes per user (tid and oid).
-	Refresh *ratelimit.Limiter
+	Refresh  *ratelimit.Limiter
 }
 
 func (l Limits) complete() bool {
@@ -123,8 +120,9 @@ type Service struct {
 	apiScopes   []string // the resource scope tokens are acquired for
 	pool        *pool
 	secure      bool // https: cookies are __Host- and Secure
-	// consentCookie identifies the browser OAuth consents are remembered in.
-	consentCookie webpage.BrowserCookie
+	grants      *grants.Service
+	// continuation finishes hand-offs (HandOffTo).
+	continuation atomic.Pointer[Continuation]
 	// authorizeOrigin caches AuthorizeOrigin: the endpoint does not move.
 	authorizeOrigin atomic.Pointer[string]
 	log             *slog.Logger
@@ -132,8 +130,8 @@ type Service struct {
 
 // New builds the service. It does not contact Entra.
 func New(opts Options) (*Service, error) {
-	if opts.Sessions == nil || opts.Sealer == nil || !opts.Limits.complete() || opts.IDTokens == nil {
-		return nil, errors.New("sign-in: sessions, sealer, limits and ID token verifier are required")
+	if opts.Sessions == nil || opts.Records == nil || opts.Sealer == nil || !opts.Limits.complete() || opts.IDTokens == nil {
+		return nil, errors.New("sign-in: sessions, records, sealer, limits and ID token verifier are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -151,7 +149,6 @@ func New(opts Options) (*Service, error) {
 	// by themselves; the authorize URL does not, so they are named here.
 	s.scopes = []string{opts.Entra.Scope(), "openid", "profile", "offline_access"}
 	s.secure = strings.HasPrefix(opts.PublicBaseURL, "https://")
-	s.consentCookie = webpage.BrowserCookie{Name: "mcp-consent", Secure: s.secure, SameSite: http.SameSiteLaxMode}
 	authority := opts.Entra.AuthorityHost + "/" + opts.Entra.TenantID
 	publicCloud := opts.Entra.AuthorityHost == config.DefaultAuthorityHost
 	p, err := newPool(opts.PoolSize, authority, opts.Entra.ClientID, opts.Credential, opts.HTTPClient, publicCloud, opts.Sessions, opts.Logger)
@@ -159,7 +156,32 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.pool = p
+	s.grants, err = grants.New(grants.Options{Records: opts.Records, Tokens: tokenSource{s}, Failures: opts.Limits.Failures,
+		Refresh: opts.Limits.Refresh, Logger: opts.Logger, Events: opts.Events})
+	if err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// Grants are the codes and handles this service's sign-ins issue, which
+// the OAuth front redeems too.
+func (s *Service) Grants() *grants.Service { return s.grants }
+
+// tokenSource is the MSAL pool as the grants' source of access tokens.
+type tokenSource struct{ s *Service }
+
+// AccessToken implements grants.TokenSource.
+func (t tokenSource) AccessToken(ctx context.Context, home, scope string) (grants.AccessToken, error) {
+	res, err := t.s.acquireSilent(ctx, home, scope)
+	switch {
+	case err == nil:
+		return grants.AccessToken{Token: res.AccessToken, ExpiresOn: res.ExpiresOn}, nil
+	case errors.Is(err, store.ErrRevoked), isUnavailable(err):
+		return grants.AccessToken{}, err
+	}
+	// Entra answered 4xx, or the cache holds no tokens for the user.
+	return grants.AccessToken{}, fmt.Errorf("%w: %w", grants.ErrSessionRefused, err)
 }
 
 // RedirectURI is the callback address registered with Entra.
@@ -193,15 +215,6 @@ func hashHex(v string) string {
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-
-// PKCEMatches reports whether verifier is an RFC 7636 code_verifier whose
-// S256 transform is challenge.
-func PKCEMatches(verifier, challenge string) bool {
-	return challenge != "" && pkceRE.MatchString(verifier) && equal(s256(verifier), challenge)
-}
-
-// pkceRE is RFC 7636's shape for a verifier or an S256 challenge.
-var pkceRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 
 // returnAllowed reports whether u is on the return_to allow-list.
 func (s *Service) returnAllowed(u string) bool {

@@ -16,11 +16,11 @@ import (
 // identified by browserID (a random secret in a cookie), for ttl. The
 // approval carries the user's epoch: a RevokeUser voids it.
 func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid, oid string, ttl time.Duration) error {
-	u, err := keysOf(tid, oid)
+	u, err := KeysOf(tid, oid)
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(checkSecret("browser id", browserID), checkTTL("remember consent", ttl)); err != nil {
+	if err := errors.Join(CheckSecret("browser id", browserID), CheckTTL("remember consent", ttl)); err != nil {
 		return err
 	}
 	if ttl > s.lifetime {
@@ -38,7 +38,7 @@ func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid
 	// epoch key lives for the chain lifetime from its last change, longer
 	// than any approval.
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, digest(clientID), fmt.Sprintf("%s %d %d", u.id, s.now().Add(ttl).UnixMilli(), ep))
+		p.HSet(ctx, key, Digest(clientID), fmt.Sprintf("%s %d %d", u.ID, s.now().Add(ttl).UnixMilli(), ep))
 		p.PExpire(ctx, key, ttl)
 		return nil
 	})
@@ -52,10 +52,10 @@ func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid
 // the browser identified by browserID, or an error matching ErrNotFound if
 // no approval is remembered (or it was voided by a RevokeUser).
 func (s *Sessions) ConsentedUser(ctx context.Context, browserID, clientID string) (string, error) {
-	if checkSecret("browser id", browserID) != nil {
+	if CheckSecret("browser id", browserID) != nil {
 		return "", errConsentNotFound
 	}
-	v, err := s.rdb.HGet(ctx, consentKey(browserID), digest(clientID)).Result()
+	v, err := s.rdb.HGet(ctx, consentKey(browserID), Digest(clientID)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", errConsentNotFound
 	}

@@ -28,14 +28,14 @@ func NewOBOTokens(rdb redis.UniversalClient) *OBOTokens { return &OBOTokens{rdb:
 
 // OBOSlot names where one user's token for one set of scopes is kept.
 type OBOSlot struct {
-	u     userKeys
+	u     UserKeys
 	field string
 }
 
 // SlotFor names the slot of the user (tid, oid) for field, a digest of the
 // scopes chosen by the caller.
 func (o *OBOTokens) SlotFor(tid, oid, field string) (OBOSlot, error) {
-	u, err := keysOf(tid, oid)
+	u, err := KeysOf(tid, oid)
 	if err != nil {
 		return OBOSlot{}, err
 	}
@@ -52,7 +52,7 @@ func (s OBOSlot) SealName() string { return s.u.obo() + ":" + s.field }
 // Get returns the sealed token in the slot (nil if none) and the user's
 // epoch, read together; Put takes that epoch back.
 func (o *OBOTokens) Get(ctx context.Context, at OBOSlot) ([]byte, Epoch, error) {
-	reply, err := oboGetScript.Run(ctx, o.rdb, []string{at.u.obo(), at.u.epoch()}, at.field, at.u.id).Slice()
+	reply, err := oboGetScript.Run(ctx, o.rdb, []string{at.u.obo(), at.u.Epochs()}, at.field, at.u.ID).Slice()
 	if err != nil {
 		return nil, 0, wrap("read on-behalf-of token", err)
 	}
@@ -80,10 +80,10 @@ return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[2
 // no longer ep (ErrRevoked). The hash lives as long as its longest-lived
 // token; each token's own expiry is the caller's to check.
 func (o *OBOTokens) Put(ctx context.Context, at OBOSlot, sealed []byte, ttl time.Duration, ep Epoch) error {
-	if err := checkTTL("keep on-behalf-of token", ttl); err != nil {
+	if err := CheckTTL("keep on-behalf-of token", ttl); err != nil {
 		return err
 	}
-	n, err := oboPutScript.Run(ctx, o.rdb, []string{at.u.obo(), at.u.epoch()}, at.field, sealed, ms(ttl), at.u.id, int64(ep)).Int()
+	n, err := oboPutScript.Run(ctx, o.rdb, []string{at.u.obo(), at.u.Epochs()}, at.field, sealed, Ms(ttl), at.u.ID, int64(ep)).Int()
 	if err != nil {
 		return wrap("keep on-behalf-of token", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,33 +14,15 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/valid"
 )
 
-// Defaults for Sessions.
+// DefaultChainLifetime is how long a refresh chain may live from sign-in
+// (package grants), and so how long a user's revocation epoch is kept
+// after its last change: it must outlive everything issued in it.
+const DefaultChainLifetime = 90 * 24 * time.Hour
+
 const (
-	DefaultHandleIdleTTL = 14 * 24 * time.Hour
-	DefaultChainLifetime = 90 * 24 * time.Hour
-	DefaultCodeUsedTTL   = 10 * time.Minute
-	// DefaultReuseGrace is how long after a rotation the handle it replaced
-	// still gets a successor instead of revoking its chain, as long as the
-	// successor has not been used: a client whose reply was lost retries
-	// with the handle it has (Auth0's reuse interval, Okta's grace period).
-	DefaultReuseGrace = 30 * time.Second
-	// maxTombstones is how many rotated handles a chain remembers. A
-	// rotated handle presented again is theft (or a bug) and revokes the
-	// chain; one older than the last 32 is merely unknown.
-	maxTombstones = 32
-	// maxChainsPerUser bounds a user's live refresh chains (sign-ins):
-	// what a signed-in user can park in Redis. A new one past it ends the
-	// oldest.
-	maxChainsPerUser = 100
-	minSecretLen     = 22 // 128 bits in base64url; rand.Text gives 26 base32 characters (130 bits)
-	maxSecretLen     = 512
-	tagLen           = 16
-	chainIDLen       = 26 // rand.Text
-	handleSecretLen  = 26 // rand.Text
-	randTextAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-	// codeReusedMark on a tombstone means a second redemption came before
-	// the first issued a chain ("" means redeemed, nothing issued yet).
-	codeReusedMark = "!"
+	minSecretLen = 22 // 128 bits in base64url; rand.Text gives 26 base32 characters (130 bits)
+	maxSecretLen = 512
+	tagLen       = 16
 )
 
 var (
@@ -49,43 +30,21 @@ var (
 	// handle, a remembered consent) does not exist, or no longer does.
 	// Errors matching it name which record.
 	ErrNotFound = errors.New("not found")
-	// ErrCodeReused means a one-time code was redeemed before. RedeemCode
-	// returns it as a *CodeReusedError.
-	ErrCodeReused = errors.New("one-time code already redeemed")
-	// ErrHandleReused means a refresh handle that had already been rotated
-	// was presented again; its whole chain has been revoked.
-	ErrHandleReused = errors.New("refresh handle reused; chain revoked")
 	// ErrRevoked means the user's sessions were revoked (RevokeUser) after
 	// the operation began: nothing it would have written was kept.
 	ErrRevoked = errors.New("the user's sessions were revoked meanwhile")
 )
 
-// CodeReusedError is RedeemCode's error for a code that was redeemed
-// before. It matches ErrCodeReused. Chain names the refresh chain the first
-// redemption issued (for RevokeChain), or is empty if it has issued none yet
-// (IssueForCode will then refuse to issue one). Revoke the chain: either
-// redemption may have been an attacker's.
-type CodeReusedError struct {
-	Chain string
-}
-
-func (e *CodeReusedError) Error() string { return "store: redeem code: " + ErrCodeReused.Error() }
-
-// Is makes errors.Is(err, ErrCodeReused) hold.
-func (e *CodeReusedError) Is(target error) bool { return target == ErrCodeReused }
-
-// notFoundError matches ErrNotFound with a message that says which record
+// NotFoundError matches ErrNotFound with a message that says which record
 // was missing.
-type notFoundError string
+type NotFoundError string
 
-func (e notFoundError) Error() string        { return "store: " + string(e) + " not found" }
-func (e notFoundError) Is(target error) bool { return target == ErrNotFound }
+func (e NotFoundError) Error() string { return "store: " + string(e) + " not found" }
 
-const (
-	errCodeNotFound    = notFoundError("one-time code")
-	errHandleNotFound  = notFoundError("refresh handle")
-	errConsentNotFound = notFoundError("consent")
-)
+// Is makes errors.Is(err, ErrNotFound) hold.
+func (e NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+const errConsentNotFound = NotFoundError("consent")
 
 // Sealer seals values for Redis: a *seal.Ring, or anything that always uses
 // the current ring (such as the Key Vault backed secrets store, whose keys
@@ -102,46 +61,12 @@ type Sealer interface {
 // a time: instances' clocks differ.
 type Epoch int64
 
-// CodeRecord is what a one-time code stands for until the client redeems it.
-type CodeRecord struct {
-	TenantID        string `json:"tid"`
-	ObjectID        string `json:"oid"`
-	HomeAccountID   string `json:"homeAccountId"`
-	Scope           string `json:"scope"`
-	ClientID        string `json:"clientId"`
-	RedirectURI     string `json:"redirectUri"`
-	ClientChallenge string `json:"clientChallenge"`
-	// AccessToken is the token MSAL got when the code was minted, handed out
-	// by the redemption: it is seconds old, and keeping it here (sealed,
-	// for two minutes) spares the exchange a round trip to the MSAL cache.
-	AccessToken string    `json:"at,omitempty"`
-	ExpiresOn   time.Time `json:"exp,omitempty"`
-	// Epoch is the user's epoch when the sign-in read their token cache.
-	Epoch Epoch `json:"epoch"`
-}
-
-// HandleRecord is what a refresh handle stands for: whose MSAL cache to use
-// and which scope to refresh.
-type HandleRecord struct {
-	TenantID      string    `json:"tid"`
-	ObjectID      string    `json:"oid"`
-	HomeAccountID string    `json:"homeAccountId"`
-	Scope         string    `json:"scope"`
-	Created       time.Time `json:"created"`
-	// ClientID is the OAuth client the chain was issued to ("" for
-	// /auth/exchange); only that client may refresh or revoke it.
-	ClientID string `json:"clientId,omitempty"`
-	// Epoch is the user's epoch the chain was issued in.
-	Epoch Epoch `json:"epoch"`
-	// RotationKey derives each handle's successor (Advance); it never
-	// leaves the server, and is sealed with the rest of the record.
-	RotationKey []byte `json:"rk,omitempty"`
-}
-
-// Sessions keeps sign-in state in Redis: one-time codes, MSAL token caches,
-// rotating refresh handles, remembered consent, and markers of completed
-// sign-ins. Sign-ins in progress keep nothing here: their state travels
-// sealed with the browser, so an anonymous request writes nothing.
+// Sessions keeps a signed-in user's state in Redis: the user's keyspace
+// and revocation epoch, MSAL token caches, remembered consent, and markers
+// of completed sign-ins. One-time codes and refresh chains are package
+// grants' (Records), in the same keyspace. Sign-ins in progress keep
+// nothing here: their state travels sealed with the browser, so an
+// anonymous request writes nothing.
 //
 // A user's keys share the hash tag {T}, T = 16 hex of SHA-256 of
 // "<tid>.<oid>", so one script may read and write them together on a
@@ -151,20 +76,20 @@ type HandleRecord struct {
 // no state, code or handle is stored as it is.
 //
 //	flowdone:<h(state)>        a completed sign-in's state; until the flow would have expired
-//	code:{T}:<h(code)>         hash u = "<tid>.<oid>", e = epoch, d = sealed CodeRecord;
+//	code:{T}:<h(code)>         (grants) hash u = "<tid>.<oid>", e = epoch, d = sealed CodeRecord;
 //	                           TTL given; single use
-//	codeused:{T}:<h(code)>     tombstone of a redeemed code: "", "!" or a chain id
+//	codeused:{T}:<h(code)>     (grants) tombstone of a redeemed code: "", "!" or a chain id
 //	msal:{T}:<tid>.<oid>       sealed MSAL cache of one user; TTL given by the caller
 //	rev:{T}                    hash "<tid>.<oid>" -> the user's Epoch (a hash named by the tag
 //	                           alone, so a script that knows only a code's tag can check it);
 //	                           lives as long as anything issued in it
-//	rt:{T}:<chain>             hash of one refresh chain: cur = h(current handle),
+//	rt:{T}:<chain>             (grants) hash of one refresh chain: cur = h(current handle),
 //	                           exp = absolute end (Unix ms), ep = epoch, u = user,
 //	                           data = sealed HandleRecord (with the key that derives
 //	                           successors), t:<h(old handle)> = "<rotated ms> <h(successor)>"
 //	                           for the last 32 rotations, old = their order;
 //	                           TTL = idle TTL, never past exp
-//	rtu:{T}:<tid>.<oid>        sorted set of the user's chain ids by exp (at most 100: a new
+//	rtu:{T}:<tid>.<oid>        (grants) sorted set of the user's chain ids by exp (at most 100: a new
 //	                           chain past that ends the oldest); TTL = last exp
 //	obo:{T}:<tid>.<oid>        the user's on-behalf-of tokens (OBOTokens); deleted by RevokeUser
 //	consent:<h(browser)>       hash h(what was approved) -> "<tid>.<oid> <expiry ms> <epoch>":
@@ -174,135 +99,113 @@ type HandleRecord struct {
 // T nor the chain id grants anything. Sealed values are sealed under their
 // own key name, so a value copied to another key does not open.
 type Sessions struct {
-	rdb         redis.UniversalClient
-	ring        Sealer
-	now         func() time.Time
-	idleTTL     time.Duration
-	lifetime    time.Duration
-	codeUsedTTL time.Duration
-	grace       time.Duration
+	rdb      redis.UniversalClient
+	ring     Sealer
+	now      func() time.Time
+	lifetime time.Duration
 }
 
 // SessionsOption configures Sessions.
 type SessionsOption func(*Sessions)
 
-// WithSessionsClock sets the clock used for chain lifetimes and timestamps.
+// WithSessionsClock sets the clock used for consent expiry.
 func WithSessionsClock(now func() time.Time) SessionsOption {
 	return func(s *Sessions) { s.now = now }
 }
 
-// WithHandleIdleTTL sets how long an unused refresh handle stays valid.
-func WithHandleIdleTTL(d time.Duration) SessionsOption {
-	return func(s *Sessions) { s.idleTTL = d }
-}
-
-// WithChainLifetime sets how long a chain of refresh handles may live from
-// sign-in, however often it rotates.
+// WithChainLifetime sets how long a revocation epoch is kept after its
+// last change: at least the refresh chains' lifetime (DefaultChainLifetime).
 func WithChainLifetime(d time.Duration) SessionsOption {
 	return func(s *Sessions) { s.lifetime = d }
 }
 
-// WithCodeUsedTTL sets how long a redeemed code's tombstone is kept, during
-// which a second redemption is recognised as reuse.
-func WithCodeUsedTTL(d time.Duration) SessionsOption {
-	return func(s *Sessions) { s.codeUsedTTL = d }
-}
-
-// WithReuseGrace sets how long a rotated handle presented again gets a
-// successor instead of revoking its chain (DefaultReuseGrace). 0 turns
-// the grace off: every reuse revokes.
-func WithReuseGrace(d time.Duration) SessionsOption {
-	return func(s *Sessions) { s.grace = d }
-}
-
 // NewSessions returns sign-in state over rdb, sealed with ring (not nil).
-// It panics if a TTL option is under 1ms or the grace is negative.
+// It panics if the chain lifetime is under 1ms.
 func NewSessions(rdb redis.UniversalClient, ring Sealer, opts ...SessionsOption) *Sessions {
-	s := &Sessions{
-		rdb: rdb, ring: ring, now: time.Now,
-		idleTTL: DefaultHandleIdleTTL, lifetime: DefaultChainLifetime, codeUsedTTL: DefaultCodeUsedTTL,
-		grace: DefaultReuseGrace,
-	}
+	s := &Sessions{rdb: rdb, ring: ring, now: time.Now, lifetime: DefaultChainLifetime}
 	for _, o := range opts {
 		o(s)
 	}
-	for _, d := range []time.Duration{s.idleTTL, s.lifetime, s.codeUsedTTL} {
-		if d < time.Millisecond {
-			// A programming error: Redis would take 0 as "expire now" or
-			// "never", and no key here may live forever.
-			panic(fmt.Sprintf("store: NewSessions: TTL options must be at least 1ms, got %v", d))
-		}
-	}
-	if s.grace < 0 {
-		panic("store: NewSessions: negative reuse grace")
+	if s.lifetime < time.Millisecond {
+		// A programming error: Redis would take 0 as "expire now" or
+		// "never", and no key here may live forever.
+		panic(fmt.Sprintf("store: NewSessions: TTL options must be at least 1ms, got %v", s.lifetime))
 	}
 	return s
 }
 
-// ReuseGrace is the configured reuse grace.
-func (s *Sessions) ReuseGrace() time.Duration { return s.grace }
-
 // --- key names ---
+
+// Digest is hex SHA-256: what key names hold instead of a secret.
+func Digest(secret string) string { return digest(secret) }
 
 func digest(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }
 
-// userKeys names the keys of one user: all in the slot of {tag}.
-type userKeys struct {
-	tag string // 16 hex of h("<tid>.<oid>")
-	id  string // "<tid>.<oid>", lower case
+// UserKeys names the keys of one user: all in the slot of {Tag}.
+type UserKeys struct {
+	Tag string // 16 hex of h("<tid>.<oid>")
+	ID  string // "<tid>.<oid>", lower case
 }
 
-// keysOf checks a tenant and object id, which become part of key names.
-func keysOf(tid, oid string) (userKeys, error) {
+// KeysOf checks a tenant and object id, which become part of key names.
+func KeysOf(tid, oid string) (UserKeys, error) {
 	tid, oid = strings.ToLower(tid), strings.ToLower(oid)
 	if !valid.LowerGUID(tid) || !valid.LowerGUID(oid) {
-		return userKeys{}, errors.New("store: tenant or object id is not a GUID")
+		return UserKeys{}, errors.New("store: tenant or object id is not a GUID")
 	}
 	id := tid + "." + oid
-	return userKeys{tag: digest(id)[:tagLen], id: id}, nil
+	return UserKeys{Tag: Digest(id)[:tagLen], ID: id}, nil
 }
 
-// keysOfID is keysOf for "<tid>.<oid>".
-func keysOfID(id string) (userKeys, error) {
+// keysOfID is KeysOf for "<tid>.<oid>".
+func keysOfID(id string) (UserKeys, error) {
 	tid, oid, _ := strings.Cut(id, ".")
-	return keysOf(tid, oid)
+	return KeysOf(tid, oid)
 }
 
-func (u userKeys) slot() string           { return "{" + u.tag + "}:" }
-func (u userKeys) msal() string           { return "msal:" + u.slot() + u.id }
-func (u userKeys) epoch() string          { return epochKey(u.tag) } // field: u.id
-func (u userKeys) chains() string         { return "rtu:" + u.slot() + u.id }
-func (u userKeys) obo() string            { return "obo:" + u.slot() + u.id }
-func (u userKeys) chain(id string) string { return chainKey(u.tag, id) }
+func (u UserKeys) slot() string { return "{" + u.Tag + "}:" }
+func (u UserKeys) msal() string { return "msal:" + u.slot() + u.ID }
+func (u UserKeys) obo() string  { return "obo:" + u.slot() + u.ID }
 
-func epochKey(tag string) string          { return "rev:{" + tag + "}" }
-func chainKey(tag, chainID string) string { return "rt:{" + tag + "}:" + chainID }
-func codeKey(tag, code string) string     { return "code:{" + tag + "}:" + digest(code) }
-func codeUsedKey(tag, code string) string { return "codeused:{" + tag + "}:" + digest(code) }
-func flowDoneKey(state string) string     { return "flowdone:" + digest(state) }
-func consentKey(browser string) string    { return "consent:" + digest(browser) }
+// Epochs is the hash of the epochs of the users whose tag is u.Tag (field
+// u.ID).
+func (u UserKeys) Epochs() string { return EpochsKey(u.Tag) }
 
-func isTag(s string) bool {
+// Chains is the index of the user's refresh chains.
+func (u UserKeys) Chains() string { return "rtu:" + u.slot() + u.ID }
+
+// Chain is the key of one of the user's refresh chains.
+func (u UserKeys) Chain(id string) string { return ChainKey(u.Tag, id) }
+
+// EpochsKey is UserKeys.Epochs for a tag alone: codes and handles carry
+// the tag, not the user.
+func EpochsKey(tag string) string { return "rev:{" + tag + "}" }
+
+// ChainKey is UserKeys.Chain for a tag alone.
+func ChainKey(tag, chainID string) string { return "rt:{" + tag + "}:" + chainID }
+
+func flowDoneKey(state string) string  { return "flowdone:" + Digest(state) }
+func consentKey(browser string) string { return "consent:" + Digest(browser) }
+
+// IsTag reports whether s is a user tag.
+func IsTag(s string) bool {
 	return len(s) == tagLen && strings.Trim(s, "0123456789abcdef") == ""
 }
 
-func isRandText(s string, n int) bool {
-	return len(s) == n && strings.Trim(s, randTextAlphabet) == ""
-}
-
-// checkSecret refuses states and codes too short to be unguessable: their
+// CheckSecret refuses states and codes too short to be unguessable: their
 // hash is all that protects the key name.
-func checkSecret(what, s string) error {
+func CheckSecret(what, s string) error {
 	if len(s) < minSecretLen || len(s) > maxSecretLen {
 		return fmt.Errorf("store: %s must be %d to %d characters of a ≥128-bit random value", what, minSecretLen, maxSecretLen)
 	}
 	return nil
 }
 
-func checkTTL(what string, ttl time.Duration) error {
+// CheckTTL refuses a TTL Redis would take as none.
+func CheckTTL(what string, ttl time.Duration) error {
 	if ttl < time.Millisecond {
 		// go-redis treats 0 as "no expiry", which no key here may have.
 		return fmt.Errorf("store: %s: TTL must be at least 1ms, got %v", what, ttl)
@@ -310,38 +213,12 @@ func checkTTL(what string, ttl time.Duration) error {
 	return nil
 }
 
-// --- sealing ---
+// Ms is a duration as Redis's millisecond arguments take it.
+func Ms(d time.Duration) string { return fmt.Sprint(d.Milliseconds()) }
 
-func (s *Sessions) sealJSON(name string, v any) ([]byte, error) {
-	plain, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return s.ring.Seal(name, plain)
-}
-
-func (s *Sessions) openJSON(name string, sealed []byte, v any) error {
-	plain, err := s.ring.Open(name, sealed)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(plain, v)
-}
-
-// scriptReply splits a script's {status, value} reply.
-func scriptReply(reply []any) (int64, string) {
-	var status int64
-	var value string
-	if len(reply) > 0 {
-		status, _ = reply[0].(int64)
-	}
-	if len(reply) > 1 {
-		value, _ = reply[1].(string)
-	}
-	return status, value
-}
-
-func ms(d time.Duration) string { return fmt.Sprint(d.Milliseconds()) }
+// Wrap adds what was being done to a Redis error, and marks it with
+// ErrUnavailable when Redis could not serve the request.
+func Wrap(op string, err error) error { return wrap(op, err) }
 
 // --- completed sign-ins ---
 
@@ -351,7 +228,7 @@ func ms(d time.Duration) string { return fmt.Sprint(d.Milliseconds()) }
 // browser; this marker is written only once Entra has accepted the sign-in,
 // so anonymous requests never write one.
 func (s *Sessions) MarkFlowDone(ctx context.Context, state string, ttl time.Duration) (bool, error) {
-	if err := errors.Join(checkSecret("state", state), checkTTL("mark sign-in done", ttl)); err != nil {
+	if err := errors.Join(CheckSecret("state", state), CheckTTL("mark sign-in done", ttl)); err != nil {
 		return false, err
 	}
 	ok, err := s.rdb.SetNX(ctx, flowDoneKey(state), "1", ttl).Result()

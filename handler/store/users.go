@@ -17,12 +17,12 @@ import (
 // sealed with a key since removed from the ring) is an error matching
 // seal.ErrOpen, with the epoch still returned.
 func (s *Sessions) LoadMSAL(ctx context.Context, tid, oid string) ([]byte, bool, UserState, error) {
-	u, err := keysOf(tid, oid)
+	u, err := KeysOf(tid, oid)
 	if err != nil {
 		return nil, false, UserState{}, err
 	}
 	key := u.msal()
-	reply, err := loadMSALScript.Run(ctx, s.rdb, []string{key, u.epoch()}, u.id, u.id+revokedAtSuffix).Slice()
+	reply, err := loadMSALScript.Run(ctx, s.rdb, []string{key, u.Epochs()}, u.ID, u.ID+revokedAtSuffix).Slice()
 	if err != nil {
 		return nil, false, UserState{}, wrap("load MSAL cache", err)
 	}
@@ -91,11 +91,11 @@ func parseEpoch(v any) (Epoch, error) {
 // revoked since the cache was loaded): then nothing is written and the
 // error matches ErrRevoked.
 func (s *Sessions) SaveMSAL(ctx context.Context, tid, oid string, data []byte, ttl time.Duration, ep Epoch) error {
-	u, err := keysOf(tid, oid)
+	u, err := KeysOf(tid, oid)
 	if err != nil {
 		return err
 	}
-	if err := checkTTL("save MSAL cache", ttl); err != nil {
+	if err := CheckTTL("save MSAL cache", ttl); err != nil {
 		return err
 	}
 	key := u.msal()
@@ -103,7 +103,7 @@ func (s *Sessions) SaveMSAL(ctx context.Context, tid, oid string, data []byte, t
 	if err != nil {
 		return fmt.Errorf("store: save MSAL cache: %w", err)
 	}
-	n, err := saveMSALScript.Run(ctx, s.rdb, []string{key, u.epoch()}, u.id, int64(ep), sealed, ms(ttl)).Int()
+	n, err := saveMSALScript.Run(ctx, s.rdb, []string{key, u.Epochs()}, u.ID, int64(ep), sealed, Ms(ttl)).Int()
 	if err != nil {
 		return wrap("save MSAL cache", err)
 	}
@@ -123,7 +123,7 @@ return 1
 
 // DeleteMSAL deletes a user's MSAL cache.
 func (s *Sessions) DeleteMSAL(ctx context.Context, tid, oid string) error {
-	u, err := keysOf(tid, oid)
+	u, err := KeysOf(tid, oid)
 	if err != nil {
 		return err
 	}
@@ -132,15 +132,15 @@ func (s *Sessions) DeleteMSAL(ctx context.Context, tid, oid string) error {
 
 // CurrentEpoch is the user's epoch now (0 before any revocation).
 func (s *Sessions) CurrentEpoch(ctx context.Context, tid, oid string) (Epoch, error) {
-	u, err := keysOf(tid, oid)
+	u, err := KeysOf(tid, oid)
 	if err != nil {
 		return 0, err
 	}
 	return s.epoch(ctx, u)
 }
 
-func (s *Sessions) epoch(ctx context.Context, u userKeys) (Epoch, error) {
-	v, err := s.rdb.HGet(ctx, u.epoch(), u.id).Result()
+func (s *Sessions) epoch(ctx context.Context, u UserKeys) (Epoch, error) {
+	v, err := s.rdb.HGet(ctx, u.Epochs(), u.ID).Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -165,20 +165,20 @@ func (s *Sessions) epoch(ctx context.Context, u userKeys) (Epoch, error) {
 // chain), and what appears later is a sign-in after the revocation, which
 // is not ours to end; so two rounds always suffice, however busy the user.
 func (s *Sessions) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
-	u, err := keysOf(tid, oid)
+	u, err := KeysOf(tid, oid)
 	if err != nil {
 		return 0, err
 	}
-	chains, err := s.rdb.ZRange(ctx, u.chains(), 0, -1).Result()
+	chains, err := s.rdb.ZRange(ctx, u.Chains(), 0, -1).Result()
 	if err != nil {
 		return 0, wrap("revoke user", err)
 	}
 	total := 0
 	for _, first := range []string{"1", "0"} {
-		keys := []string{u.epoch(), u.msal(), u.chains(), u.obo()}
-		args := []any{u.id, first, ms(s.lifetime), u.id + revokedAtSuffix}
+		keys := []string{u.Epochs(), u.msal(), u.Chains(), u.obo()}
+		args := []any{u.ID, first, Ms(s.lifetime), u.ID + revokedAtSuffix}
 		for _, c := range chains {
-			keys = append(keys, u.chain(c))
+			keys = append(keys, u.Chain(c))
 			args = append(args, c)
 		}
 		reply, err := revokeUserScript.Run(ctx, s.rdb, keys, args...).Slice()

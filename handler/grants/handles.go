@@ -1,4 +1,4 @@
-package store
+package grants
 
 import (
 	"context"
@@ -11,13 +11,15 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
 // splitHandle returns a handle's user tag and chain id, or false if it is
 // not one of ours.
 func splitHandle(handle string) (tag, chainID string, ok bool) {
 	parts := strings.Split(handle, ".")
-	if len(parts) != 3 || !isTag(parts[0]) || !isRandText(parts[1], chainIDLen) || !isRandText(parts[2], handleSecretLen) {
+	if len(parts) != 3 || !store.IsTag(parts[0]) || !isRandText(parts[1], chainIDLen) || !isRandText(parts[2], handleSecretLen) {
 		return "", "", false
 	}
 	return parts[0], parts[1], true
@@ -27,9 +29,9 @@ func newHandle(tag, chainID string) string { return tag + "." + chainID + "." + 
 
 // NewHandle starts a chain of refresh handles for a signed-in user and
 // returns its first handle and a reference to the chain (for RevokeChain).
-// rec.Epoch must be the user's current epoch, else ErrRevoked. One round
+// rec.Epoch must be the user's current epoch, else store.ErrRevoked. One round
 // trip.
-func (s *Sessions) NewHandle(ctx context.Context, rec HandleRecord) (handle, chain string, err error) {
+func (s *Records) NewHandle(ctx context.Context, rec HandleRecord) (handle, chain string, err error) {
 	return s.issue(ctx, rec, "")
 }
 
@@ -37,9 +39,9 @@ func (s *Sessions) NewHandle(ctx context.Context, rec HandleRecord) (handle, cha
 // it records the chain on the code's tombstone. If the code was redeemed
 // again since RedeemCode, it issues nothing and returns an error matching
 // ErrCodeReused.
-func (s *Sessions) IssueForCode(ctx context.Context, code string, rec HandleRecord) (handle, chain string, err error) {
+func (s *Records) IssueForCode(ctx context.Context, code string, rec HandleRecord) (handle, chain string, err error) {
 	if _, ok := splitCode(code); !ok {
-		return "", "", errors.New("store: issue handle: not a one-time code")
+		return "", "", errors.New("grants: issue handle: not a one-time code")
 	}
 	return s.issue(ctx, rec, code)
 }
@@ -53,8 +55,8 @@ const (
 	issuedRevoked    = -3
 )
 
-func (s *Sessions) issue(ctx context.Context, rec HandleRecord, code string) (string, string, error) {
-	u, err := keysOf(rec.TenantID, rec.ObjectID)
+func (s *Records) issue(ctx context.Context, rec HandleRecord, code string) (string, string, error) {
+	u, err := store.KeysOf(rec.TenantID, rec.ObjectID)
 	if err != nil {
 		return "", "", err
 	}
@@ -65,52 +67,54 @@ func (s *Sessions) issue(ctx context.Context, rec HandleRecord, code string) (st
 	rec.RotationKey = make([]byte, 32)
 	_, _ = rand.Read(rec.RotationKey) // never fails (crypto/rand panics on failure since Go 1.24)
 	chainID := rand.Text()
-	handle := newHandle(u.tag, chainID)
-	ck := u.chain(chainID)
+	handle := newHandle(u.Tag, chainID)
+	ck := u.Chain(chainID)
 	sealed, err := s.sealJSON(ck, rec)
 	if err != nil {
-		return "", "", fmt.Errorf("store: issue handle: %w", err)
+		return "", "", fmt.Errorf("grants: issue handle: %w", err)
 	}
-	keys := []string{ck, u.chains(), u.epoch()}
+	keys := []string{ck, u.Chains(), u.Epochs()}
 	if code != "" {
 		tag, _ := splitCode(code)
-		if tag != u.tag {
-			return "", "", errors.New("store: issue handle: the code is another user's")
+		if tag != u.Tag {
+			return "", "", errors.New("grants: issue handle: the code is another user's")
 		}
 		keys = append(keys, codeUsedKey(tag, code))
 	}
 	reply, err := issueScript.Run(ctx, s.rdb, keys,
-		digest(handle), now.Add(s.lifetime).UnixMilli(), sealed, ms(min(s.idleTTL, s.lifetime)),
-		now.UnixMilli(), int64(rec.Epoch), chainID, ms(s.lifetime), u.id, maxChainsPerUser).Slice()
+		store.Digest(handle), now.Add(s.lifetime).UnixMilli(), sealed, store.Ms(min(s.idleTTL, s.lifetime)),
+		now.UnixMilli(), int64(rec.Epoch), chainID, store.Ms(s.lifetime), u.ID, maxChainsPerUser).Slice()
 	if err != nil {
-		return "", "", wrap("issue handle", err)
+		return "", "", store.Wrap("issue handle", err)
 	}
 	res, _ := reply[0].(int64)
-	if len(reply) > 1 {
-		// Chains beyond the user's budget, oldest first, are out of the
-		// index: end them. If that fails they are still ended by the next
-		// revocation's epoch, and by their idle TTL.
-		var evicted []string
-		for _, v := range reply[1:] {
-			if id, ok := v.(string); ok && isRandText(id, chainIDLen) {
-				evicted = append(evicted, u.chain(id))
-			}
-		}
-		if len(evicted) > 0 {
-			s.rdb.Del(context.WithoutCancel(ctx), evicted...)
-		}
-	}
+	s.endEvicted(ctx, u, reply[1:])
 	switch res {
 	case issuedOK:
-		return handle, u.tag + "." + chainID, nil
+		return handle, u.Tag + "." + chainID, nil
 	case issuedCodeReused:
 		return "", "", &CodeReusedError{}
 	case issuedCodeGone:
-		return "", "", errors.New("store: issue handle: the code was not redeemed, or too long ago")
+		return "", "", errors.New("grants: issue handle: the code was not redeemed, or too long ago")
 	case issuedRevoked:
-		return "", "", fmt.Errorf("store: issue handle: %w", ErrRevoked)
+		return "", "", fmt.Errorf("grants: issue handle: %w", store.ErrRevoked)
 	default:
-		return "", "", errors.New("store: issue handle: chain id already in use")
+		return "", "", errors.New("grants: issue handle: chain id already in use")
+	}
+}
+
+// endEvicted deletes the chains issueScript took out of the user's index
+// (beyond their budget, oldest first). If that fails they are still ended
+// by the next revocation's epoch, and by their idle TTL.
+func (s *Records) endEvicted(ctx context.Context, u store.UserKeys, ids []any) {
+	var evicted []string
+	for _, v := range ids {
+		if id, ok := v.(string); ok && isRandText(id, chainIDLen) {
+			evicted = append(evicted, u.Chain(id))
+		}
+	}
+	if len(evicted) > 0 {
+		s.rdb.Del(context.WithoutCancel(ctx), evicted...)
 	}
 }
 
@@ -167,7 +171,7 @@ func successor(tag, chainID string, key []byte, handle string) string {
 
 // Rotate exchanges a refresh handle for its successor and returns what the
 // chain stands for: PeekHandle, then Advance. Two round trips.
-func (s *Sessions) Rotate(ctx context.Context, handle string) (string, HandleRecord, error) {
+func (s *Records) Rotate(ctx context.Context, handle string) (string, HandleRecord, error) {
 	rec, err := s.PeekHandle(ctx, handle)
 	if err != nil {
 		return "", HandleRecord{}, err
@@ -185,31 +189,31 @@ func (s *Sessions) Rotate(ctx context.Context, handle string) (string, HandleRec
 // it the same successor again. Any other rotated handle is reuse: the
 // chain is revoked and the error is ErrHandleReused. An unknown, expired or
 // revoked handle gets an error matching ErrNotFound. One round trip.
-func (s *Sessions) PeekHandle(ctx context.Context, handle string) (HandleRecord, error) {
+func (s *Records) PeekHandle(ctx context.Context, handle string) (HandleRecord, error) {
 	tag, chainID, ok := splitHandle(handle)
 	if !ok {
 		return HandleRecord{}, errHandleNotFound
 	}
-	ck := chainKey(tag, chainID)
-	reply, err := lookScript.Run(ctx, s.rdb, []string{ck, epochKey(tag)},
-		digest(handle), s.now().UnixMilli(), ms(s.grace)).Slice()
+	ck := store.ChainKey(tag, chainID)
+	reply, err := lookScript.Run(ctx, s.rdb, []string{ck, store.EpochsKey(tag)},
+		store.Digest(handle), s.now().UnixMilli(), store.Ms(s.grace)).Slice()
 	if err != nil {
-		return HandleRecord{}, wrap("look up handle", err)
+		return HandleRecord{}, store.Wrap("look up handle", err)
 	}
 	status, sealed := scriptReply(reply)
 	switch status {
 	case lookCurrent, lookRetry:
 	case lookReused:
-		return HandleRecord{}, fmt.Errorf("store: look up handle: %w", ErrHandleReused)
+		return HandleRecord{}, fmt.Errorf("grants: look up handle: %w", ErrHandleReused)
 	default:
 		return HandleRecord{}, errHandleNotFound
 	}
 	var rec HandleRecord
 	if err := s.openJSON(ck, []byte(sealed), &rec); err != nil {
-		return HandleRecord{}, fmt.Errorf("store: look up handle: %w", err)
+		return HandleRecord{}, fmt.Errorf("grants: look up handle: %w", err)
 	}
 	if len(rec.RotationKey) == 0 {
-		return HandleRecord{}, errors.New("store: look up handle: the chain has no rotation key")
+		return HandleRecord{}, errors.New("grants: look up handle: the chain has no rotation key")
 	}
 	return rec, nil
 }
@@ -254,16 +258,16 @@ return {2}
 // a rotated handle, which PeekHandle judges when it comes back). Advance
 // never revokes: judging reuse is PeekHandle's. A chain that is gone gets
 // an error matching ErrNotFound. One round trip.
-func (s *Sessions) Advance(ctx context.Context, handle string, rec HandleRecord) (string, error) {
+func (s *Records) Advance(ctx context.Context, handle string, rec HandleRecord) (string, error) {
 	tag, chainID, ok := splitHandle(handle)
 	if !ok || len(rec.RotationKey) == 0 {
 		return "", errHandleNotFound
 	}
 	next := successor(tag, chainID, rec.RotationKey, handle)
-	n, err := advanceScript.Run(ctx, s.rdb, []string{chainKey(tag, chainID), epochKey(tag)},
-		digest(handle), digest(next), s.now().UnixMilli(), ms(s.idleTTL), maxTombstones).Int()
+	n, err := advanceScript.Run(ctx, s.rdb, []string{store.ChainKey(tag, chainID), store.EpochsKey(tag)},
+		store.Digest(handle), store.Digest(next), s.now().UnixMilli(), store.Ms(s.idleTTL), maxTombstones).Int()
 	if err != nil {
-		return "", wrap("rotate handle", err)
+		return "", store.Wrap("rotate handle", err)
 	}
 	if n != 1 {
 		return "", errHandleNotFound
@@ -305,14 +309,14 @@ return 1
 
 // Revoke ends the chain of a handle, current or rotated (logout). It
 // returns an error matching ErrNotFound if the handle is unknown.
-func (s *Sessions) Revoke(ctx context.Context, handle string) error {
+func (s *Records) Revoke(ctx context.Context, handle string) error {
 	tag, chainID, ok := splitHandle(handle)
 	if !ok {
 		return errHandleNotFound
 	}
-	n, err := revokeScript.Run(ctx, s.rdb, []string{chainKey(tag, chainID)}, digest(handle)).Int()
+	n, err := revokeScript.Run(ctx, s.rdb, []string{store.ChainKey(tag, chainID)}, store.Digest(handle)).Int()
 	if err != nil {
-		return wrap("revoke handle", err)
+		return store.Wrap("revoke handle", err)
 	}
 	if n == 0 {
 		return errHandleNotFound
@@ -334,10 +338,10 @@ return 0
 // RevokeChain ends a chain named by the reference NewHandle returned (or a
 // CodeReusedError carries). Revoking a chain that does not exist is not an
 // error.
-func (s *Sessions) RevokeChain(ctx context.Context, chain string) error {
+func (s *Records) RevokeChain(ctx context.Context, chain string) error {
 	tag, chainID, ok := strings.Cut(chain, ".")
-	if !ok || !isTag(tag) || !isRandText(chainID, chainIDLen) {
-		return errors.New("store: revoke chain: malformed chain reference")
+	if !ok || !store.IsTag(tag) || !isRandText(chainID, chainIDLen) {
+		return errors.New("grants: revoke chain: malformed chain reference")
 	}
-	return wrap("revoke chain", s.rdb.Del(ctx, chainKey(tag, chainID)).Err())
+	return store.Wrap("revoke chain", s.rdb.Del(ctx, store.ChainKey(tag, chainID)).Err())
 }

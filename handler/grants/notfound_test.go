@@ -1,4 +1,4 @@
-package store_test
+package grants_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package store
+package grants
 
 import (
 	"context"
@@ -10,38 +10,40 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/entra-mcp/functions-mcp/handler/store"
 )
 
 // NewCode mints a one-time code that stands for r, for ttl, and returns it.
 // r.Epoch must be the user's current epoch: a code minted after its user's
-// sessions were revoked gets ErrRevoked. One round trip.
-func (s *Sessions) NewCode(ctx context.Context, r CodeRecord, ttl time.Duration) (string, error) {
-	u, err := keysOf(r.TenantID, r.ObjectID)
+// sessions were revoked gets store.ErrRevoked. One round trip.
+func (s *Records) NewCode(ctx context.Context, r CodeRecord, ttl time.Duration) (string, error) {
+	u, err := store.KeysOf(r.TenantID, r.ObjectID)
 	if err != nil {
 		return "", err
 	}
-	if err := checkTTL("save code", ttl); err != nil {
+	if err := store.CheckTTL("save code", ttl); err != nil {
 		return "", err
 	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // never fails (crypto/rand panics on failure since Go 1.24)
-	code := u.tag + "." + base64.RawURLEncoding.EncodeToString(b)
-	key := codeKey(u.tag, code)
+	code := u.Tag + "." + base64.RawURLEncoding.EncodeToString(b)
+	key := codeKey(u.Tag, code)
 	sealed, err := s.sealJSON(key, r)
 	if err != nil {
-		return "", fmt.Errorf("store: save code: %w", err)
+		return "", fmt.Errorf("grants: save code: %w", err)
 	}
-	n, err := saveCodeScript.Run(ctx, s.rdb, []string{key, u.epoch()}, u.id, int64(r.Epoch), sealed, ms(ttl)).Int()
+	n, err := saveCodeScript.Run(ctx, s.rdb, []string{key, u.Epochs()}, u.ID, int64(r.Epoch), sealed, store.Ms(ttl)).Int()
 	if err != nil {
-		return "", wrap("save code", err)
+		return "", store.Wrap("save code", err)
 	}
 	switch n {
 	case 1:
 		return code, nil
 	case -1:
-		return "", fmt.Errorf("store: save code: %w", ErrRevoked)
+		return "", fmt.Errorf("grants: save code: %w", store.ErrRevoked)
 	default:
-		return "", errors.New("store: save code: code already in use")
+		return "", errors.New("grants: save code: code already in use")
 	}
 }
 
@@ -59,7 +61,7 @@ return 1
 // splitCode returns a code's user tag, or false if it is not one of ours.
 func splitCode(code string) (string, bool) {
 	tag, secret, ok := strings.Cut(code, ".")
-	return tag, ok && isTag(tag) && checkSecret("code", secret) == nil
+	return tag, ok && store.IsTag(tag) && store.CheckSecret("code", secret) == nil
 }
 
 // RedeemCode returns what a code stands for and deletes it, leaving a
@@ -67,22 +69,22 @@ func splitCode(code string) (string, bool) {
 // *CodeReusedError (matching ErrCodeReused). An unknown or expired code, or
 // one whose user's sessions were revoked since it was minted, gets an error
 // matching ErrNotFound. One round trip.
-func (s *Sessions) RedeemCode(ctx context.Context, code string) (CodeRecord, error) {
+func (s *Records) RedeemCode(ctx context.Context, code string) (CodeRecord, error) {
 	tag, ok := splitCode(code)
 	if !ok {
 		return CodeRecord{}, errCodeNotFound
 	}
 	key := codeKey(tag, code)
-	reply, err := redeemScript.Run(ctx, s.rdb, []string{key, codeUsedKey(tag, code), epochKey(tag)}, ms(s.codeUsedTTL)).Slice()
+	reply, err := redeemScript.Run(ctx, s.rdb, []string{key, codeUsedKey(tag, code), store.EpochsKey(tag)}, store.Ms(s.codeUsedTTL)).Slice()
 	if err != nil {
-		return CodeRecord{}, wrap("redeem code", err)
+		return CodeRecord{}, store.Wrap("redeem code", err)
 	}
 	status, value := scriptReply(reply)
 	switch status {
 	case redeemOK:
 		var r CodeRecord
 		if err := s.openJSON(key, []byte(value), &r); err != nil {
-			return CodeRecord{}, fmt.Errorf("store: redeem code: %w", err)
+			return CodeRecord{}, fmt.Errorf("grants: redeem code: %w", err)
 		}
 		return r, nil
 	case redeemReused:
