@@ -134,16 +134,10 @@ func WithHandleIdleTTL(d time.Duration) RecordsOption {
 }
 
 // WithChainLifetime sets how long a chain of refresh handles may live from
-// sign-in, however often it rotates: at most the store's
-// (store.WithChainLifetime), which keeps revocation epochs that long.
+// sign-in, however often it rotates: at most store.DefaultChainLifetime,
+// how long the store keeps revocation epochs.
 func WithChainLifetime(d time.Duration) RecordsOption {
 	return func(s *Records) { s.lifetime = d }
-}
-
-// WithCodeUsedTTL sets how long a redeemed code's tombstone is kept, during
-// which a second redemption is recognised as reuse.
-func WithCodeUsedTTL(d time.Duration) RecordsOption {
-	return func(s *Records) { s.codeUsedTTL = d }
 }
 
 // WithReuseGrace sets how long a rotated handle presented again gets a

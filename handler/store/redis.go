@@ -69,18 +69,6 @@ func Options(url string) (*redis.Options, error) {
 	return opts, nil
 }
 
-// Open returns a client for a REDIS_URL. It does not contact Redis: the
-// client dials on first use, so start-up neither waits for Redis nor fails
-// when it is down, and only the operations that need Redis fail. Use Ping to
-// report at start-up whether Redis answers.
-func Open(url string) (*redis.Client, error) {
-	opts, err := Options(url)
-	if err != nil {
-		return nil, err
-	}
-	return redis.NewClient(opts), nil
-}
-
 // Ping checks that Redis answers. Its error wraps outage.ErrUnavailable.
 func Ping(ctx context.Context, rdb redis.UniversalClient) error {
 	if err := rdb.Ping(ctx).Err(); err != nil {

@@ -113,23 +113,11 @@ func WithSessionsClock(now func() time.Time) SessionsOption {
 	return func(s *Sessions) { s.now = now }
 }
 
-// WithChainLifetime sets how long a revocation epoch is kept after its
-// last change: at least the refresh chains' lifetime (DefaultChainLifetime).
-func WithChainLifetime(d time.Duration) SessionsOption {
-	return func(s *Sessions) { s.lifetime = d }
-}
-
 // NewSessions returns sign-in state over rdb, sealed with ring (not nil).
-// It panics if the chain lifetime is under 1ms.
 func NewSessions(rdb redis.UniversalClient, ring Sealer, opts ...SessionsOption) *Sessions {
 	s := &Sessions{rdb: rdb, ring: ring, now: time.Now, lifetime: DefaultChainLifetime}
 	for _, o := range opts {
 		o(s)
-	}
-	if s.lifetime < time.Millisecond {
-		// A programming error: Redis would take 0 as "expire now" or
-		// "never", and no key here may live forever.
-		panic(fmt.Sprintf("store: NewSessions: TTL options must be at least 1ms, got %v", s.lifetime))
 	}
 	return s
 }
