@@ -169,6 +169,7 @@ func toolNames(m map[string]any) []string {
 // TestEachRoleGetsExactlyItsTools lists the tools with each demo user's
 // token and wants exactly the golden list, in order.
 func TestEachRoleGetsExactlyItsTools(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	for _, u := range toolstest.Load(t).Users {
 		t.Run(u.Key, func(t *testing.T) {
@@ -198,6 +199,7 @@ func callText(t testing.TB, m map[string]any) (string, bool) {
 }
 
 func TestToolsWorkEndToEnd(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	writer, reader, admin := st.token(t, "writer"), st.token(t, "reader"), st.token(t, "admin")
 
@@ -226,6 +228,7 @@ func TestToolsWorkEndToEnd(t *testing.T) {
 }
 
 func TestRedisDownKeepsListWorkingAndFailsToolsCleanly(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Down(t))
 	tok := st.token(t, "all")
 	if got := toolNames(st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); len(got) != 9 {
@@ -238,6 +241,7 @@ func TestRedisDownKeepsListWorkingAndFailsToolsCleanly(t *testing.T) {
 }
 
 func TestHTTPGuards(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Mini(t))
 	tok := st.token(t, "all")
 	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
@@ -311,6 +315,7 @@ func (st *stack) healthOf(t *testing.T) (int, map[string]any) {
 // dependency answering, 503 "degraded" naming the one that does not, and
 // never says why (no address, no error text).
 func TestHealthSaysWhichDependencyFails(t *testing.T) {
+	t.Parallel()
 	t.Run("all well", func(t *testing.T) {
 		st := newStack(t, storetest.Redis(t))
 		st.rpc(t, st.token(t, "reader"), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`) // keys loaded
@@ -348,6 +353,7 @@ func TestHealthSaysWhichDependencyFails(t *testing.T) {
 // names this server as the authorization server, entra names Entra's v2
 // issuer; neither takes the host from the request.
 func TestProtectedResourceMetadata(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []config.AuthMode{"", config.AuthModeProxy, config.AuthModeEntra} {
 		st := newStackWith(t, storetest.Mini(t), func(c *config.Config, _ *devidp.Options) { c.OAuth.Mode = mode })
 		wantAS := st.base
@@ -382,6 +388,7 @@ func TestProtectedResourceMetadata(t *testing.T) {
 // TestProtocolRevision20260728 drives the stateless 2026-07-28 revision by
 // hand: no initialize, the version in the header and in _meta.
 func TestProtocolRevision20260728(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	tok := st.token(t, "all")
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
@@ -423,6 +430,7 @@ func TestProtocolRevision20260728(t *testing.T) {
 // client can retry with one of them, and initialize negotiates only a
 // revision we serve.
 func TestUnservedProtocolVersions(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Mini(t))
 	tok := st.token(t, "all")
 	served := mcpserver.ProtocolVersions()
@@ -460,6 +468,7 @@ func TestUnservedProtocolVersions(t *testing.T) {
 
 // TestSDKClients connects mcp-go's own client at each revision we serve.
 func TestSDKClients(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	tok := st.token(t, "all")
 	for _, version := range mcpserver.ProtocolVersions() {
@@ -503,6 +512,7 @@ func TestSDKClients(t *testing.T) {
 // TestIssuerUnreachableIs503 checks that a verifier which never got keys
 // answers 503, not 401: clients should retry, not sign in again.
 func TestIssuerUnreachableIs503(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Mini(t))
 	tok := st.token(t, "all")
 	st.idp.Close()
@@ -516,6 +526,7 @@ func TestIssuerUnreachableIs503(t *testing.T) {
 // for a Graph token (OBO) at the stand-in and reads /v1.0/me; without
 // consent the caller is told what to ask an admin for.
 func TestMyProfileOnBehalfOfTheCaller(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	reader, _ := devidp.DemoUser("reader")
 	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"my_profile","arguments":{}}}`
@@ -544,6 +555,7 @@ func TestMyProfileOnBehalfOfTheCaller(t *testing.T) {
 // layout test matches with functions/*/function.json) reaches a handler, for
 // every method it forwards; none falls through to the 404 of unknown paths.
 func TestEveryRouteIsServed(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Mini(t))
 	for _, rt := range httpapi.Routes() {
 		for _, m := range rt.Methods {
@@ -562,6 +574,7 @@ func TestEveryRouteIsServed(t *testing.T) {
 // and /mcp still refuses its real request. Public documents are readable
 // by anyone.
 func TestCORSIsOnePolicy(t *testing.T) {
+	t.Parallel()
 	const app = "https://app.example.com"
 	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) {
 		c.Server.AllowedOrigins = []string{app}

@@ -127,6 +127,7 @@ func (in *ingestion) names() []string {
 // TestTelemetryLands: requests, Redis dependencies and tool events reach
 // an ingestion stand-in, correlated, with no token in any envelope.
 func TestTelemetryLands(t *testing.T) {
+	t.Parallel()
 	in := &ingestion{}
 	srv := httptest.NewServer(in)
 	defer srv.Close()

@@ -58,6 +58,7 @@ func newTappedStack(t testing.TB, rdb redis.UniversalClient, adjust func(*config
 // from Entra once for the pool, not once per pooled client (8), plus once
 // by the token verifier.
 func TestDiscoveryFetchedOncePerProcess(t *testing.T) {
+	t.Parallel()
 	st, ct := newTappedStack(t, storetest.Redis(t), nil)
 	var wg sync.WaitGroup
 	for range 24 {

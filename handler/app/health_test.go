@@ -17,6 +17,7 @@ import (
 // is reported at start-up in one line naming the setting at fault, without
 // the URL (it may hold a password).
 func TestCheckRedisNamesTheProblem(t *testing.T) {
+	t.Parallel()
 	srv := storetest.Server(t, "--requirepass", "right-password")
 	addr := srv.Options().Addr
 	for name, c := range map[string]struct{ url, want string }{

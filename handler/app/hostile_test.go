@@ -135,6 +135,7 @@ func grew(before, after footprint) []string {
 // throughout. A redis-server of the test's own: buckets must expire in
 // real time.
 func TestAnonymousFloodsStoreNothing(t *testing.T) {
+	t.Parallel()
 	const n = 1500
 	check := func(t *testing.T, st *stack, rdb redis.UniversalClient, before footprint, counts map[int]int) {
 		t.Helper()
@@ -249,6 +250,7 @@ func TestAnonymousFloodsStoreNothing(t *testing.T) {
 // user still does everything: sign in, exchange, refresh, call tools,
 // register an OAuth client and get its tokens.
 func TestTinyRedisSurvivesAnonymousFloods(t *testing.T) {
+	t.Parallel()
 	const maxMemory = 16 << 20
 	rdb := storetest.Server(t, "--maxmemory", fmt.Sprint(maxMemory), "--maxmemory-policy", "noeviction")
 	st := newStack(t, rdb)
@@ -328,6 +330,7 @@ func TestTinyRedisSurvivesAnonymousFloods(t *testing.T) {
 // not requests); every client that got a 503 retries with the handle it
 // has. No session may end.
 func TestRefreshesSurviveRedisStall(t *testing.T) {
+	t.Parallel()
 	base := storetest.Redis(t)
 	proxy := testkit.NewProxy(t, base.Options().Addr)
 	opts := *base.Options()
@@ -414,6 +417,7 @@ func TestRefreshesSurviveRedisStall(t *testing.T) {
 // times over. Afterwards nothing issued before or during it works, and
 // Redis holds none of the user's tokens.
 func TestRevokeSessionsRacesLeaveNothingAlive(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	st, entra := newTappedStack(t, rdb, func(_ *config.Config, o *devidp.Options) { o.AccessTokenLifetime = time.Minute })
 	reader, _ := devidp.DemoUser("reader")
@@ -560,6 +564,7 @@ func isRotation(cmd redis.Cmder) bool {
 // client retries with the handle it has, within the grace, and no session
 // ends; /oauth/token refreshes the same way.
 func TestLostRotationRepliesEndNoSession(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	hook := &loseReplies{match: isRotation, every: 3}
 	rdb.AddHook(hook)
@@ -628,6 +633,7 @@ func TestLostRotationRepliesEndNoSession(t *testing.T) {
 // refresh, code exchange and OAuth token request from that address still
 // work.
 func TestNeighbourJunkDoesNotLockOutGoodTokens(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	const shared = "203.0.113.77"
 	_, tk := st.exchange(t, st.signIn(t, "reader"), "")
@@ -665,6 +671,7 @@ func TestNeighbourJunkDoesNotLockOutGoodTokens(t *testing.T) {
 // (slow) for an on-behalf-of token when revoke_sessions runs; the token it
 // gets is not kept.
 func TestOBOTokenIssuedDuringRevocationIsNotKept(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	st, entra := newTappedStack(t, rdb, nil)
 	reader, _ := devidp.DemoUser("reader")

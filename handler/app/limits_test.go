@@ -12,6 +12,7 @@ import (
 // TestToolCallLimitSettingsReachTheEndpoint: TOOL_CALLS_PER_MINUTE and
 // TOOL_CALLS_BURST are what tools/call is limited by, per caller.
 func TestToolCallLimitSettingsReachTheEndpoint(t *testing.T) {
+	t.Parallel()
 	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) {
 		c.Limits.ToolCallsPerMinute, c.Limits.ToolCallsBurst = 1, 3
 	})
@@ -34,6 +35,7 @@ func TestToolCallLimitSettingsReachTheEndpoint(t *testing.T) {
 // TestTaskBudgetSettingReachesTheStore: TASKS_MAX_BYTES_PER_TENANT is the
 // budget create_task is refused by (64 KiB: seven tasks of 8 KB notes).
 func TestTaskBudgetSettingReachesTheStore(t *testing.T) {
+	t.Parallel()
 	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, _ *devidp.Options) {
 		c.Limits.TaskBytesPerTenant = config.MinTaskBytes
 	})

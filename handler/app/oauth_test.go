@@ -192,6 +192,7 @@ func wantOAuthError(t testing.TB, what string, r reply, status int, code string)
 // document lacks what OIDC Discovery requires (jwks_uri,
 // subject_types_supported, id_token_signing_alg_values_supported).
 func TestOAuthMetadata(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Mini(t))
 	r := st.do(t, http.MethodGet, "/.well-known/oauth-authorization-server", "", nil, "")
 	var m map[string]any
@@ -241,6 +242,7 @@ func TestOAuthMetadata(t *testing.T) {
 // from a 401, registration, consent, sign-in, token, MCP calls, refresh,
 // remembered consent, revocation.
 func TestOAuthEndToEnd(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	st := newStack(t, rdb)
 	// The flow signs in as the demo user "all" (Alex All).
@@ -355,6 +357,7 @@ func TestOAuthEndToEnd(t *testing.T) {
 // ID Metadata Document, and refuses bad documents with a page, never a
 // redirect.
 func TestOAuthClientMetadataDocument(t *testing.T) {
+	t.Parallel()
 	docs := http.NewServeMux()
 	srv := httptest.NewServer(docs)
 	t.Cleanup(srv.Close)
@@ -423,6 +426,7 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 // as a page while the redirect URI is not trusted, at the client's
 // redirect URI after.
 func TestOAuthNegativeMatrix(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	id := st.register(t, "Matrix", clientRedirect)
 
@@ -709,6 +713,7 @@ func (st *stack) registerFrom(t testing.TB, addr string) reply {
 // register, so one address gets 20 an hour; nothing counts all addresses
 // together, so another address is never refused for what others did.
 func TestOAuthRegistrationLimit(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	for i := range 20 {
 		if r := st.registerFrom(t, "203.0.113.7"); r.status != http.StatusCreated {
@@ -737,6 +742,7 @@ func TestOAuthRegistrationLimit(t *testing.T) {
 // oldest squatters are evicted, not the newcomer, and a client that signed
 // in leaves the budget.
 func TestOAuthRegistrationSquatting(t *testing.T) {
+	t.Parallel()
 	const budget = 30
 	rdb := storetest.Redis(t)
 	st := newStackFull(t, rdb, nil, func(o *Options, _ *devidp.Server) { o.pendingRegistrations = budget })
@@ -811,6 +817,7 @@ func TestOAuthRegistrationSquatting(t *testing.T) {
 // is refused unless the operator lists it; then its errors go straight
 // back to the app, which lives on the user's machine.
 func TestOAuthExtraRedirectSchemes(t *testing.T) {
+	t.Parallel()
 	const cursor = "cursor://anysphere.cursor-mcp/oauth/callback"
 	body := `{"redirect_uris":["` + cursor + `"]}`
 	st := newStack(t, storetest.Mini(t))
@@ -835,6 +842,7 @@ func TestOAuthExtraRedirectSchemes(t *testing.T) {
 // fit in its cookie is refused before the consent page, not after the
 // user approved it.
 func TestOAuthRequestTooLargeForTheSignIn(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	long := "http://127.0.0.1:7777/" + strings.Repeat("p", 1900)
 	id := st.register(t, "Long", long)
@@ -858,6 +866,7 @@ func TestOAuthRequestTooLargeForTheSignIn(t *testing.T) {
 // client without it signs in through the consent page, the remembered
 // consent and the callback, and hears errors, with iss and no state.
 func TestOAuthWithoutState(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	id := st.register(t, "Stateless", clientRedirect)
 	stateless := func() authRequest {
@@ -936,6 +945,7 @@ func TestOAuthWithoutState(t *testing.T) {
 // same resource twice is served, another one besides ours is invalid_target
 // (this server issues tokens for one resource), never invalid_request.
 func TestOAuthResourceIndicators(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	id := st.register(t, "Resources", clientRedirect)
 	ours := st.base + "/mcp"

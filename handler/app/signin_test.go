@@ -163,6 +163,7 @@ func oidOf(_ testing.TB, tok string) string {
 }
 
 func TestSignInEndToEnd(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	st := newStack(t, rdb)
 	writer, _ := devidp.DemoUser("writer")
@@ -231,6 +232,7 @@ func TestSignInEndToEnd(t *testing.T) {
 }
 
 func TestSignInWithClientPKCEAndReturnTo(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	verifier := strings.Repeat("v", 43)
 	sum := sha256.Sum256([]byte(verifier))
@@ -264,6 +266,7 @@ func TestSignInWithClientPKCEAndReturnTo(t *testing.T) {
 }
 
 func TestLoginRefusesBadInput(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	c := browser(t)
 	for _, q := range []string{
@@ -282,6 +285,7 @@ func TestLoginRefusesBadInput(t *testing.T) {
 }
 
 func TestCallbackRefusesForgedOrReplayedState(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 
 	// Missing and forged state.
@@ -333,6 +337,7 @@ func TestCallbackRefusesForgedOrReplayedState(t *testing.T) {
 }
 
 func TestCallbackShowsEntraErrors(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	c := browser(t)
 	r := get(t, c, st.base+"/auth/login")
@@ -350,6 +355,7 @@ func TestCallbackShowsEntraErrors(t *testing.T) {
 }
 
 func TestExpiredCodeIsRefused(t *testing.T) {
+	t.Parallel()
 	rdb, mr := storetest.MiniServer(t)
 	st := newStack(t, rdb)
 	code := st.signIn(t, "reader")
@@ -360,6 +366,7 @@ func TestExpiredCodeIsRefused(t *testing.T) {
 }
 
 func TestAuthEndpointsRefuseBadBodies(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	for _, path := range []string{"/auth/exchange", "/auth/refresh", "/auth/logout"} {
 		for _, c := range []struct {
@@ -386,6 +393,7 @@ func TestAuthEndpointsRefuseBadBodies(t *testing.T) {
 }
 
 func TestRedisDownIs503WithNothingHalfWritten(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Down(t))
 	// Well-formed, so that Redis would have to be asked.
 	code := "0123456789abcdef." + strings.Repeat("A", 43)
@@ -409,6 +417,7 @@ func TestRedisDownIs503WithNothingHalfWritten(t *testing.T) {
 }
 
 func TestRateLimitOnExchange(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	var last reply
 	for i := 0; i < 40; i++ {
@@ -430,6 +439,7 @@ func TestRateLimitOnExchange(t *testing.T) {
 }
 
 func TestAdminRevokesSessions(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	st := newStack(t, rdb)
 	reader, _ := devidp.DemoUser("reader")
@@ -456,6 +466,7 @@ func TestAdminRevokesSessions(t *testing.T) {
 // user's refresh token. No call may fail or come back with the other
 // person's token.
 func TestConcurrentUsersGetTheirOwnTokens(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	// Under MSAL's five-minute margin, so every silent call redeems the
 	// user's refresh token at the stand-in. (Refresh tokens stay reusable
@@ -529,6 +540,7 @@ func (st *stack) postNoFatal(addr, path string, body any) (int, tokens) {
 // flows: every key has a TTL, and no token, code or handle appears in any
 // key or value.
 func TestRedisHoldsNoRawSecretsAndEverythingExpires(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	st := newStack(t, rdb)
 	var secrets []string
@@ -609,6 +621,7 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 // TestExchangeRoundTrips: the rate limit, the redemption and the new handle
 // are all /auth/exchange asks of Redis.
 func TestExchangeRoundTrips(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	hook := &roundTrips{}
 	rdb.AddHook(hook)
@@ -649,6 +662,7 @@ func BenchmarkExchange(b *testing.B) {
 // loaded its keys works at once; a second new key within the refresh
 // interval gets a callback page that names the real cause.
 func TestKeyRolloverDuringSignIn(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, storetest.Redis(t))
 	st.signIn(t, "reader") // keys loaded
 	if _, err := st.idp.RotateKey(); err != nil {
