@@ -303,7 +303,9 @@ func (s *Store) Seal(name string, plaintext []byte) ([]byte, error) {
 func (s *Store) Open(name string, sealed []byte) ([]byte, error) {
 	ring := s.Ring()
 	plain, err := ring.Open(name, sealed)
-	if err != nil && unknownKey(ring, sealed) && s.reloadForUnknownKey() {
+	// Another caller's reload may have landed since this one read the
+	// ring: then the gap refuses a reload, but the new ring may open it.
+	if err != nil && unknownKey(ring, sealed) && (s.reloadForUnknownKey() || s.Ring() != ring) {
 		plain, err = s.Ring().Open(name, sealed)
 	}
 	return plain, err
