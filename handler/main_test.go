@@ -152,7 +152,8 @@ func startProd(t testing.TB, idp *devidp.Server, token string) (*exec.Cmd, time.
 }
 
 func TestProductionBinaryServesAndStops(t *testing.T) {
-	idp, err := devidp.Start(devidp.Options{})
+	t.Parallel()
+	idp, err := devidp.Start(devidp.Options{SigningKey: testkit.RSAKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func TestProductionBinaryServesAndStops(t *testing.T) {
 // production mode, with configuration from the environment and keys
 // fetched from the issuer over HTTPS.
 func BenchmarkColdStart(b *testing.B) {
-	idp, err := devidp.Start(devidp.Options{})
+	idp, err := devidp.Start(devidp.Options{SigningKey: testkit.RSAKey()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -201,6 +202,7 @@ func BenchmarkColdStart(b *testing.B) {
 const testSealingKey = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w="
 
 func TestConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
 	base := map[string]string{
 		"FUNCTIONS_CUSTOMHANDLER_PORT": "7777",
 		"PUBLIC_BASE_URL":              "https://mcp.example.com",
@@ -258,6 +260,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestBinaryExitsOnBadConfig(t *testing.T) {
+	t.Parallel()
 	cmd := exec.Command(binary(t))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "FUNCTIONS_CUSTOMHANDLER_PORT=7777", "WEBSITE_HOSTNAME=myapp.azurewebsites.net"}
 	out, err := cmd.CombinedOutput()
@@ -272,6 +275,7 @@ func TestBinaryExitsOnBadConfig(t *testing.T) {
 // TestDevFlagPointsToTheDevCommand: dev mode is not in this binary; an
 // old command line says where it went instead of starting production.
 func TestDevFlagPointsToTheDevCommand(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"-dev"}, func(string) string { return "" }, &stdout, &stderr)
 	if code != 2 || !strings.Contains(stderr.String(), "go run ./handler/dev") {
@@ -283,6 +287,7 @@ func TestDevFlagPointsToTheDevCommand(t *testing.T) {
 // sent: the request still completes, and the telemetry the process held
 // reaches ingestion before it exits.
 func TestShutdownDrainsAndFlushes(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var posted int
 	ingest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -295,7 +300,7 @@ func TestShutdownDrainsAndFlushes(t *testing.T) {
 	}))
 	defer ingest.Close()
 
-	idp, err := devidp.Start(devidp.Options{})
+	idp, err := devidp.Start(devidp.Options{SigningKey: testkit.RSAKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +365,8 @@ func TestShutdownDrainsAndFlushes(t *testing.T) {
 // our password is named in one log line at start-up, and /health says
 // degraded; the handler still serves what needs no Redis.
 func TestStartUpSaysWhenRedisIsUnusable(t *testing.T) {
-	idp, err := devidp.Start(devidp.Options{})
+	t.Parallel()
+	idp, err := devidp.Start(devidp.Options{SigningKey: testkit.RSAKey()})
 	if err != nil {
 		t.Fatal(err)
 	}

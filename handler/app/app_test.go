@@ -22,6 +22,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/mcpserver"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -73,6 +74,9 @@ func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 	}
 	if adjust != nil {
 		adjust(cfg, &idpOpts)
+	}
+	if idpOpts.SigningKey == nil {
+		idpOpts.SigningKey = testkit.RSAKey()
 	}
 	idp, err := devidp.Start(idpOpts)
 	if err != nil {

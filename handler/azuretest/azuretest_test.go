@@ -40,6 +40,7 @@ func get(t *testing.T, c *http.Client, u string, header map[string]string) (int,
 }
 
 func TestManagedIdentityProtocol(t *testing.T) {
+	t.Parallel()
 	ua := azuretest.NewIdentity()
 	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{UserAssigned: []azuretest.Identity{ua}})
 	if err != nil {
@@ -96,6 +97,7 @@ func TestManagedIdentityProtocol(t *testing.T) {
 }
 
 func TestKeyVaultProtocol(t *testing.T) {
+	t.Parallel()
 	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +202,7 @@ func TestKeyVaultProtocol(t *testing.T) {
 // resource verification on, and a token credential that records what it
 // was asked for.
 func TestKeyVaultWithSDK(t *testing.T) {
+	t.Parallel()
 	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{})
 	if err != nil {
 		t.Fatal(err)

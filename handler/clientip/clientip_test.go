@@ -19,6 +19,7 @@ func request(peer string, hdr map[string][]string) *http.Request {
 }
 
 func TestAddr(t *testing.T) {
+	t.Parallel()
 	xff := Policy{Header: DefaultHeader}
 	socket := Policy{Header: "X-Azure-Socketip"}
 	none := Policy{}
@@ -50,6 +51,7 @@ func TestAddr(t *testing.T) {
 }
 
 func TestKey(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"203.0.113.7":          "203.0.113.7",
 		"2001:db8:1:2:3:4:5:6": "2001:db8:1::/48",
@@ -66,6 +68,7 @@ func TestKey(t *testing.T) {
 }
 
 func TestParsePolicy(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"": DefaultHeader, "none": "", "NONE": "", "x-azure-socketip": "X-Azure-Socketip", "Client-IP": "Client-Ip"} {
 		p, err := ParsePolicy(in)
 		if err != nil || p.Header != want {
@@ -80,6 +83,7 @@ func TestParsePolicy(t *testing.T) {
 }
 
 func TestMiddlewareRecordsTheAddress(t *testing.T) {
+	t.Parallel()
 	var got string
 	h := Policy{Header: DefaultHeader}.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = KeyOf(r)

@@ -15,6 +15,7 @@ import (
 // TestSampleSettingsLoad keeps local.settings.sample.json true: with its
 // placeholders filled in (and the port the host adds), it loads.
 func TestSampleSettingsLoad(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../local.settings.sample.json")
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +52,7 @@ func TestSampleSettingsLoad(t *testing.T) {
 }
 
 func TestDefaultsAndDerivedValues(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{
 		"FUNCTIONS_CUSTOMHANDLER_PORT": "40123",
 		"WEBSITE_HOSTNAME":             "myapp.azurewebsites.net",
@@ -96,6 +98,7 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 // TestKeyVaultModeNeedsNoSecretsInTheEnvironment: with KEY_VAULT_URI the
 // secret and the sealing keys come from Key Vault at start-up.
 func TestKeyVaultModeNeedsNoSecretsInTheEnvironment(t *testing.T) {
+	t.Parallel()
 	env := azureEnv()
 	env["REDIS_USERNAME"] = "44444444-4444-4444-8444-44444444AAAA"
 	env["WEBSITE_SITE_NAME"] = "myapp"
@@ -155,6 +158,7 @@ func productionFiles(t *testing.T, f func(path, text string)) {
 // TestSettingsListIsComplete keeps Settings true: every getenv("NAME")
 // config makes is listed, and every listed setting is read.
 func TestSettingsListIsComplete(t *testing.T) {
+	t.Parallel()
 	listed := map[string]bool{}
 	for _, s := range Settings() {
 		if listed[s.Name] {
@@ -189,6 +193,7 @@ func TestSettingsListIsComplete(t *testing.T) {
 // setting cannot be read twice, differently. (main passes os.Getenv on
 // without calling it.)
 func TestOnlyConfigReadsTheEnvironment(t *testing.T) {
+	t.Parallel()
 	call := regexp.MustCompile(`(?:\b[gG]etenv|os\.LookupEnv|os\.Environ)\(`)
 	productionFiles(t, func(path, text string) {
 		if filepath.Dir(path) == filepath.Join("..", "config") {
@@ -206,6 +211,7 @@ func TestOnlyConfigReadsTheEnvironment(t *testing.T) {
 // also the operator's to choose (two sources for one value), and nobody
 // configures what the platform sets.
 func TestSettingKindsDoNotOverlap(t *testing.T) {
+	t.Parallel()
 	for _, s := range Settings() {
 		if s.Azure && s.Operator {
 			t.Errorf("%s is marked both Azure (set from the deployment) and Operator (an azd environment value)", s.Name)
@@ -219,6 +225,7 @@ func TestSettingKindsDoNotOverlap(t *testing.T) {
 // TestSampleSettingsAreTheLocalOnes: local.settings.sample.json lists the
 // settings marked Local, plus the Functions host's own.
 func TestSampleSettingsAreTheLocalOnes(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../local.settings.sample.json")
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +252,7 @@ func TestSampleSettingsAreTheLocalOnes(t *testing.T) {
 }
 
 func TestAuthMode(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]AuthMode{"": AuthModeProxy, "proxy": AuthModeProxy, " entra ": AuthModeEntra} {
 		t.Run(in, func(t *testing.T) {
 			if got, err := ParseAuthMode(in); err != nil || got != want {
@@ -258,6 +266,7 @@ func TestAuthMode(t *testing.T) {
 // constants, and anything else stops start-up with one line naming the
 // setting and what it may be.
 func TestModesRefuseUnknownValues(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		setting string
 		values  []string
@@ -285,6 +294,7 @@ func TestModesRefuseUnknownValues(t *testing.T) {
 // TestModes: each mode's constants load as themselves, and empty as the
 // default.
 func TestModes(t *testing.T) {
+	t.Parallel()
 	load := func(t *testing.T, k, v string) *Config {
 		t.Helper()
 		env := azureEnv()
@@ -316,6 +326,7 @@ func TestModes(t *testing.T) {
 }
 
 func TestRedisUsernameNeedsEntraAndAGUID(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ auth, user string }{{"entra", "default"}, {"entra", "not-a-guid"}, {"", "44444444-4444-4444-8444-444444444444"}} {
 		t.Run("REDIS_AUTH="+tc.auth+" REDIS_USERNAME="+tc.user, func(t *testing.T) {
 			env := azureEnv()
@@ -347,6 +358,7 @@ func azureEnv() map[string]string {
 // TestKeyVaultSettings: config is the one reader of the KEY_VAULT_*
 // settings, and refuses what could not be a vault or a secret name.
 func TestKeyVaultSettings(t *testing.T) {
+	t.Parallel()
 	load := func(k, v string) error {
 		env := azureEnv()
 		env[k] = v
@@ -374,6 +386,7 @@ func TestKeyVaultSettings(t *testing.T) {
 }
 
 func TestRedirectSchemes(t *testing.T) {
+	t.Parallel()
 	got, err := ParseRedirectSchemes(" cursor, com.example.app ,")
 	if err != nil || strings.Join(got, " ") != "cursor com.example.app" {
 		t.Errorf("ParseRedirectSchemes = %v, %v", got, err)
@@ -388,6 +401,7 @@ func TestRedirectSchemes(t *testing.T) {
 }
 
 func TestClientIPAndReuseGrace(t *testing.T) {
+	t.Parallel()
 	load := func(extra map[string]string) (*Config, error) {
 		env := azureEnv()
 		for k, v := range extra {
@@ -428,6 +442,7 @@ func TestClientIPAndReuseGrace(t *testing.T) {
 }
 
 func TestLimitSettings(t *testing.T) {
+	t.Parallel()
 	t.Run("unset are the defaults", func(t *testing.T) {
 		env := azureEnv()
 		c, err := Load(testkit.Env(env))
@@ -478,6 +493,7 @@ func TestLimitSettings(t *testing.T) {
 // TestAzureClientSecretRefusedInEveryMode: the secret mode without Key
 // Vault uses no azidentity credential, and still refuses it.
 func TestAzureClientSecretRefusedInEveryMode(t *testing.T) {
+	t.Parallel()
 	secretMode := map[string]string{
 		"FUNCTIONS_CUSTOMHANDLER_PORT": "40123",
 		"PUBLIC_BASE_URL":              "https://mcp.example.com",
@@ -505,6 +521,7 @@ func TestAzureClientSecretRefusedInEveryMode(t *testing.T) {
 // the sealing keys are required (the secret not in secretless mode), and
 // no error holds a secret.
 func TestSecretsFromTheEnvironment(t *testing.T) {
+	t.Parallel()
 	const key1 = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w="
 	const secret = "cs~MARKER.never-print-me"
 	base := func() map[string]string {
@@ -554,6 +571,7 @@ func TestSecretsFromTheEnvironment(t *testing.T) {
 // TestEachSettingIsReadOnce: Load asks for each setting at most once, so
 // no two parts of it can read one setting differently.
 func TestEachSettingIsReadOnce(t *testing.T) {
+	t.Parallel()
 	secretMode := azureEnv()
 	delete(secretMode, "KEY_VAULT_URI")
 	delete(secretMode, "ENTRA_CLIENT_AUTH")

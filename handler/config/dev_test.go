@@ -10,6 +10,7 @@ import (
 // TestLoadDev: dev mode reads its three settings through config, and a
 // public URL that would send dev tokens off this machine is refused.
 func TestLoadDev(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		env  map[string]string

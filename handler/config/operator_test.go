@@ -11,6 +11,7 @@ import (
 // environment value is checked before provisioning as the handler checks it
 // at start-up, and so is what azd cannot carry into the parameters file.
 func TestCheckOperatorSettings(t *testing.T) {
+	t.Parallel()
 	good := map[string]string{
 		"PUBLIC_BASE_URL":              "https://mcp.contoso.com/",
 		"ENTRA_ALLOWED_TENANTS":        "72f988bf-86f1-41af-91ab-2d7cd011db47, 11111111-2222-3333-4444-555555555555",

@@ -17,6 +17,7 @@ import (
 )
 
 func TestDevModeRefuses(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		args []string
@@ -43,6 +44,7 @@ func TestDevModeRefuses(t *testing.T) {
 // tokens, the "all" user's token lists the tools, and it stops cleanly
 // when its context ends.
 func TestDevModeServesAndStops(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

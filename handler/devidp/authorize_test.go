@@ -48,6 +48,7 @@ func get(t *testing.T, rawURL string) (*http.Response, string) {
 }
 
 func TestAuthorizePage(t *testing.T) {
+	t.Parallel()
 	s := startSignIn(t, Options{})
 	page := s.AuthorizeURL() + "?" + authQuery(s).Encode()
 	resp, body := get(t, page)
@@ -109,6 +110,7 @@ func TestAuthorizePage(t *testing.T) {
 }
 
 func TestAuthorizeErrorPages(t *testing.T) {
+	t.Parallel()
 	s := startSignIn(t, Options{})
 	for _, tc := range []struct {
 		name   string
@@ -137,6 +139,7 @@ func TestAuthorizeErrorPages(t *testing.T) {
 }
 
 func TestAuthorizeRedirectErrors(t *testing.T) {
+	t.Parallel()
 	s := startSignIn(t, Options{})
 	for _, tc := range []struct {
 		name   string
@@ -173,6 +176,7 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 }
 
 func TestAuthorizePost(t *testing.T) {
+	t.Parallel()
 	s := startSignIn(t, Options{})
 	page := s.AuthorizeURL() + "?" + authQuery(s).Encode()
 	post := func(origin string, form url.Values) *http.Response {

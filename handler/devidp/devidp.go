@@ -23,6 +23,7 @@
 package devidp
 
 import (
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -85,6 +86,10 @@ type Options struct {
 	// AuthorizeAddr is the TCP address of the plain-HTTP listener for the
 	// authorize page; "127.0.0.1:0" when empty. Keep it on loopback.
 	AuthorizeAddr string
+	// SigningKey is the first signing key; a new RSA-2048 key when nil.
+	// Tests that start many stand-ins pass one key to all of them: making
+	// a key costs about 100 ms of CPU, more than most tests.
+	SigningKey *rsa.PrivateKey
 	// Now is the clock used for token times; time.Now when nil. The TLS
 	// certificate always uses the real clock so that TLS keeps working when a
 	// test moves this one.
@@ -161,7 +166,7 @@ func Start(opts Options) (*Server, error) {
 		authAddr = "127.0.0.1:0"
 	}
 
-	if _, err := s.keys.rotate(); err != nil {
+	if _, err := s.keys.rotate(opts.SigningKey); err != nil {
 		return nil, fmt.Errorf("devidp: generating signing key: %w", err)
 	}
 	cert, certPEM, err := selfSignedCert()

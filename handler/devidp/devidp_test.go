@@ -39,6 +39,7 @@ func getJSON(t *testing.T, c *http.Client, url string, v any) int {
 }
 
 func TestTLSTrustsOnlyOwnCert(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	url := s.Issuer() + "/.well-known/openid-configuration"
 	if _, err := http.Get(url); err == nil {
@@ -65,6 +66,7 @@ func TestTLSTrustsOnlyOwnCert(t *testing.T) {
 }
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{TenantID: "11111111-2222-3333-4444-555555555555"})
 	c := s.HTTPClient()
 	if !strings.HasPrefix(s.AuthorizeURL(), "http://127.0.0.1:") || s.TokenURL() != s.Authority()+"/oauth2/v2.0/token" {
@@ -117,6 +119,7 @@ func kids(t *testing.T, s *Server) []string {
 }
 
 func TestKeyRotationAndOutage(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	first := s.CurrentKeyID()
 	if got := kids(t, s); !slices.Equal(got, []string{first}) {
@@ -162,6 +165,7 @@ func claimsOf(t *testing.T, s *Server, tok string) (jwt.MapClaims, *jwt.Token) {
 }
 
 func TestMintV2(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	s := start(t, Options{Now: func() time.Time { return now }})
 	u, _ := DemoUser("writer")
@@ -200,6 +204,7 @@ func TestMintV2(t *testing.T) {
 }
 
 func TestMintV1AndOptions(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	u, _ := DemoUser("reader")
 	other := "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
@@ -232,6 +237,7 @@ func TestMintV1AndOptions(t *testing.T) {
 }
 
 func TestMintWithOldKeyAndSign(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	u, _ := DemoUser("admin")
 	old := s.CurrentKeyID()
@@ -262,6 +268,7 @@ func TestMintWithOldKeyAndSign(t *testing.T) {
 }
 
 func TestDemoUsers(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, u := range DemoUsers() {
 		if u.ObjectID == "" || len(u.Roles) != 1 || seen[u.ObjectID] {

@@ -28,11 +28,14 @@ type keyRing struct {
 	current *signingKey
 }
 
-// rotate makes a new RSA-2048 key, publishes it and makes it current.
-func (r *keyRing) rotate() (string, error) {
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return "", fmt.Errorf("generating RSA key: %w", err)
+// rotate publishes priv, or a new RSA-2048 key when priv is nil, and
+// makes it current.
+func (r *keyRing) rotate(priv *rsa.PrivateKey) (string, error) {
+	if priv == nil {
+		var err error
+		if priv, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			return "", fmt.Errorf("generating RSA key: %w", err)
+		}
 	}
 	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
 	if err != nil {
@@ -110,7 +113,7 @@ func (r *keyRing) jwks() []jwk {
 // RotateKey makes a new signing key current and publishes it. Earlier keys
 // stay published until RetireKey.
 func (s *Server) RotateKey() (kid string, err error) {
-	kid, err = s.keys.rotate()
+	kid, err = s.keys.rotate(nil)
 	if err != nil {
 		return "", fmt.Errorf("devidp: rotating key: %w", err)
 	}

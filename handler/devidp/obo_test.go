@@ -41,6 +41,7 @@ func mint(t *testing.T, s *Server, u User, opts ...MintOption) string {
 }
 
 func TestOBOIssuesGraphToken(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	reader, _ := DemoUser("reader")
 	for _, version := range []int{1, 2} {
@@ -73,6 +74,7 @@ func TestOBOIssuesGraphToken(t *testing.T) {
 }
 
 func TestOBOConsent(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	reader, _ := DemoUser("reader")
 	writer, _ := DemoUser("writer")
@@ -115,6 +117,7 @@ func TestOBOConsent(t *testing.T) {
 }
 
 func TestOBORequestErrors(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	reader, _ := DemoUser("reader")
 	good := mint(t, s, reader)
@@ -193,6 +196,7 @@ func getGraph(t *testing.T, s *Server, token string) (int, http.Header, map[stri
 }
 
 func TestGraphMe(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	for _, u := range DemoUsers() {
 		_, body := postToken(t, s, oboForm(s, mint(t, s, u)))
@@ -209,6 +213,7 @@ func TestGraphMe(t *testing.T) {
 }
 
 func TestGraphRefusals(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	reader, _ := DemoUser("reader")
 	stranger := User{Key: "x", Name: "Sam Stranger", Username: "sam@devidp.example", ObjectID: "0a1b2c3d-0009-4000-8000-000000000009"}
@@ -256,6 +261,7 @@ func TestGraphRefusals(t *testing.T) {
 }
 
 func TestAuthorizationCodeStillRefusesGraph(t *testing.T) {
+	t.Parallel()
 	s := start(t, Options{})
 	// The sign-in path issues tokens for the API only; Graph is for OBO.
 	if _, err := s.parseScopes(GraphResource + "/User.Read openid"); err == nil {

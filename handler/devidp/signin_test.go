@@ -155,6 +155,7 @@ func wantAADError(t *testing.T, err error, status int, code, aadsts string) {
 }
 
 func TestMSALAuthCodeFlow(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := startSignIn(t, Options{})
 	c := secretClient(t, s, s.ClientSecret())
@@ -216,6 +217,7 @@ func TestMSALAuthCodeFlow(t *testing.T) {
 }
 
 func TestMSALSilentRefreshRotates(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	// Under MSAL's five-minute margin, so every silent call refreshes.
 	s := startSignIn(t, Options{AccessTokenLifetime: time.Minute, SingleUseRefreshTokens: true})
@@ -276,6 +278,7 @@ func TestMSALSilentRefreshRotates(t *testing.T) {
 }
 
 func TestMSALCodeRedemptionErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	now := time.Now()
 	var clockMu sync.Mutex
@@ -332,6 +335,7 @@ func postToken(t *testing.T, s *Server, form url.Values) (int, map[string]any) {
 }
 
 func TestTokenEndpointRequestErrors(t *testing.T) {
+	t.Parallel()
 	s := startSignIn(t, Options{})
 	c := secretClient(t, s, s.ClientSecret())
 	f := newFlow()
@@ -403,6 +407,7 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 }
 
 func TestMSALFederatedAssertion(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const miOID = "5e4f3a2b-0000-4000-8000-00000000000a"
 	s := startSignIn(t, Options{FederatedCredentials: []FederatedCredential{{Subject: miOID}}})
@@ -447,6 +452,7 @@ func TestMSALFederatedAssertion(t *testing.T) {
 }
 
 func TestMSALCancel(t *testing.T) {
+	t.Parallel()
 	s := startSignIn(t, Options{})
 	c := secretClient(t, s, s.ClientSecret())
 	f := newFlow()

@@ -13,6 +13,7 @@ func env(m map[string]string) func(string) string { return testkit.Env(m) }
 // TestDevModeHonoursTheSettings: what an operator may set in Azure can be
 // tried in dev mode, read the same way, on top of dev mode's own defaults.
 func TestDevModeHonoursTheSettings(t *testing.T) {
+	t.Parallel()
 	e, err := Start("127.0.0.1:0", env(map[string]string{
 		"ROLE_MAP":                     `{"Ops":["admin"]}`,
 		"MCP_ALLOWED_ORIGINS":          "https://app.example.com",
@@ -58,6 +59,7 @@ func TestDevModeHonoursTheSettings(t *testing.T) {
 }
 
 func TestDevModeRefusesBadSettings(t *testing.T) {
+	t.Parallel()
 	for name, m := range map[string]map[string]string{
 		"bad role map":             {"ROLE_MAP": "[1]"},
 		"bad origin":               {"MCP_ALLOWED_ORIGINS": "not a url"},
@@ -78,6 +80,7 @@ func TestDevModeRefusesBadSettings(t *testing.T) {
 // listens where the host forwards (FUNCTIONS_CUSTOMHANDLER_PORT) unless
 // -addr was given.
 func TestListenAddrUnderTheHost(t *testing.T) {
+	t.Parallel()
 	env := func(port string) func(string) string {
 		return func(name string) string {
 			if name == "FUNCTIONS_CUSTOMHANDLER_PORT" {

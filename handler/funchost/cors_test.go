@@ -60,6 +60,7 @@ const handlerCORS = "?h=Access-Control-Allow-Origin:https://handler.example&h=Ac
 // forwarded, the policy's headers on them, other requests' headers
 // overwritten for allowed origins, Expose-Headers left to the handler.
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	h := startReady(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"https://APP.example", "https://other.example"}})
 	const app = "https://app.example"
 
@@ -139,6 +140,7 @@ func TestCORS(t *testing.T) {
 
 // TestCORSPolicies: one origin (no Vary) with credentials; "*"; none.
 func TestCORSPolicies(t *testing.T) {
+	t.Parallel()
 	t.Run("one origin with credentials", func(t *testing.T) {
 		h := startReady(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"https://app.example"}, CORSCredentials: true})
 		resp := preflight(t, h.URL()+"/items/1", "https://app.example")

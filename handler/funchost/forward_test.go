@@ -27,6 +27,7 @@ var hopByHop = []string{
 // TestForwarding holds the request the handler receives to YARP's default
 // transform, and the answer the caller receives to YARP's response copy.
 func TestForwarding(t *testing.T) {
+	t.Parallel()
 	h := startReady(t, funchost.Options{Root: catchAll(t)})
 
 	header := []string{
@@ -138,6 +139,7 @@ func TestForwarding(t *testing.T) {
 // TestBodyLimit: a body over the host's limit gets 413, whether it
 // announces its length or is chunked, and never reaches the handler.
 func TestBodyLimit(t *testing.T) {
+	t.Parallel()
 	t.Run("the default limit, 104857600 bytes", func(t *testing.T) {
 		h := startReady(t, funchost.Options{Root: catchAll(t)})
 		// Only the announced length is sent: the stand-in must refuse it
@@ -195,6 +197,7 @@ func rawStatus(t *testing.T, h *funchost.Host, raw string) int {
 // releases it; a stand-in that buffered would never show the first line
 // before the release.
 func TestStreaming(t *testing.T) {
+	t.Parallel()
 	h := startReady(t, funchost.Options{Root: catchAll(t)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -222,6 +225,7 @@ func TestStreaming(t *testing.T) {
 // answering gives the caller a 500; one that breaks off mid-answer gets the
 // caller's connection aborted, so the cut answer is not taken for whole.
 func TestHandlerFailures(t *testing.T) {
+	t.Parallel()
 	h := startReady(t, funchost.Options{Root: catchAll(t)})
 	t.Run("no answer", func(t *testing.T) {
 		resp, body := call(t, http.MethodGet, h.URL()+"/hangup")

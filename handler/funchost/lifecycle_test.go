@@ -23,6 +23,7 @@ import (
 // variables, unknown ones removed) and the extra arguments after them, and
 // the host's variables over the inherited environment and app settings.
 func TestLaunch(t *testing.T) {
+	t.Parallel()
 	host := `{"version": "2.0",
 	  "customHandler": {"description": {"defaultExecutablePath": "handler",
 	    "arguments": ["--mode", "%ECHO_MODE%", "--port=%FUNCTIONS_CUSTOMHANDLER_PORT%", "%ECHO_UNSET%"]},
@@ -83,6 +84,7 @@ func TestLaunch(t *testing.T) {
 // TestRefusesWhatItDoesNotImitate: a package the stand-in cannot run as the
 // host would is refused at start with a clear error.
 func TestRefusesWhatItDoesNotImitate(t *testing.T) {
+	t.Parallel()
 	good := fn("items", "anonymous", "get")
 	two := `{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "a"}, {"type": "httpTrigger", "direction": "in", "name": "b"}, {"type": "http", "direction": "out", "name": "res"}]}`
 	noOut := `{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"}]}`
@@ -131,6 +133,7 @@ func TestRefusesWhatItDoesNotImitate(t *testing.T) {
 // that never listens gets requests a 503 after the wait, and one that exits
 // gets them a 503 at once.
 func TestReadiness(t *testing.T) {
+	t.Parallel()
 	t.Run("slow start", func(t *testing.T) {
 		h := start(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_START_DELAY": "700ms"}})
 		resp, body := call(t, http.MethodGet, h.URL()+"/early") // sent before the handler listens
@@ -170,6 +173,7 @@ func TestReadiness(t *testing.T) {
 // TestShutdown: Close stops the handler with SIGTERM, and kills one that
 // ignores it after the grace period.
 func TestShutdown(t *testing.T) {
+	t.Parallel()
 	t.Run("SIGTERM", func(t *testing.T) {
 		mark := filepath.Join(t.TempDir(), "term")
 		h := startReady(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_TERM_FILE": mark}})
@@ -202,6 +206,7 @@ func TestShutdown(t *testing.T) {
 // readiness, proxies, passes -arg and -setting, and on SIGTERM stops the
 // handler and exits 0; it exits 1 when the handler exits.
 func TestCommand(t *testing.T) {
+	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "funchost")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput(); err != nil {
 		t.Fatalf("build the command: %v\n%s", err, out)

@@ -15,6 +15,7 @@ import (
 // function-name order, method constraints (404, not 405), 404 with an
 // empty body, the homepage.
 func TestRouting(t *testing.T) {
+	t.Parallel()
 	root := writeApp(t, hostJSON, map[string]string{
 		// a_keyed sorts first: for GET it shadows b_open, for POST it does not.
 		"a_keyed": fn("dup/{y}", "function", "get"),
@@ -89,6 +90,7 @@ func TestRouting(t *testing.T) {
 // TestRoutePrefix: without extensions.http.routePrefix routes live under
 // /api; a function whose route takes "/" gets it, not the homepage.
 func TestRoutePrefix(t *testing.T) {
+	t.Parallel()
 	host := `{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "handler"}, "enableProxyingHttpRequest": true}}`
 	h := startReady(t, funchost.Options{Root: writeApp(t, host, map[string]string{"items": fn("items/{id}", "anonymous", "get")})})
 	if resp, body := call(t, http.MethodGet, h.URL()+"/api/items/5"); resp.StatusCode != 200 {
@@ -109,6 +111,7 @@ func TestRoutePrefix(t *testing.T) {
 // authLevel (function) need a key, by query or header; without one the
 // stand-in answers 401 with an empty body and the handler sees nothing.
 func TestAuthLevels(t *testing.T) {
+	t.Parallel()
 	h := startReady(t, funchost.Options{Root: writeApp(t, hostJSON, map[string]string{
 		"anon":  fn("anon", "anonymous", "get"),
 		"func":  fn("func", "function", "get"),

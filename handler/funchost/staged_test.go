@@ -22,6 +22,7 @@ const moduleRoot = "../.."
 // ./handler/stage -dev) and runs it under the stand-in, as CI does: the handler is
 // reached only through the host's routes, methods, headers and CORS.
 func TestStagedPackage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and stages the handler")
 	}

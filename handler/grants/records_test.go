@@ -85,6 +85,7 @@ func newCode(t *testing.T, s sessions, rec grants.CodeRecord) string {
 }
 
 func TestCodeRedeemOnce(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	rec := grants.CodeRecord{TenantID: tenantA, ObjectID: oidAlice, HomeAccountID: "h", Scope: "s",
@@ -111,6 +112,7 @@ func TestCodeRedeemOnce(t *testing.T) {
 }
 
 func TestCodeConcurrentRedeem(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	code := newCode(t, s, grants.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
@@ -136,6 +138,7 @@ func TestCodeConcurrentRedeem(t *testing.T) {
 }
 
 func TestIssueForCode(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	code := newCode(t, s, grants.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
@@ -171,6 +174,7 @@ func TestIssueForCode(t *testing.T) {
 }
 
 func TestIssueForCodeAfterReuse(t *testing.T) {
+	t.Parallel()
 	// The attacker redeems the code between the first redemption and its
 	// issue: nothing may be issued.
 	ctx := context.Background()
@@ -196,6 +200,7 @@ func TestIssueForCodeAfterReuse(t *testing.T) {
 }
 
 func TestRotate(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	rec := record(oidAlice)
@@ -232,6 +237,7 @@ func TestRotate(t *testing.T) {
 }
 
 func TestPeekHandle(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t, grants.WithReuseGrace(0))
 	rec := record(oidAlice)
@@ -258,6 +264,7 @@ func TestPeekHandle(t *testing.T) {
 }
 
 func TestGuessedHandleDoesNotRevoke(t *testing.T) {
+	t.Parallel()
 	// The chain id is visible in a handle; it must not be enough to revoke.
 	ctx := context.Background()
 	s, _ := newSessions(t)
@@ -278,6 +285,7 @@ func TestGuessedHandleDoesNotRevoke(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	h, _, err := s.NewHandle(ctx, record(oidAlice))
@@ -303,6 +311,7 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestConcurrentRotate(t *testing.T) {
+	t.Parallel()
 	// A handle used many times at once leads to one successor whatever
 	// the interleaving: each use either gets that successor or (without a
 	// grace, once the handle was rotated) revokes the chain. There are
@@ -340,6 +349,7 @@ func TestConcurrentRotate(t *testing.T) {
 }
 
 func TestHandleLifetimes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	s, rdb := newSessions(t, grants.WithClock(clock.Now),
@@ -373,6 +383,7 @@ func TestHandleLifetimes(t *testing.T) {
 }
 
 func TestHandleIdleExpiry(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rdb, srv := storetest.MiniServer(t)
 	s := over(t, rdb, grants.WithHandleIdleTTL(time.Hour))
@@ -387,6 +398,7 @@ func TestHandleIdleExpiry(t *testing.T) {
 }
 
 func TestRevokeUser(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	a1, _, err1 := s.NewHandle(ctx, record(oidAlice))
@@ -459,6 +471,7 @@ func rawValue(t *testing.T, rdb *redis.Client, key string) string {
 }
 
 func TestKeysHaveTTLsAndNoSecrets(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newSessions(t, grants.WithReuseGrace(0))
 	var secrets []string
@@ -543,6 +556,7 @@ func must(t *testing.T, err error) {
 }
 
 func TestCopiedValuesDoNotOpen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newSessions(t)
 	copyKey := func(from, to string) {
@@ -595,6 +609,7 @@ func TestCopiedValuesDoNotOpen(t *testing.T) {
 }
 
 func TestSessionsRedisDown(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s := over(t, storetest.Down(t))
@@ -652,6 +667,7 @@ func chainOf(handle string) string {
 // while its successor is unused, is a retry after a lost reply and gets a
 // successor; anything else is reuse and revokes the chain.
 func TestReuseGrace(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	setup := func(t *testing.T) (sessions, *testkit.Clock, string) {
@@ -760,6 +776,7 @@ func TestReuseGrace(t *testing.T) {
 // TestRevocationEpoch: whatever was issued in an earlier epoch, or is
 // being issued while RevokeUser runs, does not outlive it.
 func TestRevocationEpoch(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newSessions(t)
 	ep, err := s.CurrentEpoch(ctx, tenantA, oidAlice)
@@ -817,6 +834,7 @@ func TestRevocationEpoch(t *testing.T) {
 // TestRevokeUserRacesIssue: chains issued while RevokeUser runs, many
 // times over, never survive it.
 func TestRevokeUserRacesIssue(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	for trial := range 40 {
@@ -862,6 +880,7 @@ func TestRevokeUserRacesIssue(t *testing.T) {
 // TestChainsPerUserAreBounded: a user who signs in again and again keeps
 // at most 100 chains; the 101st ends the oldest.
 func TestChainsPerUserAreBounded(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := testkit.NewClock(time.Now())
 	s, rdb := newSessions(t, grants.WithClock(clock.Now))

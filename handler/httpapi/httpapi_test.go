@@ -82,6 +82,7 @@ func (a *api) do(method, path, body string, header http.Header) answer {
 }
 
 func TestMCPGuards(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t)
 	jsonType := http.Header{"Content-Type": {"application/json"}}
 	with := func(h http.Header, k string, v ...string) http.Header {
@@ -135,6 +136,7 @@ func TestMCPGuards(t *testing.T) {
 }
 
 func TestRoutes(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t)
 	for _, tc := range []struct {
 		name, method, path string
@@ -172,6 +174,7 @@ func TestRoutes(t *testing.T) {
 // TestHealthNamesTheClientAddress: the address per-address limits count by
 // is the one the Functions host forwards (the peer is loopback here).
 func TestHealthNamesTheClientAddress(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t)
 	for name, tc := range map[string]struct{ forwarded, want string }{
 		"IPv4":                  {"203.0.113.7", "203.0.113.7"},
@@ -191,6 +194,7 @@ func TestHealthNamesTheClientAddress(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t)
 	preflight := func(origin string) http.Header {
 		return http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"},

@@ -65,6 +65,7 @@ func echo(b httpx.Body) http.Handler {
 }
 
 func TestBodyRead(t *testing.T) {
+	t.Parallel()
 	form := httpx.Body{MediaType: "application/x-www-form-urlencoded", Max: 16, WrongTypeStatus: http.StatusBadRequest}
 	registration := httpx.Body{MediaType: "application/json", Max: 16, Code: oautherr.InvalidClientMetadata}
 	for _, tc := range []struct {
@@ -104,6 +105,7 @@ func TestBodyRead(t *testing.T) {
 }
 
 func TestWriteJSON(t *testing.T) {
+	t.Parallel()
 	a := call(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusCreated, map[string]int{"n": 1})
 	}), "", "", nil)
@@ -118,6 +120,7 @@ func TestWriteJSON(t *testing.T) {
 // TestAllow: the rate guard counts per client address, as clientip decided
 // it, and answers 429 slow_down with Retry-After over the limit.
 func TestAllow(t *testing.T) {
+	t.Parallel()
 	rdb := storetest.Redis(t)
 	l := ratelimit.New(rdb, "httpx-test", 1, time.Hour, 2)
 	h := clientip.Policy{Header: clientip.DefaultHeader}.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

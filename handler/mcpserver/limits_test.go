@@ -72,6 +72,7 @@ func (r revoker) RevokeUser(ctx context.Context, tid, oid string) (int, error) {
 // replies are held past the client's timeout: the writes may have run, so
 // only the reads may say "try again", and each write says how to check.
 func TestUnknownOutcomeMessages(t *testing.T) {
+	t.Parallel()
 	rdb, proxy := storetest.Behind(t, storetest.Redis(t), 200*time.Millisecond)
 	logs := &testkit.SyncBuffer{}
 	s, err := New(Options{Tools: tools.All(tools.Deps{Tasks: taskstore.New(rdb), Sessions: revoker{rdb}}),
@@ -133,6 +134,7 @@ func (f fixedLimiter) Allow(context.Context, string) (bool, time.Duration, error
 }
 
 func TestToolCallRateLimit(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	s, err := New(Options{
@@ -203,6 +205,7 @@ func TestToolCallRateLimit(t *testing.T) {
 // TestLimiterDownLetsCallsThrough: when the limiter cannot count (Redis
 // down), tools still run, and the operator is told once.
 func TestLimiterDownLetsCallsThrough(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.SyncBuffer{}
 	s, err := New(Options{
 		Tools:   testTools(),

@@ -57,6 +57,7 @@ func decodeAnswer(t *testing.T, body string) rpcAnswer {
 }
 
 func TestToolsThatNeedAClientCapability(t *testing.T) {
+	t.Parallel()
 	ran := 0
 	asker := tools.Tool{
 		Def: mcp.NewTool("ask_llm", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
@@ -143,6 +144,7 @@ func TestToolsThatNeedAClientCapability(t *testing.T) {
 }
 
 func TestToolRefusingTheRequest(t *testing.T) {
+	t.Parallel()
 	refuser := tools.Tool{
 		Def: mcp.NewTool("check_state", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 			mcp.WithOpenWorldHintAnnotation(false)),
@@ -169,6 +171,7 @@ func TestToolRefusingTheRequest(t *testing.T) {
 }
 
 func TestSubscriptionsListen(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	listen := rpcCase{
 		header: map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "subscriptions/listen",

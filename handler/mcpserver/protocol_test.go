@@ -91,6 +91,7 @@ var unservedVersions = []string{
 }
 
 func TestProtocolVersionNegotiation(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	p := principalWith("Task.All")
 	served := ProtocolVersions()

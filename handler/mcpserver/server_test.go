@@ -122,6 +122,7 @@ func listCases() []rpcCase {
 // byte what mcp-go's own transport answers, for every grant set, era and
 // id shape, and that it really was the shortcut that answered.
 func TestToolsListPreEncodedMatchesMCPGo(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	for g := authz.Need(0); g <= authz.All; g++ {
 		if g&authz.SignedIn == 0 {
@@ -159,6 +160,7 @@ func TestToolsListPreEncodedMatchesMCPGo(t *testing.T) {
 }
 
 func TestToolsListOtherFormsGoToMCPGo(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	p := principalWith("Task.All")
 	for _, c := range []rpcCase{
@@ -211,6 +213,7 @@ func names(t testing.TB, body []byte) []string {
 }
 
 func TestRBACListAndCall(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	want := map[string][]string{
 		"":                {"whoami"},
@@ -262,6 +265,7 @@ func contains(list []string, s string) bool {
 // roles at once (run with -race): each sees only its own tools, and runs a
 // tool only when its own roles allow it.
 func TestConcurrentCallersNeverSeeOthersTools(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	roles := []string{"Task.Read", "Task.Write", "Task.All", "MCPServer.Admin", ""}
 	visible := map[string]string{
@@ -317,6 +321,7 @@ func TestConcurrentCallersNeverSeeOthersTools(t *testing.T) {
 }
 
 func TestMalformedInputIs4xxJSON(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	p := principalWith("Task.All")
 	for _, c := range []struct {
@@ -346,6 +351,7 @@ func TestMalformedInputIs4xxJSON(t *testing.T) {
 }
 
 func TestNoPrincipalNoService(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t)
 	rec := post(s, nil, rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`})
 	if rec.Code != http.StatusUnauthorized {
@@ -354,6 +360,7 @@ func TestNoPrincipalNoService(t *testing.T) {
 }
 
 func TestNewRefusesToolWithoutNeed(t *testing.T) {
+	t.Parallel()
 	bad := testTools()
 	bad[0].Need = 0
 	if _, err := New(Options{Tools: bad}); err == nil {
@@ -387,6 +394,7 @@ func (r *recorder) Exception(_ context.Context, v any, props map[string]string) 
 // TestToolPanicIsAToolErrorAndAnException: a panicking tool answers a
 // generic tool error, the process lives on, and telemetry gets the panic.
 func TestToolPanicIsAToolErrorAndAnException(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{}
 	boom := tools.Tool{
 		Def:  mcp.NewTool("boom", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),

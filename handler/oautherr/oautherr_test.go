@@ -13,6 +13,7 @@ import (
 )
 
 func TestWrite(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		err        *oautherr.Error
@@ -54,6 +55,7 @@ func TestWrite(t *testing.T) {
 }
 
 func TestRedirectable(t *testing.T) {
+	t.Parallel()
 	for code, want := range map[string]bool{
 		oautherr.InvalidRequest: true, oautherr.UnauthorizedClient: true, oautherr.AccessDenied: true,
 		oautherr.UnsupportedResponseType: true, oautherr.InvalidScope: true, oautherr.ServerError: true,
@@ -72,6 +74,7 @@ func TestRedirectable(t *testing.T) {
 // TestRedirect: the client's redirect URI keeps its own query and gains
 // the error, the state it sent (none when it sent none) and iss.
 func TestRedirect(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, redirect, state string
 		err                   *oautherr.Error
@@ -102,6 +105,7 @@ func TestRedirect(t *testing.T) {
 }
 
 func TestErrorUnwrapsItsCause(t *testing.T) {
+	t.Parallel()
 	cause := errors.New("dial tcp: refused")
 	e := &oautherr.Error{Code: oautherr.InvalidClient, Description: "client metadata document could not be fetched", Err: cause}
 	if !errors.Is(e, cause) || e.Error() != "invalid_client: client metadata document could not be fetched: dial tcp: refused" {

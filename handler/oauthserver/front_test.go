@@ -214,6 +214,7 @@ func (f *front) code(client, redirect string) string {
 }
 
 func TestMetadata(t *testing.T) {
+	t.Parallel()
 	f := newFront(t)
 	r := f.get(PathMetadata, nil)
 	var m metadata
@@ -234,6 +235,7 @@ func TestMetadata(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
+	t.Parallel()
 	f := newFront(t)
 	for _, tc := range []struct {
 		name, contentType, body string
@@ -268,6 +270,7 @@ func (f *front) authorizeQuery(client, redirect string) url.Values {
 }
 
 func TestAuthorize(t *testing.T) {
+	t.Parallel()
 	f := newFront(t)
 	client := f.register(loopbackRedirect, webRedirect)
 
@@ -379,6 +382,7 @@ func (f *front) consent(q url.Values) (url.Values, *http.Cookie) {
 }
 
 func TestConsentForm(t *testing.T) {
+	t.Parallel()
 	f := newFront(t)
 	client := f.register(loopbackRedirect)
 	answer := func(form url.Values, bind *http.Cookie, origin string) reply {
@@ -454,6 +458,7 @@ func TestConsentForm(t *testing.T) {
 
 // TestContinue: how a handed-off sign-in ends at the client.
 func TestContinue(t *testing.T) {
+	t.Parallel()
 	f := newFront(t)
 	client := f.register(loopbackRedirect)
 	req := clientSignIn{authRequest: authRequest{ClientID: client, RedirectURI: loopbackRedirect, State: "st",
@@ -501,6 +506,7 @@ func TestContinue(t *testing.T) {
 }
 
 func TestToken(t *testing.T) {
+	t.Parallel()
 	f := newFront(t)
 	client := f.register(loopbackRedirect)
 	good := func(code string) url.Values {
@@ -639,6 +645,7 @@ func TestToken(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
+	t.Parallel()
 	f := newFront(t)
 	client := f.register(loopbackRedirect)
 	other := f.register(loopbackRedirect)

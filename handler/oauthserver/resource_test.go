@@ -7,6 +7,7 @@ import "testing"
 // come out the same; what changes the resource, or is not allowed in a
 // resource indicator, does not.
 func TestCanonicalResource(t *testing.T) {
+	t.Parallel()
 	const ours = "https://mcp.example.com/mcp"
 	t.Run("the same resource", func(t *testing.T) {
 		for _, v := range []string{

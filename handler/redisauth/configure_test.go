@@ -11,6 +11,7 @@ import (
 )
 
 func TestConfigure(t *testing.T) {
+	t.Parallel()
 	p := newProvider(t, newFakeCred(newFakeClock(), "oid-1"), newFakeClock(), redisauth.Options{})
 
 	t.Run("azure managed redis", func(t *testing.T) {

@@ -74,6 +74,7 @@ func genOf(token string) string {
 }
 
 func TestSubscribeFetchesOneTokenForConcurrentConnections(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	cred := newFakeCred(clk, "oid-1")
 	p := newProvider(t, cred, clk, redisauth.Options{})
@@ -99,6 +100,7 @@ func TestSubscribeFetchesOneTokenForConcurrentConnections(t *testing.T) {
 }
 
 func TestUserName(t *testing.T) {
+	t.Parallel()
 	opaque := credFunc(func(ctx context.Context, _ policy.TokenRequestOptions) (azcore.AccessToken, error) {
 		return azcore.AccessToken{Token: "opaque-token", ExpiresOn: start.Add(time.Hour)}, nil
 	})
@@ -122,6 +124,7 @@ func TestUserName(t *testing.T) {
 }
 
 func TestRefreshPushesNewTokenToListeners(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	cred := newFakeCred(clk, "oid-1")
 	p := newProvider(t, cred, clk, redisauth.Options{})
@@ -157,6 +160,7 @@ func TestRefreshPushesNewTokenToListeners(t *testing.T) {
 }
 
 func TestSameTokenIsNotPushedAgain(t *testing.T) {
+	t.Parallel()
 	// azidentity caches tokens and may return the same one when asked early.
 	clk := newFakeClock()
 	cred := newFakeCred(clk, "oid-1")
@@ -178,6 +182,7 @@ func TestSameTokenIsNotPushedAgain(t *testing.T) {
 }
 
 func TestRefreshFailureKeepsTokenUntilNearExpiry(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	cred := newFakeCred(clk, "oid-1")
 	p := newProvider(t, cred, clk, redisauth.Options{})
@@ -225,6 +230,7 @@ func TestRefreshFailureKeepsTokenUntilNearExpiry(t *testing.T) {
 }
 
 func TestSubscribeFailsFastAfterFailure(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	cred := newFakeCred(clk, "oid-1")
 	outage := errors.New("no identity")
@@ -253,6 +259,7 @@ func TestSubscribeFailsFastAfterFailure(t *testing.T) {
 }
 
 func TestCloseStopsRefreshing(t *testing.T) {
+	t.Parallel()
 	before := loopGoroutines()
 	clk := newFakeClock()
 	cred := newFakeCred(clk, "oid-1")
@@ -285,6 +292,7 @@ func TestCloseStopsRefreshing(t *testing.T) {
 }
 
 func TestCloseDuringFetch(t *testing.T) {
+	t.Parallel()
 	before := loopGoroutines()
 	entered := make(chan struct{})
 	var once sync.Once
@@ -311,6 +319,7 @@ func TestCloseDuringFetch(t *testing.T) {
 }
 
 func TestConcurrentSubscribeAndRefresh(t *testing.T) {
+	t.Parallel()
 	// For the race detector: connections come and go while tokens change.
 	clk := newFakeClock()
 	cred := newFakeCred(clk, "oid-1")
@@ -346,6 +355,7 @@ func TestConcurrentSubscribeAndRefresh(t *testing.T) {
 }
 
 func TestNewRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	if _, err := redisauth.New(nil, redisauth.Options{}); err == nil {
 		t.Error("New(nil credential) succeeded")
 	}

@@ -131,6 +131,7 @@ func eventually(t *testing.T, check func() string) {
 func suffix() string { return strings.ToLower(rand.Text()[:10]) }
 
 func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
+	t.Parallel()
 	admin := realRedis(t)
 	ctx := context.Background()
 	sfx := suffix()
@@ -228,6 +229,7 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 }
 
 func TestWrongTokenFailsWithWrongpass(t *testing.T) {
+	t.Parallel()
 	admin := realRedis(t)
 	sfx := suffix()
 	user := "tokuser-c-" + sfx
@@ -258,6 +260,7 @@ func TestWrongTokenFailsWithWrongpass(t *testing.T) {
 }
 
 func TestExpiryWithoutNewTokenClosesConnections(t *testing.T) {
+	t.Parallel()
 	admin := realRedis(t)
 	ctx := context.Background()
 	sfx := suffix()

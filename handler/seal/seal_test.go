@@ -31,6 +31,7 @@ func mustOpen(t *testing.T, r *seal.Ring, name string, sealed []byte) []byte {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	r := mustRing(t, key(1))
 	for _, plain := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("refresh token "), 500)} {
 		sealed, err := r.Seal("msal:a.b", plain)
@@ -47,6 +48,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestEveryBitFlipFails(t *testing.T) {
+	t.Parallel()
 	r := mustRing(t, key(1))
 	sealed, err := r.Seal("flow:x", []byte("pkce verifier"))
 	if err != nil {
@@ -62,6 +64,7 @@ func TestEveryBitFlipFails(t *testing.T) {
 }
 
 func TestWrongNameFails(t *testing.T) {
+	t.Parallel()
 	r := mustRing(t, key(1))
 	sealed, _ := r.Seal("code:aaaa", []byte("tid oid"))
 	for _, name := range []string{"code:aaab", "", "code:aaaa ", "code:aaa"} {
@@ -72,6 +75,7 @@ func TestWrongNameFails(t *testing.T) {
 }
 
 func TestTruncationFails(t *testing.T) {
+	t.Parallel()
 	r := mustRing(t, key(1))
 	sealed, _ := r.Seal("n", []byte("some secret"))
 	for n := range len(sealed) {
@@ -85,6 +89,7 @@ func TestTruncationFails(t *testing.T) {
 }
 
 func TestRotation(t *testing.T) {
+	t.Parallel()
 	oldRing := mustRing(t, key(1))
 	newRing := mustRing(t, key(2), key(1))
 
@@ -120,6 +125,7 @@ func idOf(sealed []byte) string {
 }
 
 func TestNoncesDiffer(t *testing.T) {
+	t.Parallel()
 	r := mustRing(t, key(1))
 	a, _ := r.Seal("n", []byte("same"))
 	b, _ := r.Seal("n", []byte("same"))
@@ -129,6 +135,7 @@ func TestNoncesDiffer(t *testing.T) {
 }
 
 func TestParseKeys(t *testing.T) {
+	t.Parallel()
 	k1, k2 := key(0xfb), key(0xfe) // 0xfb.. and 0xfe.. encode with + and / in std base64
 	std := base64.StdEncoding.EncodeToString
 	for _, s := range []string{
@@ -182,6 +189,7 @@ func TestParseKeys(t *testing.T) {
 }
 
 func TestNewRingRejects(t *testing.T) {
+	t.Parallel()
 	if _, err := seal.NewRing(); err == nil {
 		t.Error("empty ring accepted")
 	}
@@ -194,6 +202,7 @@ func TestNewRingRejects(t *testing.T) {
 }
 
 func TestGenerateKey(t *testing.T) {
+	t.Parallel()
 	a, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -215,6 +224,7 @@ func TestGenerateKey(t *testing.T) {
 // TestUpdateRotatesInPlace: a store holding the ring seals with the new key
 // after Update, and still opens what the old key sealed.
 func TestUpdateRotatesInPlace(t *testing.T) {
+	t.Parallel()
 	oldKey, newKey := bytes.Repeat([]byte{1}, seal.KeySize), bytes.Repeat([]byte{2}, seal.KeySize)
 	held, err := seal.NewRing(oldKey)
 	if err != nil {

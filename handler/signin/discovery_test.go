@@ -13,6 +13,7 @@ import (
 )
 
 func TestDiscoveryCache(t *testing.T) {
+	t.Parallel()
 	var hits atomic.Int64
 	fail := atomic.Bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

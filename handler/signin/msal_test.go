@@ -36,7 +36,7 @@ func newService(t *testing.T) (*Service, *devidp.Server, *store.Sessions) {
 // the service) and its log.
 func newServiceWithRing(t *testing.T) (*Service, *devidp.Server, *store.Sessions, *seal.Ring, *testkit.SyncBuffer) {
 	t.Helper()
-	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{redirect}})
+	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{redirect}, SigningKey: testkit.RSAKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +119,7 @@ func redeem(t *testing.T, s *Service, idp *devidp.Server, user string) confident
 // holds the first user's tokens, and a user whose cache is gone gets an
 // error, not someone else's token.
 func TestCacheNeverCarriesAnotherUsersTokens(t *testing.T) {
+	t.Parallel()
 	s, idp, sessions := newService(t)
 	ctx := context.Background()
 	reader, _ := devidp.DemoUser("reader")
@@ -175,6 +176,7 @@ func mustPayload(t *testing.T, tok string) []byte {
 // cache is removed from the ring (an emergency rotation), the user's next
 // sign-in works at once, from an empty cache, and says so at WARN.
 func TestUnopenableCacheIsEmpty(t *testing.T) {
+	t.Parallel()
 	s, idp, sessions, ring, logs := newServiceWithRing(t)
 	ctx := context.Background()
 	reader, _ := devidp.DemoUser("reader")

@@ -45,6 +45,7 @@ func newSessions(t *testing.T, opts ...store.SessionsOption) (*store.Sessions, *
 }
 
 func TestMarkFlowDone(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, rdb := newSessions(t)
 	state := rand.Text()
@@ -75,6 +76,7 @@ func TestMarkFlowDone(t *testing.T) {
 
 // newCode mints a code for rec in the user's current epoch.
 func TestMSAL(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, _ := newSessions(t)
 	if _, ok, st, err := s.LoadMSAL(ctx, tenantA, oidAlice); ok || st.Epoch != 0 || st.RevokedAt.UnixMilli() != 0 || err != nil {
@@ -147,6 +149,7 @@ func must(t *testing.T, err error) {
 }
 
 func TestRememberedConsent(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s, rdb := newSessions(t, store.WithSessionsClock(clock.Now))

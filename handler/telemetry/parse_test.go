@@ -7,6 +7,7 @@ import (
 )
 
 func TestParseConnectionString(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in                      string
 		wantEndpoint, wantLive  string
@@ -81,6 +82,7 @@ func TestParseConnectionString(t *testing.T) {
 }
 
 func TestParseAuthenticationString(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]Auth{
 		"":                   {},
 		"Authorization=AAD":  {AAD: true},
@@ -100,6 +102,7 @@ func TestParseAuthenticationString(t *testing.T) {
 }
 
 func TestNewRejectsBadSettings(t *testing.T) {
+	t.Parallel()
 	if _, err := New(Options{ConnectionString: "InstrumentationKey=nope"}); err == nil ||
 		!strings.Contains(err.Error(), "APPLICATIONINSIGHTS_CONNECTION_STRING") {
 		t.Errorf("bad connection string: %v", err)
@@ -111,6 +114,7 @@ func TestNewRejectsBadSettings(t *testing.T) {
 }
 
 func TestNewBuildsManagedIdentityCredential(t *testing.T) {
+	t.Parallel()
 	// No credential given: a managed identity one is made (no network yet).
 	c, err := New(Options{
 		ConnectionString:     "InstrumentationKey=" + testIKey + ";IngestionEndpoint=https://in.example.com/",
@@ -125,6 +129,7 @@ func TestNewBuildsManagedIdentityCredential(t *testing.T) {
 }
 
 func TestTraceparent(t *testing.T) {
+	t.Parallel()
 	for h, ok := range map[string]bool{
 		testTraceparent: true,
 		"01-" + testTraceID + "-" + testParentSpan + "-01-future":           true,
@@ -157,6 +162,7 @@ func TestTraceparent(t *testing.T) {
 }
 
 func TestDependencyTypeByHost(t *testing.T) {
+	t.Parallel()
 	tr := &depTransport{types: map[string]string{"127.0.0.1:8443": TypeEntra, ".vault.stand.in": TypeKeyVault, "graph.local": TypeGraph}}
 	for host, want := range map[string]string{
 		"login.microsoftonline.com":    TypeEntra,
@@ -178,6 +184,7 @@ func TestDependencyTypeByHost(t *testing.T) {
 }
 
 func TestScrub(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		`Post "https://login.example/t/oauth2/token?code=abc&x=y": EOF`: `Post "https://login.example/t/oauth2/token": EOF`,
 		"token " + secretToken + " rejected":                            "token [redacted] rejected",

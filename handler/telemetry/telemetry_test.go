@@ -65,6 +65,7 @@ func flush(t *testing.T, c *Client) {
 // calls Redis, an outgoing HTTP API, records an event and an exception,
 // and checks every item the ingestion stand-in received.
 func TestCorrelatedRequest(t *testing.T) {
+	t.Parallel()
 	in := newIngestion(t)
 	c := newTestClient(t, in, Options{})
 
@@ -293,6 +294,7 @@ func (f *fakeCredential) GetToken(_ context.Context, o policy.TokenRequestOption
 }
 
 func TestEntraAuthenticatedIngestion(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, audience, wantScope string
 	}{
@@ -338,6 +340,7 @@ func TestEntraAuthenticatedIngestion(t *testing.T) {
 }
 
 func TestRefusedIngestionIsLogged(t *testing.T) {
+	t.Parallel()
 	in := newIngestion(t)
 	in.status = http.StatusForbidden // no Monitoring Metrics Publisher role
 	var logs bytes.Buffer
@@ -358,6 +361,7 @@ func TestRefusedIngestionIsLogged(t *testing.T) {
 }
 
 func TestFlushDeliversEverything(t *testing.T) {
+	t.Parallel()
 	in := newIngestion(t)
 	c := newTestClient(t, in, Options{MaxBatchSize: 7})
 	var wg sync.WaitGroup
@@ -382,6 +386,7 @@ func TestFlushDeliversEverything(t *testing.T) {
 }
 
 func TestFlushBoundedByContext(t *testing.T) {
+	t.Parallel()
 	in := newIngestion(t)
 	in.hold = make(chan struct{})
 	defer close(in.hold)
@@ -400,6 +405,7 @@ func TestFlushBoundedByContext(t *testing.T) {
 }
 
 func TestMiddlewareStatusFlushAndPanic(t *testing.T) {
+	t.Parallel()
 	in := newIngestion(t)
 	c := newTestClient(t, in, Options{})
 	mux := http.NewServeMux()
@@ -485,6 +491,7 @@ func TestMiddlewareStatusFlushAndPanic(t *testing.T) {
 // A panic that no one recovers still leaves a request item (a 500) and
 // keeps propagating.
 func TestMiddlewareUnrecoveredPanic(t *testing.T) {
+	t.Parallel()
 	in := newIngestion(t)
 	c := newTestClient(t, in, Options{})
 	h := c.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }))

@@ -9,6 +9,7 @@ import (
 )
 
 func TestBrowserCookie(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		secure bool
 		want   string // the Set-Cookie header's start

@@ -7,12 +7,16 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // Start starts the stand-in with opts, stopped when the test ends, and a
 // verifier that trusts its tokens (fetching keys over its HTTPS).
 func Start(t testing.TB, opts devidp.Options) (*devidp.Server, *entra.Verifier) {
 	t.Helper()
+	if opts.SigningKey == nil {
+		opts.SigningKey = testkit.RSAKey()
+	}
 	idp, err := devidp.Start(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ package testkit
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -94,3 +96,14 @@ func Claims(t testing.TB, token string) map[string]any {
 	}
 	return m
 }
+
+// RSAKey is one RSA-2048 key for the whole test binary, made on first use:
+// stand-ins that each made their own spent most of some packages' test
+// time in key generation. Tests that need distinct keys make their own.
+var RSAKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
