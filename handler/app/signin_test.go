@@ -22,6 +22,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -152,14 +153,9 @@ func (st *stack) refresh(t testing.TB, handle string) (reply, tokens) {
 // oidOf reads the oid claim of a token (the MCP endpoint verifies it; here
 // we only need to know whose it is). It is "" for anything else.
 func oidOf(_ testing.TB, tok string) string {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	var c struct{ OID string }
-	_ = json.Unmarshal(b, &c)
-	return c.OID
+	c, _ := testkit.DecodeClaims(tok)
+	oid, _ := c["oid"].(string)
+	return oid
 }
 
 func TestSignInEndToEnd(t *testing.T) {
@@ -381,10 +377,12 @@ func TestAuthEndpointsRefuseBadBodies(t *testing.T) {
 			{"text/plain", `{}`, 415},
 			{"application/json", `{"auth_code":"` + strings.Repeat("a", 8<<10) + `"}`, 413},
 		} {
-			r := st.do(t, http.MethodPost, path, "", map[string]string{"Content-Type": c.ct}, c.body)
-			if r.status != c.status || !json.Valid(r.body) {
-				t.Errorf("%s %q: %d %s, want %d", path, c.body[:min(len(c.body), 30)], r.status, r.body, c.status)
-			}
+			t.Run(path+" "+c.ct+" "+c.body[:min(len(c.body), 30)], func(t *testing.T) {
+				r := st.do(t, http.MethodPost, path, "", map[string]string{"Content-Type": c.ct}, c.body)
+				if r.status != c.status || !json.Valid(r.body) {
+					t.Errorf("%s %q: %d %s, want %d", path, c.body[:min(len(c.body), 30)], r.status, r.body, c.status)
+				}
+			})
 		}
 		if r := st.do(t, http.MethodGet, path, "", nil, ""); r.status != 405 {
 			t.Errorf("GET %s: %d", path, r.status)

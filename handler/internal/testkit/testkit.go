@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -78,23 +79,33 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// Claims decodes a JWT's payload without checking its signature: for
-// tests that look at what a token an issuer made says.
+// Claims decodes a JWT's payload without checking its signature, or
+// fails the test: for tests that look at what a token an issuer made says.
 func Claims(t testing.TB, token string) map[string]any {
 	t.Helper()
+	m, err := DecodeClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// DecodeClaims is Claims for goroutines, which must not fail the test
+// themselves.
+func DecodeClaims(token string) (map[string]any, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %.20s…", token)
+		return nil, fmt.Errorf("not a JWT: %.20s…", token)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
+		return nil, fmt.Errorf("JWT payload: %w", err)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("JWT payload: %v", err)
+		return nil, fmt.Errorf("JWT payload: %w", err)
 	}
-	return m
+	return m, nil
 }
 
 // RSAKey is one RSA-2048 key for the whole test binary, made on first use:
