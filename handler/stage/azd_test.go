@@ -43,6 +43,7 @@ func azdService(t *testing.T, root string) (text, dist, prepackage string) {
 // (1.20.0, the first with language: custom and .zip dists deployed as they
 // are) and that custom is an alpha feature to turn on.
 func TestAzureYAMLNamesWhatItNeeds(t *testing.T) {
+	t.Parallel()
 	text, _, _ := azdService(t, moduleRoot)
 	for _, want := range []string{"azd 1.20.0 or later", "azd config set alpha.language.custom on"} {
 		if !strings.Contains(text, want) {
@@ -57,6 +58,7 @@ func TestAzureYAMLNamesWhatItNeeds(t *testing.T) {
 // is) is exactly what the Functions host needs, with the handler's exec bit
 // in the zip.
 func TestAzdHookStagesACleanCheckout(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the handler")
 	}

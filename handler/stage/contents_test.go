@@ -17,6 +17,7 @@ const modulePath = "github.com/entra-mcp/functions-mcp"
 // anyone could use, nor dev mode's embedded Redis and its Lua interpreter;
 // the dev staging must hold them, which shows the check can see them.
 func TestOnlyTheDevStagingHoldsDevMode(t *testing.T) {
+	t.Parallel()
 	devModules := []string{"github.com/alicebob/miniredis", "github.com/yuin/gopher-lua"}
 	devPackages := []string{"handler/devidp", "handler/devmode"}
 	dir := t.TempDir()

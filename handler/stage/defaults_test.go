@@ -16,6 +16,7 @@ import (
 // column starts with it) and infra/main.parameters.json, where it fills a
 // setting in, fills in nothing else.
 func TestDefaultsAreDefinedOnce(t *testing.T) {
+	t.Parallel()
 	rows := readmeTable(t, readReadme(t), "| setting | meaning | default | in Azure |")
 	readmeDefault := map[string]string{}
 	for _, row := range rows {
@@ -61,6 +62,7 @@ func TestDefaultsAreDefinedOnce(t *testing.T) {
 // under the name the handler reads by default, since it leaves
 // KEY_VAULT_SEALING_KEY_NAME unset.
 func TestInfraSealingKeyNameIsTheDefault(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join(moduleRoot, "infra", "main.bicep"))
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,7 @@ func mustFile(t *testing.T, files map[string]string, name string) string {
 // the scope is the one clients ask for, tokens are v2 as the verifier
 // expects by default, and the redirect URI is the handler's callback.
 func TestAppRegistrationMatchesTheHandler(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	entra := mustFile(t, files, "infra/app/entra.bicep")
 
@@ -105,6 +106,7 @@ func TestAppRegistrationMatchesTheHandler(t *testing.T) {
 // key is read or written by the templates; secrets reach the app only
 // through Key Vault and the managed identity.
 func TestInfraHoldsNoSecrets(t *testing.T) {
+	t.Parallel()
 	forbidden := []string{"listKeys(", "listConnectionStrings(", "listSecrets(", "primaryKey", "secondaryKey",
 		"AccountKey=", "SharedAccessSignature", "ENTRA_CLIENT_SECRET", "TOKEN_SEALING_KEYS", "clientSecret:", "passwordCredentials"}
 	for name, text := range readInfra(t) {
@@ -213,6 +215,7 @@ func bicepParam(text, name, typ string) bool {
 // azd-service-name tag, and azd 1.20.0-1.23.3 refuse to deploy when more
 // than one resource carries it (the App Service plan did).
 func TestOnlyTheSiteCarriesTheServiceTag(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	var where []string
 	for name, text := range files {
@@ -242,6 +245,7 @@ func TestOnlyTheSiteCarriesTheServiceTag(t *testing.T) {
 // Functions host's identity-based storage settings; never
 // FUNCTIONS_WORKER_RUNTIME (Flex Consumption refuses it).
 func TestFunctionAppSettingsAreTheHandlersAzureSettings(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	got := deploymentSettingNames(t, mustFile(t, files, "infra/app/function.bicep"))
 	var want []string
@@ -270,6 +274,7 @@ func TestFunctionAppSettingsAreTheHandlersAzureSettings(t *testing.T) {
 // use the Functions storage, publish telemetry and reach Redis with Entra
 // auth; the deploying user can create the first sealing key.
 func TestEveryAccessTheHandlerNeedsIsGranted(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	all := ""
 	for _, text := range files {
@@ -294,6 +299,7 @@ func TestEveryAccessTheHandlerNeedsIsGranted(t *testing.T) {
 // TestOutputsFeedTheHooks: every azd environment value the postprovision
 // hooks read is an output of main.bicep.
 func TestOutputsFeedTheHooks(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	main := mustFile(t, files, "infra/main.bicep")
 	outputs := map[string]bool{}
@@ -348,6 +354,7 @@ func TestOutputsFeedTheHooks(t *testing.T) {
 // across restarts (AOF by default, an azd environment value), and never
 // evicts sign-in state to make room.
 func TestRedisPersistsAndRefusesToEvict(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	redis := mustFile(t, files, "infra/app/redis.bicep")
 	for _, want := range []string{
@@ -380,6 +387,7 @@ func TestRedisPersistsAndRefusesToEvict(t *testing.T) {
 // feeding a main.bicep parameter, which goes into operatorSettings, which
 // app/function.bicep writes into the app settings next to its own.
 func TestOperatorChoicesSurviveProvisioning(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	main := mustFile(t, files, "infra/main.bicep")
 	params := parameterEnv(t, files)
@@ -434,6 +442,7 @@ func TestOperatorChoicesSurviveProvisioning(t *testing.T) {
 // Flex Consumption, from siteConfig.cors; that list is MCP_ALLOWED_ORIGINS,
 // the same value the handler reads, without credentials.
 func TestOneCORSPolicy(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	function := withoutComments(mustFile(t, files, "infra/app/function.bicep"))
 	cors := block(t, "infra/app/function.bicep", block(t, "infra/app/function.bicep", function, "siteConfig: {"), "cors: {")
@@ -455,6 +464,7 @@ func TestOneCORSPolicy(t *testing.T) {
 // it exists (msgraph-bicep-types#161); the hook assigns Task.All instead,
 // from the role id main.bicep outputs, after looking the assignment up.
 func TestProvisioningTwiceWorks(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	for name, text := range files {
 		if strings.Contains(withoutComments(text), "Microsoft.Graph/appRoleAssignedTo") {
@@ -486,6 +496,7 @@ func TestProvisioningTwiceWorks(t *testing.T) {
 // declared, idempotent by Graph's composite key, and only with
 // GRANT_GRAPH_CONSENT=true.
 func TestGraphConsentIsOptIn(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	entra := withoutComments(mustFile(t, files, "infra/app/entra.bicep"))
 	grant := block(t, "infra/app/entra.bicep", entra, "resource graphConsent 'Microsoft.Graph/oauth2PermissionGrants@v1.0' = if (grantGraphConsent) {")
@@ -513,6 +524,7 @@ func TestGraphConsentIsOptIn(t *testing.T) {
 // callback) come from ENTRA_EXTRA_REDIRECT_URIS, and a PUBLIC_BASE_URL gets
 // its own callback registered.
 func TestRedirectURIsForLocalRunsAndCustomDomains(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	main := withoutComments(mustFile(t, files, "infra/main.bicep"))
 	if v := parameterEnv(t, files)["entraExtraRedirectUris"]; v != "${ENTRA_EXTRA_REDIRECT_URIS=}" {
@@ -535,6 +547,7 @@ func TestRedirectURIsForLocalRunsAndCustomDomains(t *testing.T) {
 // TestRedisHighAvailabilityIsAChoice: the Azure Managed Redis replica (and
 // its cost) is an azd environment value passed down to the module.
 func TestRedisHighAvailabilityIsAChoice(t *testing.T) {
+	t.Parallel()
 	files := readInfra(t)
 	if v := parameterEnv(t, files)["redisHighAvailability"]; v != "${REDIS_HIGH_AVAILABILITY=Enabled}" {
 		t.Errorf("redisHighAvailability = %q", v)
@@ -687,6 +700,7 @@ func (r hookRun) called(prefix string) int {
 // recovers a soft-deleted one, and assigns Task.All once, after looking it
 // up.
 func TestPostprovisionHook(t *testing.T) {
+	t.Parallel()
 	const tenant = "aaaaaaaa-1111-4111-8111-111111111111"
 	const user = "bbbbbbbb-2222-4222-8222-222222222222"
 	const sp = "cccccccc-3333-4333-8333-333333333333"
@@ -787,6 +801,7 @@ func TestPostprovisionHook(t *testing.T) {
 // stops the provision with one line; when az cannot be asked it warns and
 // goes on.
 func TestPreprovisionHook(t *testing.T) {
+	t.Parallel()
 	env := func(more ...string) map[string]string {
 		e := map[string]string{
 			"AZURE_LOCATION": "swedencentral", "AZURE_SUBSCRIPTION_ID": "99999999-9999-4999-8999-999999999999",
@@ -863,6 +878,7 @@ func sameDirLine(got, want string) bool {
 // duplicate the failures), is off; the handler's console lines still go to
 // Application Insights as traces.
 func TestOneRequestItemPerCall(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join(moduleRoot, "host.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ var layoutEntry = regexp.MustCompile(`^((?:  )+)([a-z][a-z0-9]*)/ `)
 // and names none that does not exist, so a package added, moved or
 // removed without its line fails here.
 func TestReadmeLayoutIsThePackageList(t *testing.T) {
+	t.Parallel()
 	readme := readReadme(t)
 	start := strings.Index(readme, "## Layout\n")
 	end := strings.Index(readme, "## Tests\n")

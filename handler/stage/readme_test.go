@@ -50,6 +50,7 @@ var backticked = regexp.MustCompile("^`([^`]+)`")
 // sets the Azure ones, the operator chooses the Operator ones with
 // `azd env set` (never "the app setting", which the next provision wipes).
 func TestReadmeConfigurationIsTheSettingsList(t *testing.T) {
+	t.Parallel()
 	readme := readReadme(t)
 	rows := readmeTable(t, readme, "| setting | meaning | default | in Azure |")
 	settings := map[string]config.Setting{}
@@ -96,6 +97,7 @@ func TestReadmeConfigurationIsTheSettingsList(t *testing.T) {
 // Configuration table) or a row of the deploy section's table, with the
 // same default; and the table names nothing the parameters do not read.
 func TestReadmeNamesEveryAzdEnvironmentValue(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join(moduleRoot, "infra", "main.parameters.json"))
 	if err != nil {
 		t.Fatal(err)

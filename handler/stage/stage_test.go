@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
@@ -18,34 +19,38 @@ import (
 // moduleRoot is where `go test` runs this package from, two levels down.
 const moduleRoot = "../.."
 
-// staged is the real handler, built and staged once for the tests in this
-// file: the build is the slow part.
-var staged struct {
+// stagedPkg is the real handler, built and staged once for the tests in
+// this package: the build is the slow part.
+type stagedPkg struct {
 	dir string
 	fns []Function
-	err error
 }
+
+// stagedDir is where stageOnce stages, removed by TestMain.
+var stagedDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "stage-test-") })
+
+var stageOnce = sync.OnceValues(func() (stagedPkg, error) {
+	dir, err := stagedDir()
+	if err != nil {
+		return stagedPkg{}, err
+	}
+	fns, err := Stage(moduleRoot, dir, Options{Build: true})
+	return stagedPkg{dir, fns}, err
+})
 
 func stageReal(t *testing.T) (string, []Function) {
 	t.Helper()
-	if staged.dir == "" && staged.err == nil {
-		dir, err := os.MkdirTemp("", "stage-test-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		staged.dir = dir
-		staged.fns, staged.err = Stage(moduleRoot, dir, Options{Build: true})
+	p, err := stageOnce()
+	if err != nil {
+		t.Fatalf("stage: %v", err)
 	}
-	if staged.err != nil {
-		t.Fatalf("stage: %v", staged.err)
-	}
-	return staged.dir, staged.fns
+	return p.dir, p.fns
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if staged.dir != "" {
-		os.RemoveAll(staged.dir)
+	if dir, err := stagedDir(); err == nil {
+		os.RemoveAll(dir)
 	}
 	os.Exit(code)
 }
@@ -54,6 +59,7 @@ func TestMain(m *testing.M) {
 // the Functions host will load: Stage validates, and the checks here say
 // the important rules again in plain terms.
 func TestStagedLayout(t *testing.T) {
+	t.Parallel()
 	dir, fns := stageReal(t)
 
 	if _, err := os.Stat(filepath.Join(dir, "host.json")); err != nil {
@@ -85,6 +91,7 @@ func TestStagedLayout(t *testing.T) {
 // TestSourceFunctionsAreStaged checks that every functions/<name> folder in
 // the sources arrived in the staged folder, and nothing else did.
 func TestSourceFunctionsAreStaged(t *testing.T) {
+	t.Parallel()
 	_, fns := stageReal(t)
 	entries, err := os.ReadDir(filepath.Join(moduleRoot, "functions"))
 	if err != nil {
@@ -109,6 +116,7 @@ func TestSourceFunctionsAreStaged(t *testing.T) {
 // exactly the paths and methods the handler serves: a route missing from
 // functions/ is unreachable in Azure, and one the handler lacks is a 404.
 func TestFunctionRoutesMatchHandler(t *testing.T) {
+	t.Parallel()
 	_, fns := stageReal(t)
 	var want []Route
 	for _, r := range httpapi.Routes() {
@@ -120,6 +128,7 @@ func TestFunctionRoutesMatchHandler(t *testing.T) {
 }
 
 func TestCheckRoutes(t *testing.T) {
+	t.Parallel()
 	fns := []Function{
 		{Name: "mcp", Route: "mcp", Methods: []string{"DELETE", "GET", "POST"}},
 		{Name: "health", Route: "health", Methods: []string{"GET"}},
@@ -145,6 +154,7 @@ func TestCheckRoutes(t *testing.T) {
 // TestValidateRejects stages the real sources without a build, then breaks
 // one rule at a time and expects Validate to say so.
 func TestValidateRejects(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		breakIt func(t *testing.T, dir string)
@@ -225,6 +235,7 @@ func TestValidateRejects(t *testing.T) {
 }
 
 func TestCleanDirRefuses(t *testing.T) {
+	t.Parallel()
 	// The module itself, and a parent of it.
 	for _, out := range []string{moduleRoot, filepath.Join(moduleRoot, "..")} {
 		abs, _ := filepath.Abs(out)
@@ -275,6 +286,7 @@ func replaceIn(t *testing.T, path, old, new string) {
 // the binary with mode 0755 and the rest 0644, whatever system staged it;
 // and a plain unzip into a fresh folder gives a handler that runs.
 func TestZipCarriesTheExecBit(t *testing.T) {
+	t.Parallel()
 	dir, _ := stageReal(t)
 	pkg := filepath.Join(t.TempDir(), "dist.zip")
 	if err := Zip(dir, pkg); err != nil {
@@ -343,6 +355,7 @@ func mustRead(t *testing.T, path string) []byte {
 // the preprovision hooks run with the azd environment values, fails on a
 // value the handler would refuse, naming it, and passes on good ones.
 func TestCheckSettingsFlag(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the staging command")
 	}
