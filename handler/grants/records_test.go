@@ -189,7 +189,7 @@ func TestIssueForCodeAfterReuse(t *testing.T) {
 	if _, _, err := s.IssueForCode(ctx, code, record(oidAlice)); !errors.Is(err, grants.ErrCodeReused) {
 		t.Fatalf("issue after reuse: %v, want ErrCodeReused", err)
 	}
-	if chains := keys(t, rdb, "rt:*"); len(chains) != 0 {
+	if chains := storetest.Keys(t, rdb, "rt:*"); len(chains) != 0 {
 		t.Errorf("chains left behind: %v", chains)
 	}
 	// Without a redemption there is no issue either.
@@ -435,20 +435,6 @@ func TestRevokeUser(t *testing.T) {
 	}
 }
 
-// keys lists the test database's keys that match pattern.
-func keys(t *testing.T, rdb *redis.Client, pattern string) []string {
-	t.Helper()
-	var out []string
-	iter := rdb.Scan(context.Background(), 0, pattern, 100).Iterator()
-	for iter.Next(context.Background()) {
-		out = append(out, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // rawValue returns everything stored under key, whatever its type.
 func rawValue(t *testing.T, rdb *redis.Client, key string) string {
 	t.Helper()
@@ -531,7 +517,7 @@ func TestKeysHaveTTLsAndNoSecrets(t *testing.T) {
 	_, err = s.RevokeUser(ctx, tenantA, oidBob) // leaves Bob's epoch
 	must(t, err)
 
-	all := keys(t, rdb, "*")
+	all := storetest.Keys(t, rdb, "*")
 	if len(all) < 8 {
 		t.Fatalf("only %d keys: %v", len(all), all)
 	}
@@ -567,7 +553,7 @@ func TestCopiedValuesDoNotOpen(t *testing.T) {
 	}
 	only := func(pattern string) string {
 		t.Helper()
-		k := keys(t, rdb, pattern)
+		k := storetest.Keys(t, rdb, pattern)
 		if len(k) != 1 {
 			t.Fatalf("keys %s: %v", pattern, k)
 		}
@@ -578,7 +564,7 @@ func TestCopiedValuesDoNotOpen(t *testing.T) {
 	newCode(t, s, grants.CodeRecord{TenantID: tenantA, ObjectID: oidAlice})
 	victimCode := only("code:*")
 	other := newCode(t, s, grants.CodeRecord{TenantID: tenantA, ObjectID: oidAlice, Scope: "other"})
-	for _, k := range keys(t, rdb, "code:*") {
+	for _, k := range storetest.Keys(t, rdb, "code:*") {
 		if k != victimCode {
 			d := rdb.HGet(ctx, victimCode, "d").Val()
 			must(t, rdb.HSet(ctx, k, "d", d).Err())
@@ -892,7 +878,7 @@ func TestChainsPerUserAreBounded(t *testing.T) {
 		clock.Add(time.Second) // oldest is earliest issued
 	}
 	tag := userTag(t, tenantA, oidAlice)
-	if n := len(keys(t, rdb, "rt:{"+tag+"}:*")); n != 100 {
+	if n := len(storetest.Keys(t, rdb, "rt:{"+tag+"}:*")); n != 100 {
 		t.Errorf("%d chains kept, want 100", n)
 	}
 	for i, h := range handles {

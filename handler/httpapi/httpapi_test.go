@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/httpapi"
 	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // The HTTP front is tested with the real token verifier (trusting the
@@ -51,15 +51,8 @@ func newAPI(t *testing.T) *api {
 	return a
 }
 
-type answer struct {
-	status int
-	header http.Header
-	body   string
-	oauth  struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-}
+// answer is an endpoint's answer.
+type answer = testkit.Reply
 
 func (a *api) do(method, path, body string, header http.Header) answer {
 	a.t.Helper()
@@ -70,15 +63,7 @@ func (a *api) do(method, path, body string, header http.Header) answer {
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := answer{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	_ = json.Unmarshal(b, &r.oauth)
-	return r
+	return testkit.Do(a.t, http.DefaultClient, req)
 }
 
 func TestMCPGuards(t *testing.T) {
@@ -113,20 +98,20 @@ func TestMCPGuards(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := a.do(http.MethodPost, httpapi.PathMCP, tc.body, tc.header)
-			if r.status != tc.status || r.oauth.Error != tc.code || r.oauth.Description == "" {
-				t.Fatalf("%d %s; want %d %s", r.status, r.body, tc.status, tc.code)
+			if r.Status != tc.status || r.OAuth.Error != tc.code || r.OAuth.Description == "" {
+				t.Fatalf("%d %s; want %d %s", r.Status, r.Body, tc.status, tc.code)
 			}
-			if c := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(c, tc.challenge) || (tc.challenge == "") != (c == "") {
+			if c := r.Header.Get("WWW-Authenticate"); !strings.HasPrefix(c, tc.challenge) || (tc.challenge == "") != (c == "") {
 				t.Errorf("WWW-Authenticate %q; want %q…", c, tc.challenge)
 			}
 			if tc.challenge != "" {
-				c := r.header.Get("WWW-Authenticate")
+				c := r.Header.Get("WWW-Authenticate")
 				if !strings.Contains(c, `resource_metadata="`+a.url+httpapi.PathPRMResource+`"`) || !strings.Contains(c, `scope="api://app/access_as_user"`) {
 					t.Errorf("challenge %q names no metadata or scope", c)
 				}
 			}
-			if r.header.Get("X-Content-Type-Options") != "nosniff" || r.header.Get("Cache-Control") != "no-store" {
-				t.Errorf("headers %v", r.header)
+			if r.Header.Get("X-Content-Type-Options") != "nosniff" || r.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("headers %v", r.Header)
 			}
 		})
 	}
@@ -153,8 +138,8 @@ func TestRoutes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := a.do(tc.method, tc.path, "", nil)
-			if r.status != tc.status || r.oauth.Error != tc.code || r.header.Get("Allow") != tc.allow {
-				t.Fatalf("%d %v %s; want %d %q Allow %q", r.status, r.header, r.body, tc.status, tc.code, tc.allow)
+			if r.Status != tc.status || r.OAuth.Error != tc.code || r.Header.Get("Allow") != tc.allow {
+				t.Fatalf("%d %v %s; want %d %q Allow %q", r.Status, r.Header, r.Body, tc.status, tc.code, tc.allow)
 			}
 		})
 	}
@@ -164,9 +149,9 @@ func TestRoutes(t *testing.T) {
 			AuthorizationServers []string `json:"authorization_servers"`
 		}
 		r := a.do(http.MethodGet, httpapi.PathPRMResource, "", nil)
-		if json.Unmarshal([]byte(r.body), &m) != nil || m.Resource != a.url+httpapi.PathMCP ||
+		if json.Unmarshal([]byte(r.Body), &m) != nil || m.Resource != a.url+httpapi.PathMCP ||
 			strings.Join(m.AuthorizationServers, " ") != "https://login.example/tenant/v2.0" {
-			t.Fatalf("%s", r.body)
+			t.Fatalf("%s", r.Body)
 		}
 	})
 }
@@ -186,8 +171,8 @@ func TestHealthNamesTheClientAddress(t *testing.T) {
 				ClientAddress string `json:"client_address"`
 			}
 			r := a.do(http.MethodGet, httpapi.PathHealth, "", http.Header{"X-Forwarded-For": {tc.forwarded}})
-			if r.status != http.StatusOK || json.Unmarshal([]byte(r.body), &h) != nil || h.ClientAddress != tc.want {
-				t.Fatalf("%d %s; want %s", r.status, r.body, tc.want)
+			if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Body), &h) != nil || h.ClientAddress != tc.want {
+				t.Fatalf("%d %s; want %s", r.Status, r.Body, tc.want)
 			}
 		})
 	}
@@ -230,9 +215,9 @@ func TestCORS(t *testing.T) {
 				allowOrigin = a.url
 			}
 			r := a.do(tc.method, tc.path, "", header)
-			h := r.header
-			if r.status != tc.status || h.Get("Access-Control-Allow-Origin") != allowOrigin || h.Get("Access-Control-Allow-Methods") != tc.allowMethods {
-				t.Fatalf("%d %v", r.status, h)
+			h := r.Header
+			if r.Status != tc.status || h.Get("Access-Control-Allow-Origin") != allowOrigin || h.Get("Access-Control-Allow-Methods") != tc.allowMethods {
+				t.Fatalf("%d %v", r.Status, h)
 			}
 			if !strings.Contains(strings.Join(h.Values("Vary"), ","), "Origin") {
 				t.Errorf("Vary %v", h.Values("Vary"))

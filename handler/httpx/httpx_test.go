@@ -1,8 +1,6 @@
 package httpx_test
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,20 +9,14 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/clientip"
 	"github.com/entra-mcp/functions-mcp/handler/httpx"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
-type answer struct {
-	status int
-	header http.Header
-	body   string
-	oauth  struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-}
+// answer is an endpoint's answer.
+type answer = testkit.Reply
 
 // call sends a request to h over real HTTP.
 func call(t *testing.T, h http.Handler, contentType, body string, header http.Header) answer {
@@ -41,15 +33,7 @@ func call(t *testing.T, h http.Handler, contentType, body string, header http.He
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	_ = json.Unmarshal(b, &a.oauth)
-	return a
+	return testkit.Do(t, srv.Client(), req)
 }
 
 // echo reads the body with b and answers it back, or the refusal.
@@ -91,13 +75,13 @@ func TestBodyRead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := call(t, echo(tc.b), tc.contentType, tc.body, nil)
-			if a.status != tc.status || a.oauth.Error != tc.code {
-				t.Fatalf("%d %s; want %d %q", a.status, a.body, tc.status, tc.code)
+			if a.Status != tc.status || a.OAuth.Error != tc.code {
+				t.Fatalf("%d %s; want %d %q", a.Status, a.Body, tc.status, tc.code)
 			}
-			if tc.code == "" && !strings.Contains(a.body, `"got":"`+tc.body+`"`) {
-				t.Errorf("body %s; want %q echoed", a.body, tc.body)
+			if tc.code == "" && !strings.Contains(a.Body, `"got":"`+tc.body+`"`) {
+				t.Errorf("body %s; want %q echoed", a.Body, tc.body)
 			}
-			if tc.code != "" && a.oauth.Description == "" {
+			if tc.code != "" && a.OAuth.Description == "" {
 				t.Error("a refusal without a description")
 			}
 		})
@@ -109,11 +93,11 @@ func TestWriteJSON(t *testing.T) {
 	a := call(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusCreated, map[string]int{"n": 1})
 	}), "", "", nil)
-	if a.status != http.StatusCreated || a.body != "{\"n\":1}\n" {
-		t.Errorf("%d %q", a.status, a.body)
+	if a.Status != http.StatusCreated || a.Body != "{\"n\":1}\n" {
+		t.Errorf("%d %q", a.Status, a.Body)
 	}
-	if a.header.Get("Content-Type") != "application/json" || a.header.Get("Cache-Control") != "no-store" {
-		t.Errorf("headers %v", a.header)
+	if a.Header.Get("Content-Type") != "application/json" || a.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("headers %v", a.Header)
 	}
 }
 
@@ -130,27 +114,27 @@ func TestAllow(t *testing.T) {
 	}))
 	from := func(addr string) http.Header { return http.Header{"X-Forwarded-For": {addr}} }
 	for i := range 2 {
-		if a := call(t, h, "", "", from("192.0.2.1")); a.status != http.StatusNoContent {
-			t.Fatalf("request %d within the burst: %d %s", i+1, a.status, a.body)
+		if a := call(t, h, "", "", from("192.0.2.1")); a.Status != http.StatusNoContent {
+			t.Fatalf("request %d within the burst: %d %s", i+1, a.Status, a.Body)
 		}
 	}
 	a := call(t, h, "", "", from("192.0.2.1"))
-	if a.status != http.StatusTooManyRequests || a.oauth.Error != oautherr.SlowDown || a.header.Get("Retry-After") == "" {
-		t.Fatalf("over the limit: %d %v %s", a.status, a.header, a.body)
+	if a.Status != http.StatusTooManyRequests || a.OAuth.Error != oautherr.SlowDown || a.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d %v %s", a.Status, a.Header, a.Body)
 	}
 	t.Run("another address has its own budget", func(t *testing.T) {
-		if a := call(t, h, "", "", from("192.0.2.2")); a.status != http.StatusNoContent {
-			t.Fatalf("%d %s", a.status, a.body)
+		if a := call(t, h, "", "", from("192.0.2.2")); a.Status != http.StatusNoContent {
+			t.Fatalf("%d %s", a.Status, a.Body)
 		}
 	})
 	t.Run("an IPv6 address counts by its /48", func(t *testing.T) {
 		for _, addr := range []string{"2001:db8:1:1::1", "2001:db8:1:2::1"} {
-			if a := call(t, h, "", "", from(addr)); a.status != http.StatusNoContent {
-				t.Fatalf("%s: %d %s", addr, a.status, a.body)
+			if a := call(t, h, "", "", from(addr)); a.Status != http.StatusNoContent {
+				t.Fatalf("%s: %d %s", addr, a.Status, a.Body)
 			}
 		}
-		if a := call(t, h, "", "", from("2001:db8:1:ffff::1")); a.status != http.StatusTooManyRequests {
-			t.Fatalf("a third address in the same /48: %d %s", a.status, a.body)
+		if a := call(t, h, "", "", from("2001:db8:1:ffff::1")); a.Status != http.StatusTooManyRequests {
+			t.Fatalf("a third address in the same /48: %d %s", a.Status, a.Body)
 		}
 	})
 }

@@ -189,7 +189,13 @@ func ClientURL(redirectURI, issuer string, params url.Values) (string, error) {
 		params.Del("state")
 	}
 	params.Set("iss", issuer)
-	u, err := url.Parse(redirectURI)
+	return AppendQuery(redirectURI, params)
+}
+
+// AppendQuery adds params to the query of raw, an allow-listed or
+// registered URL, keeping what its query already holds.
+func AppendQuery(raw string, params url.Values) (string, error) {
+	u, err := url.Parse(raw)
 	if err != nil {
 		return "", err
 	}

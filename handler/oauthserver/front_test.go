@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/grants"
 	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
@@ -104,37 +104,22 @@ func newFront(t *testing.T) *front {
 	return &front{t: t, base: base, server: s, sessions: sessions, records: records, http: hc}
 }
 
-type reply struct {
-	status int
-	header http.Header
-	body   string
-	oauth  struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-}
+// reply is an endpoint's answer.
+type reply = testkit.Reply
 
-// location is the redirect's target.
-func (r reply) location(t *testing.T) *url.URL {
+// location is the target of r, a redirect.
+func location(t *testing.T, r reply) *url.URL {
 	t.Helper()
-	u, err := url.Parse(r.header.Get("Location"))
-	if err != nil || r.status != http.StatusFound {
-		t.Fatalf("not a redirect: %d %v %s", r.status, r.header, r.body)
+	u, err := url.Parse(r.Header.Get("Location"))
+	if err != nil || r.Status != http.StatusFound {
+		t.Fatalf("not a redirect: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	return u
 }
 
 func (f *front) do(req *http.Request) reply {
 	f.t.Helper()
-	resp, err := f.http.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := reply{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	_ = json.Unmarshal(b, &r.oauth)
-	return r
+	return testkit.Do(f.t, f.http, req)
 }
 
 func (f *front) post(path, contentType, body string, header http.Header) reply {
@@ -172,8 +157,8 @@ func (f *front) registerFor(grantTypes []string, redirects ...string) string {
 	var c struct {
 		ClientID string `json:"client_id"`
 	}
-	if r.status != http.StatusCreated || json.Unmarshal([]byte(r.body), &c) != nil || c.ClientID == "" {
-		f.t.Fatalf("register: %d %s", r.status, r.body)
+	if r.Status != http.StatusCreated || json.Unmarshal([]byte(r.Body), &c) != nil || c.ClientID == "" {
+		f.t.Fatalf("register: %d %s", r.Status, r.Body)
 	}
 	return c.ClientID
 }
@@ -206,7 +191,7 @@ func (f *front) code(client, redirect string) string {
 	f.t.Helper()
 	r := f.signedIn(clientSignIn{authRequest: authRequest{ClientID: client, RedirectURI: redirect, State: "st",
 		Challenge: challengeOf(verifier), Scope: f.server.opts.Scope}}, nil)
-	q := r.location(f.t).Query()
+	q := location(f.t, r).Query()
 	if q.Get("code") == "" || q.Get("state") != "st" || q.Get("iss") != f.base {
 		f.t.Fatalf("no code: %v", q)
 	}
@@ -218,8 +203,8 @@ func TestMetadata(t *testing.T) {
 	f := newFront(t)
 	r := f.get(PathMetadata, nil)
 	var m metadata
-	if r.status != http.StatusOK || json.Unmarshal([]byte(r.body), &m) != nil {
-		t.Fatalf("%d %s", r.status, r.body)
+	if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Body), &m) != nil {
+		t.Fatalf("%d %s", r.Status, r.Body)
 	}
 	if m.Issuer != f.base || m.TokenEndpoint != f.base+PathToken || m.AuthorizationEndpoint != f.base+PathAuthorize ||
 		m.RegistrationEndpoint != f.base+PathRegister || m.RevocationEndpoint != f.base+PathRevoke {
@@ -229,8 +214,8 @@ func TestMetadata(t *testing.T) {
 		!m.AuthorizationResponseIssParameterSupported || !m.ClientIDMetadataDocumentSupported {
 		t.Errorf("capabilities %+v", m)
 	}
-	if r.header.Get("Cache-Control") != "public, max-age=3600" {
-		t.Errorf("Cache-Control %q", r.header.Get("Cache-Control"))
+	if r.Header.Get("Cache-Control") != "public, max-age=3600" {
+		t.Errorf("Cache-Control %q", r.Header.Get("Cache-Control"))
 	}
 }
 
@@ -252,11 +237,11 @@ func TestRegister(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.post(PathRegister, tc.contentType, tc.body, nil)
-			if r.status != tc.status || r.oauth.Error != tc.code {
-				t.Fatalf("%d %s; want %d %q", r.status, r.body, tc.status, tc.code)
+			if r.Status != tc.status || r.OAuth.Error != tc.code {
+				t.Fatalf("%d %s; want %d %q", r.Status, r.Body, tc.status, tc.code)
 			}
-			if r.header.Get("Cache-Control") != "no-store" {
-				t.Errorf("Cache-Control %q", r.header.Get("Cache-Control"))
+			if r.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control %q", r.Header.Get("Cache-Control"))
 			}
 		})
 	}
@@ -289,8 +274,8 @@ func TestAuthorize(t *testing.T) {
 					q[k] = v
 				}
 				r := f.get(PathAuthorize, q)
-				if r.status != http.StatusBadRequest || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") || r.header.Get("Location") != "" {
-					t.Fatalf("%d %v", r.status, r.header)
+				if r.Status != http.StatusBadRequest || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") || r.Header.Get("Location") != "" {
+					t.Fatalf("%d %v", r.Status, r.Header)
 				}
 			})
 		}
@@ -318,7 +303,7 @@ func TestAuthorize(t *testing.T) {
 				for k, v := range tc.change {
 					q[k] = v
 				}
-				back := f.get(PathAuthorize, q).location(t)
+				back := location(t, f.get(PathAuthorize, q))
 				got := back.Query()
 				wantState := "st"
 				if tc.change.Has("state") {
@@ -339,20 +324,20 @@ func TestAuthorize(t *testing.T) {
 					q[k] = v
 				}
 				r := f.get(PathAuthorize, q)
-				if r.status != http.StatusBadRequest || r.header.Get("Location") != "" ||
-					!strings.Contains(r.body, `href="`+webRedirect+`?`) ||
-					!strings.Contains(r.body, "error="+tc.code) {
-					t.Fatalf("%d %s", r.status, r.body)
+				if r.Status != http.StatusBadRequest || r.Header.Get("Location") != "" ||
+					!strings.Contains(r.Body, `href="`+webRedirect+`?`) ||
+					!strings.Contains(r.Body, "error="+tc.code) {
+					t.Fatalf("%d %s", r.Status, r.Body)
 				}
 			})
 		}
 	})
 	t.Run("a good request asks for consent", func(t *testing.T) {
 		r := f.get(PathAuthorize, f.authorizeQuery(client, loopbackRedirect))
-		if r.status != http.StatusOK || !strings.Contains(r.body, `name="request"`) || !strings.Contains(r.body, `id="client-name">Test client<`) {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r.Status != http.StatusOK || !strings.Contains(r.Body, `name="request"`) || !strings.Contains(r.Body, `id="client-name">Test client<`) {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
-		if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action") {
+		if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action") {
 			t.Errorf("CSP %q", csp)
 		}
 	})
@@ -366,17 +351,17 @@ func (f *front) consent(q url.Values) (url.Values, *http.Cookie) {
 	f.t.Helper()
 	r := f.get(PathAuthorize, q)
 	form := url.Values{}
-	for _, m := range hiddenRE.FindAllStringSubmatch(r.body, -1) {
+	for _, m := range hiddenRE.FindAllStringSubmatch(r.Body, -1) {
 		form.Set(m[1], m[2])
 	}
 	var bind *http.Cookie
-	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
 		if strings.HasSuffix(c.Name, "mcp-authorize") {
 			bind = c
 		}
 	}
-	if r.status != http.StatusOK || len(form) != 2 || bind == nil {
-		f.t.Fatalf("consent page: %d %v %s", r.status, r.header, r.body)
+	if r.Status != http.StatusOK || len(form) != 2 || bind == nil {
+		f.t.Fatalf("consent page: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	return form, bind
 }
@@ -407,14 +392,14 @@ func TestConsentForm(t *testing.T) {
 
 	t.Run("deny goes back to the client with access_denied", func(t *testing.T) {
 		form, bind := f.consent(f.authorizeQuery(client, loopbackRedirect))
-		q := answer(with(form, "decision", "deny"), bind, f.base).location(t).Query()
+		q := location(t, answer(with(form, "decision", "deny"), bind, f.base)).Query()
 		if q.Get("error") != oautherr.AccessDenied || q.Get("state") != "st" || q.Get("iss") != f.base {
 			t.Fatalf("%v", q)
 		}
 	})
 	t.Run("approve sends the browser to Entra", func(t *testing.T) {
 		form, bind := f.consent(f.authorizeQuery(client, loopbackRedirect))
-		to := answer(with(form, "decision", "approve"), bind, f.base).location(t)
+		to := location(t, answer(with(form, "decision", "approve"), bind, f.base))
 		if to.Query().Get("code_challenge_method") != "S256" || to.Query().Get("state") == "" || strings.HasPrefix(to.String(), f.base) {
 			t.Fatalf("%v", to)
 		}
@@ -436,21 +421,21 @@ func TestConsentForm(t *testing.T) {
 			{"with another decision", with(form, "decision", "maybe"), bind, f.base, http.StatusBadRequest},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				if r := answer(tc.form, tc.bind, tc.origin); r.status != tc.status || r.header.Get("Location") != "" {
-					t.Fatalf("%d %v", r.status, r.header)
+				if r := answer(tc.form, tc.bind, tc.origin); r.Status != tc.status || r.Header.Get("Location") != "" {
+					t.Fatalf("%d %v", r.Status, r.Header)
 				}
 			})
 		}
 		t.Run("not form encoded", func(t *testing.T) {
 			r := f.post(PathAuthorize, "application/json", "{}", http.Header{"Origin": {f.base}})
-			if r.status != http.StatusUnsupportedMediaType {
-				t.Fatalf("%d", r.status)
+			if r.Status != http.StatusUnsupportedMediaType {
+				t.Fatalf("%d", r.Status)
 			}
 		})
 		t.Run("too large", func(t *testing.T) {
 			r := answer(with(approve, "padding", strings.Repeat("p", maxConsentFormBody)), bind, f.base)
-			if r.status != http.StatusBadRequest {
-				t.Fatalf("%d", r.status)
+			if r.Status != http.StatusBadRequest {
+				t.Fatalf("%d", r.Status)
 			}
 		})
 	})
@@ -464,12 +449,12 @@ func TestContinue(t *testing.T) {
 	req := clientSignIn{authRequest: authRequest{ClientID: client, RedirectURI: loopbackRedirect, State: "st",
 		Challenge: challengeOf(verifier), Scope: f.server.opts.Scope}}
 	t.Run("a hand-off without a redirect URI is our bug: a page, no redirect", func(t *testing.T) {
-		if r := f.signedIn(clientSignIn{}, nil); r.status != http.StatusServiceUnavailable || r.header.Get("Location") != "" {
-			t.Fatalf("%d %v", r.status, r.header)
+		if r := f.signedIn(clientSignIn{}, nil); r.Status != http.StatusServiceUnavailable || r.Header.Get("Location") != "" {
+			t.Fatalf("%d %v", r.Status, r.Header)
 		}
 	})
 	t.Run("a sign-in that failed passes its error on", func(t *testing.T) {
-		q := f.signedIn(req, oautherr.New(oautherr.TemporarilyUnavailable, "the sign-in with Entra ID was not completed")).location(t).Query()
+		q := location(t, f.signedIn(req, oautherr.New(oautherr.TemporarilyUnavailable, "the sign-in with Entra ID was not completed"))).Query()
 		if q.Get("error") != oautherr.TemporarilyUnavailable || q.Get("state") != "st" || q.Has("code") {
 			t.Fatalf("%v", q)
 		}
@@ -478,22 +463,22 @@ func TestContinue(t *testing.T) {
 		other := req
 		other.ConsentUser = "99999999-2222-3333-4444-555555555555." + oid
 		r := f.signedIn(other, nil)
-		q := r.location(t).Query()
+		q := location(t, r).Query()
 		if q.Get("error") != oautherr.AccessDenied || q.Has("code") {
 			t.Fatalf("%v", q)
 		}
-		if c := r.header.Get("Set-Cookie"); !strings.Contains(c, "mcp-consent=;") {
+		if c := r.Header.Get("Set-Cookie"); !strings.Contains(c, "mcp-consent=;") {
 			t.Errorf("consent cookie not cleared: %q", c)
 		}
 	})
 	t.Run("a sign-in gives the client a code and remembers the approval", func(t *testing.T) {
 		r := f.signedIn(req, nil)
-		q := r.location(t).Query()
+		q := location(t, r).Query()
 		if q.Get("code") == "" || q.Get("state") != "st" || q.Get("iss") != f.base {
 			t.Fatalf("%v", q)
 		}
 		var browser string
-		for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		for _, c := range (&http.Response{Header: r.Header}).Cookies() {
 			if strings.HasSuffix(c.Name, "mcp-consent") {
 				browser = c.Value
 			}
@@ -549,28 +534,28 @@ func TestToken(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := f.form(PathToken, tc.form)
-				if r.status != tc.status || r.oauth.Error != tc.code || r.header.Get("Cache-Control") != "no-store" {
-					t.Fatalf("%d %v %s; want %d %s", r.status, r.header, r.body, tc.status, tc.code)
+				if r.Status != tc.status || r.OAuth.Error != tc.code || r.Header.Get("Cache-Control") != "no-store" {
+					t.Fatalf("%d %v %s; want %d %s", r.Status, r.Header, r.Body, tc.status, tc.code)
 				}
 			})
 		}
 	})
 	t.Run("HTTP authentication gets 401 naming its scheme", func(t *testing.T) {
 		r := f.post(PathToken, "application/x-www-form-urlencoded", good("c").Encode(), http.Header{"Authorization": {"Basic eDp5"}})
-		if r.status != http.StatusUnauthorized || r.oauth.Error != oautherr.InvalidClient ||
-			r.header.Get("WWW-Authenticate") != `Basic realm="`+f.base+`"` {
-			t.Fatalf("%d %v %s", r.status, r.header, r.body)
+		if r.Status != http.StatusUnauthorized || r.OAuth.Error != oautherr.InvalidClient ||
+			r.Header.Get("WWW-Authenticate") != `Basic realm="`+f.base+`"` {
+			t.Fatalf("%d %v %s", r.Status, r.Header, r.Body)
 		}
 	})
 	t.Run("not form encoded", func(t *testing.T) {
-		if r := f.post(PathToken, "application/json", "{}", nil); r.status != http.StatusBadRequest || r.oauth.Error != oautherr.InvalidRequest {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r := f.post(PathToken, "application/json", "{}", nil); r.Status != http.StatusBadRequest || r.OAuth.Error != oautherr.InvalidRequest {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("too large", func(t *testing.T) {
 		r := f.form(PathToken, with(good("c"), "padding", strings.Repeat("p", maxFormBody)))
-		if r.status != http.StatusRequestEntityTooLarge {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r.Status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("a code is bound to its client, redirect URI and verifier, and spent by any attempt", func(t *testing.T) {
@@ -582,11 +567,11 @@ func TestToken(t *testing.T) {
 		} {
 			t.Run(name, func(t *testing.T) {
 				code := f.code(client, loopbackRedirect)
-				if r := f.form(PathToken, form(code)); r.status != http.StatusBadRequest || r.oauth.Error != oautherr.InvalidGrant {
-					t.Fatalf("%d %s", r.status, r.body)
+				if r := f.form(PathToken, form(code)); r.Status != http.StatusBadRequest || r.OAuth.Error != oautherr.InvalidGrant {
+					t.Fatalf("%d %s", r.Status, r.Body)
 				}
-				if r := f.form(PathToken, good(code)); r.oauth.Error != oautherr.InvalidGrant {
-					t.Fatalf("the code was not spent: %d %s", r.status, r.body)
+				if r := f.form(PathToken, good(code)); r.OAuth.Error != oautherr.InvalidGrant {
+					t.Fatalf("the code was not spent: %d %s", r.Status, r.Body)
 				}
 			})
 		}
@@ -600,20 +585,20 @@ func TestToken(t *testing.T) {
 			RefreshToken string `json:"refresh_token"`
 			Scope        string `json:"scope"`
 		}
-		if r.status != http.StatusOK || json.Unmarshal([]byte(r.body), &tok) != nil || tok.AccessToken != "an-access-token" ||
+		if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Body), &tok) != nil || tok.AccessToken != "an-access-token" ||
 			tok.TokenType != "Bearer" || tok.RefreshToken == "" || tok.Scope != f.server.opts.Scope {
-			t.Fatalf("%d %s", r.status, r.body)
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
-		if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Pragma") != "no-cache" {
-			t.Errorf("headers %v", r.header)
+		if r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("Pragma") != "no-cache" {
+			t.Errorf("headers %v", r.Header)
 		}
-		if r := f.form(PathToken, good(code)); r.oauth.Error != oautherr.InvalidGrant {
-			t.Fatalf("second redemption: %d %s", r.status, r.body)
+		if r := f.form(PathToken, good(code)); r.OAuth.Error != oautherr.InvalidGrant {
+			t.Fatalf("second redemption: %d %s", r.Status, r.Body)
 		}
 		t.Run("and the second redemption ended the first one's refresh chain", func(t *testing.T) {
 			r := f.form(PathRevoke, url.Values{"client_id": {client}, "token": {tok.RefreshToken}})
-			if r.status != http.StatusOK {
-				t.Fatalf("%d %s", r.status, r.body)
+			if r.Status != http.StatusOK {
+				t.Fatalf("%d %s", r.Status, r.Body)
 			}
 			if _, err := f.records.PeekHandle(t.Context(), tok.RefreshToken); err == nil {
 				t.Error("the chain is still alive")
@@ -623,12 +608,12 @@ func TestToken(t *testing.T) {
 	t.Run("a client that registered no refresh_token grant gets no refresh token", func(t *testing.T) {
 		codeOnly := f.registerFor([]string{"authorization_code"}, loopbackRedirect)
 		r := f.form(PathToken, with(good(f.code(codeOnly, loopbackRedirect)), "client_id", codeOnly))
-		if r.status != http.StatusOK || strings.Contains(r.body, "refresh_token") {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r.Status != http.StatusOK || strings.Contains(r.Body, "refresh_token") {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 		refresh := url.Values{"grant_type": {"refresh_token"}, "client_id": {codeOnly}, "refresh_token": {"x"}}
-		if r := f.form(PathToken, refresh); r.oauth.Error != oautherr.UnauthorizedClient {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r := f.form(PathToken, refresh); r.OAuth.Error != oautherr.UnauthorizedClient {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("a refresh whose session Entra no longer knows is invalid_grant", func(t *testing.T) {
@@ -638,8 +623,8 @@ func TestToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := f.form(PathToken, url.Values{"grant_type": {"refresh_token"}, "client_id": {client}, "refresh_token": {tokens.RefreshToken}})
-		if r.status != http.StatusBadRequest || r.oauth.Error != oautherr.InvalidGrant {
-			t.Fatalf("%d %s", r.status, r.body)
+		if r.Status != http.StatusBadRequest || r.OAuth.Error != oautherr.InvalidGrant {
+			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 }
@@ -674,8 +659,8 @@ func TestRevoke(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.form(PathRevoke, tc.form())
-			if r.status != tc.status || r.oauth.Error != tc.code || r.header.Get("Cache-Control") != "no-store" {
-				t.Fatalf("%d %v %s; want %d %q", r.status, r.header, r.body, tc.status, tc.code)
+			if r.Status != tc.status || r.OAuth.Error != tc.code || r.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("%d %v %s; want %d %q", r.Status, r.Header, r.Body, tc.status, tc.code)
 			}
 		})
 	}

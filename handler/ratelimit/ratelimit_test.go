@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -55,7 +53,7 @@ func TestLimiterBurstThenRefuse(t *testing.T) {
 		t.Errorf("right after: %v, %v; want refused", ok, wait)
 	}
 
-	for _, key := range keys(t, rdb, "rl:*") {
+	for _, key := range storetest.Keys(t, rdb, "rl:*") {
 		if strings.Contains(key, ip) {
 			t.Errorf("key %s holds the address", key)
 		}
@@ -172,18 +170,4 @@ func TestLocalBucketsStayBounded(t *testing.T) {
 	if n := ratelimit.LocalBucketCount(l); n > 10000 {
 		t.Fatalf("%d local buckets, want at most 10000", n)
 	}
-}
-
-// keys lists the test database's keys that match pattern.
-func keys(t *testing.T, rdb *redis.Client, pattern string) []string {
-	t.Helper()
-	var out []string
-	iter := rdb.Scan(context.Background(), 0, pattern, 100).Iterator()
-	for iter.Next(context.Background()) {
-		out = append(out, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

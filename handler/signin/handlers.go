@@ -180,7 +180,7 @@ func (s *Service) finishPerson(w http.ResponseWriter, r *http.Request, p personF
 	s.event(r.Context(), "signin", done.tid, done.oid)
 
 	if p.ReturnTo != "" {
-		target, err := appendQuery(p.ReturnTo, url.Values{"code": {oneTime}})
+		target, err := oautherr.AppendQuery(p.ReturnTo, url.Values{"code": {oneTime}})
 		if err != nil {
 			s.failPage(w, r, "build return address", err)
 			return

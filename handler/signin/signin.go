@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -219,19 +218,4 @@ func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []by
 // returnAllowed reports whether u is on the return_to allow-list.
 func (s *Service) returnAllowed(u string) bool {
 	return slices.Contains(s.opts.AllowedReturnURLs, u)
-}
-
-// appendQuery adds params to the query of an allow-listed or registered
-// URL, keeping what its query already holds.
-func appendQuery(raw string, params url.Values) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", err
-	}
-	q := u.Query()
-	for k, v := range params {
-		q[k] = v
-	}
-	u.RawQuery = q.Encode()
-	return u.String(), nil
 }

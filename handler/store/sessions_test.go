@@ -66,7 +66,7 @@ func TestMarkFlowDone(t *testing.T) {
 	if wins.Load() != 1 {
 		t.Errorf("%d completions of one sign-in, want 1", wins.Load())
 	}
-	if d := rdb.PTTL(ctx, keys(t, rdb, "flowdone:*")[0]).Val(); d <= 0 || d > time.Minute {
+	if d := rdb.PTTL(ctx, storetest.Keys(t, rdb, "flowdone:*")[0]).Val(); d <= 0 || d > time.Minute {
 		t.Errorf("marker TTL %v", d)
 	}
 	if _, err := s.MarkFlowDone(ctx, "short", time.Minute); err == nil {
@@ -128,19 +128,6 @@ func TestMSAL(t *testing.T) {
 	}
 }
 
-func keys(t *testing.T, rdb *redis.Client, pattern string) []string {
-	t.Helper()
-	var out []string
-	iter := rdb.Scan(context.Background(), 0, pattern, 100).Iterator()
-	for iter.Next(context.Background()) {
-		out = append(out, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -186,7 +173,7 @@ func TestRememberedConsent(t *testing.T) {
 	if u, err := s.ConsentedUser(ctx, browser, "client-b"); err != nil || u != tenantA+"."+oidBob {
 		t.Errorf("client-b: %q %v", u, err)
 	}
-	for _, k := range keys(t, rdb, "consent:*") {
+	for _, k := range storetest.Keys(t, rdb, "consent:*") {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
 			t.Errorf("%s has no TTL", k)
 		}
@@ -214,7 +201,7 @@ func TestRememberedConsent(t *testing.T) {
 	if u, err := s.ConsentedUser(ctx, browser, "client-b"); err != nil || u != tenantA+"."+oidBob {
 		t.Errorf("client-b approved again after RevokeUser: %q %v", u, err)
 	}
-	for _, k := range keys(t, rdb, "rev:*") {
+	for _, k := range storetest.Keys(t, rdb, "rev:*") {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
 			t.Errorf("epoch key %s TTL %v", k, ttl)
 		}

@@ -12,6 +12,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -118,3 +120,32 @@ var RSAKey = sync.OnceValue(func() *rsa.PrivateKey {
 	}
 	return k
 })
+
+// Reply is an HTTP answer as the tests of HTTP endpoints look at it, with
+// the members of an OAuth error body when it is one.
+type Reply struct {
+	Status int
+	Header http.Header
+	Body   string
+	OAuth  struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+}
+
+// Do sends req with c and reads the whole answer, or fails the test.
+func Do(t testing.TB, c *http.Client, req *http.Request) Reply {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s %s: %v", req.Method, req.URL, err)
+	}
+	r := Reply{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	_ = json.Unmarshal(b, &r.OAuth)
+	return r
+}

@@ -178,3 +178,17 @@ var renewScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 `)
+
+// Keys lists the keys of rdb (a Redis the test owns) that match pattern.
+func Keys(t testing.TB, rdb *redis.Client, pattern string) []string {
+	t.Helper()
+	var out []string
+	iter := rdb.Scan(context.Background(), 0, pattern, 100).Iterator()
+	for iter.Next(context.Background()) {
+		out = append(out, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("list keys %s: %v", pattern, err)
+	}
+	return out
+}
