@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
@@ -67,13 +66,8 @@ func get(t testing.TB, c *http.Client, u string) reply {
 // send sends req with c and reads the whole answer.
 func send(t testing.TB, c *http.Client, req *http.Request) reply {
 	t.Helper()
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, resp.Header, b}
+	a := testkit.Do(t, c, req)
+	return reply{a.Status, a.Header, []byte(a.Body)}
 }
 
 // startLogin runs /auth/login and the stand-in's sign-in page as user, and

@@ -3,7 +3,6 @@ package azuretest_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 	"github.com/entra-mcp/functions-mcp/handler/azuretest"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 func get(t *testing.T, c *http.Client, u string, header map[string]string) (int, http.Header, map[string]any) {
@@ -26,17 +26,12 @@ func get(t *testing.T, c *http.Client, u string, header map[string]string) (int,
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	a := testkit.Do(t, c, req)
 	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil {
-		t.Fatalf("GET %s: %d, body %q is not JSON", u, resp.StatusCode, body)
+	if err := json.Unmarshal([]byte(a.Body), &m); err != nil {
+		t.Fatalf("GET %s: %d, body %q is not JSON", u, a.Status, a.Body)
 	}
-	return resp.StatusCode, resp.Header, m
+	return a.Status, a.Header, m
 }
 
 func TestManagedIdentityProtocol(t *testing.T) {
