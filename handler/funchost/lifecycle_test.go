@@ -135,6 +135,7 @@ func TestRefusesWhatItDoesNotImitate(t *testing.T) {
 func TestReadiness(t *testing.T) {
 	t.Parallel()
 	t.Run("slow start", func(t *testing.T) {
+		t.Parallel()
 		h := start(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_START_DELAY": "700ms"}})
 		resp, body := call(t, http.MethodGet, h.URL()+"/early") // sent before the handler listens
 		if e := echoed(t, resp, body); e.Path != "/early" {
@@ -142,9 +143,10 @@ func TestReadiness(t *testing.T) {
 		}
 	})
 	t.Run("never listens", func(t *testing.T) {
+		t.Parallel()
 		h := start(t, funchost.Options{
 			Root: catchAll(t), Settings: map[string]string{"ECHO_NEVER_LISTEN": "1"},
-			StartTimeout: 3 * time.Second, RequestWait: 300 * time.Millisecond, StopGrace: time.Second,
+			StartTimeout: time.Second, RequestWait: 300 * time.Millisecond, StopGrace: time.Second,
 		})
 		resp, body := call(t, http.MethodGet, h.URL()+"/x")
 		if resp.StatusCode != 503 || body != "Function host is not running." {
@@ -157,6 +159,7 @@ func TestReadiness(t *testing.T) {
 		}
 	})
 	t.Run("exits at start", func(t *testing.T) {
+		t.Parallel()
 		h := start(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_EXIT_AT_START": "3"}})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
