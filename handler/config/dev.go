@@ -26,7 +26,9 @@ type Dev struct {
 // LoadDev reads dev mode's settings with the same parsers production uses,
 // and the stricter rule that dev tokens never leave this machine.
 func LoadDev(getenv func(string) string) (Dev, error) {
-	d := Dev{OnAzure: strings.TrimSpace(getenv("WEBSITE_HOSTNAME")) != ""}
+	// Set at all, even blank, counts: this check keeps a stand-in whose
+	// tokens anyone can mint off Azure hosts.
+	d := Dev{OnAzure: getenv("WEBSITE_HOSTNAME") != ""}
 	if v := strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT")); v != "" {
 		port, err := loadPort(v)
 		if err != nil || strings.TrimLeft(v, "0123456789") != "" {

@@ -22,6 +22,7 @@ func TestLoadDev(t *testing.T) {
 		{name: "port with a sign", env: map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "+7191"}, fail: "not a port number"},
 		{name: "port out of range", env: map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "70000"}, fail: "not a port number"},
 		{name: "on an Azure host", env: map[string]string{"WEBSITE_HOSTNAME": "app.azurewebsites.net"}, want: Dev{OnAzure: true}},
+		{name: "on a host that sets a blank WEBSITE_HOSTNAME", env: map[string]string{"WEBSITE_HOSTNAME": " "}, want: Dev{OnAzure: true}},
 		{name: "loopback proxy", env: map[string]string{"PUBLIC_BASE_URL": "http://127.0.0.1:7071/"}, want: Dev{PublicBaseURL: "http://127.0.0.1:7071"}},
 		{name: "localhost proxy", env: map[string]string{"PUBLIC_BASE_URL": "http://localhost:7071"}, want: Dev{PublicBaseURL: "http://localhost:7071"}},
 		{name: "https", env: map[string]string{"PUBLIC_BASE_URL": "https://127.0.0.1:7071"}, fail: "loopback host in dev mode"},

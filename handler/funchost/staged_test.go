@@ -3,6 +3,8 @@ package funchost_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -28,10 +30,18 @@ func TestStagedPackage(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	pkg := filepath.Join(tmp, "pkg")
+	// A production staging's zip from before must not survive next to the
+	// dev folder: it is not what the folder holds.
+	if err := os.WriteFile(pkg+".zip", []byte("an earlier production package"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	stage := exec.Command("go", "run", "./handler/stage", "-dev", "-out", pkg)
 	stage.Dir = moduleRoot
 	if out, err := stage.CombinedOutput(); err != nil {
 		t.Fatalf("stage: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(pkg + ".zip"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stage -dev left %s.zip (%v)", pkg, err)
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

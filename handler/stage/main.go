@@ -26,8 +26,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +66,13 @@ func main() {
 		fail(err)
 	}
 	fmt.Printf("staged %d functions into %s\n", len(fns), dir)
+	if *dev {
+		// A zip left by an earlier production staging would sit next to
+		// a dev folder it does not match.
+		if err := os.Remove(dir + ".zip"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			fail(err)
+		}
+	}
 	if !*skipBuild && !*dev {
 		if err := Zip(dir, dir+".zip"); err != nil {
 			fail(err)
