@@ -168,6 +168,11 @@ func NewRecords(rdb redis.UniversalClient, ring store.Sealer, opts ...RecordsOpt
 	if s.grace < 0 {
 		panic("grants: NewRecords: negative reuse grace")
 	}
+	if s.lifetime > store.DefaultChainLifetime {
+		// The store keeps revocation epochs that long: a chain outliving
+		// its user's epoch would escape a revocation.
+		panic(fmt.Sprintf("grants: NewRecords: chain lifetime %v is longer than the revocation epochs' %v", s.lifetime, store.DefaultChainLifetime))
+	}
 	return s
 }
 

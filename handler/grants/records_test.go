@@ -894,3 +894,16 @@ func TestChainsPerUserAreBounded(t *testing.T) {
 		t.Errorf("RevokeUser ended %d chains (%v), want 100", n, err)
 	}
 }
+
+// TestChainsCannotOutliveEpochs: a chain lifetime longer than the store
+// keeps revocation epochs is refused at construction, since such a chain
+// would escape its user's revocation.
+func TestChainsCannotOutliveEpochs(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if recover() == nil {
+			t.Error("NewRecords took a chain lifetime longer than the epochs'")
+		}
+	}()
+	grants.NewRecords(storetest.Mini(t), testRing(t), grants.WithChainLifetime(store.DefaultChainLifetime+time.Hour))
+}

@@ -84,7 +84,8 @@ func Unavailable(description string) *Error {
 
 // TooManyRequests is a rate limit: 429 slow_down with Retry-After.
 func TooManyRequests(description string, retry time.Duration) *Error {
-	return &Error{Code: SlowDown, Description: description, Status: http.StatusTooManyRequests, RetryAfter: retry}
+	// Retry-After is always sent, at least 1 s, whatever the limiter said.
+	return &Error{Code: SlowDown, Description: description, Status: http.StatusTooManyRequests, RetryAfter: max(retry, time.Second)}
 }
 
 func (e *Error) Error() string {

@@ -33,6 +33,8 @@ func TestWrite(t *testing.T) {
 			`{"error":"slow_down","error_description":"slow"}`, "2"},
 		{"a Retry-After under a second is one", oautherr.TooManyRequests("slow", time.Millisecond), http.StatusTooManyRequests,
 			`{"error":"slow_down","error_description":"slow"}`, "1"},
+		{"a limiter that says no wait still sends one", oautherr.TooManyRequests("slow", 0), http.StatusTooManyRequests,
+			`{"error":"slow_down","error_description":"slow"}`, "1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { oautherr.Write(w, tc.err) }))

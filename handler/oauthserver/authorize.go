@@ -252,8 +252,10 @@ type consentRequest struct {
 	Expires int64       `json:"x"` // Unix ms
 }
 
-// consentSealName is the additional data of a consent request's seal.
-const consentSealName = "oauth-consent-request"
+// consentSealName is the additional data of a consent request's seal. Its
+// version changes with the record's shape, so a form sealed by an older
+// instance fails to open (an expired request) instead of decoding empty.
+const consentSealName = "oauth-consent-request/2"
 
 // askConsent shows the consent page, the request sealed into its form.
 func (s *Server) askConsent(w http.ResponseWriter, r *http.Request, c oauthclients.Client, req authRequest) {
@@ -303,7 +305,8 @@ func (s *Server) openConsentRequest(v string) (consentRequest, bool) {
 		return consentRequest{}, false
 	}
 	var cr consentRequest
-	if json.Unmarshal(plain, &cr) != nil || time.Now().UnixMilli() >= cr.Expires {
+	if json.Unmarshal(plain, &cr) != nil || time.Now().UnixMilli() >= cr.Expires ||
+		cr.Request.ClientID == "" || cr.Request.RedirectURI == "" {
 		return consentRequest{}, false
 	}
 	return cr, true

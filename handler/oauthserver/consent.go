@@ -71,8 +71,9 @@ func (s *Server) Continue(w http.ResponseWriter, r *http.Request, handoff json.R
 	}
 	if err != nil {
 		// Only this package writes hand-offs, and they come back sealed:
-		// a bug, not the browser's doing.
-		s.unavailablePage(w, r, "read client sign-in", err)
+		// a bug, not an outage a retry would get past.
+		s.log.LogAttrs(ctx, slog.LevelError, "read client sign-in failed", slog.String("err", err.Error()))
+		s.errorPage(w, http.StatusInternalServerError, "This sign-in cannot be completed. Start again from your app.")
 		return
 	}
 	refuse := func(e *oautherr.Error) { oautherr.Redirect(w, r, c.RedirectURI, s.opts.Issuer, c.State, e) }

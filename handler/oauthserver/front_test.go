@@ -449,7 +449,7 @@ func TestContinue(t *testing.T) {
 	req := clientSignIn{authRequest: authRequest{ClientID: client, RedirectURI: loopbackRedirect, State: "st",
 		Challenge: challengeOf(verifier), Scope: f.server.opts.Scope}}
 	t.Run("a hand-off without a redirect URI is our bug: a page, no redirect", func(t *testing.T) {
-		if r := f.signedIn(clientSignIn{}, nil); r.Status != http.StatusServiceUnavailable || r.Header.Get("Location") != "" {
+		if r := f.signedIn(clientSignIn{}, nil); r.Status != http.StatusInternalServerError || r.Header.Get("Retry-After") != "" || r.Header.Get("Location") != "" {
 			t.Fatalf("%d %v", r.Status, r.Header)
 		}
 	})
@@ -661,6 +661,32 @@ func TestRevoke(t *testing.T) {
 			r := f.form(PathRevoke, tc.form())
 			if r.Status != tc.status || r.OAuth.Error != tc.code || r.Header.Get("Cache-Control") != "no-store" {
 				t.Fatalf("%d %v %s; want %d %q", r.Status, r.Header, r.Body, tc.status, tc.code)
+			}
+		})
+	}
+}
+
+// TestConsentRequestNeedsItsClient: a sealed consent request that decodes
+// without a client or redirect URI (an older instance's shape, say) is
+// refused as expired, never acted on.
+func TestConsentRequestNeedsItsClient(t *testing.T) {
+	t.Parallel()
+	f := newFront(t)
+	for name, req := range map[string]authRequest{
+		"no client":       {RedirectURI: loopbackRedirect},
+		"no redirect URI": {ClientID: "c"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			plain, err := json.Marshal(consentRequest{Request: req, Expires: time.Now().Add(time.Minute).UnixMilli()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealed, err := f.server.opts.Sealer.Seal(consentSealName, plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.server.openConsentRequest(base64.RawURLEncoding.EncodeToString(sealed)); ok {
+				t.Error("opened")
 			}
 		})
 	}

@@ -76,7 +76,10 @@ func (s *Service) flowCookie(state string) webpage.BrowserCookie {
 
 // sealingName is the additional data of a flow's seal: a cookie opens only
 // with the state it was made for.
-func sealingName(state string) string { return "signin-flow:" + hashHex(state) }
+// Its version changes with the flow record's shape, so a cookie sealed by an
+// older instance fails to open (an expired sign-in) instead of decoding into
+// the wrong kind of flow.
+func sealingName(state string) string { return "signin-flow/2:" + hashHex(state) }
 
 // sealFlow returns the cookie value for f.
 func (s *Service) sealFlow(state string, f flow) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 
@@ -45,7 +46,20 @@ func (s *Service) HandOffTo(c Continuation) { s.continuation.Store(&c) }
 // handoff (the caller's record, JSON; it travels sealed in a cookie, see
 // FitsInCookie) back to the Continuation.
 func (s *Service) StartFor(w http.ResponseWriter, r *http.Request, handoff json.RawMessage) {
+	if s.continuation.Load() == nil {
+		// Refused before the browser goes to Entra: no retry would help.
+		s.wiringPage(w, r)
+		return
+	}
 	s.begin(w, r, flow{Handoff: handoff})
+}
+
+// wiringPage answers a hand-off this Service was never given a
+// Continuation for: a wiring error, logged as one.
+func (s *Service) wiringPage(w http.ResponseWriter, r *http.Request) {
+	s.log.LogAttrs(r.Context(), slog.LevelError, "handed-off sign-in refused: no continuation registered (HandOffTo)")
+	s.page(w, http.StatusInternalServerError, errorPage("Sign-in cannot be completed",
+		"This server is not set up to finish this sign-in. Tell its operator."))
 }
 
 // AuthorizeOrigin is the origin of Entra's authorize endpoint, where
@@ -72,7 +86,7 @@ func (s *Service) AuthorizeOrigin(ctx context.Context) (string, error) {
 func (s *Service) handBack(w http.ResponseWriter, r *http.Request, f flow, d signedIn, fail *callbackFailure) {
 	c := s.continuation.Load()
 	if c == nil {
-		s.failPage(w, r, "finish sign-in", fmt.Errorf("no continuation for a handed-off sign-in"))
+		s.wiringPage(w, r)
 		return
 	}
 	if fail != nil {

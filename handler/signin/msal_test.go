@@ -2,8 +2,11 @@ package signin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -183,5 +186,18 @@ func TestUnopenableCacheIsEmpty(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"level":"WARN","msg":"MSAL cache does not open`) {
 		t.Errorf("no WARN line: %s", logs)
+	}
+}
+
+// TestHandOffWithoutContinuation: a Service never given a Continuation
+// refuses a hand-off before the browser goes to Entra, with a page that
+// does not ask to retry.
+func TestHandOffWithoutContinuation(t *testing.T) {
+	t.Parallel()
+	s, _, _ := newService(t)
+	w := httptest.NewRecorder()
+	s.StartFor(w, httptest.NewRequest(http.MethodGet, "/oauth/authorize", nil), json.RawMessage(`{}`))
+	if w.Code != http.StatusInternalServerError || w.Header().Get("Location") != "" || w.Header().Get("Retry-After") != "" {
+		t.Fatalf("%d %v", w.Code, w.Header())
 	}
 }
