@@ -10,11 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 )
 
 func start(t *testing.T, opts Options) *Server {
 	t.Helper()
+	if opts.SigningKey == nil {
+		opts.SigningKey = testkit.RSAKey()
+	}
 	s, err := Start(opts)
 	if err != nil {
 		t.Fatalf("Start: %v", err)

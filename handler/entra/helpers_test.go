@@ -2,6 +2,7 @@ package entra
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
@@ -30,9 +31,11 @@ const (
 	secondTenant = "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff"
 )
 
-func startIdP(t testing.TB, c *testkit.Clock) *devidp.Server {
+// startIdP starts an issuer signing with key first (a key of its own when
+// nil: two issuers that must not trust each other need two keys).
+func startIdP(t testing.TB, c *testkit.Clock, key *rsa.PrivateKey) *devidp.Server {
 	t.Helper()
-	idp, err := devidp.Start(devidp.Options{Now: c.Now})
+	idp, err := devidp.Start(devidp.Options{Now: c.Now, SigningKey: key})
 	if err != nil {
 		t.Fatalf("devidp.Start: %v", err)
 	}
@@ -44,7 +47,7 @@ func startIdP(t testing.TB, c *testkit.Clock) *devidp.Server {
 func newEnv(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, clock: newClock(), logs: &testkit.SyncBuffer{}}
-	e.idp = startIdP(t, e.clock)
+	e.idp = startIdP(t, e.clock, testkit.RSAKey())
 	e.v = e.newVerifier(edit)
 	if err := e.v.Warm(context.Background()); err != nil {
 		t.Fatalf("Warm: %v", err)
