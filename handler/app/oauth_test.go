@@ -246,7 +246,7 @@ func TestOAuthEndToEnd(t *testing.T) {
 	rdb := storetest.Redis(t)
 	st := newStack(t, rdb)
 	// The flow signs in as the demo user "all" (Alex All).
-	allTools := toolstest.Load(t).User(t, "all").Tools
+	allTools := toolstest.Load(t).Lists(t, "all")
 
 	// Discovery starts from the 401 of the MCP endpoint.
 	r := st.do(t, http.MethodPost, "/mcp", "", nil, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)

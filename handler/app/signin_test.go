@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 // browser is a client with a cookie jar that does not follow redirects, so
@@ -172,8 +174,8 @@ func TestSignInEndToEnd(t *testing.T) {
 	}
 	// The token works on the MCP endpoint and carries the writer's roles.
 	names := toolNames(st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
-	if strings.Join(names, ",") != "complete_task,create_task,delete_task,update_task,whoami" {
-		t.Fatalf("writer's tools via signed-in token: %v", names)
+	if want := toolstest.Load(t).Lists(t, "writer"); !slices.Equal(names, want) {
+		t.Fatalf("writer's tools via signed-in token: %v, want %v", names, want)
 	}
 	// The one-time code is single use.
 	if r, _ := st.exchange(t, code, ""); r.status != 400 || !strings.Contains(string(r.body), "invalid_grant") {

@@ -123,7 +123,7 @@ func TestUnavailableText(t *testing.T) {
 	}
 	// Only reads are told to try again; every write says it may have
 	// happened, and the task writes say how to check.
-	for _, tool := range productionTools() {
+	for _, tool := range productionTools(t) {
 		msg := tool.UnavailableText()
 		readOnly := *tool.Def.Annotations.ReadOnlyHint
 		if retry := strings.Contains(strings.ToLower(msg), "try again"); retry != readOnly {
@@ -138,7 +138,7 @@ func TestUnavailableText(t *testing.T) {
 		"delete_task": {"get_task", "same id is safe"},
 		"update_task": {"same arguments is safe"},
 	}
-	for _, tool := range productionTools() {
+	for _, tool := range productionTools(t) {
 		for _, w := range want[tool.Def.Name] {
 			if !strings.Contains(tool.UnavailableText(), w) {
 				t.Errorf("%s: %q does not say %q", tool.Def.Name, tool.UnavailableText(), w)

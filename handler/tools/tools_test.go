@@ -144,7 +144,7 @@ func taskID(t *testing.T, res *mcp.CallToolResult) string {
 func TestExactToolNames(t *testing.T) {
 	t.Parallel()
 	var names []string
-	for _, tool := range productionTools() {
+	for _, tool := range productionTools(t) {
 		names = append(names, tool.Def.Name)
 	}
 	slices.Sort(names)
@@ -161,7 +161,7 @@ func TestDefinitions(t *testing.T) {
 	for _, w := range toolstest.Load(t).Tools {
 		wants[w.Name] = w
 	}
-	for _, tool := range productionTools() {
+	for _, tool := range productionTools(t) {
 		def, w := tool.Def, wants[tool.Def.Name]
 		if tool.Need == 0 {
 			t.Errorf("%s: no need declared: nobody could use it", def.Name)
@@ -465,7 +465,7 @@ func TestRedisDown(t *testing.T) {
 
 func TestNoPrincipalIsAnInternalError(t *testing.T) {
 	t.Parallel()
-	for _, tool := range productionTools() {
+	for _, tool := range productionTools(t) {
 		if _, err := tool.Run(context.Background(), tools.Call{}); err == nil {
 			t.Errorf("%s ran without a principal", tool.Def.Name)
 		}
@@ -550,11 +550,13 @@ func conforms(schema map[string]any, v any, at string) error {
 
 // productionTools is All without the conformance suite's fixtures, which a
 // build with the conformance tag adds (their names start with "test_").
-func productionTools() []tools.Tool {
+// productionTools is the catalog without the conformance build's fixtures.
+func productionTools(t testing.TB) []tools.Tool {
+	golden := toolstest.Load(t)
 	var out []tools.Tool
-	for _, t := range tools.All(tools.Deps{}) {
-		if !strings.HasPrefix(t.Def.Name, "test_") {
-			out = append(out, t)
+	for _, tool := range tools.All(tools.Deps{}) {
+		if !golden.IsFixture(tool.Def.Name) {
+			out = append(out, tool)
 		}
 	}
 	return out

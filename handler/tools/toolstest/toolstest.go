@@ -9,6 +9,7 @@ package toolstest
 import (
 	_ "embed"
 	"encoding/json"
+	"slices"
 	"testing"
 )
 
@@ -89,4 +90,24 @@ func Names(tools []Tool, withGraph bool) []string {
 		}
 	}
 	return out
+}
+
+// Lists returns the tools/list names the demo user whose key is key gets
+// from a server built like this test binary: the golden list, with the
+// conformance fixtures merged in (tools/list is sorted by name) when the
+// binary was built with the conformance tag.
+func (f File) Lists(t testing.TB, key string) []string {
+	t.Helper()
+	names := slices.Clone(f.User(t, key).Tools)
+	if fixturesBuilt {
+		names = append(names, Names(f.Conformance.Added, true)...)
+		slices.Sort(names)
+	}
+	return names
+}
+
+// IsFixture reports whether name is a conformance fixture, not a tool of
+// the product.
+func (f File) IsFixture(name string) bool {
+	return slices.ContainsFunc(f.Conformance.Added, func(t Tool) bool { return t.Name == name })
 }
