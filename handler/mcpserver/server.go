@@ -178,12 +178,20 @@ func New(opts Options) (*Server, error) {
 // offers no list_changed and no resource subscriptions) ends as soon as it
 // is acknowledged, so without the pause about one in six lost its first
 // message, the acknowledgement the protocol requires.
-const listenAckWait = 100 * time.Millisecond
+//
+// The pause ends as soon as the acknowledgement has gone through our
+// response writer (ackWatcher); listenAckWait is only how long it waits at
+// most. A fixed pause was not enough: under load the notification
+// goroutine could take longer than 100 ms, and the acknowledgement was lost
+// again.
+const listenAckWait = 2 * time.Second
 
 // waitForListenAck is an mcp-go hook that runs after subscriptions/listen
-// has sent its acknowledgement and before the result is written.
+// has queued its acknowledgement and before the result is written.
 func waitForListenAck(ctx context.Context, _ any, _ *mcp.SubscriptionsListenRequest, _ *mcp.SubscriptionsListenResult) {
+	written, _ := ctx.Value(ackWrittenKey{}).(<-chan struct{})
 	select {
+	case <-written: // nil (no watcher) blocks: then the wait is the cap
 	case <-time.After(listenAckWait):
 	case <-ctx.Done():
 	}
