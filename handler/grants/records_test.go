@@ -28,19 +28,6 @@ const (
 	oidBob   = "22222222-2222-2222-2222-222222222222"
 )
 
-func testRing(t testing.TB) *seal.Ring {
-	t.Helper()
-	k, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := seal.ParseKeys(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // sessions is a user's state and the grants' records over one Redis, as
 // the handler wires them: the records' scripts share each user's keyspace
 // and epoch with the store.
@@ -58,7 +45,7 @@ func newSessions(t *testing.T, opts ...grants.RecordsOption) (sessions, *redis.C
 
 // over is sessions over rdb.
 func over(t *testing.T, rdb *redis.Client, opts ...grants.RecordsOption) sessions {
-	ring := testRing(t)
+	ring := testkit.Ring(t)
 	return sessions{store.NewSessions(rdb, ring), grants.NewRecords(rdb, ring, opts...)}
 }
 
@@ -905,5 +892,5 @@ func TestChainsCannotOutliveEpochs(t *testing.T) {
 			t.Error("NewRecords took a chain lifetime longer than the epochs'")
 		}
 	}()
-	grants.NewRecords(storetest.Mini(t), testRing(t), grants.WithChainLifetime(store.DefaultChainLifetime+time.Hour))
+	grants.NewRecords(storetest.Mini(t), testkit.Ring(t), grants.WithChainLifetime(store.DefaultChainLifetime+time.Hour))
 }

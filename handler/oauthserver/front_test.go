@@ -22,7 +22,6 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
 	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/ratelimit"
-	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/signin"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
@@ -57,8 +56,7 @@ func newFront(t *testing.T) *front {
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
 	idp, ids := standin.Start(t, devidp.Options{RedirectURIs: []string{base + "/auth/callback"}})
-	key, _ := seal.GenerateKey()
-	ring, _ := seal.ParseKeys(key)
+	ring := testkit.Ring(t)
 	rdb := storetest.Redis(t)
 	sessions := store.NewSessions(rdb, ring)
 	records := grants.NewRecords(rdb, ring)

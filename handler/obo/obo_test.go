@@ -2,7 +2,6 @@ package obo_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
-	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -58,7 +56,7 @@ func (e *env) newClient(opts ...func(*obo.Options)) *obo.Client {
 		Credential: cred,
 		HTTPClient: e.idp.HTTPClient(),
 		Redis:      e.rdb,
-		Ring:       newRing(e.t),
+		Ring:       testkit.Ring(e.t),
 		Logger:     slog.New(slog.NewJSONHandler(e.logs, nil)),
 	}
 	for _, f := range opts {
@@ -69,17 +67,6 @@ func (e *env) newClient(opts ...func(*obo.Options)) *obo.Client {
 		e.t.Fatal(err)
 	}
 	return c
-}
-
-func newRing(t *testing.T) *seal.Ring {
-	t.Helper()
-	k := make([]byte, seal.KeySize)
-	_, _ = rand.Read(k)
-	r, err := seal.NewRing(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 // signIn mints an access token for the demo user key, as a client would
@@ -433,7 +420,7 @@ func TestExpiryMarginAndForget(t *testing.T) {
 
 func TestNewChecksOptions(t *testing.T) {
 	t.Parallel()
-	ring := newRing(t)
+	ring := testkit.Ring(t)
 	rdb := storetest.Mini(t)
 	for name, o := range map[string]obo.Options{
 		"no authority":    {ClientID: "c", Redis: rdb, Ring: ring},

@@ -43,8 +43,7 @@ func newServiceWithRing(t *testing.T) (*Service, *devidp.Server, *store.Sessions
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { idp.Close() })
-	key, _ := seal.GenerateKey()
-	ring, _ := seal.ParseKeys(key)
+	ring := testkit.Ring(t)
 	rdb := storetest.Redis(t)
 	sessions := store.NewSessions(rdb, ring)
 	logs := &testkit.SyncBuffer{}

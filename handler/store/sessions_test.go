@@ -14,7 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
-	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -24,24 +23,11 @@ const (
 	oidBob   = "22222222-2222-2222-2222-222222222222"
 )
 
-func testRing(t testing.TB) *seal.Ring {
-	t.Helper()
-	k, err := seal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := seal.ParseKeys(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 func newSessions(t *testing.T, opts ...store.SessionsOption) (*store.Sessions, *redis.Client) {
 	t.Helper()
 	rdb := storetest.Redis(t)
 	storetest.Watch(t, rdb)
-	return store.NewSessions(rdb, testRing(t), opts...), rdb
+	return store.NewSessions(rdb, testkit.Ring(t), opts...), rdb
 }
 
 func TestMarkFlowDone(t *testing.T) {

@@ -1,8 +1,9 @@
 // Package testkit holds the small helpers several packages' tests need: a
 // clock the test moves, a log sink safe for background goroutines, a
-// getenv over a map, a poll for background work and a JWT payload reader. Only
-// tests import it, and it imports nothing of ours, so any package's tests
-// can.
+// getenv over a map, a poll for background work, a JWT payload reader, HTTP
+// answers, and keys (a sealing key ring, an RSA key for the stand-ins). Only
+// tests import it, and of ours it imports only seal, which imports nothing
+// of ours, so any package's tests can.
 package testkit
 
 import (
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/entra-mcp/functions-mcp/handler/seal"
 )
 
 // Clock is a clock the test moves; safe for concurrent use.
@@ -148,4 +151,18 @@ func Do(t testing.TB, c *http.Client, req *http.Request) Reply {
 	r := Reply{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
 	_ = json.Unmarshal(b, &r.OAuth)
 	return r
+}
+
+// Ring is a sealing key ring with one fresh key, for a test's own stores.
+func Ring(t testing.TB) *seal.Ring {
+	t.Helper()
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := seal.ParseKeys(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
 }
