@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,26 +24,7 @@ func TestDefaultsAreDefinedOnce(t *testing.T) {
 		}
 	}
 
-	b, err := os.ReadFile(filepath.Join(moduleRoot, "infra", "main.parameters.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var params struct {
-		Parameters map[string]struct {
-			Value any `json:"value"`
-		} `json:"parameters"`
-	}
-	if err := json.Unmarshal(b, &params); err != nil {
-		t.Fatal(err)
-	}
-	ref := regexp.MustCompile(`^\$\{([A-Z_]+)=([^}]*)\}$`)
-	infraDefault := map[string]string{}
-	for _, p := range params.Parameters {
-		v, _ := p.Value.(string)
-		if m := ref.FindStringSubmatch(v); m != nil {
-			infraDefault[m[1]] = m[2]
-		}
-	}
+	infraDefault, _ := azdValues(t) // the README test reports malformed ones
 
 	for _, s := range config.Settings() {
 		t.Run(s.Name, func(t *testing.T) {

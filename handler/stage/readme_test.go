@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,28 +99,9 @@ func TestReadmeConfigurationIsTheSettingsList(t *testing.T) {
 // same default; and the table names nothing the parameters do not read.
 func TestReadmeNamesEveryAzdEnvironmentValue(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile(filepath.Join(moduleRoot, "infra", "main.parameters.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var params struct {
-		Parameters map[string]struct {
-			Value any `json:"value"`
-		} `json:"parameters"`
-	}
-	if err := json.Unmarshal(b, &params); err != nil {
-		t.Fatal(err)
-	}
-	ref := regexp.MustCompile(`^\$\{([A-Z_]+)(?:=([^}]*))?\}$`)
-	defaults := map[string]string{}
-	for name, p := range params.Parameters {
-		v, _ := p.Value.(string)
-		m := ref.FindStringSubmatch(v)
-		if m == nil {
-			t.Errorf("parameter %s is %q, not ${NAME} or ${NAME=default}", name, v)
-			continue
-		}
-		defaults[m[1]] = m[2]
+	defaults, malformed := azdValues(t)
+	for _, m := range malformed {
+		t.Errorf("parameter %s, not ${NAME} or ${NAME=default}", m)
 	}
 	// azd's own values: it fills them in itself.
 	for _, own := range []string{"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "AZURE_PRINCIPAL_TYPE"} {
@@ -160,4 +142,36 @@ func TestReadmeNamesEveryAzdEnvironmentValue(t *testing.T) {
 			t.Errorf("%s is an operator setting: explain it once, in the Configuration table", name)
 		}
 	}
+}
+
+// azdValues reads infra/main.parameters.json: the azd environment value
+// each parameter takes (${NAME} or ${NAME=default}) and its default, "" for
+// none; malformed names each parameter that takes none that way, with its
+// value.
+func azdValues(t *testing.T) (defaults map[string]string, malformed []string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(moduleRoot, "infra", "main.parameters.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params struct {
+		Parameters map[string]struct {
+			Value any `json:"value"`
+		} `json:"parameters"`
+	}
+	if err := json.Unmarshal(b, &params); err != nil {
+		t.Fatal(err)
+	}
+	ref := regexp.MustCompile(`^\$\{([A-Z_]+)(?:=([^}]*))?\}$`)
+	defaults = map[string]string{}
+	for name, p := range params.Parameters {
+		v, _ := p.Value.(string)
+		m := ref.FindStringSubmatch(v)
+		if m == nil {
+			malformed = append(malformed, fmt.Sprintf("%s is %q", name, v))
+			continue
+		}
+		defaults[m[1]] = m[2]
+	}
+	return defaults, malformed
 }
