@@ -19,6 +19,7 @@ import (
 	"io"
 
 	"github.com/entra-mcp/functions-mcp/handler/app"
+	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devmode"
 	"github.com/entra-mcp/functions-mcp/handler/serve"
 )
@@ -39,12 +40,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return 2
 	}
-	listen, err := devmode.ListenAddr(f.addr, f.addrExplicit, getenv)
+	d, err := config.LoadDev(getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, "dev mode:", err)
 		return 2
 	}
-	env, err := devmode.Start(listen, getenv)
+	listen := devmode.ListenAddr(f.addr, f.addrExplicit, d)
+	env, err := devmode.Start(listen, d, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

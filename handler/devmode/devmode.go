@@ -42,23 +42,21 @@ type Env struct {
 // the Functions host (Core Tools, or the stand-in CI runs) started the
 // handler, else addr, the default. So the dev command with no flags runs
 // under the host.
-func ListenAddr(addr string, explicit bool, getenv func(string) string) (string, error) {
-	d, err := config.LoadDev(getenv)
-	if err != nil {
-		return "", fmt.Errorf("dev mode: %w", err)
-	}
+func ListenAddr(addr string, explicit bool, d config.Dev) string {
 	if explicit || d.Port == 0 {
-		return addr, nil
+		return addr
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.Port)), nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.Port))
 }
 
 // Start starts the stand-in and the embedded Redis and returns the
-// configuration for a handler listening on addr. It refuses to run on an
-// Azure host, and on anything but a loopback address: dev tokens are
-// signed by a key anyone can mint with.
-func Start(addr string, getenv func(string) string) (*Env, error) {
-	base, err := publicBase(addr, getenv)
+// configuration for a handler listening on addr. d is dev mode's own
+// settings (config.LoadDev); getenv gives the operator's choices, read as
+// production reads them. It refuses to run on an Azure host, and on
+// anything but a loopback address: dev tokens are signed by a key anyone
+// can mint with.
+func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) {
+	base, err := publicBase(addr, d)
 	if err != nil {
 		return nil, err
 	}
@@ -91,11 +89,7 @@ func Start(addr string, getenv func(string) string) (*Env, error) {
 
 // publicBase checks where dev mode may run and returns the URL clients use:
 // http://addr, or PUBLIC_BASE_URL behind a local proxy.
-func publicBase(addr string, getenv func(string) string) (string, error) {
-	d, err := config.LoadDev(getenv)
-	if err != nil {
-		return "", fmt.Errorf("dev mode: %w", err)
-	}
+func publicBase(addr string, d config.Dev) (string, error) {
 	if d.OnAzure {
 		return "", fmt.Errorf("dev mode: refusing to start: WEBSITE_HOSTNAME is set, so this is an Azure host")
 	}

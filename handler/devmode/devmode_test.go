@@ -5,16 +5,27 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 func env(m map[string]string) func(string) string { return testkit.Env(m) }
 
+// start reads dev mode's settings from getenv, as the dev command does, and
+// starts dev mode on addr.
+func start(addr string, getenv func(string) string) (*Env, error) {
+	d, err := config.LoadDev(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return Start(addr, d, getenv)
+}
+
 // TestDevModeHonoursTheSettings: what an operator may set in Azure can be
 // tried in dev mode, read the same way, on top of dev mode's own defaults.
 func TestDevModeHonoursTheSettings(t *testing.T) {
 	t.Parallel()
-	e, err := Start("127.0.0.1:0", env(map[string]string{
+	e, err := start("127.0.0.1:0", env(map[string]string{
 		"ROLE_MAP":                     `{"Ops":["admin"]}`,
 		"MCP_ALLOWED_ORIGINS":          "https://app.example.com",
 		"AUTH_ALLOWED_RETURN_URLS":     "http://127.0.0.1:9/back",
@@ -48,7 +59,7 @@ func TestDevModeHonoursTheSettings(t *testing.T) {
 		t.Error("dev mode's own settings were lost")
 	}
 
-	d, err := Start("127.0.0.1:0", env(nil))
+	d, err := start("127.0.0.1:0", env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +78,7 @@ func TestDevModeRefusesBadSettings(t *testing.T) {
 		"public base with a path":  {"PUBLIC_BASE_URL": "http://127.0.0.1:1/x"},
 		"on Azure":                 {"WEBSITE_HOSTNAME": "x.azurewebsites.net"},
 	} {
-		if e, err := Start("127.0.0.1:0", env(m)); err == nil {
+		if e, err := start("127.0.0.1:0", env(m)); err == nil {
 			e.Close()
 			t.Errorf("%s: accepted", name)
 		} else if strings.Contains(err.Error(), "panic") {
@@ -81,14 +92,6 @@ func TestDevModeRefusesBadSettings(t *testing.T) {
 // -addr was given.
 func TestListenAddrUnderTheHost(t *testing.T) {
 	t.Parallel()
-	env := func(port string) func(string) string {
-		return func(name string) string {
-			if name == "FUNCTIONS_CUSTOMHANDLER_PORT" {
-				return port
-			}
-			return ""
-		}
-	}
 	for _, c := range []struct {
 		name     string
 		addr     string
@@ -104,9 +107,12 @@ func TestListenAddrUnderTheHost(t *testing.T) {
 		{"a port with a host in it", DefaultAddr, false, "0.0.0.0:80", "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := ListenAddr(c.addr, c.explicit, env(c.port))
-			if (err != nil) != c.fails || got != c.want {
-				t.Fatalf("ListenAddr = %q, %v; want %q (error: %v)", got, err, c.want, c.fails)
+			d, err := config.LoadDev(env(map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": c.port}))
+			if (err != nil) != c.fails {
+				t.Fatalf("LoadDev: %v, want an error: %v", err, c.fails)
+			}
+			if got := ListenAddr(c.addr, c.explicit, d); err == nil && got != c.want {
+				t.Fatalf("ListenAddr = %q, want %q", got, c.want)
 			}
 		})
 	}
