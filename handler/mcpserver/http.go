@@ -74,13 +74,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.metrics.badRequests.Add(1)
 				return
 			}
+		case string(mcp.MethodSubscriptionsListen):
+			aw := newAckWatcher(w)
+			w, ctx = aw, context.WithValue(ctx, ackWrittenKey{}, aw.written())
 		}
 	}
 
-	if env.Method != nil && *env.Method == string(mcp.MethodSubscriptionsListen) {
-		aw := newAckWatcher(w)
-		w, ctx = aw, context.WithValue(ctx, ackWrittenKey{}, aw.written())
-	}
 	r2 := r.WithContext(ctx)
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
