@@ -335,9 +335,9 @@ func TestRefreshesSurviveRedisStall(t *testing.T) {
 	proxy := testkit.NewProxy(t, base.Options().Addr)
 	opts := *base.Options()
 	opts.Addr = proxy.Addr()
-	// As store.Options sets them, scaled down: a 500 ms read timeout and
-	// stalls of 1.5 s are a 3 s timeout and 5 s stalls, only faster.
-	opts.ReadTimeout, opts.WriteTimeout, opts.DialTimeout, opts.PoolTimeout = 500*time.Millisecond, 500*time.Millisecond, time.Second, time.Second
+	// As store.Options sets them, scaled down: a 250 ms read timeout and
+	// stalls of 750 ms are a 3 s timeout and 9 s stalls, only faster.
+	opts.ReadTimeout, opts.WriteTimeout, opts.DialTimeout, opts.PoolTimeout = 250*time.Millisecond, 250*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
 	opts.MaxRetries, opts.ContextTimeoutEnabled = -1, true
 	rdb := redis.NewClient(&opts)
 	t.Cleanup(func() { rdb.Close() })
@@ -361,7 +361,7 @@ func TestRefreshesSurviveRedisStall(t *testing.T) {
 				select {
 				case <-stop:
 					return
-				case <-time.After(150 * time.Millisecond):
+				case <-time.After(100 * time.Millisecond):
 				}
 				status, tk := st.refreshNoFatal(addr, handles[i])
 				switch status {
@@ -377,11 +377,11 @@ func TestRefreshesSurviveRedisStall(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(time.Second)
-	proxy.Stall(1500 * time.Millisecond)
-	time.Sleep(2500 * time.Millisecond)
-	proxy.Stall(1500 * time.Millisecond)
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	proxy.Stall(750 * time.Millisecond)
+	time.Sleep(1250 * time.Millisecond)
+	proxy.Stall(750 * time.Millisecond)
+	time.Sleep(1250 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 

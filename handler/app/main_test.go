@@ -1,0 +1,24 @@
+package app
+
+import (
+	"flag"
+	"os"
+	"testing"
+)
+
+// TestMain runs more tests at once than the default (one per core) unless
+// -parallel is given: most of this package's tests wait (on their own
+// redis-server, on Redis TTLs, on stalls they cause, on a slow stand-in)
+// rather than compute, and waiting tests would otherwise hold both slots
+// of a 2-core machine while the cores idle.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		if err := flag.Set("test.parallel", "6"); err != nil {
+			panic(err)
+		}
+	}
+	os.Exit(m.Run())
+}
