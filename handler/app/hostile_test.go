@@ -456,6 +456,7 @@ func TestRevokeSessionsRacesLeaveNothingAlive(t *testing.T) {
 		}
 
 		entra.delay.Store(int64(150 * time.Millisecond))
+		atEntra := entra.tokens.Load()
 		var mu sync.Mutex
 		var got []string // handles and codes the racing operations obtained
 		keep := func(s string) {
@@ -491,7 +492,11 @@ func TestRevokeSessionsRacesLeaveNothingAlive(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(50 * time.Millisecond) // all of them are at Entra now
+		// Every racing operation has reached Entra (one token request
+		// each), so none of them starts after the revocation: what they
+		// obtain was issued before or during it.
+		racing := int64(len(handles) + len(codes) + len(pending))
+		testkit.WaitFor(t, "the racing operations to reach Entra", func() bool { return entra.tokens.Load()-atEntra >= racing })
 		text, isErr := callText(t, st.rpc(t, admin, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"revoke_sessions","arguments":{"oid":"`+reader.ObjectID+`"}}}`))
 		if isErr {
 			t.Fatalf("revoke_sessions: %s", text)
