@@ -3,6 +3,7 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,35 +20,79 @@ import (
 // moduleRoot is where `go test` runs this package from, two levels down.
 const moduleRoot = "../.."
 
-// stagedPkg is the real handler, built and staged once for the tests in
-// this package: the build is the slow part.
+// stagedPkg is the real handler, staged once for the tests in this
+// package (the build is the slow part) the way azd stages it: azure.yaml's
+// prepackage command, run on a copy of the tracked files.
 type stagedPkg struct {
-	dir string
-	fns []Function
+	clean string // the clean checkout; "" when staged in place, without git
+	dir   string // the staged folder
+	fns   []Function
 }
 
-// stagedDir is where stageOnce stages, removed by TestMain.
+// stagedDir is where stageOnce works, removed by TestMain.
 var stagedDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "stage-test-") })
 
 var stageOnce = sync.OnceValues(func() (stagedPkg, error) {
-	dir, err := stagedDir()
+	tmp, err := stagedDir()
 	if err != nil {
 		return stagedPkg{}, err
 	}
-	fns, err := Stage(moduleRoot, dir, Options{Build: true})
-	return stagedPkg{dir, fns}, err
+	root, err := filepath.Abs(moduleRoot)
+	if err != nil {
+		return stagedPkg{}, err
+	}
+	files, err := trackedFiles(root)
+	if err != nil { // a tree without git: stage it in place
+		dir := filepath.Join(tmp, "dist")
+		fns, err := Stage(moduleRoot, dir, Options{Build: true})
+		return stagedPkg{dir: dir, fns: fns}, err
+	}
+	_, dist, cmd, err := azdService(root)
+	if err != nil {
+		return stagedPkg{}, err
+	}
+	clean := filepath.Join(tmp, "checkout")
+	if err := copyFiles(root, clean, files); err != nil {
+		return stagedPkg{}, fmt.Errorf("copy the tracked files: %w", err)
+	}
+	run := exec.Command("sh", "-c", cmd)
+	run.Dir = clean
+	if out, err := run.CombinedOutput(); err != nil {
+		return stagedPkg{}, fmt.Errorf("azure.yaml's prepackage %q: %v\n%s", cmd, err, out)
+	}
+	dir := filepath.Join(clean, strings.TrimSuffix(dist, ".zip"))
+	fns, err := Validate(dir)
+	if err != nil {
+		return stagedPkg{}, fmt.Errorf("staged by the azd hook: %w", err)
+	}
+	return stagedPkg{clean: clean, dir: dir, fns: fns}, nil
 })
 
-func stageReal(t *testing.T) (string, []Function) {
+func staged(t *testing.T) stagedPkg {
 	t.Helper()
 	p, err := stageOnce()
 	if err != nil {
 		t.Fatalf("stage: %v", err)
 	}
+	return p
+}
+
+func stageReal(t *testing.T) (string, []Function) {
+	t.Helper()
+	p := staged(t)
 	return p.dir, p.fns
 }
 
+// asStage, set in a child's environment, makes this test binary run the
+// staging command's main instead of the tests, so a test can exec the
+// command without linking it a second time.
+const asStage = "STAGE_TEST_RUN_AS_STAGE"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(asStage) == "1" {
+		main()
+		return
+	}
 	code := m.Run()
 	if dir, err := stagedDir(); err == nil {
 		os.RemoveAll(dir)
@@ -356,16 +401,13 @@ func mustRead(t *testing.T, path string) []byte {
 // value the handler would refuse, naming it, and passes on good ones.
 func TestCheckSettingsFlag(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds the staging command")
-	}
-	bin := filepath.Join(t.TempDir(), "stage")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
 	}
 	run := func(env ...string) (string, error) {
-		cmd := exec.Command(bin, "-check-settings")
-		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		cmd := exec.Command(self, "-check-settings")
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), asStage + "=1"}, env...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
