@@ -119,7 +119,7 @@ param oauthExtraRedirectSchemes string = ''
 @description('PUBLIC_BASE_URL: the URL clients use, such as https://mcp.contoso.com (a custom domain you bound to the function app). Empty: the function app\'s own https://<name>.azurewebsites.net.')
 param publicBaseUrl string = ''
 
-@description('ROLE_MAP: the role table, quote-free (Task.Read=read;Task.All=read+write): azd puts the value into the parameters file unescaped, so JSON with quotes does not survive. Empty: the default table.')
+@description('ROLE_MAP: the role table, quote-free (Task.Read=tasks.read;Task.All=tasks.read+tasks.write): azd puts the value into the parameters file unescaped, so JSON with quotes does not survive. Empty: the default table.')
 param roleMap string = ''
 
 @description('LOG_LEVEL: debug, info, warn or error. Empty: info.')

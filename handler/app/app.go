@@ -328,7 +328,7 @@ func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential)
 		Name:    "entra-mcp-functions",
 		Version: b.opts.Version,
 		Tools:   tools.All(b.toolDeps(a, oboClient, metrics)),
-		RoleMap: b.cfg.RoleMap,
+		Roles:   b.cfg.Roles,
 		Logger:  b.log,
 		Metrics: metrics,
 		Events:  eventsOf(b.tel),

@@ -67,7 +67,7 @@ func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 	}
 	cfg := &config.Config{
 		Server:  config.Server{PublicBaseURL: st.base, ClientIP: clientip.Policy{Header: clientip.DefaultHeader}},
-		RoleMap: authz.DefaultRoleMap(),
+		Roles:   authz.DefaultTable(),
 		Secrets: config.Secrets{ClientSecret: devidp.DefaultClientSecret, SealingKeys: ring},
 		SignIn:  config.SignIn{ReturnURLs: []string{"http://127.0.0.1:9/return"}},
 	}

@@ -1,173 +1,251 @@
-// Package authz maps Entra App Roles to the needs that tools declare.
+// Package authz decides what a caller may see and run: tools (and other
+// MCP components) declare the permissions they need by name, and the role
+// table maps App Role values, as Entra puts them in a token's roles claim,
+// to permission names.
 //
-// A tool declares one Need. A caller's App Roles are turned into a set of
-// grants by a RoleMap; the caller may see and run the tool when the grants
-// hold its need. A tool that declares no need is visible to nobody.
+// The role table is one file, roles.json in this package, which also drives
+// the App Roles the Bicep templates create, dev mode's demo users and the
+// README's role table; ROLE_MAP can replace its role-to-permission mapping
+// at run time. A component that declares no permission is visible to
+// nobody (default deny).
 package authz
 
 import (
+	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sort"
+	"regexp"
+	"slices"
 	"strings"
 )
 
-// Need is what a tool requires of its caller. Needs are bits so that a set
-// of grants is a single value that can key caches.
-type Need uint8
+// SignedIn is the permission every verified caller holds.
+const SignedIn = "signed-in"
 
+// Member types a role may be assigned to, as Entra's allowedMemberTypes
+// names them.
 const (
-	// SignedIn is held by every caller whose token verified.
-	SignedIn Need = 1 << iota
-	// Read allows reading task data.
-	Read
-	// Write allows changing task data.
-	Write
-	// Admin allows server administration.
-	Admin
+	MemberUser        = "User"
+	MemberApplication = "Application"
 )
 
-// All is every grant there is.
-const All = SignedIn | Read | Write | Admin
-
-var needNames = []struct {
-	name string
-	need Need
-}{
-	{"signed-in", SignedIn},
-	{"read", Read},
-	{"write", Write},
-	{"admin", Admin},
+// Role is one row of the role table.
+type Role struct {
+	// Value is the App Role value, as it appears in tokens (compared
+	// exactly, as Entra emits it).
+	Value string `json:"value"`
+	// Description is what Entra shows when the role is assigned.
+	Description string `json:"description"`
+	// Permissions are the permission names the role grants.
+	Permissions []string `json:"permissions"`
+	// Members says who may hold the role: MemberUser, MemberApplication or
+	// both. Only a role with MemberApplication counts for an app-only caller.
+	Members []string `json:"members"`
+	// DemoUser names dev mode's demo user for the role; one is made up from
+	// the value when it is nil.
+	DemoUser *DemoUser `json:"demoUser,omitempty"`
+	// Retired grants nothing and is disabled in Entra: Entra refuses to
+	// delete an enabled role, so a role goes in two deployments, first
+	// retired, then removed from the table.
+	Retired bool `json:"retired,omitempty"`
 }
 
-// ParseNeed returns the Need for a name used in ROLE_MAP ("read", "write",
-// "admin", "signed-in").
-func ParseNeed(name string) (Need, error) {
-	for _, n := range needNames {
-		if n.name == name {
-			return n.need, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown need %q (want read, write, admin or signed-in)", name)
+// DemoUser is the dev-mode person who holds a role.
+type DemoUser struct {
+	Key  string `json:"key"`  // short name for tokens and the sign-in page: "reader"
+	Name string `json:"name"` // display name
 }
 
-// String lists the needs in n, comma-separated.
-func (n Need) String() string {
-	var parts []string
-	for _, nn := range needNames {
-		if n&nn.need != 0 {
-			parts = append(parts, nn.name)
-		}
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ",")
+// AllowsMember reports whether the role may be assigned to kind
+// (MemberUser or MemberApplication).
+func (r Role) AllowsMember(kind string) bool { return slices.Contains(r.Members, kind) }
+
+// Table is the role table.
+type Table struct {
+	Roles []Role `json:"roles"`
 }
 
-// Allows reports whether the grants g satisfy need. A zero need is never
-// satisfied: default deny.
-func (g Need) Allows(need Need) bool {
-	return need != 0 && g&need == need
-}
+//go:embed roles.json
+var defaultTable []byte
 
-// RoleMap maps App Role values, as they appear in a token's roles claim, to
-// the grants they carry. Role values are compared exactly, as Entra emits them.
-type RoleMap map[string]Need
-
-// DefaultRoleMap is the table used when ROLE_MAP is not set.
-func DefaultRoleMap() RoleMap {
-	return RoleMap{
-		"Task.Read":       Read,
-		"Task.Write":      Write,
-		"Task.All":        Read | Write,
-		"MCPServer.Admin": Admin,
-	}
-}
-
-// ParseRoleMap reads a role table in JSON, for example
-// {"Task.Read":["read"],"Task.All":["read","write"]}, or in the same table
-// without quotes, Task.Read=read;Task.All=read+write, which an azd
-// environment value can carry (azd puts values into a JSON parameters file
-// as they are). It is strict: unknown needs, an empty table and, in the
-// quote-free form, a role given twice are errors.
-func ParseRoleMap(text string) (RoleMap, error) {
-	raw, err := parseRoleTable(text)
+// DefaultTable is the role table shipped in roles.json.
+func DefaultTable() Table {
+	t, err := ParseTable(defaultTable)
 	if err != nil {
-		return nil, fmt.Errorf("parse role map: %w", err)
+		panic(fmt.Sprintf("authz: roles.json: %v", err)) // TestDefaultTable keeps it valid
+	}
+	return t
+}
+
+var (
+	// A permission is lower-case words joined by '.', '-' or '_', such as
+	// tasks.read: easy to read in a table and never confused with a role.
+	permissionName = regexp.MustCompile(`^[a-z][a-z0-9]*([._-][a-z0-9]+)*$`)
+	// App Role values: Entra allows printable ASCII without spaces; these
+	// are also the characters ROLE_MAP's quote-free form can carry.
+	roleValue = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
+)
+
+// ParseTable reads a role table file strictly: unknown fields, duplicate
+// roles, bad names and roles without permissions or members are errors.
+func ParseTable(b []byte) (Table, error) {
+	var t Table
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return Table{}, fmt.Errorf("parse role table: %w", err)
+	}
+	if dec.More() {
+		return Table{}, errors.New("parse role table: trailing data")
+	}
+	if err := t.check(); err != nil {
+		return Table{}, fmt.Errorf("role table: %w", err)
+	}
+	return t, nil
+}
+
+func (t Table) check() error {
+	if len(t.Roles) == 0 {
+		return errors.New("no roles")
+	}
+	seen := map[string]bool{}
+	keys := map[string]bool{}
+	for _, r := range t.Roles {
+		if !roleValue.MatchString(r.Value) || len(r.Value) > 120 {
+			return fmt.Errorf("role %q: a role value is 1-120 of A-Z, a-z, 0-9 and . _ : / -, starting with a letter or digit", r.Value)
+		}
+		if seen[r.Value] {
+			return fmt.Errorf("role %q given twice", r.Value)
+		}
+		seen[r.Value] = true
+		if len(r.Permissions) == 0 {
+			return fmt.Errorf("role %q grants no permission", r.Value)
+		}
+		for _, p := range r.Permissions {
+			if !permissionName.MatchString(p) {
+				return fmt.Errorf("role %q: permission %q: want lower-case words joined by '.', '-' or '_', such as tasks.read", r.Value, p)
+			}
+		}
+		if len(r.Members) == 0 {
+			return fmt.Errorf("role %q: members must name %q, %q or both", r.Value, MemberUser, MemberApplication)
+		}
+		for _, m := range r.Members {
+			if m != MemberUser && m != MemberApplication {
+				return fmt.Errorf("role %q: member type %q: want %q or %q", r.Value, m, MemberUser, MemberApplication)
+			}
+		}
+		if r.DemoUser != nil {
+			if r.DemoUser.Key == "" || r.DemoUser.Name == "" || keys[r.DemoUser.Key] {
+				return fmt.Errorf("role %q: a demo user needs a key of its own and a name", r.Value)
+			}
+			keys[r.DemoUser.Key] = true
+		}
+	}
+	return nil
+}
+
+// Role returns the row for value.
+func (t Table) Role(value string) (Role, bool) {
+	for _, r := range t.Roles {
+		if r.Value == value {
+			return r, true
+		}
+	}
+	return Role{}, false
+}
+
+// Permissions lists every permission the table grants, and SignedIn,
+// sorted.
+func (t Table) Permissions() []string {
+	out := []string{SignedIn}
+	for _, r := range t.Roles {
+		out = append(out, r.Permissions...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// WithRoleMap replaces the table's role-to-permission mapping with ROLE_MAP's
+// text: JSON, {"Task.Read":["tasks.read"],"Task.All":["tasks.read","tasks.write"]},
+// or the same without quotes, Task.Read=tasks.read;Task.All=tasks.read+tasks.write,
+// which an azd environment value can carry (azd puts values into a JSON
+// parameters file as they are). Only the permissions t knows are allowed,
+// so a misspelt one is an error rather than a role that grants nothing.
+// Roles keep their description and members from t; a role t lacks is for
+// users only. Roles not in the text are gone.
+func (t Table) WithRoleMap(text string) (Table, error) {
+	raw, order, err := parseRoleMap(text)
+	if err != nil {
+		return Table{}, fmt.Errorf("parse role map: %w", err)
 	}
 	if len(raw) == 0 {
-		return nil, fmt.Errorf("parse role map: no roles")
+		return Table{}, errors.New("parse role map: no roles")
 	}
-	m := make(RoleMap, len(raw))
-	for role, names := range raw {
-		if role == "" {
-			return nil, fmt.Errorf("parse role map: empty role name")
+	known := t.Permissions()
+	out := Table{}
+	for _, value := range order {
+		r, ok := t.Role(value)
+		if !ok {
+			r = Role{Value: value, Members: []string{MemberUser}}
 		}
-		var grants Need
-		for _, name := range names {
-			n, err := ParseNeed(name)
-			if err != nil {
-				return nil, fmt.Errorf("parse role map: role %q: %w", role, err)
+		r.Permissions = nil
+		for _, p := range raw[value] {
+			if !slices.Contains(known, p) {
+				return Table{}, fmt.Errorf("parse role map: role %q: unknown permission %q (the role table has %s)", value, p, strings.Join(known, ", "))
 			}
-			grants |= n
+			if !slices.Contains(r.Permissions, p) {
+				r.Permissions = append(r.Permissions, p)
+			}
 		}
-		m[role] = grants
+		out.Roles = append(out.Roles, r)
 	}
-	return m, nil
+	if err := out.check(); err != nil {
+		return Table{}, fmt.Errorf("parse role map: %w", err)
+	}
+	return out, nil
 }
 
-func parseRoleTable(text string) (map[string][]string, error) {
+// parseRoleMap reads ROLE_MAP's two forms into role -> permissions, with
+// the roles in the order given (JSON objects: sorted).
+func parseRoleMap(text string) (map[string][]string, []string, error) {
 	text = strings.TrimSpace(text)
 	if !strings.HasPrefix(text, "{") {
 		raw := map[string][]string{}
+		var order []string
 		for _, entry := range strings.Split(text, ";") {
 			if strings.TrimSpace(entry) == "" {
 				continue
 			}
-			role, needs, ok := strings.Cut(entry, "=")
+			role, perms, ok := strings.Cut(entry, "=")
 			role = strings.TrimSpace(role)
 			if !ok {
-				return nil, fmt.Errorf("%q is not Role=need[+need]", entry)
+				return nil, nil, fmt.Errorf("%q is not Role=permission[+permission]", entry)
 			}
 			if _, dup := raw[role]; dup {
-				return nil, fmt.Errorf("role %q given twice", role)
+				return nil, nil, fmt.Errorf("role %q given twice", role)
 			}
 			raw[role] = []string{}
-			for _, n := range strings.Split(needs, "+") {
-				raw[role] = append(raw[role], strings.TrimSpace(n))
+			order = append(order, role)
+			for _, p := range strings.Split(perms, "+") {
+				raw[role] = append(raw[role], strings.TrimSpace(p))
 			}
 		}
-		return raw, nil
+		return raw, order, nil
 	}
 	var raw map[string][]string
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("trailing data")
+		return nil, nil, errors.New("trailing data")
 	}
-	return raw, nil
-}
-
-// Grants returns what a caller with these roles holds. Every verified caller
-// holds SignedIn; unknown role values add nothing.
-func (m RoleMap) Grants(roles []string) Need {
-	g := SignedIn
-	for _, r := range roles {
-		g |= m[r]
+	order := make([]string, 0, len(raw))
+	for role := range raw {
+		order = append(order, role)
 	}
-	return g
-}
-
-// Roles lists the role values in the map, sorted, for documentation output.
-func (m RoleMap) Roles() []string {
-	out := make([]string, 0, len(m))
-	for r := range m {
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out
+	slices.Sort(order)
+	return raw, order, nil
 }

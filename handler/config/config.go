@@ -33,9 +33,9 @@ type Config struct {
 	SignIn    SignIn
 	Limits    Limits
 
-	// RoleMap maps App Roles to grants (ROLE_MAP, JSON or quote-free),
-	// default authz.DefaultRoleMap.
-	RoleMap authz.RoleMap
+	// Roles is the role table: authz.DefaultTable (roles.json), its
+	// role-to-permission mapping replaced by ROLE_MAP when that is set.
+	Roles authz.Table
 }
 
 // Server is where the handler listens and who may call it.
@@ -273,7 +273,7 @@ func LoadChoices(c *Config, getenv func(string) string) error {
 	if c.SignIn, err = loadSignIn(getenv); err != nil {
 		return err
 	}
-	if c.RoleMap, err = loadRoleMap(getenv("ROLE_MAP")); err != nil {
+	if c.Roles, err = Roles(getenv); err != nil {
 		return err
 	}
 	if err := loadServerChoices(&c.Server, getenv); err != nil {
@@ -426,15 +426,20 @@ func orDefault(v, def string) string {
 	return def
 }
 
-func loadRoleMap(v string) (authz.RoleMap, error) {
+// Roles is the role table: authz.DefaultTable, with its role-to-permission
+// mapping replaced by ROLE_MAP when that is set. Dev mode reads it before
+// the rest, to make a demo user per role.
+func Roles(getenv func(string) string) (authz.Table, error) {
+	v := getenv("ROLE_MAP")
+	t := authz.DefaultTable()
 	if strings.TrimSpace(v) == "" {
-		return authz.DefaultRoleMap(), nil
+		return t, nil
 	}
-	m, err := authz.ParseRoleMap(v)
+	t, err := t.WithRoleMap(v)
 	if err != nil {
-		return nil, fmt.Errorf("ROLE_MAP: %w", err)
+		return authz.Table{}, fmt.Errorf("ROLE_MAP: %w", err)
 	}
-	return m, nil
+	return t, nil
 }
 
 // ParseLogLevel reads LOG_LEVEL: debug, info (default), warn or error.

@@ -19,7 +19,7 @@ func TestCheckOperatorSettings(t *testing.T) {
 		"MCP_ALLOWED_ORIGINS":          "https://app.contoso.com, http://localhost:6274",
 		"MCP_AUTH_MODE":                "entra",
 		"OAUTH_EXTRA_REDIRECT_SCHEMES": "cursor",
-		"ROLE_MAP":                     "Task.Read=read;Task.All=read+write",
+		"ROLE_MAP":                     "Task.Read=tasks.read;Task.All=tasks.read+tasks.write",
 		"TOOL_CALLS_PER_MINUTE":        "120",
 		"TOOL_CALLS_BURST":             "20",
 		"TASKS_MAX_BYTES_PER_TENANT":   "1048576",
@@ -34,7 +34,7 @@ func TestCheckOperatorSettings(t *testing.T) {
 		"MCP_ALLOWED_ORIGINS":          "*",
 		"MCP_AUTH_MODE":                "oauth",
 		"OAUTH_EXTRA_REDIRECT_SCHEMES": "https",
-		"ROLE_MAP":                     "Task.Read=reed",
+		"ROLE_MAP":                     "Task.Read=tasks.reed",
 		"TOOL_CALLS_PER_MINUTE":        "1e3",
 		"TOOL_CALLS_BURST":             "0",
 		"TASKS_MAX_BYTES_PER_TENANT":   "10",
@@ -87,7 +87,7 @@ func TestCheckOperatorSettings(t *testing.T) {
 			}
 		}
 	})
-	for _, v := range []string{`{"Task.Read":["read"]}`, `Task.Read=read\`, "Task.Read=read\n"} {
+	for _, v := range []string{`{"Task.Read":["tasks.read"]}`, `Task.Read=tasks.read\`, "Task.Read=tasks.read\n"} {
 		t.Run("refuses what azd cannot carry: "+strings.TrimSpace(v), func(t *testing.T) {
 			err := CheckOperatorSettings(env(map[string]string{"ROLE_MAP": v}))
 			if err == nil || !strings.Contains(err.Error(), "parameters.json") {

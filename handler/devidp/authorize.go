@@ -186,7 +186,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			Title:    "Pick an account",
 			ClientID: req.clientID,
 			Scopes:   s.grantedScopes(req.scopes.api),
-			Users:    DemoUsers(),
+			Users:    s.users,
 		}, req.redirectURI)
 		return
 	}
@@ -207,7 +207,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			"User declined to consent to access the app."), "cancel")
 		return
 	}
-	u, ok := DemoUser(r.PostForm.Get("user"))
+	u, ok := findUser(s.users, r.PostForm.Get("user"))
 	if !ok {
 		s.writePage(w, http.StatusBadRequest, pageData{Title: "Sign-in failed", Error: "Unknown user."}, "")
 		return

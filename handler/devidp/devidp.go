@@ -71,6 +71,9 @@ type Options struct {
 	// FederatedCredentials are the application's federated identity
 	// credentials, the secretless alternative to ClientSecret.
 	FederatedCredentials []FederatedCredential
+	// Users are the people on the sign-in page and in the directory;
+	// DemoUsers() (one per role of the default role table) when empty.
+	Users []User
 	// AccessTokenLifetime is the lifetime of access tokens from the token
 	// endpoint; DefaultAccessTokenLifetime when zero. MSAL treats a cached
 	// token expiring within five minutes as expired, so a lifetime under
@@ -115,6 +118,7 @@ type Server struct {
 	redirectURIs []string
 	federated    []FederatedCredential
 	atLifetime   time.Duration
+	users        []User
 
 	keys   keyRing
 	grants grantStore
@@ -140,6 +144,10 @@ func Start(opts Options) (*Server, error) {
 		redirectURIs: append([]string(nil), opts.RedirectURIs...),
 		federated:    append([]FederatedCredential(nil), opts.FederatedCredentials...),
 		atLifetime:   opts.AccessTokenLifetime,
+		users:        append([]User(nil), opts.Users...),
+	}
+	if len(s.users) == 0 {
+		s.users = DemoUsers()
 	}
 	s.grants.singleUse = opts.SingleUseRefreshTokens
 	if s.clientSecret == "" {

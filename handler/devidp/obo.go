@@ -257,7 +257,7 @@ func (s *Server) verifyUserAssertion(assertion string) (User, string, *aadError)
 
 // directoryUser finds a demo user by object id.
 func (s *Server) directoryUser(oid string) (User, bool) {
-	for _, u := range DemoUsers() {
+	for _, u := range s.users {
 		if u.ObjectID == oid {
 			return u, true
 		}

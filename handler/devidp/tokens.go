@@ -12,36 +12,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// User is a person the stand-in can issue tokens for.
-type User struct {
-	Key      string   // short name for flags and tests: "reader", "writer", ...
-	Name     string   // display name (name claim)
-	Username string   // sign-in name (preferred_username; upn in v1 tokens)
-	ObjectID string   // oid claim; with the tenant, the user's identity
-	Roles    []string // App Roles assigned to the user (roles claim)
-}
-
-// DemoUsers returns the dev-mode users, one per App Role. Their object ids are
-// fixed so that data stored in dev mode survives restarts.
-func DemoUsers() []User {
-	return []User{
-		{Key: "reader", Name: "Rita Reader", Username: "reader@devidp.example", ObjectID: "0a1b2c3d-0001-4000-8000-000000000001", Roles: []string{"Task.Read"}},
-		{Key: "writer", Name: "Walt Writer", Username: "writer@devidp.example", ObjectID: "0a1b2c3d-0002-4000-8000-000000000002", Roles: []string{"Task.Write"}},
-		{Key: "all", Name: "Alex All", Username: "all@devidp.example", ObjectID: "0a1b2c3d-0003-4000-8000-000000000003", Roles: []string{"Task.All"}},
-		{Key: "admin", Name: "Ada Admin", Username: "admin@devidp.example", ObjectID: "0a1b2c3d-0004-4000-8000-000000000004", Roles: []string{"MCPServer.Admin"}},
-	}
-}
-
-// DemoUser returns the demo user whose Key is key.
-func DemoUser(key string) (User, bool) {
-	for _, u := range DemoUsers() {
-		if u.Key == key {
-			return u, true
-		}
-	}
-	return User{}, false
-}
-
 // mintConfig collects MintOptions.
 type mintConfig struct {
 	version   int

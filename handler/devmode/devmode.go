@@ -32,6 +32,8 @@ type Env struct {
 	Config     *config.Config
 	HTTPClient *http.Client // trusts the stand-in's certificate
 	IDP        *devidp.Server
+	// Users are the demo users, one per role of the role table.
+	Users []devidp.User
 	// Tokens maps demo user keys (reader, writer, all, admin) to access tokens.
 	Tokens map[string]string
 	redis  *miniredis.Miniredis
@@ -64,7 +66,14 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 	if err != nil {
 		return nil, err
 	}
-	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}})
+	// One demo user per role, of ROLE_MAP's table when it is set, so a new
+	// role can be tried here before it exists in Entra.
+	roles, err := config.Roles(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("dev mode: %w", err)
+	}
+	users := devidp.UsersFor(roles)
+	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}, Users: users})
 	if err != nil {
 		return nil, fmt.Errorf("dev mode: start Entra stand-in: %w", err)
 	}
@@ -73,14 +82,14 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 		idp.Close()
 		return nil, fmt.Errorf("dev mode: start embedded redis: %w", err)
 	}
-	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Config: devConfig(base, ring, idp, mr)}
+	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Config: devConfig(base, ring, idp, mr), Users: users}
 	// Every choice production reads (role map, origins, return URLs,
 	// redirect schemes, limits, ...) is read here the same way.
 	if err := config.LoadChoices(e.Config, getenv); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}
-	if e.Tokens, err = mintTokens(idp); err != nil {
+	if e.Tokens, err = mintTokens(idp, users); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -140,9 +149,9 @@ func devConfig(base string, ring *seal.Ring, idp *devidp.Server, mr *miniredis.M
 }
 
 // mintTokens mints a long-lived token for every demo user.
-func mintTokens(idp *devidp.Server) (map[string]string, error) {
+func mintTokens(idp *devidp.Server, users []devidp.User) (map[string]string, error) {
 	tokens := map[string]string{}
-	for _, u := range devidp.DemoUsers() {
+	for _, u := range users {
 		tok, err := idp.Mint(u, devidp.WithLifetime(tokenLifetime))
 		if err != nil {
 			return nil, fmt.Errorf("dev mode: mint token for %s: %w", u.Key, err)
@@ -185,10 +194,10 @@ func (e *Env) PrintWelcome(w io.Writer) {
 	base := e.Config.Server.PublicBaseURL
 	fmt.Fprintf(w, "\nDev mode: MCP endpoint %s/mcp (Entra stand-in at %s, embedded Redis)\n", base, e.IDP.AuthorityHost())
 	fmt.Fprintf(w, "Tokens are valid for %s. One per demo user:\n\n", tokenLifetime)
-	for _, u := range devidp.DemoUsers() {
+	for _, u := range e.Users {
 		fmt.Fprintf(w, "  %-7s %-16s roles %v\n", u.Key, u.Name, u.Roles)
 	}
-	for _, u := range devidp.DemoUsers() {
+	for _, u := range e.Users {
 		fmt.Fprintf(w, "\nexport TOKEN_%s=%s\n", upper(u.Key), e.Tokens[u.Key])
 	}
 	fmt.Fprintf(w, "\nList the tools the 'all' user may use:\n\n")
@@ -209,8 +218,11 @@ func (e *Env) PrintWelcome(w io.Writer) {
 func upper(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
+		switch {
+		case c >= 'a' && c <= 'z':
 			b[i] = c - 'a' + 'A'
+		case c == '-':
+			b[i] = '_' // TOKEN_DEPLOY_READ: a name the shell takes
 		}
 	}
 	return string(b)

@@ -26,7 +26,7 @@ func start(addr string, getenv func(string) string) (*Env, error) {
 func TestDevModeHonoursTheSettings(t *testing.T) {
 	t.Parallel()
 	e, err := start("127.0.0.1:0", env(map[string]string{
-		"ROLE_MAP":                     `{"Ops":["admin"]}`,
+		"ROLE_MAP":                     `{"Ops":["server.admin"]}`,
 		"MCP_ALLOWED_ORIGINS":          "https://app.example.com",
 		"AUTH_ALLOWED_RETURN_URLS":     "http://127.0.0.1:9/back",
 		"OAUTH_EXTRA_REDIRECT_SCHEMES": "cursor",
@@ -40,8 +40,10 @@ func TestDevModeHonoursTheSettings(t *testing.T) {
 	defer e.Close()
 	c := e.Config
 	switch {
-	case c.RoleMap["Ops"] == 0 || c.RoleMap["Task.Read"] != 0:
-		t.Errorf("ROLE_MAP not honoured: %v", c.RoleMap)
+	case len(c.Roles.Roles) != 1 || c.Roles.Roles[0].Value != "Ops":
+		t.Errorf("ROLE_MAP not honoured: %+v", c.Roles)
+	case len(e.Users) != 1 || e.Users[0].Key != "ops" || e.Tokens["ops"] == "":
+		t.Errorf("dev mode's demo users are not ROLE_MAP's roles: %+v", e.Users)
 	case !slices.Equal(c.Server.AllowedOrigins, []string{"https://app.example.com"}):
 		t.Errorf("MCP_ALLOWED_ORIGINS: %v", c.Server.AllowedOrigins)
 	case !slices.Equal(c.SignIn.ReturnURLs, []string{"http://127.0.0.1:9/back"}):
@@ -64,7 +66,7 @@ func TestDevModeHonoursTheSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if d.Config.RoleMap["Task.Read"] == 0 || d.Config.Server.ClientIP.Header != "X-Forwarded-For" || d.Config.OAuth.Mode != "proxy" {
+	if _, ok := d.Config.Roles.Role("Task.Read"); !ok || d.Config.Server.ClientIP.Header != "X-Forwarded-For" || d.Config.OAuth.Mode != "proxy" {
 		t.Errorf("defaults: %+v", d.Config)
 	}
 }

@@ -37,7 +37,7 @@ type callParams struct {
 // headers or _meta) it leaves to mcp-go, so it never answers a request
 // that mcp-go would have answered with another error.
 func (s *Server) refuseMissingClientCapability(ctx context.Context, w http.ResponseWriter, r *http.Request,
-	p *entra.Principal, g authz.Need, env envelope) bool {
+	p *entra.Principal, g authz.Set, env envelope) bool {
 	call, needs, ok := s.capabilityCall(r, g, env)
 	if !ok {
 		return false
@@ -60,7 +60,7 @@ func (s *Server) refuseMissingClientCapability(ctx context.Context, w http.Respo
 // capabilityCall decodes a tools/call this check may judge, and the client
 // capabilities its tool needs: a tool the caller may use, on a modern
 // version this server serves, with the headers and _meta mcp-go accepts.
-func (s *Server) capabilityCall(r *http.Request, g authz.Need, env envelope) (callParams, []string, bool) {
+func (s *Server) capabilityCall(r *http.Request, g authz.Set, env envelope) (callParams, []string, bool) {
 	var call callParams
 	if len(s.clientNeeds) == 0 {
 		return call, nil, false // no tool needs one (the production build): no second decode

@@ -57,7 +57,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	g := s.roles.Grants(p.Roles)
+	g := s.policy.Grants(p.Roles, false)
 	ctx := withGrants(r.Context(), g)
 
 	if env.Method != nil {
@@ -187,7 +187,7 @@ func validID(raw json.RawMessage) any {
 // use (or that does not exist). mcp-go's filter refuses it; this only makes
 // sure the refusal leaves its audit line, since denied calls never reach a
 // tool handler.
-func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz.Need, params json.RawMessage) {
+func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz.Set, params json.RawMessage) {
 	var call struct {
 		Name string `json:"name"`
 	}

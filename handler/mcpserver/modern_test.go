@@ -62,7 +62,7 @@ func TestToolsThatNeedAClientCapability(t *testing.T) {
 	asker := tools.Tool{
 		Def: mcp.NewTool("ask_llm", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 			mcp.WithOpenWorldHintAnnotation(false)),
-		Need:        authz.Read,
+		Permissions: []string{"tasks.read"},
 		ClientNeeds: []string{tools.ClientSampling, tools.ClientRoots},
 		Run: func(context.Context, tools.Call) (*mcp.CallToolResult, error) {
 			ran++
@@ -148,7 +148,7 @@ func TestToolRefusingTheRequest(t *testing.T) {
 	refuser := tools.Tool{
 		Def: mcp.NewTool("check_state", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
 			mcp.WithOpenWorldHintAnnotation(false)),
-		Need: authz.SignedIn,
+		Permissions: []string{authz.SignedIn},
 		Run: func(context.Context, tools.Call) (*mcp.CallToolResult, error) {
 			return nil, &tools.RequestError{Message: "requestState failed its integrity check"}
 		},

@@ -36,8 +36,10 @@ type Options struct {
 	Name    string // server name reported to clients
 	Version string
 	Tools   []tools.Tool
-	RoleMap authz.RoleMap
-	Logger  *slog.Logger
+	// Roles is the role table that turns callers' App Roles into
+	// permissions; authz.DefaultTable when it has no roles.
+	Roles  authz.Table
+	Logger *slog.Logger
 	// Metrics receives the endpoint's counters; nil makes a private set.
 	Metrics *Metrics
 	// Events receives a custom event per tool call (tool.allowed,
@@ -69,11 +71,11 @@ type Events interface {
 type Server struct {
 	mcp       *server.MCPServer
 	transport *server.StreamableHTTPServer
-	roles     authz.RoleMap
-	needs     map[string]authz.Need // tool name -> need; read-only after New
-	names     []string              // sorted tool names
-	versions  []string              // ProtocolVersions(); read-only
-	handshake string                // what initialize answers a version we do not serve
+	policy    *authz.Policy
+	needs     map[string]authz.Set // tool name -> the permissions it needs; read-only after New
+	names     []string             // sorted tool names
+	versions  []string             // ProtocolVersions(); read-only
+	handshake string               // what initialize answers a version we do not serve
 	log       *slog.Logger
 	metrics   *Metrics
 	events    Events
@@ -100,12 +102,20 @@ func New(opts Options) (*Server, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
-	if opts.RoleMap == nil {
-		opts.RoleMap = authz.DefaultRoleMap()
+	if len(opts.Roles.Roles) == 0 {
+		opts.Roles = authz.DefaultTable()
+	}
+	var declared []string
+	for _, t := range opts.Tools {
+		declared = append(declared, t.Permissions...)
+	}
+	policy, err := authz.NewPolicy(opts.Roles, declared...)
+	if err != nil {
+		return nil, fmt.Errorf("build MCP server: %w", err)
 	}
 	s := &Server{
-		roles:    opts.RoleMap,
-		needs:    make(map[string]authz.Need, len(opts.Tools)),
+		policy:   policy,
+		needs:    make(map[string]authz.Set, len(opts.Tools)),
 		versions: ProtocolVersions(),
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
@@ -121,15 +131,24 @@ func New(opts Options) (*Server, error) {
 		if _, dup := s.needs[t.Def.Name]; dup {
 			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
 		}
-		if t.Need == 0 {
-			return nil, fmt.Errorf("build MCP server: tool %q declares no need", t.Def.Name)
+		if len(t.Permissions) == 0 {
+			return nil, fmt.Errorf("build MCP server: tool %q declares no permission", t.Def.Name)
+		}
+		need, err := policy.Need(t.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("build MCP server: tool %q: %w", t.Def.Name, err)
+		}
+		if !policy.Granted(need) {
+			// Deliberate when a ROLE_MAP leaves a tool out; a typo otherwise.
+			opts.Logger.Warn("mcpserver: no role grants what this tool needs, so nobody can see it",
+				slog.String("tool", t.Def.Name), slog.Any("permissions", t.Permissions))
 		}
 		for _, c := range t.ClientNeeds {
 			if !slices.Contains(clientCapabilities, c) {
 				return nil, fmt.Errorf("build MCP server: tool %q needs unknown client capability %q", t.Def.Name, c)
 			}
 		}
-		s.needs[t.Def.Name] = t.Need
+		s.needs[t.Def.Name] = need
 		if len(t.ClientNeeds) > 0 {
 			s.clientNeeds[t.Def.Name] = t.ClientNeeds
 		}
@@ -200,14 +219,14 @@ func waitForListenAck(ctx context.Context, _ any, _ *mcp.SubscriptionsListenRequ
 type grantsKey struct{}
 
 // withGrants records the caller's grants for the tool filter.
-func withGrants(ctx context.Context, g authz.Need) context.Context {
+func withGrants(ctx context.Context, g authz.Set) context.Context {
 	return context.WithValue(ctx, grantsKey{}, g)
 }
 
 // grantsFrom returns the grants recorded in ctx; none when absent, so a
 // request that skipped the HTTP guard sees no tools.
-func grantsFrom(ctx context.Context) authz.Need {
-	g, _ := ctx.Value(grantsKey{}).(authz.Need)
+func grantsFrom(ctx context.Context) authz.Set {
+	g, _ := ctx.Value(grantsKey{}).(authz.Set)
 	return g
 }
 
@@ -225,7 +244,7 @@ func (s *Server) filter(ctx context.Context, candidates []mcp.Tool) []mcp.Tool {
 }
 
 // allowedNames lists the tools a caller with grants g may use, sorted.
-func (s *Server) allowedNames(g authz.Need) []string {
+func (s *Server) allowedNames(g authz.Set) []string {
 	var out []string
 	for _, n := range s.names {
 		if g.Allows(s.needs[n]) {
@@ -243,7 +262,7 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		start := time.Now()
 		p := entra.FromContext(ctx)
 		g := grantsFrom(ctx)
-		if p == nil || !g.Allows(t.Need) {
+		if p == nil || !g.Allows(s.needs[name]) {
 			// The filter already refused this; answering like an unknown
 			// tool keeps the two indistinguishable if it ever did not.
 			s.audit(ctx, p, name, false, "denied", time.Since(start))
@@ -256,7 +275,7 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 		}
 		res, err := s.run(ctx, t, tools.Call{
 			Principal:    p,
-			Grants:       g,
+			Grants:       s.policy.Names(g),
 			Request:      req,
 			AllowedTools: func() []string { return s.allowedNames(g) },
 		})

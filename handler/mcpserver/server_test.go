@@ -18,20 +18,20 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
-// testTools is one tool per need, plus a second read tool, so every grant
-// set sees a different list.
+// testTools is one tool per permission, plus a second read tool, so every
+// grant set sees a different list.
 func testTools() []tools.Tool {
-	mk := func(name string, need authz.Need) tools.Tool {
+	mk := func(name string, need string) tools.Tool {
 		return tools.Tool{
 			Def: mcp.NewTool(name,
 				mcp.WithDescription("test tool "+name+" <&> \u2028"),
 				mcp.WithString("arg", mcp.Description("an argument")),
-				mcp.WithReadOnlyHintAnnotation(need == authz.Read),
+				mcp.WithReadOnlyHintAnnotation(need == "tasks.read"),
 				mcp.WithDestructiveHintAnnotation(false),
 				mcp.WithIdempotentHintAnnotation(true),
 				mcp.WithOpenWorldHintAnnotation(false),
 			),
-			Need: need,
+			Permissions: []string{need},
 			Run: func(ctx context.Context, c tools.Call) (*mcp.CallToolResult, error) {
 				return mcp.NewToolResultText(name + " ran for " + c.Principal.ObjectID), nil
 			},
@@ -39,10 +39,10 @@ func testTools() []tools.Tool {
 	}
 	return []tools.Tool{
 		mk("whoami", authz.SignedIn),
-		mk("list_things", authz.Read),
-		mk("get_thing", authz.Read),
-		mk("make_thing", authz.Write),
-		mk("stats", authz.Admin),
+		mk("list_things", "tasks.read"),
+		mk("get_thing", "tasks.read"),
+		mk("make_thing", "tasks.write"),
+		mk("stats", "server.admin"),
 	}
 }
 
@@ -82,20 +82,21 @@ func post(h http.Handler, p *entra.Principal, c rpcCase) *httptest.ResponseRecor
 	return rec
 }
 
-// rolesFor returns role values whose grants are exactly g (SignedIn is
-// implied by any verified token).
-func rolesFor(g authz.Need) []string {
-	var roles []string
-	if g&authz.Read != 0 {
-		roles = append(roles, "Task.Read")
+// roleSets is every combination of the default table's single-permission
+// roles: with testTools, each gives a different grant set and list.
+func roleSets() [][]string {
+	roles := []string{"Task.Read", "Task.Write", "MCPServer.Admin"}
+	var out [][]string
+	for mask := range 1 << len(roles) {
+		var set []string
+		for i, r := range roles {
+			if mask&(1<<i) != 0 {
+				set = append(set, r)
+			}
+		}
+		out = append(out, set)
 	}
-	if g&authz.Write != 0 {
-		roles = append(roles, "Task.Write")
-	}
-	if g&authz.Admin != 0 {
-		roles = append(roles, "MCPServer.Admin")
-	}
-	return roles
+	return out
 }
 
 func listCases() []rpcCase {
@@ -123,15 +124,22 @@ func listCases() []rpcCase {
 // id shape, and that it really was the shortcut that answered.
 func TestToolsListPreEncodedMatchesMCPGo(t *testing.T) {
 	t.Parallel()
-	s := newTestServer(t)
-	for g := authz.Need(0); g <= authz.All; g++ {
-		if g&authz.SignedIn == 0 {
-			continue // every verified caller holds SignedIn
+	checkPreEncodedLists(t, newTestServer(t), roleSets())
+}
+
+// checkPreEncodedLists: for callers with each of roleSets (each must give
+// grants of its own), every shape of tools/list is answered by the
+// shortcut, byte for byte as mcp-go's own transport answers it.
+func checkPreEncodedLists(t *testing.T, s *Server, roleSets [][]string) {
+	t.Helper()
+	seen := map[authz.Set]bool{}
+	for _, roles := range roleSets {
+		p := principalWith(roles...)
+		g := s.policy.Grants(p.Roles, false)
+		if seen[g] {
+			t.Fatalf("roles %v: grants %v again", roles, s.policy.Names(g))
 		}
-		p := principalWith(rolesFor(g)...)
-		if got := s.roles.Grants(p.Roles); got != g {
-			t.Fatalf("roles %v give grants %v, want %v", p.Roles, got, g)
-		}
+		seen[g] = true
 		for _, c := range listCases() {
 			before := s.metrics.listFast.Load()
 			fast := post(s, p, c)
@@ -359,12 +367,12 @@ func TestNoPrincipalNoService(t *testing.T) {
 	}
 }
 
-func TestNewRefusesToolWithoutNeed(t *testing.T) {
+func TestNewRefusesToolWithoutPermission(t *testing.T) {
 	t.Parallel()
 	bad := testTools()
-	bad[0].Need = 0
+	bad[0].Permissions = nil
 	if _, err := New(Options{Tools: bad}); err == nil {
-		t.Fatal("a tool without a need was accepted")
+		t.Fatal("a tool without a permission was accepted")
 	}
 	dup := append(testTools(), testTools()[0])
 	if _, err := New(Options{Tools: dup}); err == nil {
@@ -397,9 +405,9 @@ func TestToolPanicIsAToolErrorAndAnException(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
 	boom := tools.Tool{
-		Def:  mcp.NewTool("boom", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
-		Need: authz.SignedIn,
-		Run:  func(context.Context, tools.Call) (*mcp.CallToolResult, error) { panic("kaboom") },
+		Def:         mcp.NewTool("boom", mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(false)),
+		Permissions: []string{authz.SignedIn},
+		Run:         func(context.Context, tools.Call) (*mcp.CallToolResult, error) { panic("kaboom") },
 	}
 	s, err := New(Options{Tools: append(testTools(), boom), Events: rec})
 	if err != nil {

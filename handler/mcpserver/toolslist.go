@@ -30,7 +30,7 @@ import (
 const idSentinel = "mcpserver-pre-encoded-id-7c1e4b"
 
 type listKey struct {
-	grants  authz.Need
+	grants  authz.Set
 	version string // "" for the legacy (initialize) era
 }
 
@@ -56,7 +56,7 @@ type listMeta struct {
 
 // serveToolsList answers a plain tools/list from the pre-encoded response
 // and reports whether it did.
-func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.Need, env envelope) bool {
+func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.Set, env envelope) bool {
 	version, ok := s.listEra(r.Header, env.Params)
 	if !ok {
 		return false
@@ -210,7 +210,7 @@ func (s *Server) encodeList(k listKey) *encodedList {
 	i := bytes.Index(body, quoted)
 	if rec.status != http.StatusOK || i < 0 || bytes.Count(body, quoted) != 1 {
 		s.log.Error("pre-encode tools/list: unexpected answer from mcp-go; serving it directly",
-			"status", rec.status, "grants", k.grants.String(), "version", k.version)
+			"status", rec.status, "grants", s.policy.Names(k.grants), "version", k.version)
 		return &encodedList{}
 	}
 	return &encodedList{

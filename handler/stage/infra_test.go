@@ -63,16 +63,35 @@ func TestAppRegistrationMatchesTheHandler(t *testing.T) {
 	files := readInfra(t)
 	entra := mustFile(t, files, "infra/app/entra.bicep")
 
-	roles := regexp.MustCompile(`value:\s*'([A-Za-z.]+)'`).FindAllStringSubmatch(entra, -1)
-	var got []string
-	for _, m := range roles {
-		if m[1] != "access_as_user" {
-			got = append(got, m[1])
+	// The App Roles are a loop over the role table itself.
+	load := regexp.MustCompile(`var roleTable = loadJsonContent\('([^']+)'\)`).FindStringSubmatch(entra)
+	if load == nil {
+		t.Fatal("entra.bicep does not load the role table (var roleTable = loadJsonContent('.../handler/authz/roles.json'))")
+	}
+	if got := filepath.ToSlash(filepath.Join("infra/app", load[1])); got != "handler/authz/roles.json" {
+		t.Errorf("entra.bicep loads %s as the role table, want handler/authz/roles.json, the file the handler embeds", got)
+	}
+	for _, want := range []string{
+		"var appRoles = [for role in roleTable.roles: {",
+		"id: guid(appUniqueName, 'appRole', role.value)",
+		"value: role.value",
+		"description: role.description",
+		"allowedMemberTypes: role.members",
+		"isEnabled: !(role.?retired ?? false)",
+		"appRoles: appRoles",
+	} {
+		if !strings.Contains(entra, want) {
+			t.Errorf("entra.bicep lacks %q: its App Roles must be the role table's rows", want)
 		}
 	}
-	sort.Strings(got)
-	if want := authz.DefaultRoleMap().Roles(); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("App Roles in entra.bicep %v, role table %v", got, want)
+	// The postprovision hook assigns the deploying user the role the
+	// output names: it must be a live row of the table.
+	m := regexp.MustCompile(`var taskAllRoleId = guid\(appUniqueName, 'appRole', '([^']+)'\)`).FindStringSubmatch(entra)
+	if m == nil {
+		t.Fatal("entra.bicep has no taskAllRoleId")
+	}
+	if r, ok := authz.DefaultTable().Role(m[1]); !ok || r.Retired || !r.AllowsMember(authz.MemberUser) {
+		t.Errorf("the deploying user is given role %q, which handler/authz/roles.json has not as a live role for users", m[1])
 	}
 	for _, want := range []string{
 		"value: 'access_as_user'",

@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 // readmeTable returns the rows of the README table whose header line is
@@ -174,4 +177,43 @@ func azdValues(t *testing.T) (defaults map[string]string, malformed []string) {
 		defaults[m[1]] = m[2]
 	}
 	return defaults, malformed
+}
+
+// TestReadmeRoleTableIsTheRoleTable: the README's table of demo users,
+// roles, permissions and tools is the role table (handler/authz/roles.json)
+// and the tools-per-role golden file, row for row.
+func TestReadmeRoleTableIsTheRoleTable(t *testing.T) {
+	t.Parallel()
+	rows := readmeTable(t, readReadme(t), "| demo user | App Role | permissions | tools it sees |")
+	golden := toolstest.Load(t)
+	var want [][]string
+	for _, r := range authz.DefaultTable().Roles {
+		if r.Retired || !r.AllowsMember(authz.MemberUser) {
+			continue
+		}
+		if r.DemoUser == nil {
+			t.Errorf("role %s has no demoUser in roles.json: the README's table has nobody to show for it", r.Value)
+			continue
+		}
+		want = append(want, []string{"`" + r.DemoUser.Key + "`", "`" + r.Value + "`",
+			ticked(r.Permissions), ticked(golden.User(t, r.DemoUser.Key).Tools)})
+	}
+	if len(rows) != len(want) {
+		t.Errorf("README role table has %d rows, the role table %d:\n%q\nwant\n%q", len(rows), len(want), rows, want)
+		return
+	}
+	for i := range want {
+		if !slices.Equal(rows[i], want[i]) {
+			t.Errorf("README role table row %d:\n%q\nwant (from handler/authz/roles.json and %s)\n%q", i+1, rows[i], toolstest.FileName, want[i])
+		}
+	}
+}
+
+// ticked is names as the README writes a list: `a`, `b`.
+func ticked(names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "`" + n + "`"
+	}
+	return strings.Join(out, ", ")
 }

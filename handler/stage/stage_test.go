@@ -412,12 +412,12 @@ func TestCheckSettingsFlag(t *testing.T) {
 		return string(out), err
 	}
 	t.Run("good values pass", func(t *testing.T) {
-		if out, err := run("ROLE_MAP=Task.Read=read", "MCP_ALLOWED_ORIGINS=https://app.contoso.com"); err != nil {
+		if out, err := run("ROLE_MAP=Task.Read=tasks.read", "MCP_ALLOWED_ORIGINS=https://app.contoso.com"); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	})
 	t.Run("a bad value fails, named", func(t *testing.T) {
-		out, err := run("ROLE_MAP=Task.Read=reed", "LOG_LEVEL=loud")
+		out, err := run("ROLE_MAP=Task.Read=tasks.reed", "LOG_LEVEL=loud")
 		if err == nil {
 			t.Fatalf("passed:\n%s", out)
 		}

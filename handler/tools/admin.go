@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/mark3labs/mcp-go/mcp"
-
-	"github.com/entra-mcp/functions-mcp/handler/authz"
 )
 
 // serverStats is what server_stats reports.
@@ -30,5 +28,5 @@ func adminTools(d Deps) []Tool {
 		}
 		return jsonResult(out)
 	}
-	return []Tool{newTool(def, authz.Admin, run)}
+	return []Tool{newTool(def, "server.admin", run)}
 }

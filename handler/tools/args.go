@@ -12,8 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/mark3labs/mcp-go/mcp"
-
-	"github.com/entra-mcp/functions-mcp/handler/authz"
 )
 
 // Errorf returns a tool result that reports a problem the caller can fix.
@@ -49,13 +47,13 @@ func (a args) integer(name string) int {
 // argsHandler runs a call whose arguments have been checked.
 type argsHandler func(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error)
 
-// newTool binds a definition, its need and its handler. The arguments are
+// newTool binds a definition, the permission it needs and its handler. The arguments are
 // checked against the definition's own input schema before the handler
 // runs, so what the schema promises is what the handler gets.
-func newTool(def mcp.Tool, need authz.Need, run argsHandler) Tool {
+func newTool(def mcp.Tool, permission string, run argsHandler) Tool {
 	return Tool{
-		Def:  def,
-		Need: need,
+		Def:         def,
+		Permissions: []string{permission},
 		Run: func(ctx context.Context, call Call) (*mcp.CallToolResult, error) {
 			if call.Principal == nil {
 				return nil, fmt.Errorf("%s: call has no principal", def.Name)

@@ -35,7 +35,7 @@ const notifyFlushWait = 100 * time.Millisecond
 // caller may use them, so the suite's token needs no particular role.
 func extraTools(Deps) []Tool {
 	fixture := func(def mcp.Tool, run Handler, clientNeeds ...string) Tool {
-		return Tool{Def: def, Need: authz.SignedIn, Run: run, ClientNeeds: clientNeeds}
+		return Tool{Def: def, Permissions: []string{authz.SignedIn}, Run: run, ClientNeeds: clientNeeds}
 	}
 	return append(mrtrTools(fixture), []Tool{
 		fixture(fixtureDef("test_simple_text", "Returns a simple text response"),

@@ -3,6 +3,7 @@
 package tools_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
@@ -24,10 +25,10 @@ func TestToolsPerRoleConformance(t *testing.T) {
 		if production[tool.Def.Name] {
 			continue
 		}
-		if tool.Need != authz.SignedIn {
+		if !slices.Equal(tool.Permissions, []string{authz.SignedIn}) {
 			// The golden file's users would then list fixtures per role,
 			// which it has no place for.
-			t.Errorf("fixture %s needs %v, want signed-in", tool.Def.Name, tool.Need)
+			t.Errorf("fixture %s needs %v, want signed-in", tool.Def.Name, tool.Permissions)
 		}
 		want.Conformance.Added = append(want.Conformance.Added, goldenTool(tool, false))
 	}

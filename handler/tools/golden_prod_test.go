@@ -12,7 +12,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
-const goldenAbout = "Generated from the tool catalog (handler/tools), the default role map (handler/authz) and the " +
+const goldenAbout = "Generated from the tool catalog (handler/tools), the role table (handler/authz/roles.json) and the " +
 	"demo users (handler/devidp) by `go test ./handler/tools -run TestToolsPerRole -update` (the conformance " +
 	"part with -tags conformance). Do not edit; Go tests and .ci scripts read their expectations from it."
 
@@ -31,12 +31,19 @@ func TestToolsPerRole(t *testing.T) {
 		want.Tools = append(want.Tools, goldenTool(tool, !without[tool.Def.Name]))
 	}
 	byName(want.Tools)
-	roles := authz.DefaultRoleMap()
+	policy, err := authz.NewPolicy(authz.DefaultTable())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range devidp.DemoUsers() {
-		grants := roles.Grants(u.Roles)
+		grants := policy.Grants(u.Roles, false)
 		var names []string
 		for _, tool := range catalog {
-			if grants.Allows(tool.Need) {
+			need, err := policy.Need(tool.Permissions)
+			if err != nil {
+				t.Fatalf("%s: %v: every permission a tool needs is in authz's roles.json", tool.Def.Name, err)
+			}
+			if grants.Allows(need) {
 				names = append(names, tool.Def.Name)
 			}
 		}

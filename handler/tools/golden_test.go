@@ -24,7 +24,7 @@ func goldenTool(t tools.Tool, graphOnly bool) toolstest.Tool {
 	set := func(b *bool) bool { return b != nil && *b }
 	return toolstest.Tool{
 		Name:        t.Def.Name,
-		Need:        t.Need.String(),
+		Permissions: t.Permissions,
 		ReadOnly:    set(a.ReadOnlyHint),
 		Destructive: set(a.DestructiveHint),
 		Idempotent:  set(a.IdempotentHint),

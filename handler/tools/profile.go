@@ -12,7 +12,6 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
@@ -131,7 +130,7 @@ func profileTools(d Deps) []Tool {
 		}
 		return jsonResult(p)
 	}
-	return []Tool{newTool(def, authz.Read, run)}
+	return []Tool{newTool(def, "tasks.read", run)}
 }
 
 // errTokenRefused marks Graph's 401.

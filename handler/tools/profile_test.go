@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -87,7 +88,7 @@ func (s *server) callCtx(ctx context.Context, p *entra.Principal, name string) (
 	}
 	var req mcp.CallToolRequest
 	req.Params.Name = name
-	return tool.Run(ctx, tools.Call{Principal: p, Grants: authz.All, Request: req})
+	return tool.Run(ctx, tools.Call{Principal: p, Grants: authz.DefaultTable().Permissions(), Request: req})
 }
 
 func (e *graphEnv) profile(key string) (*mcp.CallToolResult, *entra.Principal, string) {
@@ -305,8 +306,8 @@ func TestMyProfileDefinition(t *testing.T) {
 	s := newServer(t, tools.Deps{Graph: &tools.Graph{Tokens: &fakeTokens{}}})
 	tool := s.tools["my_profile"]
 	a := tool.Def.Annotations
-	if tool.Need != authz.Read || !*a.ReadOnlyHint || *a.DestructiveHint || !*a.IdempotentHint || !*a.OpenWorldHint {
-		t.Errorf("need %v, hints %+v", tool.Need, a)
+	if !slices.Equal(tool.Permissions, []string{"tasks.read"}) || !*a.ReadOnlyHint || *a.DestructiveHint || !*a.IdempotentHint || !*a.OpenWorldHint {
+		t.Errorf("permissions %v, hints %+v", tool.Permissions, a)
 	}
 	if tool.Def.RawOutputSchema == nil || tool.Def.InputSchema.AdditionalProperties != false || tool.Def.Title == "" ||
 		!strings.Contains(tool.Def.Description, "User.Read") {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 )
 
@@ -52,5 +51,5 @@ func sessionTools(d Deps) []Tool {
 		res, err := jsonResult(revokeResult{ObjectID: oid, RevokedHandles: n})
 		return res, err
 	}
-	return []Tool{newTool(def, authz.Admin, run)}
+	return []Tool{newTool(def, "server.admin", run)}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
@@ -33,20 +32,20 @@ type taskHandlers struct {
 
 func taskTools(d Deps) []Tool {
 	h := taskHandlers{tasks: d.Tasks}
-	create := newTool(createTaskDef(), authz.Write, h.withStore(h.create))
+	create := newTool(createTaskDef(), "tasks.write", h.withStore(h.create))
 	create.Unavailable = "A service this tool needs did not answer in time, so the task may have been created. " +
 		"Check with list_tasks before creating it again; calling create_task again with the same idempotency_key " +
 		"will not create a second one."
-	del := newTool(deleteTaskDef(), authz.Write, h.withStore(h.delete))
+	del := newTool(deleteTaskDef(), "tasks.write", h.withStore(h.delete))
 	del.Unavailable = "A service this tool needs did not answer in time, so the task may or may not have been deleted. " +
 		"Check with get_task; calling delete_task again with the same id is safe."
 	return []Tool{
-		newTool(listTasksDef(), authz.Read, h.withStore(h.list)),
-		newTool(getTaskDef(), authz.Read, h.withStore(h.get)),
-		newTool(searchTasksDef(), authz.Read, h.withStore(h.search)),
+		newTool(listTasksDef(), "tasks.read", h.withStore(h.list)),
+		newTool(getTaskDef(), "tasks.read", h.withStore(h.get)),
+		newTool(searchTasksDef(), "tasks.read", h.withStore(h.search)),
 		create,
-		newTool(updateTaskDef(), authz.Write, h.withStore(h.update)),
-		newTool(completeTaskDef(), authz.Write, h.withStore(h.complete)),
+		newTool(updateTaskDef(), "tasks.write", h.withStore(h.update)),
+		newTool(completeTaskDef(), "tasks.write", h.withStore(h.complete)),
 		del,
 	}
 }

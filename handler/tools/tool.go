@@ -2,8 +2,9 @@
 // their definitions, the need each one has, and the code that runs them.
 // A tool sees the verified caller and the stores it needs, never HTTP.
 //
-// To add a tool: write one file with a function that returns []Tool, and add
-// that function to All.
+// To add a tool: write one file with a function that returns []Tool, naming
+// the permission each tool needs, and add that function to All. A new
+// permission is a row (or a name in a row) of authz's roles.json.
 package tools
 
 import (
@@ -11,16 +12,19 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
 
 // Tool is one MCP tool and the access it needs.
 type Tool struct {
-	Def  mcp.Tool
-	Need authz.Need // zero means nobody may see or run it
-	Run  Handler
+	Def mcp.Tool
+	// Permissions names what a caller must hold to see and run the tool,
+	// all of them (authz.SignedIn: every verified caller). The role table
+	// (authz's roles.json, or ROLE_MAP) says which App Roles grant them.
+	// None means nobody may.
+	Permissions []string
+	Run         Handler
 	// Unavailable is the tool's own message for a call that failed because
 	// a service it needs did not answer (outage.ErrUnavailable). For a write
 	// that means its outcome is unknown: Redis may have run it and lost only
@@ -90,8 +94,9 @@ func (e *RequestError) Error() string { return e.Message }
 // Call is what a tool sees of one invocation.
 type Call struct {
 	Principal *entra.Principal
-	Grants    authz.Need
-	Request   mcp.CallToolRequest
+	// Grants are the names of the permissions the caller holds, sorted.
+	Grants  []string
+	Request mcp.CallToolRequest
 	// AllowedTools lists the names of the tools this caller may use.
 	AllowedTools func() []string
 }

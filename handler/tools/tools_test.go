@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -69,7 +70,7 @@ func (s *server) call(p *entra.Principal, name string, args any) (*mcp.CallToolR
 	req.Params.Arguments = args
 	return tool.Run(context.Background(), tools.Call{
 		Principal:    p,
-		Grants:       authz.All,
+		Grants:       authz.DefaultTable().Permissions(),
 		Request:      req,
 		AllowedTools: func() []string { return []string{"whoami", name} },
 	})
@@ -156,23 +157,23 @@ func TestExactToolNames(t *testing.T) {
 
 func TestDefinitions(t *testing.T) {
 	t.Parallel()
-	// Needs and hints are in the golden file, where a change shows in review.
+	// Permissions and hints are in the golden file, where a change shows in review.
 	wants := map[string]toolstest.Tool{}
 	for _, w := range toolstest.Load(t).Tools {
 		wants[w.Name] = w
 	}
 	for _, tool := range productionTools(t) {
 		def, w := tool.Def, wants[tool.Def.Name]
-		if tool.Need == 0 {
-			t.Errorf("%s: no need declared: nobody could use it", def.Name)
+		if len(tool.Permissions) == 0 {
+			t.Errorf("%s: no permission declared: nobody could use it", def.Name)
 		}
 		a := def.Annotations
 		if a.ReadOnlyHint == nil || a.DestructiveHint == nil || a.IdempotentHint == nil || a.OpenWorldHint == nil {
 			t.Errorf("%s: an annotation is unset: %+v", def.Name, a)
 			continue
 		}
-		if got := goldenTool(tool, false); got != w {
-			t.Errorf("%s: need and hints %+v, want %+v (toolstest/%s)", def.Name, got, w, toolstest.FileName)
+		if got := goldenTool(tool, false); !reflect.DeepEqual(got, w) {
+			t.Errorf("%s: permissions and hints %+v, want %+v (toolstest/%s)", def.Name, got, w, toolstest.FileName)
 		}
 		if *a.OpenWorldHint {
 			t.Errorf("%s: openWorldHint is true (NewTool's default); our tools are closed-world", def.Name)
@@ -210,7 +211,7 @@ func TestWhoami(t *testing.T) {
 	want := map[string]any{
 		"tid": alice.TenantID, "oid": alice.ObjectID, "name": "Alice Example",
 		"username": "alice@contoso.example", "roles": []any{"Task.All"},
-		"grants":       []any{"signed-in", "read", "write", "admin"},
+		"grants":       []any{"server.admin", "signed-in", "tasks.read", "tasks.write"},
 		"allowedTools": []any{"whoami", "whoami"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

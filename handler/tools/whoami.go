@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -48,20 +47,13 @@ func whoami(_ context.Context, call Call, _ args) (*mcp.CallToolResult, error) {
 		Name:         p.Name,
 		Username:     p.Username,
 		Roles:        nonNil(p.Roles),
-		Grants:       grantNames(call.Grants),
+		Grants:       nonNil(call.Grants),
 		AllowedTools: []string{},
 	}
 	if call.AllowedTools != nil {
 		id.AllowedTools = nonNil(call.AllowedTools())
 	}
 	return jsonResult(id)
-}
-
-func grantNames(g authz.Need) []string {
-	if g == 0 {
-		return []string{}
-	}
-	return strings.Split(g.String(), ",")
 }
 
 // nonNil makes an empty list encode as [] rather than null, as the output

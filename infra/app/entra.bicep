@@ -54,7 +54,8 @@
 // role/scope that is enabled ("Permission (scope or role) cannot be deleted or
 // updated unless disabled first"). Their ids are derived from uniqueName and
 // must never change; to retire one, first deploy it with isEnabled: false,
-// then remove it in a second deployment.
+// then remove it in a second deployment (in the role table:
+// "retired": true, then delete the row).
 
 extension microsoftGraphV1
 
@@ -92,10 +93,7 @@ var appUniqueName = '${replace(toLower(appName), ' ', '-')}-${uniqueString(subsc
 // Role and scope ids must stay the same for the life of the registration (see
 // "CHANGING ROLES" above); guid() over the uniqueName gives exactly that.
 var accessAsUserScopeId = guid(appUniqueName, 'scope', 'access_as_user')
-var taskReadRoleId = guid(appUniqueName, 'appRole', 'Task.Read')
-var taskWriteRoleId = guid(appUniqueName, 'appRole', 'Task.Write')
 var taskAllRoleId = guid(appUniqueName, 'appRole', 'Task.All')
-var adminRoleId = guid(appUniqueName, 'appRole', 'MCPServer.Admin')
 
 // Visual Studio Code's first-party client id. Pre-authorizing it for
 // access_as_user lets VS Code's built-in Microsoft sign-in get a token for
@@ -125,49 +123,21 @@ var federatedCredentialName = 'function-managed-identity'
 // it the full set means the second write can never drop what the first one
 // set, whatever the extension does with omitted properties.
 
-// App Roles are user-assignable only (allowedMemberTypes ['User'], which also
-// lets Entra groups be assigned). 'Application' is deliberately left out:
-// - it would turn each role into an application permission any app in the
-//   tenant can request and an admin can grant, yielding app-only tokens with
-//   no user behind them;
-// - the handler authorizes on the roles claim and does not require an scp, so
-//   it could not tell such a daemon token from a user's, yet its state is
-//   per user (tasks in Redis by oid) and my_profile needs a user for OBO.
-// Add 'Application' only together with handler support for app-only callers.
-var appRoles = [
-  {
-    id: taskReadRoleId
-    value: 'Task.Read'
-    displayName: 'Task.Read'
-    description: 'Read tasks through the MCP server.'
-    allowedMemberTypes: ['User']
-    isEnabled: true
-  }
-  {
-    id: taskWriteRoleId
-    value: 'Task.Write'
-    displayName: 'Task.Write'
-    description: 'Create and change tasks through the MCP server.'
-    allowedMemberTypes: ['User']
-    isEnabled: true
-  }
-  {
-    id: taskAllRoleId
-    value: 'Task.All'
-    displayName: 'Task.All'
-    description: 'Read, create and change tasks through the MCP server.'
-    allowedMemberTypes: ['User']
-    isEnabled: true
-  }
-  {
-    id: adminRoleId
-    value: 'MCPServer.Admin'
-    displayName: 'MCPServer.Admin'
-    description: 'Use the MCP server\'s administrative tools (server statistics, revoking a user\'s sessions).'
-    allowedMemberTypes: ['User']
-    isEnabled: true
-  }
-]
+// The App Roles are the rows of the handler's role table,
+// handler/authz/roles.json, which also says what each role may do, who may
+// hold it (allowedMemberTypes: 'User', and 'Application' for app-only
+// callers such as agents with a managed identity) and dev mode's demo
+// users. Add or change roles there, not here; a test holds this loop to
+// the file.
+var roleTable = loadJsonContent('../../handler/authz/roles.json')
+var appRoles = [for role in roleTable.roles: {
+  id: guid(appUniqueName, 'appRole', role.value)
+  value: role.value
+  displayName: role.value
+  description: role.description
+  allowedMemberTypes: role.members
+  isEnabled: !(role.?retired ?? false)
+}]
 
 var api = {
   // v2 access tokens (iss .../v2.0, aud = client id) are what the handler

@@ -1,5 +1,5 @@
 // Package toolstest holds the tools-per-role golden file
-// (tools-per-role.json) for tests: each tool's need and hints, and the exact
+// (tools-per-role.json) for tests: each tool's permissions and hints, and the exact
 // tools/list of each dev-mode demo user. Go tests and the .ci scripts read
 // their expectations from it, so adding a tool changes one file, and that
 // file is generated from the real catalog: handler/tools's TestToolsPerRole
@@ -30,14 +30,14 @@ type File struct {
 	Conformance Conformance `json:"conformance"`
 }
 
-// Tool is one tool's name, need (authz.Need's String) and hints.
+// Tool is one tool's name, the permissions it needs and its hints.
 type Tool struct {
-	Name        string `json:"name"`
-	Need        string `json:"need"`
-	ReadOnly    bool   `json:"readOnly"`
-	Destructive bool   `json:"destructive"`
-	Idempotent  bool   `json:"idempotent"`
-	OpenWorld   bool   `json:"openWorld"`
+	Name        string   `json:"name"`
+	Permissions []string `json:"permissions"`
+	ReadOnly    bool     `json:"readOnly"`
+	Destructive bool     `json:"destructive"`
+	Idempotent  bool     `json:"idempotent"`
+	OpenWorld   bool     `json:"openWorld"`
 	// Graph marks a tool that is there only when Microsoft Graph is
 	// configured (dev mode configures the stand-in's).
 	Graph bool `json:"graph,omitempty"`
@@ -53,7 +53,7 @@ type User struct {
 }
 
 // Conformance lists the fixture tools of the conformance build; every
-// signed-in caller lists them too (need signed-in), after its own.
+// signed-in caller lists them too (permission signed-in), after its own.
 type Conformance struct {
 	Added []Tool `json:"added"`
 }
