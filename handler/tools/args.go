@@ -51,6 +51,12 @@ type argsHandler func(ctx context.Context, call Call, a args) (*mcp.CallToolResu
 // checked against the definition's own input schema before the handler
 // runs, so what the schema promises is what the handler gets.
 func newTool(def mcp.Tool, permission string, run argsHandler) Tool {
+	validator, err := newInputValidator(def)
+	if err != nil {
+		// The schemas are literals in this package: a programming error,
+		// which every test that lists the tools finds.
+		panic(err)
+	}
 	return Tool{
 		Def:         def,
 		Permissions: []string{permission},
@@ -58,7 +64,7 @@ func newTool(def mcp.Tool, permission string, run argsHandler) Tool {
 			if call.Principal == nil {
 				return nil, fmt.Errorf("%s: call has no principal", def.Name)
 			}
-			a, err := bindArgs(def.InputSchema, call.Request)
+			a, err := bindArgs(def.InputSchema, validator, call.Request)
 			var bad *argError
 			if errors.As(err, &bad) {
 				return Errorf("%s", bad.msg), nil
@@ -84,10 +90,16 @@ func badArg(format string, a ...any) error {
 // required names, and each value of its declared type and within its
 // declared bounds. Only the parts of JSON Schema our tools use are
 // understood; any other type is an error in the tool, not the call.
-func bindArgs(schema mcp.ToolInputSchema, req mcp.CallToolRequest) (args, error) {
+func bindArgs(schema mcp.ToolInputSchema, validator *inputValidator, req mcp.CallToolRequest) (args, error) {
 	raw, err := rawArgs(req)
 	if err != nil {
 		return nil, err
+	}
+	// Clients often send null for an optional argument they leave unset.
+	for name, val := range raw {
+		if val == nil && !slices.Contains(schema.Required, name) {
+			delete(raw, name)
+		}
 	}
 	for name := range raw {
 		if _, ok := schema.Properties[name]; !ok {
@@ -111,6 +123,11 @@ func bindArgs(schema mcp.ToolInputSchema, req mcp.CallToolRequest) (args, error)
 		if out[name], err = checkValue(name, p, v); err != nil {
 			return nil, err
 		}
+	}
+	// What the checks above do not cover (patterns, formats, and any other
+	// rule the schema states) the validator does.
+	if err := validator.check(raw); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -45,8 +45,8 @@ func TestCreateWithIdempotencyKey(t *testing.T) {
 		for key, want := range map[string]string{
 			"":                      `argument "idempotency_key" must be at least 1 characters`,
 			strings.Repeat("k", 65): `argument "idempotency_key" must be at most 64 characters`,
-			"two words":             "invalid idempotency_key",
-			"ключ":                  "invalid idempotency_key",
+			"two words":             `argument "idempotency_key": 'two words' does not match pattern`,
+			"ключ":                  `argument "idempotency_key": 'ключ' does not match pattern`,
 		} {
 			t.Run(key, func(t *testing.T) {
 				if msg := s.toolError(alice, "create_task", map[string]any{"title": "x", "idempotency_key": key}); !strings.Contains(msg, want) {
