@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mark3labs/mcp-go/mcp"
-
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
@@ -25,14 +23,20 @@ func TestANewToolWithANewPermission(t *testing.T) {
 		Value: "Deploy.Read", Description: "Read deployments.",
 		Permissions: []string{"deploy.read"}, Members: []string{authz.MemberUser},
 	})
-	listDeployments := tools.Tool{
-		Def: mcp.NewTool("list_deployments", mcp.WithDescription("Lists deployments."),
-			mcp.WithReadOnlyHintAnnotation(true), mcp.WithDestructiveHintAnnotation(false),
-			mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false)),
-		Permissions: []string{"deploy.read"},
-		Run: func(_ context.Context, c tools.Call) (*mcp.CallToolResult, error) {
-			return mcp.NewToolResultText("deployments for " + c.Principal.ObjectID), nil
-		},
+	type args struct {
+		Environment string `json:"environment" jsonschema:"dev, test or prod"`
+	}
+	type result struct {
+		Deployments []string `json:"deployments"`
+	}
+	listDeployments, err := tools.Define(tools.Spec{
+		Name: "list_deployments", Title: "List deployments", Description: "Lists deployments.",
+		Permissions: []string{"deploy.read"}, ReadOnly: true, Idempotent: true,
+	}, func(_ context.Context, c tools.Call, in args) (result, error) {
+		return result{Deployments: []string{in.Environment + " for " + c.Principal.ObjectID}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	s, err := New(Options{Tools: append(testTools(), listDeployments), Roles: table})
 	if err != nil {
@@ -56,11 +60,11 @@ func TestANewToolWithANewPermission(t *testing.T) {
 				t.Errorf("tools/list %v: list_deployments listed = %v, want %v", listed, !c.sees, c.sees)
 			}
 			call := func(name string) *httptest.ResponseRecorder {
-				return post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`})
+				return post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `","arguments":{"environment":"dev"}}}`})
 			}
 			got := call("list_deployments")
 			if c.sees {
-				if r := callTool(t, s, p, "list_deployments", nil); r.Result.IsError || r.text() != "deployments for "+p.ObjectID {
+				if r := callTool(t, s, p, "list_deployments", map[string]any{"environment": "dev"}); r.Result.IsError || r.Result.StructuredContent["deployments"].([]any)[0] != "dev for "+p.ObjectID {
 					t.Errorf("call: %s", got.Body)
 				}
 				return
