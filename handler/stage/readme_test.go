@@ -217,3 +217,29 @@ func ticked(names []string) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// TestReadmeExampleToolIsCompiled: the README's example tool is, byte for
+// byte, handler/tools/readme_example_test.go, which the tools tests build
+// and run, so the example cannot rot.
+func TestReadmeExampleToolIsCompiled(t *testing.T) {
+	t.Parallel()
+	readme := readReadme(t)
+	start := strings.Index(readme, "## Adding a tool\n")
+	if start < 0 {
+		t.Fatal("README has no \"Adding a tool\"")
+	}
+	a := strings.Index(readme[start:], "```go\n")
+	if a < 0 {
+		t.Fatal("\"Adding a tool\" has no Go example")
+	}
+	block := readme[start+a+len("```go\n"):]
+	block = block[:strings.Index(block, "```\n")]
+	b, err := os.ReadFile(filepath.Join(moduleRoot, "handler/tools/readme_example_test.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, code, _ := strings.Cut(string(b), "\n\n") // the generated-code header
+	if code != block {
+		t.Errorf("README's example tool and handler/tools/readme_example_test.go differ; copy the README's block into the file (after its header)")
+	}
+}

@@ -80,3 +80,20 @@ func text(r *mcp.CallToolResult) string {
 	}
 	return b.String()
 }
+
+// TestReadmeExampleTool: the README's example tool (copied verbatim into
+// readme_example_test.go, which the stage tests hold equal to the README)
+// builds, lists the schema of its types, and runs.
+func TestReadmeExampleTool(t *testing.T) {
+	t.Parallel()
+	list := deploymentTools(Deps{})
+	if len(list) != 1 || list[0].Def.Name != "list_deployments" || list[0].Permissions[0] != "deploy.read" {
+		t.Fatalf("%+v", list)
+	}
+	var req mcp.CallToolRequest
+	req.Params.Arguments = json.RawMessage(`{"environment":"dev"}`)
+	res, err := list[0].Run(context.Background(), Call{Principal: &entra.Principal{TenantID: "t", ObjectID: "o"}, Request: req})
+	if err != nil || res.IsError || text(res) == "" {
+		t.Fatalf("%v %+v", err, res)
+	}
+}
