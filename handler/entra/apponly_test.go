@@ -2,13 +2,17 @@ package entra
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // An agent calling the API as itself: its application (client) id and the
@@ -263,5 +267,123 @@ func TestAppTokenCached(t *testing.T) {
 	off := e.newVerifier(nil)
 	if _, err := off.verify(ctx, tok); !errors.Is(err, errNoScope) {
 		t.Errorf("verifier without AcceptAppTokens: %v, want errNoScope", err)
+	}
+}
+
+// newAppEnv starts a stand-in with opts (on the env's clock and the shared
+// test key) and a verifier of its tokens; edit adjusts the config.
+func newAppEnv(t *testing.T, opts devidp.Options, edit func(*Config)) *env {
+	t.Helper()
+	e := &env{t: t, clock: newClock(), logs: &testkit.SyncBuffer{}}
+	opts.Now, opts.SigningKey = e.clock.Now, testkit.RSAKey()
+	idp, err := devidp.Start(opts)
+	if err != nil {
+		t.Fatalf("devidp.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = idp.Close() })
+	e.idp = idp
+	e.v = e.newVerifier(edit)
+	return e
+}
+
+// clientCredentials asks the stand-in's token endpoint, over HTTPS, for an
+// app-only token for the API, as client authenticating with cred (name and
+// value pairs: client_secret, or client_assertion_type and
+// client_assertion).
+func (e *env) clientCredentials(scope, client string, cred ...string) string {
+	e.t.Helper()
+	form := url.Values{"grant_type": {devidp.GrantClientCredentials}, "client_id": {client}, "scope": {scope}}
+	for i := 0; i < len(cred); i += 2 {
+		form.Set(cred[i], cred[i+1])
+	}
+	resp, err := e.idp.HTTPClient().PostForm(e.idp.TokenURL(), form)
+	if err != nil {
+		e.t.Fatalf("token request: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error_description"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || body.AccessToken == "" {
+		e.t.Fatalf("token request: %d %s (%v)", resp.StatusCode, body.Error, err)
+	}
+	return body.AccessToken
+}
+
+// TestStandInAppTokens gets app-only tokens from the stand-in's client
+// credentials grant over HTTPS — by secret and by a managed identity's
+// assertion, v1 and v2, with and without idtyp — and checks that the
+// verifier accepts them with AcceptAppTokens, and only then; and that a
+// token Entra issues to an application with no App Role assigned is refused.
+func TestStandInAppTokens(t *testing.T) {
+	t.Parallel()
+	const miSubject = "1a2b3c4d-5e6f-4a7b-8c8d-9e0f1a2b3c4d"
+	agent := devidp.App{ClientID: agentAppID, ObjectID: agentOID, DisplayName: "Task agent", Secret: "agent-secret",
+		Roles: []string{"Task.Read", "Task.Write"}}
+	mi := devidp.App{ClientID: "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f", ObjectID: "8d9e0f1a-2b3c-4d4e-8f5a-6b7c8d9e0f1a",
+		DisplayName: "Nightly job", FederatedCredentials: []devidp.FederatedCredential{{Subject: miSubject}}, Roles: []string{"Task.Read"}}
+	idle := devidp.App{ClientID: "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b", ObjectID: "0f1a2b3c-4d5e-4f6a-8b7c-8d9e0f1a2b3c",
+		DisplayName: "Unassigned", Secret: "idle-secret"}
+	for _, tc := range []struct {
+		name    string
+		version int
+		idtyp   bool
+	}{
+		{"v2", 2, false},
+		{"v2 with idtyp", 2, true},
+		{"v1", 1, false},
+		{"v1 with idtyp", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			version := func(c *Config) { c.TokenVersion = tc.version }
+			e := newAppEnv(t, devidp.Options{Apps: []devidp.App{agent, mi, idle}, AccessTokenVersion: tc.version, IDTypClaim: tc.idtyp},
+				func(c *Config) { version(c); acceptApps(c) })
+			off := e.newVerifier(version)
+			ctx := context.Background()
+			scope := "api://" + e.idp.ClientID() + "/.default"
+			miToken, err := e.idp.Mint(devidp.User{Key: "mi", ObjectID: miSubject}, devidp.WithVersion(2), devidp.WithScopes(),
+				devidp.WithClaims(map[string]any{"aud": devidp.TokenExchangeAudience, "sub": miSubject}))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			byAgent := e.clientCredentials(scope, agent.ClientID, "client_secret", agent.Secret)
+			p, err := e.v.Verify(ctx, byAgent)
+			if err != nil {
+				t.Fatalf("agent's token refused: %v\n%s", err, e.logs)
+			}
+			if p.Kind != CallerApp || p.ObjectID != agent.ObjectID || p.AppID != agent.ClientID || p.TenantID != e.idp.TenantID() ||
+				!slices.Equal(p.Roles, agent.Roles) || len(p.Scopes) != 0 {
+				t.Errorf("agent = %+v", *p)
+			}
+			byMI := e.clientCredentials(scope, mi.ClientID, "client_assertion_type", devidp.ClientAssertionType, "client_assertion", miToken)
+			if p, err := e.v.Verify(ctx, byMI); err != nil || p.Kind != CallerApp || p.ObjectID != mi.ObjectID || p.AppID != mi.ClientID {
+				t.Errorf("managed identity's app: %+v, %v", p, err)
+			}
+
+			for name, tok := range map[string]string{"agent": byAgent, "managed identity": byMI} {
+				if _, err := off.Verify(ctx, tok); err != ErrInvalidToken {
+					t.Errorf("%s's token without AcceptAppTokens: %v, want ErrInvalidToken", name, err)
+				}
+				if _, err := off.verify(ctx, tok); !errors.Is(err, errNoScope) {
+					t.Errorf("%s's token without AcceptAppTokens: %v, want errNoScope", name, err)
+				}
+			}
+			byIdle := e.clientCredentials(scope, idle.ClientID, "client_secret", idle.Secret)
+			if _, err := e.v.verify(ctx, byIdle); !errors.Is(err, errAppNoRoles) {
+				t.Errorf("token without roles: %v, want errAppNoRoles", err)
+			}
+			// The stand-in's user tokens still verify as users beside them.
+			u := user(t, "reader")
+			userTok, err := e.idp.Mint(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p, err := e.v.Verify(ctx, userTok); err != nil || p.Kind != CallerUser || p.ObjectID != u.ObjectID {
+				t.Errorf("user token: %+v, %v", p, err)
+			}
+		})
 	}
 }
