@@ -93,10 +93,13 @@ type Config struct {
 	TokenVersion int
 	// AcceptAppTokens lets applications (service principals, managed
 	// identities) call as themselves with app-only access tokens from the
-	// client credentials grant: tokens without scp that pass the app-only
-	// checks (see checkCaller) are accepted with Principal.Kind CallerApp.
-	// Off, the default, every token without scp is refused: an ID token
-	// issued to this app has the API's audience and issuer too.
+	// client credentials grant, accepted with Principal.Kind CallerApp. A
+	// token without scp then passes, besides every other check, only if
+	// its roles are not empty, its idtyp (an optional claim) is "app" or,
+	// when absent, it carries azpacr (v2) or appidacr (v1), and its sub
+	// equals its oid; a token with scp and idtyp "app" is refused. Off, the
+	// default, every token without scp is refused: an ID token issued to
+	// this app has the API's audience and issuer too.
 	AcceptAppTokens bool
 	// HTTPClient fetches discovery and keys. The verifier uses a copy that
 	// does not follow redirects and has a timeout. Default: a client with
