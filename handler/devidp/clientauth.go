@@ -22,13 +22,15 @@ const (
 )
 
 // FederatedCredential is a federated identity credential on the API
-// application: in place of the client secret the token endpoint accepts a
-// client assertion (client_assertion_type ClientAssertionType) whose iss,
-// sub and aud are these. The stand-in verifies an assertion's signature only
-// against its own published keys, so the assertions it accepts are tokens it
-// minted itself — which is what a managed identity's token is in dev mode and
-// tests (Mint with WithClaims setting aud and sub). Certificate credentials
-// (an assertion the client signs itself) are not supported.
+// application or on an App: in place of a client secret the token endpoint
+// accepts a client assertion (client_assertion_type ClientAssertionType)
+// whose iss, sub and aud are these. The stand-in verifies an assertion's
+// signature only against its own published keys, so the assertions it
+// accepts are tokens it minted itself — which is what a managed identity's
+// token is in dev mode and tests (Mint with WithClaims setting aud and sub,
+// and WithVersion(2) if Options.AccessTokenVersion is 1: a managed
+// identity's token is not for the API). Certificate credentials (an
+// assertion the client signs itself) are not supported.
 type FederatedCredential struct {
 	// Issuer is the assertion's iss; Server.Issuer() when empty.
 	Issuer string
@@ -39,25 +41,41 @@ type FederatedCredential struct {
 	Audience string
 }
 
+// client is a client of the token endpoint that has proved who it is.
+type client struct {
+	id  string
+	app *App // the calling application (Options.Apps); nil for the API application
+	// acr is how the client authenticated, as azpacr and appidacr say it:
+	// "1" with a secret, "2" with an assertion.
+	acr string
+}
+
 // authenticateClient checks client_id and the client's credential — a
 // client_secret in the body or in Basic authentication, or a federated
-// client assertion — and returns the client id.
-func (s *Server) authenticateClient(r *http.Request, form url.Values) (string, *aadError) {
+// client assertion — against the API application or one of Options.Apps.
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (client, *aadError) {
 	clientID, secret, err := clientIDAndSecret(r, form)
 	if err != nil {
-		return "", err
+		return client{}, err
 	}
 	if clientID == "" {
-		return "", missingParam("client_id")
+		return client{}, missingParam("client_id")
 	}
+	c := client{id: clientID}
+	wantSecret, federated := s.clientSecret, s.federated
 	if clientID != s.clientID {
-		return "", newAADError(http.StatusBadRequest, "unauthorized_client", 700016,
-			"Application with identifier '%s' was not found in the directory '%s'.", clientID, s.tenantID)
+		app, ok := s.apps[clientID]
+		if !ok {
+			return client{}, newAADError(http.StatusBadRequest, "unauthorized_client", 700016,
+				"Application with identifier '%s' was not found in the directory '%s'.", clientID, s.tenantID)
+		}
+		c.app = app
+		wantSecret, federated = app.Secret, app.FederatedCredentials
 	}
-	if err := s.checkCredential(secret, form); err != nil {
-		return "", err
+	if c.acr, err = s.checkCredential(clientID, secret, form, wantSecret, federated); err != nil {
+		return client{}, err
 	}
-	return clientID, nil
+	return c, nil
 }
 
 // clientIDAndSecret reads the client id and secret from the body or from
@@ -78,35 +96,38 @@ func clientIDAndSecret(r *http.Request, form url.Values) (clientID, secret strin
 	return id, pw, nil
 }
 
-// checkCredential checks the one credential the client presented: its
-// secret, or a federated client assertion.
-func (s *Server) checkCredential(secret string, form url.Values) *aadError {
+// checkCredential checks the one credential client clientID presented —
+// its secret (wantSecret; an application without one has no secret that
+// could match), or a federated client assertion matching one of federated —
+// and returns how it authenticated, as azpacr says it.
+func (s *Server) checkCredential(clientID, secret string, form url.Values, wantSecret string, federated []FederatedCredential) (string, *aadError) {
 	assertion := form.Get("client_assertion")
 	switch {
 	case secret != "" && assertion != "":
-		return newAADError(http.StatusBadRequest, "invalid_request", 90023,
+		return "", newAADError(http.StatusBadRequest, "invalid_request", 90023,
 			"Only one client credential may be presented: 'client_secret' or 'client_assertion'.")
 	case secret != "":
-		if subtle.ConstantTimeCompare([]byte(secret), []byte(s.clientSecret)) != 1 {
-			return newAADError(http.StatusUnauthorized, "invalid_client", 7000215,
-				"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", s.clientID)
+		if wantSecret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(wantSecret)) != 1 {
+			return "", newAADError(http.StatusUnauthorized, "invalid_client", 7000215,
+				"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", clientID)
 		}
-		return nil
+		return "1", nil
 	case assertion != "":
 		if t := form.Get("client_assertion_type"); t != ClientAssertionType {
-			return newAADError(http.StatusBadRequest, "invalid_request", 900144,
+			return "", newAADError(http.StatusBadRequest, "invalid_request", 900144,
 				"The request body must contain the following parameter: 'client_assertion_type' with the value '%s'.", ClientAssertionType)
 		}
-		return s.verifyAssertion(assertion)
+		// Entra reports a certificate or federated credential as "2".
+		return "2", s.verifyAssertion(assertion, federated)
 	}
-	return newAADError(http.StatusUnauthorized, "invalid_client", 7000218,
+	return "", newAADError(http.StatusUnauthorized, "invalid_client", 7000218,
 		"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 }
 
 // verifyAssertion checks a federated client assertion: RS256 under one of
 // the stand-in's published keys, within its time range, and matching one of
-// the federated credentials.
-func (s *Server) verifyAssertion(assertion string) *aadError {
+// the client's federated credentials.
+func (s *Server) verifyAssertion(assertion string, federated []FederatedCredential) *aadError {
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(assertion, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -120,7 +141,7 @@ func (s *Server) verifyAssertion(assertion string) *aadError {
 	case err != nil:
 		return newAADError(http.StatusUnauthorized, "invalid_client", 700027, "Client assertion failed signature validation.")
 	}
-	for _, fc := range s.federated {
+	for _, fc := range federated {
 		iss, aud := fc.Issuer, fc.Audience
 		if iss == "" {
 			iss = s.Issuer()

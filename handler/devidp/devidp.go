@@ -9,7 +9,10 @@
 // For sign-in it also serves what MSAL Go's confidential client uses: the v2
 // authorize page (the demo users as buttons), and the v2 token endpoint with
 // the authorization_code and refresh_token grants, client secrets and
-// federated client assertions, and Entra-shaped responses and errors.
+// federated client assertions, and Entra-shaped responses and errors. The
+// token endpoint also serves the on-behalf-of grant (Graph tokens), and the
+// client_credentials grant, which gives the applications in Options.Apps
+// (agents, managed identities) app-only tokens for the API.
 //
 // It serves HTTPS with a certificate made at start because MSAL refuses
 // non-https authorities; clients trust it through CertPool, HTTPClient, or
@@ -74,6 +77,21 @@ type Options struct {
 	// Users are the people on the sign-in page and in the directory;
 	// DemoUsers() (one per role of the default role table) when empty.
 	Users []User
+	// Apps are the other applications registered in the tenant that call
+	// the API as themselves: they get app-only access tokens for it from
+	// the token endpoint's client_credentials grant. None by default.
+	Apps []App
+	// AccessTokenVersion is the version of the access tokens issued for the
+	// API, as its registration's requestedAccessTokenVersion sets it: 2
+	// (the default, when zero) or 1. Entra issues the version the resource
+	// asks for whichever endpoint is used, so it applies to the token
+	// endpoint's user and app-only tokens alike, and is the default of Mint
+	// and MintApp.
+	AccessTokenVersion int
+	// IDTypClaim is the API's optional access-token claim idtyp: when set,
+	// app-only tokens carry idtyp "app". Entra adds it to app-only tokens
+	// only, and only when the resource configures it.
+	IDTypClaim bool
 	// AccessTokenLifetime is the lifetime of access tokens from the token
 	// endpoint; DefaultAccessTokenLifetime when zero. MSAL treats a cached
 	// token expiring within five minutes as expired, so a lifetime under
@@ -119,6 +137,9 @@ type Server struct {
 	federated    []FederatedCredential
 	atLifetime   time.Duration
 	users        []User
+	atVersion    int             // 1 or 2
+	apps         map[string]*App // by client id; read-only after Start
+	idtyp        bool
 
 	keys   keyRing
 	grants grantStore
@@ -145,6 +166,8 @@ func Start(opts Options) (*Server, error) {
 		federated:    append([]FederatedCredential(nil), opts.FederatedCredentials...),
 		atLifetime:   opts.AccessTokenLifetime,
 		users:        append([]User(nil), opts.Users...),
+		atVersion:    opts.AccessTokenVersion,
+		idtyp:        opts.IDTypClaim,
 	}
 	if len(s.users) == 0 {
 		s.users = DemoUsers()
@@ -165,6 +188,18 @@ func Start(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	switch s.atVersion {
+	case 0:
+		s.atVersion = 2
+	case 1, 2:
+	default:
+		return nil, fmt.Errorf("devidp: access token version %d: want 1 or 2", opts.AccessTokenVersion)
+	}
+	apps, err := s.registerApps(opts.Apps)
+	if err != nil {
+		return nil, err
+	}
+	s.apps = apps
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"

@@ -107,11 +107,11 @@ func graphPermission(name string) (string, bool) {
 	return "", false
 }
 
-// handleOBO answers an on-behalf-of request whose client has been
-// authenticated. Its errors carry Entra's suberror where Entra sends one,
-// which MSAL and our code read to tell consent from other failures.
-func (s *Server) handleOBO(w http.ResponseWriter, r *http.Request, form url.Values) {
-	resp, err := s.oboGrant(form)
+// handleOBO answers an on-behalf-of request whose client, clientID, has
+// been authenticated. Its errors carry Entra's suberror where Entra sends
+// one, which MSAL and our code read to tell consent from other failures.
+func (s *Server) handleOBO(w http.ResponseWriter, r *http.Request, form url.Values, clientID string) {
+	resp, err := s.oboGrant(form, clientID)
 	if err != nil {
 		s.writeOBOError(w, r, err)
 		return
@@ -122,8 +122,9 @@ func (s *Server) handleOBO(w http.ResponseWriter, r *http.Request, form url.Valu
 	writeNoStoreJSON(w, http.StatusOK, resp)
 }
 
-// oboGrant checks the request and the assertion and issues a Graph token.
-func (s *Server) oboGrant(form url.Values) (tokenResponse, *aadError) {
+// oboGrant checks the request and the assertion presented by clientID and
+// issues a Graph token.
+func (s *Server) oboGrant(form url.Values, clientID string) (tokenResponse, *aadError) {
 	switch use := form.Get("requested_token_use"); use {
 	case "on_behalf_of":
 	case "":
@@ -145,7 +146,7 @@ func (s *Server) oboGrant(form url.Values) (tokenResponse, *aadError) {
 	}
 	// The assertion is checked before consent, as Entra does: consent is
 	// about a user, and only a valid assertion names one.
-	user, tenant, err := s.verifyUserAssertion(assertion)
+	user, tenant, err := s.verifyUserAssertion(assertion, clientID)
 	if err != nil {
 		return tokenResponse{}, err
 	}
@@ -207,10 +208,12 @@ type assertionClaims struct {
 }
 
 // verifyUserAssertion checks that assertion is a delegated access token the
-// stand-in issued for this API, in its time range, and returns its user and
-// tenant. Like Entra it refuses tokens for other audiences (such as a Graph
-// token, or an id_token's client), app-only tokens and expired ones.
-func (s *Server) verifyUserAssertion(assertion string) (User, string, *aadError) {
+// stand-in issued to the presenting client, clientID, in its time range,
+// and returns its user and tenant. Like Entra it refuses tokens for other
+// audiences (such as a Graph token, an id_token's client, or the API's
+// token presented by another application), app-only tokens and expired
+// ones.
+func (s *Server) verifyUserAssertion(assertion, clientID string) (User, string, *aadError) {
 	var c assertionClaims
 	_, err := jwt.ParseWithClaims(assertion, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -235,10 +238,12 @@ func (s *Server) verifyUserAssertion(assertion string) (User, string, *aadError)
 		return User{}, "", newAADError(http.StatusBadRequest, "invalid_grant", 50013,
 			"Assertion failed signature validation. [Reason - The issuer '%s' is not accepted.]", c.Issuer)
 	}
-	if !slices.Contains(c.Audience, s.clientID) && !slices.Contains(c.Audience, s.appIDURI()) {
+	// Only the API has an Application ID URI here.
+	ownAud := slices.Contains(c.Audience, clientID) || clientID == s.clientID && slices.Contains(c.Audience, s.appIDURI())
+	if !ownAud {
 		return User{}, "", newAADError(http.StatusBadRequest, "invalid_grant", 50013,
 			"Assertion audience does not match the Client app presenting the assertion. The audience in the assertion was '%s' and the expected audience is '%s' or one of the Application Id URIs of this application.",
-			strings.Join(c.Audience, ","), s.clientID)
+			strings.Join(c.Audience, ","), clientID)
 	}
 	if c.Scp == "" || c.ObjectID == "" {
 		// An app-only token has roles but no scp; an id_token has neither.

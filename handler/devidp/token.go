@@ -16,12 +16,14 @@ import (
 const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
 )
 
-// tokenResponse is Entra's v2 token response, fields in Entra's order.
+// tokenResponse is Entra's v2 token response, fields in Entra's order. A
+// client credentials response has no scope.
 type tokenResponse struct {
 	TokenType    string `json:"token_type"`
-	Scope        string `json:"scope"`
+	Scope        string `json:"scope,omitempty"`
 	ExpiresIn    int64  `json:"expires_in"`
 	ExtExpiresIn int64  `json:"ext_expires_in"`
 	AccessToken  string `json:"access_token"`
@@ -77,20 +79,26 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	clientID, err := s.authenticateClient(r, form)
+	c, err := s.authenticateClient(r, form)
 	if err != nil {
 		s.writeTokenError(w, r, err)
 		return
 	}
 
+	// Codes and refresh tokens are bound to the client they were issued to,
+	// and an on-behalf-of assertion must be addressed to the client
+	// presenting it, so an application other than the API gets Entra's
+	// errors for those grants from the checks they already make.
 	var resp tokenResponse
 	switch grantType {
 	case GrantAuthorizationCode:
-		resp, err = s.codeGrant(form, clientID)
+		resp, err = s.codeGrant(form, c.id)
 	case GrantRefreshToken:
-		resp, err = s.refreshGrant(form, clientID)
+		resp, err = s.refreshGrant(form, c.id)
+	case GrantClientCredentials:
+		resp, err = s.clientCredentialsGrant(form, c)
 	case GrantJWTBearer:
-		s.handleOBO(w, r, form) // writes its own response: its errors carry a suberror
+		s.handleOBO(w, r, form, c.id) // writes its own response: its errors carry a suberror
 		return
 	default:
 		err = newAADError(http.StatusBadRequest, "unsupported_grant_type", 70003,

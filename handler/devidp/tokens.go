@@ -22,14 +22,19 @@ type mintConfig struct {
 	scopes    []string
 	kid       string
 	claims    map[string]any
+
+	// Set by the client credentials grant for MintApp; see apps.go.
+	appACR string // azpacr / appidacr; "1" (a secret) when empty
+	appAud string // v1 aud, the resource as requested; api://<client id> when empty
 }
 
 // MintOption changes one aspect of a minted token.
 type MintOption func(*mintConfig)
 
-// WithVersion mints a v1 (1) or v2 (2, the default) access token. A v1 token
-// has iss AuthorityHost()/<tid>/, aud api://<client id>, ver "1.0", appid
-// instead of azp, and upn.
+// WithVersion mints a v1 (1) or v2 (2) access token; the default is
+// Options.AccessTokenVersion, 2 unless set. A v1 token has iss
+// AuthorityHost()/<tid>/, aud api://<client id>, ver "1.0", appid instead of
+// azp, and upn.
 func WithVersion(v int) MintOption { return func(c *mintConfig) { c.version = v } }
 
 // WithLifetime sets exp to iat + d (default one hour). A negative d mints an
@@ -73,10 +78,7 @@ func WithClaims(claims map[string]any) MintOption {
 // Mint issues an RS256 access token for u with Entra's claims, signed with
 // the current key unless WithKeyID says otherwise.
 func (s *Server) Mint(u User, opts ...MintOption) (string, error) {
-	c := mintConfig{version: 2, lifetime: time.Hour, tenant: s.tenantID, clientApp: DefaultClientAppID, scopes: []string{"access_as_user"}}
-	for _, o := range opts {
-		o(&c)
-	}
+	c := s.mintConfig(opts)
 	if u.ObjectID == "" {
 		return "", fmt.Errorf("devidp: minting token: user %q has no object id", u.Key)
 	}
@@ -123,6 +125,21 @@ func (s *Server) Mint(u User, opts ...MintOption) (string, error) {
 		claims["unique_name"] = u.Username
 		claims["ver"] = "1.0"
 	}
+	return s.signMinted(claims, c)
+}
+
+// mintConfig applies opts to the defaults of a minted token.
+func (s *Server) mintConfig(opts []MintOption) mintConfig {
+	c := mintConfig{version: s.atVersion, lifetime: time.Hour, tenant: s.tenantID, clientApp: DefaultClientAppID, scopes: []string{"access_as_user"}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// signMinted applies WithClaims to claims and signs them as Entra signs an
+// access token of c's version, with c's key.
+func (s *Server) signMinted(claims map[string]any, c mintConfig) (string, error) {
 	for k, v := range c.claims {
 		if v == nil {
 			delete(claims, k)
@@ -130,7 +147,6 @@ func (s *Server) Mint(u User, opts ...MintOption) (string, error) {
 			claims[k] = v
 		}
 	}
-
 	key, err := s.keys.key(c.kid)
 	if err != nil {
 		return "", err

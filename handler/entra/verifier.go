@@ -91,6 +91,16 @@ type Config struct {
 	// TokenVersion is the access-token version the API is configured to
 	// receive (requestedAccessTokenVersion): 2 (the default) or 1.
 	TokenVersion int
+	// AcceptAppTokens lets applications (service principals, managed
+	// identities) call as themselves with app-only access tokens from the
+	// client credentials grant, accepted with Principal.Kind CallerApp. A
+	// token without scp then passes, besides every other check, only if
+	// its roles are not empty, its idtyp (an optional claim) is "app" or,
+	// when absent, it carries azpacr (v2) or appidacr (v1), and its sub
+	// equals its oid; a token with scp and idtyp "app" is refused. Off, the
+	// default, every token without scp is refused: an ID token issued to
+	// this app has the API's audience and issuer too.
+	AcceptAppTokens bool
 	// HTTPClient fetches discovery and keys. The verifier uses a copy that
 	// does not follow redirects and has a timeout. Default: a client with
 	// timeouts.
@@ -122,9 +132,11 @@ type Config struct {
 // It verifies the RS256 signature with a key chosen by kid from its KeySet,
 // the tenant's published set, before it reads any claim, then applies its
 // policy: version, issuer, audience, tenant, times and the shape of the
-// identity claims. Tokens carrying jku, x5u, jwk, x5c or crit headers are
-// refused outright: Entra never sends them, and honouring any of them
-// would let the token choose its own key.
+// identity claims, and what kind of caller the token is for (a user, or,
+// with Config.AcceptAppTokens, an application acting as itself). Tokens
+// carrying jku, x5u, jwk, x5c or crit headers are refused outright: Entra
+// never sends them, and honouring any of them would let the token choose
+// its own key.
 type Verifier struct {
 	policy
 	issuer string // the home tenant's v2 issuer
@@ -142,6 +154,7 @@ type policy struct {
 	issuers   map[string]string // allowed tid -> expected iss
 	clientID  string            // audience of ID tokens
 	idIssuers map[string]string // allowed tid -> v2 issuer (ID tokens are always v2)
+	acceptApp bool              // app-only tokens (no scp) may be accepted
 }
 
 // NewVerifier checks cfg and returns a verifier. It fetches nothing: call
@@ -212,7 +225,7 @@ func newPolicy(cfg Config, authority, host, tenant string) (policy, error) {
 	if !valid.GUID(clientID) {
 		return policy{}, fmt.Errorf("entra: client id %q is not a GUID", cfg.ClientID)
 	}
-	p := policy{clientID: clientID, issuers: map[string]string{}, idIssuers: map[string]string{}}
+	p := policy{clientID: clientID, issuers: map[string]string{}, idIssuers: map[string]string{}, acceptApp: cfg.AcceptAppTokens}
 	switch cfg.TokenVersion {
 	case 0, 2:
 		p.version = "2.0"

@@ -34,6 +34,14 @@ var (
 	errMissingExpiry = errors.New("token has no exp")
 	errIdentity      = errors.New("oid or tid missing or not a GUID")
 	errNoScope       = errors.New("no scp: not a delegated access token (an ID token or an app-only token)")
+
+	// Refusals of tokens without scp when app-only tokens are accepted, and
+	// of tokens whose scp and idtyp disagree (see checkCaller).
+	errAppWithScope  = errors.New("scp with idtyp app: neither a user token nor an app-only token")
+	errIDType        = errors.New("no scp and idtyp is not app: not an app-only access token")
+	errNoClientAuth  = errors.New("no scp, no idtyp, and azpacr/appidacr missing or not 0, 1 or 2: not an access token (an ID token?)")
+	errAppNoRoles    = errors.New("app-only token without roles: nothing to authorise")
+	errAppSubjectOid = errors.New("app-only token whose sub is not its oid: not an app-only token")
 )
 
 // b64 is the only base64 a JWT may use: URL alphabet, no padding, no stray
@@ -57,6 +65,9 @@ type header struct {
 // claim that is a string, or an exp that is a string or a fraction, fails to
 // decode rather than being coerced. A zero Exp or Nbf means absent (a token
 // with exp 0 is long expired anyway).
+//
+// Sub, Idtyp, Azpacr and Appidacr are read only to tell an app-only access
+// token from the other tokens without scp (see checkCaller).
 type claims struct {
 	Aud               string   `json:"aud"`
 	Iss               string   `json:"iss"`
@@ -65,11 +76,15 @@ type claims struct {
 	Nbf               int64    `json:"nbf"`
 	Tid               string   `json:"tid"`
 	Oid               string   `json:"oid"`
+	Sub               string   `json:"sub"`
 	Name              string   `json:"name"`
 	PreferredUsername string   `json:"preferred_username"`
 	Upn               string   `json:"upn"`
 	Azp               string   `json:"azp"`
+	Azpacr            string   `json:"azpacr"`
 	Appid             string   `json:"appid"`
+	Appidacr          string   `json:"appidacr"`
+	Idtyp             string   `json:"idtyp"`
 	Roles             []string `json:"roles"`
 	Scp               string   `json:"scp"`
 }
@@ -123,11 +138,13 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Principal, error)
 	if err := json.Unmarshal(pb, &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", errClaims, err)
 	}
-	if err := v.checkClaims(&c, now); err != nil {
+	kind, err := v.checkClaims(&c, now)
+	if err != nil {
 		return nil, err
 	}
 
 	p := &Principal{
+		Kind:     kind,
 		TenantID: c.Tid,
 		ObjectID: strings.ToLower(c.Oid),
 		Name:     c.Name,
@@ -211,48 +228,113 @@ func parseHeader(h64 string) (header, error) {
 }
 
 // checkClaims applies the rules for version, tenant, issuer, audience, times
-// and identity.
-func (v *Verifier) checkClaims(c *claims, now time.Time) error {
+// and identity, and says what kind of caller the token is for.
+func (v *Verifier) checkClaims(c *claims, now time.Time) (CallerKind, error) {
 	if c.Ver != v.version {
-		return fmt.Errorf("%w: %.10q, want %q", errVersion, c.Ver, v.version)
+		return "", fmt.Errorf("%w: %.10q, want %q", errVersion, c.Ver, v.version)
 	}
 	// The allow-list holds lower-case GUIDs, so a tid that is not one (or is
 	// upper case) is simply not allowed.
 	wantIss, ok := v.issuers[c.Tid]
 	if !ok {
-		return fmt.Errorf("%w: %.40q", errTenant, c.Tid)
+		return "", fmt.Errorf("%w: %.40q", errTenant, c.Tid)
 	}
 	// iss names the tenant too; checking it against the tid's issuer also
 	// proves the two agree.
 	if c.Iss != wantIss {
-		return fmt.Errorf("%w: %.100q, want %q", errIssuer, c.Iss, wantIss)
+		return "", fmt.Errorf("%w: %.100q, want %q", errIssuer, c.Iss, wantIss)
 	}
 	if c.Aud != v.audience {
-		return fmt.Errorf("%w: %.100q, want %q", errAudience, c.Aud, v.audience)
+		return "", fmt.Errorf("%w: %.100q, want %q", errAudience, c.Aud, v.audience)
 	}
 	if c.Exp == 0 {
-		return errMissingExpiry
+		return "", errMissingExpiry
 	}
 	// Whole seconds, as in the token. Integer arithmetic cannot wrap for any
 	// exp or nbf a token could carry the way time.Time arithmetic can; an exp
 	// near the int64 limit overflows to negative and so counts as expired.
 	nowS, leeway := now.Unix(), int64(Leeway/time.Second)
 	if nowS >= c.Exp+leeway {
-		return errExpired
+		return "", errExpired
 	}
 	if c.Nbf != 0 && nowS+leeway < c.Nbf {
-		return errNotYetValid
+		return "", errNotYetValid
 	}
 	if !valid.GUID(c.Oid) || !valid.GUID(c.Tid) {
-		return errIdentity
+		return "", errIdentity
 	}
-	// Every access token a user's client gets for this API carries scp. An
-	// ID token issued to this app has the same audience and issuer but no
-	// scp: without this check it would pass as an access token.
-	if c.Scp == "" {
-		return errNoScope
+	return v.checkCaller(c)
+}
+
+// checkCaller says whether c is a user's token or an app-only token, and
+// refuses tokens that are neither. Every access token a user's client gets
+// for this API carries scp. An ID token issued to this app has the same
+// audience and issuer but no scp, and so has an app-only token: without scp
+// a token is refused unless app-only tokens are accepted and it passes the
+// checks below.
+//
+// What the checks rely on, from Microsoft's access token claims reference
+// and optional claims reference (learn.microsoft.com/entra/identity-platform:
+// access-token-claims-reference, optional-claims, id-token-claims-reference,
+// v2-oauth2-client-creds-grant-flow):
+//   - scp is "only included for user tokens"; app-only tokens from the client
+//     credentials grant carry roles "in place of user scopes", and they "can
+//     be issued without a roles claim" when the client has no App Role of
+//     the API assigned. Authorisation here is by roles, so an app-only token
+//     without roles has nothing to authorise and is refused.
+//   - idtyp is an optional claim of access tokens, present only when the API
+//     configures it; its value is "app" for app-only tokens, which makes it
+//     "the most accurate way for an API to determine if a token is an app
+//     token or an app+user token". Any other value without scp is refused,
+//     and so is idtyp "app" with scp, which no Entra token carries (refused
+//     only when app-only tokens are accepted: off, the rule stays exactly
+//     what it was, scp or nothing).
+//   - azpacr (in v2.0 access tokens) and appidacr (in v1.0 ones) say how
+//     the client authenticated: "0" public client, "1" secret, "2"
+//     certificate. ID tokens carry neither (nor azp or appid), so without
+//     idtyp their presence is what tells an access token from an ID token.
+//   - oid is the verified identity of "the user or service principal"; sub
+//     is pairwise, "unique to a particular application ID", so in user and
+//     ID tokens it differs from oid. In app-only tokens both are the service
+//     principal's object id (not stated in the reference; observed in
+//     Entra's tokens and noted in design.md §9), so sub must equal oid.
+//
+// The signature, issuer, audience, tenant and time checks are the same for
+// both kinds and have passed before this is called.
+func (v *Verifier) checkCaller(c *claims) (CallerKind, error) {
+	if !v.acceptApp {
+		// Today's rule, unchanged: scp or nothing.
+		if c.Scp == "" {
+			return "", errNoScope
+		}
+		return CallerUser, nil
 	}
-	return nil
+	if c.Scp != "" {
+		if c.Idtyp == "app" {
+			return "", errAppWithScope
+		}
+		return CallerUser, nil
+	}
+	switch c.Idtyp {
+	case "app":
+	case "":
+		acr := c.Azpacr
+		if v.version == "1.0" {
+			acr = c.Appidacr
+		}
+		if acr != "0" && acr != "1" && acr != "2" {
+			return "", errNoClientAuth
+		}
+	default:
+		return "", fmt.Errorf("%w: %.10q", errIDType, c.Idtyp)
+	}
+	if len(c.Roles) == 0 {
+		return "", errAppNoRoles
+	}
+	if c.Sub != c.Oid {
+		return "", errAppSubjectOid
+	}
+	return CallerApp, nil
 }
 
 // IDToken is what sign-in takes from a verified ID token.

@@ -27,11 +27,11 @@ func TestVerifyValidV2(t *testing.T) {
 		t.Fatalf("Verify: %v", err)
 	}
 	want := Principal{
-		TenantID: e.idp.TenantID(), ObjectID: u.ObjectID, Name: u.Name, Username: u.Username,
+		Kind: CallerUser, TenantID: e.idp.TenantID(), ObjectID: u.ObjectID, Name: u.Name, Username: u.Username,
 		AppID: devidp.DefaultClientAppID, Roles: u.Roles, Scopes: []string{"access_as_user", "other"},
 		Expires: e.clock.Now().Add(time.Hour),
 	}
-	if p.TenantID != want.TenantID || p.ObjectID != want.ObjectID || p.Name != want.Name ||
+	if p.Kind != want.Kind || p.TenantID != want.TenantID || p.ObjectID != want.ObjectID || p.Name != want.Name ||
 		p.Username != want.Username || p.AppID != want.AppID || !slices.Equal(p.Roles, want.Roles) ||
 		!slices.Equal(p.Scopes, want.Scopes) || !p.Expires.Equal(want.Expires) {
 		t.Errorf("principal = %+v\nwant        %+v", *p, want)
@@ -50,7 +50,7 @@ func TestVerifyValidV1(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if p.Username != u.Username || p.AppID != devidp.DefaultClientAppID || !slices.Equal(p.Roles, []string{"Task.Read"}) {
+	if p.Kind != CallerUser || p.Username != u.Username || p.AppID != devidp.DefaultClientAppID || !slices.Equal(p.Roles, []string{"Task.Read"}) {
 		t.Errorf("principal = %+v", *p)
 	}
 	// A custom App ID URI replaces api://<client id>.
