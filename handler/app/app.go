@@ -194,8 +194,11 @@ func (b *builder) verifier() (*entra.Verifier, error) {
 		AppIDURI:       e.AppIDURI,
 		AllowedTenants: e.AllowedTenants,
 		TokenVersion:   e.TokenVersion,
-		HTTPClient:     b.entraClient,
-		Logger:         b.log,
+		// App-only callers are opt in: a role the table marks for
+		// applications turns them on.
+		AcceptAppTokens: b.cfg.Roles.AcceptsApps(),
+		HTTPClient:      b.entraClient,
+		Logger:          b.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build token verifier: %w", err)

@@ -155,6 +155,17 @@ func (t Table) Role(value string) (Role, bool) {
 	return Role{}, false
 }
 
+// AcceptsApps reports whether some live role may be held by applications:
+// only then are app-only (client-credentials) tokens accepted at all.
+func (t Table) AcceptsApps() bool {
+	for _, r := range t.Roles {
+		if !r.Retired && r.AllowsMember(MemberApplication) {
+			return true
+		}
+	}
+	return false
+}
+
 // Permissions lists every permission the table grants, and SignedIn,
 // sorted.
 func (t Table) Permissions() []string {

@@ -69,3 +69,23 @@ func findUser(users []User, key string) (User, bool) {
 	}
 	return User{}, false
 }
+
+// AppsFor makes one demo application per role of t that applications may
+// hold, with secret as its client secret: an agent that calls the API as
+// itself (client credentials). Ids follow the table's order, as UsersFor's.
+func AppsFor(t authz.Table, secret string) []App {
+	var out []App
+	for i, r := range t.Roles {
+		if r.Retired || !r.AllowsMember(authz.MemberApplication) {
+			continue
+		}
+		out = append(out, App{
+			ClientID:    fmt.Sprintf("0a1b2c3d-a%03x-4000-8000-%012x", i+1, i+1),
+			ObjectID:    fmt.Sprintf("0a1b2c3d-b%03x-4000-8000-%012x", i+1, i+1),
+			DisplayName: "Demo agent " + r.Value,
+			Secret:      secret,
+			Roles:       []string{r.Value},
+		})
+	}
+	return out
+}

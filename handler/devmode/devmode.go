@@ -4,6 +4,8 @@
 package devmode
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +36,9 @@ type Env struct {
 	IDP        *devidp.Server
 	// Users are the demo users, one per role of the role table.
 	Users []devidp.User
+	// Apps are the demo agents, one per role the table marks for
+	// applications; each gets app-only tokens by client credentials.
+	Apps []devidp.App
 	// Tokens maps demo user keys (reader, writer, all, admin) to access tokens.
 	Tokens map[string]string
 	redis  *miniredis.Miniredis
@@ -73,7 +78,12 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}
 	users := devidp.UsersFor(roles)
-	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}, Users: users})
+	secret, err := appSecret()
+	if err != nil {
+		return nil, err
+	}
+	apps := devidp.AppsFor(roles, secret)
+	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}, Users: users, Apps: apps})
 	if err != nil {
 		return nil, fmt.Errorf("dev mode: start Entra stand-in: %w", err)
 	}
@@ -82,7 +92,7 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 		idp.Close()
 		return nil, fmt.Errorf("dev mode: start embedded redis: %w", err)
 	}
-	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Config: devConfig(base, ring, idp, mr), Users: users}
+	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Config: devConfig(base, ring, idp, mr), Users: users, Apps: apps}
 	// Every choice production reads (role map, origins, return URLs,
 	// redirect schemes, limits, ...) is read here the same way.
 	if err := config.LoadChoices(e.Config, getenv); err != nil {
@@ -112,6 +122,15 @@ func publicBase(addr string, d config.Dev) (string, error) {
 	// Behind a local proxy (the Functions host stand-in, func start)
 	// clients use its address; dev tokens stay on this machine.
 	return d.PublicBaseURL, nil
+}
+
+// appSecret is the demo agents' client secret, new on every start.
+func appSecret() (string, error) {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("dev mode: make a client secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // sealingKeys is a fresh key ring: what dev mode seals dies with it.
@@ -205,6 +224,11 @@ func (e *Env) PrintWelcome(w io.Writer) {
 	fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
 	fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'\n\n")
 	fmt.Fprintf(w, "Or sign in as a demo user in a browser: %s/auth/login\n\n", base)
+	for _, a := range e.Apps {
+		fmt.Fprintf(w, "Demo agent for %v (client credentials, an app-only token):\n\n", a.Roles)
+		fmt.Fprintf(w, "  curl -sk %s -d grant_type=client_credentials -d client_id=%s \\\n", e.IDP.TokenURL(), a.ClientID)
+		fmt.Fprintf(w, "    --data-urlencode client_secret=%s -d scope=%s/.default\n\n", a.Secret, e.Config.Entra.AppIDURI)
+	}
 	if e.Config.OAuth.Mode == config.AuthModeProxy {
 		fmt.Fprintf(w, "Or point an MCP client that does OAuth (the MCP Inspector, VS Code, Claude Code) at %s/mcp:\n", base)
 		fmt.Fprintf(w, "it registers itself, shows you the consent page and the stand-in's sign-in, and gets a token.\n\n")

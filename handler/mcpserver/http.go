@@ -57,7 +57,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	g := s.policy.Grants(p.Roles, false)
+	g := s.policy.Grants(p.Roles, p.Kind == entra.CallerApp)
 	ctx := withGrants(r.Context(), g)
 
 	if env.Method != nil {

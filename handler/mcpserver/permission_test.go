@@ -2,12 +2,16 @@ package mcpserver
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -83,4 +87,35 @@ func TestANewToolWithANewPermission(t *testing.T) {
 		}
 		checkPreEncodedLists(t, s, sets)
 	})
+}
+
+// TestAuditLineNamesTheCaller: each tool call's audit line says whether a
+// person or an application called, and which client the token was for,
+// for allowed and denied calls alike.
+func TestAuditLineNamesTheCaller(t *testing.T) {
+	t.Parallel()
+	logs := &testkit.SyncBuffer{}
+	s, err := New(Options{Tools: testTools(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := principalWith("Task.Read")
+	agent.Kind, agent.AppID = entra.CallerApp, "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+	callTool(t, s, agent, "whoami", nil)
+	callTool(t, s, agent, "list_things", nil) // Task.Read is not marked for applications
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "tool call" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("audit lines %v", lines)
+	}
+	for i, want := range []bool{true, false} {
+		if m := lines[i]; m["caller"] != "app" || m["app_id"] != agent.AppID || m["allowed"] != want {
+			t.Errorf("audit line %d: %v", i, m)
+		}
+	}
 }

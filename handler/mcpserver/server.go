@@ -375,13 +375,15 @@ func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, all
 	if len(tool) > 64 {
 		tool = tool[:64]
 	}
-	var tid, oid string
+	var tid, oid, kind, appID string
 	if p != nil {
-		tid, oid = p.TenantID, p.ObjectID
+		tid, oid, kind, appID = p.TenantID, p.ObjectID, string(p.Kind), p.AppID
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "tool call",
 		slog.String("tid", tid),
 		slog.String("oid", oid),
+		slog.String("caller", kind),
+		slog.String("app_id", appID),
 		slog.String("tool", tool),
 		slog.Bool("allowed", allowed),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
@@ -392,6 +394,6 @@ func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, all
 		if !allowed {
 			name = "tool.denied"
 		}
-		s.events.Event(ctx, name, map[string]string{"tid": tid, "oid": oid, "tool": tool, "outcome": outcome})
+		s.events.Event(ctx, name, map[string]string{"tid": tid, "oid": oid, "caller": kind, "app_id": appID, "tool": tool, "outcome": outcome})
 	}
 }

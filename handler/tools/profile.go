@@ -108,6 +108,9 @@ func profileTools(d Deps) []Tool {
 	)
 	def.Annotations.OpenWorldHint = mcp.ToBoolPtr(true)
 	run := func(ctx context.Context, call Call, _ args) (*mcp.CallToolResult, error) {
+		if call.Principal.Kind == entra.CallerApp {
+			return Errorf("%s", NeedsUserText), nil
+		}
 		scopes := []string{scope}
 		tok, err := g.Tokens.Token(ctx, scopes)
 		var consent *obo.ConsentError

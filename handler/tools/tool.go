@@ -46,6 +46,12 @@ const (
 	ClientRoots       = "roots"
 )
 
+// NeedsUserText is what a tool that acts on behalf of a person (on-behalf-of
+// to a downstream API) tells an application calling as itself: there is
+// nobody to act for, and Entra would refuse the exchange.
+const NeedsUserText = "This tool acts on behalf of a signed-in person (on-behalf-of), and this call comes from an " +
+	"application acting as itself (an app-only token). Call it with a token a user signed in for."
+
 // Messages for a call whose service did not answer, by what the tool does.
 const (
 	// A read changed nothing, so trying again is all there is to do.

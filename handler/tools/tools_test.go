@@ -27,12 +27,15 @@ var (
 		ObjectID: "11111111-1111-1111-1111-111111111111",
 		Name:     "Alice Example",
 		Username: "alice@contoso.example",
+		Kind:     entra.CallerUser,
+		AppID:    "aebc6443-996d-45c2-90f0-388ff96faa56",
 		Roles:    []string{"Task.All"},
 	}
 	bob = &entra.Principal{
 		TenantID: "0d2f1a52-57a7-4c5e-9b0a-1f0d3c4e5a6b",
 		ObjectID: "22222222-2222-2222-2222-222222222222",
 		Name:     "Bob Other",
+		Kind:     entra.CallerUser,
 		Roles:    []string{"Task.All"},
 	}
 )
@@ -211,6 +214,7 @@ func TestWhoami(t *testing.T) {
 	want := map[string]any{
 		"tid": alice.TenantID, "oid": alice.ObjectID, "name": "Alice Example",
 		"username": "alice@contoso.example", "roles": []any{"Task.All"},
+		"caller": "user", "appId": alice.AppID,
 		"grants":       []any{"server.admin", "signed-in", "tasks.read", "tasks.write"},
 		"allowedTools": []any{"whoami", "whoami"},
 	}

@@ -16,6 +16,8 @@ type identity struct {
 	ObjectID     string   `json:"oid"`
 	Name         string   `json:"name"`
 	Username     string   `json:"username"`
+	Caller       string   `json:"caller"`
+	AppID        string   `json:"appId"`
 	Roles        []string `json:"roles"`
 	Grants       []string `json:"grants"`
 	AllowedTools []string `json:"allowedTools"`
@@ -23,7 +25,7 @@ type identity struct {
 
 func whoamiTools(Deps) []Tool {
 	def := define("whoami", "Who am I",
-		"Shows who you are signed in as: tenant id, object id, name, username, "+
+		"Shows who you are signed in as: tenant id, object id, name, username, whether you are a person or an application, "+
 			"your App Roles, the access they grant, and the tools you may use.",
 		readOnly(),
 		outputSchema(object(map[string]any{
@@ -31,6 +33,8 @@ func whoamiTools(Deps) []Tool {
 			"oid":          str("Entra object id of the user"),
 			"name":         str("Display name"),
 			"username":     str("Sign-in name (display only)"),
+			"caller":       map[string]any{"type": "string", "enum": []string{"user", "app"}, "description": "user: a person signed in; app: an application calling as itself"},
+			"appId":        str("Client id of the application the token was issued to"),
 			"roles":        arrayOf(str("App Role value")),
 			"grants":       arrayOf(str("Access granted by the roles")),
 			"allowedTools": arrayOf(str("Tool name")),
@@ -46,6 +50,8 @@ func whoami(_ context.Context, call Call, _ args) (*mcp.CallToolResult, error) {
 		ObjectID:     p.ObjectID,
 		Name:         p.Name,
 		Username:     p.Username,
+		Caller:       string(p.Kind),
+		AppID:        p.AppID,
 		Roles:        nonNil(p.Roles),
 		Grants:       nonNil(call.Grants),
 		AllowedTools: []string{},

@@ -1,0 +1,110 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/tools"
+)
+
+// appToken gets an app-only token from the stand-in's token endpoint, as
+// an agent with a client secret does (client credentials).
+func (st *stack) appToken(t *testing.T, app devidp.App) string {
+	t.Helper()
+	resp, err := st.idp.HTTPClient().PostForm(st.idp.TokenURL(), url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {app.ClientID}, "client_secret": {app.Secret},
+		"scope": {"api://" + st.idp.ClientID() + "/.default"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tk struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tk); err != nil || resp.StatusCode != http.StatusOK || tk.AccessToken == "" {
+		t.Fatalf("client credentials for %s: %d %v", app.DisplayName, resp.StatusCode, err)
+	}
+	return tk.AccessToken
+}
+
+// TestAppOnlyCallers: agents calling as themselves (client-credentials
+// tokens) are served only for roles the role table marks for
+// applications; a tool that acts on behalf of a person tells them so; and
+// with no role marked for applications app-only tokens are refused at the
+// door, as before.
+func TestAppOnlyCallers(t *testing.T) {
+	t.Parallel()
+	table := authz.DefaultTable()
+	for i, r := range table.Roles {
+		if r.Value == "Task.Read" {
+			table.Roles[i].Members = []string{authz.MemberUser, authz.MemberApplication}
+		}
+	}
+	reader := devidp.AppsFor(table, "reader-agent-secret")[0]
+	// Task.All is assigned to this one, but the table keeps that role for people.
+	allAgent := devidp.App{ClientID: "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b", ObjectID: "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c",
+		DisplayName: "All agent", Secret: "all-agent-secret", Roles: []string{"Task.All"}}
+	apps := []devidp.App{reader, allAgent}
+
+	st := newStackWith(t, storetest.Redis(t), func(c *config.Config, o *devidp.Options) {
+		c.Roles = table
+		o.Apps = apps
+	})
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	call := func(name string) string {
+		return `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`
+	}
+
+	t.Run("a role marked for applications", func(t *testing.T) {
+		tok := st.appToken(t, reader)
+		got := toolNames(st.rpc(t, tok, list))
+		if want := []string{"get_task", "list_tasks", "my_profile", "search_tasks", "whoami"}; !slices.Equal(sorted(got), want) {
+			t.Errorf("tools/list %v, want %v", got, want)
+		}
+		who, isErr := callText(t, st.rpc(t, tok, call("whoami")))
+		if isErr || !strings.Contains(who, `"caller": "app"`) || !strings.Contains(who, reader.ClientID) {
+			t.Errorf("whoami: %s", who)
+		}
+		if text, isErr := callText(t, st.rpc(t, tok, call("my_profile"))); !isErr || text != tools.NeedsUserText {
+			t.Errorf("my_profile for an app: %v %q", isErr, text)
+		}
+		if text, isErr := callText(t, st.rpc(t, tok, call("list_tasks"))); isErr {
+			t.Errorf("list_tasks: %s", text)
+		}
+	})
+	t.Run("a role kept for people grants an app nothing", func(t *testing.T) {
+		tok := st.appToken(t, allAgent)
+		if got := toolNames(st.rpc(t, tok, list)); !slices.Equal(got, []string{"whoami"}) {
+			t.Errorf("tools/list %v, want only whoami", got)
+		}
+	})
+	t.Run("people are served as before", func(t *testing.T) {
+		if got := toolNames(st.rpc(t, st.token(t, "all"), list)); len(got) != 9 {
+			t.Errorf("tools/list for Task.All %v", got)
+		}
+	})
+
+	t.Run("no role for applications: app-only tokens refused", func(t *testing.T) {
+		t.Parallel()
+		plain := newStackWith(t, storetest.Redis(t), func(_ *config.Config, o *devidp.Options) { o.Apps = apps })
+		r := plain.do(t, http.MethodPost, "/mcp", plain.appToken(t, reader), nil, list)
+		if r.status != http.StatusUnauthorized {
+			t.Errorf("an app-only token without any role for applications: %d %s", r.status, r.body)
+		}
+	})
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
