@@ -55,8 +55,13 @@ func miToken(t *testing.T, s *Server, sub string) string {
 // ccForm is a client credentials request for the API by app with its
 // secret in the body, with extra as name/value pairs to set ("" deletes).
 func ccForm(s *Server, app App, extra ...string) url.Values {
-	v := url.Values{"grant_type": {GrantClientCredentials}, "client_id": {app.ClientID}, "client_secret": {app.Secret},
-		"scope": {"api://" + s.ClientID() + "/.default"}}
+	return withPairs(url.Values{"grant_type": {GrantClientCredentials}, "client_id": {app.ClientID}, "client_secret": {app.Secret},
+		"scope": {"api://" + s.ClientID() + "/.default"}}, extra...)
+}
+
+// withPairs sets v's fields from name/value pairs ("" deletes) and
+// returns v.
+func withPairs(v url.Values, extra ...string) url.Values {
 	for i := 0; i < len(extra); i += 2 {
 		if extra[i+1] == "" {
 			v.Del(extra[i])

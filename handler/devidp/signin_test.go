@@ -341,16 +341,8 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 	f := newFlow()
 	code := f.signIn(t, c, s, "reader")
 	base := func(extra ...string) url.Values {
-		v := url.Values{"grant_type": {GrantAuthorizationCode}, "client_id": {s.ClientID()}, "client_secret": {s.ClientSecret()},
-			"code": {code}, "redirect_uri": {testRedirect}, "code_verifier": {f.verifier}, "scope": {s.Scope() + " openid offline_access profile"}}
-		for i := 0; i < len(extra); i += 2 {
-			if extra[i+1] == "" {
-				v.Del(extra[i])
-			} else {
-				v.Set(extra[i], extra[i+1])
-			}
-		}
-		return v
+		return withPairs(url.Values{"grant_type": {GrantAuthorizationCode}, "client_id": {s.ClientID()}, "client_secret": {s.ClientSecret()},
+			"code": {code}, "redirect_uri": {testRedirect}, "code_verifier": {f.verifier}, "scope": {s.Scope() + " openid offline_access profile"}}, extra...)
 	}
 	for _, tc := range []struct {
 		name   string
