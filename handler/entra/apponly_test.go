@@ -86,11 +86,10 @@ func TestAppTokensRefusedByDefault(t *testing.T) {
 			t.Fatalf("got %v, want errNoScope", err)
 		}
 	})
-	t.Run("scp with idtyp app is a user token, as before", func(t *testing.T) {
+	t.Run("scp with idtyp app is refused, app tokens accepted or not", func(t *testing.T) {
 		t.Parallel()
-		p, err := e.v.verify(context.Background(), e.sign(e.rs256Header(), with(e.claims(), "idtyp", "app")))
-		if err != nil || p.Kind != CallerUser {
-			t.Fatalf("got %+v, %v; want a user", p, err)
+		if _, err := e.v.verify(context.Background(), e.sign(e.rs256Header(), with(e.claims(), "idtyp", "app"))); !errors.Is(err, errAppWithScope) {
+			t.Fatalf("got %v, want errAppWithScope", err)
 		}
 	})
 }

@@ -302,18 +302,16 @@ func (v *Verifier) checkClaims(c *claims, now time.Time) (CallerKind, error) {
 // The signature, issuer, audience, tenant and time checks are the same for
 // both kinds and have passed before this is called.
 func (v *Verifier) checkCaller(c *claims) (CallerKind, error) {
-	if !v.acceptApp {
-		// Today's rule, unchanged: scp or nothing.
-		if c.Scp == "" {
-			return "", errNoScope
-		}
-		return CallerUser, nil
-	}
 	if c.Scp != "" {
+		// Delegated scopes in a token that says it is app-only: Entra
+		// issues no such token, so it is refused whatever the setting.
 		if c.Idtyp == "app" {
 			return "", errAppWithScope
 		}
 		return CallerUser, nil
+	}
+	if !v.acceptApp {
+		return "", errNoScope
 	}
 	switch c.Idtyp {
 	case "app":
