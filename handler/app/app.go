@@ -319,7 +319,7 @@ func (b *builder) onBehalfOf(a *App, sealer store.Sealer, cred confidential.Cred
 	return c, nil
 }
 
-// mcp is the MCP endpoint with every tool.
+// mcp is the MCP endpoint with every tool, resource template and prompt.
 func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential) (*mcpserver.Server, error) {
 	oboClient, err := b.onBehalfOf(a, sealer, cred)
 	if err != nil {
@@ -327,14 +327,17 @@ func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential)
 	}
 	metrics := mcpserver.NewMetrics()
 	limits := b.cfg.Limits
+	deps := b.toolDeps(a, oboClient, metrics)
 	return mcpserver.New(mcpserver.Options{
-		Name:    "entra-mcp-functions",
-		Version: b.opts.Version,
-		Tools:   tools.All(b.toolDeps(a, oboClient, metrics)),
-		Roles:   b.cfg.Roles,
-		Logger:  b.log,
-		Metrics: metrics,
-		Events:  eventsOf(b.tel),
+		Name:      "entra-mcp-functions",
+		Version:   b.opts.Version,
+		Tools:     tools.All(deps),
+		Templates: tools.Templates(deps),
+		Prompts:   tools.Prompts(deps),
+		Roles:     b.cfg.Roles,
+		Logger:    b.log,
+		Metrics:   metrics,
+		Events:    eventsOf(b.tel),
 		Limiter: b.limiter(a, "tools", cmp.Or(limits.ToolCallsPerMinute, config.DefaultToolCallsPerMinute), time.Minute,
 			cmp.Or(limits.ToolCallsBurst, config.DefaultToolCallsBurst)),
 	})

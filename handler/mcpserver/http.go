@@ -74,6 +74,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.metrics.badRequests.Add(1)
 				return
 			}
+		case string(mcp.MethodResourcesRead):
+			var ok bool
+			if ctx, ok = s.serveRead(ctx, w, r, body, p, g, env.Params); !ok {
+				return
+			}
 		case string(mcp.MethodSubscriptionsListen):
 			aw := newAckWatcher(w)
 			w, ctx = aw, context.WithValue(ctx, ackWrittenKey{}, aw.written())

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"slices"
 	"sort"
 	"sync"
@@ -36,6 +37,10 @@ type Options struct {
 	Name    string // server name reported to clients
 	Version string
 	Tools   []tools.Tool
+	// Templates and Prompts are the resource templates and prompts, shown
+	// and served by the same permission rule as the tools.
+	Templates []tools.ResourceTemplate
+	Prompts   []tools.Prompt
 	// Roles is the role table that turns callers' App Roles into
 	// permissions; authz.DefaultTable when it has no roles.
 	Roles  authz.Table
@@ -87,6 +92,11 @@ type Server struct {
 	// clientNeeds: tool name -> the client capabilities it relies on, for
 	// the tools that have any; read-only after New.
 	clientNeeds map[string][]string
+
+	templates []template        // read-only after New
+	prompts   map[string]prompt // by name; read-only after New
+	unknown   http.Handler      // an mcp-go endpoint with no resources: its answer to any read is "not found"
+
 }
 
 // clientCapabilities are the names a tool's ClientNeeds may use.
@@ -108,6 +118,12 @@ func New(opts Options) (*Server, error) {
 	var declared []string
 	for _, t := range opts.Tools {
 		declared = append(declared, t.Permissions...)
+	}
+	for _, t := range opts.Templates {
+		declared = append(declared, t.Permissions...)
+	}
+	for _, p := range opts.Prompts {
+		declared = append(declared, p.Permissions...)
 	}
 	policy, err := authz.NewPolicy(opts.Roles, declared...)
 	if err != nil {
@@ -165,6 +181,11 @@ func New(opts Options) (*Server, error) {
 		server.WithRecovery(),
 		server.WithHooks(hooks),
 	}
+	componentOpts, err := s.addComponents(opts, policy, hooks)
+	if err != nil {
+		return nil, fmt.Errorf("build MCP server: %w", err)
+	}
+	serverOpts = append(serverOpts, componentOpts...)
 	serverOpts = append(serverOpts, fixtureOptions()...)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version, serverOpts...)
 	// Added to whatever hooks the options left, so a fixture's hooks and
@@ -173,9 +194,21 @@ func New(opts Options) (*Server, error) {
 	for _, t := range opts.Tools {
 		s.mcp.AddTool(t.Def, s.adapt(t))
 	}
+	s.registerComponents()
 	registerFixtures(s.mcp)
 
-	s.transport = server.NewStreamableHTTPServer(s.mcp,
+	s.transport = s.streamable(s.mcp, opts.Logger)
+	if len(s.templates) > 0 {
+		none := server.NewMCPServer(opts.Name, opts.Version, append([]server.ServerOption{server.WithResourceCapabilities(false, false)}, fixtureOptions()...)...)
+		s.unknown = s.streamable(none, opts.Logger)
+	}
+	return s, nil
+}
+
+// streamable is m behind mcp-go's streamable HTTP transport, as the
+// endpoint serves it.
+func (s *Server) streamable(m *server.MCPServer, log *slog.Logger) *server.StreamableHTTPServer {
+	return server.NewStreamableHTTPServer(m,
 		server.WithStateLess(true),
 		// A stateless endpoint has nothing to stream, and an open GET stream
 		// would hold a Functions execution.
@@ -184,9 +217,8 @@ func New(opts Options) (*Server, error) {
 		// the HTTP layer checks Origin against the public host instead.
 		server.WithDisableLocalhostProtection(true),
 		server.WithStreamableHTTPProtocolVersions(s.versions...),
-		server.WithStreamableHTTPLogger(opts.Logger),
+		server.WithStreamableHTTPLogger(log),
 	)
-	return s, nil
 }
 
 // listenAckWait is how long a subscriptions/listen answer waits for its

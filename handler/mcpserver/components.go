@@ -1,0 +1,210 @@
+package mcpserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/tools"
+)
+
+// Resource templates and prompts get the tools' rule: listed and served
+// only to callers whose grants hold what they need, and to everyone else
+// answered as if they did not exist.
+//
+// mcp-go filters prompts itself (WithPromptFilter) but has no filter for
+// resources, and answers a resource handler's error with -32603. So a read
+// is decided here, before mcp-go: a URI that no template the caller may read
+// matches, or whose template says there is nothing there, goes to an mcp-go
+// server that holds no resources, whose answer is exactly mcp-go's answer
+// for an unknown URI; a permitted read runs first, and mcp-go's handler
+// only hands its contents back.
+
+type template struct {
+	tools.ResourceTemplate
+	need authz.Set
+}
+
+type prompt struct {
+	tools.Prompt
+	need authz.Set
+}
+
+// readKey carries a read already done for mcp-go's resource handler.
+type readKey struct{}
+
+type readDone struct {
+	contents []mcp.ResourceContents
+	err      error
+}
+
+// addComponents registers the templates and prompts with mcp-go and adds
+// their capabilities, filters and hooks to opts.
+func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server.Hooks) ([]server.ServerOption, error) {
+	var serverOpts []server.ServerOption
+	for _, t := range opts.Templates {
+		if len(t.Permissions) == 0 {
+			return nil, fmt.Errorf("resource template %q declares no permission", t.Def.Name)
+		}
+		need, err := policy.Need(t.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("resource template %q: %w", t.Def.Name, err)
+		}
+		s.templates = append(s.templates, template{t, need})
+	}
+	s.prompts = map[string]prompt{}
+	for _, p := range opts.Prompts {
+		if len(p.Permissions) == 0 {
+			return nil, fmt.Errorf("prompt %q declares no permission", p.Def.Name)
+		}
+		need, err := policy.Need(p.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("prompt %q: %w", p.Def.Name, err)
+		}
+		if _, dup := s.prompts[p.Def.Name]; dup {
+			return nil, fmt.Errorf("prompt %q declared twice", p.Def.Name)
+		}
+		s.prompts[p.Def.Name] = prompt{p, need}
+	}
+	if len(s.templates) > 0 {
+		serverOpts = append(serverOpts, server.WithResourceCapabilities(false, false))
+		hooks.AddAfterListResourceTemplates(s.filterTemplates)
+	}
+	if len(s.prompts) > 0 {
+		serverOpts = append(serverOpts, server.WithPromptCapabilities(false), server.WithPromptFilter(s.filterPrompts))
+	}
+	return serverOpts, nil
+}
+
+// registerComponents adds the templates and prompts to mcp-go, once it exists.
+func (s *Server) registerComponents() {
+	for _, t := range s.templates {
+		s.mcp.AddResourceTemplate(t.Def, func(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			done, ok := ctx.Value(readKey{}).(*readDone)
+			if !ok {
+				return nil, errors.New("resource read not authorised") // never: serveRead decides first
+			}
+			return done.contents, done.err
+		})
+	}
+	for _, p := range s.prompts {
+		s.mcp.AddPrompt(p.Def, s.adaptPrompt(p))
+	}
+}
+
+// filterTemplates drops from a resources/templates/list answer what the
+// caller may not read. Templates not of ours (the conformance build's
+// fixtures) stay.
+func (s *Server) filterTemplates(ctx context.Context, _ any, _ *mcp.ListResourceTemplatesRequest, res *mcp.ListResourceTemplatesResult) {
+	g := grantsFrom(ctx)
+	kept := res.ResourceTemplates[:0]
+	for _, rt := range res.ResourceTemplates {
+		if t, ours := s.template(rt.URITemplate.Raw()); !ours || g.Allows(t.need) {
+			kept = append(kept, rt)
+		}
+	}
+	res.ResourceTemplates = kept
+}
+
+func (s *Server) template(raw string) (template, bool) {
+	for _, t := range s.templates {
+		if t.Def.URITemplate.Raw() == raw {
+			return t, true
+		}
+	}
+	return template{}, false
+}
+
+// filterPrompts is mcp-go's prompt filter, for prompts/list and prompts/get.
+func (s *Server) filterPrompts(ctx context.Context, candidates []mcp.Prompt) []mcp.Prompt {
+	g := grantsFrom(ctx)
+	out := candidates[:0:0]
+	for _, c := range candidates {
+		if p, ours := s.prompts[c.Name]; !ours || g.Allows(p.need) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// serveRead decides a resources/read for one of our templates: it returns
+// the context for mcp-go with the read done, or false after answering a
+// read the caller may not make, or of nothing, as an unknown URI.
+func (s *Server) serveRead(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, p *entra.Principal, g authz.Set, params json.RawMessage) (context.Context, bool) {
+	unknown := func() {
+		r2 := r.WithContext(ctx)
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+		r2.ContentLength = int64(len(body))
+		s.unknown.ServeHTTP(w, r2)
+	}
+	var req struct {
+		URI string `json:"uri"`
+	}
+	if json.Unmarshal(params, &req) != nil || req.URI == "" {
+		return ctx, true // mcp-go answers malformed params itself
+	}
+	for _, t := range s.templates {
+		re := t.Def.URITemplate.Regexp()
+		if !re.MatchString(req.URI) {
+			continue
+		}
+		start := time.Now()
+		name := "resource:" + t.Def.Name
+		if !g.Allows(t.need) {
+			s.audit(ctx, p, name, false, "denied", time.Since(start))
+			unknown()
+			return ctx, false
+		}
+		vars := map[string]string{}
+		for k, v := range t.Def.URITemplate.Match(req.URI) {
+			vars[k] = v.String()
+		}
+		contents, err := t.Read(ctx, p, req.URI, vars)
+		switch {
+		case errors.Is(err, tools.ErrResourceNotFound):
+			s.audit(ctx, p, name, true, "not_found", time.Since(start))
+			unknown()
+			return ctx, false
+		case err != nil:
+			s.log.LogAttrs(ctx, slog.LevelError, "resource read failed", slog.String("template", t.Def.Name), slog.String("error", err.Error()))
+			s.audit(ctx, p, name, true, "error", time.Since(start))
+			err = errors.New("reading the resource failed")
+		default:
+			s.audit(ctx, p, name, true, "ok", time.Since(start))
+		}
+		return context.WithValue(ctx, readKey{}, &readDone{contents, err}), true
+	}
+	return ctx, true // not ours: mcp-go answers (unknown, or a fixture)
+}
+
+// adaptPrompt runs a prompt for the caller, with its audit line.
+func (s *Server) adaptPrompt(pr prompt) server.PromptHandlerFunc {
+	name := "prompt:" + pr.Def.Name
+	return func(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		start := time.Now()
+		p := entra.FromContext(ctx)
+		if p == nil || !grantsFrom(ctx).Allows(pr.need) {
+			s.audit(ctx, p, name, false, "denied", time.Since(start))
+			return nil, fmt.Errorf("prompt '%s' not found: %w", pr.Def.Name, server.ErrPromptNotFound)
+		}
+		res, err := pr.Get(ctx, p, req.Params.Arguments)
+		if err != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "prompt failed", slog.String("prompt", pr.Def.Name), slog.String("error", err.Error()))
+			s.audit(ctx, p, name, true, "error", time.Since(start))
+			return nil, errors.New("the prompt could not be made")
+		}
+		s.audit(ctx, p, name, true, "ok", time.Since(start))
+		return res, nil
+	}
+}

@@ -1,0 +1,125 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/tools"
+)
+
+func testTemplate(uri, name, permission string) tools.ResourceTemplate {
+	return tools.ResourceTemplate{
+		Def:         mcp.NewResourceTemplate(uri, name, mcp.WithTemplateMIMEType("text/plain")),
+		Permissions: []string{permission},
+		Read: func(_ context.Context, p *entra.Principal, u string, vars map[string]string) ([]mcp.ResourceContents, error) {
+			if vars["id"] != "a1" {
+				return nil, tools.ErrResourceNotFound
+			}
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: u, MIMEType: "text/plain", Text: "thing a1 for " + p.ObjectID}}, nil
+		},
+	}
+}
+
+func testPrompt(name, permission string) tools.Prompt {
+	return tools.Prompt{
+		Def:         mcp.NewPrompt(name, mcp.WithPromptDescription("test prompt "+name)),
+		Permissions: []string{permission},
+		Get: func(_ context.Context, p *entra.Principal, _ map[string]string) (*mcp.GetPromptResult, error) {
+			return mcp.NewGetPromptResult(name, []mcp.PromptMessage{mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent(name+" for "+p.ObjectID))}), nil
+		},
+	}
+}
+
+// TestResourcesAndPromptsFollowThePermissions: resource templates and
+// prompts are listed only to callers who hold what they need, read and got
+// only by them, and for everyone else answered byte for byte as a URI or a
+// prompt that does not exist.
+func TestResourcesAndPromptsFollowThePermissions(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{Tools: testTools(),
+		Templates: []tools.ResourceTemplate{testTemplate("thing://{id}", "thing", "tasks.read")},
+		Prompts:   []tools.Prompt{testPrompt("summary", "tasks.read"), testPrompt("ops_report", "server.admin")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference for "does not exist": a server whose only template
+	// matches none of the URIs asked for.
+	ref, err := New(Options{Tools: testTools(),
+		Templates: []tools.ResourceTemplate{testTemplate("other://{id}", "other", "tasks.read")},
+		Prompts:   []tools.Prompt{testPrompt("unrelated", "tasks.read")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc := func(srv *Server, p *entra.Principal, method, params string) string {
+		return post(srv, p, rpcCase{body: `{"jsonrpc":"2.0","id":7,"method":"` + method + `","params":` + params + `}`}).Body.String()
+	}
+	names := func(body, list, field string) []string {
+		var r struct {
+			Result map[string][]map[string]any `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		var out []string
+		for _, x := range r.Result[list] {
+			// The conformance build's fixtures, all named test…, are
+			// everyone's.
+			if n := x[field].(string); !strings.HasPrefix(n, "test") {
+				out = append(out, n)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	read := `{"uri":"thing://a1"}`
+	for _, c := range []struct {
+		roles              []string
+		templates, prompts []string
+	}{
+		{[]string{"Task.Read"}, []string{"thing://{id}"}, []string{"summary"}},
+		{[]string{"Task.All", "MCPServer.Admin"}, []string{"thing://{id}"}, []string{"ops_report", "summary"}},
+		{[]string{"MCPServer.Admin"}, nil, []string{"ops_report"}},
+		{[]string{"Task.Write"}, nil, nil},
+		{nil, nil, nil},
+	} {
+		t.Run(strings.Join(append([]string{"roles"}, c.roles...), " "), func(t *testing.T) {
+			p := principalWith(c.roles...)
+			if got := names(rpc(s, p, "resources/templates/list", `{}`), "resourceTemplates", "uriTemplate"); !slices.Equal(got, c.templates) {
+				t.Errorf("resources/templates/list %v, want %v", got, c.templates)
+			}
+			if got := names(rpc(s, p, "prompts/list", `{}`), "prompts", "name"); !slices.Equal(got, c.prompts) {
+				t.Errorf("prompts/list %v, want %v", got, c.prompts)
+			}
+			got, unknown := rpc(s, p, "resources/read", read), rpc(ref, p, "resources/read", read)
+			if len(c.templates) > 0 {
+				if !strings.Contains(got, "thing a1 for "+p.ObjectID) {
+					t.Errorf("read: %s", got)
+				}
+				if miss := rpc(s, p, "resources/read", `{"uri":"thing://zz"}`); miss != rpc(ref, p, "resources/read", `{"uri":"thing://zz"}`) {
+					t.Errorf("a template's empty answer differs from an unknown URI's:\n%s", miss)
+				}
+			} else if got != unknown {
+				t.Errorf("forbidden read:\n got %s\nunknown %s", got, unknown)
+			}
+			for _, name := range []string{"summary", "ops_report"} {
+				got := rpc(s, p, "prompts/get", `{"name":"`+name+`"}`)
+				if slices.Contains(c.prompts, name) {
+					if !strings.Contains(got, name+" for "+p.ObjectID) {
+						t.Errorf("prompts/get %s: %s", name, got)
+					}
+					continue
+				}
+				unknown := strings.ReplaceAll(rpc(s, p, "prompts/get", `{"name":"`+name+`x"}`), name+"x", name)
+				if got != unknown {
+					t.Errorf("forbidden prompt %s:\n got %s\nunknown %s", name, got, unknown)
+				}
+			}
+		})
+	}
+}
