@@ -332,6 +332,7 @@ func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential)
 		Name:      "entra-mcp-functions",
 		Version:   b.opts.Version,
 		Tools:     tools.All(deps),
+		Resources: tools.Resources(deps),
 		Templates: tools.Templates(deps),
 		Prompts:   tools.Prompts(deps),
 		Roles:     b.cfg.Roles,

@@ -24,8 +24,17 @@ func TestTaskResourceAndWeeklySummary(t *testing.T) {
 	read := `{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"task://` + id + `"}}`
 	summary := `{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"weekly_summary","arguments":{"audience":"leadership"}}}`
 
+	open := `{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"uri":"tasks://open"}}`
 	t.Run("reader", func(t *testing.T) {
-		b, _ := json.Marshal(st.rpc(t, reader, read))
+		b, _ := json.Marshal(st.rpc(t, reader, open))
+		if !strings.Contains(string(b), "Renew the certificate") {
+			t.Errorf("tasks://open: %s", b)
+		}
+		b, _ = json.Marshal(st.rpc(t, reader, `{"jsonrpc":"2.0","id":7,"method":"resources/list","params":{}}`))
+		if !strings.Contains(string(b), `"uri":"tasks://open"`) {
+			t.Errorf("resources/list: %s", b)
+		}
+		b, _ = json.Marshal(st.rpc(t, reader, read))
 		if !strings.Contains(string(b), `Renew the certificate`) || !strings.Contains(string(b), `"mimeType":"application/json"`) {
 			t.Errorf("resources/read: %s", b)
 		}
@@ -39,7 +48,7 @@ func TestTaskResourceAndWeeklySummary(t *testing.T) {
 		}
 	})
 	t.Run("writer", func(t *testing.T) {
-		for _, body := range []string{read, summary} {
+		for _, body := range []string{read, summary, open} {
 			b, _ := json.Marshal(st.rpc(t, writer, body))
 			if !strings.Contains(string(b), `"error"`) || strings.Contains(string(b), "Renew") {
 				t.Errorf("%s: %s", body, b)

@@ -31,6 +31,11 @@ import (
 // for an unknown URI; a permitted read runs first, and mcp-go's handler
 // only hands its contents back.
 
+type resource struct {
+	tools.Resource
+	need authz.Set
+}
+
 type template struct {
 	tools.ResourceTemplate
 	need authz.Set
@@ -53,6 +58,20 @@ type readDone struct {
 // their capabilities, filters and hooks to opts.
 func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server.Hooks) ([]server.ServerOption, error) {
 	var serverOpts []server.ServerOption
+	s.resources = map[string]resource{}
+	for _, r := range opts.Resources {
+		if len(r.Permissions) == 0 {
+			return nil, fmt.Errorf("resource %q declares no permission", r.Def.URI)
+		}
+		need, err := policy.Need(r.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("resource %q: %w", r.Def.URI, err)
+		}
+		if _, dup := s.resources[r.Def.URI]; dup {
+			return nil, fmt.Errorf("resource %q declared twice", r.Def.URI)
+		}
+		s.resources[r.Def.URI] = resource{r, need}
+	}
 	for _, t := range opts.Templates {
 		if len(t.Permissions) == 0 {
 			return nil, fmt.Errorf("resource template %q declares no permission", t.Def.Name)
@@ -77,8 +96,9 @@ func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server
 		}
 		s.prompts[p.Def.Name] = prompt{p, need}
 	}
-	if len(s.templates) > 0 {
+	if s.hasResources() {
 		serverOpts = append(serverOpts, server.WithResourceCapabilities(false, false))
+		hooks.AddAfterListResources(s.filterResources)
 		hooks.AddAfterListResourceTemplates(s.filterTemplates)
 	}
 	if len(s.prompts) > 0 {
@@ -89,6 +109,15 @@ func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server
 
 // registerComponents adds the templates and prompts to mcp-go, once it exists.
 func (s *Server) registerComponents() {
+	for _, r := range s.resources {
+		s.mcp.AddResource(r.Def, func(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			done, ok := ctx.Value(readKey{}).(*readDone)
+			if !ok {
+				return nil, errors.New("resource read not authorised") // never: serveRead decides first
+			}
+			return done.contents, done.err
+		})
+	}
 	for _, t := range s.templates {
 		s.mcp.AddResourceTemplate(t.Def, func(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 			done, ok := ctx.Value(readKey{}).(*readDone)
@@ -101,6 +130,22 @@ func (s *Server) registerComponents() {
 	for _, p := range s.prompts {
 		s.mcp.AddPrompt(p.Def, s.adaptPrompt(p))
 	}
+}
+
+// hasResources reports whether the endpoint serves resources of its own.
+func (s *Server) hasResources() bool { return len(s.resources) > 0 || len(s.templates) > 0 }
+
+// filterResources drops from a resources/list answer what the caller may
+// not read; resources not of ours (fixtures) stay.
+func (s *Server) filterResources(ctx context.Context, _ any, _ *mcp.ListResourcesRequest, res *mcp.ListResourcesResult) {
+	g := grantsFrom(ctx)
+	kept := res.Resources[:0]
+	for _, r := range res.Resources {
+		if ours, ok := s.resources[r.URI]; !ok || g.Allows(ours.need) {
+			kept = append(kept, r)
+		}
+	}
+	res.Resources = kept
 }
 
 // filterTemplates drops from a resources/templates/list answer what the
@@ -154,38 +199,48 @@ func (s *Server) serveRead(ctx context.Context, w http.ResponseWriter, r *http.R
 	if json.Unmarshal(params, &req) != nil || req.URI == "" {
 		return ctx, true // mcp-go answers malformed params itself
 	}
+	if r, ok := s.resources[req.URI]; ok {
+		return s.read(ctx, p, g, "resource:"+r.Def.Name, r.need, unknown, func() ([]mcp.ResourceContents, error) { return r.Read(ctx, p) })
+	}
 	for _, t := range s.templates {
-		re := t.Def.URITemplate.Regexp()
-		if !re.MatchString(req.URI) {
+		if !t.Def.URITemplate.Regexp().MatchString(req.URI) {
 			continue
 		}
-		start := time.Now()
-		name := "resource:" + t.Def.Name
-		if !g.Allows(t.need) {
-			s.audit(ctx, p, name, false, "denied", time.Since(start))
-			unknown()
-			return ctx, false
-		}
-		vars := map[string]string{}
-		for k, v := range t.Def.URITemplate.Match(req.URI) {
-			vars[k] = v.String()
-		}
-		contents, err := t.Read(ctx, p, req.URI, vars)
-		switch {
-		case errors.Is(err, tools.ErrResourceNotFound):
-			s.audit(ctx, p, name, true, "not_found", time.Since(start))
-			unknown()
-			return ctx, false
-		case err != nil:
-			s.log.LogAttrs(ctx, slog.LevelError, "resource read failed", slog.String("template", t.Def.Name), slog.String("error", err.Error()))
-			s.audit(ctx, p, name, true, "error", time.Since(start))
-			err = errors.New("reading the resource failed")
-		default:
-			s.audit(ctx, p, name, true, "ok", time.Since(start))
-		}
-		return context.WithValue(ctx, readKey{}, &readDone{contents, err}), true
+		return s.read(ctx, p, g, "resource:"+t.Def.Name, t.need, unknown, func() ([]mcp.ResourceContents, error) {
+			vars := map[string]string{}
+			for k, v := range t.Def.URITemplate.Match(req.URI) {
+				vars[k] = v.String()
+			}
+			return t.Read(ctx, p, req.URI, vars)
+		})
 	}
 	return ctx, true // not ours: mcp-go answers (unknown, or a fixture)
+}
+
+// read runs one permitted read for mcp-go's handler to hand back, or
+// answers a refused or empty one with unknown.
+func (s *Server) read(ctx context.Context, p *entra.Principal, g authz.Set, name string, need authz.Set, unknown func(),
+	run func() ([]mcp.ResourceContents, error)) (context.Context, bool) {
+	start := time.Now()
+	if !g.Allows(need) {
+		s.audit(ctx, p, name, false, "denied", time.Since(start))
+		unknown()
+		return ctx, false
+	}
+	contents, err := run()
+	switch {
+	case errors.Is(err, tools.ErrResourceNotFound):
+		s.audit(ctx, p, name, true, "not_found", time.Since(start))
+		unknown()
+		return ctx, false
+	case err != nil:
+		s.log.LogAttrs(ctx, slog.LevelError, "resource read failed", slog.String("resource", name), slog.String("error", err.Error()))
+		s.audit(ctx, p, name, true, "error", time.Since(start))
+		err = errors.New("reading the resource failed")
+	default:
+		s.audit(ctx, p, name, true, "ok", time.Since(start))
+	}
+	return context.WithValue(ctx, readKey{}, &readDone{contents, err}), true
 }
 
 // adaptPrompt runs a prompt for the caller, with its audit line.

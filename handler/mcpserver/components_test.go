@@ -26,6 +26,16 @@ func testTemplate(uri, name, permission string) tools.ResourceTemplate {
 	}
 }
 
+func testResource(uri, permission string) tools.Resource {
+	return tools.Resource{
+		Def:         mcp.NewResource(uri, uri, mcp.WithMIMEType("text/plain")),
+		Permissions: []string{permission},
+		Read: func(_ context.Context, p *entra.Principal) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: uri, MIMEType: "text/plain", Text: uri + " for " + p.ObjectID}}, nil
+		},
+	}
+}
+
 func testPrompt(name, permission string) tools.Prompt {
 	return tools.Prompt{
 		Def:         mcp.NewPrompt(name, mcp.WithPromptDescription("test prompt "+name)),
@@ -43,6 +53,7 @@ func testPrompt(name, permission string) tools.Prompt {
 func TestResourcesAndPromptsFollowThePermissions(t *testing.T) {
 	t.Parallel()
 	s, err := New(Options{Tools: testTools(),
+		Resources: []tools.Resource{testResource("stats://today", "server.admin")},
 		Templates: []tools.ResourceTemplate{testTemplate("thing://{id}", "thing", "tasks.read")},
 		Prompts:   []tools.Prompt{testPrompt("summary", "tasks.read"), testPrompt("ops_report", "server.admin")}})
 	if err != nil {
@@ -51,6 +62,7 @@ func TestResourcesAndPromptsFollowThePermissions(t *testing.T) {
 	// The reference for "does not exist": a server whose only template
 	// matches none of the URIs asked for.
 	ref, err := New(Options{Tools: testTools(),
+		Resources: []tools.Resource{testResource("other://today", "server.admin")},
 		Templates: []tools.ResourceTemplate{testTemplate("other://{id}", "other", "tasks.read")},
 		Prompts:   []tools.Prompt{testPrompt("unrelated", "tasks.read")}})
 	if err != nil {
@@ -79,17 +91,24 @@ func TestResourcesAndPromptsFollowThePermissions(t *testing.T) {
 	}
 	read := `{"uri":"thing://a1"}`
 	for _, c := range []struct {
-		roles              []string
-		templates, prompts []string
+		roles                         []string
+		resources, templates, prompts []string
 	}{
-		{[]string{"Task.Read"}, []string{"thing://{id}"}, []string{"summary"}},
-		{[]string{"Task.All", "MCPServer.Admin"}, []string{"thing://{id}"}, []string{"ops_report", "summary"}},
-		{[]string{"MCPServer.Admin"}, nil, []string{"ops_report"}},
-		{[]string{"Task.Write"}, nil, nil},
-		{nil, nil, nil},
+		{[]string{"Task.Read"}, nil, []string{"thing://{id}"}, []string{"summary"}},
+		{[]string{"Task.All", "MCPServer.Admin"}, []string{"stats://today"}, []string{"thing://{id}"}, []string{"ops_report", "summary"}},
+		{[]string{"MCPServer.Admin"}, []string{"stats://today"}, nil, []string{"ops_report"}},
+		{[]string{"Task.Write"}, nil, nil, nil},
+		{nil, nil, nil, nil},
 	} {
 		t.Run(strings.Join(append([]string{"roles"}, c.roles...), " "), func(t *testing.T) {
 			p := principalWith(c.roles...)
+			if got := names(rpc(s, p, "resources/list", `{}`), "resources", "uri"); !slices.Equal(got, c.resources) {
+				t.Errorf("resources/list %v, want %v", got, c.resources)
+			}
+			stats, unknownStats := rpc(s, p, "resources/read", `{"uri":"stats://today"}`), rpc(ref, p, "resources/read", `{"uri":"stats://today"}`)
+			if len(c.resources) > 0 != strings.Contains(stats, "stats://today for "+p.ObjectID) || (len(c.resources) == 0 && stats != unknownStats) {
+				t.Errorf("read stats://today:\n got %s\nunknown %s", stats, unknownStats)
+			}
 			if got := names(rpc(s, p, "resources/templates/list", `{}`), "resourceTemplates", "uriTemplate"); !slices.Equal(got, c.templates) {
 				t.Errorf("resources/templates/list %v, want %v", got, c.templates)
 			}

@@ -39,6 +39,7 @@ type Options struct {
 	Tools   []tools.Tool
 	// Templates and Prompts are the resource templates and prompts, shown
 	// and served by the same permission rule as the tools.
+	Resources []tools.Resource
 	Templates []tools.ResourceTemplate
 	Prompts   []tools.Prompt
 	// Roles is the role table that turns callers' App Roles into
@@ -93,9 +94,10 @@ type Server struct {
 	// the tools that have any; read-only after New.
 	clientNeeds map[string][]string
 
-	templates []template        // read-only after New
-	prompts   map[string]prompt // by name; read-only after New
-	unknown   http.Handler      // an mcp-go endpoint with no resources: its answer to any read is "not found"
+	resources map[string]resource // by URI; read-only after New
+	templates []template          // read-only after New
+	prompts   map[string]prompt   // by name; read-only after New
+	unknown   http.Handler        // an mcp-go endpoint with no resources: its answer to any read is "not found"
 
 }
 
@@ -118,6 +120,9 @@ func New(opts Options) (*Server, error) {
 	var declared []string
 	for _, t := range opts.Tools {
 		declared = append(declared, t.Permissions...)
+	}
+	for _, r := range opts.Resources {
+		declared = append(declared, r.Permissions...)
 	}
 	for _, t := range opts.Templates {
 		declared = append(declared, t.Permissions...)
@@ -198,7 +203,7 @@ func New(opts Options) (*Server, error) {
 	registerFixtures(s.mcp)
 
 	s.transport = s.streamable(s.mcp, opts.Logger)
-	if len(s.templates) > 0 {
+	if s.hasResources() {
 		none := server.NewMCPServer(opts.Name, opts.Version, append([]server.ServerOption{server.WithResourceCapabilities(false, false)}, fixtureOptions()...)...)
 		s.unknown = s.streamable(none, opts.Logger)
 	}

@@ -14,6 +14,15 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 )
 
+// Resource is an MCP resource at a fixed URI and the permissions reading it
+// needs, as a tool's.
+type Resource struct {
+	Def         mcp.Resource
+	Permissions []string
+	// Read returns the resource for the verified caller.
+	Read func(ctx context.Context, p *entra.Principal) ([]mcp.ResourceContents, error)
+}
+
 // ResourceTemplate is an MCP resource template (a URI template such as
 // task://{id}) and the permissions reading it needs, as a tool's.
 type ResourceTemplate struct {
@@ -34,6 +43,37 @@ type Prompt struct {
 
 // ErrResourceNotFound is a Read's answer for a URI that names nothing.
 var ErrResourceNotFound = errors.New("resource not found")
+
+// Resources returns every production resource at a fixed URI.
+func Resources(d Deps) []Resource {
+	return []Resource{openTasks(d)}
+}
+
+// openTasks is tasks://open: the first page of the organisation's open
+// tasks, newest first, as JSON.
+func openTasks(d Deps) Resource {
+	const uri = "tasks://open"
+	return Resource{
+		Def: mcp.NewResource(uri, "open-tasks",
+			mcp.WithResourceDescription("Your organisation's open tasks, newest first (the first page), as JSON."),
+			mcp.WithMIMEType("application/json")),
+		Permissions: []string{"tasks.read"},
+		Read: func(ctx context.Context, p *entra.Principal) ([]mcp.ResourceContents, error) {
+			if d.Tasks == nil {
+				return nil, errors.New("no task store configured")
+			}
+			page, err := d.Tasks.List(ctx, p.TenantID, taskstore.ListQuery{Status: taskstore.StatusOpen, Limit: taskstore.MaxListLimit})
+			if err != nil {
+				return nil, fmt.Errorf("list open tasks: %w", err)
+			}
+			b, err := json.Marshal(taskList{Tasks: page.Tasks, NextCursor: page.NextCursor})
+			if err != nil {
+				return nil, fmt.Errorf("encode tasks: %w", err)
+			}
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: uri, MIMEType: "application/json", Text: string(b)}}, nil
+		},
+	}
+}
 
 // Templates returns every production resource template.
 func Templates(d Deps) []ResourceTemplate {
