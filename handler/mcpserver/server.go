@@ -37,8 +37,8 @@ type Options struct {
 	Name    string // server name reported to clients
 	Version string
 	Tools   []tools.Tool
-	// Templates and Prompts are the resource templates and prompts, shown
-	// and served by the same permission rule as the tools.
+	// Resources, Templates and Prompts are the resources, resource
+	// templates and prompts, shown and served by the tools' permission rule.
 	Resources []tools.Resource
 	Templates []tools.ResourceTemplate
 	Prompts   []tools.Prompt
@@ -98,7 +98,6 @@ type Server struct {
 	templates []template          // read-only after New
 	prompts   map[string]prompt   // by name; read-only after New
 	unknown   http.Handler        // an mcp-go endpoint with no resources: its answer to any read is "not found"
-
 }
 
 // clientCapabilities are the names a tool's ClientNeeds may use.
