@@ -112,35 +112,47 @@ func (t Table) check() error {
 	seen := map[string]bool{}
 	keys := map[string]bool{}
 	for _, r := range t.Roles {
-		if !roleValue.MatchString(r.Value) || len(r.Value) > 120 {
-			return fmt.Errorf("role %q: a role value is 1-120 of A-Z, a-z, 0-9 and . _ : / -, starting with a letter or digit", r.Value)
-		}
 		if seen[r.Value] {
 			return fmt.Errorf("role %q given twice", r.Value)
 		}
 		seen[r.Value] = true
-		if len(r.Permissions) == 0 {
-			return fmt.Errorf("role %q grants no permission", r.Value)
-		}
-		for _, p := range r.Permissions {
-			if !permissionName.MatchString(p) {
-				return fmt.Errorf("role %q: permission %q: want lower-case words joined by '.', '-' or '_', such as tasks.read", r.Value, p)
-			}
-		}
-		if len(r.Members) == 0 {
-			return fmt.Errorf("role %q: members must name %q, %q or both", r.Value, MemberUser, MemberApplication)
-		}
-		for _, m := range r.Members {
-			if m != MemberUser && m != MemberApplication {
-				return fmt.Errorf("role %q: member type %q: want %q or %q", r.Value, m, MemberUser, MemberApplication)
-			}
+		if err := r.check(); err != nil {
+			return err
 		}
 		if r.DemoUser != nil {
-			if r.DemoUser.Key == "" || r.DemoUser.Name == "" || keys[r.DemoUser.Key] {
-				return fmt.Errorf("role %q: a demo user needs a key of its own and a name", r.Value)
+			if keys[r.DemoUser.Key] {
+				return fmt.Errorf("role %q: demo user key %q is another role's", r.Value, r.DemoUser.Key)
 			}
 			keys[r.DemoUser.Key] = true
 		}
+	}
+	return nil
+}
+
+// check is one row's rules: a value Entra and ROLE_MAP can carry,
+// permissions and members named, a demo user with a key and a name.
+func (r Role) check() error {
+	if !roleValue.MatchString(r.Value) || len(r.Value) > 120 {
+		return fmt.Errorf("role %q: a role value is 1-120 of A-Z, a-z, 0-9 and . _ : / -, starting with a letter or digit", r.Value)
+	}
+	if len(r.Permissions) == 0 {
+		return fmt.Errorf("role %q grants no permission", r.Value)
+	}
+	for _, p := range r.Permissions {
+		if !permissionName.MatchString(p) {
+			return fmt.Errorf("role %q: permission %q: want lower-case words joined by '.', '-' or '_', such as tasks.read", r.Value, p)
+		}
+	}
+	if len(r.Members) == 0 {
+		return fmt.Errorf("role %q: members must name %q, %q or both", r.Value, MemberUser, MemberApplication)
+	}
+	for _, m := range r.Members {
+		if m != MemberUser && m != MemberApplication {
+			return fmt.Errorf("role %q: member type %q: want %q or %q", r.Value, m, MemberUser, MemberApplication)
+		}
+	}
+	if r.DemoUser != nil && (r.DemoUser.Key == "" || r.DemoUser.Name == "") {
+		return fmt.Errorf("role %q: a demo user needs a key and a name", r.Value)
 	}
 	return nil
 }

@@ -153,6 +153,28 @@ type Server struct {
 	obo oboState // on-behalf-of consent and the Graph stand-in (obo.go, graph.go)
 }
 
+// setDefaults fills in what Options left empty.
+func (s *Server) setDefaults() {
+	if len(s.users) == 0 {
+		s.users = DemoUsers()
+	}
+	if s.clientSecret == "" {
+		s.clientSecret = DefaultClientSecret
+	}
+	if s.atLifetime <= 0 {
+		s.atLifetime = DefaultAccessTokenLifetime
+	}
+	if s.tenantID == "" {
+		s.tenantID = DefaultTenantID
+	}
+	if s.clientID == "" {
+		s.clientID = DefaultClientID
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+}
+
 // Start generates a signing key and a TLS certificate, and starts serving
 // HTTPS on opts.Addr. Call Close when done.
 func Start(opts Options) (*Server, error) {
@@ -169,25 +191,8 @@ func Start(opts Options) (*Server, error) {
 		atVersion:    opts.AccessTokenVersion,
 		idtyp:        opts.IDTypClaim,
 	}
-	if len(s.users) == 0 {
-		s.users = DemoUsers()
-	}
 	s.grants.singleUse = opts.SingleUseRefreshTokens
-	if s.clientSecret == "" {
-		s.clientSecret = DefaultClientSecret
-	}
-	if s.atLifetime <= 0 {
-		s.atLifetime = DefaultAccessTokenLifetime
-	}
-	if s.tenantID == "" {
-		s.tenantID = DefaultTenantID
-	}
-	if s.clientID == "" {
-		s.clientID = DefaultClientID
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s.setDefaults()
 	switch s.atVersion {
 	case 0:
 		s.atVersion = 2

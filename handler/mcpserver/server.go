@@ -116,20 +116,7 @@ func New(opts Options) (*Server, error) {
 	if len(opts.Roles.Roles) == 0 {
 		opts.Roles = authz.DefaultTable()
 	}
-	var declared []string
-	for _, t := range opts.Tools {
-		declared = append(declared, t.Permissions...)
-	}
-	for _, r := range opts.Resources {
-		declared = append(declared, r.Permissions...)
-	}
-	for _, t := range opts.Templates {
-		declared = append(declared, t.Permissions...)
-	}
-	for _, p := range opts.Prompts {
-		declared = append(declared, p.Permissions...)
-	}
-	policy, err := authz.NewPolicy(opts.Roles, declared...)
+	policy, err := authz.NewPolicy(opts.Roles, declaredPermissions(opts)...)
 	if err != nil {
 		return nil, fmt.Errorf("build MCP server: %w", err)
 	}
@@ -147,32 +134,8 @@ func New(opts Options) (*Server, error) {
 	if s.handshake = newestHandshakeVersion(s.versions); s.handshake == "" {
 		return nil, errors.New("build MCP server: no protocol version that initialize can negotiate")
 	}
-	for _, t := range opts.Tools {
-		if _, dup := s.needs[t.Def.Name]; dup {
-			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
-		}
-		if len(t.Permissions) == 0 {
-			return nil, fmt.Errorf("build MCP server: tool %q declares no permission", t.Def.Name)
-		}
-		need, err := policy.Need(t.Permissions)
-		if err != nil {
-			return nil, fmt.Errorf("build MCP server: tool %q: %w", t.Def.Name, err)
-		}
-		if !policy.Granted(need) {
-			// Deliberate when a ROLE_MAP leaves a tool out; a typo otherwise.
-			opts.Logger.Warn("mcpserver: no role grants what this tool needs, so nobody can see it",
-				slog.String("tool", t.Def.Name), slog.Any("permissions", t.Permissions))
-		}
-		for _, c := range t.ClientNeeds {
-			if !slices.Contains(clientCapabilities, c) {
-				return nil, fmt.Errorf("build MCP server: tool %q needs unknown client capability %q", t.Def.Name, c)
-			}
-		}
-		s.needs[t.Def.Name] = need
-		if len(t.ClientNeeds) > 0 {
-			s.clientNeeds[t.Def.Name] = t.ClientNeeds
-		}
-		s.names = append(s.names, t.Def.Name)
+	if err := s.addTools(opts.Tools, policy, opts.Logger); err != nil {
+		return nil, err
 	}
 	sort.Strings(s.names)
 	s.metrics.addTools(s.names)
@@ -207,6 +170,58 @@ func New(opts Options) (*Server, error) {
 		s.unknown = s.streamable(none, opts.Logger)
 	}
 	return s, nil
+}
+
+// declaredPermissions are the permissions every tool, resource and prompt
+// of opts needs, for the policy to give each a bit.
+func declaredPermissions(opts Options) []string {
+	var out []string
+	for _, t := range opts.Tools {
+		out = append(out, t.Permissions...)
+	}
+	for _, r := range opts.Resources {
+		out = append(out, r.Permissions...)
+	}
+	for _, t := range opts.Templates {
+		out = append(out, t.Permissions...)
+	}
+	for _, p := range opts.Prompts {
+		out = append(out, p.Permissions...)
+	}
+	return out
+}
+
+// addTools records each tool's permissions and client needs, refusing
+// duplicates, tools with no permission and unknown capabilities.
+func (s *Server) addTools(ts []tools.Tool, policy *authz.Policy, log *slog.Logger) error {
+	for _, t := range ts {
+		if _, dup := s.needs[t.Def.Name]; dup {
+			return fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
+		}
+		if len(t.Permissions) == 0 {
+			return fmt.Errorf("build MCP server: tool %q declares no permission", t.Def.Name)
+		}
+		need, err := policy.Need(t.Permissions)
+		if err != nil {
+			return fmt.Errorf("build MCP server: tool %q: %w", t.Def.Name, err)
+		}
+		if !policy.Granted(need) {
+			// Deliberate when a ROLE_MAP leaves a tool out; a typo otherwise.
+			log.Warn("mcpserver: no role grants what this tool needs, so nobody can see it",
+				slog.String("tool", t.Def.Name), slog.Any("permissions", t.Permissions))
+		}
+		for _, c := range t.ClientNeeds {
+			if !slices.Contains(clientCapabilities, c) {
+				return fmt.Errorf("build MCP server: tool %q needs unknown client capability %q", t.Def.Name, c)
+			}
+		}
+		s.needs[t.Def.Name] = need
+		if len(t.ClientNeeds) > 0 {
+			s.clientNeeds[t.Def.Name] = t.ClientNeeds
+		}
+		s.names = append(s.names, t.Def.Name)
+	}
+	return nil
 }
 
 // streamable is m behind mcp-go's streamable HTTP transport, as the
