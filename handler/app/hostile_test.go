@@ -689,12 +689,15 @@ func TestOBOTokenIssuedDuringRevocationIsNotKept(t *testing.T) {
 	pattern := "obo:" + name[strings.Index(name, "{"):strings.Index(name, "}")+1] + "*"
 	token := st.token(t, "reader")
 	entra.delay.Store(int64(300 * time.Millisecond))
+	atEntra := entra.tokens.Load()
 	done := make(chan string)
 	go func() {
 		r := st.do(t, http.MethodPost, "/mcp", token, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"my_profile","arguments":{}}}`)
 		done <- string(r.body)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// The on-behalf-of request is at Entra (held there 300 ms), so the
+	// revocation runs while it is under way, not before it started.
+	testkit.WaitFor(t, "the on-behalf-of request to reach Entra", func() bool { return entra.tokens.Load() > atEntra })
 	if text, isErr := callText(t, st.rpc(t, st.token(t, "admin"), `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"revoke_sessions","arguments":{"oid":"`+reader.ObjectID+`"}}}`)); isErr {
 		t.Fatalf("revoke_sessions: %s", text)
 	}
