@@ -229,6 +229,35 @@ func (t Table) WithRoleMap(text string) (Table, error) {
 	return out, nil
 }
 
+// noDuplicateKeys refuses a JSON object with a key given twice at its top
+// level (its values are arrays of strings, so no deeper object exists).
+func noDuplicateKeys(text string) error {
+	dec := json.NewDecoder(strings.NewReader(text))
+	seen := map[string]bool{}
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the decode above already passed: this is the end
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			if v == '{' || v == '[' {
+				depth++
+			} else {
+				depth--
+			}
+		case string:
+			if depth == 1 && dec.More() { // a key: its value follows
+				if seen[v] {
+					return fmt.Errorf("role %q given twice", v)
+				}
+				seen[v] = true
+			}
+		}
+	}
+}
+
 // parseRoleMap reads ROLE_MAP's two forms into role -> permissions, with
 // the roles in the order given (JSON objects: sorted).
 func parseRoleMap(text string) (map[string][]string, []string, error) {
@@ -264,6 +293,11 @@ func parseRoleMap(text string) (map[string][]string, []string, error) {
 	}
 	if dec.More() {
 		return nil, nil, errors.New("trailing data")
+	}
+	// encoding/json keeps the last of two equal keys; the quote-free form
+	// refuses a role given twice, and so does this one.
+	if err := noDuplicateKeys(text); err != nil {
+		return nil, nil, err
 	}
 	order := make([]string, 0, len(raw))
 	for role := range raw {

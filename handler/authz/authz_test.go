@@ -93,6 +93,7 @@ func TestWithRoleMap(t *testing.T) {
 		"empty permission":              `Task.Read=`,
 		"dangling plus":                 `Task.Read=tasks.read+`,
 		"role twice":                    `Task.Read=tasks.read;Task.Read=tasks.write`,
+		"role twice in json":            `{"Task.Read":["tasks.read"],"Task.Read":["server.admin"]}`,
 		"json trailing data":            `{"Task.Read":["tasks.read"]} {}`,
 		"json of the wrong shape":       `{"Task.Read":"tasks.read"}`,
 		"only separators":               `;;`,

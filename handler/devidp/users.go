@@ -22,6 +22,12 @@ type User struct {
 // so a user keeps its data across restarts while rows are only appended.
 func UsersFor(t authz.Table) []User {
 	var out []User
+	taken := map[string]bool{}
+	for _, r := range t.Roles {
+		if r.DemoUser != nil {
+			taken[r.DemoUser.Key] = true
+		}
+	}
 	for i, r := range t.Roles {
 		if r.Retired || !r.AllowsMember(authz.MemberUser) {
 			continue
@@ -29,6 +35,13 @@ func UsersFor(t authz.Table) []User {
 		key, name := userKey(r.Value), "Demo "+r.Value
 		if r.DemoUser != nil {
 			key, name = r.DemoUser.Key, r.DemoUser.Name
+		} else {
+			// A made-up key must not be another role's ("Reader" and
+			// Task.Read's "reader"): tokens and sign-in go by key.
+			for base, n := key, 2; taken[key]; n++ {
+				key = fmt.Sprintf("%s-%d", base, n)
+			}
+			taken[key] = true
 		}
 		out = append(out, User{
 			Key:      key,

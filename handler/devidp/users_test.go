@@ -37,6 +37,21 @@ func TestDemoPeopleAndAgentsFromTheRoleTable(t *testing.T) {
 	if !slices.Equal(agents, []string{"Task.Read", "Agent.Run"}) {
 		t.Errorf("agents %v", agents)
 	}
+	clash, err := authz.ParseTable([]byte(`{"roles":[
+		{"value":"Task.Read","permissions":["tasks.read"],"members":["User"],"demoUser":{"key":"reader","name":"Rita Reader"}},
+		{"value":"Reader","permissions":["tasks.read"],"members":["User"]},
+		{"value":"Deploy.Read","permissions":["tasks.read"],"members":["User"]},
+		{"value":"Deploy-Read","permissions":["tasks.read"],"members":["User"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys = nil
+	for _, u := range UsersFor(clash) {
+		keys = append(keys, u.Key)
+	}
+	if !slices.Equal(keys, []string{"reader", "reader-2", "deploy-read", "deploy-read-2"}) {
+		t.Errorf("made-up keys that collide: %v", keys)
+	}
 	if u, _ := DemoUser("admin"); u.ObjectID != "0a1b2c3d-0004-4000-8000-000000000004" || u.Name != "Ada Admin" {
 		t.Errorf("the default table's admin: %+v", u)
 	}

@@ -186,19 +186,21 @@ func (s *Server) filterPrompts(ctx context.Context, candidates []mcp.Prompt) []m
 // serveRead decides a resources/read for one of our templates: it returns
 // the context for mcp-go with the read done, or false after answering a
 // read the caller may not make, or of nothing, as an unknown URI.
-func (s *Server) serveRead(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, p *entra.Principal, g authz.Set, params json.RawMessage) (context.Context, bool) {
+func (s *Server) serveRead(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, p *entra.Principal, g authz.Set) (context.Context, bool) {
 	unknown := func() {
 		r2 := r.WithContext(ctx)
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		r2.ContentLength = int64(len(body))
 		s.unknown.ServeHTTP(w, r2)
 	}
-	var req struct {
-		URI string `json:"uri"`
-	}
-	if json.Unmarshal(params, &req) != nil || req.URI == "" {
+	// Decoded the way mcp-go decodes it (a duplicated "params" merges into
+	// one struct there, where the last one wins in a json.RawMessage), so
+	// both read the same URI.
+	var msg mcp.ReadResourceRequest
+	if json.Unmarshal(body, &msg) != nil || msg.Params.URI == "" {
 		return ctx, true // mcp-go answers malformed params itself
 	}
+	req := msg.Params
 	if r, ok := s.resources[req.URI]; ok {
 		return s.read(ctx, p, g, "resource:"+r.Def.Name, r.need, unknown, func() ([]mcp.ResourceContents, error) { return r.Read(ctx, p) })
 	}
@@ -227,6 +229,12 @@ func (s *Server) read(ctx context.Context, p *entra.Principal, g authz.Set, name
 		unknown()
 		return ctx, false
 	}
+	// The same per-caller budget as tools/call: a resource can cost what
+	// a tool does.
+	if limited := s.limit(ctx, p); limited != nil {
+		s.audit(ctx, p, name, true, outcomeLimited, time.Since(start))
+		return context.WithValue(ctx, readKey{}, &readDone{err: errors.New(limitedText(limited))}), true
+	}
 	contents, err := run()
 	switch {
 	case errors.Is(err, tools.ErrResourceNotFound):
@@ -243,6 +251,17 @@ func (s *Server) read(ctx context.Context, p *entra.Principal, g authz.Set, name
 	return context.WithValue(ctx, readKey{}, &readDone{contents, err}), true
 }
 
+// limitedText is a rate-limit refusal's message, for answers that are
+// JSON-RPC errors rather than tool results.
+func limitedText(r *mcp.CallToolResult) string {
+	for _, c := range r.Content {
+		if t, ok := c.(mcp.TextContent); ok {
+			return t.Text
+		}
+	}
+	return "Too many requests."
+}
+
 // adaptPrompt runs a prompt for the caller, with its audit line.
 func (s *Server) adaptPrompt(pr prompt) server.PromptHandlerFunc {
 	name := "prompt:" + pr.Def.Name
@@ -252,6 +271,10 @@ func (s *Server) adaptPrompt(pr prompt) server.PromptHandlerFunc {
 		if p == nil || !grantsFrom(ctx).Allows(pr.need) {
 			s.audit(ctx, p, name, false, "denied", time.Since(start))
 			return nil, fmt.Errorf("prompt '%s' not found: %w", pr.Def.Name, server.ErrPromptNotFound)
+		}
+		if limited := s.limit(ctx, p); limited != nil {
+			s.audit(ctx, p, name, true, outcomeLimited, time.Since(start))
+			return nil, errors.New(limitedText(limited))
 		}
 		res, err := pr.Get(ctx, p, req.Params.Arguments)
 		if err != nil {

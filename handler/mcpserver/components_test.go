@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -141,4 +143,57 @@ func TestResourcesAndPromptsFollowThePermissions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadsCannotBeSmuggled: a request shaped to make this server and
+// mcp-go read different URIs (params given twice) is decided on the URI
+// mcp-go would read; and resource reads and prompt gets spend the caller's
+// tools/call budget.
+func TestReadsCannotBeSmuggled(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{Tools: testTools(), Limiter: &countingLimiter{allow: 2},
+		Resources: []tools.Resource{testResource("stats://today", "server.admin")},
+		Templates: []tools.ResourceTemplate{testTemplate("thing://{id}", "thing", "tasks.read")},
+		Prompts:   []tools.Prompt{testPrompt("summary", "tasks.read")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := principalWith()
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"thing://a1"},"params":{}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"stats://today"},"params":{"_meta":{}}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"stats://today"},"params":{"uri":null}}`,
+	} {
+		got := post(s, nobody, rpcCase{body: body}).Body.String()
+		if !strings.Contains(got, `"code":-32002`) {
+			t.Errorf("%s:\n%s, want the unknown-URI answer", body, got)
+		}
+	}
+	reader := principalWith("Task.Read")
+	var answers []string
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"thing://a1"}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"summary"}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"thing://a1"}}`,
+		`{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"summary"}}`,
+	} {
+		answers = append(answers, post(s, reader, rpcCase{body: body}).Body.String())
+	}
+	if !strings.Contains(answers[0], "thing a1") || !strings.Contains(answers[1], "summary for") ||
+		!strings.Contains(answers[2], "Too many") || !strings.Contains(answers[3], "Too many") {
+		t.Errorf("a budget of 2 calls:\n%s", strings.Join(answers, "\n"))
+	}
+}
+
+// countingLimiter allows the first allow calls.
+type countingLimiter struct {
+	mu    sync.Mutex
+	allow int
+}
+
+func (c *countingLimiter) Allow(context.Context, string) (bool, time.Duration, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.allow--
+	return c.allow >= 0, time.Second, nil
 }

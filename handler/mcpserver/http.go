@@ -76,7 +76,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		case string(mcp.MethodResourcesRead):
 			var ok bool
-			if ctx, ok = s.serveRead(ctx, w, r, body, p, g, env.Params); !ok {
+			if ctx, ok = s.serveRead(ctx, w, r, body, p, g); !ok {
 				return
 			}
 		case string(mcp.MethodSubscriptionsListen):

@@ -129,8 +129,13 @@ func decodeArgs[In any](v *inputValidator, req mcp.CallToolRequest) (In, error) 
 	if err == nil {
 		err = json.Unmarshal(b, &in)
 	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		// JSON Schema calls 10.0 and 1e400 integers; a Go int does not take
+		// them, and a number may be too big for its field.
+		return in, badArg("argument %q: %s does not fit: give a whole number in range", typeErr.Field, typeErr.Value)
+	}
 	if err != nil {
-		// The schema came from In, so what passed it fits In.
 		return in, fmt.Errorf("decode arguments: %w", err)
 	}
 	return in, nil

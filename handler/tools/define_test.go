@@ -97,12 +97,13 @@ func TestDefineTypedTool(t *testing.T) {
 		}
 	})
 	for name, c := range map[string]struct{ args, want string }{
-		"enum":          {`{"environment":"staging"}`, `argument "environment": value must be one of 'dev', 'test', 'prod'`},
-		"bound":         {`{"environment":"dev","limit":99}`, `argument "limit": maximum: got 99, want 50`},
-		"wrong type":    {`{"environment":"dev","limit":"ten"}`, `argument "limit": got string, want integer`},
-		"unknown field": {`{"environment":"dev","colour":"red"}`, `additional properties 'colour' not allowed`},
-		"missing":       {`{}`, `missing property 'environment'`},
-		"refused":       {`{"environment":"prod","limit":30}`, `at most 20 prod deployments at a time`},
+		"enum":            {`{"environment":"staging"}`, `argument "environment": value must be one of 'dev', 'test', 'prod'`},
+		"bound":           {`{"environment":"dev","limit":99}`, `argument "limit": maximum: got 99, want 50`},
+		"wrong type":      {`{"environment":"dev","limit":"ten"}`, `argument "limit": got string, want integer`},
+		"unknown field":   {`{"environment":"dev","colour":"red"}`, `additional properties 'colour' not allowed`},
+		"missing":         {`{}`, `missing property 'environment'`},
+		"refused":         {`{"environment":"prod","limit":30}`, `at most 20 prod deployments at a time`},
+		"10.0 for an int": {`{"environment":"dev","limit":10.0}`, `argument "limit": number 10.0 does not fit`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := call(c.args)

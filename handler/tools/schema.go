@@ -69,11 +69,27 @@ func (v *inputValidator) check(raw map[string]any) error {
 		if len(leaf.InstanceLocation) > 0 {
 			msg = fmt.Sprintf("argument %q: %s", strings.Join(leaf.InstanceLocation, "."), msg)
 		}
+		// The caller's own values are quoted back: bounded, so a huge
+		// argument does not come back larger.
+		if len(msg) > maxProblem {
+			msg = msg[:maxProblem] + "…"
+		}
 		msgs = append(msgs, msg)
 	}
 	slices.Sort(msgs)
-	return badArg("%s", strings.Join(slices.Compact(msgs), "; "))
+	msgs = slices.Compact(msgs)
+	if len(msgs) > maxProblems {
+		msgs = append(msgs[:maxProblems], fmt.Sprintf("and %d more", len(msgs)-maxProblems))
+	}
+	return badArg("%s", strings.Join(msgs, "; "))
 }
+
+// An argument error names at most maxProblems problems of at most
+// maxProblem bytes each.
+const (
+	maxProblems = 10
+	maxProblem  = 300
+)
 
 // leaves are the failures themselves, without the "allOf failed" kind of
 // nodes above them.

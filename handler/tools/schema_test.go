@@ -52,6 +52,7 @@ func TestArgumentsAreCheckedAgainstTheSchema(t *testing.T) {
 		"wrong type":     {`{"code":12}`, `argument "code" must be a string`},
 		"missing":        {`{}`, `missing required argument "code"`},
 		"not an object":  {`[1]`, `arguments must be a JSON object`},
+		"a huge value":   {`{"code":"` + strings.Repeat("<", 100000) + `"}`, `…`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := call(t, c.args)
