@@ -262,6 +262,19 @@ func limitedText(r *mcp.CallToolResult) string {
 	return "Too many requests."
 }
 
+// noteDeniedPrompt writes the audit line of a prompts/get for one of our
+// prompts the caller may not get: mcp-go's prompt filter refuses it before
+// any handler of ours runs. The name is decoded as mcp-go decodes it.
+func (s *Server) noteDeniedPrompt(ctx context.Context, p *entra.Principal, g authz.Set, body []byte) {
+	var msg mcp.GetPromptRequest
+	if json.Unmarshal(body, &msg) != nil {
+		return
+	}
+	if pr, ours := s.prompts[msg.Params.Name]; ours && !g.Allows(pr.need) {
+		s.audit(ctx, p, "prompt:"+pr.Def.Name, false, "denied", 0)
+	}
+}
+
 // adaptPrompt runs a prompt for the caller, with its audit line.
 func (s *Server) adaptPrompt(pr prompt) server.PromptHandlerFunc {
 	name := "prompt:" + pr.Def.Name

@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -196,4 +198,20 @@ func (c *countingLimiter) Allow(context.Context, string) (bool, time.Duration, e
 	defer c.mu.Unlock()
 	c.allow--
 	return c.allow >= 0, time.Second, nil
+}
+
+// TestDeniedPromptIsAudited: a prompts/get the caller may not make leaves
+// an audit line, as a denied tool call does.
+func TestDeniedPromptIsAudited(t *testing.T) {
+	t.Parallel()
+	logs := &testkit.SyncBuffer{}
+	s, err := New(Options{Tools: testTools(), Prompts: []tools.Prompt{testPrompt("ops_report", "server.admin")},
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post(s, principalWith("Task.Read"), rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"ops_report"}}`})
+	if !strings.Contains(logs.String(), `"tool":"prompt:ops_report","allowed":false`) {
+		t.Errorf("no denied audit line:\n%s", logs)
+	}
 }

@@ -74,6 +74,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.metrics.badRequests.Add(1)
 				return
 			}
+		case string(mcp.MethodPromptsGet):
+			s.noteDeniedPrompt(ctx, p, g, body)
 		case string(mcp.MethodResourcesRead):
 			var ok bool
 			if ctx, ok = s.serveRead(ctx, w, r, body, p, g); !ok {
