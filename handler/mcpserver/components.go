@@ -107,25 +107,23 @@ func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server
 	return serverOpts, nil
 }
 
+// handBack is mcp-go's handler for every resource and template of ours: it
+// returns the read serveRead already did.
+func handBack(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+	done, ok := ctx.Value(readKey{}).(*readDone)
+	if !ok {
+		return nil, errors.New("resource read not authorised") // never: serveRead decides first
+	}
+	return done.contents, done.err
+}
+
 // registerComponents adds the templates and prompts to mcp-go, once it exists.
 func (s *Server) registerComponents() {
 	for _, r := range s.resources {
-		s.mcp.AddResource(r.Def, func(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-			done, ok := ctx.Value(readKey{}).(*readDone)
-			if !ok {
-				return nil, errors.New("resource read not authorised") // never: serveRead decides first
-			}
-			return done.contents, done.err
-		})
+		s.mcp.AddResource(r.Def, handBack)
 	}
 	for _, t := range s.templates {
-		s.mcp.AddResourceTemplate(t.Def, func(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-			done, ok := ctx.Value(readKey{}).(*readDone)
-			if !ok {
-				return nil, errors.New("resource read not authorised") // never: serveRead decides first
-			}
-			return done.contents, done.err
-		})
+		s.mcp.AddResourceTemplate(t.Def, handBack)
 	}
 	for _, p := range s.prompts {
 		s.mcp.AddPrompt(p.Def, s.adaptPrompt(p))

@@ -107,8 +107,8 @@ func TestDefineTypedTool(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := call(c.args)
-			if !res.IsError || !strings.Contains(textOf(res), c.want) {
-				t.Errorf("%s: %v %q, want a tool error saying %q", c.args, res.IsError, textOf(res), c.want)
+			if !res.IsError || !strings.Contains(text(res), c.want) {
+				t.Errorf("%s: %v %q, want a tool error saying %q", c.args, res.IsError, text(res), c.want)
 			}
 		})
 	}
@@ -116,17 +116,7 @@ func TestDefineTypedTool(t *testing.T) {
 		res := call(`{"environment":"dev","limit":null}`)
 		got, _ := json.Marshal(res.StructuredContent)
 		if res.IsError || string(got) != `{"deployments":[{"id":"dev-1","version":"1.0.o"}]}` {
-			t.Errorf("%v %s %q", res.IsError, got, textOf(res))
+			t.Errorf("%v %s %q", res.IsError, got, text(res))
 		}
 	})
-}
-
-func textOf(r *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range r.Content {
-		if tc, ok := c.(mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return b.String()
 }
