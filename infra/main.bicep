@@ -122,6 +122,9 @@ param publicBaseUrl string = ''
 @description('ROLE_MAP: the role table, quote-free (Task.Read=tasks.read;Task.All=tasks.read+tasks.write): azd puts the value into the parameters file unescaped, so JSON with quotes does not survive. Empty: the default table.')
 param roleMap string = ''
 
+@description('MCP_UPSTREAMS: the upstream MCP servers fronted here, as base64 of the JSON infra/upstreams.json holds (azd puts values into the parameters file unescaped, so JSON with quotes does not survive). Empty: the upstreams.json shipped in the package.')
+param mcpUpstreams string = ''
+
 @description('LOG_LEVEL: debug, info, warn or error. Empty: info.')
 param logLevel string = ''
 
@@ -152,6 +155,7 @@ var operatorSettings = {
   OAUTH_EXTRA_REDIRECT_SCHEMES: oauthExtraRedirectSchemes
   PUBLIC_BASE_URL: publicBaseUrl
   ROLE_MAP: roleMap
+  MCP_UPSTREAMS: mcpUpstreams
   LOG_LEVEL: logLevel
   CLIENT_IP_HEADER: clientIpHeader
   REFRESH_REUSE_GRACE: refreshReuseGrace

@@ -36,6 +36,10 @@ type Config struct {
 	// Roles is the role table: authz.DefaultTable (roles.json), its
 	// role-to-permission mapping replaced by ROLE_MAP when that is set.
 	Roles authz.Table
+
+	// Upstreams are the MCP servers fronted here (MCP_UPSTREAMS, else the
+	// shipped upstreams.json); none when neither is there.
+	Upstreams []Upstream
 }
 
 // Server is where the handler listens and who may call it.
@@ -266,7 +270,7 @@ func loadIdentity(getenv func(string) string) (Identity, error) {
 // LoadChoices reads into c the settings that say how the handler behaves
 // rather than where its parts are: return URLs, role map, allowed origins,
 // log level, authorization mode, redirect schemes, client address, reuse
-// grace and limits. Production (Load) and dev mode read them the same way,
+// grace, limits and upstream MCP servers. Production (Load) and dev mode read them the same way,
 // so whatever can be set in Azure can be tried locally.
 func LoadChoices(c *Config, getenv func(string) string) error {
 	var err error
@@ -274,6 +278,9 @@ func LoadChoices(c *Config, getenv func(string) string) error {
 		return err
 	}
 	if c.Roles, err = Roles(getenv); err != nil {
+		return err
+	}
+	if c.Upstreams, err = loadUpstreams(getenv, c.Roles); err != nil {
 		return err
 	}
 	if err := loadServerChoices(&c.Server, getenv); err != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -20,6 +21,7 @@ func TestCheckOperatorSettings(t *testing.T) {
 		"MCP_AUTH_MODE":                "entra",
 		"OAUTH_EXTRA_REDIRECT_SCHEMES": "cursor",
 		"ROLE_MAP":                     "Task.Read=tasks.read;Task.All=tasks.read+tasks.write",
+		"MCP_UPSTREAMS":                testUpstreamsBase64,
 		"TOOL_CALLS_PER_MINUTE":        "120",
 		"TOOL_CALLS_BURST":             "20",
 		"TASKS_MAX_BYTES_PER_TENANT":   "1048576",
@@ -35,6 +37,7 @@ func TestCheckOperatorSettings(t *testing.T) {
 		"MCP_AUTH_MODE":                "oauth",
 		"OAUTH_EXTRA_REDIRECT_SCHEMES": "https",
 		"ROLE_MAP":                     "Task.Read=tasks.reed",
+		"MCP_UPSTREAMS":                base64.StdEncoding.EncodeToString([]byte(`{"upstreams":[{"name":"devops","url":"https://devops.contoso.com/mcp","auth":{"mode":"none"},"tools":[{"match":"*","permission":"tasks.reed"}]}]}`)),
 		"TOOL_CALLS_PER_MINUTE":        "1e3",
 		"TOOL_CALLS_BURST":             "0",
 		"TASKS_MAX_BYTES_PER_TENANT":   "10",

@@ -73,6 +73,7 @@ func Settings() []Setting {
 		{Name: "MCP_AUTH_MODE", Local: true, Operator: true, Default: string(AuthModeProxy)},
 		{Name: "OAUTH_EXTRA_REDIRECT_SCHEMES", Operator: true},
 		{Name: "ROLE_MAP", Operator: true},
+		{Name: "MCP_UPSTREAMS", Operator: true}, // empty: the shipped upstreams.json
 		{Name: "TOOL_CALLS_PER_MINUTE", Operator: true, Default: strconv.Itoa(DefaultToolCallsPerMinute)},
 		{Name: "TOOL_CALLS_BURST", Operator: true, Default: strconv.Itoa(DefaultToolCallsBurst)},
 		{Name: "TASKS_MAX_BYTES_PER_TENANT", Operator: true},
