@@ -19,6 +19,10 @@ const (
 	hostJSON     = "host.json"
 	functionsDir = "functions"
 	functionJSON = "function.json"
+	// upstreamsJSON is the upstream MCP servers' configuration; the handler
+	// reads it from its working directory, the package root
+	// (config.UpstreamsFile).
+	upstreamsJSON = "infra/upstreams.json"
 	handlerPkg   = "./handler"
 	devPkg       = "./handler/dev"
 )
@@ -48,7 +52,7 @@ func (opts Options) pkg() string {
 	return handlerPkg
 }
 
-// Stage empties out, copies host.json and every
+// Stage empties out, copies host.json, infra/upstreams.json and every
 // functions/<name>/function.json into it as direct children, builds the
 // handler into it (with opts.Build), and validates the result (without the
 // binary when it did not build one).
@@ -66,6 +70,9 @@ func Stage(root, out string, opts Options) ([]Function, error) {
 		return nil, err
 	}
 	if err := copyFunctions(root, out); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(root, upstreamsJSON), filepath.Join(out, filepath.Base(upstreamsJSON)), 0o644); err != nil {
 		return nil, err
 	}
 	if opts.Build {

@@ -353,7 +353,7 @@ func TestZipCarriesTheExecBit(t *testing.T) {
 			t.Errorf("%s: mode %v (creator %d), want %v from a Unix creator", f.Name, f.Mode(), f.CreatorVersion>>8, want)
 		}
 	}
-	for _, want := range []string{"host.json", BinaryName, "mcp/function.json"} {
+	for _, want := range []string{"host.json", BinaryName, "mcp/function.json", "upstreams.json"} {
 		if _, ok := names[want]; !ok {
 			t.Errorf("the zip lacks %s (has %v)", want, names)
 		}

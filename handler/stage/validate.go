@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/internal/jsonfile"
 )
 
@@ -53,10 +55,28 @@ func validate(dir string, binary bool) ([]Function, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if err := validateUpstreams(filepath.Join(dir, config.UpstreamsFile)); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("staged folder %s is not valid:\n%w", dir, errors.Join(errs...))
 	}
 	return fns, nil
+}
+
+// validateUpstreams parses the staged upstream configuration as the
+// handler will at start-up, against the shipped role table (ROLE_MAP can
+// only name the permissions it has), so a deployment never ships one the
+// handler would refuse.
+func validateUpstreams(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", config.UpstreamsFile, err)
+	}
+	if _, err := config.ParseUpstreams(b, authz.DefaultTable()); err != nil {
+		return fmt.Errorf("%s: %w", config.UpstreamsFile, err)
+	}
+	return nil
 }
 
 // hostConfig is the part of host.json we depend on.
