@@ -69,7 +69,7 @@ func (s *Server) capabilityCall(r *http.Request, g authz.Set, env envelope) (cal
 		return call, nil, false
 	}
 	needs := s.clientNeeds[call.Name]
-	if len(needs) == 0 || !g.Allows(s.needs[call.Name]) {
+	if len(needs) == 0 || !g.Allows(s.index().needs[call.Name]) {
 		return call, nil, false
 	}
 	v := call.Meta.ProtocolVersion

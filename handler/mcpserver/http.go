@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -63,12 +64,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if env.Method != nil {
 		switch *env.Method {
 		case string(mcp.MethodToolsList):
+			s.prepareUpstreams(ctx, "")
 			if s.serveToolsList(w, r, g, env) {
 				s.metrics.listFast.Add(1)
 				return
 			}
 			s.metrics.listSlow.Add(1)
 		case string(mcp.MethodToolsCall):
+			if name := callName(env.Params); s.upstreams != nil && strings.Contains(name, ".") {
+				s.prepareUpstreams(ctx, name) // our own tools have no '.'
+			}
 			s.noteDeniedCall(ctx, p, g, env.Params)
 			if s.refuseMissingClientCapability(ctx, w, r, p, g, env) {
 				s.metrics.badRequests.Add(1)
@@ -201,7 +206,7 @@ func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz
 	if json.Unmarshal(params, &call) != nil {
 		return // mcp-go answers malformed params itself
 	}
-	need, known := s.needs[call.Name]
+	need, known := s.index().needs[call.Name]
 	if g.Allows(need) {
 		return
 	}
@@ -211,6 +216,15 @@ func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz
 	}
 	s.metrics.denied.Add(1)
 	s.audit(ctx, p, call.Name, false, outcome, 0)
+}
+
+// callName is the tool a tools/call names; "" when its params do not.
+func callName(params json.RawMessage) string {
+	var call struct {
+		Name string `json:"name"`
+	}
+	_ = json.Unmarshal(params, &call)
+	return call.Name
 }
 
 // writeRPCError answers with a JSON-RPC error object and an HTTP status.

@@ -33,9 +33,10 @@ func (m *Metrics) addTools(names []string) {
 }
 
 func (m *Metrics) toolCall(name, outcome string) {
+	// Upstream tools come and go, so only our own are counted one by one.
 	c := m.perTool[name]
 	if c == nil {
-		return
+		c = &toolCounters{}
 	}
 	c.calls.Add(1)
 	switch outcome {

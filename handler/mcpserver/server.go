@@ -51,6 +51,9 @@ type Options struct {
 	// Events receives a custom event per tool call (tool.allowed,
 	// tool.denied); nil sends none.
 	Events Events
+	// Upstreams are other MCP servers' tools, served beside these; nil:
+	// none.
+	Upstreams Upstreams
 	// Limiter limits tools/call per caller (tenant and object id), after
 	// the caller's right to the tool is checked; nil: no limit. Logging
 	// refusals is the limiter's: *ratelimit.Limiter with a logger warns once
@@ -78,9 +81,11 @@ type Server struct {
 	mcp       *server.MCPServer
 	transport *server.StreamableHTTPServer
 	policy    *authz.Policy
-	needs     map[string]authz.Set // tool name -> the permissions it needs; read-only after New
-	names     []string             // sorted tool names
-	versions  []string             // ProtocolVersions(); read-only
+	tools     atomic.Pointer[toolIndex] // the tools served now, ours and the upstreams'
+	local     map[string]bool           // our own tools' names; read-only after New
+	upstreams Upstreams                 // nil: none
+	syncMu    sync.Mutex                // held while the upstreams' tools are synchronised
+	versions  []string                  // ProtocolVersions(); read-only
 	handshake string               // what initialize answers a version we do not serve
 	log       *slog.Logger
 	metrics   *Metrics
@@ -121,9 +126,10 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("build MCP server: %w", err)
 	}
 	s := &Server{
-		policy:   policy,
-		needs:    make(map[string]authz.Set, len(opts.Tools)),
-		versions: ProtocolVersions(),
+		policy:    policy,
+		local:     make(map[string]bool, len(opts.Tools)),
+		upstreams: opts.Upstreams,
+		versions:  ProtocolVersions(),
 		log:      opts.Logger,
 		metrics:  opts.Metrics,
 		events:   opts.Events,
@@ -134,11 +140,12 @@ func New(opts Options) (*Server, error) {
 	if s.handshake = newestHandshakeVersion(s.versions); s.handshake == "" {
 		return nil, errors.New("build MCP server: no protocol version that initialize can negotiate")
 	}
-	if err := s.addTools(opts.Tools, policy, opts.Logger); err != nil {
+	idx, err := s.addTools(opts.Tools, policy, opts.Logger)
+	if err != nil {
 		return nil, err
 	}
-	sort.Strings(s.names)
-	s.metrics.addTools(s.names)
+	s.tools.Store(idx)
+	s.metrics.addTools(idx.names)
 
 	hooks := &server.Hooks{}
 	hooks.AddAfterSubscriptionsListen(waitForListenAck)
@@ -192,18 +199,20 @@ func declaredPermissions(opts Options) []string {
 }
 
 // addTools records each tool's permissions and client needs, refusing
-// duplicates, tools with no permission and unknown capabilities.
-func (s *Server) addTools(ts []tools.Tool, policy *authz.Policy, log *slog.Logger) error {
+// duplicates, tools with no permission and unknown capabilities, and
+// returns the first tool index.
+func (s *Server) addTools(ts []tools.Tool, policy *authz.Policy, log *slog.Logger) (*toolIndex, error) {
+	idx := &toolIndex{needs: make(map[string]authz.Set, len(ts)), upstream: map[string]tools.Tool{}}
 	for _, t := range ts {
-		if _, dup := s.needs[t.Def.Name]; dup {
-			return fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
+		if s.local[t.Def.Name] {
+			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)
 		}
 		if len(t.Permissions) == 0 {
-			return fmt.Errorf("build MCP server: tool %q declares no permission", t.Def.Name)
+			return nil, fmt.Errorf("build MCP server: tool %q declares no permission", t.Def.Name)
 		}
 		need, err := policy.Need(t.Permissions)
 		if err != nil {
-			return fmt.Errorf("build MCP server: tool %q: %w", t.Def.Name, err)
+			return nil, fmt.Errorf("build MCP server: tool %q: %w", t.Def.Name, err)
 		}
 		if !policy.Granted(need) {
 			// Deliberate when a ROLE_MAP leaves a tool out; a typo otherwise.
@@ -212,16 +221,18 @@ func (s *Server) addTools(ts []tools.Tool, policy *authz.Policy, log *slog.Logge
 		}
 		for _, c := range t.ClientNeeds {
 			if !slices.Contains(clientCapabilities, c) {
-				return fmt.Errorf("build MCP server: tool %q needs unknown client capability %q", t.Def.Name, c)
+				return nil, fmt.Errorf("build MCP server: tool %q needs unknown client capability %q", t.Def.Name, c)
 			}
 		}
-		s.needs[t.Def.Name] = need
+		idx.needs[t.Def.Name] = need
 		if len(t.ClientNeeds) > 0 {
 			s.clientNeeds[t.Def.Name] = t.ClientNeeds
 		}
-		s.names = append(s.names, t.Def.Name)
+		s.local[t.Def.Name] = true
+		idx.names = append(idx.names, t.Def.Name)
 	}
-	return nil
+	sort.Strings(idx.names)
+	return idx, nil
 }
 
 // streamable is m behind mcp-go's streamable HTTP transport, as the
@@ -285,9 +296,10 @@ func grantsFrom(ctx context.Context) authz.Set {
 // requested tool, for tools/call, so it is the enforcement point.
 func (s *Server) filter(ctx context.Context, candidates []mcp.Tool) []mcp.Tool {
 	g := grantsFrom(ctx)
+	needs := s.index().needs
 	out := candidates[:0:0]
 	for _, t := range candidates {
-		if g.Allows(s.needs[t.Name]) {
+		if g.Allows(needs[t.Name]) {
 			out = append(out, t)
 		}
 	}
@@ -297,8 +309,9 @@ func (s *Server) filter(ctx context.Context, candidates []mcp.Tool) []mcp.Tool {
 // allowedNames lists the tools a caller with grants g may use, sorted.
 func (s *Server) allowedNames(g authz.Set) []string {
 	var out []string
-	for _, n := range s.names {
-		if g.Allows(s.needs[n]) {
+	idx := s.index()
+	for _, n := range idx.names {
+		if g.Allows(idx.needs[n]) {
 			out = append(out, n)
 		}
 	}
@@ -309,19 +322,20 @@ func (s *Server) allowedNames(g authz.Set) []string {
 // maps failures to tool errors and writes the audit line.
 func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 	name := t.Def.Name
+	upstream := slog.String("upstream", t.Upstream)
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
 		p := entra.FromContext(ctx)
 		g := grantsFrom(ctx)
-		if p == nil || !g.Allows(s.needs[name]) {
+		if p == nil || !g.Allows(s.index().needs[name]) {
 			// The filter already refused this; answering like an unknown
 			// tool keeps the two indistinguishable if it ever did not.
-			s.audit(ctx, p, name, false, "denied", time.Since(start))
+			s.audit(ctx, p, name, false, "denied", time.Since(start), upstream)
 			return nil, fmt.Errorf("tool '%s' not found: %w", name, server.ErrToolNotFound)
 		}
 		if limited := s.limit(ctx, p); limited != nil {
 			s.metrics.toolCall(name, outcomeLimited)
-			s.audit(ctx, p, name, true, outcomeLimited, time.Since(start))
+			s.audit(ctx, p, name, true, outcomeLimited, time.Since(start), upstream)
 			return limited, nil
 		}
 		res, err := s.run(ctx, t, tools.Call{
@@ -335,11 +349,17 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 			// mcp-go v1.2.1 answers every handler error with -32603 and
 			// the error's text: the tool wrote that text for the client.
 			s.metrics.toolCall(name, outcomeRefused)
-			s.audit(ctx, p, name, true, outcomeRefused, time.Since(start))
+			s.audit(ctx, p, name, true, outcomeRefused, time.Since(start), upstream)
 			return nil, refused
 		}
 		outcome := "ok"
+		var failed *tools.Failure
 		switch {
+		case errors.As(err, &failed):
+			outcome = failed.Outcome
+			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed", slog.String("tool", name), slog.String("upstream", t.Upstream),
+				slog.String("outcome", outcome), slog.String("err", logText(failed.Err)))
+			res = mcp.NewToolResultError(failed.Text)
 		case err != nil && errors.Is(err, outage.ErrUnavailable):
 			outcome = "unavailable"
 			s.log.LogAttrs(ctx, slog.LevelWarn, "tool failed: a service it needs is unavailable", slog.String("tool", name),
@@ -359,9 +379,22 @@ func (s *Server) adapt(t tools.Tool) server.ToolHandlerFunc {
 			outcome = "tool_error"
 		}
 		s.metrics.toolCall(name, outcome)
-		s.audit(ctx, p, name, true, outcome, time.Since(start))
+		s.audit(ctx, p, name, true, outcome, time.Since(start), upstream)
 		return res, nil
 	}
+}
+
+// logText is err's text for a log line, cut to a sane length: an upstream's
+// error can quote its answer.
+func logText(err error) string {
+	if err == nil {
+		return ""
+	}
+	const max = 512
+	if t := err.Error(); len(t) > max {
+		return t[:max] + "…"
+	}
+	return err.Error()
 }
 
 // Audit outcomes of calls that did not get a tool result.
@@ -422,7 +455,7 @@ func (s *Server) run(ctx context.Context, t tools.Tool, call tools.Call) (res *m
 
 // audit writes the one structured line every tool call gets. The tool name
 // of a denied call is caller input, so it is cut to a sane length.
-func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, allowed bool, outcome string, d time.Duration) {
+func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, allowed bool, outcome string, d time.Duration, extra ...slog.Attr) {
 	if len(tool) > 64 {
 		tool = tool[:64]
 	}
@@ -430,7 +463,7 @@ func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, all
 	if p != nil {
 		tid, oid, kind, appID = p.TenantID, p.ObjectID, string(p.Kind), p.AppID
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "tool call",
+	attrs := append([]slog.Attr{
 		slog.String("tid", tid),
 		slog.String("oid", oid),
 		slog.String("caller", kind),
@@ -439,7 +472,8 @@ func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, all
 		slog.Bool("allowed", allowed),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("outcome", outcome),
-	)
+	}, extra...)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tool call", attrs...)
 	if s.events != nil {
 		name := "tool.allowed"
 		if !allowed {

@@ -32,6 +32,7 @@ const idSentinel = "mcpserver-pre-encoded-id-7c1e4b"
 type listKey struct {
 	grants  authz.Set
 	version string // "" for the legacy (initialize) era
+	gen     uint64 // the tool index's: an upstream's change makes new answers
 }
 
 // encodedList is mcp-go's answer to tools/list, split around the id.
@@ -61,7 +62,7 @@ func (s *Server) serveToolsList(w http.ResponseWriter, r *http.Request, g authz.
 	if !ok {
 		return false
 	}
-	enc := s.encodedList(listKey{grants: g, version: version})
+	enc := s.encodedList(listKey{grants: g, version: version, gen: s.index().gen})
 	if !enc.ok {
 		return false
 	}

@@ -30,6 +30,9 @@ type Tool struct {
 	// that means its outcome is unknown: Redis may have run it and lost only
 	// the reply. Empty: UnavailableText's default for the tool's hints.
 	Unavailable string
+	// Upstream names the upstream MCP server the tool forwards to, for the
+	// audit line; empty for this server's own tools.
+	Upstream string
 	// ClientNeeds names the client capabilities the tool relies on
 	// (ClientSampling, ClientElicitation, ClientRoots). A 2026-07-28 call
 	// whose clientCapabilities lack one is refused with -32021 before the
@@ -83,7 +86,7 @@ func (t Tool) UnavailableText() string {
 
 // Handler runs one call. A returned error is an internal failure: it is
 // logged and the caller gets a generic tool error (outage.ErrUnavailable gets
-// the tool's UnavailableText), except a *RequestError. Problems the caller
+// the tool's UnavailableText, a *Failure its Text), except a *RequestError. Problems the caller
 // can fix (bad arguments, a task that does not exist) are results with
 // IsError set, made with Errorf.
 type Handler func(ctx context.Context, call Call) (*mcp.CallToolResult, error)
@@ -96,6 +99,26 @@ type Handler func(ctx context.Context, call Call) (*mcp.CallToolResult, error)
 type RequestError struct{ Message string }
 
 func (e *RequestError) Error() string { return e.Message }
+
+// Failure is a call that failed for a reason the caller is told in words
+// (Text, a tool error) and the audit line records as Outcome: an upstream
+// MCP server that timed out, refused our token or is switched off by its
+// circuit breaker. Err is the cause, for the log only: it never reaches the
+// caller.
+type Failure struct {
+	Outcome string
+	Text    string
+	Err     error
+}
+
+func (f *Failure) Error() string {
+	if f.Err == nil {
+		return f.Outcome
+	}
+	return f.Outcome + ": " + f.Err.Error()
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
 
 // Call is what a tool sees of one invocation.
 type Call struct {
