@@ -304,6 +304,10 @@ func issuerFor(authority, host, tid, version string) string {
 // Resource Metadata's authorization_servers.
 func (v *Verifier) Issuer() string { return v.issuer }
 
+// Audience is the audience tokens must name: ClientID for v2 tokens,
+// AppIDURI for v1.
+func (v *Verifier) Audience() string { return v.audience }
+
 // VerifierStats describes the verifier's caches, for an admin tool.
 type VerifierStats struct {
 	KeyIDs           []string  // kids of the cached signing keys
