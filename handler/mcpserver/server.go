@@ -86,7 +86,7 @@ type Server struct {
 	upstreams Upstreams                 // nil: none
 	syncMu    sync.Mutex                // held while the upstreams' tools are synchronised
 	versions  []string                  // ProtocolVersions(); read-only
-	handshake string               // what initialize answers a version we do not serve
+	handshake string                    // what initialize answers a version we do not serve
 	log       *slog.Logger
 	metrics   *Metrics
 	events    Events
@@ -130,10 +130,10 @@ func New(opts Options) (*Server, error) {
 		local:     make(map[string]bool, len(opts.Tools)),
 		upstreams: opts.Upstreams,
 		versions:  ProtocolVersions(),
-		log:      opts.Logger,
-		metrics:  opts.Metrics,
-		events:   opts.Events,
-		limiter:  opts.Limiter,
+		log:       opts.Logger,
+		metrics:   opts.Metrics,
+		events:    opts.Events,
+		limiter:   opts.Limiter,
 	}
 	s.bufs.New = func() any { return new([]byte) }
 	s.clientNeeds = make(map[string][]string)

@@ -23,8 +23,8 @@ const (
 	// reads it from its working directory, the package root
 	// (config.UpstreamsFile).
 	upstreamsJSON = "infra/upstreams.json"
-	handlerPkg   = "./handler"
-	devPkg       = "./handler/dev"
+	handlerPkg    = "./handler"
+	devPkg        = "./handler/dev"
 )
 
 // Options says how Stage builds the handler.
