@@ -32,6 +32,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/taskstore"
 	"github.com/entra-mcp/functions-mcp/handler/telemetry"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
+	"github.com/entra-mcp/functions-mcp/handler/upstream"
 )
 
 // Rate limits. Per client address (clientip.Key: an IPv4 address or an
@@ -89,6 +90,10 @@ type Options struct {
 	// Telemetry receives requests, dependencies, events and exceptions;
 	// nil or disabled sends nothing.
 	Telemetry *telemetry.Client
+	// Secrets reads header-authenticated upstreams' secrets (the Key
+	// Vault store in Azure); nil reads them from
+	// Config.Secrets.UpstreamHeaders.
+	Secrets upstream.Secrets
 
 	// pendingRegistrations overrides the budget of unused OAuth client
 	// registrations (0: oauthclients.DefaultMaxPending). Tests only: they
@@ -107,7 +112,10 @@ type App struct {
 	MCP      *mcpserver.Server
 	SignIn   *signin.Service
 	// OAuth is the authorization-server front; nil in entra mode.
-	OAuth     *oauthserver.Server
+	OAuth *oauthserver.Server
+	// Upstreams are the upstream MCP servers fronted; nil when none are
+	// configured.
+	Upstreams *upstream.Federation
 	clients   *oauthclients.Registry
 	redis     redis.UniversalClient
 	ownRedis  bool
@@ -328,7 +336,15 @@ func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential)
 	metrics := mcpserver.NewMetrics()
 	limits := b.cfg.Limits
 	deps := b.toolDeps(a, oboClient, metrics)
+	var ups mcpserver.Upstreams
+	if a.Upstreams, err = b.upstreams(oboClient); err != nil {
+		return nil, err
+	}
+	if a.Upstreams != nil {
+		ups = a.Upstreams
+	}
 	return mcpserver.New(mcpserver.Options{
+		Upstreams: ups,
 		Name:      "entra-mcp-functions",
 		Version:   b.opts.Version,
 		Tools:     tools.All(deps),
@@ -342,6 +358,64 @@ func (b *builder) mcp(a *App, sealer store.Sealer, cred confidential.Credential)
 		Limiter: b.limiter(a, "tools", cmp.Or(limits.ToolCallsPerMinute, config.DefaultToolCallsPerMinute), time.Minute,
 			cmp.Or(limits.ToolCallsBurst, config.DefaultToolCallsBurst)),
 	})
+}
+
+// upstreams fronts the configured upstream MCP servers, each called with
+// its own credential; nil when none are configured. Their calls are
+// dependencies in telemetry.
+func (b *builder) upstreams(oboClient *obo.Client) (*upstream.Federation, error) {
+	ups := b.cfg.Upstreams
+	if len(ups) == 0 {
+		return nil, nil
+	}
+	client := b.opts.HTTPClient
+	if b.tel != nil {
+		kinds := map[string]string{}
+		for _, u := range ups {
+			kinds[hostOf(u.URL)] = telemetry.TypeUpstream
+		}
+		base := http.DefaultTransport
+		if client != nil && client.Transport != nil {
+			base = client.Transport
+		}
+		client = &http.Client{Transport: b.tel.Transport(base, kinds)}
+	}
+	var secrets upstream.Secrets = envSecrets(b.cfg.Secrets.UpstreamHeaders)
+	if b.opts.Secrets != nil {
+		secrets = b.opts.Secrets
+	}
+	f, err := upstream.New(upstream.Options{
+		Upstreams:  ups,
+		OnBehalfOf: oboClient,
+		Identity:   b.opts.AzureCredential,
+		Secrets:    secrets,
+		HTTPClient: client,
+		Logger:     b.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build upstreams: %w", err)
+	}
+	return f, nil
+}
+
+// envSecrets are upstream header secrets read from the environment (no
+// Key Vault).
+type envSecrets config.SecretValues
+
+func (e envSecrets) Secret(_ context.Context, name string) (string, error) {
+	v, ok := e[name]
+	if !ok {
+		return "", fmt.Errorf("no value for secret %s in the environment", name)
+	}
+	return v, nil
+}
+
+// StartUpstreams fetches, in the background, the tool lists of the
+// upstreams listed with this server's own credential.
+func (a *App) StartUpstreams() {
+	if a.Upstreams != nil {
+		a.Upstreams.Start()
+	}
 }
 
 // toolDeps are the stores and clients the tools use.
@@ -426,7 +500,7 @@ func (b *builder) handler(a *App) http.Handler {
 		Logger:               b.log,
 		Telemetry:            telemetryOf(b.tel),
 		ClientIP:             b.cfg.Server.ClientIP,
-		Health:               (&health{redis: a.redis, verifier: a.Verifier}).Check,
+		Health:               (&health{redis: a.redis, verifier: a.Verifier, upstreams: a.Upstreams}).Check,
 	})
 }
 
@@ -483,6 +557,9 @@ func hostOf(raw string) string {
 
 // Close releases what New opened.
 func (a *App) Close() {
+	if a.Upstreams != nil {
+		a.Upstreams.Close()
+	}
 	if a.clients != nil {
 		a.clients.Close()
 	}
@@ -504,6 +581,8 @@ type Stats struct {
 	MCP        mcpserver.MetricsSnapshot `json:"mcp"`
 	Keys       entra.VerifierStats       `json:"signing_keys"`
 	Redis      RedisStats                `json:"redis"`
+	// Upstreams are the upstream MCP servers' states.
+	Upstreams []upstream.Health `json:"upstreams,omitempty"`
 }
 
 // RedisStats tells whether Redis answers.
@@ -524,6 +603,9 @@ func (a *App) stats(ctx context.Context, started time.Time, version string, m *m
 		HeapBytes:  ms.HeapAlloc,
 		MCP:        m.Snapshot(),
 		Keys:       a.Verifier.Stats(),
+	}
+	if a.Upstreams != nil {
+		s.Upstreams = a.Upstreams.Health()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

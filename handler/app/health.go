@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/upstream"
 )
 
 // Health checks are cached: /health needs no authentication, so anyone can
@@ -25,8 +26,9 @@ const (
 // health answers /health from checks of the handler's dependencies, made
 // at most once per healthTTL.
 type health struct {
-	redis    redis.UniversalClient
-	verifier *entra.Verifier
+	redis     redis.UniversalClient
+	verifier  *entra.Verifier
+	upstreams *upstream.Federation // nil: none
 
 	mu      sync.Mutex
 	checked time.Time
@@ -34,8 +36,9 @@ type health struct {
 	ok      bool
 }
 
-// Check reports each dependency as "ok" or "unavailable", and whether all
-// are ok. It says nothing more: the reasons go to the log (CheckRedis).
+// Check reports each dependency as "ok" or "unavailable" (an upstream MCP
+// server also as "not_listed" before its first list), and whether all are
+// ok. It says nothing more: the reasons go to the log (CheckRedis).
 func (h *health) Check(ctx context.Context) (map[string]string, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -51,6 +54,20 @@ func (h *health) Check(ctx context.Context) (map[string]string, bool) {
 	}
 	if len(h.verifier.Stats().KeyIDs) == 0 {
 		report["signing_keys"], ok = "unavailable", false
+	}
+	if h.upstreams != nil {
+		for _, u := range h.upstreams.Health() {
+			// An upstream nobody has used yet (on-behalf-of upstreams are
+			// listed as their first user) is not a fault.
+			state := "ok"
+			switch {
+			case u.ListError != "" || u.Breaker == "open":
+				state, ok = "unavailable", false
+			case u.ListedAt.IsZero():
+				state = "not_listed"
+			}
+			report["upstream:"+u.Name] = state
+		}
 	}
 	h.checked, h.report, h.ok = time.Now(), report, ok
 	return report, ok

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +103,46 @@ type Secrets struct {
 	// KeyVault names where secrets come from in Azure; empty URI: from the
 	// environment.
 	KeyVault KeyVault
+
+	// UpstreamHeaders are the values of header-authenticated upstreams'
+	// secrets, by secret name, read from the environment variables of
+	// those names when there is no Key Vault (with one, they are read
+	// from it when first used). Never logged.
+	UpstreamHeaders SecretValues
+}
+
+// SecretValues are secret values by name; they print as their names only.
+type SecretValues map[string]string
+
+// String names the secrets without their values.
+func (v SecretValues) String() string {
+	names := make([]string, 0, len(v))
+	for n := range v {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return "secrets(" + strings.Join(names, ", ") + ")"
+}
+
+// GoString is String, so %#v does not print values either.
+func (v SecretValues) GoString() string { return v.String() }
+
+// UpstreamHeaderSecrets reads, from the environment, the value of every
+// header-authenticated upstream's secret: the variable named as the
+// secret. A missing one is an error naming it.
+func UpstreamHeaderSecrets(ups []Upstream, getenv func(string) string) (SecretValues, error) {
+	out := SecretValues{}
+	for _, u := range ups {
+		if u.Auth.Mode != UpstreamHeader {
+			continue
+		}
+		v := strings.TrimSpace(getenv(u.Auth.Secret))
+		if v == "" {
+			return nil, fmt.Errorf("MCP_UPSTREAMS: upstream %q: its header's secret %s: without KEY_VAULT_URI, set an environment variable %s to its value", u.Name, u.Auth.Secret, u.Auth.Secret)
+		}
+		out[u.Auth.Secret] = v
+	}
+	return out, nil
 }
 
 // KeyVault locates the handler's secrets in Azure Key Vault.
@@ -237,6 +278,11 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if err := LoadChoices(c, getenv); err != nil {
 		return nil, err
+	}
+	if c.Secrets.KeyVault.URI == "" {
+		if c.Secrets.UpstreamHeaders, err = UpstreamHeaderSecrets(c.Upstreams, getenv); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

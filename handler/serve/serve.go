@@ -88,6 +88,7 @@ func Run(ctx context.Context, o Options) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	go warmKeys(ctx, o.App, o.Log)
+	o.App.StartUpstreams()
 	go checkRedis(ctx, o.App, o.Log)
 
 	o.Log.Info("listening", "addr", ln.Addr().String(), "dev", o.Dev, "version", Version())

@@ -35,6 +35,7 @@ const (
 	TypeEntra    = "Entra ID"
 	TypeKeyVault = "Key Vault"
 	TypeGraph    = "Microsoft Graph"
+	TypeUpstream = "MCP upstream"
 )
 
 // Defaults for batching: small batches, sent often, because a Functions
