@@ -122,10 +122,18 @@ func TestStagedPackage(t *testing.T) {
 		}
 	})
 	t.Run("MCP with a dev token", func(t *testing.T) {
+		// Dev mode writes the file after it starts listening, which is
+		// when the host counts it ready: under load the file can lag.
 		var toks map[string]string
-		b, err := os.ReadFile(tokens)
-		if err != nil || json.Unmarshal(b, &toks) != nil || toks["all"] == "" {
-			t.Fatalf("dev tokens: %v", err)
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var b []byte
+			if b, err = os.ReadFile(tokens); err == nil && json.Unmarshal(b, &toks) == nil && toks["all"] != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dev tokens: %v", err)
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
