@@ -101,6 +101,20 @@ type UpstreamAuth struct {
 	// holding its value (see UpstreamHeader).
 	Header string `json:"header,omitempty"`
 	Secret string `json:"secret,omitempty"`
+	// APIPermissions: with on-behalf-of, the upstream API's delegated
+	// permissions as Entra identifies them, which infra/ adds to this
+	// server's app registration (requiredResourceAccess) so that an admin
+	// can consent to them; optional (without it, add them by hand after
+	// every provisioning).
+	APIPermissions *APIPermissions `json:"apiPermissions,omitempty"`
+}
+
+// APIPermissions names an API's delegated permissions by Entra's ids: the
+// API's application (client) id and the ids of its scopes ("Expose an
+// API" in its app registration).
+type APIPermissions struct {
+	ResourceAppID string   `json:"resourceAppId"`
+	ScopeIDs      []string `json:"scopeIds"`
 }
 
 // UpstreamRule gives the permission (a name from the role table) needed by
@@ -252,7 +266,7 @@ func ParseUpstreams(text []byte, roles authz.Table) ([]Upstream, error) {
 		return nil, fmt.Errorf("%d upstreams, at most %d", len(doc.Upstreams), maxUpstreams)
 	}
 	known := roles.Permissions()
-	var names []string
+	var names, apps []string
 	for i := range doc.Upstreams {
 		u := &doc.Upstreams[i]
 		if err := u.check(known); err != nil {
@@ -262,6 +276,14 @@ func ParseUpstreams(text []byte, roles authz.Table) ([]Upstream, error) {
 			return nil, fmt.Errorf("upstream %q: named twice", u.Name)
 		}
 		names = append(names, u.Name)
+		if p := u.Auth.APIPermissions; p != nil {
+			// One requiredResourceAccess entry per API: Entra takes no
+			// second one for the same resource.
+			if slices.Contains(apps, strings.ToLower(p.ResourceAppID)) {
+				return nil, fmt.Errorf("upstream %q: apiPermissions: resource %s is named by another upstream too; list all its scopes in one", u.Name, p.ResourceAppID)
+			}
+			apps = append(apps, strings.ToLower(p.ResourceAppID))
+		}
 		u.fillDefaults()
 	}
 	return doc.Upstreams, nil
@@ -365,9 +387,16 @@ func (a UpstreamAuth) check() error {
 		if a.Header != "" || a.Secret != "" {
 			return fmt.Errorf("auth: %s takes no header or secret", a.Mode)
 		}
+		if a.APIPermissions != nil {
+			if err := a.APIPermissions.check(a.Mode); err != nil {
+				return err
+			}
+		}
 		return checkScopes(a.Mode, a.Scopes)
 	case UpstreamHeader:
 		switch {
+		case a.APIPermissions != nil:
+			return errors.New("auth: apiPermissions are for on-behalf-of")
 		case !headerName.MatchString(a.Header) || slices.Contains(reservedHeaders, strings.ToLower(a.Header)):
 			return fmt.Errorf("auth: header %q: want a header name the transport does not set itself", a.Header)
 		case !secretName.MatchString(a.Secret):
@@ -377,12 +406,29 @@ func (a UpstreamAuth) check() error {
 		}
 		return nil
 	case UpstreamNone:
-		if len(a.Scopes) > 0 || a.Header != "" || a.Secret != "" {
+		if len(a.Scopes) > 0 || a.Header != "" || a.Secret != "" || a.APIPermissions != nil {
 			return errors.New("auth: none takes no scopes, header or secret")
 		}
 		return nil
 	}
 	return fmt.Errorf("auth: mode %q must be %s, %s, %s or %s", a.Mode, UpstreamOnBehalfOf, UpstreamManagedIdentity, UpstreamHeader, UpstreamNone)
+}
+
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+func (p *APIPermissions) check(mode UpstreamAuthMode) error {
+	if mode != UpstreamOnBehalfOf {
+		return errors.New("auth: apiPermissions are for on-behalf-of")
+	}
+	if !guid.MatchString(p.ResourceAppID) || len(p.ScopeIDs) == 0 || len(p.ScopeIDs) > 32 {
+		return errors.New("auth: apiPermissions: want resourceAppId (a GUID) and 1 to 32 scopeIds (GUIDs)")
+	}
+	for _, id := range p.ScopeIDs {
+		if !guid.MatchString(id) {
+			return fmt.Errorf("auth: apiPermissions: scope id %q is not a GUID", id)
+		}
+	}
+	return nil
 }
 
 // checkScopes wants the scopes of one resource, as Entra issues a token

@@ -82,6 +82,9 @@ func TestParseUpstreams(t *testing.T) {
 		"zero-sized concurrency cap":   entry(`,"maxConcurrent":-1`),
 		"huge response cap":            entry(`,"maxResponseBytes":1073741824`),
 		"resource rule unknown perm":   entry(`,"resources":[{"match":"x://*","permission":"nope"}]`),
+		"api permissions on none":      strings.Replace(entry(""), `"mode":"none"`, `"mode":"none","apiPermissions":{"resourceAppId":"11111111-2222-3333-4444-555555555555","scopeIds":["11111111-2222-3333-4444-555555555556"]}`, 1),
+		"api permissions not GUIDs":    strings.Replace(entry(""), `"mode":"none"`, `"mode":"on-behalf-of","scopes":["api://a/Read"],"apiPermissions":{"resourceAppId":"devops","scopeIds":["read"]}`, 1),
+		"api permissions without ids":  strings.Replace(entry(""), `"mode":"none"`, `"mode":"on-behalf-of","scopes":["api://a/Read"],"apiPermissions":{"resourceAppId":"11111111-2222-3333-4444-555555555555","scopeIds":[]}`, 1),
 	}
 	for name, text := range bad {
 		t.Run("refuses "+name, func(t *testing.T) {
@@ -93,6 +96,18 @@ func TestParseUpstreams(t *testing.T) {
 		})
 	}
 
+	t.Run("one API's permissions in one entry", func(t *testing.T) {
+		perms := `"apiPermissions":{"resourceAppId":"11111111-2222-3333-4444-555555555555","scopeIds":["11111111-2222-3333-4444-555555555556"]}`
+		one := func(name string) string {
+			return `{"name":"` + name + `","url":"https://x.contoso.com/mcp","auth":{"mode":"on-behalf-of","scopes":["api://a/Read"],` + perms + `},"tools":[{"match":"*","permission":"tasks.read"}]}`
+		}
+		if _, err := ParseUpstreams([]byte(`{"upstreams":[`+one("a")+`]}`), roles); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseUpstreams([]byte(`{"upstreams":[`+one("a")+`,`+one("b")+`]}`), roles); err == nil {
+			t.Fatal("two entries for one API accepted")
+		}
+	})
 	t.Run("allows http on loopback with a credential", func(t *testing.T) {
 		text := strings.Replace(strings.Replace(entry(""), `"mode":"none"`, `"mode":"on-behalf-of","scopes":["api://demo/Notes.Read"]`, 1), "https://x.contoso.com", "http://127.0.0.1:9000", 1)
 		if _, err := ParseUpstreams([]byte(text), roles); err != nil {

@@ -55,6 +55,43 @@ func mustFile(t *testing.T, files map[string]string, name string) string {
 	return s
 }
 
+// TestUpstreamAPIPermissions: the app registration asks for the delegated
+// permissions the on-behalf-of upstreams name, read from the same
+// upstreams.json the package ships (so an admin can consent to them, and
+// provisioning never drops them), alongside Graph's.
+func TestUpstreamAPIPermissions(t *testing.T) {
+	t.Parallel()
+	entra := mustFile(t, readInfra(t), "infra/app/entra.bicep")
+	load := regexp.MustCompile(`filter\(loadJsonContent\('([^']+)'\)\.upstreams, u => u\.auth\.mode == '([a-z-]+)' && contains\(u\.auth, 'apiPermissions'\)\)`).FindStringSubmatch(entra)
+	if load == nil {
+		t.Fatal("entra.bicep does not read the upstreams' apiPermissions from upstreams.json")
+	}
+	if got := filepath.ToSlash(filepath.Join("infra/app", load[1])); got != upstreamsJSON {
+		t.Errorf("entra.bicep loads %s, want %s, the file staged with the package", got, upstreamsJSON)
+	}
+	if load[2] != string(config.UpstreamOnBehalfOf) {
+		t.Errorf("entra.bicep picks mode %q, want %q", load[2], config.UpstreamOnBehalfOf)
+	}
+	for _, want := range []string{
+		"resourceAppId: u.auth.apiPermissions.resourceAppId",
+		"resourceAccess: map(u.auth.apiPermissions.scopeIds, id => {",
+		"type: 'Scope'",
+		"], upstreamApiAccess)",
+		"requiredResourceAccess: requiredResourceAccess",
+	} {
+		if !strings.Contains(entra, want) {
+			t.Errorf("entra.bicep lacks %q", want)
+		}
+	}
+	// The field names Bicep reads are the ones the handler's parser reads.
+	b, _ := json.Marshal(config.UpstreamAuth{APIPermissions: &config.APIPermissions{ResourceAppID: "a", ScopeIDs: []string{"b"}}})
+	for _, field := range []string{`"apiPermissions"`, `"resourceAppId"`, `"scopeIds"`, `"mode"`} {
+		if !strings.Contains(string(b), field) {
+			t.Errorf("config.UpstreamAuth encodes as %s, without %s", b, field)
+		}
+	}
+}
+
 // TestAppRegistrationMatchesTheHandler: the App Roles are the role table's,
 // the scope is the one clients ask for, tokens are v2 as the verifier
 // expects by default, and the redirect URI is the handler's callback.

@@ -178,7 +178,22 @@ var web = {
   }
 }
 
-var requiredResourceAccess = [
+// The delegated permissions the on-behalf-of upstreams need
+// (infra/upstreams.json, the file staged with the package: an upstream
+// given only as MCP_UPSTREAMS is not seen here). The handler's config
+// refuses two upstreams naming one API, which Entra takes only once.
+var upstreamApiAccess = map(
+  filter(loadJsonContent('../upstreams.json').upstreams, u => u.auth.mode == 'on-behalf-of' && contains(u.auth, 'apiPermissions')),
+  u => {
+    resourceAppId: u.auth.apiPermissions.resourceAppId
+    resourceAccess: map(u.auth.apiPermissions.scopeIds, id => {
+      id: id
+      type: 'Scope'
+    })
+  }
+)
+
+var requiredResourceAccess = concat([
   {
     resourceAppId: microsoftGraphAppId
     resourceAccess: [
@@ -188,7 +203,7 @@ var requiredResourceAccess = [
       }
     ]
   }
-]
+], upstreamApiAccess)
 
 // ---------------------------------------------------------------------------
 // 1. The application, everything but identifierUris.
