@@ -2,13 +2,14 @@ package devidp
 
 // The client credentials grant (Entra's OAuth 2.0 client credentials flow):
 // an application — a daemon, an agent, a managed identity's application —
-// gets an access token for the API as itself, with no user. Entra's v2
-// endpoint takes exactly one "<resource>/.default" scope, authenticates the
-// client by a secret or an assertion, and issues a token carrying the App
-// Roles assigned to the client's service principal (roles), no scp, and no
-// refresh or ID token. What is modelled here follows Microsoft's
-// v2-oauth2-client-creds-grant-flow, access-token-claims-reference and
-// optional-claims pages, and app-only tokens observed from Entra.
+// gets an access token for the API, or for one of Options.APIs, as itself,
+// with no user. Entra's v2 endpoint takes exactly one "<resource>/.default"
+// scope, authenticates the client by a secret or an assertion, and issues a
+// token carrying the App Roles assigned to the client's service principal
+// (roles), no scp, and no refresh or ID token. What is modelled here
+// follows Microsoft's v2-oauth2-client-creds-grant-flow,
+// access-token-claims-reference and optional-claims pages, and app-only
+// tokens observed from Entra.
 
 import (
 	"fmt"
@@ -40,7 +41,9 @@ type App struct {
 	// application's service principal: the token's roles claim. With none,
 	// Entra still issues a token, without a roles claim (see
 	// "Controlling tokens without the roles claim" in its client
-	// credentials page); the API's own checks must then refuse it.
+	// credentials page); the API's own checks must then refuse it. Tokens
+	// for one of Options.APIs carry that API's AppRoles instead: the
+	// stand-in does not model assignments per application there.
 	Roles []string
 }
 
@@ -84,14 +87,21 @@ func (s *Server) clientCredentialsGrant(form url.Values, c client) (tokenRespons
 	if form.Get("scope") == "" {
 		return tokenResponse{}, missingParam("scope")
 	}
-	resource, err := s.parseAppScope(form.Get("scope"))
+	resource, api, err := s.parseAppScope(form.Get("scope"))
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	now := s.now()
-	at, merr := s.MintApp(*c.app, WithLifetime(s.atLifetime), WithIssuedAt(now), withClientAuth(c.acr), withAudience(resource))
+	opts := []MintOption{WithLifetime(s.atLifetime), WithIssuedAt(s.now()), withClientAuth(c.acr), withAudience(resource)}
+	app := *c.app
+	if api != nil {
+		// A downstream API asks for v2 tokens and its own idtyp, whatever
+		// the API's registration says; the roles are its App Roles.
+		app.Roles = api.AppRoles
+		opts = append(opts, WithVersion(2), WithClaims(map[string]any{"aud": api.AppID, "idtyp": "app"}))
+	}
+	at, merr := s.MintApp(app, opts...)
 	if merr != nil {
-		return tokenResponse{}, newAADError(http.StatusInternalServerError, "server_error", 90033, "Issuing tokens failed: %v", merr)
+		return tokenResponse{}, issueFailed(merr)
 	}
 	// No scope, refresh token, id_token or client_info: the client can ask
 	// again with its credential, and there is no user.
@@ -104,12 +114,13 @@ func (s *Server) clientCredentialsGrant(form url.Values, c client) (tokenRespons
 }
 
 // parseAppScope reads the scope of a client credentials request and returns
-// the resource it names, as written. OpenID Connect scopes are ignored, as
-// Entra ignores them here: MSAL adds them to every request. What remains
-// must be exactly one "<resource>/.default" (the permissions of an app are
-// granted beforehand, not asked for), and the resource must be the API, by
-// its Application ID URI or its client id.
-func (s *Server) parseAppScope(raw string) (string, *aadError) {
+// the resource it names, as written, and the API of Options.APIs it is, if
+// it is not the API itself. OpenID Connect scopes are ignored, as Entra
+// ignores them here: MSAL adds them to every request. What remains must be
+// exactly one "<resource>/.default" (the permissions of an app are granted
+// beforehand, not asked for), and the resource must be the API or one of
+// Options.APIs, by its Application ID URI or its client id.
+func (s *Server) parseAppScope(raw string) (string, *downstream, *aadError) {
 	var defaults, named []string
 	for _, sc := range strings.Fields(raw) {
 		switch {
@@ -122,19 +133,22 @@ func (s *Server) parseAppScope(raw string) (string, *aadError) {
 	}
 	switch {
 	case len(defaults) == 0:
-		return "", newAADError(http.StatusBadRequest, "invalid_scope", 1002012,
+		return "", nil, newAADError(http.StatusBadRequest, "invalid_scope", 1002012,
 			"The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", raw)
 	case len(defaults)+len(named) > 1:
-		return "", newAADError(http.StatusBadRequest, "invalid_scope", 70011,
+		return "", nil, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
 			"The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope %s is not valid. static scope limit exceeded.", raw)
 	}
 	resource := strings.TrimSuffix(defaults[0], "/.default")
-	if resource != s.appIDURI() && resource != s.clientID {
-		return "", newAADError(http.StatusBadRequest, "invalid_resource", 500011,
-			"The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant. (devidp issues app-only tokens for %s only.)",
-			resource, s.tenantID, s.appIDURI())
+	if resource == s.appIDURI() || resource == s.clientID {
+		return resource, nil, nil
 	}
-	return resource, nil
+	if api := s.configuredAPI(resource); api != nil {
+		return resource, api, nil
+	}
+	return "", nil, newAADError(http.StatusBadRequest, "invalid_resource", 500011,
+		"The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant. (devidp issues app-only tokens for %s and Options.APIs only.)",
+		resource, s.tenantID, s.appIDURI())
 }
 
 // withClientAuth sets how the client authenticated (azpacr, appidacr).

@@ -10,9 +10,10 @@
 // authorize page (the demo users as buttons), and the v2 token endpoint with
 // the authorization_code and refresh_token grants, client secrets and
 // federated client assertions, and Entra-shaped responses and errors. The
-// token endpoint also serves the on-behalf-of grant (Graph tokens), and the
-// client_credentials grant, which gives the applications in Options.Apps
-// (agents, managed identities) app-only tokens for the API.
+// token endpoint also serves the on-behalf-of grant (tokens for Graph and
+// for the downstream web APIs of Options.APIs), and the client_credentials
+// grant, which gives the applications in Options.Apps (agents, managed
+// identities) app-only tokens for the API and for Options.APIs.
 //
 // It serves HTTPS with a certificate made at start because MSAL refuses
 // non-https authorities; clients trust it through CertPool, HTTPClient, or
@@ -81,6 +82,10 @@ type Options struct {
 	// the API as themselves: they get app-only access tokens for it from
 	// the token endpoint's client_credentials grant. None by default.
 	Apps []App
+	// APIs are the downstream web APIs registered in the tenant besides
+	// Microsoft Graph, which is built in: the API gets on-behalf-of tokens
+	// for them, and Options.Apps get app-only tokens. None by default.
+	APIs []API
 	// AccessTokenVersion is the version of the access tokens issued for the
 	// API, as its registration's requestedAccessTokenVersion sets it: 2
 	// (the default, when zero) or 1. Entra issues the version the resource
@@ -140,6 +145,7 @@ type Server struct {
 	atVersion    int             // 1 or 2
 	apps         map[string]*App // by client id; read-only after Start
 	idtyp        bool
+	downstreams  []*downstream // Graph, then Options.APIs; read-only after Start
 
 	keys   keyRing
 	grants grantStore
@@ -205,6 +211,9 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.apps = apps
+	if s.downstreams, err = s.registerAPIs(opts.APIs); err != nil {
+		return nil, err
+	}
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"

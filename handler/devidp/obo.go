@@ -2,10 +2,11 @@ package devidp
 
 // The on-behalf-of grant (Entra's OAuth 2.0 OBO flow): the API trades the
 // access token a caller sent it (the assertion) for a token to a downstream
-// API, Microsoft Graph here, for the same user. Entra checks that the
-// assertion is a user token issued to the API itself, that the user (or an
-// admin) consented to the API using the downstream permissions, and then
-// issues a token whose audience is the downstream API.
+// API — Microsoft Graph, or one of Options.APIs — for the same user. Entra
+// checks that the assertion is a user token issued to the API itself, that
+// the scope names permissions of one resource, that the user (or an admin)
+// consented to the API using them, and then issues a token whose audience
+// is that resource.
 
 import (
 	"encoding/base64"
@@ -46,11 +47,12 @@ const (
 var graphPermissions = []string{"User.Read", "User.ReadBasic.All", "Mail.Read", "Calendars.Read", "Files.Read"}
 
 // oboState is the stand-in's on-behalf-of and Graph state. Its zero value
-// is ready: everyone has consented to User.Read and nothing else.
+// is ready: everyone has consented to what each resource's Consented lists
+// (Graph's User.Read) and nothing else.
 type oboState struct {
 	mu sync.Mutex
-	// consent overrides the default per user (object id) and permission:
-	// true granted, false revoked.
+	// consent overrides the default per user (object id) and permission,
+	// keyed "<app id>/<permission>": true granted, false revoked.
 	consent map[string]map[string]bool
 
 	graphStatus   atomic.Int32 // forced Graph status while non-zero
@@ -58,22 +60,29 @@ type oboState struct {
 }
 
 // GrantConsent records that the user with object id oid consented to the
-// API using the Graph permission scope ("Mail.Read", or in full
-// "https://graph.microsoft.com/Mail.Read"). It reports whether the
+// API using the permission scope: a Graph permission ("Mail.Read", or in
+// full "https://graph.microsoft.com/Mail.Read"), or a permission of one of
+// Options.APIs in full ("<AppIDURI>/<perm>" or "<AppID>/<perm>"). It
+// reports whether the permission is one the stand-in knows.
+func (s *Server) GrantConsent(oid, scope string) bool { return s.setConsent(oid, scope, true) }
+
+// RevokeConsent withdraws the user's consent to a permission, named as for
+// GrantConsent, including the defaults (Graph's User.Read, an API's
+// Consented); an on-behalf-of request for it then fails as Entra's does,
+// with AADSTS65001 and suberror consent_required. It reports whether the
 // permission is one the stand-in knows.
-func (s *Server) GrantConsent(oid, scope string) bool { return s.obo.set(oid, scope, true) }
+func (s *Server) RevokeConsent(oid, scope string) bool { return s.setConsent(oid, scope, false) }
 
-// RevokeConsent withdraws the user's consent to a Graph permission,
-// including the default User.Read; an on-behalf-of request for it then
-// fails as Entra's does, with AADSTS65001 and suberror consent_required.
-// It reports whether the permission is one the stand-in knows.
-func (s *Server) RevokeConsent(oid, scope string) bool { return s.obo.set(oid, scope, false) }
-
-func (o *oboState) set(oid, scope string, granted bool) bool {
-	perm, ok := graphPermission(strings.TrimPrefix(scope, GraphResource+"/"))
+func (s *Server) setConsent(oid, scope string, granted bool) bool {
+	d, perm, ok := s.consentTarget(scope)
 	if !ok {
 		return false
 	}
+	s.obo.set(oid, d.AppID+"/"+perm, granted)
+	return true
+}
+
+func (o *oboState) set(oid, key string, granted bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.consent == nil {
@@ -82,36 +91,25 @@ func (o *oboState) set(oid, scope string, granted bool) bool {
 	if o.consent[oid] == nil {
 		o.consent[oid] = map[string]bool{}
 	}
-	o.consent[oid][perm] = granted
-	return true
+	o.consent[oid][key] = granted
 }
 
-// consented reports whether user oid has consented to perm.
-func (o *oboState) consented(oid, perm string) bool {
+// consented reports whether user oid has consented to permission perm of
+// d.
+func (o *oboState) consented(oid string, d *downstream, perm string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if granted, ok := o.consent[oid][perm]; ok {
+	if granted, ok := o.consent[oid][d.AppID+"/"+perm]; ok {
 		return granted
 	}
-	return perm == GraphUserRead
+	return slices.Contains(d.Consented, perm)
 }
 
-// graphPermission returns the canonical spelling of a Graph permission
-// name; Entra compares them case-insensitively.
-func graphPermission(name string) (string, bool) {
-	for _, p := range graphPermissions {
-		if strings.EqualFold(p, name) {
-			return p, true
-		}
-	}
-	return "", false
-}
-
-// handleOBO answers an on-behalf-of request whose client, clientID, has
-// been authenticated. Its errors carry Entra's suberror where Entra sends
-// one, which MSAL and our code read to tell consent from other failures.
-func (s *Server) handleOBO(w http.ResponseWriter, r *http.Request, form url.Values, clientID string) {
-	resp, err := s.oboGrant(form, clientID)
+// handleOBO answers an on-behalf-of request from the authenticated client
+// c. Its errors carry Entra's suberror where Entra sends one, which MSAL
+// and our code read to tell consent from other failures.
+func (s *Server) handleOBO(w http.ResponseWriter, r *http.Request, form url.Values, c client) {
+	resp, err := s.oboGrant(form, c)
 	if err != nil {
 		s.writeOBOError(w, r, err)
 		return
@@ -122,9 +120,9 @@ func (s *Server) handleOBO(w http.ResponseWriter, r *http.Request, form url.Valu
 	writeNoStoreJSON(w, http.StatusOK, resp)
 }
 
-// oboGrant checks the request and the assertion presented by clientID and
-// issues a Graph token.
-func (s *Server) oboGrant(form url.Values, clientID string) (tokenResponse, *aadError) {
+// oboGrant checks the request and the assertion presented by c and issues
+// a token for the resource the scope names.
+func (s *Server) oboGrant(form url.Values, c client) (tokenResponse, *aadError) {
 	switch use := form.Get("requested_token_use"); use {
 	case "on_behalf_of":
 	case "":
@@ -140,59 +138,96 @@ func (s *Server) oboGrant(form url.Values, clientID string) (tokenResponse, *aad
 	if !form.Has("scope") {
 		return tokenResponse{}, missingParam("scope")
 	}
-	requested, err := s.parseGraphScopes(form.Get("scope"))
+	req, err := s.parseOBOScopes(form.Get("scope"))
 	if err != nil {
 		return tokenResponse{}, err
 	}
 	// The assertion is checked before consent, as Entra does: consent is
 	// about a user, and only a valid assertion names one.
-	user, tenant, err := s.verifyUserAssertion(assertion, clientID)
+	user, tenant, err := s.verifyUserAssertion(assertion, c.id)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	granted, err := s.consentedPermissions(user.ObjectID, requested)
+	granted, err := s.consentedPermissions(user.ObjectID, req)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	return s.issueGraphToken(user, tenant, requested, granted)
+	if req.target.graph {
+		return s.issueGraphToken(user, tenant, req.perms, granted)
+	}
+	return s.issueAPIToken(user, tenant, c, req, granted)
 }
 
-// parseGraphScopes reads the scope of an on-behalf-of request: Graph
-// permissions (full or as Graph's app id), ".default" for all consented
-// ones, and OpenID Connect scopes, which MSAL always adds and which shape
-// nothing here. The result holds permission names, or ".default".
-func (s *Server) parseGraphScopes(raw string) ([]string, *aadError) {
-	var perms []string
+// oboRequest is the parsed scope of an on-behalf-of request.
+type oboRequest struct {
+	target  *downstream
+	perms   []string // canonical permission names, or ".default"
+	written []string // the target's scopes as the client wrote them
+}
+
+// parseOBOScopes reads the scope of an on-behalf-of request: permissions
+// of one resource (Graph or an API, named by its Application ID URI or its
+// application id), ".default" for all consented ones, and OpenID Connect
+// scopes, which MSAL always adds and which shape nothing here. Like Entra
+// it refuses a scope naming two resources (AADSTS28000): a token has one
+// audience.
+func (s *Server) parseOBOScopes(raw string) (oboRequest, *aadError) {
+	var req oboRequest
 	for _, sc := range strings.Fields(raw) {
 		if slices.Contains(oidcScopes, sc) {
 			continue
 		}
-		name, ok := strings.CutPrefix(sc, GraphResource+"/")
-		if !ok {
-			name, ok = strings.CutPrefix(sc, GraphAppID+"/")
+		d, perm, err := s.oboScope(raw, sc)
+		if err != nil {
+			return oboRequest{}, err
 		}
-		if !ok {
-			return nil, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
-				"The provided value for the input parameter 'scope' is not valid. The scope '%s' is not valid. (devidp issues on-behalf-of tokens for %s only.)", raw, GraphResource)
+		if req.target != nil && d != req.target {
+			return oboRequest{}, newAADError(http.StatusBadRequest, "invalid_scope", 28000,
+				"Provided value for the input parameter scope is not valid because it contains more than one resource. Scope %s is not valid.", raw)
 		}
-		if name == ".default" {
-			perms = append(perms, name)
-			continue
-		}
-		perm, ok := graphPermission(name)
-		if !ok {
-			return nil, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
-				"The provided value for the input parameter 'scope' is not valid. The scope '%s' does not exist on the resource '%s'.", sc, GraphAppID)
-		}
-		if !slices.Contains(perms, perm) {
-			perms = append(perms, perm)
+		req.target = d
+		req.written = append(req.written, sc)
+		if !slices.Contains(req.perms, perm) {
+			req.perms = append(req.perms, perm)
 		}
 	}
-	if len(perms) == 0 {
-		return nil, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
-			"The provided value for the input parameter 'scope' is not valid: it names no permission of %s.", GraphResource)
+	switch {
+	case req.target == nil:
+		return oboRequest{}, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
+			"The provided value for the input parameter 'scope' is not valid: it names no permission of %s or of an API of Options.APIs.", GraphResource)
+	case !req.target.graph && slices.Contains(req.perms, ".default") && len(req.perms) > 1:
+		// Graph's scopes have always been allowed to mix them here.
+		return oboRequest{}, newAADError(http.StatusBadRequest, "invalid_scope", 70011,
+			"The provided value for the input parameter 'scope' is not valid. The scope %s is not valid. .default scope can't be combined with resource-specific scopes.", raw)
 	}
-	return perms, nil
+	return req, nil
+}
+
+// oboScope resolves one scope of the request raw to its resource and the
+// canonical name of the permission, or ".default".
+func (s *Server) oboScope(raw, sc string) (*downstream, string, *aadError) {
+	i := strings.LastIndex(sc, "/")
+	if i <= 0 || sc[:i] == s.appIDURI() || sc[:i] == s.clientID {
+		// No resource, or the API's own: sign-in issues its tokens.
+		return nil, "", newAADError(http.StatusBadRequest, "invalid_scope", 70011,
+			"The provided value for the input parameter 'scope' is not valid. The scope '%s' is not valid. (devidp issues on-behalf-of tokens for %s and Options.APIs only.)", raw, GraphResource)
+	}
+	d := s.downstreamFor(sc[:i])
+	if d == nil {
+		return nil, "", newAADError(http.StatusBadRequest, "invalid_resource", 500011,
+			"The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant. (devidp knows %s and Options.APIs.)",
+			sc[:i], s.tenantID, GraphResource)
+	}
+	name := sc[i+1:]
+	if name == ".default" {
+		return d, name, nil
+	}
+	perm, ok := d.permission(name)
+	if !ok {
+		return nil, "", newAADError(http.StatusBadRequest, "invalid_scope", 70011,
+			"The provided value for the input parameter 'scope' is not valid. The scope '%s' does not exist on the resource '%s'.", sc, d.AppID)
+	}
+	return d, perm, nil
 }
 
 // assertionClaims are the claims of an assertion the stand-in reads.
@@ -271,20 +306,20 @@ func (s *Server) directoryUser(oid string) (User, bool) {
 }
 
 // consentedPermissions resolves the requested permissions against the
-// user's consent: ".default" means every consented permission. Any missing
-// consent fails the whole request, as Entra's does.
-func (s *Server) consentedPermissions(oid string, requested []string) ([]string, *aadError) {
+// user's consent: ".default" means every consented permission of the
+// resource. Any missing consent fails the whole request, as Entra's does.
+func (s *Server) consentedPermissions(oid string, req oboRequest) ([]string, *aadError) {
 	var granted []string
-	for _, perm := range requested {
+	for _, perm := range req.perms {
 		if perm == ".default" {
-			for _, p := range graphPermissions {
-				if s.obo.consented(oid, p) && !slices.Contains(granted, p) {
+			for _, p := range req.target.Permissions {
+				if s.obo.consented(oid, req.target, p) && !slices.Contains(granted, p) {
 					granted = append(granted, p)
 				}
 			}
 			continue
 		}
-		if !s.obo.consented(oid, perm) {
+		if !s.obo.consented(oid, req.target, perm) {
 			return nil, consentRequired(s.clientID)
 		}
 		if !slices.Contains(granted, perm) {
@@ -308,12 +343,8 @@ func consentRequired(clientID string) *aadError {
 // tokens whatever endpoint issued them; they carry the permissions in scp,
 // the API as appid, and none of the API's App Roles.
 func (s *Server) issueGraphToken(u User, tenant string, requested, granted []string) (tokenResponse, *aadError) {
-	internal := func(err error) *aadError {
-		return newAADError(http.StatusInternalServerError, "server_error", 90033, "Issuing tokens failed: %v", err)
-	}
-	now := s.now()
 	at, err := s.Mint(u, WithVersion(1), WithTenant(tenant), WithClientApp(s.clientID), WithScopes(granted...),
-		WithLifetime(s.atLifetime), WithIssuedAt(now), WithClaims(map[string]any{
+		WithLifetime(s.atLifetime), WithIssuedAt(s.now()), WithClaims(map[string]any{
 			"aud":             GraphAppID,
 			"sub":             pairwiseSubject(u.ObjectID, GraphAppID),
 			"roles":           nil,
@@ -321,11 +352,7 @@ func (s *Server) issueGraphToken(u User, tenant string, requested, granted []str
 			"idtyp":           "user",
 		}))
 	if err != nil {
-		return tokenResponse{}, internal(err)
-	}
-	info, err := json.Marshal(map[string]string{"uid": u.ObjectID, "utid": tenant})
-	if err != nil {
-		return tokenResponse{}, internal(err)
+		return tokenResponse{}, issueFailed(err)
 	}
 	scopes := make([]string, 0, len(granted)+1)
 	for _, p := range granted {
@@ -336,6 +363,49 @@ func (s *Server) issueGraphToken(u User, tenant string, requested, granted []str
 		// ("declined scopes"), so the expanded list keeps .default too.
 		scopes = append(scopes, GraphResource+"/.default")
 	}
+	return s.oboResponse(u, tenant, at, scopes)
+}
+
+// issueAPIToken mints a v2 access token for u to the API req names, as
+// Entra issues one for a web API that asks for v2 tokens: aud its
+// application id, the granted permissions in scp, the calling client c in
+// azp and azpacr, and none of the user's App Roles of the calling API.
+func (s *Server) issueAPIToken(u User, tenant string, c client, req oboRequest, granted []string) (tokenResponse, *aadError) {
+	api := req.target
+	at, err := s.Mint(u, WithVersion(2), WithTenant(tenant), WithClientApp(c.id), WithScopes(granted...),
+		WithLifetime(s.atLifetime), WithIssuedAt(s.now()), WithClaims(map[string]any{
+			"aud":    api.AppID,
+			"sub":    pairwiseSubject(u.ObjectID, api.AppID),
+			"azpacr": c.acr,
+			"roles":  nil,
+			"idtyp":  "user",
+		}))
+	if err != nil {
+		return tokenResponse{}, issueFailed(err)
+	}
+	scopes := make([]string, 0, len(granted)+len(req.written))
+	for _, p := range granted {
+		scopes = append(scopes, api.Scope(p))
+	}
+	// Each requested scope as the client wrote it too (.default, or the
+	// application id form): MSAL Go refuses a response whose scope lacks a
+	// requested one ("declined scopes"), comparing case-insensitively, and
+	// keys its cache on these.
+	for _, sc := range req.written {
+		if !slices.ContainsFunc(scopes, func(g string) bool { return strings.EqualFold(g, sc) }) {
+			scopes = append(scopes, sc)
+		}
+	}
+	return s.oboResponse(u, tenant, at, scopes)
+}
+
+// oboResponse is the token response around an on-behalf-of access token:
+// no refresh or ID token, and client_info for MSAL's cache.
+func (s *Server) oboResponse(u User, tenant, at string, scopes []string) (tokenResponse, *aadError) {
+	info, err := json.Marshal(map[string]string{"uid": u.ObjectID, "utid": tenant})
+	if err != nil {
+		return tokenResponse{}, issueFailed(err)
+	}
 	return tokenResponse{
 		TokenType:    "Bearer",
 		Scope:        strings.Join(scopes, " "),
@@ -344,6 +414,11 @@ func (s *Server) issueGraphToken(u User, tenant string, requested, granted []str
 		AccessToken:  at,
 		ClientInfo:   base64.RawURLEncoding.EncodeToString(info),
 	}, nil
+}
+
+// issueFailed is Entra's answer when it could not issue a token.
+func issueFailed(err error) *aadError {
+	return newAADError(http.StatusInternalServerError, "server_error", 90033, "Issuing tokens failed: %v", err)
 }
 
 // writeOBOError writes e as writeTokenError does, adding Entra's suberror:

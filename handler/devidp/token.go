@@ -98,7 +98,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	case GrantClientCredentials:
 		resp, err = s.clientCredentialsGrant(form, c)
 	case GrantJWTBearer:
-		s.handleOBO(w, r, form, c.id) // writes its own response: its errors carry a suberror
+		s.handleOBO(w, r, form, c) // writes its own response: its errors carry a suberror
 		return
 	default:
 		err = newAADError(http.StatusBadRequest, "unsupported_grant_type", 70003,
