@@ -289,6 +289,16 @@ func ParseUpstreams(text []byte, roles authz.Table) ([]Upstream, error) {
 	return doc.Upstreams, nil
 }
 
+// CheckUpstream checks one entry as ParseUpstreams checks each, and fills
+// in its defaults: for an entry made in code (dev mode's demo upstream).
+func CheckUpstream(u Upstream, roles authz.Table) (Upstream, error) {
+	if err := u.check(roles.Permissions()); err != nil {
+		return Upstream{}, fmt.Errorf("upstream %q: %w", u.Name, err)
+	}
+	u.fillDefaults()
+	return u, nil
+}
+
 func (u *Upstream) fillDefaults() {
 	if u.Timeout == 0 {
 		u.Timeout = Duration(DefaultUpstreamTimeout)

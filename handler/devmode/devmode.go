@@ -17,6 +17,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
@@ -40,8 +41,9 @@ type Env struct {
 	// applications; each gets app-only tokens by client credentials.
 	Apps []devidp.App
 	// Tokens maps demo user keys (reader, writer, all, admin) to access tokens.
-	Tokens map[string]string
-	redis  *miniredis.Miniredis
+	Tokens   map[string]string
+	redis    *miniredis.Miniredis
+	upstream *demoUpstream
 }
 
 // ListenAddr returns where dev mode listens: addr when it was given on the
@@ -83,7 +85,7 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 		return nil, err
 	}
 	apps := devidp.AppsFor(roles, secret)
-	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}, Users: users, Apps: apps})
+	idp, err := devidp.Start(devidp.Options{RedirectURIs: []string{base + "/auth/callback"}, Users: users, Apps: apps, APIs: []devidp.API{demoAPI}})
 	if err != nil {
 		return nil, fmt.Errorf("dev mode: start Entra stand-in: %w", err)
 	}
@@ -99,11 +101,35 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 		e.Close()
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}
+	if err := e.addDemoUpstream(getenv); err != nil {
+		e.Close()
+		return nil, err
+	}
 	if e.Tokens, err = mintTokens(idp, users); err != nil {
 		e.Close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// addDemoUpstream starts the demo upstream and fronts it beside whatever
+// MCP_UPSTREAMS names, whose header secrets come from the environment
+// (dev mode has no Key Vault).
+func (e *Env) addDemoUpstream(getenv func(string) string) error {
+	demo, entry, err := startDemoUpstream(e.IDP)
+	if err != nil {
+		return err
+	}
+	e.upstream = demo
+	// The default table: the demo's rules name its permissions, which a
+	// ROLE_MAP may leave ungranted (then nobody sees those tools).
+	if e.Config.Upstreams, err = withDemoUpstream(e.Config.Upstreams, entry, authz.DefaultTable()); err != nil {
+		return err
+	}
+	if e.Config.Secrets.UpstreamHeaders, err = config.UpstreamHeaderSecrets(e.Config.Upstreams, getenv); err != nil {
+		return fmt.Errorf("dev mode: %w", err)
+	}
+	return nil
 }
 
 // publicBase checks where dev mode may run and returns the URL clients use:
@@ -182,6 +208,9 @@ func mintTokens(idp *devidp.Server, users []devidp.User) (map[string]string, err
 
 // Close stops the stand-in and the embedded Redis.
 func (e *Env) Close() {
+	if e.upstream != nil {
+		e.upstream.close()
+	}
 	if e.redis != nil {
 		e.redis.Close()
 	}
@@ -232,6 +261,11 @@ func (e *Env) PrintWelcome(w io.Writer) {
 	if e.Config.OAuth.Mode == config.AuthModeProxy {
 		fmt.Fprintf(w, "Or point an MCP client that does OAuth (the MCP Inspector, VS Code, Claude Code) at %s/mcp:\n", base)
 		fmt.Fprintf(w, "it registers itself, shows you the consent page and the stand-in's sign-in, and gets a token.\n\n")
+	}
+	if e.upstream != nil {
+		fmt.Fprintf(w, "A demo upstream MCP server runs at http://%s/mcp, fronted on behalf of the caller: its tools are\n", e.upstream.addr)
+		fmt.Fprintf(w, "notes.whoami (everyone), notes.list_notes (readers) and notes.add_note (writers); it sees a token\n")
+		fmt.Fprintf(w, "the stand-in minted for it (audience %s), never yours.\n\n", demoAPI.AppID)
 	}
 	fmt.Fprintf(w, "Create a task as the writer (the reader gets \"tool not found\"):\n\n")
 	fmt.Fprintf(w, "  curl -s %s/mcp -H \"Authorization: Bearer $TOKEN_WRITER\" -H 'Content-Type: application/json' \\\n", base)
