@@ -14,7 +14,9 @@
 //
 // A Store keeps the current values behind an atomic pointer and reloads
 // them periodically (Run); when a reload fails it keeps the last good
-// values. No error or log line from this package holds a secret value.
+// values. It also reads other secrets by name on demand (Secret), such as
+// the keys upstream servers are called with, and keeps each for a few
+// minutes. No error or log line from this package holds a secret value.
 package secrets
 
 import (
@@ -104,12 +106,24 @@ type Options struct {
 	// RequestReload asks for; one minute when zero.
 	MinReloadGap time.Duration
 
+	// SecretTTL is how long Secret keeps a value before reading Key Vault
+	// again: the bound on how long a rotated value takes to reach every
+	// instance without a refusal to prompt ForgetSecret. Five minutes when
+	// zero.
+	SecretTTL time.Duration
+
+	// MaxSecrets is the most names Secret keeps values for at once; 64
+	// when zero. The names come from configuration, so the bound is never
+	// reached in practice; it is there so that a caller passing names it
+	// did not get from configuration cannot grow memory without end.
+	MaxSecrets int
+
 	// Logger receives reload warnings and key changes (never values);
 	// slog.Default() when nil.
 	Logger *slog.Logger
 
-	// Now is the clock that decides which versions have expired;
-	// time.Now when nil.
+	// Now is the clock that decides which versions have expired and when
+	// Secret's values are due to be read again; time.Now when nil.
 	Now func() time.Time
 }
 
@@ -169,6 +183,9 @@ type Store struct {
 	mu       sync.Mutex
 	lastLoad time.Time     // start of the last reload attempt
 	flight   chan struct{} // closed when the reload for an unknown key under way ends
+
+	vault *vaultLoader
+	named namedCache // Secret's values and reads under way
 }
 
 // New reads the secrets from Key Vault, with bounded retries, and returns
@@ -190,6 +207,8 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	vl := &vaultLoader{client: client, opts: opts}
 	s.load = vl.load
+	s.vault = vl
+	s.named.init()
 	s.source = opts.VaultURI
 
 	if err := s.loadAtStart(ctx); err != nil {
@@ -210,6 +229,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.SecretTTL <= 0 {
+		o.SecretTTL = DefaultSecretTTL
+	}
+	if o.MaxSecrets <= 0 {
+		o.MaxSecrets = DefaultMaxSecrets
 	}
 	o.Retry = o.Retry.withDefaults()
 	return o
