@@ -14,16 +14,22 @@
 //
 // A Store keeps the current values behind an atomic pointer and reloads
 // them periodically (Run); when a reload fails it keeps the last good
-// values. No error or log line from this package holds a secret value.
+// values. It also reads other secrets by name on demand (Secret), such as
+// the keys upstream servers are called with, and keeps each for a few
+// minutes. No error or log line from this package holds a secret value.
 package secrets
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -33,8 +39,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 )
+
+// Dependency names Key Vault in the outage errors of this package
+// (outage.Dependency), so that a Key Vault outage is not reported as
+// another service's.
+const Dependency = "key vault"
 
 // Retry bounds the start-up attempts to read Key Vault. The zero value
 // means the defaults: 5 attempts, 1 s doubling to at most 8 s between
@@ -94,12 +106,24 @@ type Options struct {
 	// RequestReload asks for; one minute when zero.
 	MinReloadGap time.Duration
 
+	// SecretTTL is how long Secret keeps a value before reading Key Vault
+	// again: the bound on how long a rotated value takes to reach every
+	// instance without a refusal to prompt ForgetSecret. Five minutes when
+	// zero.
+	SecretTTL time.Duration
+
+	// MaxSecrets is the most names Secret keeps values for at once; 64
+	// when zero. The names come from configuration, so the bound is never
+	// reached in practice; it is there so that a caller passing names it
+	// did not get from configuration cannot grow memory without end.
+	MaxSecrets int
+
 	// Logger receives reload warnings and key changes (never values);
 	// slog.Default() when nil.
 	Logger *slog.Logger
 
-	// Now is the clock that decides which versions have expired;
-	// time.Now when nil.
+	// Now is the clock that decides which versions have expired and when
+	// Secret's values are due to be read again; time.Now when nil.
 	Now func() time.Time
 }
 
@@ -159,6 +183,9 @@ type Store struct {
 	mu       sync.Mutex
 	lastLoad time.Time     // start of the last reload attempt
 	flight   chan struct{} // closed when the reload for an unknown key under way ends
+
+	vault *vaultLoader
+	named namedCache // Secret's values and reads under way
 }
 
 // New reads the secrets from Key Vault, with bounded retries, and returns
@@ -180,6 +207,8 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	vl := &vaultLoader{client: client, opts: opts}
 	s.load = vl.load
+	s.vault = vl
+	s.named.init()
 	s.source = opts.VaultURI
 
 	if err := s.loadAtStart(ctx); err != nil {
@@ -200,6 +229,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.SecretTTL <= 0 {
+		o.SecretTTL = DefaultSecretTTL
+	}
+	if o.MaxSecrets <= 0 {
+		o.MaxSecrets = DefaultMaxSecrets
 	}
 	o.Retry = o.Retry.withDefaults()
 	return o
@@ -430,15 +465,14 @@ func (l *vaultLoader) load(ctx context.Context) (*Values, error) {
 	v := &Values{Source: l.opts.VaultURI}
 	if !l.opts.Secretless {
 		name := l.opts.ClientSecretName
-		resp, err := l.client.GetSecret(ctx, name, "", nil)
+		what := fmt.Sprintf("secret %q (%s)", name, EnvClientSecretName)
+		sec, err := l.readSecret(ctx, name, "", what)
 		if err != nil {
-			return nil, opError(fmt.Sprintf("read secret %q (%s)", name, EnvClientSecretName), err)
+			return nil, err
 		}
-		if resp.Value == nil || strings.TrimSpace(*resp.Value) == "" {
-			return nil, fmt.Errorf("secret %q (%s) is empty", name, EnvClientSecretName)
+		if v.ClientSecret, err = trimmedValue(sec, what); err != nil {
+			return nil, err
 		}
-		// A value uploaded from a file often ends in a newline.
-		v.ClientSecret = strings.TrimSpace(*resp.Value)
 	}
 	ring, versions, err := l.loadRing(ctx)
 	if err != nil {
@@ -460,7 +494,7 @@ type keyVersion struct {
 // valid yet go last so that they never seal.
 func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error) {
 	what := fmt.Sprintf("secret %q (%s)", l.opts.SealingKeyName, EnvSealingKeyName)
-	versions, err := l.listKeyVersions(ctx, what)
+	versions, err := l.listVersions(ctx, l.opts.SealingKeyName, what)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -479,12 +513,12 @@ func (l *vaultLoader) loadRing(ctx context.Context) (*seal.Ring, []string, error
 	return ring, ids, nil
 }
 
-// listKeyVersions lists the sealing-key secret's versions worth loading,
-// in Key Vault's order (none in particular).
-func (l *vaultLoader) listKeyVersions(ctx context.Context, what string) ([]keyVersion, error) {
+// listVersions lists the versions of secret name worth loading (enabled
+// and unexpired), in Key Vault's order (none in particular).
+func (l *vaultLoader) listVersions(ctx context.Context, name, what string) ([]keyVersion, error) {
 	now := l.opts.Now()
 	var versions []keyVersion
-	pager := l.client.NewListSecretPropertiesVersionsPager(l.opts.SealingKeyName, nil)
+	pager := l.client.NewListSecretPropertiesVersionsPager(name, nil)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
@@ -506,10 +540,10 @@ func usableVersion(p *azsecrets.SecretProperties, now time.Time) (keyVersion, bo
 		return keyVersion{}, false
 	}
 	a := p.Attributes
-	if a.Enabled == nil || !*a.Enabled || (a.Expires != nil && !a.Expires.After(now)) {
+	if a.Enabled == nil || !*a.Enabled || expired(a, now) {
 		return keyVersion{}, false
 	}
-	kv := keyVersion{id: p.ID.Version(), pending: a.NotBefore != nil && a.NotBefore.After(now)}
+	kv := keyVersion{id: p.ID.Version(), pending: pending(a, now)}
 	switch {
 	case a.Created != nil:
 		kv.created = *a.Created
@@ -517,6 +551,17 @@ func usableVersion(p *azsecrets.SecretProperties, now time.Time) (keyVersion, bo
 		kv.created = *a.Updated
 	}
 	return kv, kv.id != ""
+}
+
+// expired reports whether a version with attributes a has expired at now.
+func expired(a *azsecrets.SecretAttributes, now time.Time) bool {
+	return a != nil && a.Expires != nil && !a.Expires.After(now)
+}
+
+// pending reports whether a version with attributes a is not valid yet at
+// now.
+func pending(a *azsecrets.SecretAttributes, now time.Time) bool {
+	return a != nil && a.NotBefore != nil && a.NotBefore.After(now)
 }
 
 // sortKeyVersions puts the versions valid now first, newest first, then
@@ -540,14 +585,11 @@ func sortKeyVersions(versions []keyVersion) {
 // distinct keys with the versions they came from.
 func (l *vaultLoader) readKeys(ctx context.Context, what string, versions []keyVersion) (keys [][]byte, ids []string, err error) {
 	for _, kv := range versions {
-		resp, err := l.client.GetSecret(ctx, l.opts.SealingKeyName, kv.id, nil)
+		sec, err := l.readSecret(ctx, l.opts.SealingKeyName, kv.id, what+" version "+kv.id)
 		if err != nil {
-			return nil, nil, opError(fmt.Sprintf("read %s version %s", what, kv.id), err)
+			return nil, nil, err
 		}
-		if resp.Value == nil {
-			return nil, nil, fmt.Errorf("%s version %s has no value", what, kv.id)
-		}
-		k, err := decodeKey(*resp.Value)
+		k, err := decodeKey(*sec.Value)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s version %s: %w", what, kv.id, err)
 		}
@@ -559,6 +601,33 @@ func (l *vaultLoader) readKeys(ctx context.Context, what string, versions []keyV
 		ids = append(ids, kv.id)
 	}
 	return keys, ids, nil
+}
+
+// readSecret reads version (the latest when "") of secret name: the one
+// place this package asks Key Vault for a value, so that every read fails
+// in the same words and with the same outage classification. what names
+// the secret in errors; the value never appears in one. The returned
+// secret's Value is not nil.
+func (l *vaultLoader) readSecret(ctx context.Context, name, version, what string) (azsecrets.Secret, error) {
+	resp, err := l.client.GetSecret(ctx, name, version, nil)
+	if err != nil {
+		return azsecrets.Secret{}, opError("read "+what, err)
+	}
+	if resp.Value == nil {
+		return azsecrets.Secret{}, fmt.Errorf("%s has no value", what)
+	}
+	return resp.Secret, nil
+}
+
+// trimmedValue is sec's value without surrounding space, refused when
+// nothing is left: a value uploaded from a file often ends in a newline,
+// which no client secret or header value means to hold.
+func trimmedValue(sec azsecrets.Secret, what string) (string, error) {
+	v := strings.TrimSpace(*sec.Value)
+	if v == "" {
+		return "", fmt.Errorf("%s is empty", what)
+	}
+	return v, nil
 }
 
 // decodeKey decodes one base64 32-byte key (standard or URL alphabet,
@@ -622,7 +691,60 @@ func opError(op string, err error) error {
 	default:
 		msg = firstLine(err.Error())
 	}
+	// The cause, not the message, carries the classification: the one
+	// line stays the same either way.
+	if unavailable(err) {
+		err = outage.New(Dependency, err)
+	}
 	return &loadError{msg: op + ": " + msg, err: err}
+}
+
+// unavailable reports whether err, from reading Key Vault, means that it
+// (or the managed identity that reaches it) could not serve the request
+// now, as opposed to refusing it: throttled, failing, too slow or
+// unreachable. Refusals (401, 403, 404, a bad request) are configuration
+// to fix, and retrying them soon does not help.
+func unavailable(err error) bool {
+	var re *azcore.ResponseError
+	var afe *azidentity.AuthenticationFailedError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return false // the caller left; nothing is known about Key Vault
+	case errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &afe):
+		// Without a response the identity endpoint was not reached; the
+		// SDK keeps no cause to look at.
+		return afe.RawResponse == nil || transientStatus(afe.RawResponse.StatusCode)
+	case errors.As(err, &re):
+		return transientStatus(re.StatusCode)
+	}
+	return unreachable(err)
+}
+
+// transientStatus reports whether an HTTP status says "not now" rather
+// than "no".
+func transientStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+}
+
+// unreachable reports whether err is a failure to reach the vault at all.
+// A vault name that does not resolve and a certificate that does not
+// verify are not: they are a wrong URI or a wrong network, and stay so.
+func unreachable(err error) bool {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var ne net.Error
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return false
+	case errors.As(err, &certErr):
+		return false
+	case errors.As(err, &ne):
+		return true
+	}
+	// A connection dropped mid-answer.
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func firstLine(s string) string {

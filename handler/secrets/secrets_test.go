@@ -17,6 +17,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/azcred"
 	"github.com/entra-mcp/functions-mcp/handler/azuretest"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/secrets"
 )
@@ -248,6 +249,9 @@ func TestKeyVaultDownAtStart(t *testing.T) {
 		if mode == azuretest.Unavailable && !strings.Contains(msg, "HTTP 503") {
 			t.Errorf("error does not say what failed: %q", msg)
 		}
+		if !errors.Is(err, outage.ErrUnavailable) || outage.Dependency(err) != secrets.Dependency {
+			t.Errorf("mode %d: error is not a Key Vault outage (dependency %q): %q", mode, outage.Dependency(err), msg)
+		}
 		if n := e.kv.RequestCount(); n != fastRetry.Attempts {
 			t.Errorf("mode %d: Key Vault got %d requests, want one per attempt (%d)", mode, n, fastRetry.Attempts)
 		}
@@ -274,6 +278,9 @@ func TestMissingSecretsAreClearErrors(t *testing.T) {
 	_, err := secrets.New(context.Background(), e.options())
 	if err == nil || !strings.Contains(err.Error(), `read secret "app-client-secret" (KEY_VAULT_CLIENT_SECRET_NAME): HTTP 404 SecretNotFound`) {
 		t.Errorf("no client secret: err = %v", err)
+	}
+	if errors.Is(err, outage.ErrUnavailable) {
+		t.Errorf("a missing secret is reported as an outage: %v", err)
 	}
 
 	// Secretless mode needs no client secret.
@@ -323,6 +330,9 @@ func TestManagedIdentityRefusedIsClear(t *testing.T) {
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "managed identity") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("err = %q, want one line about the managed identity", err)
+	}
+	if errors.Is(err, outage.ErrUnavailable) {
+		t.Errorf("a refused identity is reported as an outage: %v", err)
 	}
 	if strings.Contains(err.Error(), "wrong-header-value") || strings.Contains(e.logs.String(), "wrong-header-value") {
 		t.Error("the identity header leaked")
