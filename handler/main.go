@@ -39,11 +39,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if rt.Secrets != nil {
 		go rt.Secrets.Run(ctx)
 	}
-	a, err := app.New(app.Options{
+	opts := app.Options{
 		Config: cfg, Version: serve.Version(), Logger: log,
 		Sealer: rt.Sealer, MSALCredential: &rt.MSALCredential,
 		AzureCredential: rt.Credential, Telemetry: rt.Telemetry,
-	})
+	}
+	if rt.Secrets != nil {
+		opts.Secrets = rt.Secrets // upstream header secrets from Key Vault
+	}
+	a, err := app.New(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "start-up error:", err)
 		return 1

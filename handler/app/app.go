@@ -410,6 +410,9 @@ func (e envSecrets) Secret(_ context.Context, name string) (string, error) {
 	return v, nil
 }
 
+// ForgetSecret: the environment does not change while the handler runs.
+func (e envSecrets) ForgetSecret(string) {}
+
 // StartUpstreams fetches, in the background, the tool lists of the
 // upstreams listed with this server's own credential.
 func (a *App) StartUpstreams() {

@@ -128,17 +128,18 @@ func (v SecretValues) String() string {
 func (v SecretValues) GoString() string { return v.String() }
 
 // UpstreamHeaderSecrets reads, from the environment, the value of every
-// header-authenticated upstream's secret: the variable named as the
-// secret. A missing one is an error naming it.
+// header-authenticated upstream's secret: the variable SecretEnvName
+// names. A missing one is an error naming it.
 func UpstreamHeaderSecrets(ups []Upstream, getenv func(string) string) (SecretValues, error) {
 	out := SecretValues{}
 	for _, u := range ups {
 		if u.Auth.Mode != UpstreamHeader {
 			continue
 		}
-		v := strings.TrimSpace(getenv(u.Auth.Secret))
+		env := SecretEnvName(u.Auth.Secret)
+		v := strings.TrimSpace(getenv(env))
 		if v == "" {
-			return nil, fmt.Errorf("MCP_UPSTREAMS: upstream %q: its header's secret %s: without KEY_VAULT_URI, set an environment variable %s to its value", u.Name, u.Auth.Secret, u.Auth.Secret)
+			return nil, fmt.Errorf("MCP_UPSTREAMS: upstream %q: its header's secret %s: without KEY_VAULT_URI, set the environment variable %s to its value", u.Name, u.Auth.Secret, env)
 		}
 		out[u.Auth.Secret] = v
 	}

@@ -55,7 +55,7 @@ const (
 	UpstreamManagedIdentity UpstreamAuthMode = "managed-identity"
 	// UpstreamHeader sends a fixed secret in Header, its value read from
 	// Key Vault (the secret named Secret) or, without Key Vault, from the
-	// environment variable named Secret.
+	// environment variable SecretEnvName(Secret).
 	UpstreamHeader UpstreamAuthMode = "header"
 	// UpstreamNone sends no credential: a server on a private network.
 	UpstreamNone UpstreamAuthMode = "none"
@@ -145,6 +145,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes the duration as UnmarshalJSON reads it.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
+// SecretEnvName is the environment variable that holds secret's value when
+// there is no Key Vault: upper case, '-' as '_' (devops-api-key →
+// DEVOPS_API_KEY).
+func SecretEnvName(secret string) string {
+	return strings.ToUpper(strings.ReplaceAll(secret, "-", "_"))
+}
+
 // Permission returns the permission rules give to name, and false when no
 // rule matches it (the item is never shown or served).
 func Permission(rules []UpstreamRule, name string) (string, bool) {
@@ -179,9 +186,10 @@ func matchPattern(pattern, name string) bool {
 }
 
 var (
-	upstreamName  = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-	headerName    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
-	secretName    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,126}$`)
+	upstreamName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	headerName   = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+	// Key Vault's rule for secret names.
+	secretName    = regexp.MustCompile(`^[A-Za-z0-9-]{1,127}$`)
 	toolNameChars = regexp.MustCompile(`^[A-Za-z0-9_.*-]+$`)
 )
 
@@ -410,7 +418,7 @@ func (a UpstreamAuth) check() error {
 		case !headerName.MatchString(a.Header) || slices.Contains(reservedHeaders, strings.ToLower(a.Header)):
 			return fmt.Errorf("auth: header %q: want a header name the transport does not set itself", a.Header)
 		case !secretName.MatchString(a.Secret):
-			return errors.New("auth: header needs secret, the Key Vault secret (or, without Key Vault, environment variable) holding its value")
+			return errors.New("auth: header needs secret, the name (letters, digits, '-') of the Key Vault secret holding its value")
 		case len(a.Scopes) > 0:
 			return errors.New("auth: header takes no scopes")
 		}

@@ -23,7 +23,7 @@ const modulePath = "github.com/entra-mcp/functions-mcp"
 func TestOnlyTheDevStagingHoldsDevMode(t *testing.T) {
 	t.Parallel()
 	devModules := []string{"github.com/alicebob/miniredis", "github.com/yuin/gopher-lua"}
-	devPackages := []string{"handler/devidp", "handler/devmode"}
+	devPackages := []string{"handler/devidp", "handler/devmode", "handler/devupstream"}
 	cases := []struct {
 		name    string
 		binary  func(t *testing.T) string

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -25,10 +24,13 @@ type OnBehalfOf interface {
 	Forget(ctx context.Context, p *entra.Principal, scopes []string) error
 }
 
-// Secrets reads the values of named secrets (Key Vault, or the
-// environment without one).
+// Secrets reads the values of named secrets: *secrets.Store (Key Vault,
+// which keeps each value a few minutes), or values from the environment.
 type Secrets interface {
 	Secret(ctx context.Context, name string) (string, error)
+	// ForgetSecret drops a kept value the upstream refused (rotated in
+	// Key Vault), so that the next Secret reads it afresh.
+	ForgetSecret(name string)
 }
 
 // authenticator gets the credential one upstream call carries.
@@ -118,39 +120,26 @@ func (a *identityAuth) refused(context.Context) {}
 
 func (a *identityAuth) perUser() bool { return false }
 
-// headerAuth sends a secret read once and kept until the upstream refuses
-// it (rotated in Key Vault: the next call reads the new value).
+// headerAuth sends a secret; the secret store keeps it between calls and
+// forgets it when the upstream refuses it (rotated: the next call reads the
+// new value).
 type headerAuth struct {
 	secrets        Secrets
 	header, secret string
-	mu             sync.Mutex
-	value          string
 }
 
 func (a *headerAuth) credential(ctx context.Context) (credential, error) {
-	a.mu.Lock()
-	v := a.value
-	a.mu.Unlock()
+	v, err := a.secrets.Secret(ctx, a.secret)
+	if err != nil {
+		return credential{}, fmt.Errorf("read secret %s: %w", a.secret, err)
+	}
 	if v == "" {
-		var err error
-		if v, err = a.secrets.Secret(ctx, a.secret); err != nil {
-			return credential{}, fmt.Errorf("read secret %s: %w", a.secret, err)
-		}
-		if v == "" {
-			return credential{}, fmt.Errorf("secret %s is empty", a.secret)
-		}
-		a.mu.Lock()
-		a.value = v
-		a.mu.Unlock()
+		return credential{}, fmt.Errorf("secret %s is empty", a.secret)
 	}
 	return credential{name: a.header, value: v}, nil
 }
 
-func (a *headerAuth) refused(context.Context) {
-	a.mu.Lock()
-	a.value = ""
-	a.mu.Unlock()
-}
+func (a *headerAuth) refused(context.Context) { a.secrets.ForgetSecret(a.secret) }
 
 func (a *headerAuth) perUser() bool { return false }
 

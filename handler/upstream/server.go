@@ -52,6 +52,7 @@ type server struct {
 	triedAt    time.Time    // last attempt's end
 	refreshing bool
 	firstDone  chan struct{} // closed when the first attempt ends
+	firstOnce  sync.Once
 }
 
 func newServer(u config.Upstream, opts Options, base http.RoundTripper, f *Federation) (*server, error) {
@@ -159,16 +160,14 @@ func (s *server) fetchAndStore(ctx context.Context) {
 		changed = sum != s.sum
 		s.tools, s.sum = built, sum
 	}
-	select {
-	case <-s.firstDone:
-	default:
-		close(s.firstDone)
-	}
 	s.mu.Unlock()
 	if changed {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "upstream: tool list changed", slog.Int("tools", len(built)))
 		s.fed.changed()
 	}
+	// Only now: a request waiting for the first list must find the merged
+	// list (and its generation) already changed when it wakes.
+	s.firstOnce.Do(func() { close(s.firstDone) })
 }
 
 // upstreamTool is a tool as the upstream lists it, schemas kept raw so

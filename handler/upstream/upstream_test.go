@@ -81,6 +81,9 @@ func (s *mapSecrets) Secret(_ context.Context, name string) (string, error) {
 	return v, nil
 }
 
+// ForgetSecret: nothing is kept here, each read is fresh.
+func (s *mapSecrets) ForgetSecret(string) {}
+
 func (s *mapSecrets) set(name, v string) {
 	s.mu.Lock()
 	s.m[name] = v
