@@ -170,13 +170,15 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 		return nil, s.failure(OutcomeNeedsUser, "is called on behalf of a signed-in person (on-behalf-of), and this call comes from an "+
 			"application acting as itself (an app-only token). Call it with a token a user signed in for.", errNeedsUser)
 	}
-	done, wait, err := s.gate.enter()
+	done, wait, err := s.gate.enter(ctx)
 	switch {
 	case errors.Is(err, errOpen):
 		secs := int(math.Ceil(wait.Seconds()))
 		return nil, s.failure(OutcomeBreakerOpen, fmt.Sprintf("failed repeatedly, so calls to it are paused; try again in %d seconds.", secs), err)
 	case errors.Is(err, errBusy):
-		return nil, s.failure(OutcomeBusy, fmt.Sprintf("already has %d calls in flight from this server, its limit; nothing was sent. Try again in a moment.", s.cfg.MaxConcurrent), err)
+		return nil, s.failure(OutcomeBusy, fmt.Sprintf("has had %d calls in flight from this server, its limit, for %s; nothing was sent. Try again in a moment.", s.cfg.MaxConcurrent, s.gate.wait), err)
+	case err != nil:
+		return nil, fmt.Errorf("upstream %s: %w", s.cfg.Name, err) // the caller went away
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.Timeout))
 	defer cancel()

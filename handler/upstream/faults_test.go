@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,7 +151,8 @@ func TestConcurrencyCap(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, devupstream.Options{}, Options{}, func(u *config.Upstream) { u.MaxConcurrent = 2 })
 	f.listed(t, "u1")
-	f.delay = 500 * time.Millisecond
+	f.fed.servers[0].gate.wait = 100 * time.Millisecond
+	f.delay = 500 * time.Millisecond // longer than a call waits for a slot
 	f.mode.Store("slow")
 	var wg sync.WaitGroup
 	outcomes := make(chan string, 6)
@@ -171,6 +173,24 @@ func TestConcurrencyCap(t *testing.T) {
 	if counts[OutcomeBusy] != 4 || counts[""] != 2 {
 		t.Fatalf("with a cap of 2 and 6 calls at once: %v", counts)
 	}
+	t.Run("a call waits briefly for a slot", func(t *testing.T) {
+		f.delay = 50 * time.Millisecond
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := f.call(t, "u1", "notes.list_notes", nil); err != nil {
+					failed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Fatalf("%d of 4 calls failed with a cap of 2, 50 ms calls and a 100 ms wait", failed.Load())
+		}
+	})
 }
 
 func TestBadAnswers(t *testing.T) {

@@ -1,16 +1,20 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
 )
 
 // Breaker defaults: five failures in a row open it for thirty seconds,
-// then one call tries the upstream again.
+// then one call tries the upstream again. A call finding every slot taken
+// waits for one at most slotWait, then fails: long enough to ride out a
+// burst, short enough that a stuck upstream's callers are told at once.
 const (
 	breakerThreshold = 5
 	breakerCooldown  = 30 * time.Second
+	slotWait         = 2 * time.Second
 )
 
 var (
@@ -22,8 +26,8 @@ var (
 )
 
 // gate keeps one slow or failing upstream from taking the whole server's
-// capacity: a cap on calls in flight (more fail at once rather than
-// queue), and a circuit breaker that stops calling an upstream that keeps
+// capacity: a cap on calls in flight (more wait briefly, then fail rather
+// than queue), and a circuit breaker that stops calling an upstream that keeps
 // failing and lets one call through after the cooldown to see whether it
 // is back.
 type gate struct {
@@ -31,6 +35,7 @@ type gate struct {
 	now       func() time.Time
 	threshold int
 	cooldown  time.Duration
+	wait      time.Duration // slotWait; shorter in tests
 
 	mu        sync.Mutex
 	failures  int       // in a row
@@ -39,27 +44,25 @@ type gate struct {
 }
 
 func newGate(maxConcurrent int, now func() time.Time) *gate {
-	return &gate{slots: make(chan struct{}, maxConcurrent), now: now, threshold: breakerThreshold, cooldown: breakerCooldown}
+	return &gate{slots: make(chan struct{}, maxConcurrent), now: now, threshold: breakerThreshold, cooldown: breakerCooldown, wait: slotWait}
 }
 
 // enter admits a call, or says why not (errBusy, errOpen with how long
 // until the next trial). done must be called once with whether the
 // upstream answered: true for any answer, a tool error included; false
 // when it could not be reached, timed out or answered garbage.
-func (g *gate) enter() (done func(answered bool), retryAfter time.Duration, err error) {
+func (g *gate) enter(ctx context.Context) (done func(answered bool), retryAfter time.Duration, err error) {
 	probe, wait, err := g.admit()
 	if err != nil {
 		return nil, wait, err
 	}
-	select {
-	case g.slots <- struct{}{}:
-	default:
+	if err := g.takeSlot(ctx); err != nil {
 		if probe {
 			g.mu.Lock()
 			g.probing = false
 			g.mu.Unlock()
 		}
-		return nil, 0, errBusy
+		return nil, 0, err
 	}
 	var once sync.Once
 	return func(answered bool) {
@@ -68,6 +71,25 @@ func (g *gate) enter() (done func(answered bool), retryAfter time.Duration, err 
 			g.record(answered, probe)
 		})
 	}, 0, nil
+}
+
+// takeSlot takes a slot, waiting at most g.wait for one.
+func (g *gate) takeSlot(ctx context.Context) error {
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // admit decides by the breaker's state; probe is set for the one trial
