@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs the official MCP conformance suite against our handler, twice: the
 # pinned 0.1.16 server suite (the 2025 revisions) and the 2026-07-28
-# requirement set of the package's 0.2.0 pre-release.
+# requirement set of the package's 0.2.0 pre-release. The handler fronts an
+# upstream MCP server meanwhile (the TypeScript SDK's, .ci/upstream-server.mjs,
+# as upstream "ts"), so the suites check a list that holds its tools; the
+# MCP Inspector's CLI and the TypeScript SDK's client (.ci/upstream-client.mjs)
+# then list and call them through our endpoint.
 #
 # It stages the package with the `conformance` tag (which adds the suites'
 # test_* fixtures), runs it under the Functions host stand-in
@@ -56,6 +60,9 @@ inspector_bin=$(npm_bin "$inspector_pkg" mcp-inspector)
 proxy_port=$(free_port)
 if [[ -z ${CONFORMANCE_URL:-} ]]; then
   public_url="http://127.0.0.1:$proxy_port"
+  # The suites run against the endpoint as it fronts an upstream: the
+  # TypeScript SDK's server, whose tools join the list they check.
+  start_ts_upstream
   start_hosted_handler "$port" conformance
   CONFORMANCE_URL="$base_url/mcp"
   CONFORMANCE_TOKEN=$dev_token
@@ -125,12 +132,13 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
   }
   # With the handler started here, the token is the demo user "all"'s: the
   # list must be the golden file's, its tools and the fixtures of this
-  # conformance build, in tools/list order.
+  # conformance build, and the upstream tools start_ts_upstream's rules
+  # give it, in tools/list order.
   want_tools=''
   if [[ -n $server_pid ]]; then
     want_tools=$(node -e '
       const g = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-      const names = [...g.users.find((u) => u.key === "all").tools, ...g.conformance.added.map((t) => t.name)];
+      const names = [...g.users.find((u) => u.key === "all").tools, ...g.conformance.added.map((t) => t.name), "ts.add", "ts.echo"];
       process.stdout.write(names.sort().join(","));
     ' "$root/handler/tools/toolstest/tools-per-role.json")
   fi
@@ -141,7 +149,8 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
   elif [[ -n $want_tools ]] && ! got_tools=$(node -e '
       const out = require("fs").readFileSync(0, "utf8");
       const list = JSON.parse(out.slice(out.indexOf("{"), out.lastIndexOf("}") + 1));
-      process.stdout.write(list.tools.map((t) => t.name).join(","));
+      // notes.* is dev mode'"'"'s demo upstream, which the Go tests check.
+      process.stdout.write(list.tools.map((t) => t.name).filter((n) => !n.startsWith("notes.")).join(","));
     ' <<<"$listed") || [[ $got_tools != "$want_tools" ]]; then
     echo "MCP Inspector listed [${got_tools:-?}], want the golden file's [$want_tools]" >&2
     status=1
@@ -150,8 +159,23 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
     echo "MCP Inspector could not call create_task:" >&2
     grep -v -e 'eyJ' <<<"$called" | tail -n 20 >&2
     status=1
+  elif [[ -n $server_pid ]] && { ! called=$(inspect --method tools/call --tool-name ts.echo --tool-arg text=via-the-inspector 2>&1) ||
+    ! grep -q 'via-the-inspector (session ' <<<"$called"; }; then
+    echo "MCP Inspector could not call the upstream's ts.echo:" >&2
+    grep -v -e 'eyJ' <<<"$called" | tail -n 20 >&2
+    status=1
   else
-    echo "MCP Inspector: tools listed${want_tools:+ (exactly as in the golden file)} and create_task called"
+    echo "MCP Inspector: tools listed${want_tools:+ (exactly as in the golden file, with the upstream tools)}, create_task${server_pid:+ and the upstream tool ts.echo} called"
+  fi
+fi
+
+# The TypeScript SDK's client, through our endpoint, against the upstream.
+if [[ $status -eq 0 && -n $server_pid ]]; then
+  log "TypeScript SDK client through the front to the TypeScript SDK upstream"
+  if ! MCP_URL="$CONFORMANCE_URL" TOKENS="$tmp/tokens.json" UPSTREAM_STATS="$upstream_url/stats" \
+    node "$ci_dir/upstream-client.mjs"; then
+    status=1
+    server_log_tail
   fi
 fi
 exit "$status"

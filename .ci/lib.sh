@@ -18,9 +18,13 @@ root=$(cd "$ci_dir/.." && pwd)
 tmp=$(mktemp -d)
 server_pid=''
 proxy_pid=''
+upstream_pid=''
+# hosted_settings are extra app settings (NAME=value) start_hosted_handler
+# gives the handler, as the function app's settings are in Azure.
+declare -a hosted_settings=()
 cleanup() {
   local pid
-  for pid in "$proxy_pid" "$server_pid"; do
+  for pid in "$proxy_pid" "$server_pid" "$upstream_pid"; do
     if [[ -n $pid ]]; then
       kill "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
@@ -201,12 +205,44 @@ start_hosted_handler() {
   # Dev mode listens on FUNCTIONS_CUSTOMHANDLER_PORT, which the host sets.
   # The stand-in itself (not go run) is server_pid, so cleanup's kill
   # reaches it and it stops the handler.
+  local -a settings=()
+  local setting
+  for setting in "${hosted_settings[@]}"; do
+    settings+=(-setting "$setting")
+  done
   "$tmp/funchost" -root "$tmp/pkg" -addr "127.0.0.1:$port" \
     -arg -dev-tokens -arg "$tmp/tokens.json" \
-    -setting "PUBLIC_BASE_URL=${public_url:-$base_url}" \
+    -setting "PUBLIC_BASE_URL=${public_url:-$base_url}" "${settings[@]}" \
     ${origins:+-setting "MCP_ALLOWED_ORIGINS=$origins"} "${cors[@]}" >"$tmp/server.log" 2>&1 &
   server_pid=$!
   wait_for_handler
+}
+
+# start_ts_upstream: run .ci/upstream-server.mjs (the TypeScript SDK's
+# session-based server, behind a secret header) on a free loopback port;
+# sets upstream_pid, upstream_url and upstream_key, and adds the handler
+# settings that front it as upstream "ts" (echo for tasks.read, add for
+# tasks.write, nothing else) to hosted_settings.
+start_ts_upstream() {
+  local port
+  port=$(free_port)
+  upstream_key=$(node -p 'require("crypto").randomBytes(24).toString("base64url")')
+  UPSTREAM_KEY=$upstream_key node "$ci_dir/upstream-server.mjs" "$port" >"$tmp/upstream.log" 2>&1 &
+  upstream_pid=$!
+  upstream_url="http://127.0.0.1:$port"
+  for _ in $(seq 1 50); do
+    if grep -q 'upstream listening' "$tmp/upstream.log" 2>/dev/null; then
+      hosted_settings+=(
+        "MCP_UPSTREAMS={\"upstreams\":[{\"name\":\"ts\",\"url\":\"$upstream_url/mcp\",\"auth\":{\"mode\":\"header\",\"header\":\"X-Api-Key\",\"secret\":\"ts-upstream-key\"},\"tools\":[{\"match\":\"echo\",\"permission\":\"tasks.read\"},{\"match\":\"add\",\"permission\":\"tasks.write\"}]}]}"
+        "TS_UPSTREAM_KEY=$upstream_key"
+      )
+      return
+    fi
+    sleep 0.1
+  done
+  echo "the TypeScript upstream did not start:" >&2
+  cat "$tmp/upstream.log" >&2
+  exit 1
 }
 
 port_free() {
