@@ -18,7 +18,9 @@ import (
 // The demo upstream: an MCP server with an API of its own in the stand-in's
 // tenant, fronted on behalf of the user, so dev mode shows federation with
 // the demo users. Its tools appear as notes.whoami, notes.list_notes and
-// notes.add_note; its reset_all_notes is in no rule and stays invisible.
+// notes.add_note, with its resources notes://mine and note://{index} and its
+// prompt notes.summarize_notes; its reset_all_notes, notes://everyone and
+// leak_everything are in no rule and stay invisible.
 const demoUpstreamName = "notes"
 
 // DemoAPI is the demo upstream's registration in the stand-in: the audience
@@ -67,6 +69,11 @@ func startDemoUpstream(idp *devidp.Server) (*demoUpstream, config.Upstream, erro
 			{Match: devupstream.ListNotesTool, Permission: "tasks.read"},
 			{Match: devupstream.AddNoteTool, Permission: "tasks.write"},
 		},
+		Resources: []config.UpstreamRule{
+			{Match: devupstream.NotesResource, Permission: "tasks.read"},
+			{Match: "note://*", Permission: "tasks.read"},
+		},
+		Prompts: []config.UpstreamRule{{Match: devupstream.SummarizePrompt, Permission: "tasks.read"}},
 	}
 	return d, u, nil
 }

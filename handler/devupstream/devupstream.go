@@ -36,6 +36,16 @@ const (
 	HiddenTool    = "reset_all_notes"
 )
 
+// Resources and prompts. The hidden ones exist upstream but a
+// configuration that names only the others leaves them invisible.
+const (
+	NotesResource   = "notes://mine"
+	HiddenResource  = "notes://everyone"
+	NoteTemplate    = "note://{index}"
+	SummarizePrompt = "summarize_notes"
+	HiddenPrompt    = "leak_everything"
+)
+
 // Bounds of the notes kept: this is a demo, but it runs on loopback where
 // any local program can reach it.
 const (
@@ -75,8 +85,10 @@ type userKey struct{}
 // New builds the upstream.
 func New(opts Options) *Server {
 	s := &Server{opts: opts, notes: map[string][]string{}, owners: map[string]string{}, tokens: map[string]bool{}}
-	m := server.NewMCPServer("devupstream", "1", server.WithToolCapabilities(false), server.WithRecovery())
+	m := server.NewMCPServer("devupstream", "1", server.WithToolCapabilities(false), server.WithRecovery(),
+		server.WithResourceCapabilities(false, false), server.WithPromptCapabilities(false))
 	m.AddTools(s.tools()...)
+	s.addComponents(m)
 	httpOpts := []server.StreamableHTTPOption{
 		server.WithDisableStreaming(true),
 	}
@@ -261,4 +273,47 @@ func (s *Server) resetAll(context.Context, mcp.CallToolRequest) (*mcp.CallToolRe
 	s.notes = map[string][]string{}
 	s.mu.Unlock()
 	return mcp.NewToolResultText("All notes deleted."), nil
+}
+
+// addComponents adds the resources, the template and the prompts.
+func (s *Server) addComponents(m *server.MCPServer) {
+	m.AddResource(mcp.NewResource(NotesResource, "my-notes", mcp.WithResourceDescription("Your notes, one per line."), mcp.WithMIMEType("text/plain")),
+		func(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: NotesResource, MIMEType: "text/plain", Text: strings.Join(s.notesOf(caller(ctx).user), "\n")}}, nil
+		})
+	m.AddResource(mcp.NewResource(HiddenResource, "everyone's-notes", mcp.WithResourceDescription("Every user's notes.")),
+		func(context.Context, mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			s.calls.Add(1)
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: HiddenResource, Text: "everything"}}, nil
+		})
+	m.AddResourceTemplate(mcp.NewResourceTemplate(NoteTemplate, "note", mcp.WithTemplateDescription("One of your notes, by its index from 1.")),
+		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			notes := s.notesOf(caller(ctx).user)
+			var i int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(req.Params.URI, "note://"), "%d", &i); err != nil || i < 1 || i > len(notes) {
+				return nil, fmt.Errorf("no note %s: %w", req.Params.URI, server.ErrResourceNotFound)
+			}
+			return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, MIMEType: "text/plain", Text: notes[i-1]}}, nil
+		})
+	m.AddPrompt(mcp.NewPrompt(SummarizePrompt, mcp.WithPromptDescription("Asks for a summary of your notes."),
+		mcp.WithArgument("style", mcp.ArgumentDescription("How to summarize: brief or detailed"))),
+		func(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			style := req.Params.Arguments["style"]
+			if style == "" {
+				style = "brief"
+			}
+			text := fmt.Sprintf("Give a %s summary of these notes:\n%s", style, strings.Join(s.notesOf(caller(ctx).user), "\n"))
+			return mcp.NewGetPromptResult("Summarize your notes", []mcp.PromptMessage{mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent(text))}), nil
+		})
+	m.AddPrompt(mcp.NewPrompt(HiddenPrompt, mcp.WithPromptDescription("Every user's notes as a prompt.")),
+		func(context.Context, mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			s.calls.Add(1)
+			return mcp.NewGetPromptResult("everything", nil), nil
+		})
+}
+
+func (s *Server) notesOf(user string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.notes[user])
 }

@@ -54,11 +54,12 @@ type readDone struct {
 	err      error
 }
 
-// addComponents registers the templates and prompts with mcp-go and adds
-// their capabilities, filters and hooks to opts.
-func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server.Hooks) ([]server.ServerOption, error) {
+// addComponents records the resources, templates and prompts in idx and
+// returns the capabilities, filters and hooks mcp-go needs for them: for
+// ours, and for the upstreams' when their configuration has rules for them
+// (they arrive later, so the capabilities are there from the start).
+func (s *Server) addComponents(opts Options, idx *toolIndex, policy *authz.Policy, hooks *server.Hooks) ([]server.ServerOption, error) {
 	var serverOpts []server.ServerOption
-	s.resources = map[string]resource{}
 	for _, r := range opts.Resources {
 		if len(r.Permissions) == 0 {
 			return nil, fmt.Errorf("resource %q declares no permission", r.Def.URI)
@@ -67,10 +68,10 @@ func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server
 		if err != nil {
 			return nil, fmt.Errorf("resource %q: %w", r.Def.URI, err)
 		}
-		if _, dup := s.resources[r.Def.URI]; dup {
+		if _, dup := idx.resources[r.Def.URI]; dup {
 			return nil, fmt.Errorf("resource %q declared twice", r.Def.URI)
 		}
-		s.resources[r.Def.URI] = resource{r, need}
+		idx.resources[r.Def.URI] = resource{r, need}
 	}
 	for _, t := range opts.Templates {
 		if len(t.Permissions) == 0 {
@@ -80,9 +81,8 @@ func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server
 		if err != nil {
 			return nil, fmt.Errorf("resource template %q: %w", t.Def.Name, err)
 		}
-		s.templates = append(s.templates, template{t, need})
+		idx.templates = append(idx.templates, template{t, need})
 	}
-	s.prompts = map[string]prompt{}
 	for _, p := range opts.Prompts {
 		if len(p.Permissions) == 0 {
 			return nil, fmt.Errorf("prompt %q declares no permission", p.Def.Name)
@@ -91,17 +91,24 @@ func (s *Server) addComponents(opts Options, policy *authz.Policy, hooks *server
 		if err != nil {
 			return nil, fmt.Errorf("prompt %q: %w", p.Def.Name, err)
 		}
-		if _, dup := s.prompts[p.Def.Name]; dup {
+		if _, dup := idx.prompts[p.Def.Name]; dup {
 			return nil, fmt.Errorf("prompt %q declared twice", p.Def.Name)
 		}
-		s.prompts[p.Def.Name] = prompt{p, need}
+		idx.prompts[p.Def.Name] = prompt{p, need}
 	}
-	if s.hasResources() {
+	s.offersResources = len(idx.resources) > 0 || len(idx.templates) > 0
+	s.offersPrompts = len(idx.prompts) > 0
+	if s.upstreams != nil {
+		res, prompts := s.upstreams.Offers()
+		s.offersResources = s.offersResources || res
+		s.offersPrompts = s.offersPrompts || prompts
+	}
+	if s.offersResources {
 		serverOpts = append(serverOpts, server.WithResourceCapabilities(false, false))
 		hooks.AddAfterListResources(s.filterResources)
 		hooks.AddAfterListResourceTemplates(s.filterTemplates)
 	}
-	if len(s.prompts) > 0 {
+	if s.offersPrompts {
 		serverOpts = append(serverOpts, server.WithPromptCapabilities(false), server.WithPromptFilter(s.filterPrompts))
 	}
 	return serverOpts, nil
@@ -117,29 +124,28 @@ func handBack(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceCon
 	return done.contents, done.err
 }
 
-// registerComponents adds the templates and prompts to mcp-go, once it exists.
-func (s *Server) registerComponents() {
-	for _, r := range s.resources {
+// registerComponents adds the index's resources, templates and prompts to
+// mcp-go, once it exists.
+func (s *Server) registerComponents(idx *toolIndex) {
+	for _, r := range idx.resources {
 		s.mcp.AddResource(r.Def, handBack)
 	}
-	for _, t := range s.templates {
+	for _, t := range idx.templates {
 		s.mcp.AddResourceTemplate(t.Def, handBack)
 	}
-	for _, p := range s.prompts {
-		s.mcp.AddPrompt(p.Def, s.adaptPrompt(p))
+	for _, p := range idx.prompts {
+		s.mcp.AddPrompt(p.Def, s.adaptPrompt(p.Def.Name))
 	}
 }
-
-// hasResources reports whether the endpoint serves resources of its own.
-func (s *Server) hasResources() bool { return len(s.resources) > 0 || len(s.templates) > 0 }
 
 // filterResources drops from a resources/list answer what the caller may
 // not read; resources not of ours (fixtures) stay.
 func (s *Server) filterResources(ctx context.Context, _ any, _ *mcp.ListResourcesRequest, res *mcp.ListResourcesResult) {
 	g := grantsFrom(ctx)
+	idx := s.index()
 	kept := res.Resources[:0]
 	for _, r := range res.Resources {
-		if ours, ok := s.resources[r.URI]; !ok || g.Allows(ours.need) {
+		if ours, ok := idx.resources[r.URI]; !ok || g.Allows(ours.need) {
 			kept = append(kept, r)
 		}
 	}
@@ -151,17 +157,20 @@ func (s *Server) filterResources(ctx context.Context, _ any, _ *mcp.ListResource
 // fixtures) stay.
 func (s *Server) filterTemplates(ctx context.Context, _ any, _ *mcp.ListResourceTemplatesRequest, res *mcp.ListResourceTemplatesResult) {
 	g := grantsFrom(ctx)
+	idx := s.index()
 	kept := res.ResourceTemplates[:0]
 	for _, rt := range res.ResourceTemplates {
-		if t, ours := s.template(rt.URITemplate.Raw()); !ours || g.Allows(t.need) {
+		raw := rt.URITemplate.Raw()
+		_, retired := idx.retired[raw]
+		if t, ours := idx.template(raw); (!ours && !retired) || (ours && g.Allows(t.need)) {
 			kept = append(kept, rt)
 		}
 	}
 	res.ResourceTemplates = kept
 }
 
-func (s *Server) template(raw string) (template, bool) {
-	for _, t := range s.templates {
+func (idx *toolIndex) template(raw string) (template, bool) {
+	for _, t := range idx.templates {
 		if t.Def.URITemplate.Raw() == raw {
 			return t, true
 		}
@@ -172,9 +181,10 @@ func (s *Server) template(raw string) (template, bool) {
 // filterPrompts is mcp-go's prompt filter, for prompts/list and prompts/get.
 func (s *Server) filterPrompts(ctx context.Context, candidates []mcp.Prompt) []mcp.Prompt {
 	g := grantsFrom(ctx)
+	prompts := s.index().prompts
 	out := candidates[:0:0]
 	for _, c := range candidates {
-		if p, ours := s.prompts[c.Name]; !ours || g.Allows(p.need) {
+		if p, ours := prompts[c.Name]; !ours || g.Allows(p.need) {
 			out = append(out, c)
 		}
 	}
@@ -199,10 +209,11 @@ func (s *Server) serveRead(ctx context.Context, w http.ResponseWriter, r *http.R
 		return ctx, true // mcp-go answers malformed params itself
 	}
 	req := msg.Params
-	if r, ok := s.resources[req.URI]; ok {
+	idx := s.index()
+	if r, ok := idx.resources[req.URI]; ok {
 		return s.read(ctx, p, g, "resource:"+r.Def.Name, r.need, unknown, func() ([]mcp.ResourceContents, error) { return r.Read(ctx, p) })
 	}
-	for _, t := range s.templates {
+	for _, t := range idx.templates {
 		if !t.Def.URITemplate.Regexp().MatchString(req.URI) {
 			continue
 		}
@@ -213,6 +224,12 @@ func (s *Server) serveRead(ctx context.Context, w http.ResponseWriter, r *http.R
 			}
 			return t.Read(ctx, p, req.URI, vars)
 		})
+	}
+	for _, t := range idx.retired {
+		if t.Def.URITemplate.Regexp().MatchString(req.URI) {
+			unknown() // an upstream's template that is gone
+			return ctx, false
+		}
 	}
 	return ctx, true // not ours: mcp-go answers (unknown, or a fixture)
 }
@@ -234,11 +251,17 @@ func (s *Server) read(ctx context.Context, p *entra.Principal, g authz.Set, name
 		return context.WithValue(ctx, readKey{}, &readDone{err: errors.New(limitedText(limited))}), true
 	}
 	contents, err := run()
+	var failed *tools.Failure
 	switch {
 	case errors.Is(err, tools.ErrResourceNotFound):
 		s.audit(ctx, p, name, true, "not_found", time.Since(start))
 		unknown()
 		return ctx, false
+	case errors.As(err, &failed):
+		// An upstream's failure, in words the caller can act on.
+		s.log.LogAttrs(ctx, slog.LevelWarn, "resource read failed", slog.String("resource", name), slog.String("err", logText(failed.Err)))
+		s.audit(ctx, p, name, true, failed.Outcome, time.Since(start))
+		err = errors.New(failed.Text)
 	case err != nil:
 		s.log.LogAttrs(ctx, slog.LevelError, "resource read failed", slog.String("resource", name), slog.String("error", err.Error()))
 		s.audit(ctx, p, name, true, "error", time.Since(start))
@@ -268,28 +291,37 @@ func (s *Server) noteDeniedPrompt(ctx context.Context, p *entra.Principal, g aut
 	if json.Unmarshal(body, &msg) != nil {
 		return
 	}
-	if pr, ours := s.prompts[msg.Params.Name]; ours && !g.Allows(pr.need) {
+	if pr, ours := s.index().prompts[msg.Params.Name]; ours && !g.Allows(pr.need) {
 		s.audit(ctx, p, "prompt:"+pr.Def.Name, false, "denied", 0)
 	}
 }
 
-// adaptPrompt runs a prompt for the caller, with its audit line.
-func (s *Server) adaptPrompt(pr prompt) server.PromptHandlerFunc {
-	name := "prompt:" + pr.Def.Name
+// adaptPrompt runs the prompt name for the caller, with its audit line. It
+// looks the prompt up in the index on every call: an upstream's prompt can
+// change its permission.
+func (s *Server) adaptPrompt(promptName string) server.PromptHandlerFunc {
+	name := "prompt:" + promptName
 	return func(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		start := time.Now()
 		p := entra.FromContext(ctx)
-		if p == nil || !grantsFrom(ctx).Allows(pr.need) {
+		pr, ok := s.index().prompts[promptName]
+		if p == nil || !ok || !grantsFrom(ctx).Allows(pr.need) {
 			s.audit(ctx, p, name, false, "denied", time.Since(start))
-			return nil, fmt.Errorf("prompt '%s' not found: %w", pr.Def.Name, server.ErrPromptNotFound)
+			return nil, fmt.Errorf("prompt '%s' not found: %w", promptName, server.ErrPromptNotFound)
 		}
 		if limited := s.limit(ctx, p); limited != nil {
 			s.audit(ctx, p, name, true, outcomeLimited, time.Since(start))
 			return nil, errors.New(limitedText(limited))
 		}
 		res, err := pr.Get(ctx, p, req.Params.Arguments)
-		if err != nil {
-			s.log.LogAttrs(ctx, slog.LevelError, "prompt failed", slog.String("prompt", pr.Def.Name), slog.String("error", err.Error()))
+		var failed *tools.Failure
+		switch {
+		case errors.As(err, &failed):
+			s.log.LogAttrs(ctx, slog.LevelWarn, "prompt failed", slog.String("prompt", promptName), slog.String("err", logText(failed.Err)))
+			s.audit(ctx, p, name, true, failed.Outcome, time.Since(start))
+			return nil, errors.New(failed.Text)
+		case err != nil:
+			s.log.LogAttrs(ctx, slog.LevelError, "prompt failed", slog.String("prompt", promptName), slog.String("error", err.Error()))
 			s.audit(ctx, p, name, true, "error", time.Since(start))
 			return nil, errors.New("the prompt could not be made")
 		}

@@ -83,6 +83,9 @@ type Server struct {
 	policy    *authz.Policy
 	tools     atomic.Pointer[toolIndex] // the tools served now, ours and the upstreams'
 	local     map[string]bool           // our own tools' names; read-only after New
+	// localComponents are our own resources, templates and prompts;
+	// read-only after New.
+	localComponents componentSet
 	upstreams Upstreams                 // nil: none
 	syncMu    sync.Mutex                // held while the upstreams' tools are synchronised
 	versions  []string                  // ProtocolVersions(); read-only
@@ -99,10 +102,10 @@ type Server struct {
 	// the tools that have any; read-only after New.
 	clientNeeds map[string][]string
 
-	resources map[string]resource // by URI; read-only after New
-	templates []template          // read-only after New
-	prompts   map[string]prompt   // by name; read-only after New
-	unknown   http.Handler        // an mcp-go endpoint with no resources: its answer to any read is "not found"
+	// offersResources and offersPrompts: the endpoint has resources or
+	// prompts of its own, or upstreams configured to bring some.
+	offersResources, offersPrompts bool
+	unknown                        http.Handler // an mcp-go endpoint with no resources: its answer to any read is "not found"
 }
 
 // clientCapabilities are the names a tool's ClientNeeds may use.
@@ -144,7 +147,6 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.tools.Store(idx)
 	s.metrics.addTools(idx.names)
 
 	hooks := &server.Hooks{}
@@ -155,10 +157,12 @@ func New(opts Options) (*Server, error) {
 		server.WithRecovery(),
 		server.WithHooks(hooks),
 	}
-	componentOpts, err := s.addComponents(opts, policy, hooks)
+	componentOpts, err := s.addComponents(opts, idx, policy, hooks)
 	if err != nil {
 		return nil, fmt.Errorf("build MCP server: %w", err)
 	}
+	s.localComponents = idx.componentSet.clone()
+	s.tools.Store(idx)
 	serverOpts = append(serverOpts, componentOpts...)
 	serverOpts = append(serverOpts, fixtureOptions()...)
 	s.mcp = server.NewMCPServer(opts.Name, opts.Version, serverOpts...)
@@ -168,11 +172,11 @@ func New(opts Options) (*Server, error) {
 	for _, t := range opts.Tools {
 		s.mcp.AddTool(t.Def, s.adapt(t))
 	}
-	s.registerComponents()
+	s.registerComponents(idx)
 	registerFixtures(s.mcp)
 
 	s.transport = s.streamable(s.mcp, opts.Logger)
-	if s.hasResources() {
+	if s.offersResources {
 		none := server.NewMCPServer(opts.Name, opts.Version, append([]server.ServerOption{server.WithResourceCapabilities(false, false)}, fixtureOptions()...)...)
 		s.unknown = s.streamable(none, opts.Logger)
 	}
@@ -202,7 +206,7 @@ func declaredPermissions(opts Options) []string {
 // duplicates, tools with no permission and unknown capabilities, and
 // returns the first tool index.
 func (s *Server) addTools(ts []tools.Tool, policy *authz.Policy, log *slog.Logger) (*toolIndex, error) {
-	idx := &toolIndex{needs: make(map[string]authz.Set, len(ts)), upstream: map[string]tools.Tool{}}
+	idx := newIndex()
 	for _, t := range ts {
 		if s.local[t.Def.Name] {
 			return nil, fmt.Errorf("build MCP server: tool %q declared twice", t.Def.Name)

@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"reflect"
 	"slices"
 
@@ -12,39 +13,63 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
-// Upstreams are tools other MCP servers serve, which come and go as their
+// Upstreams are what other MCP servers serve, which comes and goes as their
 // lists change; *upstream.Federation is one.
 type Upstreams interface {
-	// Tools returns the upstream tools as they are now, and a number that
-	// changes whenever they do.
-	Tools() (uint64, []tools.Tool)
+	// Components returns the upstream tools, resources, templates and
+	// prompts as they are now, and a number that changes whenever they do.
+	Components() (uint64, tools.Components)
 	// Generation is that number alone, cheap enough for every request.
 	Generation() uint64
 	// Prepare makes sure the lists a request needs have been fetched
-	// (tool "": every list, for tools/list; else the named tool's
-	// upstream), for the caller in ctx.
+	// (tool "": every list; else the named tool's upstream), for the
+	// caller in ctx.
 	Prepare(ctx context.Context, tool string)
+	// Offers reports whether upstreams may bring resources, and prompts.
+	Offers() (resources, prompts bool)
 }
 
-// toolIndex is what the endpoint knows about the tools it serves at one
-// moment: this server's own, which never change, and the upstreams' as
-// last synchronised. It is replaced, never changed, so a request reads one
-// consistent index.
+// componentSet is the resources, templates and prompts served at one
+// moment.
+type componentSet struct {
+	resources map[string]resource // by URI
+	templates []template
+	prompts   map[string]prompt // by name
+	// retired are URI templates an upstream no longer lists: mcp-go cannot
+	// forget a template, so they are hidden and unreadable here instead.
+	retired map[string]template
+}
+
+func (c componentSet) clone() componentSet {
+	return componentSet{resources: maps.Clone(c.resources), templates: slices.Clone(c.templates),
+		prompts: maps.Clone(c.prompts), retired: maps.Clone(c.retired)}
+}
+
+// toolIndex is what the endpoint knows about what it serves at one moment:
+// its own tools, resources and prompts, which never change, and the
+// upstreams' as last synchronised. It is replaced, never changed, so a
+// request reads one consistent index.
 type toolIndex struct {
 	needs map[string]authz.Set // tool name -> the permissions it needs
-	names []string             // sorted
+	names []string             // tool names, sorted
 	// upstreamGen is the Upstreams generation the index was built from;
 	// gen numbers the index itself, keying the pre-encoded tools/list
 	// answers.
 	upstreamGen, gen uint64
 	upstream         map[string]tools.Tool // upstream tools by name
+	componentSet
 }
 
-// index is the current tool index.
+func newIndex() *toolIndex {
+	return &toolIndex{needs: map[string]authz.Set{}, upstream: map[string]tools.Tool{},
+		componentSet: componentSet{resources: map[string]resource{}, prompts: map[string]prompt{}, retired: map[string]template{}}}
+}
+
+// index is the current index.
 func (s *Server) index() *toolIndex { return s.tools.Load() }
 
 // prepareUpstreams fetches what the request needs from the upstreams and
-// brings the endpoint's tools up to date with their lists.
+// brings the endpoint up to date with their lists.
 func (s *Server) prepareUpstreams(ctx context.Context, tool string) {
 	if s.upstreams == nil {
 		return
@@ -55,37 +80,128 @@ func (s *Server) prepareUpstreams(ctx context.Context, tool string) {
 	}
 }
 
-// syncUpstreams registers the upstreams' current tools with mcp-go and
-// replaces the index. A tool that changes or goes is first taken out of
-// the index (so the filter hides it), then changed in mcp-go; a new one is
-// added to mcp-go before the index shows it. So no request ever sees a tool
-// with a permission other than its own.
+// syncUpstreams registers the upstreams' current lists with mcp-go and
+// replaces the index, in an order that never shows anything with a
+// permission other than its own: a tool that changes or goes is taken out
+// of the index first (the filter then hides it), then changed in mcp-go; a
+// new tool is added to mcp-go before the index shows it. Resources and
+// prompts, whose filters let through what the index does not know (the
+// conformance build's fixtures), go the other way: out of mcp-go before
+// the index forgets them, into the index before mcp-go lists them.
 func (s *Server) syncUpstreams() {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	gen, ups := s.upstreams.Tools()
+	gen, ups := s.upstreams.Components()
 	old := s.index()
 	if gen == old.upstreamGen {
 		return
 	}
+	nextTools, needs := s.upstreamTools(ups.Tools)
+	comps := s.upstreamComponents(ups)
+
+	// 1. Hide the tools that change or go.
+	stale, gone := toolChanges(old, nextTools, needs)
+	kept := maps.Clone(old.upstream)
+	for _, n := range append(slices.Clone(stale), gone...) {
+		delete(kept, n)
+	}
+	s.storeIndex(old, kept, old.needs, old.componentSet, old.upstreamGen)
+	// 2. Take out of mcp-go what goes.
+	s.mcp.DeleteTools(gone...)
+	goneURIs, gonePrompts := componentChanges(old.componentSet, comps)
+	s.mcp.DeleteResources(goneURIs...)
+	s.mcp.DeletePrompts(gonePrompts...)
+	// 3. Add the tools that are new or changed.
+	var add []server.ServerTool
+	for name, t := range nextTools {
+		if _, ok := kept[name]; !ok {
+			add = append(add, server.ServerTool{Tool: t.Def, Handler: s.adapt(t)})
+		}
+	}
+	if len(add) > 0 {
+		s.mcp.AddTools(add...)
+	}
+	// 4. Show the new lists.
+	s.storeIndex(s.index(), nextTools, needs, comps, gen)
+	// 5. Hand mcp-go the upstreams' resources, templates and prompts.
+	s.registerUpstreamComponents(comps)
+}
+
+// upstreamTools are the upstream tools with the permissions the policy
+// knows, none shadowing one of ours.
+func (s *Server) upstreamTools(ts []tools.Tool) (map[string]tools.Tool, map[string]authz.Set) {
 	next := map[string]tools.Tool{}
 	needs := map[string]authz.Set{}
-	for _, t := range ups {
-		if _, local := s.local[t.Def.Name]; local {
+	for _, t := range ts {
+		if s.local[t.Def.Name] {
 			continue // an upstream can never shadow our own tool
 		}
-		need, err := s.policy.Need(t.Permissions)
-		if err != nil || need == 0 {
-			s.log.Warn("mcpserver: upstream tool left out: its permission is not in the role table",
-				slog.String("tool", t.Def.Name), slog.Any("permissions", t.Permissions))
+		need, ok := s.upstreamNeed("tool", t.Def.Name, t.Permissions)
+		if !ok {
 			continue
 		}
 		next[t.Def.Name] = t
 		needs[t.Def.Name] = need
 	}
+	return next, needs
+}
 
-	// 1. Hide what changes or goes.
-	var stale, gone []string
+// upstreamNeed is the permission set of an upstream item; false (logged)
+// when the policy does not know it.
+func (s *Server) upstreamNeed(what, name string, perms []string) (authz.Set, bool) {
+	need, err := s.policy.Need(perms)
+	if err != nil || need == 0 {
+		s.log.Warn("mcpserver: upstream "+what+" left out: its permission is not in the role table",
+			slog.String(what, name), slog.Any("permissions", perms))
+		return 0, false
+	}
+	return need, true
+}
+
+// upstreamComponents are our own resources, templates and prompts with the
+// upstreams' added; ours win a URI or name both claim.
+func (s *Server) upstreamComponents(ups tools.Components) componentSet {
+	c := s.localComponents.clone()
+	c.retired = maps.Clone(s.index().retired)
+	for _, r := range ups.Resources {
+		if _, taken := c.resources[r.Def.URI]; taken {
+			continue
+		}
+		if need, ok := s.upstreamNeed("resource", r.Def.URI, r.Permissions); ok {
+			c.resources[r.Def.URI] = resource{r, need}
+		}
+	}
+	for _, t := range ups.Templates {
+		raw := t.Def.URITemplate.Raw()
+		if _, taken := (&toolIndex{componentSet: c}).template(raw); taken {
+			continue
+		}
+		if need, ok := s.upstreamNeed("resource template", raw, t.Permissions); ok {
+			c.templates = append(c.templates, template{t, need})
+			delete(c.retired, raw)
+		}
+	}
+	for _, p := range ups.Prompts {
+		if _, taken := c.prompts[p.Def.Name]; taken {
+			continue
+		}
+		if need, ok := s.upstreamNeed("prompt", p.Def.Name, p.Permissions); ok {
+			c.prompts[p.Def.Name] = prompt{p, need}
+		}
+	}
+	// A template the index served that is gone now is retired.
+	for _, t := range s.index().templates {
+		raw := t.Def.URITemplate.Raw()
+		if _, still := (&toolIndex{componentSet: c}).template(raw); !still {
+			c.retired[raw] = t
+		}
+	}
+	return c
+}
+
+// toolChanges names the upstream tools of old that change (definition or
+// permission) and those that go.
+func toolChanges(old *toolIndex, next map[string]tools.Tool, needs map[string]authz.Set) (stale, gone []string) {
 	for name, t := range old.upstream {
 		n, ok := next[name]
 		switch {
@@ -95,20 +211,43 @@ func (s *Server) syncUpstreams() {
 			stale = append(stale, name)
 		}
 	}
-	s.storeIndex(old, old.upstream, func(name string) bool { return slices.Contains(stale, name) || slices.Contains(gone, name) }, nil, old.upstreamGen)
-	// 2. Change mcp-go.
-	s.mcp.DeleteTools(gone...)
-	var add []server.ServerTool
-	for name, t := range next {
-		if o, ok := old.upstream[name]; !ok || slices.Contains(stale, name) || !sameTool(o, t) {
-			add = append(add, server.ServerTool{Tool: t.Def, Handler: s.adapt(t)})
+	return stale, gone
+}
+
+// componentChanges names the resources and prompts of old that next no
+// longer has.
+func componentChanges(old, next componentSet) (uris, prompts []string) {
+	for uri := range old.resources {
+		if _, ok := next.resources[uri]; !ok {
+			uris = append(uris, uri)
 		}
 	}
-	if len(add) > 0 {
-		s.mcp.AddTools(add...)
+	for name := range old.prompts {
+		if _, ok := next.prompts[name]; !ok {
+			prompts = append(prompts, name)
+		}
 	}
-	// 3. Show the new list.
-	s.storeIndex(s.index(), next, nil, needs, gen)
+	return uris, prompts
+}
+
+// registerUpstreamComponents adds (or replaces) in mcp-go every upstream
+// resource, template and prompt of c.
+func (s *Server) registerUpstreamComponents(c componentSet) {
+	for uri, r := range c.resources {
+		if _, local := s.localComponents.resources[uri]; !local {
+			s.mcp.AddResource(r.Def, handBack)
+		}
+	}
+	for _, t := range c.templates {
+		if _, local := (&toolIndex{componentSet: s.localComponents}).template(t.Def.URITemplate.Raw()); !local {
+			s.mcp.AddResourceTemplate(t.Def, handBack)
+		}
+	}
+	for name, p := range c.prompts {
+		if _, local := s.localComponents.prompts[name]; !local {
+			s.mcp.AddPrompt(p.Def, s.adaptPrompt(name))
+		}
+	}
 }
 
 // sameTool reports whether two upstream tools are served alike.
@@ -118,24 +257,17 @@ func sameTool(a, b tools.Tool) bool {
 		reflect.DeepEqual(a.Def.Annotations, b.Def.Annotations) && slices.Equal(a.Permissions, b.Permissions)
 }
 
-// storeIndex replaces the index with one holding the local tools and
-// upstream (less those hide says to), with upstreamNeeds (nil: as in
-// base), and drops the pre-encoded answers of the old one.
-func (s *Server) storeIndex(base *toolIndex, upstream map[string]tools.Tool, hide func(string) bool, upstreamNeeds map[string]authz.Set, upstreamGen uint64) {
-	idx := &toolIndex{needs: map[string]authz.Set{}, upstream: map[string]tools.Tool{}, upstreamGen: upstreamGen, gen: base.gen + 1}
+// storeIndex replaces the index with one holding the local tools, the
+// upstream tools with their needs, and comps, and drops the pre-encoded
+// answers of the old one.
+func (s *Server) storeIndex(base *toolIndex, upstream map[string]tools.Tool, upstreamNeeds map[string]authz.Set, comps componentSet, upstreamGen uint64) {
+	idx := &toolIndex{needs: map[string]authz.Set{}, upstream: map[string]tools.Tool{}, upstreamGen: upstreamGen, gen: base.gen + 1, componentSet: comps}
 	for name := range s.local {
 		idx.needs[name] = base.needs[name]
 		idx.names = append(idx.names, name)
 	}
 	for name, t := range upstream {
-		if hide != nil && hide(name) {
-			continue
-		}
-		need := base.needs[name]
-		if upstreamNeeds != nil {
-			need = upstreamNeeds[name]
-		}
-		idx.needs[name] = need
+		idx.needs[name] = upstreamNeeds[name]
 		idx.upstream[name] = t
 		idx.names = append(idx.names, name)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
+	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/upstream"
 )
 
@@ -59,7 +60,9 @@ func newFederated(t *testing.T) *federated {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*f.target.Load()).ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
 	ups, err := config.ParseUpstreams([]byte(`{"upstreams":[{"name":"notes","url":"`+srv.URL+`/mcp","auth":{"mode":"none"},
-		"tools":[{"match":"list_*","permission":"tasks.read"},{"match":"whoami","permission":"signed-in"},{"match":"add_note","permission":"tasks.write"}]}]}`),
+		"tools":[{"match":"list_*","permission":"tasks.read"},{"match":"whoami","permission":"signed-in"},{"match":"add_note","permission":"tasks.write"}],
+		"resources":[{"match":"notes://mine","permission":"tasks.read"},{"match":"note://*","permission":"tasks.read"}],
+		"prompts":[{"match":"summarize_*","permission":"tasks.read"}]}]}`),
 		authz.DefaultTable())
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +178,117 @@ func TestUpstreamListChanges(t *testing.T) {
 		}
 		if r := callTool(t, f.s, p, "notes.list_projects", nil); r.Error != nil || r.text() != "projects" {
 			t.Fatalf("%+v", r)
+		}
+	})
+}
+
+// rpc posts one JSON-RPC request as p and decodes the answer.
+func (f *federated) rpc(t *testing.T, p *entra.Principal, method string, params any) map[string]any {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 3, "method": method, "params": params})
+	rec := post(f.s, p, rpcCase{body: string(b)})
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatalf("%s: %d %s", method, rec.Code, rec.Body)
+	}
+	return m
+}
+
+// namesIn lists the key field of each item under list in a result.
+func namesIn(m map[string]any, list, key string) []string {
+	res, _ := m["result"].(map[string]any)
+	items, _ := res[list].([]any)
+	var out []string
+	for _, it := range items {
+		out = append(out, it.(map[string]any)[key].(string))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// errorText is a JSON-RPC error's message with name taken out.
+func errorText(m map[string]any, name string) string {
+	e, _ := m["error"].(map[string]any)
+	msg, _ := e["message"].(string)
+	if name == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, name, "X")
+}
+
+// TestUpstreamResourcesAndPrompts: an upstream's resources (by URI),
+// resource templates and prompts (prefixed) are listed and served by the
+// permission their rules give, like tools; what no rule names is never
+// listed and reads as unknown.
+func TestUpstreamResourcesAndPrompts(t *testing.T) {
+	t.Parallel()
+	f := newFederated(t)
+	reader, admin := principalWith("Task.Read", "Task.Write"), principalWith("MCPServer.Admin")
+	f.list(t, "Task.Read") // the first list fetches the upstream's
+	add := callTool(t, f.s, reader, "notes.add_note", map[string]any{"text": "first note"})
+	if add.Error != nil {
+		t.Fatalf("add_note: %+v", add)
+	}
+
+	t.Run("resources and templates are listed by permission", func(t *testing.T) {
+		if got := namesIn(f.rpc(t, reader, "resources/list", nil), "resources", "uri"); !slices.Equal(got, []string{devupstream.NotesResource}) {
+			t.Errorf("reader: %v", got)
+		}
+		if got := namesIn(f.rpc(t, admin, "resources/list", nil), "resources", "uri"); len(got) != 0 {
+			t.Errorf("admin: %v", got)
+		}
+		if got := namesIn(f.rpc(t, reader, "resources/templates/list", nil), "resourceTemplates", "uriTemplate"); !slices.Equal(got, []string{devupstream.NoteTemplate}) {
+			t.Errorf("reader's templates: %v", got)
+		}
+	})
+	t.Run("a permitted read is forwarded, as the caller", func(t *testing.T) {
+		for _, uri := range []string{devupstream.NotesResource, "note://1"} {
+			m := f.rpc(t, reader, "resources/read", map[string]any{"uri": uri})
+			res, _ := m["result"].(map[string]any)
+			contents, _ := res["contents"].([]any)
+			if len(contents) != 1 || contents[0].(map[string]any)["text"] != "first note" {
+				t.Errorf("%s: %v", uri, m)
+			}
+		}
+	})
+	t.Run("forbidden, unlisted and missing resources read as unknown", func(t *testing.T) {
+		unknown := errorText(f.rpc(t, reader, "resources/read", map[string]any{"uri": "nothing://here"}), "nothing://here")
+		if unknown == "" {
+			t.Fatal("an unknown URI was read")
+		}
+		for _, c := range []struct {
+			p   *entra.Principal
+			uri string
+		}{{admin, devupstream.NotesResource}, {reader, devupstream.HiddenResource}, {admin, "note://1"}} {
+			if got := errorText(f.rpc(t, c.p, "resources/read", map[string]any{"uri": c.uri}), c.uri); got != unknown {
+				t.Errorf("%s: %q, unknown: %q", c.uri, got, unknown)
+			}
+		}
+	})
+	t.Run("a permitted read the upstream fails is an error naming it", func(t *testing.T) {
+		// mcp-go upstreams answer a handler's not-found with -32603, which
+		// is relayed; -32002 (what MCP names) would read as unknown.
+		m := f.rpc(t, reader, "resources/read", map[string]any{"uri": "note://99"})
+		if _, ok := m["result"]; ok || !strings.Contains(errorText(m, ""), `upstream MCP server "notes"`) {
+			t.Fatalf("%v", m)
+		}
+	})
+	t.Run("prompts are prefixed, listed and got by permission", func(t *testing.T) {
+		if got := namesIn(f.rpc(t, reader, "prompts/list", nil), "prompts", "name"); !slices.Equal(got, []string{"notes." + devupstream.SummarizePrompt}) {
+			t.Errorf("reader: %v", got)
+		}
+		m := f.rpc(t, reader, "prompts/get", map[string]any{"name": "notes." + devupstream.SummarizePrompt, "arguments": map[string]string{"style": "detailed"}})
+		if b, _ := json.Marshal(m); !strings.Contains(string(b), "detailed summary") || !strings.Contains(string(b), "first note") {
+			t.Errorf("prompts/get: %s", b)
+		}
+		unknown := errorText(f.rpc(t, reader, "prompts/get", map[string]any{"name": "notes.nope"}), "notes.nope")
+		for _, c := range []struct {
+			p    *entra.Principal
+			name string
+		}{{admin, "notes." + devupstream.SummarizePrompt}, {reader, "notes." + devupstream.HiddenPrompt}} {
+			if got := errorText(f.rpc(t, c.p, "prompts/get", map[string]any{"name": c.name}), c.name); got != unknown {
+				t.Errorf("%s: %q, unknown: %q", c.name, got, unknown)
+			}
 		}
 	})
 }

@@ -41,6 +41,15 @@ type Prompt struct {
 	Get         func(ctx context.Context, p *entra.Principal, args map[string]string) (*mcp.GetPromptResult, error)
 }
 
+// Components are tools, resources, resource templates and prompts served
+// together: what the upstream MCP servers' lists hold.
+type Components struct {
+	Tools     []Tool
+	Resources []Resource
+	Templates []ResourceTemplate
+	Prompts   []Prompt
+}
+
 // ErrResourceNotFound is a Read's answer for a URI that names nothing.
 var ErrResourceNotFound = errors.New("resource not found")
 

@@ -25,6 +25,7 @@ type conn struct {
 	t     *transport.StreamableHTTP
 	mu    sync.Mutex // held while initialising
 	ready bool
+	caps  map[string]json.RawMessage // the server's capabilities, once initialised
 	ids   atomic.Int64
 }
 
@@ -86,11 +87,13 @@ func (c *conn) init(ctx context.Context) error {
 		return fmt.Errorf("initialize: %w", err)
 	}
 	var res struct {
-		ProtocolVersion string `json:"protocolVersion"`
+		ProtocolVersion string                     `json:"protocolVersion"`
+		Capabilities    map[string]json.RawMessage `json:"capabilities"`
 	}
 	if err := json.Unmarshal(raw, &res); err != nil || !mcp.IsValidProtocolVersion(res.ProtocolVersion) {
 		return fmt.Errorf("initialize: %w", errNotMCP)
 	}
+	c.caps = res.Capabilities
 	c.t.SetProtocolVersion(res.ProtocolVersion)
 	note := mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{Method: string(mcp.MethodNotificationInitialized)}}
 	if err := c.t.SendNotification(ctx, note); err != nil {
@@ -98,6 +101,14 @@ func (c *conn) init(ctx context.Context) error {
 	}
 	c.ready = true
 	return nil
+}
+
+// offers reports whether the initialised server declared capability.
+func (c *conn) offers(capability string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.caps[capability]
+	return ok && len(v) > 0 && string(v) != "null"
 }
 
 func (c *conn) send(ctx context.Context, method string, params any) (json.RawMessage, error) {

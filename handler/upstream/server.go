@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -45,7 +46,7 @@ type server struct {
 	now  func() time.Time
 
 	mu         sync.Mutex
-	tools      []tools.Tool // last good list, filtered by the rules
+	listing    tools.Components // last good list, filtered by the rules
 	sum        [32]byte     // of what tools was built from, to tell a change
 	listedAt   time.Time    // last success; zero: never
 	listErr    error        // last attempt's failure; nil after a success
@@ -81,10 +82,10 @@ func newServer(u config.Upstream, opts Options, base http.RoundTripper, f *Feder
 }
 
 // listed is the last good list.
-func (s *server) listed() []tools.Tool {
+func (s *server) listed() tools.Components {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tools
+	return s.listing
 }
 
 // prepare fetches the list if it is missing or old (see Federation.Prepare).
@@ -139,11 +140,11 @@ func (s *server) refresh(ctx context.Context) {
 func (s *server) fetchAndStore(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(s.cfg.Timeout), maxListWait))
 	defer cancel()
-	defs, err := s.fetch(ctx)
-	var built []tools.Tool
+	l, err := s.fetch(ctx)
+	var built tools.Components
 	var sum [32]byte
 	if err == nil {
-		built, sum = s.build(defs)
+		built, sum = s.build(l)
 	}
 
 	s.mu.Lock()
@@ -153,16 +154,17 @@ func (s *server) fetchAndStore(ctx context.Context) {
 	if err != nil {
 		s.listErr = err
 		s.log.LogAttrs(ctx, slog.LevelWarn, "upstream: list tools failed; serving the last good list",
-			slog.String("err", describe(err)), slog.Int("tools", len(s.tools)))
+			slog.String("err", describe(err)), slog.Int("tools", len(s.listing.Tools)))
 	} else {
 		s.listErr = nil
 		s.listedAt = s.triedAt
 		changed = sum != s.sum
-		s.tools, s.sum = built, sum
+		s.listing, s.sum = built, sum
 	}
 	s.mu.Unlock()
 	if changed {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "upstream: tool list changed", slog.Int("tools", len(built)))
+		s.log.LogAttrs(ctx, slog.LevelInfo, "upstream: list changed", slog.Int("tools", len(built.Tools)),
+			slog.Int("resources", len(built.Resources)+len(built.Templates)), slog.Int("prompts", len(built.Prompts)))
 		s.fed.changed()
 	}
 	// Only now: a request waiting for the first list must find the merged
@@ -181,62 +183,113 @@ type upstreamTool struct {
 	Annotations  mcp.ToolAnnotation `json:"annotations"`
 }
 
-// fetch lists the upstream's tools, page by page, on a connection of its
-// own that ends with the listing.
-func (s *server) fetch(ctx context.Context) ([]upstreamTool, error) {
+// listing is what one fetch got from the upstream.
+type listing struct {
+	tools     []upstreamTool
+	resources []upstreamResource
+	templates []upstreamTemplate
+	prompts   []upstreamPrompt
+}
+
+// fetch lists the upstream's tools, and its resources, resource templates
+// and prompts where its configuration has rules for them and it offers
+// them, page by page, on a connection of its own that ends with the
+// listing.
+func (s *server) fetch(ctx context.Context) (listing, error) {
+	var l listing
 	cred, err := s.auth.credential(ctx)
 	if err != nil {
-		return nil, err
+		return l, err
 	}
 	c, err := newConn(s.cfg.URL, s.http)
 	if err != nil {
-		return nil, err
+		return l, err
 	}
 	defer c.close()
 	ctx, x := withExchange(withCredential(ctx, cred))
-	var all []upstreamTool
+	if l.tools, err = listAll[upstreamTool](ctx, c, string(mcp.MethodToolsList), "tools", s); err != nil {
+		return l, classify(ctx, err, x)
+	}
+	if len(s.cfg.Resources) > 0 && c.offers("resources") {
+		if l.resources, err = listAll[upstreamResource](ctx, c, string(mcp.MethodResourcesList), "resources", s); err != nil {
+			return l, classify(ctx, err, x)
+		}
+		if l.templates, err = listAll[upstreamTemplate](ctx, c, string(mcp.MethodResourcesTemplatesList), "resourceTemplates", s); err != nil {
+			return l, classify(ctx, err, x)
+		}
+	}
+	if len(s.cfg.Prompts) > 0 && c.offers("prompts") {
+		if l.prompts, err = listAll[upstreamPrompt](ctx, c, string(mcp.MethodPromptsList), "prompts", s); err != nil {
+			return l, classify(ctx, err, x)
+		}
+	}
+	return l, nil
+}
+
+// listAll pages through a list method, whose result holds the items under
+// key. An item that does not decode is left out (and logged); more than
+// maxUpstreamTools items or maxListPages pages is an error.
+func listAll[T any](ctx context.Context, c *conn, method, key string, s *server) ([]T, error) {
+	var all []T
 	cursor := ""
-	for page := 0; page < maxListPages; page++ {
+	for range maxListPages {
 		var params any
 		if cursor != "" {
 			params = map[string]string{"cursor": cursor}
 		}
-		raw, err := c.call(ctx, string(mcp.MethodToolsList), params)
+		raw, err := c.call(ctx, method, params)
 		if err != nil {
-			return nil, classify(ctx, err, x)
+			return nil, err
 		}
-		var res struct {
-			Tools      []json.RawMessage `json:"tools"`
-			NextCursor string            `json:"nextCursor"`
-		}
-		if err := json.Unmarshal(raw, &res); err != nil {
+		var page map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &page); err != nil {
 			return nil, &callError{kind: kindBadAnswer, err: err}
 		}
-		for _, t := range res.Tools {
+		var items []json.RawMessage
+		if err := json.Unmarshal(page[key], &items); err != nil && len(page[key]) > 0 {
+			return nil, &callError{kind: kindBadAnswer, err: err}
+		}
+		for _, it := range items {
 			if len(all) >= maxUpstreamTools {
-				return nil, &callError{kind: kindBadAnswer, err: fmt.Errorf("more than %d tools", maxUpstreamTools)}
+				return nil, &callError{kind: kindBadAnswer, err: fmt.Errorf("more than %d %s", maxUpstreamTools, key)}
 			}
-			var ut upstreamTool
-			if err := json.Unmarshal(t, &ut); err != nil {
-				s.log.Warn("upstream: a listed tool is not a tool; left out", slog.String("err", err.Error()))
+			var v T
+			if err := json.Unmarshal(it, &v); err != nil {
+				s.log.Warn("upstream: a listed item does not decode; left out", slog.String("list", key), slog.String("err", err.Error()))
 				continue
 			}
-			all = append(all, ut)
+			all = append(all, v)
 		}
-		if res.NextCursor == "" {
+		cursor = ""
+		if next, ok := page["nextCursor"]; ok {
+			_ = json.Unmarshal(next, &cursor)
+		}
+		if cursor == "" {
 			return all, nil
 		}
-		cursor = res.NextCursor
 	}
-	return nil, &callError{kind: kindBadAnswer, err: fmt.Errorf("more than %d pages", maxListPages)}
+	return nil, &callError{kind: kindBadAnswer, err: fmt.Errorf("more than %d pages of %s", maxListPages, key)}
 }
 
-// build turns the upstream's tools into ours: prefixed, each with the
-// permission its rule names; tools no rule matches, and tools that break
-// MCP's rules or our limits, are left out. sum fingerprints the result.
-func (s *server) build(defs []upstreamTool) ([]tools.Tool, [32]byte) {
-	var out []tools.Tool
+// build turns what the upstream listed into ours: tools and prompts
+// prefixed, each item with the permission its rule names; items no rule
+// matches, and those that break MCP's rules or our limits, are left out.
+// sum fingerprints the result, to tell a change.
+func (s *server) build(l listing) (tools.Components, [32]byte) {
 	h := sha256.New()
+	var out tools.Components
+	out.Tools = s.buildTools(l.tools, h)
+	out.Resources = s.buildResources(l.resources, h)
+	out.Templates = s.buildTemplates(l.templates, h)
+	out.Prompts = s.buildPrompts(l.prompts, h)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return out, sum
+}
+
+// buildTools builds the tools, writing what they are built from into h.
+func (s *server) buildTools(defs []upstreamTool, h hash.Hash) []tools.Tool {
+	var out []tools.Tool
 	seen := map[string]bool{}
 	for _, ut := range defs {
 		perm, ok := config.Permission(s.cfg.Tools, ut.Name)
@@ -271,9 +324,7 @@ func (s *server) build(defs []upstreamTool) ([]tools.Tool, [32]byte) {
 			Run:         s.forwardTool(ut.Name, ut.Annotations),
 		})
 	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return out, sum
+	return out
 }
 
 // checkTool says why an upstream tool cannot be served, or "".

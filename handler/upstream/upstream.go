@@ -60,7 +60,7 @@ type Federation struct {
 
 	mu   sync.Mutex // serialises rebuilding the merged list
 	gen  atomic.Uint64
-	list atomic.Pointer[[]tools.Tool]
+	list atomic.Pointer[tools.Components]
 }
 
 // New builds the federation. It does not touch the network: lists are
@@ -78,7 +78,7 @@ func New(opts Options) (*Federation, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Federation{log: opts.Logger, ctx: ctx, cancel: cancel}
-	f.list.Store(&[]tools.Tool{})
+	f.list.Store(&tools.Components{})
 	for _, u := range opts.Upstreams {
 		s, err := newServer(u, opts, base, f)
 		if err != nil {
@@ -109,13 +109,23 @@ func (f *Federation) Close() {
 	}
 }
 
-// Tools returns every upstream tool the lists now hold, and a number that
-// changes whenever they do.
-func (f *Federation) Tools() (uint64, []tools.Tool) {
+// Components returns every upstream tool, resource, resource template and
+// prompt the lists now hold, and a number that changes whenever they do.
+func (f *Federation) Components() (uint64, tools.Components) {
 	// gen is read first: a change stores the list before bumping gen, so
 	// this list is at least as new as the number says.
 	g := f.gen.Load()
 	return g, *f.list.Load()
+}
+
+// Offers reports whether any upstream's configuration has rules for
+// resources, and for prompts: the endpoint then offers them from the start.
+func (f *Federation) Offers() (resources, prompts bool) {
+	for _, s := range f.servers {
+		resources = resources || len(s.cfg.Resources) > 0
+		prompts = prompts || len(s.cfg.Prompts) > 0
+	}
+	return resources, prompts
 }
 
 // Generation is the number Tools returns, without the list.
@@ -140,9 +150,13 @@ func (f *Federation) Prepare(ctx context.Context, tool string) {
 func (f *Federation) changed() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var all []tools.Tool
+	var all tools.Components
 	for _, s := range f.servers {
-		all = append(all, s.listed()...)
+		l := s.listed()
+		all.Tools = append(all.Tools, l.Tools...)
+		all.Resources = append(all.Resources, l.Resources...)
+		all.Templates = append(all.Templates, l.Templates...)
+		all.Prompts = append(all.Prompts, l.Prompts...)
 	}
 	f.list.Store(&all)
 	f.gen.Add(1)
@@ -152,8 +166,11 @@ func (f *Federation) changed() {
 type Health struct {
 	Name string `json:"name"`
 	Auth string `json:"auth"`
-	// Tools is how many of its tools are served (those a rule permits).
-	Tools int `json:"tools"`
+	// Tools, Resources and Prompts count what of it is served (what a
+	// rule permits); Resources counts templates too.
+	Tools     int `json:"tools"`
+	Resources int `json:"resources"`
+	Prompts   int `json:"prompts"`
 	// ListedAt is when its list was last fetched; zero: never.
 	ListedAt time.Time `json:"listedAt,omitzero"`
 	// ListError says why the last fetch failed, in our words; empty after
@@ -188,7 +205,9 @@ func (f *Federation) Names() []string {
 // health reports s.
 func (s *server) health() Health {
 	s.mu.Lock()
-	h := Health{Name: s.cfg.Name, Auth: string(s.cfg.Auth.Mode), Tools: len(s.tools), ListedAt: s.listedAt}
+	l := s.listing
+	h := Health{Name: s.cfg.Name, Auth: string(s.cfg.Auth.Mode), Tools: len(l.Tools), Resources: len(l.Resources) + len(l.Templates),
+		Prompts: len(l.Prompts), ListedAt: s.listedAt}
 	if s.listErr != nil {
 		h.ListError = describe(s.listErr)
 	}

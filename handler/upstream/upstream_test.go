@@ -184,9 +184,9 @@ func user(oid string) context.Context {
 func (f *fixture) listed(t *testing.T, oid string) map[string]tools.Tool {
 	t.Helper()
 	f.fed.Prepare(user(oid), "")
-	_, ts := f.fed.Tools()
+	_, l := f.fed.Components()
 	out := map[string]tools.Tool{}
-	for _, tool := range ts {
+	for _, tool := range l.Tools {
 		out[tool.Def.Name] = tool
 	}
 	return out
