@@ -86,17 +86,17 @@ type Server struct {
 	// localComponents are our own resources, templates and prompts;
 	// read-only after New.
 	localComponents componentSet
-	upstreams Upstreams                 // nil: none
-	syncMu    sync.Mutex                // held while the upstreams' tools are synchronised
-	versions  []string                  // ProtocolVersions(); read-only
-	handshake string                    // what initialize answers a version we do not serve
-	log       *slog.Logger
-	metrics   *Metrics
-	events    Events
-	limiter   Limiter
-	downSince atomic.Int64 // when a failing limiter was last logged (Unix ns)
-	lists     sync.Map     // listKey -> *encodedList
-	bufs      sync.Pool    // *[]byte for tools/list answers
+	upstreams       Upstreams  // nil: none
+	syncMu          sync.Mutex // held while the upstreams' tools are synchronised
+	versions        []string   // ProtocolVersions(); read-only
+	handshake       string     // what initialize answers a version we do not serve
+	log             *slog.Logger
+	metrics         *Metrics
+	events          Events
+	limiter         Limiter
+	downSince       atomic.Int64 // when a failing limiter was last logged (Unix ns)
+	lists           sync.Map     // listKey -> *encodedList
+	bufs            sync.Pool    // *[]byte for tools/list answers
 
 	// clientNeeds: tool name -> the client capabilities it relies on, for
 	// the tools that have any; read-only after New.

@@ -47,10 +47,10 @@ type server struct {
 
 	mu         sync.Mutex
 	listing    tools.Components // last good list, filtered by the rules
-	sum        [32]byte     // of what tools was built from, to tell a change
-	listedAt   time.Time    // last success; zero: never
-	listErr    error        // last attempt's failure; nil after a success
-	triedAt    time.Time    // last attempt's end
+	sum        [32]byte         // of what tools was built from, to tell a change
+	listedAt   time.Time        // last success; zero: never
+	listErr    error            // last attempt's failure; nil after a success
+	triedAt    time.Time        // last attempt's end
 	refreshing bool
 	firstDone  chan struct{} // closed when the first attempt ends
 	firstOnce  sync.Once
