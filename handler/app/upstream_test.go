@@ -40,7 +40,8 @@ var upstreamRules = []config.UpstreamRule{
 // its callers.
 type federation struct {
 	*stack
-	notes, desk *devupstream.Server
+	notes, desk       *devupstream.Server
+	notesSrv, deskSrv *httptest.Server
 }
 
 func newFederation(t *testing.T, adjust func(*config.Config, *devidp.Options)) *federation {
@@ -52,9 +53,9 @@ func newFederation(t *testing.T, adjust func(*config.Config, *devidp.Options)) *
 			adjust(c, o)
 		}
 	}, func(o *Options, idp *devidp.Server) {
-		var notesURL, deskURL string
-		f.notes, notesURL = startUpstream(t, idp, notesAPI, false)
-		f.desk, deskURL = startUpstream(t, idp, deskAPI, true)
+		f.notes, f.notesSrv = startUpstream(t, idp, notesAPI, false)
+		f.desk, f.deskSrv = startUpstream(t, idp, deskAPI, true)
+		notesURL, deskURL := f.notesSrv.URL+"/mcp", f.deskSrv.URL+"/mcp"
 		for _, u := range []config.Upstream{
 			{Name: "notes", URL: notesURL, Tools: upstreamRules,
 				Auth: config.UpstreamAuth{Mode: config.UpstreamOnBehalfOf, Scopes: []string{notesAPI.Scope("Notes.Read")}}},
@@ -73,7 +74,7 @@ func newFederation(t *testing.T, adjust func(*config.Config, *devidp.Options)) *
 
 // startUpstream runs a devupstream for api on loopback, verifying tokens
 // for api's audience with the stand-in's keys.
-func startUpstream(t *testing.T, idp *devidp.Server, api devidp.API, sessions bool) (*devupstream.Server, string) {
+func startUpstream(t *testing.T, idp *devidp.Server, api devidp.API, sessions bool) (*devupstream.Server, *httptest.Server) {
 	t.Helper()
 	v, err := entra.NewVerifier(entra.Config{AuthorityHost: idp.AuthorityHost(), TenantID: idp.TenantID(), ClientID: api.AppID, HTTPClient: idp.HTTPClient()})
 	if err != nil {
@@ -82,7 +83,7 @@ func startUpstream(t *testing.T, idp *devidp.Server, api devidp.API, sessions bo
 	up := devupstream.New(devupstream.Options{Verifier: v, Sessions: sessions})
 	srv := httptest.NewServer(up)
 	t.Cleanup(srv.Close)
-	return up, srv.URL + "/mcp"
+	return up, srv
 }
 
 func callBody(name string, args map[string]any) string {
@@ -327,5 +328,53 @@ func TestManyCallersAcrossUpstreams(t *testing.T) {
 	}
 	if f.notes.Received(f.token(t, "reader")) {
 		t.Fatal("a caller's token reached an upstream")
+	}
+}
+
+// TestUpstreamHealth: /health names each upstream (not yet listed, ok, or
+// unavailable, which makes it degraded) and server_stats reports its state.
+func TestUpstreamHealth(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, nil)
+	f.rpc(t, f.token(t, "reader"), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	f.deskSrv.Close() // desk goes down
+	for range 5 {
+		text, isErr := callText(t, f.rpc(t, f.token(t, "admin"), callBody("desk.whoami", nil)))
+		if !isErr || !strings.Contains(text, `"desk"`) {
+			t.Fatalf("a call to a stopped upstream: %v %s", isErr, text)
+		}
+	}
+	status, h := f.healthOf(t)
+	checks, _ := h["checks"].(map[string]any)
+	if status != http.StatusServiceUnavailable || checks["upstream:desk"] != "unavailable" || checks["upstream:notes"] != "ok" || checks["redis"] != "ok" {
+		t.Fatalf("health: %d %v", status, h)
+	}
+	text, isErr := callText(t, f.rpc(t, f.token(t, "admin"), callBody("server_stats", nil)))
+	if isErr {
+		t.Fatal(text)
+	}
+	var stats struct {
+		Stats struct {
+			MCP struct {
+				UpstreamFailures int `json:"upstream_failures"`
+			} `json:"mcp"`
+			Upstreams []struct {
+				Name, Breaker string
+				Tools         int
+				Healthy       bool
+			} `json:"upstreams"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(text), &stats); err != nil || len(stats.Stats.Upstreams) != 2 {
+		t.Fatalf("server_stats: %v %s", err, text)
+	}
+	if stats.Stats.MCP.UpstreamFailures != 5 {
+		t.Errorf("upstream failures counted: %d, want 5", stats.Stats.MCP.UpstreamFailures)
+	}
+	for _, u := range stats.Stats.Upstreams {
+		want := u.Name == "notes"
+		if u.Healthy != want || u.Tools != 3 || (u.Name == "desk" && u.Breaker != "open") {
+			t.Errorf("server_stats upstream %+v", u)
+		}
 	}
 }

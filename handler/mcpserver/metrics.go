@@ -1,6 +1,7 @@
 package mcpserver
 
 import (
+	"strings"
 	"sync/atomic"
 )
 
@@ -15,6 +16,7 @@ type Metrics struct {
 	toolErrors    atomic.Int64
 	internalFails atomic.Int64
 	rateLimited   atomic.Int64
+	upstreamFails atomic.Int64
 }
 
 type toolCounters struct {
@@ -39,31 +41,42 @@ func (m *Metrics) toolCall(name, outcome string) {
 		c = &toolCounters{}
 	}
 	c.calls.Add(1)
-	switch outcome {
-	case "ok":
-	case outcomeLimited:
+	switch {
+	case outcome == "ok":
+	case outcome == outcomeLimited:
 		m.rateLimited.Add(1)
-	case "tool_error", outcomeRefused:
+	case outcome == "tool_error" || outcome == outcomeRefused:
 		// The caller's doing, not the server's.
 		c.errors.Add(1)
 		m.toolErrors.Add(1)
+	case strings.HasPrefix(outcome, outcomeUpstreamPrefix):
+		// An upstream MCP server's (or its credential's) doing.
+		c.errors.Add(1)
+		m.upstreamFails.Add(1)
 	default:
 		c.errors.Add(1)
 		m.internalFails.Add(1)
 	}
 }
 
+// outcomeUpstreamPrefix starts the outcomes of forwarded calls that failed
+// upstream (upstream.Outcome*).
+const outcomeUpstreamPrefix = "upstream_"
+
 // MetricsSnapshot is a point-in-time copy of the counters.
 type MetricsSnapshot struct {
-	Requests       int64                   `json:"requests"`
-	ToolsListFast  int64                   `json:"tools_list_pre_encoded"`
-	ToolsListSlow  int64                   `json:"tools_list_mcp_go"`
-	DeniedCalls    int64                   `json:"denied_calls"`
-	BadRequests    int64                   `json:"bad_requests"`
-	ToolErrors     int64                   `json:"tool_errors"`
-	InternalErrors int64                   `json:"internal_errors"`
-	RateLimited    int64                   `json:"rate_limited_calls"`
-	Tools          map[string]ToolSnapshot `json:"tools"`
+	Requests       int64 `json:"requests"`
+	ToolsListFast  int64 `json:"tools_list_pre_encoded"`
+	ToolsListSlow  int64 `json:"tools_list_mcp_go"`
+	DeniedCalls    int64 `json:"denied_calls"`
+	BadRequests    int64 `json:"bad_requests"`
+	ToolErrors     int64 `json:"tool_errors"`
+	InternalErrors int64 `json:"internal_errors"`
+	RateLimited    int64 `json:"rate_limited_calls"`
+	// UpstreamFailures counts forwarded calls that failed upstream (or
+	// getting its credential): unreachable, timed out, refused, busy.
+	UpstreamFailures int64                   `json:"upstream_failures"`
+	Tools            map[string]ToolSnapshot `json:"tools"`
 }
 
 // ToolSnapshot counts one tool's calls.
@@ -75,15 +88,16 @@ type ToolSnapshot struct {
 // Snapshot copies the counters.
 func (m *Metrics) Snapshot() MetricsSnapshot {
 	s := MetricsSnapshot{
-		Requests:       m.requests.Load(),
-		ToolsListFast:  m.listFast.Load(),
-		ToolsListSlow:  m.listSlow.Load(),
-		DeniedCalls:    m.denied.Load(),
-		BadRequests:    m.badRequests.Load(),
-		ToolErrors:     m.toolErrors.Load(),
-		InternalErrors: m.internalFails.Load(),
-		RateLimited:    m.rateLimited.Load(),
-		Tools:          make(map[string]ToolSnapshot, len(m.perTool)),
+		Requests:         m.requests.Load(),
+		ToolsListFast:    m.listFast.Load(),
+		ToolsListSlow:    m.listSlow.Load(),
+		DeniedCalls:      m.denied.Load(),
+		BadRequests:      m.badRequests.Load(),
+		ToolErrors:       m.toolErrors.Load(),
+		InternalErrors:   m.internalFails.Load(),
+		RateLimited:      m.rateLimited.Load(),
+		UpstreamFailures: m.upstreamFails.Load(),
+		Tools:            make(map[string]ToolSnapshot, len(m.perTool)),
 	}
 	for n, c := range m.perTool {
 		s.Tools[n] = ToolSnapshot{Calls: c.calls.Load(), Errors: c.errors.Load()}

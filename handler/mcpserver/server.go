@@ -483,6 +483,12 @@ func (s *Server) audit(ctx context.Context, p *entra.Principal, tool string, all
 		if !allowed {
 			name = "tool.denied"
 		}
-		s.events.Event(ctx, name, map[string]string{"tid": tid, "oid": oid, "caller": kind, "app_id": appID, "tool": tool, "outcome": outcome})
+		props := map[string]string{"tid": tid, "oid": oid, "caller": kind, "app_id": appID, "tool": tool, "outcome": outcome}
+		for _, a := range extra {
+			if v := a.Value.String(); v != "" {
+				props[a.Key] = v
+			}
+		}
+		s.events.Event(ctx, name, props)
 	}
 }
