@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/azcred"
+	"github.com/entra-mcp/functions-mcp/handler/azuretest"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
@@ -375,6 +377,54 @@ func TestUpstreamHealth(t *testing.T) {
 		want := u.Name == "notes"
 		if u.Healthy != want || u.Tools != 3 || (u.Name == "desk" && u.Breaker != "open") {
 			t.Errorf("server_stats upstream %+v", u)
+		}
+	}
+}
+
+// TestManagedIdentityUpstream: an upstream called as this server gets the
+// managed identity's token for its own audience, whoever calls, and an
+// application caller may use it (nobody is acted for).
+func TestManagedIdentityUpstream(t *testing.T) {
+	ident := azuretest.NewIdentity()
+	msi, err := azuretest.StartManagedIdentity(azuretest.ManagedIdentityOptions{UserAssigned: []azuretest.Identity{ident}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer msi.Close()
+	for k, v := range msi.Env() {
+		t.Setenv(k, v) // azidentity reads these from the process itself
+	}
+	cred, err := azcred.New(azcred.Options{ManagedIdentity: true, ClientID: ident.ClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const resource = "api://vendor.test"
+	up := devupstream.New(devupstream.Options{Accept: msi.Accepts(resource)})
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	st := newStackFull(t, storetest.Redis(t), nil, func(o *Options, _ *devidp.Server) {
+		o.AzureCredential = cred
+		u, err := config.CheckUpstream(config.Upstream{Name: "vendor", URL: srv.URL + "/mcp", Tools: upstreamRules,
+			Auth: config.UpstreamAuth{Mode: config.UpstreamManagedIdentity, Scopes: []string{resource + "/.default"}}}, o.Config.Roles)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Config.Upstreams = []config.Upstream{u}
+	})
+	tok := st.token(t, "all")
+	if got := toolNames(st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); !slices.Contains(got, "vendor.add_note") {
+		t.Fatalf("tools/list: %v", got)
+	}
+	text, isErr := callText(t, st.rpc(t, tok, callBody("vendor.add_note", map[string]any{"text": "as the server"})))
+	if isErr || !strings.Contains(text, "Noted") {
+		t.Fatalf("%v %s", isErr, text)
+	}
+	if up.Received(tok) {
+		t.Fatal("the caller's token reached the upstream")
+	}
+	for _, r := range msi.Requests() {
+		if r.Resource != resource && r.Resource != resource+"/" {
+			t.Errorf("the identity was asked for %q", r.Resource)
 		}
 	}
 }

@@ -57,8 +57,11 @@ const (
 // Options configure a Server.
 type Options struct {
 	// Verifier checks bearer tokens for this upstream's audience; nil
-	// takes no token (then Header, or nothing, is checked).
+	// takes no token (then Accept, Header, or nothing, is checked).
 	Verifier *entra.Verifier
+	// Accept checks a bearer token some other way (a managed identity's
+	// token, with the identity stand-in's Accepts).
+	Accept func(token string) bool
 	// Header and Value: when set, every request must carry Header: Value.
 	Header, Value string
 	// Sessions makes the server keep sessions (Mcp-Session-Id from
@@ -150,7 +153,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (string, *
 		http.Error(w, "wrong or missing "+s.opts.Header, http.StatusUnauthorized)
 		return "", nil, false
 	}
-	if s.opts.Verifier == nil {
+	if s.opts.Verifier == nil && s.opts.Accept == nil {
 		return "anonymous", nil, true
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -164,6 +167,14 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (string, *
 		s.tokens[hashOf(tok)] = true
 	}
 	s.mu.Unlock()
+	if s.opts.Verifier == nil {
+		if !s.opts.Accept(tok) {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			http.Error(w, "token refused", http.StatusUnauthorized)
+			return "", nil, false
+		}
+		return "service", nil, true
+	}
 	p, err := s.opts.Verifier.Verify(r.Context(), tok)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
