@@ -79,9 +79,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.metrics.badRequests.Add(1)
 				return
 			}
+		case string(mcp.MethodResourcesList), string(mcp.MethodResourcesTemplatesList), string(mcp.MethodPromptsList):
+			s.prepareUpstreams(ctx, "")
 		case string(mcp.MethodPromptsGet):
+			s.prepareUpstreams(ctx, "")
 			s.noteDeniedPrompt(ctx, p, g, body)
 		case string(mcp.MethodResourcesRead):
+			s.prepareUpstreams(ctx, "")
 			var ok bool
 			if ctx, ok = s.serveRead(ctx, w, r, body, p, g); !ok {
 				return

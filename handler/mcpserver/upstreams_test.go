@@ -273,6 +273,16 @@ func TestUpstreamResourcesAndPrompts(t *testing.T) {
 			t.Fatalf("%v", m)
 		}
 	})
+	t.Run("a resources/list or prompts/list as the first request fetches the lists too", func(t *testing.T) {
+		g := newFederated(t)
+		if got := namesIn(g.rpc(t, reader, "resources/list", nil), "resources", "uri"); !slices.Equal(got, []string{devupstream.NotesResource}) {
+			t.Errorf("resources/list: %v", got)
+		}
+		h := newFederated(t)
+		if got := namesIn(h.rpc(t, reader, "prompts/list", nil), "prompts", "name"); len(got) != 1 {
+			t.Errorf("prompts/list: %v", got)
+		}
+	})
 	t.Run("prompts are prefixed, listed and got by permission", func(t *testing.T) {
 		if got := namesIn(f.rpc(t, reader, "prompts/list", nil), "prompts", "name"); !slices.Equal(got, []string{"notes." + devupstream.SummarizePrompt}) {
 			t.Errorf("reader: %v", got)
