@@ -1,7 +1,6 @@
 package mcpserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/upstream"
 )
 
@@ -32,29 +31,18 @@ type federated struct {
 	fed    *upstream.Federation
 	target atomic.Pointer[http.Handler]
 	now    atomic.Int64 // the federation's clock offset, ns
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	logs   *testkit.SyncBuffer
 }
 
 func newFederated(t *testing.T) *federated {
 	t.Helper()
-	f := &federated{logs: &syncBuffer{}}
+	return newFederatedWith(t, nil)
+}
+
+// newFederatedWith builds it with limiter as the tools/call limit.
+func newFederatedWith(t *testing.T, limiter Limiter) *federated {
+	t.Helper()
+	f := &federated{logs: &testkit.SyncBuffer{}}
 	var h http.Handler = devupstream.New(devupstream.Options{})
 	f.target.Store(&h)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*f.target.Load()).ServeHTTP(w, r) }))
@@ -73,7 +61,7 @@ func newFederated(t *testing.T) *federated {
 	}
 	t.Cleanup(f.fed.Close)
 	log := slog.New(slog.NewJSONHandler(f.logs, nil))
-	if f.s, err = New(Options{Name: "test", Version: "1.0.0", Tools: testTools(), Upstreams: f.fed, Logger: log}); err != nil {
+	if f.s, err = New(Options{Name: "test", Version: "1.0.0", Tools: testTools(), Upstreams: f.fed, Logger: log, Limiter: limiter}); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -301,4 +289,24 @@ func TestUpstreamResourcesAndPrompts(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUpstreamCallsShareTheRateLimit: an upstream tool call spends the
+// caller's tools/call budget, and a refusal is audited with its upstream.
+func TestUpstreamCallsShareTheRateLimit(t *testing.T) {
+	t.Parallel()
+	f := newFederatedWith(t, &countingLimiter{allow: 1})
+	p := principalWith("Task.Read")
+	f.list(t, "Task.Read")
+	if r := callTool(t, f.s, p, "notes.whoami", nil); r.Error != nil || r.Result.IsError {
+		t.Fatalf("first call: %+v", r)
+	}
+	r := callTool(t, f.s, p, "notes.whoami", nil)
+	if !r.Result.IsError || !strings.Contains(r.text(), "Too many tool calls") {
+		t.Fatalf("second call: %+v", r)
+	}
+	line := regexp.MustCompile(`"tool":"notes.whoami"[^\n]*"outcome":"rate_limited"[^\n]*"upstream":"notes"`).FindString(f.logs.String())
+	if line == "" {
+		t.Fatalf("no rate_limited audit line naming the upstream:\n%s", f.logs.String())
+	}
 }
