@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/azcred"
@@ -18,6 +20,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
+	"github.com/entra-mcp/functions-mcp/handler/telemetry"
 	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
@@ -48,6 +51,12 @@ type federation struct {
 
 func newFederation(t *testing.T, adjust func(*config.Config, *devidp.Options)) *federation {
 	t.Helper()
+	return newFederationWith(t, adjust, nil)
+}
+
+// newFederationWith also adjusts the app's options (telemetry).
+func newFederationWith(t *testing.T, adjust func(*config.Config, *devidp.Options), adjustApp func(*Options)) *federation {
+	t.Helper()
 	f := &federation{}
 	f.stack = newStackFull(t, storetest.Redis(t), func(c *config.Config, o *devidp.Options) {
 		o.APIs = []devidp.API{notesAPI, deskAPI}
@@ -69,6 +78,9 @@ func newFederation(t *testing.T, adjust func(*config.Config, *devidp.Options)) *
 				t.Fatal(err)
 			}
 			o.Config.Upstreams = append(o.Config.Upstreams, checked)
+		}
+		if adjustApp != nil {
+			adjustApp(o)
 		}
 	})
 	return f
@@ -426,5 +438,49 @@ func TestManagedIdentityUpstream(t *testing.T) {
 		if r.Resource != resource && r.Resource != resource+"/" {
 			t.Errorf("the identity was asked for %q", r.Resource)
 		}
+	}
+}
+
+// TestUpstreamCallsAreDependencies: every request to an upstream is an
+// Application Insights dependency of type "MCP upstream", and the caller's
+// token and the upstream's token are in no item.
+func TestUpstreamCallsAreDependencies(t *testing.T) {
+	t.Parallel()
+	in := &ingestion{}
+	srv := httptest.NewServer(in)
+	defer srv.Close()
+	tel, err := telemetry.New(telemetry.Options{
+		ConnectionString: "InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint=" + srv.URL,
+		Version:          "test",
+		MaxBatchInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFederationWith(t, nil, func(o *Options) { o.Telemetry = tel })
+	tok := f.token(t, "reader")
+	f.whoamiOf(t, tok, "notes")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tel.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var upstream int
+	for _, e := range in.envelopes {
+		data, _ := e["data"].(map[string]any)
+		base, _ := data["baseData"].(map[string]any)
+		if data["baseType"] == "RemoteDependencyData" && base["type"] == telemetry.TypeUpstream {
+			upstream++
+		}
+	}
+	// initialize, notifications/initialized and tools/list to list; the
+	// same handshake and tools/call for the call.
+	if upstream < 4 {
+		t.Fatalf("%d upstream dependencies among %d items", upstream, len(in.envelopes))
+	}
+	if raw := in.raw.String(); strings.Contains(raw, tok) || strings.Contains(raw, "Bearer") {
+		t.Error("a token reached telemetry")
 	}
 }
