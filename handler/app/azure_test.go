@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/azuretest"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 	"github.com/entra-mcp/functions-mcp/handler/telemetry"
@@ -77,6 +79,38 @@ func TestRuntimeFromKeyVaultWithManagedIdentity(t *testing.T) {
 	if n := len(msi.Requests()); n == 0 {
 		t.Fatal("the managed identity was never asked for a token")
 	}
+
+	t.Run("an upstream's header secret comes from Key Vault", func(t *testing.T) {
+		kv.SetSecret("vendor-api-key", "key-one")
+		var up atomic.Pointer[devupstream.Server] // replaced when the upstream's key rotates
+		up.Store(devupstream.New(devupstream.Options{Header: "X-Api-Key", Value: "key-one"}))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { up.Load().ServeHTTP(w, r) }))
+		defer srv.Close()
+		st := newStackFull(t, storetest.Redis(t), nil, func(o *Options, _ *devidp.Server) {
+			o.Secrets = rt.Secrets
+			u, err := config.CheckUpstream(config.Upstream{Name: "vendor", URL: srv.URL + "/mcp", Tools: upstreamRules,
+				Auth: config.UpstreamAuth{Mode: config.UpstreamHeader, Header: "X-Api-Key", Secret: "vendor-api-key"}}, o.Config.Roles)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Config.Upstreams = []config.Upstream{u}
+		})
+		tok := st.token(t, "reader")
+		if text, isErr := callText(t, st.rpc(t, tok, callBody("vendor.whoami", nil))); isErr {
+			t.Fatalf("with the vault's key: %s", text)
+		}
+		// Rotated: the upstream wants the new key, the vault has it; the
+		// refused call drops the kept value, and the next one reads it.
+		kv.SetSecret("vendor-api-key", "key-two")
+		up.Store(devupstream.New(devupstream.Options{Header: "X-Api-Key", Value: "key-two"}))
+		text, isErr := callText(t, st.rpc(t, tok, callBody("vendor.whoami", nil)))
+		if !isErr || !strings.Contains(text, "HTTP 401") || strings.Contains(text, "key-") {
+			t.Fatalf("with the old key: %v %s", isErr, text)
+		}
+		if text, isErr := callText(t, st.rpc(t, tok, callBody("vendor.whoami", nil))); isErr {
+			t.Fatalf("after the rotation: %s", text)
+		}
+	})
 }
 
 // ingestion records what the Application Insights SDK posts.
