@@ -79,8 +79,9 @@ func TestUpstreamDown(t *testing.T) {
 
 func TestSlowUpstream(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, devupstream.Options{}, Options{}, func(u *config.Upstream) { u.Timeout = config.Duration(300 * time.Millisecond) })
+	f := newFixture(t, devupstream.Options{}, Options{}, func(u *config.Upstream) { u.Timeout = config.Duration(100 * time.Millisecond) })
 	f.listed(t, "u1")
+	f.delay = 500 * time.Millisecond // well over the timeout
 	f.mode.Store("slow")
 
 	t.Run("a call times out at the upstream's timeout", func(t *testing.T) {
@@ -89,7 +90,7 @@ func TestSlowUpstream(t *testing.T) {
 		if got := outcome(t, err); got != OutcomeTimeout {
 			t.Fatalf("outcome %q: %v", got, err)
 		}
-		if d := time.Since(start); d < 250*time.Millisecond || d > 2*time.Second {
+		if d := time.Since(start); d < 80*time.Millisecond || d > 2*time.Second {
 			t.Errorf("took %v", d)
 		}
 		if !strings.Contains(failureText(err), "only reads") {
