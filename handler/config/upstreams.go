@@ -399,30 +399,9 @@ func checkUpstreamURL(raw string, mode UpstreamAuthMode) error {
 func (a UpstreamAuth) check() error {
 	switch a.Mode {
 	case UpstreamOnBehalfOf, UpstreamManagedIdentity:
-		if len(a.Scopes) == 0 {
-			return fmt.Errorf("auth: %s needs scopes", a.Mode)
-		}
-		if a.Header != "" || a.Secret != "" {
-			return fmt.Errorf("auth: %s takes no header or secret", a.Mode)
-		}
-		if a.APIPermissions != nil {
-			if err := a.APIPermissions.check(a.Mode); err != nil {
-				return err
-			}
-		}
-		return checkScopes(a.Mode, a.Scopes)
+		return a.checkToken()
 	case UpstreamHeader:
-		switch {
-		case a.APIPermissions != nil:
-			return errors.New("auth: apiPermissions are for on-behalf-of")
-		case !headerName.MatchString(a.Header) || slices.Contains(reservedHeaders, strings.ToLower(a.Header)):
-			return fmt.Errorf("auth: header %q: want a header name the transport does not set itself", a.Header)
-		case !secretName.MatchString(a.Secret):
-			return errors.New("auth: header needs secret, the name (letters, digits, '-') of the Key Vault secret holding its value")
-		case len(a.Scopes) > 0:
-			return errors.New("auth: header takes no scopes")
-		}
-		return nil
+		return a.checkHeader()
 	case UpstreamNone:
 		if len(a.Scopes) > 0 || a.Header != "" || a.Secret != "" || a.APIPermissions != nil {
 			return errors.New("auth: none takes no scopes, header or secret")
@@ -430,6 +409,37 @@ func (a UpstreamAuth) check() error {
 		return nil
 	}
 	return fmt.Errorf("auth: mode %q must be %s, %s, %s or %s", a.Mode, UpstreamOnBehalfOf, UpstreamManagedIdentity, UpstreamHeader, UpstreamNone)
+}
+
+// checkToken checks the modes that send an Entra token.
+func (a UpstreamAuth) checkToken() error {
+	if len(a.Scopes) == 0 {
+		return fmt.Errorf("auth: %s needs scopes", a.Mode)
+	}
+	if a.Header != "" || a.Secret != "" {
+		return fmt.Errorf("auth: %s takes no header or secret", a.Mode)
+	}
+	if a.APIPermissions != nil {
+		if err := a.APIPermissions.check(a.Mode); err != nil {
+			return err
+		}
+	}
+	return checkScopes(a.Mode, a.Scopes)
+}
+
+// checkHeader checks the header mode.
+func (a UpstreamAuth) checkHeader() error {
+	switch {
+	case a.APIPermissions != nil:
+		return errors.New("auth: apiPermissions are for on-behalf-of")
+	case !headerName.MatchString(a.Header) || slices.Contains(reservedHeaders, strings.ToLower(a.Header)):
+		return fmt.Errorf("auth: header %q: want a header name the transport does not set itself", a.Header)
+	case !secretName.MatchString(a.Secret):
+		return errors.New("auth: header needs secret, the name (letters, digits, '-') of the Key Vault secret holding its value")
+	case len(a.Scopes) > 0:
+		return errors.New("auth: header takes no scopes")
+	}
+	return nil
 }
 
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)

@@ -59,42 +59,11 @@ type readDone struct {
 // ours, and for the upstreams' when their configuration has rules for them
 // (they arrive later, so the capabilities are there from the start).
 func (s *Server) addComponents(opts Options, idx *toolIndex, policy *authz.Policy, hooks *server.Hooks) ([]server.ServerOption, error) {
-	var serverOpts []server.ServerOption
-	for _, r := range opts.Resources {
-		if len(r.Permissions) == 0 {
-			return nil, fmt.Errorf("resource %q declares no permission", r.Def.URI)
-		}
-		need, err := policy.Need(r.Permissions)
-		if err != nil {
-			return nil, fmt.Errorf("resource %q: %w", r.Def.URI, err)
-		}
-		if _, dup := idx.resources[r.Def.URI]; dup {
-			return nil, fmt.Errorf("resource %q declared twice", r.Def.URI)
-		}
-		idx.resources[r.Def.URI] = resource{r, need}
+	if err := addResources(opts, idx, policy); err != nil {
+		return nil, err
 	}
-	for _, t := range opts.Templates {
-		if len(t.Permissions) == 0 {
-			return nil, fmt.Errorf("resource template %q declares no permission", t.Def.Name)
-		}
-		need, err := policy.Need(t.Permissions)
-		if err != nil {
-			return nil, fmt.Errorf("resource template %q: %w", t.Def.Name, err)
-		}
-		idx.templates = append(idx.templates, template{t, need})
-	}
-	for _, p := range opts.Prompts {
-		if len(p.Permissions) == 0 {
-			return nil, fmt.Errorf("prompt %q declares no permission", p.Def.Name)
-		}
-		need, err := policy.Need(p.Permissions)
-		if err != nil {
-			return nil, fmt.Errorf("prompt %q: %w", p.Def.Name, err)
-		}
-		if _, dup := idx.prompts[p.Def.Name]; dup {
-			return nil, fmt.Errorf("prompt %q declared twice", p.Def.Name)
-		}
-		idx.prompts[p.Def.Name] = prompt{p, need}
+	if err := addPrompts(opts, idx, policy); err != nil {
+		return nil, err
 	}
 	s.offersResources = len(idx.resources) > 0 || len(idx.templates) > 0
 	s.offersPrompts = len(idx.prompts) > 0
@@ -103,6 +72,7 @@ func (s *Server) addComponents(opts Options, idx *toolIndex, policy *authz.Polic
 		s.offersResources = s.offersResources || res
 		s.offersPrompts = s.offersPrompts || prompts
 	}
+	var serverOpts []server.ServerOption
 	if s.offersResources {
 		serverOpts = append(serverOpts, server.WithResourceCapabilities(false, false))
 		hooks.AddAfterListResources(s.filterResources)
@@ -112,6 +82,54 @@ func (s *Server) addComponents(opts Options, idx *toolIndex, policy *authz.Polic
 		serverOpts = append(serverOpts, server.WithPromptCapabilities(false), server.WithPromptFilter(s.filterPrompts))
 	}
 	return serverOpts, nil
+}
+
+// addResources records our resources and templates, refusing one with no
+// permission or one declared twice.
+func addResources(opts Options, idx *toolIndex, policy *authz.Policy) error {
+	for _, r := range opts.Resources {
+		if len(r.Permissions) == 0 {
+			return fmt.Errorf("resource %q declares no permission", r.Def.URI)
+		}
+		need, err := policy.Need(r.Permissions)
+		if err != nil {
+			return fmt.Errorf("resource %q: %w", r.Def.URI, err)
+		}
+		if _, dup := idx.resources[r.Def.URI]; dup {
+			return fmt.Errorf("resource %q declared twice", r.Def.URI)
+		}
+		idx.resources[r.Def.URI] = resource{r, need}
+	}
+	for _, t := range opts.Templates {
+		if len(t.Permissions) == 0 {
+			return fmt.Errorf("resource template %q declares no permission", t.Def.Name)
+		}
+		need, err := policy.Need(t.Permissions)
+		if err != nil {
+			return fmt.Errorf("resource template %q: %w", t.Def.Name, err)
+		}
+		idx.templates = append(idx.templates, template{t, need})
+	}
+	return nil
+}
+
+// addPrompts records our prompts, refusing one with no permission or one
+// declared twice.
+func addPrompts(opts Options, idx *toolIndex, policy *authz.Policy) error {
+	for _, p := range opts.Prompts {
+		if len(p.Permissions) == 0 {
+			return fmt.Errorf("prompt %q declares no permission", p.Def.Name)
+		}
+		need, err := policy.Need(p.Permissions)
+		if err != nil {
+			return fmt.Errorf("prompt %q: %w", p.Def.Name, err)
+		}
+		if _, dup := idx.prompts[p.Def.Name]; dup {
+			return fmt.Errorf("prompt %q declared twice", p.Def.Name)
+		}
+		idx.prompts[p.Def.Name] = prompt{p, need}
+	}
+	return nil
 }
 
 // handBack is mcp-go's handler for every resource and template of ours: it

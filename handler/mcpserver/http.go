@@ -62,37 +62,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := withGrants(r.Context(), g)
 
 	if env.Method != nil {
-		switch *env.Method {
-		case string(mcp.MethodToolsList):
-			s.prepareUpstreams(ctx, "")
-			if s.serveToolsList(w, r, g, env) {
-				s.metrics.listFast.Add(1)
-				return
-			}
-			s.metrics.listSlow.Add(1)
-		case string(mcp.MethodToolsCall):
-			if name := callName(env.Params); s.upstreams != nil && strings.Contains(name, ".") {
-				s.prepareUpstreams(ctx, name) // our own tools have no '.'
-			}
-			s.noteDeniedCall(ctx, p, g, env.Params)
-			if s.refuseMissingClientCapability(ctx, w, r, p, g, env) {
-				s.metrics.badRequests.Add(1)
-				return
-			}
-		case string(mcp.MethodResourcesList), string(mcp.MethodResourcesTemplatesList), string(mcp.MethodPromptsList):
-			s.prepareUpstreams(ctx, "")
-		case string(mcp.MethodPromptsGet):
-			s.prepareUpstreams(ctx, "")
-			s.noteDeniedPrompt(ctx, p, g, body)
-		case string(mcp.MethodResourcesRead):
-			s.prepareUpstreams(ctx, "")
-			var ok bool
-			if ctx, ok = s.serveRead(ctx, w, r, body, p, g); !ok {
-				return
-			}
-		case string(mcp.MethodSubscriptionsListen):
-			aw := newAckWatcher(w)
-			w, ctx = aw, context.WithValue(ctx, ackWrittenKey{}, aw.written())
+		var done bool
+		if w, ctx, done = s.byMethod(ctx, w, r, p, g, env, body); done {
+			return
 		}
 	}
 
@@ -100,6 +72,44 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.ContentLength = int64(len(body))
 	s.transport.ServeHTTP(w, r2)
+}
+
+// byMethod does what the endpoint does itself before mcp-go sees a request
+// of env's method: answer tools/list from the pre-encoded lists, fetch the
+// upstreams' lists, audit refusals mcp-go makes silently, decide reads.
+// done: it answered already. It returns the writer and context mcp-go gets.
+func (s *Server) byMethod(ctx context.Context, w http.ResponseWriter, r *http.Request, p *entra.Principal, g authz.Set, env envelope, body []byte) (http.ResponseWriter, context.Context, bool) {
+	switch *env.Method {
+	case string(mcp.MethodToolsList):
+		s.prepareUpstreams(ctx, "")
+		if s.serveToolsList(w, r, g, env) {
+			s.metrics.listFast.Add(1)
+			return w, ctx, true
+		}
+		s.metrics.listSlow.Add(1)
+	case string(mcp.MethodToolsCall):
+		if name := callName(env.Params); s.upstreams != nil && strings.Contains(name, ".") {
+			s.prepareUpstreams(ctx, name) // our own tools have no '.'
+		}
+		s.noteDeniedCall(ctx, p, g, env.Params)
+		if s.refuseMissingClientCapability(ctx, w, r, p, g, env) {
+			s.metrics.badRequests.Add(1)
+			return w, ctx, true
+		}
+	case string(mcp.MethodResourcesList), string(mcp.MethodResourcesTemplatesList), string(mcp.MethodPromptsList):
+		s.prepareUpstreams(ctx, "")
+	case string(mcp.MethodPromptsGet):
+		s.prepareUpstreams(ctx, "")
+		s.noteDeniedPrompt(ctx, p, g, body)
+	case string(mcp.MethodResourcesRead):
+		s.prepareUpstreams(ctx, "")
+		ctx, ok := s.serveRead(ctx, w, r, body, p, g)
+		return w, ctx, !ok
+	case string(mcp.MethodSubscriptionsListen):
+		aw := newAckWatcher(w)
+		return aw, context.WithValue(ctx, ackWrittenKey{}, aw.written()), false
+	}
+	return w, ctx, false
 }
 
 // checkEnvelope rejects what is not one well-formed JSON-RPC 2.0 message,
