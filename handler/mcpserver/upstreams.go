@@ -2,6 +2,7 @@ package mcpserver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -111,20 +112,36 @@ func (s *Server) syncUpstreams() {
 	goneURIs, gonePrompts := componentChanges(old.componentSet, comps)
 	s.mcp.DeleteResources(goneURIs...)
 	s.mcp.DeletePrompts(gonePrompts...)
-	// 3. Add the tools that are new or changed.
-	var add []server.ServerTool
+	// 3. Add the tools that are new or changed, one at a time: mcp-go
+	// panics on a definition it refuses, and refuses the whole batch with
+	// it. A tool it refuses is left out of the index (and its old
+	// definition out of mcp-go).
 	for name, t := range nextTools {
-		if _, ok := kept[name]; !ok {
-			add = append(add, server.ServerTool{Tool: t.Def, Handler: s.adapt(t)})
+		if _, ok := kept[name]; ok {
+			continue
 		}
-	}
-	if len(add) > 0 {
-		s.mcp.AddTools(add...)
+		if err := s.addTool(server.ServerTool{Tool: t.Def, Handler: s.adapt(t)}); err != nil {
+			s.log.Warn("mcpserver: upstream tool left out: mcp-go refuses its definition", slog.String("tool", name), slog.String("err", err.Error()))
+			delete(nextTools, name)
+			delete(needs, name)
+			s.mcp.DeleteTools(name)
+		}
 	}
 	// 4. Show the new lists.
 	s.storeIndex(s.index(), nextTools, needs, comps, gen)
 	// 5. Hand mcp-go the upstreams' resources, templates and prompts.
 	s.registerUpstreamComponents(comps)
+}
+
+// addTool registers one tool with mcp-go, turning its panic into an error.
+func (s *Server) addTool(t server.ServerTool) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	s.mcp.AddTools(t)
+	return nil
 }
 
 // upstreamTools are the upstream tools with the permissions the policy

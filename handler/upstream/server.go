@@ -314,6 +314,11 @@ func (s *server) buildTools(defs []upstreamTool, h hash.Hash) []tools.Tool {
 			RawOutputSchema: ut.OutputSchema,
 			Annotations:     ut.Annotations,
 		}
+		if err := mcp.ValidateParamHeaderAnnotations(&def); err != nil {
+			// mcp-go's AddTools panics on such a tool (SEP-2243).
+			s.log.Warn("upstream: tool left out", slog.String("tool", trimName(ut.Name)), slog.String("why", "its input schema's x-mcp-header annotations break SEP-2243"))
+			continue
+		}
 		b, _ := json.Marshal(def)
 		h.Write(b)
 		h.Write([]byte(perm + "\n"))
