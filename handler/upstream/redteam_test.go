@@ -151,6 +151,12 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 			case "400":
 				http.Error(w, "bad request: "+toolCalled(params), http.StatusBadRequest)
 				return
+			case "huge":
+				// The whole answer to a broad query: more than the cap.
+				_, id, _ := rpcMethod(r)
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s"}]}}`, id, strings.Repeat("x", 128<<10))
+				return
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -159,9 +165,10 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 		{"the caller hangs up", "slow"},
 		{"a gateway refuses the request with 413", "413"},
 		{"the upstream answers 400 in plain text", "400"},
+		{"the caller asks for more than the answer cap", "huge"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newRedFixture(t, devupstream.Options{}, front, Options{}, nil)
+			f := newRedFixture(t, devupstream.Options{}, front, Options{}, func(u *config.Upstream) { u.MaxResponseBytes = 64 << 10 })
 			tool := f.toolOf(t, user("u1"), "notes.list_notes")
 			mode.Store(c.mode)
 			for i := 0; i < breakerThreshold+1; i++ {
