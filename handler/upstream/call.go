@@ -30,10 +30,11 @@ const (
 	OutcomeBreakerOpen      = "upstream_breaker_open"
 	OutcomeUnreachable      = "upstream_unreachable"
 	OutcomeTimeout          = "upstream_timeout"
-	OutcomeTokenRefused     = "upstream_token_refused" // 401 or 403
-	OutcomeUnavailable      = "upstream_unavailable"   // 5xx or 429
-	OutcomeBadAnswer        = "upstream_bad_answer"    // not MCP, or over the size cap
-	OutcomeUpstreamRPCError = "upstream_error"         // a JSON-RPC error
+	OutcomeTokenRefused     = "upstream_token_refused"   // 401 or 403
+	OutcomeUnavailable      = "upstream_unavailable"     // 5xx or 429
+	OutcomeBadAnswer        = "upstream_bad_answer"      // not MCP, or over the size cap
+	OutcomeRequestRefused   = "upstream_request_refused" // another 4xx: it (or its gateway) refused the request
+	OutcomeUpstreamRPCError = "upstream_error"           // a JSON-RPC error
 )
 
 // kinds of callError, each an outcome.
@@ -46,6 +47,7 @@ const (
 	kindUnavailable kind = OutcomeUnavailable
 	kindBadAnswer   kind = OutcomeBadAnswer
 	kindTooLarge    kind = "too_large"
+	kindRejected    kind = OutcomeRequestRefused
 	kindRPC         kind = OutcomeUpstreamRPCError
 )
 
@@ -65,9 +67,15 @@ func (e *callError) Error() string {
 func (e *callError) Unwrap() error { return e.err }
 
 // answered reports whether the upstream itself answered, which keeps the
-// breaker closed: a refusal or an error of its own is not an outage.
+// breaker closed: a refusal, an error of its own, a 4xx for the request or
+// an answer larger than we take (which a caller can ask for) is not an
+// outage.
 func (e *callError) answered() bool {
-	return e.kind == kindRefused || e.kind == kindRPC
+	switch e.kind {
+	case kindRefused, kindRPC, kindRejected, kindTooLarge:
+		return true
+	}
+	return false
 }
 
 // classify names what went wrong in an exchange, from the error and what
@@ -89,6 +97,10 @@ func classify(ctx context.Context, err error, x *exchange) *callError {
 		e.kind = kindTimeout
 	case status >= 500 || status == http.StatusTooManyRequests:
 		e.kind = kindUnavailable
+	case status >= 400 && status != http.StatusNotFound && status != http.StatusRequestTimeout:
+		// A 404 is a session the upstream forgot (mcp-go retried it);
+		// others refuse this request, which the caller made.
+		e.kind = kindRejected
 	case !e.sent || isNetError(err):
 		e.kind = kindUnreachable
 	default:
@@ -170,6 +182,7 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 		return nil, s.failure(OutcomeNeedsUser, "is called on behalf of a signed-in person (on-behalf-of), and this call comes from an "+
 			"application acting as itself (an app-only token). Call it with a token a user signed in for.", errNeedsUser)
 	}
+	caller := ctx
 	done, wait, err := s.gate.enter(ctx)
 	switch {
 	case errors.Is(err, errOpen):
@@ -185,23 +198,30 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 
 	cred, err := s.auth.credential(ctx)
 	if err != nil {
-		done(true) // not the upstream's fault
+		done(abandoned) // says nothing about the upstream
 		return nil, s.credentialFailure(err)
 	}
 	key := p.TenantID + "." + p.ObjectID
 	c, err := s.pool.get(key)
 	if err != nil {
-		done(true)
+		done(abandoned)
 		return nil, err
 	}
 	cctx, x := withExchange(withCredential(ctx, cred))
 	raw, err := c.call(cctx, method, params)
 	if err == nil {
-		done(true)
+		done(answered)
 		return raw, nil
 	}
 	ce := classify(ctx, err, x)
-	done(ce.answered())
+	switch {
+	case caller.Err() != nil:
+		done(abandoned) // the caller went away, or its own deadline passed
+	case ce.answered():
+		done(answered)
+	default:
+		done(failed)
+	}
 	if ce.kind != kindRPC {
 		// A broken or refused session starts afresh next time.
 		s.pool.drop(key, c)
@@ -238,6 +258,9 @@ func (s *server) callFailure(ce *callError, hints mcp.ToolAnnotation) error {
 			"audience and permissions its configuration names.", ce.status), ce)
 	case kindTooLarge:
 		return s.failure(OutcomeBadAnswer, fmt.Sprintf("answered with more than %d bytes, its limit here. ", s.cfg.MaxResponseBytes)+outcomeUnknown(hints), ce)
+	case kindRejected:
+		return s.failure(OutcomeRequestRefused, fmt.Sprintf("refused the request (HTTP %d): check the arguments; if they are right, an administrator should look at it. ", ce.status)+
+			outcomeUnknown(hints), ce)
 	case kindTimeout:
 		return s.failure(OutcomeTimeout, fmt.Sprintf("did not answer within %s. ", time.Duration(s.cfg.Timeout))+outcomeUnknown(hints), ce)
 	case kindUnavailable:

@@ -47,11 +47,23 @@ func newGate(maxConcurrent int, now func() time.Time) *gate {
 	return &gate{slots: make(chan struct{}, maxConcurrent), now: now, threshold: breakerThreshold, cooldown: breakerCooldown, wait: slotWait}
 }
 
+// verdict is what a call through the gate says about the upstream.
+type verdict int
+
+const (
+	// answered: any answer, a tool error or a refusal of the request
+	// included.
+	answered verdict = iota
+	// failed: it could not be reached, timed out or answered garbage.
+	failed
+	// abandoned: the caller went away first, which says nothing about the
+	// upstream.
+	abandoned
+)
+
 // enter admits a call, or says why not (errBusy, errOpen with how long
-// until the next trial). done must be called once with whether the
-// upstream answered: true for any answer, a tool error included; false
-// when it could not be reached, timed out or answered garbage.
-func (g *gate) enter(ctx context.Context) (done func(answered bool), retryAfter time.Duration, err error) {
+// until the next trial). done must be called once with the call's verdict.
+func (g *gate) enter(ctx context.Context) (done func(verdict), retryAfter time.Duration, err error) {
 	probe, wait, err := g.admit()
 	if err != nil {
 		return nil, wait, err
@@ -65,10 +77,10 @@ func (g *gate) enter(ctx context.Context) (done func(answered bool), retryAfter 
 		return nil, 0, err
 	}
 	var once sync.Once
-	return func(answered bool) {
+	return func(v verdict) {
 		once.Do(func() {
 			<-g.slots
-			g.record(answered, probe)
+			g.record(v, probe)
 		})
 	}, 0, nil
 }
@@ -107,13 +119,16 @@ func (g *gate) admit() (probe bool, wait time.Duration, err error) {
 	return true, 0, nil
 }
 
-func (g *gate) record(answered, probe bool) {
+func (g *gate) record(v verdict, probe bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if probe {
 		g.probing = false
 	}
-	if answered {
+	switch v {
+	case abandoned:
+		return // an abandoned trial leaves the next call to try
+	case answered:
 		g.failures = 0
 		g.openUntil = time.Time{}
 		return
