@@ -202,11 +202,12 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 		return nil, s.credentialFailure(err)
 	}
 	key := p.TenantID + "." + p.ObjectID
-	c, err := s.pool.get(key)
+	c, release, err := s.pool.get(key)
 	if err != nil {
 		done(abandoned)
 		return nil, err
 	}
+	defer release()
 	cctx, x := withExchange(withCredential(ctx, cred))
 	raw, err := c.call(cctx, method, params)
 	if err == nil {

@@ -27,6 +27,13 @@ type conn struct {
 	ready bool
 	caps  map[string]json.RawMessage // the server's capabilities, once initialised
 	ids   atomic.Int64
+
+	// users counts the calls holding the connection; closing, that it is
+	// to end once they are done: closing mcp-go's transport cancels every
+	// request in flight on it.
+	umu     sync.Mutex
+	users   int
+	closing bool
 }
 
 // newConn connects (lazily) to url through client, sending with every
@@ -131,9 +138,39 @@ func (c *conn) send(ctx context.Context, method string, params any) (json.RawMes
 	return resp.Result, nil
 }
 
-// close ends the session in the background: mcp-go's Close sends DELETE
-// and waits up to 5 s for it.
-func (c *conn) close() { go func() { _ = c.t.Close() }() }
+// hold marks one more call using the connection; release must follow.
+func (c *conn) hold() {
+	c.umu.Lock()
+	c.users++
+	c.umu.Unlock()
+}
+
+// release ends one call's use, closing the connection if it was to close.
+func (c *conn) release() {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	c.users--
+	if c.users == 0 && c.closing {
+		c.end()
+	}
+}
+
+// close ends the session once no call uses the connection (a call of the
+// same user may still be running on it), in the background: mcp-go's
+// Close sends DELETE and waits up to 5 s for it.
+func (c *conn) close() {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	if c.users == 0 {
+		c.end()
+	}
+}
+
+func (c *conn) end() { go func() { _ = c.t.Close() }() }
 
 // rpcError is a JSON-RPC error the upstream answered with.
 type rpcError struct {

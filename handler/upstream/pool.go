@@ -41,8 +41,9 @@ func newPool(dial func() (*conn, error), now func() time.Time) *pool {
 }
 
 // get returns key's connection, dialling one (no network yet) if it has
-// none or its connection sat idle too long.
-func (p *pool) get(key string) (*conn, error) {
+// none or its connection sat idle too long, held for the caller until it
+// calls release: a connection dropped or evicted meanwhile ends only then.
+func (p *pool) get(key string) (c *conn, release func(), err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -51,17 +52,18 @@ func (p *pool) get(key string) (*conn, error) {
 		pc := e.Value.(*pooled)
 		pc.used = now
 		p.lru.MoveToFront(e)
-		return pc.conn, nil
+		pc.conn.hold()
+		return pc.conn, pc.conn.release, nil
 	}
-	c, err := p.dial()
-	if err != nil {
-		return nil, err
+	if c, err = p.dial(); err != nil {
+		return nil, nil, err
 	}
+	c.hold()
 	p.conns[key] = p.lru.PushFront(&pooled{key: key, conn: c, used: now})
 	for p.lru.Len() > p.max {
 		p.remove(p.lru.Back())
 	}
-	return c, nil
+	return c, c.release, nil
 }
 
 // drop forgets key's connection if it is still c (a broken one: the next
