@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -52,8 +54,7 @@ type server struct {
 	listErr    error            // last attempt's failure; nil after a success
 	triedAt    time.Time        // last attempt's end
 	refreshing bool
-	firstDone  chan struct{} // closed when the first attempt ends
-	firstOnce  sync.Once
+	attempt    chan struct{} // closed when the running (or the last) fetch ends
 }
 
 func newServer(u config.Upstream, opts Options, base http.RoundTripper, f *Federation) (*server, error) {
@@ -71,11 +72,11 @@ func newServer(u config.Upstream, opts Options, base http.RoundTripper, f *Feder
 			Transport:     &cappedTransport{next: base, max: u.MaxResponseBytes},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		gate:      newGate(u.MaxConcurrent, opts.Now),
-		fed:       f,
-		log:       opts.Logger.With(slog.String("upstream", u.Name)),
-		now:       opts.Now,
-		firstDone: make(chan struct{}),
+		gate:    newGate(u.MaxConcurrent, opts.Now),
+		fed:     f,
+		log:     opts.Logger.With(slog.String("upstream", u.Name)),
+		now:     opts.Now,
+		attempt: closedChan(),
 	}
 	s.pool = newPool(func() (*conn, error) { return newConn(u.URL, s.http) }, opts.Now)
 	return s, nil
@@ -103,13 +104,12 @@ func (s *server) prepare(ctx context.Context) {
 		due = false
 	}
 	if due && !s.refreshing {
-		s.refreshing = true
 		// Detached from the request, which may end first, but keeping its
 		// values: an on-behalf-of upstream is listed as this caller.
-		go s.fetchAndStore(context.WithoutCancel(ctx))
+		s.startLocked(context.WithoutCancel(ctx))
 	}
 	never := s.listedAt.IsZero()
-	first := s.firstDone
+	first := s.attempt
 	s.mu.Unlock()
 	if !never {
 		return
@@ -126,18 +126,38 @@ func (s *server) prepare(ctx context.Context) {
 // refresh starts a background fetch unless one is running.
 func (s *server) refresh(ctx context.Context) {
 	s.mu.Lock()
-	if s.refreshing {
-		s.mu.Unlock()
-		return
+	if !s.refreshing {
+		s.startLocked(ctx)
 	}
-	s.refreshing = true
 	s.mu.Unlock()
-	go s.fetchAndStore(ctx)
+}
+
+// startLocked starts a fetch; s.mu is held.
+func (s *server) startLocked(ctx context.Context) {
+	s.refreshing = true
+	s.attempt = make(chan struct{})
+	go s.fetchAndStore(ctx, s.attempt)
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// usersFault reports whether err is about the user a per-user upstream
+// was to be listed as, not about the upstream: Entra refused that user's
+// exchange (consent, Conditional Access), or there was no user.
+func (s *server) usersFault(err error) bool {
+	var consent *obo.ConsentError
+	return s.auth.perUser() && (errors.As(err, &consent) || errors.Is(err, errNeedsUser))
 }
 
 // fetchAndStore fetches the list and keeps it, or keeps the last good one
-// and the error.
-func (s *server) fetchAndStore(ctx context.Context) {
+// and the error, then closes done. A failure that is the listing user's
+// own is not recorded: it says nothing about the upstream, and the next
+// user's request lists it at once.
+func (s *server) fetchAndStore(ctx context.Context, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(ctx, min(time.Duration(s.cfg.Timeout), maxListWait))
 	defer cancel()
 	l, err := s.fetch(ctx)
@@ -151,11 +171,15 @@ func (s *server) fetchAndStore(ctx context.Context) {
 	s.refreshing = false
 	s.triedAt = s.now()
 	changed := false
-	if err != nil {
+	switch {
+	case err != nil && s.usersFault(err):
+		s.log.LogAttrs(ctx, slog.LevelInfo, "upstream: could not be listed as this user; the next user's request lists it",
+			slog.String("err", describe(err)))
+	case err != nil:
 		s.listErr = err
 		s.log.LogAttrs(ctx, slog.LevelWarn, "upstream: list tools failed; serving the last good list",
 			slog.String("err", describe(err)), slog.Int("tools", len(s.listing.Tools)))
-	} else {
+	default:
 		s.listErr = nil
 		s.listedAt = s.triedAt
 		changed = sum != s.sum
@@ -169,7 +193,7 @@ func (s *server) fetchAndStore(ctx context.Context) {
 	}
 	// Only now: a request waiting for the first list must find the merged
 	// list (and its generation) already changed when it wakes.
-	s.firstOnce.Do(func() { close(s.firstDone) })
+	close(done)
 }
 
 // upstreamTool is a tool as the upstream lists it, schemas kept raw so
