@@ -89,12 +89,13 @@ func (s *server) listed() tools.Components {
 	return s.listing
 }
 
-// prepare fetches the list if it is missing or old (see Federation.Prepare).
-func (s *server) prepare(ctx context.Context) {
+// prepare fetches the list if it is missing or old (see Federation.Prepare)
+// and, when it was never listed, returns what to wait for and how long.
+func (s *server) prepare(ctx context.Context) (first <-chan struct{}, wait time.Duration) {
 	if s.auth.perUser() {
 		p := entra.FromContext(ctx)
 		if p == nil || p.Kind == entra.CallerApp || entra.RawTokenFrom(ctx) == "" {
-			return // only a person's token can list an on-behalf-of upstream
+			return nil, 0 // only a person's token can list an on-behalf-of upstream
 		}
 	}
 	s.mu.Lock()
@@ -109,18 +110,12 @@ func (s *server) prepare(ctx context.Context) {
 		s.startLocked(context.WithoutCancel(ctx))
 	}
 	never := s.listedAt.IsZero()
-	first := s.attempt
+	attempt := s.attempt
 	s.mu.Unlock()
 	if !never {
-		return
+		return nil, 0
 	}
-	wait := time.NewTimer(min(time.Duration(s.cfg.Timeout), maxListWait))
-	defer wait.Stop()
-	select {
-	case <-first:
-	case <-wait.C:
-	case <-ctx.Done():
-	}
+	return attempt, min(time.Duration(s.cfg.Timeout), maxListWait)
 }
 
 // refresh starts a background fetch unless one is running.

@@ -137,12 +137,31 @@ func (f *Federation) Generation() uint64 { return f.gen.Load() }
 // upstream is called on behalf of users, and waited for until ctx ends or
 // the upstream's timeout; a list past its TTL is fetched again in the
 // background while the old one keeps being served.
+// The fetches all start first and are waited for together, so never-listed
+// upstreams cost the longest wait, not the sum of them.
 func (f *Federation) Prepare(ctx context.Context, tool string) {
+	type pending struct {
+		first <-chan struct{}
+		until time.Time
+	}
+	start := time.Now()
+	var waits []pending
 	for _, s := range f.servers {
 		if tool != "" && !strings.HasPrefix(tool, s.cfg.Name+".") {
 			continue
 		}
-		s.prepare(ctx)
+		if first, wait := s.prepare(ctx); first != nil {
+			waits = append(waits, pending{first, start.Add(wait)})
+		}
+	}
+	for _, w := range waits {
+		timer := time.NewTimer(time.Until(w.until))
+		select {
+		case <-w.first:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
 	}
 }
 
