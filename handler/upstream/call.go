@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -107,6 +108,37 @@ func classify(ctx context.Context, err error, x *exchange) *callError {
 		e.kind = kindBadAnswer
 	}
 	return e
+}
+
+// scrub takes out of a classified error what must reach neither the
+// caller nor a log line: the credential, should the upstream quote it
+// back, and the raw bodies of error answers, which mcp-go puts into its
+// errors. Only the text is kept; classification is done.
+func (e *callError) scrub(c credential) {
+	if e.rpc != nil {
+		e.rpc = &rpcError{Code: e.rpc.Code, Message: redact(e.rpc.Message, c)}
+	}
+	if e.err != nil {
+		e.err = errors.New(redact(withoutBody(e.err.Error()), c))
+	}
+}
+
+// errorBody matches where mcp-go's errors quote an answer.
+var errorBody = regexp.MustCompile(`(?s)(failed with status \d+|should contain RPC id): .*`)
+
+func withoutBody(text string) string {
+	return errorBody.ReplaceAllString(text, "$1 (answer not logged)")
+}
+
+// redact replaces the credential's value (and a bearer token's token) in
+// text.
+func redact(text string, c credential) string {
+	for _, v := range []string{c.value, strings.TrimPrefix(c.value, "Bearer ")} {
+		if len(v) >= 8 {
+			text = strings.ReplaceAll(text, v, "[redacted]")
+		}
+	}
+	return text
 }
 
 // dialFailed reports whether the connection was never made, so the
@@ -215,6 +247,7 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 		return raw, nil
 	}
 	ce := classify(ctx, err, x)
+	ce.scrub(cred)
 	switch {
 	case caller.Err() != nil:
 		done(abandoned) // the caller went away, or its own deadline passed
