@@ -176,12 +176,13 @@ func (s *Server) upstreamNeed(what, name string, perms []string) (authz.Set, boo
 }
 
 // upstreamComponents are our own resources, templates and prompts with the
-// upstreams' added; ours win a URI or name both claim.
+// upstreams' added; ours win a URI or name both claim, and a URI one of our
+// templates serves.
 func (s *Server) upstreamComponents(ups tools.Components) componentSet {
 	c := s.localComponents.clone()
 	c.retired = maps.Clone(s.index().retired)
 	for _, r := range ups.Resources {
-		if _, taken := c.resources[r.Def.URI]; taken {
+		if _, taken := c.resources[r.Def.URI]; taken || s.localTemplateServes(r.Def.URI) {
 			continue
 		}
 		if need, ok := s.upstreamNeed("resource", r.Def.URI, r.Permissions); ok {
@@ -214,6 +215,18 @@ func (s *Server) upstreamComponents(ups tools.Components) componentSet {
 		}
 	}
 	return c
+}
+
+// localTemplateServes reports whether one of our own templates serves uri:
+// serveRead looks resources up before templates, so an upstream resource
+// there would take the URI from ours.
+func (s *Server) localTemplateServes(uri string) bool {
+	for _, t := range s.localComponents.templates {
+		if t.Def.URITemplate.Regexp().MatchString(uri) {
+			return true
+		}
+	}
+	return false
 }
 
 // toolChanges names the upstream tools of old that change (definition or
