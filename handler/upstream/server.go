@@ -24,10 +24,15 @@ import (
 
 // Listing limits: what one upstream may put into our tools/list.
 const (
-	maxListPages       = 20
-	maxUpstreamTools   = 500
-	maxSchemaBytes     = 64 << 10
-	maxDescriptionLen  = 4096
+	maxListPages      = 20
+	maxUpstreamTools  = 500
+	maxSchemaBytes    = 64 << 10
+	maxDescriptionLen = 4096
+	// maxToolBytes and maxItemBytes bound one listed tool, and one listed
+	// resource, template or prompt, as JSON: what is larger could never be
+	// served, so it is not kept while the listing goes on.
+	maxToolBytes       = 2*maxSchemaBytes + 16<<10
+	maxItemBytes       = 64 << 10
 	maxListWait        = 10 * time.Second // longest a list fetch (all pages) takes
 	retryFailedListing = 15 * time.Second // a failed fetch is tried again no sooner
 )
@@ -226,19 +231,19 @@ func (s *server) fetch(ctx context.Context) (listing, error) {
 	}
 	defer c.close()
 	ctx, x := withExchange(withCredential(ctx, cred))
-	if l.tools, err = listAll[upstreamTool](ctx, c, string(mcp.MethodToolsList), "tools", s); err != nil {
+	if l.tools, err = listAll[upstreamTool](ctx, c, string(mcp.MethodToolsList), "tools", maxToolBytes, s); err != nil {
 		return l, classify(ctx, err, x)
 	}
 	if len(s.cfg.Resources) > 0 && c.offers("resources") {
-		if l.resources, err = listAll[upstreamResource](ctx, c, string(mcp.MethodResourcesList), "resources", s); err != nil {
+		if l.resources, err = listAll[upstreamResource](ctx, c, string(mcp.MethodResourcesList), "resources", maxItemBytes, s); err != nil {
 			return l, classify(ctx, err, x)
 		}
-		if l.templates, err = listAll[upstreamTemplate](ctx, c, string(mcp.MethodResourcesTemplatesList), "resourceTemplates", s); err != nil {
+		if l.templates, err = listAll[upstreamTemplate](ctx, c, string(mcp.MethodResourcesTemplatesList), "resourceTemplates", maxItemBytes, s); err != nil {
 			return l, classify(ctx, err, x)
 		}
 	}
 	if len(s.cfg.Prompts) > 0 && c.offers("prompts") {
-		if l.prompts, err = listAll[upstreamPrompt](ctx, c, string(mcp.MethodPromptsList), "prompts", s); err != nil {
+		if l.prompts, err = listAll[upstreamPrompt](ctx, c, string(mcp.MethodPromptsList), "prompts", maxItemBytes, s); err != nil {
 			return l, classify(ctx, err, x)
 		}
 	}
@@ -246,9 +251,10 @@ func (s *server) fetch(ctx context.Context) (listing, error) {
 }
 
 // listAll pages through a list method, whose result holds the items under
-// key. An item that does not decode is left out (and logged); more than
-// maxUpstreamTools items or maxListPages pages is an error.
-func listAll[T any](ctx context.Context, c *conn, method, key string, s *server) ([]T, error) {
+// key. An item larger than maxItem bytes or that does not decode is left
+// out (and logged); more than maxUpstreamTools items or maxListPages pages
+// is an error.
+func listAll[T any](ctx context.Context, c *conn, method, key string, maxItem int, s *server) ([]T, error) {
 	var all []T
 	cursor := ""
 	for range maxListPages {
@@ -271,6 +277,10 @@ func listAll[T any](ctx context.Context, c *conn, method, key string, s *server)
 		for _, it := range items {
 			if len(all) >= maxUpstreamTools {
 				return nil, &callError{kind: kindBadAnswer, err: fmt.Errorf("more than %d %s", maxUpstreamTools, key)}
+			}
+			if len(it) > maxItem {
+				s.log.Warn("upstream: a listed item is too large to serve; left out", slog.String("list", key), slog.Int("bytes", len(it)))
+				continue
 			}
 			var v T
 			if err := json.Unmarshal(it, &v); err != nil {
