@@ -215,6 +215,14 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 			"application acting as itself (an app-only token). Call it with a token a user signed in for.", errNeedsUser)
 	}
 	caller := ctx
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.Timeout))
+	defer cancel()
+	// The credential first: minting it (an on-behalf-of exchange with
+	// Entra) is no call to the upstream and must not hold one of its slots.
+	cred, err := s.auth.credential(ctx)
+	if err != nil {
+		return nil, s.credentialFailure(err)
+	}
 	done, wait, err := s.gate.enter(ctx)
 	switch {
 	case errors.Is(err, errOpen):
@@ -224,14 +232,6 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 		return nil, s.failure(OutcomeBusy, fmt.Sprintf("has had %d calls in flight from this server, its limit, for %s; nothing was sent. Try again in a moment.", s.cfg.MaxConcurrent, s.gate.wait), err)
 	case err != nil:
 		return nil, fmt.Errorf("upstream %s: %w", s.cfg.Name, err) // the caller went away
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.Timeout))
-	defer cancel()
-
-	cred, err := s.auth.credential(ctx)
-	if err != nil {
-		done(abandoned) // says nothing about the upstream
-		return nil, s.credentialFailure(err)
 	}
 	key := p.TenantID + "." + p.ObjectID
 	c, release, err := s.pool.get(key)
