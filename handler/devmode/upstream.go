@@ -18,8 +18,8 @@ import (
 // The demo upstream: an MCP server with an API of its own in the stand-in's
 // tenant, fronted on behalf of the user, so dev mode shows federation with
 // the demo users. Its tools appear as notes.whoami, notes.list_notes and
-// notes.add_note, with its resources notes://mine and note://{index} and its
-// prompt notes.summarize_notes; its reset_all_notes, notes://everyone and
+// notes.add_note, with its resource template note://{index} and its prompt
+// notes.summarize_notes; its reset_all_notes, notes://everyone and
 // leak_everything are in no rule and stay invisible.
 const demoUpstreamName = "notes"
 
@@ -69,10 +69,9 @@ func startDemoUpstream(idp *devidp.Server) (*demoUpstream, config.Upstream, erro
 			{Match: devupstream.ListNotesTool, Permission: "tasks.read"},
 			{Match: devupstream.AddNoteTool, Permission: "tasks.write"},
 		},
-		Resources: []config.UpstreamRule{
-			{Match: devupstream.NotesResource, Permission: "tasks.read"},
-			{Match: "note://*", Permission: "tasks.read"},
-		},
+		// Its notes://mine is not served: an on-behalf-of upstream's
+		// resource list is one person's, and is never listed for all.
+		Resources: []config.UpstreamRule{{Match: "note://*", Permission: "tasks.read"}},
 		Prompts: []config.UpstreamRule{{Match: devupstream.SummarizePrompt, Permission: "tasks.read"}},
 	}
 	return d, u, nil

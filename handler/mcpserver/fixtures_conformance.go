@@ -61,17 +61,25 @@ func registerFixtureResources(s *server.MCPServer) {
 				Blob:     fixturePNG,
 			}}, nil
 		})
-	s.AddResourceTemplate(mcp.NewResourceTemplate("test://template/{id}/data", "template",
-		mcp.WithTemplateDescription("A resource whose URI carries an id"),
-		mcp.WithTemplateMIMEType("application/json")),
-		func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+	s.AddResourceTemplates(fixtureTemplates()...)
+}
+
+// fixtureTemplates is the suite's resource template, which the endpoint
+// registers again whenever it rebuilds mcp-go's templates.
+func fixtureTemplates() []server.ServerResourceTemplate {
+	return []server.ServerResourceTemplate{{
+		Template: mcp.NewResourceTemplate("test://template/{id}/data", "template",
+			mcp.WithTemplateDescription("A resource whose URI carries an id"),
+			mcp.WithTemplateMIMEType("application/json")),
+		Handler: func(_ context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 			id := templateID(req.Params.URI)
 			return []mcp.ResourceContents{mcp.TextResourceContents{
 				URI:      req.Params.URI,
 				MIMEType: "application/json",
 				Text:     fmt.Sprintf(`{"id":%q,"templateTest":true,"data":%q}`, id, "Data for ID: "+id),
 			}}, nil
-		})
+		},
+	}}
 }
 
 // templateID returns the {id} of test://template/{id}/data, or "".

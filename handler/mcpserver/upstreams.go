@@ -36,8 +36,9 @@ type componentSet struct {
 	resources map[string]resource // by URI
 	templates []template
 	prompts   map[string]prompt // by name
-	// retired are URI templates an upstream no longer lists: mcp-go cannot
-	// forget a template, so they are hidden and unreadable here instead.
+	// retired are URI templates an upstream no longer lists, hidden and
+	// unreadable here until mcp-go's templates are rebuilt without them
+	// (it cannot forget one template).
 	retired map[string]template
 }
 
@@ -131,6 +132,28 @@ func (s *Server) syncUpstreams() {
 	s.storeIndex(s.index(), nextTools, needs, comps, gen)
 	// 5. Hand mcp-go the upstreams' resources, templates and prompts.
 	s.registerUpstreamComponents(comps)
+	// 6. Rebuild mcp-go's templates without the retired ones, then forget
+	// them, so templates an upstream renames on every listing cannot pile
+	// up. (mcp-go empties its templates and adds the new set in two steps:
+	// a read of a template in between is answered not found. It happens
+	// only when an upstream drops a template.)
+	if len(comps.retired) > 0 {
+		s.rebuildTemplates(comps)
+		cleared := comps.clone()
+		cleared.retired = map[string]template{}
+		cur := s.index()
+		s.storeIndex(cur, cur.upstream, cur.needs, cleared, cur.upstreamGen)
+	}
+}
+
+// rebuildTemplates replaces mcp-go's templates with ours, the fixtures'
+// and c's.
+func (s *Server) rebuildTemplates(c componentSet) {
+	all := fixtureTemplates()
+	for _, t := range c.templates {
+		all = append(all, server.ServerResourceTemplate{Template: t.Def, Handler: handBack})
+	}
+	s.mcp.SetResourceTemplates(all...)
 }
 
 // addTool registers one tool with mcp-go, turning its panic into an error.

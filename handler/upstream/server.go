@@ -235,8 +235,14 @@ func (s *server) fetch(ctx context.Context) (listing, error) {
 		return l, classify(ctx, err, x)
 	}
 	if len(s.cfg.Resources) > 0 && c.offers("resources") {
-		if l.resources, err = listAll[upstreamResource](ctx, c, string(mcp.MethodResourcesList), "resources", maxItemBytes, s); err != nil {
-			return l, classify(ctx, err, x)
+		// An on-behalf-of upstream is listed as one person, and its
+		// resources are usually that person's own documents: served to
+		// everyone they would leak. Its templates name no one's data, and
+		// every read goes out as the reader.
+		if !s.auth.perUser() {
+			if l.resources, err = listAll[upstreamResource](ctx, c, string(mcp.MethodResourcesList), "resources", maxItemBytes, s); err != nil {
+				return l, classify(ctx, err, x)
+			}
 		}
 		if l.templates, err = listAll[upstreamTemplate](ctx, c, string(mcp.MethodResourcesTemplatesList), "resourceTemplates", maxItemBytes, s); err != nil {
 			return l, classify(ctx, err, x)
