@@ -72,7 +72,7 @@ func startDemoUpstream(idp *devidp.Server) (*demoUpstream, config.Upstream, erro
 		// Its notes://mine is not served: an on-behalf-of upstream's
 		// resource list is one person's, and is never listed for all.
 		Resources: []config.UpstreamRule{{Match: "note://*", Permission: "tasks.read"}},
-		Prompts: []config.UpstreamRule{{Match: devupstream.SummarizePrompt, Permission: "tasks.read"}},
+		Prompts:   []config.UpstreamRule{{Match: devupstream.SummarizePrompt, Permission: "tasks.read"}},
 	}
 	return d, u, nil
 }

@@ -92,22 +92,32 @@ func classify(ctx context.Context, err error, x *exchange) *callError {
 		e.kind, e.rpc = kindRPC, rpc
 	case tooBig || errors.Is(err, errTooLarge):
 		e.kind = kindTooLarge
-	case errors.As(err, &authErr) || status == http.StatusUnauthorized || status == http.StatusForbidden:
+	case errors.As(err, &authErr):
 		e.kind = kindRefused
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 		e.kind = kindTimeout
+	default:
+		e.kind = byStatus(status, !e.sent || isNetError(err))
+	}
+	return e
+}
+
+// byStatus classifies a failed exchange by its last HTTP status; unreached
+// is set when nothing usable came back from the network.
+func byStatus(status int, unreached bool) kind {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return kindRefused
 	case status >= 500 || status == http.StatusTooManyRequests:
-		e.kind = kindUnavailable
+		return kindUnavailable
 	case status >= 400 && status != http.StatusNotFound && status != http.StatusRequestTimeout:
 		// A 404 is a session the upstream forgot (mcp-go retried it);
 		// others refuse this request, which the caller made.
-		e.kind = kindRejected
-	case !e.sent || isNetError(err):
-		e.kind = kindUnreachable
-	default:
-		e.kind = kindBadAnswer
+		return kindRejected
+	case unreached:
+		return kindUnreachable
 	}
-	return e
+	return kindBadAnswer
 }
 
 // scrub takes out of a classified error what must reach neither the
@@ -224,14 +234,8 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 		return nil, s.credentialFailure(err)
 	}
 	done, wait, err := s.gate.enter(ctx)
-	switch {
-	case errors.Is(err, errOpen):
-		secs := int(math.Ceil(wait.Seconds()))
-		return nil, s.failure(OutcomeBreakerOpen, fmt.Sprintf("failed repeatedly, so calls to it are paused; try again in %d seconds.", secs), err)
-	case errors.Is(err, errBusy):
-		return nil, s.failure(OutcomeBusy, fmt.Sprintf("has had %d calls in flight from this server, its limit, for %s; nothing was sent. Try again in a moment.", s.cfg.MaxConcurrent, s.gate.wait), err)
-	case err != nil:
-		return nil, fmt.Errorf("upstream %s: %w", s.cfg.Name, err) // the caller went away
+	if err != nil {
+		return nil, s.notAdmitted(err, wait)
 	}
 	key := p.TenantID + "." + p.ObjectID
 	c, release, err := s.pool.get(key)
@@ -248,14 +252,7 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 	}
 	ce := classify(ctx, err, x)
 	ce.scrub(cred)
-	switch {
-	case caller.Err() != nil:
-		done(abandoned) // the caller went away, or its own deadline passed
-	case ce.answered():
-		done(answered)
-	default:
-		done(failed)
-	}
+	done(verdictOf(caller, ce))
 	if ce.kind != kindRPC {
 		// A broken or refused session starts afresh next time.
 		s.pool.drop(key, c)
@@ -267,6 +264,29 @@ func (s *server) do(ctx context.Context, p *entra.Principal, method string, para
 		return nil, fmt.Errorf("upstream %s: %w", s.cfg.Name, ctx.Err()) // the caller went away
 	}
 	return nil, s.callFailure(ce, hints)
+}
+
+// verdictOf is what a failed exchange tells the breaker.
+func verdictOf(caller context.Context, ce *callError) verdict {
+	switch {
+	case caller.Err() != nil:
+		return abandoned // the caller went away, or its own deadline passed
+	case ce.answered():
+		return answered
+	}
+	return failed
+}
+
+// notAdmitted explains a call the gate did not let through.
+func (s *server) notAdmitted(err error, wait time.Duration) error {
+	switch {
+	case errors.Is(err, errOpen):
+		secs := int(math.Ceil(wait.Seconds()))
+		return s.failure(OutcomeBreakerOpen, fmt.Sprintf("failed repeatedly, so calls to it are paused; try again in %d seconds.", secs), err)
+	case errors.Is(err, errBusy):
+		return s.failure(OutcomeBusy, fmt.Sprintf("has had %d calls in flight from this server, its limit, for %s; nothing was sent. Try again in a moment.", s.cfg.MaxConcurrent, s.gate.wait), err)
+	}
+	return fmt.Errorf("upstream %s: %w", s.cfg.Name, err) // the caller went away
 }
 
 // credentialFailure explains why no credential could be had for the call.
