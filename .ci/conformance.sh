@@ -131,14 +131,14 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
       --header "Authorization: Bearer $CONFORMANCE_TOKEN" "$@"
   }
   # With the handler started here, the token is the demo user "all"'s: the
-  # list must be the golden file's, its tools and the fixtures of this
-  # conformance build, and the upstream tools start_ts_upstream's rules
-  # give it, in tools/list order.
+  # list must be the golden file's dev-mode list (its tools and the demo
+  # upstream's), the fixtures of this conformance build, and the upstream
+  # tools start_ts_upstream's rules give it, in tools/list order.
   want_tools=''
   if [[ -n $server_pid ]]; then
     want_tools=$(node -e '
       const g = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-      const names = [...g.users.find((u) => u.key === "all").tools, ...g.conformance.added.map((t) => t.name), "ts.add", "ts.echo"];
+      const names = [...g.users.find((u) => u.key === "all").devMode, ...g.conformance.added.map((t) => t.name), "ts.add", "ts.echo"];
       process.stdout.write(names.sort().join(","));
     ' "$root/handler/tools/toolstest/tools-per-role.json")
   fi
@@ -149,8 +149,7 @@ if [[ $status -eq 0 && -n ${CONFORMANCE_TOKEN:-} ]]; then
   elif [[ -n $want_tools ]] && ! got_tools=$(node -e '
       const out = require("fs").readFileSync(0, "utf8");
       const list = JSON.parse(out.slice(out.indexOf("{"), out.lastIndexOf("}") + 1));
-      // notes.* is dev mode'"'"'s demo upstream, which the Go tests check.
-      process.stdout.write(list.tools.map((t) => t.name).filter((n) => !n.startsWith("notes.")).join(","));
+      process.stdout.write(list.tools.map((t) => t.name).join(","));
     ' <<<"$listed") || [[ $got_tools != "$want_tools" ]]; then
     echo "MCP Inspector listed [${got_tools:-?}], want the golden file's [$want_tools]" >&2
     status=1

@@ -38,11 +38,13 @@ export const UI = {
 const golden = JSON.parse(readFileSync(new URL('../handler/tools/toolstest/tools-per-role.json', import.meta.url), 'utf8'));
 
 // demoUser returns the dev-mode demo user key ("reader", "all", ...): its
-// key, name, roles, and the tools its token lists, in tools/list order.
+// key, name, roles, and as tools what its token lists in dev mode, in
+// tools/list order (the golden devMode list: our tools and the demo
+// upstream's its roles allow).
 export function demoUser(key) {
   const u = golden.users.find((x) => x.key === key);
   if (!u) throw new Error(`the golden tools-per-role file has no demo user "${key}"`);
-  return u;
+  return { ...u, tools: u.devMode };
 }
 
 // The running script's name ("oauth-sdk-client" for oauth-sdk-client.mjs),

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 func TestDevModeRefuses(t *testing.T) {
@@ -80,23 +82,32 @@ func TestDevModeServesAndStops(t *testing.T) {
 		t.Errorf("no welcome naming the endpoint:\n%s", stdout.String())
 	}
 
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/mcp", addr),
-		strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+tokens["all"])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Result struct {
-			Tools []struct{ Name string } `json:"tools"`
-		} `json:"result"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&list)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 || len(list.Result.Tools) == 0 {
-		t.Fatalf("tools/list as the all user: %d, %+v, %v", resp.StatusCode, list, err)
+	// Each demo user lists exactly the golden file's dev-mode list: our
+	// tools and the demo upstream's its roles allow.
+	golden := toolstest.Load(t)
+	for _, u := range golden.Users {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/mcp", addr),
+			strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tokens[u.Key])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Result struct {
+				Tools []struct{ Name string } `json:"tools"`
+			} `json:"result"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		var names []string
+		for _, tool := range list.Result.Tools {
+			names = append(names, tool.Name)
+		}
+		if err != nil || resp.StatusCode != 200 || !slices.Equal(names, u.DevMode) {
+			t.Fatalf("tools/list as %s: %d %v, want %v (%v)", u.Key, resp.StatusCode, names, u.DevMode, err)
+		}
 	}
 
 	cancel()

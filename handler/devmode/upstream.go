@@ -60,9 +60,21 @@ func startDemoUpstream(idp *devidp.Server) (*demoUpstream, config.Upstream, erro
 	mux.Handle("/mcp", devupstream.New(devupstream.Options{Verifier: v, Sessions: true}))
 	d := &demoUpstream{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, addr: l.Addr().String()}
 	go func() { _ = d.srv.Serve(l) }()
-	u := config.Upstream{
+	u := DemoUpstream("http://" + d.addr + "/mcp")
+	return d, u, nil
+}
+
+func (d *demoUpstream) close() { _ = d.srv.Close() }
+
+// DemoUpstream is the demo upstream's configuration entry, at url: on
+// behalf of the caller, whoami for everyone, list_notes for readers,
+// add_note for writers, the note template for readers, the summary prompt
+// for readers. The tools-per-role golden file takes dev mode's lists from
+// it too.
+func DemoUpstream(url string) config.Upstream {
+	return config.Upstream{
 		Name: demoUpstreamName,
-		URL:  "http://" + d.addr + "/mcp",
+		URL:  url,
 		Auth: config.UpstreamAuth{Mode: config.UpstreamOnBehalfOf, Scopes: []string{demoAPI.Scope("Notes.Read"), demoAPI.Scope("Notes.Write")}},
 		Tools: []config.UpstreamRule{
 			{Match: devupstream.WhoamiTool, Permission: authz.SignedIn},
@@ -74,10 +86,7 @@ func startDemoUpstream(idp *devidp.Server) (*demoUpstream, config.Upstream, erro
 		Resources: []config.UpstreamRule{{Match: "note://*", Permission: "tasks.read"}},
 		Prompts:   []config.UpstreamRule{{Match: devupstream.SummarizePrompt, Permission: "tasks.read"}},
 	}
-	return d, u, nil
 }
-
-func (d *demoUpstream) close() { _ = d.srv.Close() }
 
 // withDemoUpstream adds the demo upstream's entry to the configured ones,
 // checked as a configured one is, unless one of them has its name already.

@@ -36,6 +36,9 @@ const (
 	HiddenTool    = "reset_all_notes"
 )
 
+// ToolNames are every tool the upstream lists, the hidden one included.
+func ToolNames() []string { return []string{WhoamiTool, ListNotesTool, AddNoteTool, HiddenTool} }
+
 // Resources and prompts. The hidden ones exist upstream but a
 // configuration that names only the others leaves them invisible.
 const (

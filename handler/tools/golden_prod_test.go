@@ -7,14 +7,40 @@ import (
 	"testing"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devmode"
+	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 const goldenAbout = "Generated from the tool catalog (handler/tools), the role table (handler/authz/roles.json) and the " +
-	"demo users (handler/devidp) by `go test ./handler/tools -run TestToolsPerRole -update` (the conformance " +
+	"demo users (handler/devidp), with dev mode's demo upstream (handler/devmode), by `go test ./handler/tools -run TestToolsPerRole -update` (the conformance " +
 	"part with -tags conformance). Do not edit; Go tests and .ci scripts read their expectations from it."
+
+// withDemoUpstream is names with the demo upstream's tools a caller with
+// grants lists in dev mode, sorted as tools/list sorts them.
+func withDemoUpstream(t *testing.T, policy *authz.Policy, grants authz.Set, names []string) []string {
+	t.Helper()
+	demo := devmode.DemoUpstream("http://127.0.0.1/mcp")
+	out := slices.Clone(names)
+	for _, tool := range devupstream.ToolNames() {
+		perm, ok := config.Permission(demo.Tools, tool)
+		if !ok {
+			continue // no rule: never listed
+		}
+		need, err := policy.Need([]string{perm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if grants.Allows(need) {
+			out = append(out, demo.Name+"."+tool)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // TestToolsPerRole holds the golden tools-per-role file against the real
 // catalog: every tool with its need and hints, and what each demo user's
@@ -48,7 +74,8 @@ func TestToolsPerRole(t *testing.T) {
 			}
 		}
 		slices.Sort(names)
-		want.Users = append(want.Users, toolstest.User{Key: u.Key, Name: u.Name, Roles: u.Roles, Tools: names})
+		want.Users = append(want.Users, toolstest.User{Key: u.Key, Name: u.Name, Roles: u.Roles, Tools: names,
+			DevMode: withDemoUpstream(t, policy, grants, names)})
 	}
 	checkGolden(t, want, "")
 }

@@ -50,6 +50,9 @@ type User struct {
 	Name  string   `json:"name"`
 	Roles []string `json:"roles"`
 	Tools []string `json:"tools"`
+	// DevMode is what its token lists in dev mode, where the demo upstream
+	// MCP server's tools its roles allow join Tools (handler/devmode).
+	DevMode []string `json:"devMode"`
 }
 
 // Conformance lists the fixture tools of the conformance build; every
