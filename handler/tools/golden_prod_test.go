@@ -8,9 +8,9 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/devmode"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
-	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
