@@ -145,6 +145,24 @@ func (in *ingestion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"itemsReceived": n, "itemsAccepted": n, "errors": []any{}})
 }
 
+// startIngestion runs an ingestion stand-in for the test and a telemetry
+// client that sends to it in small, quick batches.
+func startIngestion(t *testing.T) (*ingestion, *telemetry.Client) {
+	t.Helper()
+	in := &ingestion{}
+	srv := httptest.NewServer(in)
+	t.Cleanup(srv.Close)
+	tel, err := telemetry.New(telemetry.Options{
+		ConnectionString: "InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint=" + srv.URL,
+		Version:          "test",
+		MaxBatchInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, tel
+}
+
 // names lists "<baseType> <name>" of every item.
 func (in *ingestion) names() []string {
 	in.mu.Lock()
@@ -162,17 +180,7 @@ func (in *ingestion) names() []string {
 // an ingestion stand-in, correlated, with no token in any envelope.
 func TestTelemetryLands(t *testing.T) {
 	t.Parallel()
-	in := &ingestion{}
-	srv := httptest.NewServer(in)
-	defer srv.Close()
-	tel, err := telemetry.New(telemetry.Options{
-		ConnectionString: "InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint=" + srv.URL,
-		Version:          "test",
-		MaxBatchInterval: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, tel := startIngestion(t)
 	st := newStackFull(t, storetest.Redis(t), nil, func(o *Options, _ *devidp.Server) { o.Telemetry = tel })
 	tok := st.token(t, "writer")
 	st.rpc(t, tok, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_task","arguments":{"title":"observed"}}}`)

@@ -446,17 +446,7 @@ func TestManagedIdentityUpstream(t *testing.T) {
 // token and the upstream's token are in no item.
 func TestUpstreamCallsAreDependencies(t *testing.T) {
 	t.Parallel()
-	in := &ingestion{}
-	srv := httptest.NewServer(in)
-	defer srv.Close()
-	tel, err := telemetry.New(telemetry.Options{
-		ConnectionString: "InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint=" + srv.URL,
-		Version:          "test",
-		MaxBatchInterval: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, tel := startIngestion(t)
 	f := newFederationWith(t, nil, func(o *Options) { o.Telemetry = tel })
 	tok := f.token(t, "reader")
 	f.whoamiOf(t, tok, "notes")

@@ -24,7 +24,7 @@ const apiKeyName = "upstream-api-key"
 type namedEnv struct {
 	*vaultEnv
 	store *secrets.Store
-	clock *fakeClock
+	clock *testkit.Clock
 	gate  *gate
 }
 
@@ -34,7 +34,7 @@ func newNamedEnv(t *testing.T, edit func(*secrets.Options)) *namedEnv {
 	t.Helper()
 	e := newVaultEnv(t)
 	e.addKey(t, azuretest.VersionAttributes{})
-	clock := &fakeClock{t: time.Now()}
+	clock := testkit.NewClock(time.Now())
 	g := &gate{next: e.kv.HTTPClient()}
 	o := e.options()
 	o.Secretless = true
@@ -135,7 +135,7 @@ func testSecretKept(t *testing.T) {
 	e := newNamedEnv(t, nil)
 	e.set(apiKeyName, "key-MARKER-1", azuretest.VersionAttributes{})
 	e.secret(t, apiKeyName, "key-MARKER-1", 1)
-	e.clock.Advance(secrets.DefaultSecretTTL - time.Second)
+	e.clock.Add(secrets.DefaultSecretTTL - time.Second)
 	for range 3 {
 		e.secret(t, apiKeyName, "key-MARKER-1", 0)
 	}
@@ -146,9 +146,9 @@ func testSecretExpires(t *testing.T) {
 	e.set(apiKeyName, "key-MARKER-1", azuretest.VersionAttributes{})
 	e.secret(t, apiKeyName, "key-MARKER-1", 1)
 	e.set(apiKeyName, "key-MARKER-2", azuretest.VersionAttributes{})
-	e.clock.Advance(59 * time.Second)
+	e.clock.Add(59 * time.Second)
 	e.secret(t, apiKeyName, "key-MARKER-1", 0)
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	e.secret(t, apiKeyName, "key-MARKER-2", 1)
 	e.secret(t, apiKeyName, "key-MARKER-2", 0)
 }
@@ -352,31 +352,13 @@ func testSecretBounded(t *testing.T) {
 		e.set(n, "value-MARKER-"+n, azuretest.VersionAttributes{})
 	}
 	e.secret(t, "key-a", "value-MARKER-key-a", 1)
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	e.secret(t, "key-b", "value-MARKER-key-b", 1)
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	e.secret(t, "key-c", "value-MARKER-key-c", 1) // drops key-a
 	e.secret(t, "key-b", "value-MARKER-key-b", 0)
 	e.secret(t, "key-c", "value-MARKER-key-c", 0)
 	e.secret(t, "key-a", "value-MARKER-key-a", 1)
-}
-
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // gate is the Store's transport to the stand-in; it can hold the requests

@@ -10,6 +10,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -31,7 +32,7 @@ func TestUpstreamDown(t *testing.T) {
 		f.mode.Store("down")
 		f.clock.advance(config.DefaultUpstreamListTTL + time.Second)
 		f.fed.Prepare(user("u1"), "")
-		waitFor(t, func() bool { return f.fed.Health()[0].ListError != "" })
+		testkit.WaitFor(t, "the condition", func() bool { return f.fed.Health()[0].ListError != "" })
 		if got := f.listed(t, "u1"); len(got) != len(before) {
 			t.Fatalf("list shrank to %v", keys(got))
 		}

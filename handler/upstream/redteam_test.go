@@ -24,6 +24,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
@@ -284,7 +285,7 @@ func TestRedteamOneUsersRefusedExchangeDoesNotHideTheUpstream(t *testing.T) {
 		u.Auth = config.UpstreamAuth{Mode: config.UpstreamOnBehalfOf, Scopes: []string{"api://notes/Notes.Read"}}
 	})
 	f.fed.Prepare(verifiedUser("outsider"), "")
-	waitFor(t, func() bool { return tokens.calls.Load() > 0 && !f.fed.servers[0].isRefreshing() })
+	testkit.WaitFor(t, "the condition", func() bool { return tokens.calls.Load() > 0 && !f.fed.servers[0].isRefreshing() })
 
 	f.fed.Prepare(verifiedUser("colleague"), "")
 	if _, l := f.fed.Components(); len(l.Tools) == 0 {

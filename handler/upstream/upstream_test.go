@@ -22,6 +22,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
@@ -277,7 +278,7 @@ func TestListing(t *testing.T) {
 		g := f.fed.Generation()
 		f.clock.advance(config.DefaultUpstreamListTTL + time.Second)
 		f.fed.Prepare(user("u1"), "")
-		waitFor(t, func() bool { return f.fed.Health()[0].ListedAt.After(time.Now()) })
+		testkit.WaitFor(t, "the condition", func() bool { return f.fed.Health()[0].ListedAt.After(time.Now()) })
 		if f.fed.Generation() != g {
 			t.Fatalf("generation moved from %d to %d with the same list", g, f.fed.Generation())
 		}
@@ -322,17 +323,6 @@ func keys(m map[string]tools.Tool) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // unusedAddr is a loopback address nothing listens on.
