@@ -34,13 +34,41 @@ type conn struct {
 	umu     sync.Mutex
 	users   int
 	closing bool
+
+	// ending carries mcp-go's session-ending DELETE, which it sends
+	// without our header function, with the credential of the
+	// connection's last call, so an authenticated upstream can end the
+	// session instead of keeping it until it expires.
+	ending *endingTransport
+}
+
+// endingTransport adds to a DELETE the credential last used on the
+// connection, and leaves every other request as it is.
+type endingTransport struct {
+	next http.RoundTripper
+	last atomic.Pointer[credential]
+}
+
+func (e *endingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c := e.last.Load(); r.Method == http.MethodDelete && c != nil && c.name != "" && r.Header.Get(c.name) == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set(c.name, c.value)
+	}
+	return e.next.RoundTrip(r)
 }
 
 // newConn connects (lazily) to url through client, sending with every
 // request the credential the call's context carries.
 func newConn(url string, client *http.Client) (*conn, error) {
+	next := client.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	ending := &endingTransport{next: next}
+	perConn := *client
+	perConn.Transport = ending
 	t, err := transport.NewStreamableHTTP(url,
-		transport.WithHTTPBasicClient(client),
+		transport.WithHTTPBasicClient(&perConn),
 		transport.WithHTTPHeaderFunc(credentialHeader),
 		transport.WithHTTPLogger(slog.New(slog.DiscardHandler)),
 	)
@@ -50,7 +78,7 @@ func newConn(url string, client *http.Client) (*conn, error) {
 	if err := t.Start(context.Background()); err != nil {
 		return nil, fmt.Errorf("upstream transport: %w", err)
 	}
-	return &conn{t: t}, nil
+	return &conn{t: t, ending: ending}, nil
 }
 
 // clientInfo is how this server introduces itself upstream.
@@ -59,6 +87,9 @@ var clientInfo = mcp.Implementation{Name: "entra-mcp-functions", Version: "1"}
 // call sends one request and returns its result, initialising the
 // connection first if needed. A JSON-RPC error is an *rpcError.
 func (c *conn) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	if cred, ok := ctx.Value(credentialKey{}).(credential); ok {
+		c.ending.last.Store(&cred)
+	}
 	if err := c.init(ctx); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -311,4 +312,27 @@ func TestSessions(t *testing.T) {
 			t.Fatalf("%d requests crossed sessions", n)
 		}
 	})
+}
+
+// TestSessionEndCarriesTheCredential: ending a session (eviction, idle,
+// shutdown) sends the upstream the credential the session was used with,
+// so an authenticated upstream ends it rather than refuse the DELETE.
+func TestSessionEndCarriesTheCredential(t *testing.T) {
+	t.Parallel()
+	secrets := &mapSecrets{m: map[string]string{"notes-key": "k1"}}
+	f := newFixture(t, devupstream.Options{Header: "X-Api-Key", Value: "k1", Sessions: true}, Options{Secrets: secrets}, func(u *config.Upstream) {
+		u.Auth = config.UpstreamAuth{Mode: config.UpstreamHeader, Header: "X-Api-Key", Secret: "notes-key"}
+	})
+	if _, err := f.call(t, "u1", "notes.whoami", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.fed.Close()
+	select {
+	case status := <-f.deletes:
+		if status != http.StatusOK && status != http.StatusNoContent {
+			t.Fatalf("the session's DELETE was answered %d", status)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DELETE ended the session")
+	}
 }

@@ -45,6 +45,8 @@ type fixture struct {
 	delay time.Duration
 	hits  atomic.Int64
 	clock *clock
+	// deletes records the status of each session-ending DELETE.
+	deletes chan int
 }
 
 type clock struct {
@@ -95,7 +97,7 @@ func (s *mapSecrets) set(name, v string) {
 // adjusted by edit.
 func newFixture(t *testing.T, upOpts devupstream.Options, opts Options, edit func(*config.Upstream)) *fixture {
 	t.Helper()
-	f := &fixture{up: devupstream.New(upOpts), delay: 2 * time.Second, clock: &clock{}}
+	f := &fixture{up: devupstream.New(upOpts), delay: 2 * time.Second, clock: &clock{}, deletes: make(chan int, 16)}
 	f.mode.Store("")
 	f.srv = httptest.NewServer(http.HandlerFunc(f.front))
 	t.Cleanup(f.srv.Close)
@@ -127,6 +129,15 @@ func newFixture(t *testing.T, upOpts devupstream.Options, opts Options, edit fun
 
 func (f *fixture) front(w http.ResponseWriter, r *http.Request) {
 	f.hits.Add(1)
+	if r.Method == http.MethodDelete {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		f.up.ServeHTTP(rec, r)
+		select {
+		case f.deletes <- rec.status:
+		default:
+		}
+		return
+	}
 	switch f.mode.Load().(string) {
 	case "slow":
 		select {
@@ -174,6 +185,17 @@ func (f *fixture) front(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.up.ServeHTTP(w, r)
+}
+
+// statusRecorder keeps the status an answer was sent with.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
 }
 
 func user(oid string) context.Context {
