@@ -21,7 +21,7 @@ import (
 // notes.add_note, with its resource template note://{index} and its prompt
 // notes.summarize_notes; its reset_all_notes, notes://everyone and
 // leak_everything are in no rule and stay invisible.
-const demoUpstreamName = "notes"
+const demoUpstreamName = devupstream.Name
 
 // DemoAPI is the demo upstream's registration in the stand-in: the audience
 // of the tokens it accepts.
@@ -60,33 +60,12 @@ func startDemoUpstream(idp *devidp.Server) (*demoUpstream, config.Upstream, erro
 	mux.Handle("/mcp", devupstream.New(devupstream.Options{Verifier: v, Sessions: true}))
 	d := &demoUpstream{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, addr: l.Addr().String()}
 	go func() { _ = d.srv.Serve(l) }()
-	u := DemoUpstream("http://" + d.addr + "/mcp")
+	u := devupstream.Entry(demoUpstreamName, "http://"+d.addr+"/mcp",
+		config.UpstreamAuth{Mode: config.UpstreamOnBehalfOf, Scopes: []string{demoAPI.Scope("Notes.Read"), demoAPI.Scope("Notes.Write")}})
 	return d, u, nil
 }
 
 func (d *demoUpstream) close() { _ = d.srv.Close() }
-
-// DemoUpstream is the demo upstream's configuration entry, at url: on
-// behalf of the caller, whoami for everyone, list_notes for readers,
-// add_note for writers, the note template for readers, the summary prompt
-// for readers. The tools-per-role golden file takes dev mode's lists from
-// it too.
-func DemoUpstream(url string) config.Upstream {
-	return config.Upstream{
-		Name: demoUpstreamName,
-		URL:  url,
-		Auth: config.UpstreamAuth{Mode: config.UpstreamOnBehalfOf, Scopes: []string{demoAPI.Scope("Notes.Read"), demoAPI.Scope("Notes.Write")}},
-		Tools: []config.UpstreamRule{
-			{Match: devupstream.WhoamiTool, Permission: authz.SignedIn},
-			{Match: devupstream.ListNotesTool, Permission: "tasks.read"},
-			{Match: devupstream.AddNoteTool, Permission: "tasks.write"},
-		},
-		// Its notes://mine is not served: an on-behalf-of upstream's
-		// resource list is one person's, and is never listed for all.
-		Resources: []config.UpstreamRule{{Match: "note://*", Permission: "tasks.read"}},
-		Prompts:   []config.UpstreamRule{{Match: devupstream.SummarizePrompt, Permission: "tasks.read"}},
-	}
-}
 
 // withDemoUpstream adds the demo upstream's entry to the configured ones,
 // checked as a configured one is, unless one of them has its name already.

@@ -24,6 +24,8 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/entra-mcp/functions-mcp/handler/authz"
+	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 )
 
@@ -36,8 +38,33 @@ const (
 	HiddenTool    = "reset_all_notes"
 )
 
+// Name is the prefix dev mode fronts it under (notes.whoami, ...).
+const Name = "notes"
+
 // ToolNames are every tool the upstream lists, the hidden one included.
 func ToolNames() []string { return []string{WhoamiTool, ListNotesTool, AddNoteTool, HiddenTool} }
+
+// Entry is dev mode's configuration entry for this upstream as name, at
+// url, called with auth: whoami for every signed-in caller, list_notes for
+// readers, add_note for writers, the note template and the summary prompt
+// for readers. Its notes://mine is in no rule: dev mode fronts it on behalf
+// of the caller, and such an upstream's resource list (one person's) is
+// never served. The tools-per-role golden file takes dev mode's lists from
+// it too.
+func Entry(name, url string, auth config.UpstreamAuth) config.Upstream {
+	return config.Upstream{
+		Name: name,
+		URL:  url,
+		Auth: auth,
+		Tools: []config.UpstreamRule{
+			{Match: WhoamiTool, Permission: authz.SignedIn},
+			{Match: ListNotesTool, Permission: "tasks.read"},
+			{Match: AddNoteTool, Permission: "tasks.write"},
+		},
+		Resources: []config.UpstreamRule{{Match: "note://*", Permission: "tasks.read"}},
+		Prompts:   []config.UpstreamRule{{Match: SummarizePrompt, Permission: "tasks.read"}},
+	}
+}
 
 // Resources and prompts. The hidden ones exist upstream but a
 // configuration that names only the others leaves them invisible.

@@ -9,21 +9,20 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
-	"github.com/entra-mcp/functions-mcp/handler/devmode"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 const goldenAbout = "Generated from the tool catalog (handler/tools), the role table (handler/authz/roles.json) and the " +
-	"demo users (handler/devidp), with dev mode's demo upstream (handler/devmode), by `go test ./handler/tools -run TestToolsPerRole -update` (the conformance " +
+	"demo users (handler/devidp), with dev mode's demo upstream (handler/devupstream), by `go test ./handler/tools -run TestToolsPerRole -update` (the conformance " +
 	"part with -tags conformance). Do not edit; Go tests and .ci scripts read their expectations from it."
 
 // withDemoUpstream is names with the demo upstream's tools a caller with
 // grants lists in dev mode, sorted as tools/list sorts them.
 func withDemoUpstream(t *testing.T, policy *authz.Policy, grants authz.Set, names []string) []string {
 	t.Helper()
-	demo := devmode.DemoUpstream("http://127.0.0.1/mcp")
+	demo := devupstream.Entry(devupstream.Name, "http://127.0.0.1/mcp", config.UpstreamAuth{Mode: config.UpstreamNone})
 	out := slices.Clone(names)
 	for _, tool := range devupstream.ToolNames() {
 		perm, ok := config.Permission(demo.Tools, tool)
