@@ -60,10 +60,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer a.Close()
 	err = serve.Run(ctx, serve.Options{
-		Addr: listen,
-		App:  a,
-		Log:  log,
-		Dev:  true,
+		Addr:     listen,
+		Listener: env.Listener,
+		App:      a,
+		Log:      log,
+		Dev:      true,
 		Listening: func() error {
 			env.PrintWelcome(stdout)
 			if f.tokensFile == "" {

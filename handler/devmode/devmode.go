@@ -41,7 +41,10 @@ type Env struct {
 	// applications; each gets app-only tokens by client credentials.
 	Apps []devidp.App
 	// Tokens maps demo user keys (reader, writer, all, admin) to access tokens.
-	Tokens   map[string]string
+	Tokens map[string]string
+	// Listener is the handler's own, on the address Start was given,
+	// opened before the stand-ins took loopback ports of their own.
+	Listener net.Listener
 	redis    *miniredis.Miniredis
 	upstream *demoUpstream
 }
@@ -69,6 +72,23 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The address first: the stand-ins and the demo upstream listen on
+	// ports the kernel picks, which could otherwise be this one when a
+	// caller chose it as a free port a moment ago.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("start-up error: listen: %w", err)
+	}
+	e, err := startOn(ln, base, d, getenv)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// startOn is Start once the handler's address is held.
+func startOn(ln net.Listener, base string, d config.Dev, getenv func(string) string) (*Env, error) {
 	ring, err := sealingKeys()
 	if err != nil {
 		return nil, err
@@ -94,7 +114,7 @@ func Start(addr string, d config.Dev, getenv func(string) string) (*Env, error) 
 		idp.Close()
 		return nil, fmt.Errorf("dev mode: start embedded redis: %w", err)
 	}
-	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Config: devConfig(base, ring, idp, mr), Users: users, Apps: apps}
+	e := &Env{IDP: idp, redis: mr, HTTPClient: idp.HTTPClient(), Config: devConfig(base, ring, idp, mr), Users: users, Apps: apps, Listener: ln}
 	// Every choice production reads (role map, origins, return URLs,
 	// redirect schemes, limits, ...) is read here the same way.
 	if err := config.LoadChoices(e.Config, getenv); err != nil {
@@ -208,6 +228,9 @@ func mintTokens(idp *devidp.Server, users []devidp.User) (map[string]string, err
 
 // Close stops the stand-in and the embedded Redis.
 func (e *Env) Close() {
+	if e.Listener != nil {
+		_ = e.Listener.Close() // closed already when the server ran on it
+	}
 	if e.upstream != nil {
 		e.upstream.close()
 	}

@@ -57,6 +57,10 @@ func Version() string {
 type Options struct {
 	// Addr is the listen address (host:port).
 	Addr string
+	// Listener, if set, is listened on instead of Addr: dev mode opens it
+	// before its stand-ins take loopback ports of their own, so none of
+	// them can take the address it was given.
+	Listener net.Listener
 	// App is what is served; Run warms its key set and checks its Redis.
 	App *app.App
 	Log *slog.Logger
@@ -80,9 +84,12 @@ const (
 // Run listens on o.Addr and serves o.App until ctx ends, then shuts down.
 // Its error is one line for stderr, saying what failed.
 func Run(ctx context.Context, o Options) error {
-	ln, err := net.Listen("tcp", o.Addr)
-	if err != nil {
-		return fmt.Errorf("start-up error: listen: %w", err)
+	ln := o.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", o.Addr); err != nil {
+			return fmt.Errorf("start-up error: listen: %w", err)
+		}
 	}
 	srv := newServer(o.App.Handler, o.Log)
 	served := make(chan error, 1)
@@ -92,7 +99,7 @@ func Run(ctx context.Context, o Options) error {
 	go checkRedis(ctx, o.App, o.Log)
 
 	o.Log.Info("listening", "addr", ln.Addr().String(), "dev", o.Dev, "version", Version())
-	err = waitForEnd(ctx, served, o.Listening)
+	err := waitForEnd(ctx, served, o.Listening)
 	shutdown(srv, o.Flush, o.Log)
 	if err != nil {
 		return err
