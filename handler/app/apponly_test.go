@@ -37,6 +37,18 @@ func (st *stack) appToken(t *testing.T, app devidp.App) string {
 	return tk.AccessToken
 }
 
+// readerForApps is the default role table with Task.Read open to
+// applications (app-only callers) as well as people.
+func readerForApps() authz.Table {
+	table := authz.DefaultTable()
+	for i, r := range table.Roles {
+		if r.Value == "Task.Read" {
+			table.Roles[i].Members = []string{authz.MemberUser, authz.MemberApplication}
+		}
+	}
+	return table
+}
+
 // TestAppOnlyCallers: agents calling as themselves (client-credentials
 // tokens) are served only for roles the role table marks for
 // applications; a tool that acts on behalf of a person tells them so; and
@@ -44,12 +56,7 @@ func (st *stack) appToken(t *testing.T, app devidp.App) string {
 // door, as before.
 func TestAppOnlyCallers(t *testing.T) {
 	t.Parallel()
-	table := authz.DefaultTable()
-	for i, r := range table.Roles {
-		if r.Value == "Task.Read" {
-			table.Roles[i].Members = []string{authz.MemberUser, authz.MemberApplication}
-		}
-	}
+	table := readerForApps()
 	reader := devidp.AppsFor(table, "reader-agent-secret")[0]
 	// Task.All is assigned to this one, but the table keeps that role for people.
 	allAgent := devidp.App{ClientID: "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b", ObjectID: "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c",

@@ -250,12 +250,7 @@ func TestUpstreamToolsPerRole(t *testing.T) {
 // told on-behalf-of needs a user; nothing reaches Entra or the upstream.
 func TestAppCallerOnAnOnBehalfOfUpstream(t *testing.T) {
 	t.Parallel()
-	table := authz.DefaultTable()
-	for i, r := range table.Roles {
-		if r.Value == "Task.Read" {
-			table.Roles[i].Members = []string{authz.MemberUser, authz.MemberApplication}
-		}
-	}
+	table := readerForApps()
 	agent := devidp.AppsFor(table, "reader-agent-secret")[0]
 	f := newFederation(t, func(c *config.Config, o *devidp.Options) {
 		c.Roles = table

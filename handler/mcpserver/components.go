@@ -187,8 +187,8 @@ func (s *Server) filterTemplates(ctx context.Context, _ any, _ *mcp.ListResource
 	res.ResourceTemplates = kept
 }
 
-func (idx *toolIndex) template(raw string) (template, bool) {
-	for _, t := range idx.templates {
+func (c componentSet) template(raw string) (template, bool) {
+	for _, t := range c.templates {
 		if t.Def.URITemplate.Raw() == raw {
 			return t, true
 		}

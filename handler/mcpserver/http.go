@@ -88,10 +88,13 @@ func (s *Server) byMethod(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		s.metrics.listSlow.Add(1)
 	case string(mcp.MethodToolsCall):
-		if name := callName(env.Params); s.upstreams != nil && strings.Contains(name, ".") {
+		name, named := callName(env.Params)
+		if s.upstreams != nil && strings.Contains(name, ".") {
 			s.prepareUpstreams(ctx, name) // our own tools have no '.'
 		}
-		s.noteDeniedCall(ctx, p, g, env.Params)
+		if named {
+			s.noteDeniedCall(ctx, p, g, name)
+		}
 		if s.refuseMissingClientCapability(ctx, w, r, p, g, env) {
 			s.metrics.badRequests.Add(1)
 			return w, ctx, true
@@ -213,14 +216,8 @@ func validID(raw json.RawMessage) any {
 // use (or that does not exist). mcp-go's filter refuses it; this only makes
 // sure the refusal leaves its audit line, since denied calls never reach a
 // tool handler.
-func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz.Set, params json.RawMessage) {
-	var call struct {
-		Name string `json:"name"`
-	}
-	if json.Unmarshal(params, &call) != nil {
-		return // mcp-go answers malformed params itself
-	}
-	need, known := s.index().needs[call.Name]
+func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz.Set, name string) {
+	need, known := s.index().needs[name]
 	if g.Allows(need) {
 		return
 	}
@@ -229,16 +226,19 @@ func (s *Server) noteDeniedCall(ctx context.Context, p *entra.Principal, g authz
 		outcome = "unknown_tool"
 	}
 	s.metrics.denied.Add(1)
-	s.audit(ctx, p, call.Name, false, outcome, 0)
+	s.audit(ctx, p, name, false, outcome, 0)
 }
 
-// callName is the tool a tools/call names; "" when its params do not.
-func callName(params json.RawMessage) string {
+// callName is the tool a tools/call names; false when its params do not
+// decode (mcp-go answers those itself).
+func callName(params json.RawMessage) (string, bool) {
 	var call struct {
 		Name string `json:"name"`
 	}
-	_ = json.Unmarshal(params, &call)
-	return call.Name
+	if json.Unmarshal(params, &call) != nil {
+		return "", false
+	}
+	return call.Name, true
 }
 
 // writeRPCError answers with a JSON-RPC error object and an HTTP status.

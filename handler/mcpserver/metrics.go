@@ -35,10 +35,12 @@ func (m *Metrics) addTools(names []string) {
 }
 
 func (m *Metrics) toolCall(name, outcome string) {
-	// Upstream tools come and go, so only our own are counted one by one.
+	// Upstream tools come and go, so only our own are counted one by one;
+	// the others count in the totals alone.
+	var uncounted toolCounters
 	c := m.perTool[name]
 	if c == nil {
-		c = &toolCounters{}
+		c = &uncounted
 	}
 	c.calls.Add(1)
 	switch {

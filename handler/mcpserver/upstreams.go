@@ -214,7 +214,7 @@ func (s *Server) upstreamComponents(ups tools.Components) componentSet {
 	}
 	for _, t := range ups.Templates {
 		raw := t.Def.URITemplate.Raw()
-		if _, taken := (&toolIndex{componentSet: c}).template(raw); taken {
+		if _, taken := c.template(raw); taken {
 			continue
 		}
 		if need, ok := s.upstreamNeed("resource template", raw, t.Permissions); ok {
@@ -233,7 +233,7 @@ func (s *Server) upstreamComponents(ups tools.Components) componentSet {
 	// A template the index served that is gone now is retired.
 	for _, t := range s.index().templates {
 		raw := t.Def.URITemplate.Raw()
-		if _, still := (&toolIndex{componentSet: c}).template(raw); !still {
+		if _, still := c.template(raw); !still {
 			c.retired[raw] = t
 		}
 	}
@@ -292,7 +292,7 @@ func (s *Server) registerUpstreamComponents(c componentSet) {
 		}
 	}
 	for _, t := range c.templates {
-		if _, local := (&toolIndex{componentSet: s.localComponents}).template(t.Def.URITemplate.Raw()); !local {
+		if _, local := s.localComponents.template(t.Def.URITemplate.Raw()); !local {
 			s.mcp.AddResourceTemplate(t.Def, handBack)
 		}
 	}

@@ -212,15 +212,6 @@ func (f *Federation) Health() []Health {
 	return out
 }
 
-// Names lists the upstreams' names, in configuration order.
-func (f *Federation) Names() []string {
-	var out []string
-	for _, s := range f.servers {
-		out = append(out, s.cfg.Name)
-	}
-	return out
-}
-
 // health reports s.
 func (s *server) health() Health {
 	s.mu.Lock()
