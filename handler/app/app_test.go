@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
@@ -344,6 +345,26 @@ func TestHealthSaysWhichDependencyFails(t *testing.T) {
 		}
 		if b, _ := json.Marshal(h); strings.Contains(string(b), "127.0.0.1:") || strings.Contains(strings.ToLower(string(b)), "error") {
 			t.Errorf("health says too much: %s", b)
+		}
+	})
+	t.Run("a recovery shows within a second, not after the cache's 5 s", func(t *testing.T) {
+		st := newStack(t, storetest.Redis(t))
+		st.idp.SetJWKSFailing(true)
+		if status, h := st.healthOf(t); status != 503 {
+			t.Fatalf("health with no keys: %d %v", status, h)
+		}
+		st.idp.SetJWKSFailing(false)
+		start := time.Now()
+		for {
+			st.rpc(t, st.token(t, "reader"), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`) // keys fetched
+			status, h := st.healthOf(t)
+			if status == 200 {
+				break
+			}
+			if time.Since(start) > 3*time.Second {
+				t.Fatalf("health still %d %v %s after the keys came back", status, h, time.Since(start))
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 }

@@ -17,14 +17,18 @@ import (
 )
 
 // Health checks are cached: /health needs no authentication, so anyone can
-// call it, and each call must not cost a Redis round trip.
+// call it, and each call must not cost a Redis round trip. A degraded
+// verdict is checked again sooner, so that a recovery (the signing keys
+// arriving just after start-up, Redis coming back) shows within a second
+// rather than after a whole healthTTL, still at most a few checks a second.
 const (
-	healthTTL        = 5 * time.Second
-	healthRedisLimit = 2 * time.Second
+	healthTTL         = 5 * time.Second
+	healthDegradedTTL = 500 * time.Millisecond
+	healthRedisLimit  = 2 * time.Second
 )
 
 // health answers /health from checks of the handler's dependencies, made
-// at most once per healthTTL.
+// at most once per healthTTL (healthDegradedTTL while one is failing).
 type health struct {
 	redis     redis.UniversalClient
 	verifier  *entra.Verifier
@@ -42,7 +46,11 @@ type health struct {
 func (h *health) Check(ctx context.Context) (map[string]string, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if time.Since(h.checked) < healthTTL && h.report != nil {
+	ttl := healthTTL
+	if !h.ok {
+		ttl = healthDegradedTTL
+	}
+	if time.Since(h.checked) < ttl && h.report != nil {
 		return h.report, h.ok
 	}
 	report := map[string]string{"redis": "ok", "signing_keys": "ok"}

@@ -100,11 +100,18 @@ func clients(t *testing.T, admin *redis.Client, name string) []clientInfo {
 // so the pool opens up to n connections and passes them all through.
 func blockMany(t *testing.T, rdb *redis.Client, n int, key string) {
 	t.Helper()
+	blockManyFor(t, rdb, n, key, "0.2")
+}
+
+// blockManyFor is blockMany with each command waiting hold seconds: long
+// enough for all n to be in flight at once on a loaded machine.
+func blockManyFor(t *testing.T, rdb *redis.Client, n int, key, hold string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
 			// Do, not BLPop: BLPop rounds timeouts up to whole seconds.
-			if err := rdb.Do(context.Background(), "BLPOP", key, "0.2").Err(); !errors.Is(err, redis.Nil) {
+			if err := rdb.Do(context.Background(), "BLPOP", key, hold).Err(); !errors.Is(err, redis.Nil) {
 				t.Errorf("BLPOP: %v", err)
 			}
 		})
@@ -162,9 +169,11 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 		}
 	}
 
-	// One connection is busy with a command while the token changes.
+	// One connection is busy with a command while the token changes: a
+	// BLPOP that waits until the test releases it, not for a timeout.
+	busyKey := key + ":busy"
 	busy := make(chan error, 1)
-	go func() { busy <- rdb.Do(ctx, "BLPOP", key, "1.5").Err() }()
+	go func() { busy <- rdb.Do(ctx, "BLPOP", busyKey, "0").Err() }()
 	eventually(t, func() string {
 		for _, c := range clients(t, admin, name) {
 			if c.cmd == "blpop" {
@@ -177,7 +186,11 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 	// The credential now issues token B; the refresh falls due.
 	cred.set(userB, "", nil)
 	(&stepper{clk: clk}).until(t, start.Add(45*time.Minute))
-	if err := <-busy; !errors.Is(err, redis.Nil) {
+	if err := admin.RPush(ctx, busyKey, "release").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Del(context.Background(), busyKey) })
+	if err := <-busy; err != nil {
 		t.Fatalf("busy BLPOP: %v", err)
 	}
 
@@ -186,7 +199,9 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 	// user B: the same connection ids, so re-authenticated rather than
 	// replaced.
 	eventually(t, func() string {
-		blockMany(t, rdb, size, key)
+		// Rounds repeat until all are re-authenticated: a round in which
+		// fewer were in flight at once costs only another round.
+		blockManyFor(t, rdb, size, key, "0.05")
 		now := map[string]string{}
 		for _, c := range clients(t, admin, name) {
 			now[c.id] = c.user
