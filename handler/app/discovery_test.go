@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -17,12 +16,15 @@ import (
 
 // countingTransport sits between the handler and the Entra stand-in: it
 // counts the OpenID discovery documents fetched and the token requests
-// made, and can hold token requests for a while (Entra being slow).
+// made, and can hold token requests at Entra (Entra being slow) until the
+// test lets them go.
 type countingTransport struct {
 	next      http.RoundTripper
 	discovery atomic.Int64
 	tokens    atomic.Int64
-	delay     atomic.Int64 // nanoseconds each token request is held
+
+	mu   sync.Mutex
+	gate chan struct{} // non-nil: token requests wait until it is closed
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -30,10 +32,37 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		c.discovery.Add(1)
 	}
 	if strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token") {
-		c.tokens.Add(1)
-		time.Sleep(time.Duration(c.delay.Load()))
+		c.mu.Lock()
+		gate := c.gate
+		c.mu.Unlock()
+		c.tokens.Add(1) // counted once it is held, so a test can wait for it
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return nil, r.Context().Err()
+			}
+		}
 	}
 	return c.next.RoundTrip(r)
+}
+
+// hold makes token requests wait at Entra from now until release is
+// called (also at the test's end, so nothing is left waiting): a slow
+// Entra for exactly as long as the test needs one, not a guessed delay.
+func (c *countingTransport) hold(t testing.TB) (release func()) {
+	gate := make(chan struct{})
+	c.mu.Lock()
+	c.gate = gate
+	c.mu.Unlock()
+	release = sync.OnceFunc(func() {
+		c.mu.Lock()
+		c.gate = nil
+		c.mu.Unlock()
+		close(gate)
+	})
+	t.Cleanup(release)
+	return release
 }
 
 // newTappedStack is a stack whose calls to Entra go through a
