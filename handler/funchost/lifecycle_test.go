@@ -246,9 +246,9 @@ func TestShutdown(t *testing.T) {
 // handler and exits 0; it exits 1 when the handler exits.
 func TestCommand(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "funchost")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput(); err != nil {
-		t.Fatalf("build the command: %v\n%s", err, out)
+	bin, err := goBinary("./cmd", t.TempDir())
+	if err != nil {
+		t.Fatalf("build the command: %v", err)
 	}
 	t.Run("serves and stops on SIGTERM", func(t *testing.T) {
 		mark := filepath.Join(t.TempDir(), "term")
