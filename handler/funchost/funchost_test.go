@@ -162,10 +162,15 @@ func start(t *testing.T, opts funchost.Options) *funchost.Host {
 	return h
 }
 
-// startReady is start, then a wait for the handler's first answer.
+// startReady is start, then waitReady.
 func startReady(t *testing.T, opts funchost.Options) *funchost.Host {
 	t.Helper()
-	h := start(t, opts)
+	return waitReady(t, start(t, opts))
+}
+
+// waitReady waits for the handler's first answer and returns h.
+func waitReady(t *testing.T, h *funchost.Host) *funchost.Host {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := h.WaitReady(ctx); err != nil {
