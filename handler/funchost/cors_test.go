@@ -141,8 +141,13 @@ func TestCORS(t *testing.T) {
 // TestCORSPolicies: one origin (no Vary) with credentials; "*"; none.
 func TestCORSPolicies(t *testing.T) {
 	t.Parallel()
+	// Started together, so that their handlers start at once.
+	oneOrigin := start(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"https://app.example"}, CORSCredentials: true})
+	anyOrigin := start(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"*"}})
+	starAmong := start(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"*", "https://app.example"}})
+	noOrigins := start(t, funchost.Options{Root: corsApp(t)})
 	t.Run("one origin with credentials", func(t *testing.T) {
-		h := startReady(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"https://app.example"}, CORSCredentials: true})
+		h := waitReady(t, oneOrigin)
 		resp := preflight(t, h.URL()+"/items/1", "https://app.example")
 		wantHeader(t, resp, "Access-Control-Allow-Origin", "https://app.example")
 		wantHeader(t, resp, "Access-Control-Allow-Credentials", "true")
@@ -152,7 +157,7 @@ func TestCORSPolicies(t *testing.T) {
 		wantHeader(t, resp, "Vary", "")
 	})
 	t.Run("any origin", func(t *testing.T) {
-		h := startReady(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"*"}})
+		h := waitReady(t, anyOrigin)
 		resp := preflight(t, h.URL()+"/items/1", "https://anyone.example")
 		wantHeader(t, resp, "Access-Control-Allow-Origin", "*")
 		wantHeader(t, resp, "Vary", "")
@@ -160,11 +165,11 @@ func TestCORSPolicies(t *testing.T) {
 		wantHeader(t, resp, "Access-Control-Allow-Origin", "*")
 	})
 	t.Run("* among other origins is a literal", func(t *testing.T) {
-		h := startReady(t, funchost.Options{Root: corsApp(t), CORSOrigins: []string{"*", "https://app.example"}})
+		h := waitReady(t, starAmong)
 		wantNoCORS(t, preflight(t, h.URL()+"/items/1", "https://anyone.example"))
 	})
 	t.Run("no origins: preflights still answered, bare", func(t *testing.T) {
-		h := startReady(t, funchost.Options{Root: corsApp(t)})
+		h := waitReady(t, noOrigins)
 		wantNoCORS(t, preflight(t, h.URL()+"/opts", "https://app.example"))
 		resp, _ := call(t, http.MethodGet, h.URL()+"/items/1"+handlerCORS, "Origin", "https://app.example")
 		wantHeader(t, resp, "Access-Control-Allow-Origin", "https://handler.example")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,8 +141,20 @@ func TestForwarding(t *testing.T) {
 // announces its length or is chunked, and never reaches the handler.
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
+	byDefault := start(t, funchost.Options{Root: catchAll(t)})
+	bySetting := start(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "1000"}})
+	// A 413 with the body unread closes the connection, and Go's server
+	// then lingers 500 ms (its RST avoidance), which Close waits for:
+	// closing both stand-ins at once waits that out once.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, h := range []*funchost.Host{byDefault, bySetting} {
+			wg.Go(func() { _ = h.Close() })
+		}
+		wg.Wait()
+	})
 	t.Run("the default limit, 104857600 bytes", func(t *testing.T) {
-		h := startReady(t, funchost.Options{Root: catchAll(t)})
+		h := waitReady(t, byDefault)
 		// Only the announced length is sent: the stand-in must refuse it
 		// without reading 100 MiB.
 		if got := rawStatus(t, h, "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 104857601\r\n\r\n"); got != 413 {
@@ -152,7 +165,7 @@ func TestBodyLimit(t *testing.T) {
 		}
 	})
 	t.Run("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", func(t *testing.T) {
-		h := startReady(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "1000"}})
+		h := waitReady(t, bySetting)
 		resp, body := send(t, newRequest(t, http.MethodPost, h.URL()+"/at-limit", strings.NewReader(strings.Repeat("a", 1000))))
 		if e := echoed(t, resp, body); e.BodyLen != 1000 {
 			t.Errorf("1000 bytes: handler got %d", e.BodyLen)

@@ -468,6 +468,9 @@ func (h *Host) gate(next http.Handler) http.Handler {
 		select {
 		case <-h.ready:
 		default:
+			// Said at debug level so that a test knows the request got
+			// here before the handler listened, as the host would see it.
+			h.log.Debug("funchost: a request waits for the handler", "path", r.URL.Path)
 			t := time.NewTimer(h.opts.RequestWait)
 			defer t.Stop()
 			select {

@@ -26,15 +26,43 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	echoBin = filepath.Join(dir, "echo")
-	if out, err := exec.Command("go", "build", "-o", echoBin, "./testdata/echo").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the test handler: %v\n%s", err, out)
+	if echoBin, err = goBinary("./testdata/echo", dir); err != nil {
+		fmt.Fprintf(os.Stderr, "build the test handler: %v\n", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// goBinary builds the main package pkg and returns its executable. It asks
+// go run for it (with -exec echo, which prints the path instead of running
+// it), because go run keeps executables in the build cache: with a warm
+// cache nothing is linked, where go build -o into a fresh folder links
+// every time. On a cold cache go run names a copy in its work folder, gone
+// once it exits; the second run names the cached one. Should the cache not
+// keep it, go build -o into dir does.
+func goBinary(pkg, dir string) (string, error) {
+	for range 2 {
+		cmd := exec.Command("go", "run", "-exec", "echo", pkg)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("go run %s: %v\n%s", pkg, err, stderr.String())
+		}
+		if bin := strings.TrimSpace(string(out)); filepath.IsAbs(bin) {
+			if _, err := os.Stat(bin); err == nil {
+				return bin, nil
+			}
+		}
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin, nil
 }
 
 // echo is what the test handler answers (testdata/echo's Echo).
@@ -134,10 +162,15 @@ func start(t *testing.T, opts funchost.Options) *funchost.Host {
 	return h
 }
 
-// startReady is start, then a wait for the handler's first answer.
+// startReady is start, then waitReady.
 func startReady(t *testing.T, opts funchost.Options) *funchost.Host {
 	t.Helper()
-	h := start(t, opts)
+	return waitReady(t, start(t, opts))
+}
+
+// waitReady waits for the handler's first answer and returns h.
+func waitReady(t *testing.T, h *funchost.Host) *funchost.Host {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := h.WaitReady(ctx); err != nil {

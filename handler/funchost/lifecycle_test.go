@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -136,17 +139,48 @@ func TestReadiness(t *testing.T) {
 	t.Parallel()
 	t.Run("slow start", func(t *testing.T) {
 		t.Parallel()
-		h := start(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_START_DELAY": "700ms"}})
-		resp, body := call(t, http.MethodGet, h.URL()+"/early") // sent before the handler listens
-		if e := echoed(t, resp, body); e.Path != "/early" {
+		// The handler listens once the gate file exists, which the test
+		// creates only when the stand-in holds the request.
+		gate := filepath.Join(t.TempDir(), "listen")
+		waiting := newLogWatch("funchost: a request waits for the handler")
+		h := start(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_START_GATE": gate}, Logger: slog.New(waiting)})
+		type answer struct {
+			resp *http.Response
+			body string
+			err  error
+		}
+		answered := make(chan answer, 1)
+		go func() {
+			var a answer
+			if a.resp, a.err = client.Get(h.URL() + "/early"); a.err == nil {
+				b, err := io.ReadAll(a.resp.Body)
+				a.resp.Body.Close()
+				a.body, a.err = string(b), err
+			}
+			answered <- a
+		}()
+		select {
+		case <-waiting.seen:
+		case a := <-answered:
+			t.Fatalf("answered before the handler listened: %v %v %q", a.err, a.resp, a.body)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the request did not reach the stand-in within 30 s")
+		}
+		writeFile(t, gate, "")
+		a := <-answered
+		if a.err != nil {
+			t.Fatalf("GET /early: %v", a.err)
+		}
+		if e := echoed(t, a.resp, a.body); e.Path != "/early" {
 			t.Errorf("handler got %s", e.Path)
 		}
 	})
 	t.Run("never listens", func(t *testing.T) {
 		t.Parallel()
+		// Both limits run out by design, so short ones are as sure as long.
 		h := start(t, funchost.Options{
 			Root: catchAll(t), Settings: map[string]string{"ECHO_NEVER_LISTEN": "1"},
-			StartTimeout: time.Second, RequestWait: 300 * time.Millisecond, StopGrace: time.Second,
+			StartTimeout: 100 * time.Millisecond, RequestWait: 50 * time.Millisecond, StopGrace: time.Second,
 		})
 		resp, body := call(t, http.MethodGet, h.URL()+"/x")
 		if resp.StatusCode != 503 || body != "Function host is not running." {
@@ -197,7 +231,9 @@ func TestShutdown(t *testing.T) {
 		}
 	})
 	t.Run("SIGTERM ignored", func(t *testing.T) {
-		h := startReady(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_IGNORE_TERM": "1"}, StopGrace: 300 * time.Millisecond})
+		// The handler never exits by itself, so the grace always runs out:
+		// a short one proves the kill as well as a long one.
+		h := startReady(t, funchost.Options{Root: catchAll(t), Settings: map[string]string{"ECHO_IGNORE_TERM": "1"}, StopGrace: 50 * time.Millisecond})
 		if err := h.Close(); err == nil || !strings.Contains(err.Error(), "killed") {
 			t.Errorf("Close: %v, want the kill reported", err)
 		}
@@ -210,9 +246,9 @@ func TestShutdown(t *testing.T) {
 // handler and exits 0; it exits 1 when the handler exits.
 func TestCommand(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "funchost")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput(); err != nil {
-		t.Fatalf("build the command: %v\n%s", err, out)
+	bin, err := goBinary("./cmd", t.TempDir())
+	if err != nil {
+		t.Fatalf("build the command: %v", err)
 	}
 	t.Run("serves and stops on SIGTERM", func(t *testing.T) {
 		mark := filepath.Join(t.TempDir(), "term")
@@ -300,3 +336,24 @@ func runUntilReady(t *testing.T, cmd *exec.Cmd) string {
 		}
 	}
 }
+
+// logWatch is a slog handler that closes seen when a message is logged.
+type logWatch struct {
+	msg  string
+	seen chan struct{}
+	once sync.Once
+}
+
+func newLogWatch(msg string) *logWatch { return &logWatch{msg: msg, seen: make(chan struct{})} }
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == w.msg {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return nil
+}
+
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *logWatch) WithGroup(string) slog.Handler      { return w }

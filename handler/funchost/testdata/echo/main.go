@@ -1,7 +1,8 @@
 // Command echo is the tests' custom handler: it listens on
 // 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT and answers every request with
 // JSON describing what it received. Settings in its environment make it
-// start slowly, never listen, exit at once, or ignore SIGTERM.
+// listen only once a file exists, never listen, exit at once, or ignore
+// SIGTERM.
 package main
 
 import (
@@ -58,8 +59,15 @@ func main() {
 	if os.Getenv("ECHO_NEVER_LISTEN") != "" {
 		select {}
 	}
-	if d, err := time.ParseDuration(os.Getenv("ECHO_START_DELAY")); err == nil {
-		time.Sleep(d)
+	if gate := os.Getenv("ECHO_START_GATE"); gate != "" {
+		// A slow start that ends when the test says, not after a guess
+		// at how long the stand-in takes to hold a request.
+		for {
+			if _, err := os.Stat(gate); err == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("FUNCTIONS_CUSTOMHANDLER_PORT"))
 	if err != nil {
