@@ -134,11 +134,16 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 	t.Parallel()
 	var mode atomic.Value
 	mode.Store("")
+	atUpstream := make(chan struct{}, 1) // a slow call reached it: its caller may hang up now
 	front := func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		method, _, params := rpcMethod(r)
 		if method == "tools/call" {
 			switch mode.Load().(string) {
 			case "slow":
+				select {
+				case atUpstream <- struct{}{}:
+				default:
+				}
 				select {
 				case <-time.After(2 * time.Second):
 				case <-r.Context().Done():
@@ -175,7 +180,13 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 			for i := 0; i < breakerThreshold+1; i++ {
 				ctx, cancel := context.WithCancel(user("u1"))
 				if c.mode == "slow" {
-					time.AfterFunc(50*time.Millisecond, cancel)
+					go func() {
+						select {
+						case <-atUpstream:
+						case <-ctx.Done(): // it ended without reaching the upstream
+						}
+						cancel()
+					}()
 				}
 				_, _ = run(ctx, tool, nil)
 				cancel()
@@ -199,37 +210,63 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 // "unreachable" and counts against the breaker.
 func TestRedteamOneFailedCallDoesNotCancelAnother(t *testing.T) {
 	t.Parallel()
-	front := func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		method, _, params := rpcMethod(r)
-		if method == "tools/call" {
-			switch toolCalled(params) {
-			case devupstream.ListNotesTool:
-				time.Sleep(400 * time.Millisecond) // a slow read, answered
-			case devupstream.AddNoteTool:
-				http.Error(w, "overloaded", http.StatusServiceUnavailable)
-				return
+	// heldRead fronts the upstream: a list_notes call (a slow read,
+	// answered) is held until the test has done what it tests meanwhile;
+	// add_note is refused as an overloaded upstream would.
+	heldRead := func() (front func(http.ResponseWriter, *http.Request, http.Handler), arrived <-chan struct{}, answer func()) {
+		in, out := make(chan struct{}, 1), make(chan struct{})
+		var once sync.Once
+		answer = func() { once.Do(func() { close(out) }) }
+		return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			method, _, params := rpcMethod(r)
+			if method == "tools/call" {
+				switch toolCalled(params) {
+				case devupstream.ListNotesTool:
+					select {
+					case in <- struct{}{}:
+					case <-r.Context().Done():
+						return
+					}
+					select {
+					case <-out:
+					case <-r.Context().Done():
+						return
+					}
+				case devupstream.AddNoteTool:
+					http.Error(w, "overloaded", http.StatusServiceUnavailable)
+					return
+				}
 			}
-		}
-		next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r)
+		}, in, answer
 	}
 	t.Run("another call of the same user fails", func(t *testing.T) {
+		front, arrived, answer := heldRead()
 		f := newRedFixture(t, devupstream.Options{}, front, Options{}, nil)
+		t.Cleanup(answer) // before the server closes, which waits for the held call
 		slow, failing := f.toolOf(t, user("u1"), "notes.list_notes"), f.toolOf(t, user("u1"), "notes.add_note")
 		done := make(chan error, 1)
 		go func() {
 			_, err := run(user("u1"), slow, nil)
 			done <- err
 		}()
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-arrived:
+		case err := <-done:
+			t.Fatalf("the slow call ended before it reached the upstream: %v", err)
+		}
 		if _, err := run(user("u1"), failing, map[string]any{"text": "x"}); outcome(t, err) != OutcomeUnavailable {
 			t.Fatalf("the failing call: %v", err)
 		}
+		answer()
 		if err := <-done; err != nil {
 			t.Fatalf("the slow call, which the upstream answered, failed: %s (%v)", failureText(err), err)
 		}
 	})
 	t.Run("the pool evicts the connection", func(t *testing.T) {
+		front, arrived, answer := heldRead()
 		f := newRedFixture(t, devupstream.Options{}, front, Options{}, nil)
+		t.Cleanup(answer) // before the server closes, which waits for the held call
 		slow := f.toolOf(t, user("u1"), "notes.list_notes")
 		who := f.toolOf(t, user("u1"), "notes.whoami")
 		f.fed.servers[0].pool.max = 1 // 2000 in production: as if 2000 others came
@@ -238,10 +275,15 @@ func TestRedteamOneFailedCallDoesNotCancelAnother(t *testing.T) {
 			_, err := run(user("u1"), slow, nil)
 			done <- err
 		}()
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-arrived:
+		case err := <-done:
+			t.Fatalf("the slow call ended before it reached the upstream: %v", err)
+		}
 		if _, err := run(user("u2"), who, nil); err != nil {
 			t.Fatal(err)
 		}
+		answer()
 		if err := <-done; err != nil {
 			t.Fatalf("u1's call, which the upstream answered, failed when u2 took the last pool slot: %s (%v)", failureText(err), err)
 		}
