@@ -80,9 +80,13 @@ type docServer struct {
 	byURI    map[string]int // by path and query
 	release  chan struct{}  // closed by releaseSlow or at cleanup: slow handlers stop waiting
 	once     sync.Once
+	paused   chan struct{} // closed by unpause or at cleanup: the /pause documents are served
+	unpaused sync.Once
 }
 
 func (d *docServer) releaseSlow() { d.once.Do(func() { close(d.release) }) }
+
+func (d *docServer) unpause() { d.unpaused.Do(func() { close(d.paused) }) }
 
 const (
 	appHost   = "app.example.com"
@@ -91,7 +95,7 @@ const (
 
 func newDocServer(t *testing.T) *docServer {
 	t.Helper()
-	d := &docServer{requests: make(map[string]int), byURI: make(map[string]int), release: make(chan struct{})}
+	d := &docServer{requests: make(map[string]int), byURI: make(map[string]int), release: make(chan struct{}), paused: make(chan struct{})}
 	d.srv = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
 	d.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -109,6 +113,7 @@ func newDocServer(t *testing.T) *docServer {
 	d.srv.StartTLS()
 	t.Cleanup(func() {
 		d.releaseSlow()
+		d.unpause()
 		d.srv.Close()
 	})
 	_, d.port, _ = net.SplitHostPort(d.srv.Listener.Addr().String())
@@ -185,7 +190,7 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 			delete(doc, "redirect_uris")
 		}
 	case "/pause-missing.json":
-		time.Sleep(200 * time.Millisecond)
+		d.pause(r)
 		http.NotFound(w, r)
 		return
 	case "/big.json":
@@ -218,7 +223,7 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	case "/pause.json":
-		time.Sleep(200 * time.Millisecond)
+		d.pause(r)
 	case "/once.json":
 		// A document that is served well once, then not at all.
 		if seen > 1 {
@@ -230,6 +235,15 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(doc)
+}
+
+// pause holds a /pause document until the test has every lookup of it
+// waiting (unpause).
+func (d *docServer) pause(r *http.Request) {
+	select {
+	case <-d.paused:
+	case <-r.Context().Done():
+	}
 }
 
 type cimdEnv struct {
@@ -550,6 +564,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 				errs <- err
 			})
 		}
+		e.unpauseOnceJoined(t, id, n)
 		wg.Wait()
 		close(errs)
 		for err := range errs {
@@ -642,6 +657,7 @@ func TestDocumentConcurrentLookupsFetchOnce(t *testing.T) {
 			errs <- err
 		})
 	}
+	e.unpauseOnceJoined(t, id, 10)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -664,6 +680,14 @@ func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
 		t.Errorf("caller gave up after 100ms: %v after %v; want its deadline error, promptly", err, time.Since(start))
 	}
+}
+
+// unpauseOnceJoined serves the /pause document id once n lookups wait
+// for its one fetch: were they not joined to it, it would never be.
+func (e *cimdEnv) unpauseOnceJoined(t *testing.T, id string, n int) {
+	t.Helper()
+	testkit.WaitFor(t, fmt.Sprintf("%d lookups joined to one fetch", n), func() bool { return oauthclients.Joined(e.reg, id) >= n })
+	e.docs.unpause()
 }
 
 // host names h<i>.example.com on the loopback server.
