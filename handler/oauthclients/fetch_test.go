@@ -81,6 +81,7 @@ type docServer struct {
 	release  chan struct{}  // closed by releaseSlow or at cleanup: slow handlers stop waiting
 	once     sync.Once
 	paused   chan struct{} // closed by unpause or at cleanup: the /pause documents are served
+	slowed   chan struct{} // gets a value when a slow handler starts waiting, if it has room
 	unpaused sync.Once
 }
 
@@ -95,7 +96,8 @@ const (
 
 func newDocServer(t *testing.T) *docServer {
 	t.Helper()
-	d := &docServer{requests: make(map[string]int), byURI: make(map[string]int), release: make(chan struct{}), paused: make(chan struct{})}
+	d := &docServer{requests: make(map[string]int), byURI: make(map[string]int), release: make(chan struct{}), paused: make(chan struct{}),
+		slowed: make(chan struct{}, 1)}
 	d.srv = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
 	d.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -207,6 +209,10 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		fallthrough
 	case "/slow.json":
+		select {
+		case d.slowed <- struct{}{}:
+		default:
+		}
 		select {
 		case <-r.Context().Done():
 		case <-d.release:
@@ -703,12 +709,38 @@ func TestDocumentConcurrentLookupsFetchOnce(t *testing.T) {
 func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 	t.Parallel()
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = 2 * time.Second })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
+	ctx := &passingDeadline{Context: context.Background(), passed: make(chan struct{})}
+	returned := make(chan struct{})
+	go func() {
+		select {
+		case <-e.docs.slowed: // the fetch is under way, and the server stalls it
+			close(ctx.passed)
+		case <-returned:
+		}
+	}()
 	start := time.Now()
 	_, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/slow.json"), "requester")
+	close(returned)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
-		t.Errorf("caller gave up after 100ms: %v after %v; want its deadline error, promptly", err, time.Since(start))
+		t.Errorf("caller's deadline passed while the document was fetched: %v after %v; want its deadline error, promptly", err, time.Since(start))
+	}
+}
+
+// passingDeadline is a caller's context whose deadline passes when passed
+// is closed: at a moment the test picks, not after a wait.
+type passingDeadline struct {
+	context.Context
+	passed chan struct{}
+}
+
+func (c *passingDeadline) Done() <-chan struct{} { return c.passed }
+
+func (c *passingDeadline) Err() error {
+	select {
+	case <-c.passed:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }
 
