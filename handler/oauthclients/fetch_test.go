@@ -89,6 +89,14 @@ func (d *docServer) releaseSlow() { d.once.Do(func() { close(d.release) }) }
 
 func (d *docServer) unpause() { d.unpaused.Do(func() { close(d.paused) }) }
 
+// noteSlowed tells a test waiting on slowed that a slow handler stalls.
+func (d *docServer) noteSlowed() {
+	select {
+	case d.slowed <- struct{}{}:
+	default:
+	}
+}
+
 const (
 	appHost   = "app.example.com"
 	otherHost = "other.example.com"
@@ -209,10 +217,7 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		fallthrough
 	case "/slow.json":
-		select {
-		case d.slowed <- struct{}{}:
-		default:
-		}
+		d.noteSlowed()
 		select {
 		case <-r.Context().Done():
 		case <-d.release:

@@ -183,16 +183,7 @@ func TestConcurrencyCap(t *testing.T) {
 			results <- err
 		}()
 	}
-	var errs []error
-	giveUp := time.After(10 * time.Second) // only if the cap let more than two through
-	for gaveUp := false; len(errs) < 4 && !gaveUp; {
-		select {
-		case err := <-results:
-			errs = append(errs, err)
-		case <-giveUp:
-			gaveUp = true
-		}
-	}
+	errs := receive(results, 4, 10*time.Second) // the wait only if the cap let more than two through
 	release()
 	for len(errs) < 6 {
 		errs = append(errs, <-results)
@@ -220,12 +211,8 @@ func TestConcurrencyCap(t *testing.T) {
 				}
 			})
 		}
-		for range 2 {
-			select {
-			case <-waiting:
-			case <-time.After(10 * time.Second):
-				t.Error("with a cap of 2 and 4 calls at once, no call waited for a slot")
-			}
+		if n := len(receive(waiting, 2, 10*time.Second)); n != 2 {
+			t.Errorf("with a cap of 2 and 4 calls at once, %d calls waited for a slot", n)
 		}
 		release()
 		wg.Wait()
@@ -233,6 +220,21 @@ func TestConcurrencyCap(t *testing.T) {
 			t.Fatalf("%d of 4 calls failed with a cap of 2, calls in flight until two more waited, and a %v wait", failed.Load(), slotWait)
 		}
 	})
+}
+
+// receive takes n values from c, or fewer if wait passes first.
+func receive[T any](c <-chan T, n int, wait time.Duration) []T {
+	var out []T
+	timeout := time.After(wait)
+	for len(out) < n {
+		select {
+		case v := <-c:
+			out = append(out, v)
+		case <-timeout:
+			return out
+		}
+	}
+	return out
 }
 
 func TestBadAnswers(t *testing.T) {

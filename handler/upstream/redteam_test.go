@@ -180,13 +180,7 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 			for i := 0; i < breakerThreshold+1; i++ {
 				ctx, cancel := context.WithCancel(user("u1"))
 				if c.mode == "slow" {
-					go func() {
-						select {
-						case <-atUpstream:
-						case <-ctx.Done(): // it ended without reaching the upstream
-						}
-						cancel()
-					}()
+					go hangUpAt(ctx, cancel, atUpstream)
 				}
 				_, _ = run(ctx, tool, nil)
 				cancel()
@@ -202,6 +196,47 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 	}
 }
 
+// heldRead fronts the upstream: a list_notes call (a slow read, answered)
+// is held until answer is called, so a test can do what it tests while the
+// read is in flight; add_note is refused as an overloaded upstream would.
+func heldRead() (front func(http.ResponseWriter, *http.Request, http.Handler), arrived <-chan struct{}, answer func()) {
+	in, out := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	answer = func() { once.Do(func() { close(out) }) }
+	return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		method, _, params := rpcMethod(r)
+		if method == "tools/call" {
+			switch toolCalled(params) {
+			case devupstream.ListNotesTool:
+				select {
+				case in <- struct{}{}:
+				case <-r.Context().Done():
+					return
+				}
+				select {
+				case <-out:
+				case <-r.Context().Done():
+					return
+				}
+			case devupstream.AddNoteTool:
+				http.Error(w, "overloaded", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	}, in, answer
+}
+
+// hangUpAt cancels the call of ctx once it reached the upstream (a value
+// on at), or sees it end without.
+func hangUpAt(ctx context.Context, cancel context.CancelFunc, at <-chan struct{}) {
+	select {
+	case <-at:
+	case <-ctx.Done():
+	}
+	cancel()
+}
+
 // TestRedteamOneFailedCallDoesNotCancelAnother: a user's calls to one
 // upstream share a connection. When one of them fails, or the pool evicts
 // the connection, the connection is closed - and closing mcp-go's
@@ -210,36 +245,6 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 // "unreachable" and counts against the breaker.
 func TestRedteamOneFailedCallDoesNotCancelAnother(t *testing.T) {
 	t.Parallel()
-	// heldRead fronts the upstream: a list_notes call (a slow read,
-	// answered) is held until the test has done what it tests meanwhile;
-	// add_note is refused as an overloaded upstream would.
-	heldRead := func() (front func(http.ResponseWriter, *http.Request, http.Handler), arrived <-chan struct{}, answer func()) {
-		in, out := make(chan struct{}, 1), make(chan struct{})
-		var once sync.Once
-		answer = func() { once.Do(func() { close(out) }) }
-		return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-			method, _, params := rpcMethod(r)
-			if method == "tools/call" {
-				switch toolCalled(params) {
-				case devupstream.ListNotesTool:
-					select {
-					case in <- struct{}{}:
-					case <-r.Context().Done():
-						return
-					}
-					select {
-					case <-out:
-					case <-r.Context().Done():
-						return
-					}
-				case devupstream.AddNoteTool:
-					http.Error(w, "overloaded", http.StatusServiceUnavailable)
-					return
-				}
-			}
-			next.ServeHTTP(w, r)
-		}, in, answer
-	}
 	t.Run("another call of the same user fails", func(t *testing.T) {
 		front, arrived, answer := heldRead()
 		f := newRedFixture(t, devupstream.Options{}, front, Options{}, nil)
