@@ -251,6 +251,10 @@ type fetchCall struct {
 	done      chan struct{}
 	client    Client
 	err       error
+	// joined counts the lookups that started or joined it (guarded by
+	// documentFetcher.mu): a test holds the document until all of its
+	// lookups have joined, rather than hope a pause was long enough.
+	joined int
 }
 
 // cacheEntry is the client a valid document describes. Failures are never
@@ -325,6 +329,7 @@ func (f *documentFetcher) lookup(ctx context.Context, clientID, requester string
 		// does not fail the others waiting for it, nor get cached.
 		go f.run(clientID, call)
 	}
+	call.joined++
 	f.mu.Unlock()
 	select {
 	case <-call.done:

@@ -1,15 +1,18 @@
 package oauthclients_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -80,9 +83,22 @@ type docServer struct {
 	byURI    map[string]int // by path and query
 	release  chan struct{}  // closed by releaseSlow or at cleanup: slow handlers stop waiting
 	once     sync.Once
+	paused   chan struct{} // closed by unpause or at cleanup: the /pause documents are served
+	slowed   chan struct{} // gets a value when a slow handler starts waiting, if it has room
+	unpaused sync.Once
 }
 
 func (d *docServer) releaseSlow() { d.once.Do(func() { close(d.release) }) }
+
+func (d *docServer) unpause() { d.unpaused.Do(func() { close(d.paused) }) }
+
+// noteSlowed tells a test waiting on slowed that a slow handler stalls.
+func (d *docServer) noteSlowed() {
+	select {
+	case d.slowed <- struct{}{}:
+	default:
+	}
+}
 
 const (
 	appHost   = "app.example.com"
@@ -91,7 +107,8 @@ const (
 
 func newDocServer(t *testing.T) *docServer {
 	t.Helper()
-	d := &docServer{requests: make(map[string]int), byURI: make(map[string]int), release: make(chan struct{})}
+	d := &docServer{requests: make(map[string]int), byURI: make(map[string]int), release: make(chan struct{}), paused: make(chan struct{}),
+		slowed: make(chan struct{}, 1)}
 	d.srv = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
 	d.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -106,13 +123,28 @@ func newDocServer(t *testing.T) *docServer {
 		t.Fatal(err)
 	}
 	d.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	d.srv.Config.ErrorLog = log.New(withoutHandshakeErrors{}, "", log.LstdFlags)
 	d.srv.StartTLS()
 	t.Cleanup(func() {
 		d.releaseSlow()
+		d.unpause()
 		d.srv.Close()
 	})
 	_, d.port, _ = net.SplitHostPort(d.srv.Listener.Addr().String())
 	return d
+}
+
+// withoutHandshakeErrors is the document server's error log, less TLS
+// handshake errors: fetches that a test started and no longer waits for
+// (startSlow) may still be in their handshake when it ends, and Close cuts
+// them. Everything else the server logs, a handler's panic say, is kept.
+type withoutHandshakeErrors struct{}
+
+func (withoutHandshakeErrors) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("http: TLS handshake error")) {
+		return len(p), nil
+	}
+	return os.Stderr.Write(p)
 }
 
 // url is the client_id URL of a path on the server, under a host name.
@@ -185,7 +217,7 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 			delete(doc, "redirect_uris")
 		}
 	case "/pause-missing.json":
-		time.Sleep(200 * time.Millisecond)
+		d.pause(r)
 		http.NotFound(w, r)
 		return
 	case "/big.json":
@@ -202,6 +234,7 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		fallthrough
 	case "/slow.json":
+		d.noteSlowed()
 		select {
 		case <-r.Context().Done():
 		case <-d.release:
@@ -218,7 +251,7 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	case "/pause.json":
-		time.Sleep(200 * time.Millisecond)
+		d.pause(r)
 	case "/once.json":
 		// A document that is served well once, then not at all.
 		if seen > 1 {
@@ -230,6 +263,15 @@ func (d *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(doc)
+}
+
+// pause holds a /pause document until the test has every lookup of it
+// waiting (unpause).
+func (d *docServer) pause(r *http.Request) {
+	select {
+	case <-d.paused:
+	case <-r.Context().Done():
+	}
 }
 
 type cimdEnv struct {
@@ -440,22 +482,52 @@ func TestDocumentPlainHTTPOnLoopbackInDevMode(t *testing.T) {
 
 func TestDocumentSlowServerRefusedWithinCap(t *testing.T) {
 	t.Parallel()
-	const limit = 300 * time.Millisecond
+	const limit = 200 * time.Millisecond
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = limit })
-	for _, path := range []string{"/slow.json", "/slow-body.json"} {
+	// Both wait out the limit, so they wait at the same time.
+	paths := []string{"/slow.json", "/slow-body.json"}
+	var lookups []func() lookupResult
+	for _, path := range paths {
+		lookups = append(lookups, func() lookupResult { return e.timedLookup(e.docs.url(appHost, path), "requester-"+path) })
+	}
+	results := together(lookups...)
+	for i, path := range paths {
 		t.Run(path, func(t *testing.T) {
-			start := time.Now()
-			_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, path), "requester")
-			took := time.Since(start)
-			t.Logf("%s took %v", path, took)
-			if oe := wantCode(t, path, err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
+			r := results[i]
+			t.Logf("%s took %v", path, r.took)
+			if oe := wantCode(t, path, r.err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
 				t.Errorf("%s: %q; want a timeout", path, oe.Description)
 			}
-			if took > limit+time.Second {
-				t.Errorf("%s: took %v; want about %v", path, took, limit)
+			if r.took > limit+time.Second {
+				t.Errorf("%s: took %v; want about %v", path, r.took, limit)
 			}
 		})
 	}
+}
+
+// lookupResult is what one lookup returned, and how long it took.
+type lookupResult struct {
+	err  error
+	took time.Duration
+}
+
+// timedLookup looks clientID up for requester, timing it.
+func (e *cimdEnv) timedLookup(clientID, requester string) lookupResult {
+	start := time.Now()
+	_, err := e.reg.Lookup(context.Background(), clientID, requester)
+	return lookupResult{err, time.Since(start)}
+}
+
+// together runs each f at once and returns what each returned, in order:
+// for cases that each wait out a timeout.
+func together[T any](fs ...func() T) []T {
+	out := make([]T, len(fs))
+	var wg sync.WaitGroup
+	for i, f := range fs {
+		wg.Go(func() { out[i] = f() })
+	}
+	wg.Wait()
+	return out
 }
 
 func TestDocumentCache(t *testing.T) {
@@ -550,6 +622,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 				errs <- err
 			})
 		}
+		e.unpauseOnceJoined(t, id, n)
 		wg.Wait()
 		close(errs)
 		for err := range errs {
@@ -642,6 +715,7 @@ func TestDocumentConcurrentLookupsFetchOnce(t *testing.T) {
 			errs <- err
 		})
 	}
+	e.unpauseOnceJoined(t, id, 10)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -657,13 +731,47 @@ func TestDocumentConcurrentLookupsFetchOnce(t *testing.T) {
 func TestDocumentLookupHonoursCallerContext(t *testing.T) {
 	t.Parallel()
 	e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout = 2 * time.Second })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
+	ctx := &passingDeadline{Context: context.Background(), passed: make(chan struct{})}
+	returned := make(chan struct{})
+	go func() {
+		select {
+		case <-e.docs.slowed: // the fetch is under way, and the server stalls it
+			close(ctx.passed)
+		case <-returned:
+		}
+	}()
 	start := time.Now()
 	_, err := e.reg.Lookup(ctx, e.docs.url(appHost, "/slow.json"), "requester")
+	close(returned)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
-		t.Errorf("caller gave up after 100ms: %v after %v; want its deadline error, promptly", err, time.Since(start))
+		t.Errorf("caller's deadline passed while the document was fetched: %v after %v; want its deadline error, promptly", err, time.Since(start))
 	}
+}
+
+// passingDeadline is a caller's context whose deadline passes when passed
+// is closed: at a moment the test picks, not after a wait.
+type passingDeadline struct {
+	context.Context
+	passed chan struct{}
+}
+
+func (c *passingDeadline) Done() <-chan struct{} { return c.passed }
+
+func (c *passingDeadline) Err() error {
+	select {
+	case <-c.passed:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// unpauseOnceJoined serves the /pause document id once n lookups wait
+// for its one fetch: were they not joined to it, it would never be.
+func (e *cimdEnv) unpauseOnceJoined(t *testing.T, id string, n int) {
+	t.Helper()
+	testkit.WaitFor(t, fmt.Sprintf("%d lookups joined to one fetch", n), func() bool { return oauthclients.Joined(e.reg, id) >= n })
+	e.docs.unpause()
 }
 
 // host names h<i>.example.com on the loopback server.
@@ -679,10 +787,17 @@ func (e *cimdEnv) host(i int) string {
 // released, for requester; the caller gives up at once, the fetch goes on.
 // It returns the lookup's error: ErrUnavailable if the fetch was refused.
 func (e *cimdEnv) startSlow(h string, n int, requester string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	ctx, cancel := gaveUp()
 	defer cancel()
 	_, err := e.reg.Lookup(ctx, e.docs.url(h, fmt.Sprintf("/slow.json?n=%d", n)), requester)
 	return err
+}
+
+// gaveUp is the context of a caller whose deadline has passed: its lookup
+// still starts (or joins) the fetch, which counts against the caps from
+// then on, and returns at once with the deadline's error.
+func gaveUp() (context.Context, context.CancelFunc) {
+	return context.WithDeadline(context.Background(), time.Now())
 }
 
 // fill starts slow fetches from requesters attacker-0, attacker-1, ...
@@ -867,7 +982,7 @@ func TestDocumentFetchReserve(t *testing.T) {
 	t.Run("the reserve is bounded", func(t *testing.T) {
 		started := 0
 		for i, id := range turning {
-			tctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+			tctx, cancel := gaveUp()
 			_, err := e.reg.Lookup(tctx, id, fmt.Sprintf("turning-%d", i))
 			cancel()
 			if !errors.Is(err, outage.ErrUnavailable) {
@@ -886,58 +1001,65 @@ func TestDocumentFetchReserve(t *testing.T) {
 func TestDocumentFetchTimeouts(t *testing.T) {
 	t.Parallel()
 	const (
-		step  = 200 * time.Millisecond
+		step  = 100 * time.Millisecond
 		total = 5 * time.Second
 	)
-	refusedInTime := func(t *testing.T, e *cimdEnv, id string) {
-		t.Helper()
-		start := time.Now()
-		_, err := e.reg.Lookup(context.Background(), id, "requester")
-		took := time.Since(start)
-		if oe := wantCode(t, id, err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
-			t.Errorf("%q; want a timeout", oe.Description)
-		}
-		if took >= total-time.Second {
-			t.Errorf("took %v: the step's timeout (%v) did not apply, only the whole fetch's (%v)", took, step, total)
-		}
+	// A listener that accepts and never speaks: a TLS handshake never
+	// answered.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Run("connect", func(t *testing.T) {
-		e := newCIMD(t, true, func(o *oauthclients.Options) {
-			o.FetchTimeout, o.ConnectTimeout = total, step
-			o.Dial = func(ctx context.Context, _, _ string) (net.Conn, error) { // a SYN never answered
-				<-ctx.Done()
-				return nil, ctx.Err()
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		var held []net.Conn
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	_, silentPort, _ := net.SplitHostPort(l.Addr().String())
+	connect := newCIMD(t, true, func(o *oauthclients.Options) {
+		o.FetchTimeout, o.ConnectTimeout = total, step
+		o.Dial = func(ctx context.Context, _, _ string) (net.Conn, error) { // a SYN never answered
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+	})
+	handshake := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout, o.ConnectTimeout = total, step })
+	headers := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout, o.HeaderTimeout = total, step })
+	cases := []struct {
+		name string
+		id   string
+		e    *cimdEnv
+	}{
+		{"connect", connect.docs.url(appHost, "/client.json"), connect},
+		{"TLS handshake", "https://" + appHost + ":" + silentPort + "/client.json", handshake},
+		{"response headers", headers.docs.url(appHost, "/slow.json"), headers},
+	}
+	// Each waits out its step's timeout, so they wait at the same time.
+	var lookups []func() lookupResult
+	for _, c := range cases {
+		lookups = append(lookups, func() lookupResult { return c.e.timedLookup(c.id, "requester") })
+	}
+	results := together(lookups...)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := results[i]
+			if oe := wantCode(t, c.id, r.err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
+				t.Errorf("%q; want a timeout", oe.Description)
+			}
+			if r.took >= total-time.Second {
+				t.Errorf("took %v: the step's timeout (%v) did not apply, only the whole fetch's (%v)", r.took, step, total)
 			}
 		})
-		refusedInTime(t, e, e.docs.url(appHost, "/client.json"))
-	})
-	t.Run("TLS handshake", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() { // accepts, never speaks
-			var held []net.Conn
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					for _, c := range held {
-						c.Close()
-					}
-					return
-				}
-				held = append(held, c)
-			}
-		}()
-		e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout, o.ConnectTimeout = total, step })
-		_, port, _ := net.SplitHostPort(l.Addr().String())
-		refusedInTime(t, e, "https://"+appHost+":"+port+"/client.json")
-	})
-	t.Run("response headers", func(t *testing.T) {
-		e := newCIMD(t, true, func(o *oauthclients.Options) { o.FetchTimeout, o.HeaderTimeout = total, step })
-		refusedInTime(t, e, e.docs.url(appHost, "/slow.json"))
-	})
+	}
 }
 
 // TestSiteOf: the per-site cap counts a registered domain once, however

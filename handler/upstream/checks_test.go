@@ -4,6 +4,7 @@ package upstream
 // regression tests.
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
+	"github.com/entra-mcp/functions-mcp/handler/tools"
 )
 
 // TestCheckRedirectsCarryNoCredential: an upstream that redirects gets its
@@ -113,9 +115,17 @@ func TestCheckHostileStreams(t *testing.T) {
 	if res, err := run(user("u1"), tool, nil); err != nil || textOf(res) != "ok" {
 		t.Errorf("requests and notifications on the stream: %v %v", res, err)
 	}
+	// The endless stream waits out the timeout, so it gets an upstream of
+	// its own with a short one, and everything before the stream is done
+	// beforehand with time to spare: the timeout goes to the stream alone.
 	mode.Store("endless")
+	const short = 100 * time.Millisecond
+	endless := newRedFixture(t, devupstream.Options{}, front, Options{}, func(u *config.Upstream) {
+		u.Timeout = config.Duration(short)
+		u.MaxResponseBytes = 1 << 20
+	})
 	start := time.Now()
-	if _, err := run(user("u1"), tool, nil); outcome(t, err) != OutcomeTimeout || time.Since(start) > 2*time.Second {
+	if _, err := run(user("u1"), endless.readyTool(t, "u1", "notes.list_notes"), nil); outcome(t, err) != OutcomeTimeout || time.Since(start) > 2*time.Second {
 		t.Errorf("endless stream: %v after %v", err, time.Since(start))
 	}
 	mode.Store("growing")
@@ -147,4 +157,34 @@ func TestCheckForgottenSessionsDoNotLoop(t *testing.T) {
 	if n := hits.Load() - before; n > 6 {
 		t.Fatalf("one call made %d requests", n)
 	}
+}
+
+// readyTool is the named tool of f's upstream with oid's connection to it
+// initialised, both done without the upstream's timeout: for a test whose
+// timeout is meant for what the call does after.
+func (f *redFixture) readyTool(t *testing.T, oid, name string) tools.Tool {
+	t.Helper()
+	s := f.fed.servers[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := s.fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, release, err := s.pool.get("tid." + oid) // the key do uses for user(oid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if err := c.init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	built, _ := s.build(l)
+	for _, tool := range built.Tools {
+		if tool.Def.Name == name {
+			return tool
+		}
+	}
+	t.Fatalf("%s is not listed", name)
+	return tools.Tool{}
 }

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -83,8 +84,7 @@ func TestSlowUpstream(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, devupstream.Options{}, Options{}, func(u *config.Upstream) { u.Timeout = config.Duration(100 * time.Millisecond) })
 	f.listed(t, "u1")
-	f.delay = 500 * time.Millisecond // well over the timeout
-	f.mode.Store("slow")
+	f.mode.Store("slow") // held until the test ends: well over the timeout
 
 	t.Run("a call times out at the upstream's timeout", func(t *testing.T) {
 		start := time.Now()
@@ -100,10 +100,9 @@ func TestSlowUpstream(t *testing.T) {
 		}
 	})
 	t.Run("repeated failures open the breaker, which fails at once", func(t *testing.T) {
-		for i := 1; i < breakerThreshold; i++ {
-			_, err := f.call(t, "u1", "notes.list_notes", nil)
+		for i, err := range f.callTogether(t, "notes.list_notes", breakerThreshold-1) {
 			if got := outcome(t, err); got != OutcomeTimeout {
-				t.Fatalf("call %d: %q", i, got)
+				t.Fatalf("call %d: %q", i+1, got)
 			}
 		}
 		if s := f.fed.Health()[0].Breaker; s != "open" {
@@ -137,9 +136,7 @@ func TestSlowUpstream(t *testing.T) {
 	})
 	t.Run("a failed trial opens it again", func(t *testing.T) {
 		f.mode.Store("slow")
-		for i := 0; i < breakerThreshold; i++ {
-			_, _ = f.call(t, "u1", "notes.list_notes", nil)
-		}
+		f.callTogether(t, "notes.list_notes", breakerThreshold)
 		f.clock.advance(breakerCooldown)
 		if _, err := f.call(t, "u1", "notes.list_notes", nil); outcome(t, err) != OutcomeTimeout {
 			t.Fatalf("trial: %v", err)
@@ -150,50 +147,94 @@ func TestSlowUpstream(t *testing.T) {
 	})
 }
 
+// callTogether makes n calls of the named tool at once, each as a user of
+// its own, and returns their errors. The breaker counts failures, not
+// whose or in what order: timeouts that run at once cost one timeout of
+// the test's time, not n.
+func (f *fixture) callTogether(t *testing.T, name string, n int) []error {
+	t.Helper()
+	tool, ok := f.listed(t, "u1")[name]
+	if !ok {
+		t.Fatalf("%s is not listed", name)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { _, errs[i] = run(user(fmt.Sprintf("together-%d", i)), tool, nil) })
+	}
+	wg.Wait()
+	return errs
+}
+
 func TestConcurrencyCap(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, devupstream.Options{}, Options{}, func(u *config.Upstream) { u.MaxConcurrent = 2 })
-	f.listed(t, "u1")
-	f.fed.servers[0].gate.wait = 100 * time.Millisecond
-	f.delay = 500 * time.Millisecond // longer than a call waits for a slot
+	tool := f.listed(t, "u1")["notes.list_notes"]
+	g := f.fed.servers[0].gate
+	// The two calls that get the slots are held at the upstream until the
+	// other four have given up, so any wait for a slot runs out first.
+	g.wait = 10 * time.Millisecond
+	release := f.holdSlow()
 	f.mode.Store("slow")
-	var wg sync.WaitGroup
-	outcomes := make(chan string, 6)
-	for i := 0; i < 6; i++ {
-		wg.Add(1)
+	results := make(chan error, 6)
+	for range 6 {
 		go func() {
-			defer wg.Done()
-			_, err := f.call(t, "u1", "notes.list_notes", nil)
-			outcomes <- outcome(t, err)
+			_, err := run(user("u1"), tool, nil)
+			results <- err
 		}()
 	}
-	wg.Wait()
-	close(outcomes)
+	errs := receive(results, 4, 10*time.Second) // the wait only if the cap let more than two through
+	release()
+	for len(errs) < 6 {
+		errs = append(errs, <-results)
+	}
 	counts := map[string]int{}
-	for o := range outcomes {
-		counts[o]++
+	for _, err := range errs {
+		counts[outcome(t, err)]++
 	}
 	if counts[OutcomeBusy] != 4 || counts[""] != 2 {
 		t.Fatalf("with a cap of 2 and 6 calls at once: %v", counts)
 	}
 	t.Run("a call waits briefly for a slot", func(t *testing.T) {
-		f.delay = 50 * time.Millisecond
+		// The production wait; the two calls in flight are let go as soon
+		// as the other two wait for their slots.
+		g.wait = slotWait
+		waiting := make(chan struct{}, 4)
+		g.waiting = func() { waiting <- struct{}{} }
+		release := f.holdSlow()
 		var wg sync.WaitGroup
 		var failed atomic.Int64
-		for i := 0; i < 4; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := f.call(t, "u1", "notes.list_notes", nil); err != nil {
+		for range 4 {
+			wg.Go(func() {
+				if _, err := run(user("u1"), tool, nil); err != nil {
 					failed.Add(1)
 				}
-			}()
+			})
 		}
+		if n := len(receive(waiting, 2, 10*time.Second)); n != 2 {
+			t.Errorf("with a cap of 2 and 4 calls at once, %d calls waited for a slot", n)
+		}
+		release()
 		wg.Wait()
 		if failed.Load() != 0 {
-			t.Fatalf("%d of 4 calls failed with a cap of 2, 50 ms calls and a 100 ms wait", failed.Load())
+			t.Fatalf("%d of 4 calls failed with a cap of 2, calls in flight until two more waited, and a %v wait", failed.Load(), slotWait)
 		}
 	})
+}
+
+// receive takes n values from c, or fewer if wait passes first.
+func receive[T any](c <-chan T, n int, wait time.Duration) []T {
+	var out []T
+	timeout := time.After(wait)
+	for len(out) < n {
+		select {
+		case v := <-c:
+			out = append(out, v)
+		case <-timeout:
+			return out
+		}
+	}
+	return out
 }
 
 func TestBadAnswers(t *testing.T) {

@@ -36,6 +36,10 @@ type gate struct {
 	threshold int
 	cooldown  time.Duration
 	wait      time.Duration // slotWait; shorter in tests
+	// waiting, when set, is called as a call starts waiting for a slot: a
+	// test lets the calls holding the slots finish only once another
+	// waits, so it knows that call waited. nil in production.
+	waiting func()
 
 	mu        sync.Mutex
 	failures  int       // in a row
@@ -91,6 +95,9 @@ func (g *gate) takeSlot(ctx context.Context) error {
 	case g.slots <- struct{}{}:
 		return nil
 	default:
+	}
+	if g.waiting != nil {
+		g.waiting()
 	}
 	t := time.NewTimer(g.wait)
 	defer t.Stop()

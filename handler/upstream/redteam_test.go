@@ -134,11 +134,16 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 	t.Parallel()
 	var mode atomic.Value
 	mode.Store("")
+	atUpstream := make(chan struct{}, 1) // a slow call reached it: its caller may hang up now
 	front := func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		method, _, params := rpcMethod(r)
 		if method == "tools/call" {
 			switch mode.Load().(string) {
 			case "slow":
+				select {
+				case atUpstream <- struct{}{}:
+				default:
+				}
 				select {
 				case <-time.After(2 * time.Second):
 				case <-r.Context().Done():
@@ -175,7 +180,7 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 			for i := 0; i < breakerThreshold+1; i++ {
 				ctx, cancel := context.WithCancel(user("u1"))
 				if c.mode == "slow" {
-					time.AfterFunc(50*time.Millisecond, cancel)
+					go hangUpAt(ctx, cancel, atUpstream)
 				}
 				_, _ = run(ctx, tool, nil)
 				cancel()
@@ -191,6 +196,47 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 	}
 }
 
+// heldRead fronts the upstream: a list_notes call (a slow read, answered)
+// is held until answer is called, so a test can do what it tests while the
+// read is in flight; add_note is refused as an overloaded upstream would.
+func heldRead() (front func(http.ResponseWriter, *http.Request, http.Handler), arrived <-chan struct{}, answer func()) {
+	in, out := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	answer = func() { once.Do(func() { close(out) }) }
+	return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		method, _, params := rpcMethod(r)
+		if method == "tools/call" {
+			switch toolCalled(params) {
+			case devupstream.ListNotesTool:
+				select {
+				case in <- struct{}{}:
+				case <-r.Context().Done():
+					return
+				}
+				select {
+				case <-out:
+				case <-r.Context().Done():
+					return
+				}
+			case devupstream.AddNoteTool:
+				http.Error(w, "overloaded", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	}, in, answer
+}
+
+// hangUpAt cancels the call of ctx once it reached the upstream (a value
+// on at), or sees it end without.
+func hangUpAt(ctx context.Context, cancel context.CancelFunc, at <-chan struct{}) {
+	select {
+	case <-at:
+	case <-ctx.Done():
+	}
+	cancel()
+}
+
 // TestRedteamOneFailedCallDoesNotCancelAnother: a user's calls to one
 // upstream share a connection. When one of them fails, or the pool evicts
 // the connection, the connection is closed - and closing mcp-go's
@@ -199,37 +245,33 @@ func TestRedteamCallerCausedFailuresDoNotOpenTheBreaker(t *testing.T) {
 // "unreachable" and counts against the breaker.
 func TestRedteamOneFailedCallDoesNotCancelAnother(t *testing.T) {
 	t.Parallel()
-	front := func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		method, _, params := rpcMethod(r)
-		if method == "tools/call" {
-			switch toolCalled(params) {
-			case devupstream.ListNotesTool:
-				time.Sleep(400 * time.Millisecond) // a slow read, answered
-			case devupstream.AddNoteTool:
-				http.Error(w, "overloaded", http.StatusServiceUnavailable)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	}
 	t.Run("another call of the same user fails", func(t *testing.T) {
+		front, arrived, answer := heldRead()
 		f := newRedFixture(t, devupstream.Options{}, front, Options{}, nil)
+		t.Cleanup(answer) // before the server closes, which waits for the held call
 		slow, failing := f.toolOf(t, user("u1"), "notes.list_notes"), f.toolOf(t, user("u1"), "notes.add_note")
 		done := make(chan error, 1)
 		go func() {
 			_, err := run(user("u1"), slow, nil)
 			done <- err
 		}()
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-arrived:
+		case err := <-done:
+			t.Fatalf("the slow call ended before it reached the upstream: %v", err)
+		}
 		if _, err := run(user("u1"), failing, map[string]any{"text": "x"}); outcome(t, err) != OutcomeUnavailable {
 			t.Fatalf("the failing call: %v", err)
 		}
+		answer()
 		if err := <-done; err != nil {
 			t.Fatalf("the slow call, which the upstream answered, failed: %s (%v)", failureText(err), err)
 		}
 	})
 	t.Run("the pool evicts the connection", func(t *testing.T) {
+		front, arrived, answer := heldRead()
 		f := newRedFixture(t, devupstream.Options{}, front, Options{}, nil)
+		t.Cleanup(answer) // before the server closes, which waits for the held call
 		slow := f.toolOf(t, user("u1"), "notes.list_notes")
 		who := f.toolOf(t, user("u1"), "notes.whoami")
 		f.fed.servers[0].pool.max = 1 // 2000 in production: as if 2000 others came
@@ -238,10 +280,15 @@ func TestRedteamOneFailedCallDoesNotCancelAnother(t *testing.T) {
 			_, err := run(user("u1"), slow, nil)
 			done <- err
 		}()
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-arrived:
+		case err := <-done:
+			t.Fatalf("the slow call ended before it reached the upstream: %v", err)
+		}
 		if _, err := run(user("u2"), who, nil); err != nil {
 			t.Fatal(err)
 		}
+		answer()
 		if err := <-done; err != nil {
 			t.Fatalf("u1's call, which the upstream answered, failed when u2 took the last pool slot: %s (%v)", failureText(err), err)
 		}
@@ -383,7 +430,9 @@ func blackHole(t *testing.T) string {
 // first tools/list of every instance for 40 s instead of 10.
 func TestRedteamFirstListingsAreFetchedTogether(t *testing.T) {
 	t.Parallel()
-	const timeout = 400 * time.Millisecond
+	// One after another they would take 4 timeouts; together, one. The
+	// limit of 3 leaves a loaded machine two timeouts to spare.
+	const timeout = 100 * time.Millisecond
 	var ups []config.Upstream
 	for _, name := range []string{"a", "b", "c", "d"} {
 		ups = append(ups, config.Upstream{Name: name, URL: blackHole(t), Auth: config.UpstreamAuth{Mode: config.UpstreamNone},
@@ -392,7 +441,7 @@ func TestRedteamFirstListingsAreFetchedTogether(t *testing.T) {
 	fed := newFederationOf(t, Options{}, &clock{}, ups...)
 	start := time.Now()
 	fed.Prepare(user("u1"), "")
-	if d := time.Since(start); d > 2*timeout {
+	if d := time.Since(start); d > 3*timeout {
 		t.Fatalf("tools/list waited %v for %d stuck upstreams of %v timeout each", d.Round(time.Millisecond), len(ups), timeout)
 	}
 }
@@ -439,7 +488,10 @@ func TestRedteamOnBehalfOfListsAreNotSharedBetweenUsers(t *testing.T) {
 // cap (1.25 GiB at the 64 MiB maximum) at once.
 func TestRedteamAListingKeepsOnlyWhatCanBeServed(t *testing.T) {
 	t.Parallel()
-	const maxResponse = 1 << 20
+	// Any cap whose page holds a schema over maxToolBytes shows the fault
+	// (20 such schemas are far over the limit); each page is decoded
+	// several times, so the test's CPU grows with the cap.
+	const maxResponse = 256 << 10
 	big := `{"type":"object","description":"` + strings.Repeat("x", maxResponse-4096) + `"}`
 	front := func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		method, id, params := rpcMethod(r)

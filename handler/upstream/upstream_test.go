@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,11 +39,15 @@ var rules = []config.UpstreamRule{
 // fixture is an upstream on loopback behind a switchable front that can
 // make it slow, down, or answer garbage, and a federation fronting it.
 type fixture struct {
-	up    *devupstream.Server
-	srv   *httptest.Server
-	fed   *Federation
-	mode  atomic.Value // string: "", "slow", "down", "garbage", "huge", "rpc-error", "forget-once"
-	delay time.Duration
+	up   *devupstream.Server
+	srv  *httptest.Server
+	fed  *Federation
+	mode atomic.Value // string: "", "slow", "down", "garbage", "huge", "rpc-error", "forget-once"
+	// held is what "slow" requests wait for (see holdSlow); nothing ever
+	// closes the first one but the test's end, so by default a slow
+	// upstream never answers.
+	held  atomic.Pointer[chan struct{}]
+	holds []func() // every holdSlow's release, for the test's end
 	hits  atomic.Int64
 	clock *clock
 	// deletes records the status of each session-ending DELETE.
@@ -97,10 +102,16 @@ func (s *mapSecrets) set(name, v string) {
 // adjusted by edit.
 func newFixture(t *testing.T, upOpts devupstream.Options, opts Options, edit func(*config.Upstream)) *fixture {
 	t.Helper()
-	f := &fixture{up: devupstream.New(upOpts), delay: 2 * time.Second, clock: &clock{}, deletes: make(chan int, 16)}
+	f := &fixture{up: devupstream.New(upOpts), clock: &clock{}, deletes: make(chan int, 16)}
 	f.mode.Store("")
 	f.srv = httptest.NewServer(http.HandlerFunc(f.front))
 	t.Cleanup(f.srv.Close)
+	f.holdSlow()
+	t.Cleanup(func() { // before the server closes, which waits for held requests
+		for _, release := range f.holds {
+			release()
+		}
+	})
 	u := config.Upstream{
 		Name:  "notes",
 		URL:   f.srv.URL + "/mcp",
@@ -140,8 +151,12 @@ func (f *fixture) front(w http.ResponseWriter, r *http.Request) {
 	}
 	switch f.mode.Load().(string) {
 	case "slow":
+		// Read to the end first: only then does the server notice a caller
+		// that hangs up, and end the request rather than hold it.
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		select {
-		case <-time.After(f.delay):
+		case <-*f.held.Load():
 		case <-r.Context().Done():
 			return
 		}
@@ -185,6 +200,18 @@ func (f *fixture) front(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.up.ServeHTTP(w, r)
+}
+
+// holdSlow makes the "slow" requests that arrive from now on wait until
+// release is called (or their caller hangs up, or the test ends). Only the
+// test's goroutine calls it.
+func (f *fixture) holdSlow() (release func()) {
+	ch := make(chan struct{})
+	f.held.Store(&ch)
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	f.holds = append(f.holds, release)
+	return release
 }
 
 // statusRecorder keeps the status an answer was sent with.
