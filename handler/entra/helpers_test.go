@@ -2,10 +2,12 @@ package entra
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +44,18 @@ func startIdP(t testing.TB, c *testkit.Clock, key *rsa.PrivateKey) *devidp.Serve
 	t.Cleanup(func() { _ = idp.Close() })
 	return idp
 }
+
+// attackerKey is the key of the issuers whose tokens the tests' verifiers
+// must refuse, made once for the binary as testkit.RSAKey is: they only
+// need a key that is not the trusted issuer's, and each RSA-2048 key costs
+// tens of milliseconds of CPU to make.
+var attackerKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
 
 // newEnv starts an issuer and a warmed verifier; edit adjusts the config.
 func newEnv(t testing.TB, edit func(*Config)) *env {
