@@ -216,7 +216,7 @@ func TestAppTokensRefused(t *testing.T) {
 // tenant's current kid.
 func signedByAttacker(t *testing.T, e *env, claims map[string]any) string {
 	t.Helper()
-	attacker := startIdP(t, e.clock, nil)
+	attacker := startIdP(t, e.clock, attackerKey())
 	tok, err := attacker.Sign(e.rs256Header(), claims)
 	if err != nil {
 		t.Fatal(err)

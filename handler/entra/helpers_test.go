@@ -2,10 +2,13 @@ package entra
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +45,18 @@ func startIdP(t testing.TB, c *testkit.Clock, key *rsa.PrivateKey) *devidp.Serve
 	t.Cleanup(func() { _ = idp.Close() })
 	return idp
 }
+
+// attackerKey is the key of the issuers whose tokens the tests' verifiers
+// must refuse, made once for the binary as testkit.RSAKey is: they only
+// need a key that is not the trusted issuer's, and each RSA-2048 key costs
+// tens of milliseconds of CPU to make.
+var attackerKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
 
 // newEnv starts an issuer and a warmed verifier; edit adjusts the config.
 func newEnv(t testing.TB, edit func(*Config)) *env {
@@ -80,13 +95,21 @@ func (e *env) newVerifier(edit func(*Config)) *Verifier {
 	return v
 }
 
+// demoUsers are devidp's demo users, made once: DemoUser parses the
+// default role table on every call, and the floods mint thousands of
+// tokens.
+var demoUsers = sync.OnceValue(devidp.DemoUsers)
+
 func user(t testing.TB, key string) devidp.User {
 	t.Helper()
-	u, ok := devidp.DemoUser(key)
-	if !ok {
-		t.Fatalf("no demo user %q", key)
+	for _, u := range demoUsers() {
+		if u.Key == key {
+			u.Roles = slices.Clone(u.Roles) // each caller's own, as DemoUser's are
+			return u
+		}
 	}
-	return u
+	t.Fatalf("no demo user %q", key)
+	return devidp.User{}
 }
 
 func (e *env) mint(opts ...devidp.MintOption) string {

@@ -70,7 +70,7 @@ func TestVerifyValidV1(t *testing.T) {
 func TestAttackMatrix(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.AllowedTenants = []string{devidp.DefaultTenantID, secondTenant} })
-	attacker := startIdP(t, e.clock, nil) // a second issuer whose keys we must never use
+	attacker := startIdP(t, e.clock, attackerKey()) // a second issuer whose keys we must never use
 	kid := e.idp.CurrentKeyID()
 	valid := e.claims()
 	pubDER, err := x509.MarshalPKIXPublicKey(must(e.idp.PublicKey("")))

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,12 +41,23 @@ type callResult struct {
 
 func callTool(t *testing.T, s *Server, p *entra.Principal, name string, args map[string]any) callResult {
 	t.Helper()
+	return decodeCall(t, name, post(s, p, toolCall(t, name, args)))
+}
+
+// toolCall is the tools/call request for name with args.
+func toolCall(t *testing.T, name string, args map[string]any) rpcCase {
+	t.Helper()
 	b, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call",
 		"params": map[string]any{"name": name, "arguments": args}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := post(s, p, rpcCase{body: string(b)})
+	return rpcCase{body: string(b)}
+}
+
+// decodeCall reads the answer to a tools/call of name.
+func decodeCall(t *testing.T, name string, rec *httptest.ResponseRecorder) callResult {
+	t.Helper()
 	var r callResult
 	if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
 		t.Fatalf("%s: %d %s", name, rec.Code, rec.Body)
@@ -97,7 +110,7 @@ func TestUnknownOutcomeMessages(t *testing.T) {
 	proxy.Stall(time.Minute)
 	defer proxy.Stall(0)
 
-	for _, c := range []struct {
+	cases := []struct {
 		tool string
 		args map[string]any
 		want []string // all of these, and "try again" only for reads
@@ -111,9 +124,20 @@ func TestUnknownOutcomeMessages(t *testing.T) {
 		{"complete_task", map[string]any{"id": id}, []string{"may or may not have been made", "same arguments is safe"}, false},
 		{"delete_task", map[string]any{"id": id}, []string{"may or may not have been deleted", "get_task", "same id is safe"}, false},
 		{"revoke_sessions", map[string]any{"oid": p.ObjectID}, []string{"may or may not have been made", "same arguments is safe"}, false},
-	} {
+	}
+	// Each call waits out the client's timeout on a connection of its own
+	// while every reply is held, so they wait it out together, not one
+	// after another.
+	answers := make([]*httptest.ResponseRecorder, len(cases))
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		req := toolCall(t, c.tool, c.args)
+		wg.Go(func() { answers[i] = post(s, p, req) })
+	}
+	wg.Wait()
+	for i, c := range cases {
 		t.Run(c.tool, func(t *testing.T) {
-			r := callTool(t, s, p, c.tool, c.args)
+			r := decodeCall(t, c.tool, answers[i])
 			msg := r.text()
 			if !r.Result.IsError {
 				t.Fatalf("succeeded against a stalled Redis: %q", msg)

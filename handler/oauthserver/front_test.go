@@ -4,11 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,8 +55,11 @@ type front struct {
 // newFront starts the front on a test server of its own.
 func newFront(t *testing.T) *front {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	base := "http://" + srv.Listener.Addr().String()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
 	idp, ids := standin.Start(t, devidp.Options{RedirectURIs: []string{base + "/auth/callback"}})
 	ring := testkit.Ring(t)
 	rdb := storetest.Redis(t)
@@ -95,11 +100,29 @@ func newFront(t *testing.T) *front {
 	mux.HandleFunc(PathRegister, s.Register)
 	mux.HandleFunc(PathRevoke, s.Revoke)
 	mux.HandleFunc("/auth/callback", si.Callback)
-	srv.Config.Handler = mux
-	srv.Start()
-	t.Cleanup(srv.Close)
+	serve(t, ln, mux)
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &front{t: t, base: base, server: s, sessions: sessions, records: records, http: hc}
+}
+
+// serve serves h on ln until the test ends. It is an httptest.Server but
+// for its close: after a body over the cap net/http keeps the connection
+// 500 ms past the answer before closing it (its fixed rstAvoidanceDelay),
+// and httptest.Server.Close waits for that. The answer is read by then, so
+// only the requests still being handled are waited for.
+func serve(t *testing.T, ln net.Listener, h http.Handler) {
+	var handling sync.RWMutex
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handling.RLock()
+		defer handling.RUnlock()
+		h.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		handling.Lock()
+		defer handling.Unlock()
+	})
 }
 
 // reply is an endpoint's answer.

@@ -216,7 +216,8 @@ func testSecretCallerGivesUp(t *testing.T) {
 	e := newNamedEnv(t, nil)
 	e.set(apiKeyName, "key-MARKER-1", azuretest.VersionAttributes{})
 	release := e.gate.hold("/secrets/" + apiKeyName + "/")
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// The read is held until released, so any deadline runs out during it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	err := e.failure(t, ctx, apiKeyName)
 	// Too slow for the caller is unavailable, not misconfigured.
@@ -266,7 +267,8 @@ func testSecretOutage(mode int) func(*testing.T) {
 }
 
 func testSecretTooSlow(t *testing.T) {
-	e := newNamedEnv(t, func(o *secrets.Options) { o.Retry.AttemptTimeout = 100 * time.Millisecond })
+	// The request is held until the test ends, so any timeout runs out.
+	e := newNamedEnv(t, func(o *secrets.Options) { o.Retry.AttemptTimeout = 20 * time.Millisecond })
 	e.set(apiKeyName, "key-MARKER-1", azuretest.VersionAttributes{})
 	release := e.gate.hold("/secrets/" + apiKeyName + "/")
 	defer release()

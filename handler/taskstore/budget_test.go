@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -439,10 +440,6 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	direct := storetest.Redis(t)
-	rdb, proxy := storetest.Behind(t, direct, 300*time.Millisecond)
-	slots := &storetest.Slots{}
-	rdb.AddHook(slots)
-	s := taskstore.New(rdb)
 	tasksIn := func(tid string) int64 {
 		n, err := direct.ZCard(ctx, "tasks:{"+tid+"}:all").Result()
 		if err != nil {
@@ -450,22 +447,49 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 		}
 		return n
 	}
+	// The create with a key and the one without go through proxies of
+	// their own, so that both replies are lost at once and the two
+	// timeouts are waited out together.
+	type lossy struct {
+		s     *taskstore.Store
+		proxy *testkit.Proxy
+		slots *storetest.Slots
+	}
+	behind := func() lossy {
+		rdb, proxy := storetest.Behind(t, direct, 300*time.Millisecond)
+		slots := &storetest.Slots{}
+		rdb.AddHook(slots)
+		s := taskstore.New(rdb)
+		// Redis learns the script first: a lost reply to EVALSHA would
+		// mean the script never ran. The client keeps the connection,
+		// whose handshake a stall would otherwise hold too.
+		if _, err := s.Create(ctx, "3c4d5e6f-0000-4000-8000-000000000003", alice, "warm-up", ""); err != nil {
+			t.Fatal(err)
+		}
+		return lossy{s, proxy, slots}
+	}
+	keyed, keyless := behind(), behind()
 
-	// Redis learns the script first: a lost reply to EVALSHA would mean
-	// the script never ran.
-	if _, err := s.Create(ctx, "3c4d5e6f-0000-4000-8000-000000000003", alice, "warm-up", ""); err != nil {
-		t.Fatal(err)
+	keyed.proxy.Stall(time.Minute)
+	keyless.proxy.Stall(time.Minute)
+	var keyedErr, keylessErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, keyedErr = keyed.s.CreateIdempotent(ctx, tenantA, alice, "retry-me", "Lost reply", "") })
+	wg.Go(func() { _, keylessErr = keyless.s.Create(ctx, tenantB, alice, "No key", "") })
+	wg.Wait()
+	keyed.proxy.Stall(0)
+	keyless.proxy.Stall(0)
+	if !errors.Is(keyedErr, outage.ErrUnavailable) {
+		t.Fatalf("create with its reply held: %v, want ErrUnavailable", keyedErr)
 	}
-	proxy.Stall(time.Minute)
-	_, err := s.CreateIdempotent(ctx, tenantA, alice, "retry-me", "Lost reply", "")
-	if !errors.Is(err, outage.ErrUnavailable) {
-		t.Fatalf("create with its reply held: %v, want ErrUnavailable", err)
+	if !errors.Is(keylessErr, outage.ErrUnavailable) {
+		t.Fatalf("keyless create with its reply held: %v", keylessErr)
 	}
-	proxy.Stall(0)
+
 	if n := tasksIn(tenantA); n != 1 {
 		t.Fatalf("the lost create made %d tasks, want 1 (the write happened)", n)
 	}
-	c, err := s.CreateIdempotent(ctx, tenantA, alice, "retry-me", "Lost reply", "")
+	c, err := keyed.s.CreateIdempotent(ctx, tenantA, alice, "retry-me", "Lost reply", "")
 	if err != nil || !c.Replayed || c.Task.Title != "Lost reply" {
 		t.Fatalf("retry: %+v, %v", c, err)
 	}
@@ -473,18 +497,14 @@ func TestCreateRetriedAfterLostReply(t *testing.T) {
 		t.Fatalf("tenant holds %d tasks after the retry, want exactly 1", n)
 	}
 
-	proxy.Stall(time.Minute)
-	if _, err := s.Create(ctx, tenantB, alice, "No key", ""); !errors.Is(err, outage.ErrUnavailable) {
-		t.Fatalf("keyless create with its reply held: %v", err)
-	}
-	proxy.Stall(0)
-	if _, err := s.Create(ctx, tenantB, alice, "No key", ""); err != nil {
+	if _, err := keyless.s.Create(ctx, tenantB, alice, "No key", ""); err != nil {
 		t.Fatal(err)
 	}
 	if n := tasksIn(tenantB); n != 2 {
 		t.Fatalf("keyless retry: %d tasks, want 2", n)
 	}
-	slots.Check(t)
+	keyed.slots.Check(t)
+	keyless.slots.Check(t)
 }
 
 // TestBudgetBoundsRedisMemory fills a tenant's default budget with maximal
