@@ -76,7 +76,7 @@ func Stage(root, out string, opts Options) ([]Function, error) {
 		return nil, err
 	}
 	if opts.Build {
-		if err := buildHandler(root, filepath.Join(out, BinaryName), opts, true); err != nil {
+		if err := buildHandler(root, filepath.Join(out, BinaryName), opts); err != nil {
 			return nil, err
 		}
 		// The Functions host executes the file as is: it needs the exec bit
@@ -139,13 +139,9 @@ func cleanDir(root, out string) error {
 
 // buildHandler cross-compiles the main package opts names for the
 // Functions workers: static (no cgo), linux/amd64, without paths of this
-// machine, and with strip without the symbol table (the tests build
-// unstripped to read it).
-func buildHandler(root, binary string, opts Options, strip bool) error {
-	args := []string{"build", "-trimpath", "-o", binary}
-	if strip {
-		args = append(args, "-ldflags", "-s -w")
-	}
+// machine, and stripped (the function table, which the runtime needs, stays).
+func buildHandler(root, binary string, opts Options) error {
+	args := []string{"build", "-trimpath", "-o", binary, "-ldflags", "-s -w"}
 	if opts.Tags != "" {
 		args = append(args, "-tags", opts.Tags)
 	}
