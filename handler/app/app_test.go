@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -32,9 +32,9 @@ import (
 // stack is the whole handler behind a real HTTP server, with a stand-in
 // issuer over HTTPS and a real Redis where one runs.
 type stack struct {
-	idp  *devidp.Server
-	srv  *httptest.Server
-	base string
+	idp     *devidp.Server
+	handler http.Handler
+	base    string
 }
 
 func newStack(t testing.TB, rdb redis.UniversalClient) *stack {
@@ -59,8 +59,11 @@ func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 		storetest.Watch(t, c)
 	}
 	st := &stack{}
-	st.srv = httptest.NewUnstartedServer(nil)
-	st.base = "http://" + st.srv.Listener.Addr().String()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.base = "http://" + ln.Addr().String()
 	idpOpts := devidp.Options{RedirectURIs: []string{st.base + "/auth/callback"}}
 	ring, err := seal.ParseKeys(testSealingKey)
 	if err != nil {
@@ -97,9 +100,8 @@ func newStackFull(t testing.TB, rdb redis.UniversalClient, adjust func(*config.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.srv.Config.Handler = a.Handler
-	st.srv.Start()
-	t.Cleanup(st.srv.Close)
+	st.handler = a.Handler
+	testkit.Serve(t, ln, a.Handler)
 	return st
 }
 

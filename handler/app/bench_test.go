@@ -14,7 +14,7 @@ import (
 // pre-encoded answer.
 func BenchmarkToolsListHandler(b *testing.B) {
 	st := newStack(b, storetest.Mini(b))
-	benchRequest(b, st.srv.Config.Handler, st.token(b, "all"))
+	benchRequest(b, st.handler, st.token(b, "all"))
 }
 
 func benchRequest(b *testing.B, h http.Handler, token string) {

@@ -8,8 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
@@ -359,10 +360,14 @@ func TestOAuthEndToEnd(t *testing.T) {
 func TestOAuthClientMetadataDocument(t *testing.T) {
 	t.Parallel()
 	docs := http.NewServeMux()
-	srv := httptest.NewServer(docs)
-	t.Cleanup(srv.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Serve(t, ln, docs)
+	docsURL := "http://" + ln.Addr().String()
 	doc := func(path string, body func(id string) string) string {
-		id := srv.URL + path
+		id := docsURL + path
 		docs.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, body(id))
@@ -370,7 +375,7 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 		return id
 	}
 	good := doc("/good.json", func(id string) string {
-		return `{"client_id":"` + id + `","client_name":"Doc Client","client_uri":"` + srv.URL + `","redirect_uris":["` + clientRedirect + `"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}`
+		return `{"client_id":"` + id + `","client_name":"Doc Client","client_uri":"` + docsURL + `","redirect_uris":["` + clientRedirect + `"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}`
 	})
 	mismatched := doc("/mismatched.json", func(string) string {
 		return `{"client_id":"https://elsewhere.example/client.json","redirect_uris":["` + clientRedirect + `"]}`
@@ -378,7 +383,7 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 	oversize := doc("/big.json", func(id string) string {
 		return `{"client_id":"` + id + `","redirect_uris":["` + clientRedirect + `"],"client_name":"` + strings.Repeat("x", 20000) + `"}`
 	})
-	slowID := srv.URL + "/slow.json"
+	slowID := docsURL + "/slow.json"
 	docs.HandleFunc("/slow.json", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(8 * time.Second):

@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,31 +36,16 @@ func call(t *testing.T, h http.Handler, contentType, body string, header http.He
 }
 
 // serve serves h on a loopback port until the test ends, and returns its
-// URL and a client for it. It is httptest.NewServer but for its close:
-// after a body over the cap net/http keeps the connection 500 ms past the
-// answer before closing it (its fixed rstAvoidanceDelay), and
-// httptest.Server.Close waits for that. The answer is read by then, so
-// only the requests still being handled are waited for.
+// URL and a client for it.
 func serve(t *testing.T, h http.Handler) (string, *http.Client) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var handling sync.RWMutex
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handling.RLock()
-		defer handling.RUnlock()
-		h.ServeHTTP(w, r)
-	})}
-	go func() { _ = srv.Serve(ln) }()
+	testkit.Serve(t, ln, h)
 	transport := &http.Transport{}
-	t.Cleanup(func() {
-		_ = srv.Close()
-		handling.Lock()
-		defer handling.Unlock()
-		transport.CloseIdleConnections()
-	})
+	t.Cleanup(transport.CloseIdleConnections)
 	return "http://" + ln.Addr().String(), &http.Client{Transport: transport}
 }
 

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,29 +99,9 @@ func newFront(t *testing.T) *front {
 	mux.HandleFunc(PathRegister, s.Register)
 	mux.HandleFunc(PathRevoke, s.Revoke)
 	mux.HandleFunc("/auth/callback", si.Callback)
-	serve(t, ln, mux)
+	testkit.Serve(t, ln, mux)
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &front{t: t, base: base, server: s, sessions: sessions, records: records, http: hc}
-}
-
-// serve serves h on ln until the test ends. It is an httptest.Server but
-// for its close: after a body over the cap net/http keeps the connection
-// 500 ms past the answer before closing it (its fixed rstAvoidanceDelay),
-// and httptest.Server.Close waits for that. The answer is read by then, so
-// only the requests still being handled are waited for.
-func serve(t *testing.T, ln net.Listener, h http.Handler) {
-	var handling sync.RWMutex
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handling.RLock()
-		defer handling.RUnlock()
-		h.ServeHTTP(w, r)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		handling.Lock()
-		defer handling.Unlock()
-	})
 }
 
 // reply is an endpoint's answer.
