@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,7 +352,7 @@ func TestHealthSaysWhichDependencyFails(t *testing.T) {
 			t.Errorf("health says too much: %s", b)
 		}
 	})
-	t.Run("a recovery shows within a second, not after the cache's 5 s", func(t *testing.T) {
+	t.Run("keys that arrive later show before the cache's 5 s are up", func(t *testing.T) {
 		st := newStack(t, storetest.Redis(t))
 		st.idp.SetJWKSFailing(true)
 		if status, h := st.healthOf(t); status != 503 {
@@ -369,6 +372,62 @@ func TestHealthSaysWhichDependencyFails(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+}
+
+// TestHealthFloodPingsRedisOnce: /health needs no authentication, so a
+// flood of it must not become a flood of Redis round trips, even while
+// Redis is down and the verdict degraded (re-read every 500 ms): one ping
+// per 5 s, made by one request while the others wait for it or answer from
+// the verdict before.
+func TestHealthFloodPingsRedisOnce(t *testing.T) {
+	t.Parallel()
+	rdb := storetest.Down(t)
+	pings := &pingCounter{}
+	rdb.AddHook(pings)
+	st := newStack(t, rdb)
+	before := pings.n.Load()
+	deadline := time.Now().Add(1200 * time.Millisecond) // past two degraded re-reads
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				resp, err := http.Get(st.base + "/health") // not st.do: off the test's goroutine
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					t.Errorf("health with Redis down: %d", resp.StatusCode)
+					return
+				}
+				time.Sleep(5 * time.Millisecond) // a flood, not a CPU test
+			}
+		})
+	}
+	wg.Wait()
+	if n := pings.n.Load() - before; n != 1 {
+		t.Errorf("%d Redis pings for a 1.2 s flood of /health, want 1", n)
+	}
+}
+
+// pingCounter is a go-redis hook counting the PINGs a client sends.
+type pingCounter struct{ n atomic.Int64 }
+
+func (p *pingCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (p *pingCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "ping" {
+			p.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (p *pingCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // TestProtectedResourceMetadata checks both modes: proxy (the default)

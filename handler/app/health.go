@@ -16,25 +16,28 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/upstream"
 )
 
-// Health checks are cached: /health needs no authentication, so anyone can
-// call it, and each call must not cost a Redis round trip. A degraded
-// verdict is checked again sooner, so that a recovery (the signing keys
-// arriving just after start-up, Redis coming back) shows within a second
-// rather than after a whole healthTTL, still at most a few checks a second.
+// /health needs no authentication, so what it costs anyone may spend:
+// Redis is pinged at most once per healthTTL, by one request, while the
+// others answer from the verdict before. What the process knows of itself
+// (its signing keys, its upstreams) costs nothing to read, and is read
+// again every healthDegradedTTL while something fails: keys that arrive
+// just after start-up show within a second, not after a whole healthTTL.
 const (
 	healthTTL         = 5 * time.Second
 	healthDegradedTTL = 500 * time.Millisecond
 	healthRedisLimit  = 2 * time.Second
 )
 
-// health answers /health from checks of the handler's dependencies, made
-// at most once per healthTTL (healthDegradedTTL while one is failing).
+// health answers /health from checks of the handler's dependencies.
 type health struct {
 	redis     redis.UniversalClient
 	verifier  *entra.Verifier
 	upstreams *upstream.Federation // nil: none
 
 	mu      sync.Mutex
+	pinged  time.Time     // when the last ping ended; zero before the first
+	redisOK bool          // what it said
+	pinging chan struct{} // non-nil while a ping is under way, closed when it ends
 	checked time.Time
 	report  map[string]string
 	ok      bool
@@ -50,14 +53,37 @@ func (h *health) Check(ctx context.Context) (map[string]string, bool) {
 	if !h.ok {
 		ttl = healthDegradedTTL
 	}
-	if time.Since(h.checked) < ttl && h.report != nil {
+	if h.report != nil && time.Since(h.checked) < ttl {
 		return h.report, h.ok
 	}
+	switch {
+	case h.pinging == nil && time.Since(h.pinged) >= healthTTL:
+		done := make(chan struct{})
+		h.pinging = done
+		h.mu.Unlock()
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthRedisLimit)
+		err := h.redis.Ping(pctx).Err()
+		cancel()
+		h.mu.Lock()
+		h.redisOK, h.pinged, h.pinging = err == nil, time.Now(), nil
+		close(done)
+	case h.pinged.IsZero():
+		// The first ping is under way: there is no verdict before it.
+		done := h.pinging
+		h.mu.Unlock()
+		<-done
+		h.mu.Lock()
+	}
+	h.report, h.ok = h.build()
+	h.checked = time.Now()
+	return h.report, h.ok
+}
+
+// build is the report from the last ping and the process's own state.
+func (h *health) build() (map[string]string, bool) {
 	report := map[string]string{"redis": "ok", "signing_keys": "ok"}
 	ok := true
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthRedisLimit)
-	defer cancel()
-	if err := h.redis.Ping(ctx).Err(); err != nil {
+	if !h.redisOK {
 		report["redis"], ok = "unavailable", false
 	}
 	if len(h.verifier.Stats().KeyIDs) == 0 {
@@ -77,7 +103,6 @@ func (h *health) Check(ctx context.Context) (map[string]string, bool) {
 			report["upstream:"+u.Name] = state
 		}
 	}
-	h.checked, h.report, h.ok = time.Now(), report, ok
 	return report, ok
 }
 

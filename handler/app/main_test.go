@@ -23,8 +23,9 @@ func TestMain(m *testing.M) {
 	}
 	// The tests allocate much and live for seconds: collecting a quarter
 	// as often gives back about a tenth of their CPU, which a 2-core run of
-	// the whole suite is short of, for memory it is not.
-	if os.Getenv("GOGC") == "" {
+	// the whole suite is short of, for memory it is not. Benchmarks keep
+	// the default, which production runs with.
+	if os.Getenv("GOGC") == "" && flag.Lookup("test.bench").Value.String() == "" {
 		debug.SetGCPercent(400)
 	}
 	os.Exit(m.Run())

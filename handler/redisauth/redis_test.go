@@ -170,10 +170,12 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 	}
 
 	// One connection is busy with a command while the token changes: a
-	// BLPOP that waits until the test releases it, not for a timeout.
+	// BLPOP that waits until the test releases it, not for a timeout
+	// (BLPop, not Do: only the typed command lifts the client's 3 s read
+	// timeout for as long as it blocks).
 	busyKey := key + ":busy"
 	busy := make(chan error, 1)
-	go func() { busy <- rdb.Do(ctx, "BLPOP", busyKey, "0").Err() }()
+	go func() { busy <- rdb.BLPop(ctx, 0, busyKey).Err() }()
 	eventually(t, func() string {
 		for _, c := range clients(t, admin, name) {
 			if c.cmd == "blpop" {

@@ -267,8 +267,10 @@ func testSecretOutage(mode int) func(*testing.T) {
 }
 
 func testSecretTooSlow(t *testing.T) {
-	// The request is held until the test ends, so any timeout runs out.
-	e := newNamedEnv(t, func(o *secrets.Options) { o.Retry.AttemptTimeout = 20 * time.Millisecond })
+	// The request is held until the test ends, so the timeout runs out
+	// there. (The same timeout bounds each start-up attempt, which must
+	// not run out on a loaded machine: 200 ms, waited out once.)
+	e := newNamedEnv(t, func(o *secrets.Options) { o.Retry.AttemptTimeout = 200 * time.Millisecond })
 	e.set(apiKeyName, "key-MARKER-1", azuretest.VersionAttributes{})
 	release := e.gate.hold("/secrets/" + apiKeyName + "/")
 	defer release()
@@ -276,6 +278,9 @@ func testSecretTooSlow(t *testing.T) {
 	t.Log(err)
 	if !errors.Is(err, outage.ErrUnavailable) || !strings.Contains(err.Error(), "timed out") {
 		t.Errorf("err = %v, want a Key Vault outage that says it timed out", err)
+	}
+	if n := e.gate.held(); n == 0 {
+		t.Error("the read never reached the vault: the timeout ran out elsewhere")
 	}
 }
 
