@@ -19,9 +19,25 @@ const modulePath = "github.com/entra-mcp/functions-mcp"
 // deployed handler must not hold the Entra stand-in, which mints tokens
 // anyone could use, nor dev mode's embedded Redis and its Lua interpreter.
 // The same checks must find modules and packages the handler does hold,
-// which shows they can see what is there in a binary built this way.
+// which shows they can see what is there in a binary built this way, and
+// the dev command must import everything on the list, which shows the list
+// names what dev mode is made of (a package that moved would otherwise be
+// absent for good).
 func TestStagedBinaryHoldsNoDevMode(t *testing.T) {
 	t.Parallel()
+	devModules := []string{"github.com/alicebob/miniredis", "github.com/yuin/gopher-lua"}
+	devPackages := []string{"handler/devidp", "handler/devmode", "handler/devupstream"}
+	devDeps := goOutput(t, "list", "-deps", "-f", "{{.ImportPath}}", "../dev")
+	for _, m := range devModules {
+		if !strings.Contains(devDeps, m+"/") && !strings.Contains(devDeps, m+"\n") {
+			t.Errorf("the dev command imports nothing of %s: the list of what must not ship is out of date", m)
+		}
+	}
+	for _, p := range devPackages {
+		if !strings.Contains(devDeps, modulePath+"/"+p+"\n") {
+			t.Errorf("the dev command does not import %s: the list of what must not ship is out of date", p)
+		}
+	}
 	dir, _ := stageReal(t)
 	bin := filepath.Join(dir, BinaryName)
 	info := goOutput(t, "version", "-m", bin)
@@ -36,7 +52,7 @@ func TestStagedBinaryHoldsNoDevMode(t *testing.T) {
 		modules, packages []string
 		want              bool
 	}{
-		{[]string{"github.com/alicebob/miniredis", "github.com/yuin/gopher-lua"}, []string{"handler/devidp", "handler/devmode", "handler/devupstream"}, false},
+		{devModules, devPackages, false},
 		{[]string{"github.com/mark3labs/mcp-go", "github.com/redis/go-redis"}, []string{"handler/app", "handler/entra"}, true},
 	} {
 		for _, m := range c.modules {
