@@ -95,8 +95,12 @@ func TestProxyStallLosesRepliesNotWrites(t *testing.T) {
 	patient := redis.NewClient(&redis.Options{Addr: p.Addr(), ReadTimeout: 10 * time.Second, MaxRetries: -1})
 	defer patient.Close()
 	p.Stall(100 * time.Millisecond)
+	start := time.Now()
 	if v, err := patient.Get(ctx, "k").Result(); err != nil || v != "during" {
 		t.Fatalf("a read held by a stall for a time: %q %v", v, err)
+	}
+	if d := time.Since(start); d < 80*time.Millisecond {
+		t.Fatalf("the reply came after %v: the 100 ms stall did not hold it", d)
 	}
 	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "during" {
 		t.Fatalf("after the stall: %q %v", v, err)
