@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,7 +381,7 @@ func TestHealthSaysWhichDependencyFails(t *testing.T) {
 func TestHealthFloodPingsRedisOnce(t *testing.T) {
 	t.Parallel()
 	rdb := storetest.Down(t)
-	pings := &pingCounter{}
+	pings := &roundTrips{only: "ping"}
 	rdb.AddHook(pings)
 	st := newStack(t, rdb)
 	before := pings.n.Load()
@@ -410,24 +409,6 @@ func TestHealthFloodPingsRedisOnce(t *testing.T) {
 	if n := pings.n.Load() - before; n != 1 {
 		t.Errorf("%d Redis pings for a 1.2 s flood of /health, want 1", n)
 	}
-}
-
-// pingCounter is a go-redis hook counting the PINGs a client sends.
-type pingCounter struct{ n atomic.Int64 }
-
-func (p *pingCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (p *pingCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "ping" {
-			p.n.Add(1)
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (p *pingCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
 
 // TestProtectedResourceMetadata checks both modes: proxy (the default)

@@ -601,15 +601,28 @@ func dumpValues(t testing.TB, rdb redis.UniversalClient, k string) []string {
 }
 
 // roundTrips counts what a client sends to Redis: each command or pipeline
-// is one round trip.
-type roundTrips struct{ n atomic.Int64 }
+// is one round trip; with only set, just the commands of that name.
+type roundTrips struct {
+	only string // e.g. "ping"; "" counts everything
+	n    atomic.Int64
+}
 
 func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.only == "" || cmd.Name() == h.only {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
 }
 func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.only == "" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // TestExchangeRoundTrips: the rate limit, the redemption and the new handle
