@@ -159,18 +159,28 @@ func TestCheckForgottenSessionsDoNotLoop(t *testing.T) {
 	}
 }
 
+// fetched is what f's upstream lists, fetched without the upstream's own
+// timeout.
+func (f *redFixture) fetched(t *testing.T) listing {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := f.fed.servers[0].fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // readyTool is the named tool of f's upstream with oid's connection to it
 // initialised, both done without the upstream's timeout: for a test whose
 // timeout is meant for what the call does after.
 func (f *redFixture) readyTool(t *testing.T, oid, name string) tools.Tool {
 	t.Helper()
 	s := f.fed.servers[0]
+	l := f.fetched(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l, err := s.fetch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, release, err := s.pool.get("tid." + oid) // the key do uses for user(oid)
 	if err != nil {
 		t.Fatal(err)

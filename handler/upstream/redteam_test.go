@@ -513,13 +513,7 @@ func TestRedteamAListingKeepsOnlyWhatCanBeServed(t *testing.T) {
 		next.ServeHTTP(w, r)
 	}
 	f := newRedFixture(t, devupstream.Options{}, front, Options{}, func(u *config.Upstream) { u.MaxResponseBytes = maxResponse })
-	s := f.fed.servers[0]
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	l, err := s.fetch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := f.fetched(t)
 	kept := 0
 	for _, ut := range l.tools {
 		kept += len(ut.InputSchema)
