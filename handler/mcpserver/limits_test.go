@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,13 +127,12 @@ func TestUnknownOutcomeMessages(t *testing.T) {
 	// Each call waits out the client's timeout on a connection of its own
 	// while every reply is held, so they wait it out together, not one
 	// after another.
-	answers := make([]*httptest.ResponseRecorder, len(cases))
-	var wg sync.WaitGroup
-	for i, c := range cases {
+	var calls []func() *httptest.ResponseRecorder
+	for _, c := range cases {
 		req := toolCall(t, c.tool, c.args)
-		wg.Go(func() { answers[i] = post(s, p, req) })
+		calls = append(calls, func() *httptest.ResponseRecorder { return post(s, p, req) })
 	}
-	wg.Wait()
+	answers := testkit.Together(calls...)
 	for i, c := range cases {
 		t.Run(c.tool, func(t *testing.T) {
 			r := decodeCall(t, c.tool, answers[i])

@@ -490,7 +490,7 @@ func TestDocumentSlowServerRefusedWithinCap(t *testing.T) {
 	for _, path := range paths {
 		lookups = append(lookups, func() lookupResult { return e.timedLookup(e.docs.url(appHost, path), "requester-"+path) })
 	}
-	results := together(lookups...)
+	results := testkit.Together(lookups...)
 	for i, path := range paths {
 		t.Run(path, func(t *testing.T) {
 			r := results[i]
@@ -516,18 +516,6 @@ func (e *cimdEnv) timedLookup(clientID, requester string) lookupResult {
 	start := time.Now()
 	_, err := e.reg.Lookup(context.Background(), clientID, requester)
 	return lookupResult{err, time.Since(start)}
-}
-
-// together runs each f at once and returns what each returned, in order:
-// for cases that each wait out a timeout.
-func together[T any](fs ...func() T) []T {
-	out := make([]T, len(fs))
-	var wg sync.WaitGroup
-	for i, f := range fs {
-		wg.Go(func() { out[i] = f() })
-	}
-	wg.Wait()
-	return out
 }
 
 func TestDocumentCache(t *testing.T) {
@@ -1048,7 +1036,7 @@ func TestDocumentFetchTimeouts(t *testing.T) {
 	for _, c := range cases {
 		lookups = append(lookups, func() lookupResult { return c.e.timedLookup(c.id, "requester") })
 	}
-	results := together(lookups...)
+	results := testkit.Together(lookups...)
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := results[i]

@@ -157,13 +157,11 @@ func (f *fixture) callTogether(t *testing.T, name string, n int) []error {
 	if !ok {
 		t.Fatalf("%s is not listed", name)
 	}
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { _, errs[i] = run(user(fmt.Sprintf("together-%d", i)), tool, nil) })
+	calls := make([]func() error, n)
+	for i := range calls {
+		calls[i] = func() error { _, err := run(user(fmt.Sprintf("together-%d", i)), tool, nil); return err }
 	}
-	wg.Wait()
-	return errs
+	return testkit.Together(calls...)
 }
 
 func TestConcurrencyCap(t *testing.T) {

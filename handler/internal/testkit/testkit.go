@@ -166,3 +166,16 @@ func Ring(t testing.TB) *seal.Ring {
 	}
 	return ring
 }
+
+// Together runs each f at once and returns what each returned, in order:
+// for cases that each wait out a timeout, which then cost one timeout of
+// the test's time, not one each.
+func Together[T any](fs ...func() T) []T {
+	out := make([]T, len(fs))
+	var wg sync.WaitGroup
+	for i, f := range fs {
+		wg.Go(func() { out[i] = f() })
+	}
+	wg.Wait()
+	return out
+}
