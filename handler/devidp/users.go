@@ -2,7 +2,9 @@ package devidp
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 )
@@ -72,7 +74,15 @@ func userKey(role string) string {
 func DemoUsers() []User { return UsersFor(authz.DefaultTable()) }
 
 // DemoUser returns the default demo user whose Key is key.
-func DemoUser(key string) (User, bool) { return findUser(DemoUsers(), key) }
+func DemoUser(key string) (User, bool) {
+	u, ok := findUser(demoUsers(), key)
+	u.Roles = slices.Clone(u.Roles) // the caller's own
+	return u, ok
+}
+
+// demoUsers is DemoUsers made once: tests and dev mode look a demo user up
+// for every token they mint, and making the list parses the default table.
+var demoUsers = sync.OnceValue(DemoUsers)
 
 func findUser(users []User, key string) (User, bool) {
 	for _, u := range users {

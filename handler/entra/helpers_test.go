@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -95,21 +94,13 @@ func (e *env) newVerifier(edit func(*Config)) *Verifier {
 	return v
 }
 
-// demoUsers are devidp's demo users, made once: DemoUser parses the
-// default role table on every call, and the floods mint thousands of
-// tokens.
-var demoUsers = sync.OnceValue(devidp.DemoUsers)
-
 func user(t testing.TB, key string) devidp.User {
 	t.Helper()
-	for _, u := range demoUsers() {
-		if u.Key == key {
-			u.Roles = slices.Clone(u.Roles) // each caller's own, as DemoUser's are
-			return u
-		}
+	u, ok := devidp.DemoUser(key)
+	if !ok {
+		t.Fatalf("no demo user %q", key)
 	}
-	t.Fatalf("no demo user %q", key)
-	return devidp.User{}
+	return u
 }
 
 func (e *env) mint(opts ...devidp.MintOption) string {
