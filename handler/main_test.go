@@ -98,6 +98,46 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// launch execs the binary with env(port), for a port that was free a
+// moment ago, and returns once ready says so, with its output and when the
+// try that worked began. Another process can take the port first (the race
+// the Functions host has too: it picks the port the same way); the child
+// then exits saying so, and is started again on another port.
+func launch(t testing.TB, env func(port int) []string, ready func(port int, out string) bool) (cmd *exec.Cmd, port int, out *testkit.SyncBuffer, started time.Time) {
+	t.Helper()
+	for try := 1; ; try++ {
+		port = freePort(t)
+		out = &testkit.SyncBuffer{}
+		cmd = handlerCommand(t, env(port))
+		cmd.Stdout, cmd.Stderr = out, out
+		started = time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for !ready(port, out.String()) {
+			if try < 3 && strings.Contains(out.String(), "address already in use") {
+				_ = cmd.Wait() // it has exited
+				break
+			}
+			if time.Since(started) > 10*time.Second {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				t.Fatalf("the binary was never ready:\n%s", out.String())
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		if cmd.ProcessState == nil { // not the try that lost its port
+			return cmd, port, out, started
+		}
+	}
+}
+
+// answersToolsList is launch's ready for a binary whose /mcp answers
+// token's tools/list.
+func answersToolsList(token string) func(int, string) bool {
+	return func(port int, _ string) bool { _, err := toolsList(port, token); return err == nil }
+}
+
 // prodEnv is a production-mode environment pointing at a stand-in issuer
 // whose certificate the child trusts through SSL_CERT_FILE.
 func prodEnv(t testing.TB, idp *devidp.Server, port int) []string {
@@ -155,25 +195,11 @@ func toolsList(port int, token string) ([]string, error) {
 func startProd(t testing.TB, idp *devidp.Server, token string) (*exec.Cmd, time.Duration) {
 	t.Helper()
 	want := strings.Join(toolstest.Load(t).User(t, "all").Tools, ",")
-	port := freePort(t)
-	cmd := handlerCommand(t, prodEnv(t, idp, port))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for time.Since(start) < 10*time.Second {
+	cmd, _, _, start := launch(t, func(port int) []string { return prodEnv(t, idp, port) }, func(port int, _ string) bool {
 		names, err := toolsList(port, token)
-		if err == nil && strings.Join(names, ",") == want {
-			return cmd, time.Since(start)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	t.Fatalf("production binary never answered tools/list; output:\n%s", out.String())
-	return nil, 0
+		return err == nil && strings.Join(names, ",") == want
+	})
+	return cmd, time.Since(start)
 }
 
 func TestProductionBinaryServesAndStops(t *testing.T) {
@@ -331,25 +357,11 @@ func TestShutdownDrainsAndFlushes(t *testing.T) {
 	defer idp.Close()
 	all, _ := devidp.DemoUser("all")
 	token, _ := idp.Mint(all)
-	port := freePort(t)
-	cmd := handlerCommand(t, append(prodEnv(t, idp, port),
-		"APPLICATIONINSIGHTS_CONNECTION_STRING=InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint="+ingest.URL))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, port, out, _ := launch(t, func(port int) []string {
+		return append(prodEnv(t, idp, port),
+			"APPLICATIONINSIGHTS_CONNECTION_STRING=InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint="+ingest.URL)
+	}, answersToolsList(token))
 	defer cmd.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := toolsList(port, token); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never ready:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 
 	// Half a request: headers and part of the body, then SIGTERM.
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -395,18 +407,10 @@ func TestStartUpSaysWhenRedisIsUnusable(t *testing.T) {
 	}
 	defer idp.Close()
 	srv := storetest.Server(t, "--requirepass", "right-password")
-	port := freePort(t)
-	cmd := handlerCommand(t, append(prodEnv(t, idp, port), "REDIS_URL=redis://:wrong-password@"+srv.Options().Addr+"/0"))
-	var out testkit.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, port, out, _ := launch(t, func(port int) []string {
+		return append(prodEnv(t, idp, port), "REDIS_URL=redis://:wrong-password@"+srv.Options().Addr+"/0")
+	}, func(_ int, out string) bool { return strings.Contains(out, "Redis is not usable") })
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "Redis is not usable") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
 	log := out.String()
 	if !strings.Contains(log, `"level":"ERROR","msg":"Redis is not usable`) || !strings.Contains(log, "REDIS_URL / REDIS_AUTH") {
 		t.Fatalf("no start-up line naming the Redis settings:\n%s", log)
