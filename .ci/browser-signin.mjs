@@ -13,8 +13,8 @@
 import { join } from 'node:path';
 
 import {
-  Failure, UI, check, demoUser, done, expectCSP, expectHeading, expectPicker, isLocal, need, ok, pageError, urlPath,
-  withChromium,
+  Failure, UI, check, demoUser, done, expectCSP, expectHeading, expectPicker, isLocal, need, ok, pickAccount,
+  urlPath, withChromium,
 } from './lib.mjs';
 
 const base = need('BASE_URL').replace(/\/$/, '');
@@ -66,22 +66,10 @@ async function run(context) {
 
   // 2. Pick the reader; the form posts, the stand-in redirects to
   //    /auth/callback, which serves the code page.
-  const button = page.getByRole('button', { name: reader.name });
-  check(await button.count() === 1, `the account picker has no single "${reader.name}" button`);
-  // The first page the click ends on (redirects followed) is the code
-  // page, or the stand-in's error page when it refused the sign-in.
-  const [codeResp] = await Promise.all([
-    page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().frame() === page.mainFrame() &&
-      (r.status() < 300 || r.status() >= 400)),
-    button.click(),
-  ]);
-  await page.waitForLoadState('load');
+  // The walk every browser test shares: the click, the stand-in's refusal
+  // told apart, the way back through /auth/callback.
+  const codeResp = await pickAccount(page, { base, user: reader, problems, pickURL });
   const landed = new URL(codeResp.url());
-  if (landed.origin === pickURL.origin) {
-    throw new Failure(`the Entra stand-in refused the sign-in (${codeResp.request().method()} ${landed.pathname} ` +
-      `answered ${codeResp.status()}: "${await page.title()}"${await pageError(page)}); ` +
-      `Chromium sent the form with Origin: ${codeResp.request().headers()['origin'] ?? '(none)'}`);
-  }
   check(landed.origin === base && landed.pathname === '/auth/callback',
     `after the sign-in the browser is at ${urlPath(codeResp.url())}, want ${base}/auth/callback`);
   check(codeResp.status() === 200, `/auth/callback answered ${codeResp.status()}, want 200`);

@@ -228,7 +228,7 @@ type SignIn struct {
 	// ReuseGrace is REFRESH_REUSE_GRACE: how long a rotated refresh token
 	// presented again gets a successor instead of revoking its chain (a
 	// client whose reply was lost retries). 0 means the default
-	// (store.DefaultReuseGrace), negative means none.
+	// (grants.DefaultReuseGrace), negative means none.
 	ReuseGrace time.Duration
 }
 

@@ -333,7 +333,7 @@ func (a *api) challenge(w http.ResponseWriter, presented bool) {
 	c := `Bearer ` + a.challengeParams
 	desc := "a bearer token is required"
 	if presented {
-		c = `Bearer error="invalid_token", ` + a.challengeParams
+		c = `Bearer error="` + oautherr.InvalidToken + `", ` + a.challengeParams
 		desc = "the access token is not valid"
 	}
 	w.Header().Set("WWW-Authenticate", c)

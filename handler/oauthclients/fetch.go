@@ -303,7 +303,7 @@ func siteOf(clientID string) string {
 // from the cache or fetched.
 func (f *documentFetcher) lookup(ctx context.Context, clientID, requester string) (Client, error) {
 	if reason := f.checkClientIDURL(clientID); reason != "" {
-		return Client{}, &oautherr.Error{Code: CodeInvalidClient, Description: "client_id " + reason}
+		return Client{}, &oautherr.Error{Code: oautherr.InvalidClient, Description: "client_id " + reason}
 	}
 	f.mu.Lock()
 	if c, ok := f.cache.get(clientID, f.now()); ok {
@@ -562,7 +562,7 @@ func (f *documentFetcher) fetch(ctx context.Context, clientID string) (Client, t
 // documentError is a refused document: an *oautherr.Error whose description is
 // safe to show, with the cause for logs.
 func documentError(description string, cause error) *oautherr.Error {
-	return &oautherr.Error{Code: CodeInvalidClient, Description: "client metadata document " + description, Err: cause}
+	return &oautherr.Error{Code: oautherr.InvalidClient, Description: "client metadata document " + description, Err: cause}
 }
 
 // get fetches the document at clientID and returns its body and headers if

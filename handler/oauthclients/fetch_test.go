@@ -23,6 +23,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/internal/selfsigned"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
@@ -362,7 +363,7 @@ func TestDocumentRefused(t *testing.T) {
 	} {
 		t.Run(path, func(t *testing.T) {
 			_, err := e.reg.Lookup(ctx, e.docs.url(appHost, path), "requester")
-			if err := wantCode(t, path, err, oauthclients.CodeInvalidClient); err != nil {
+			if err := wantCode(t, path, err, oautherr.InvalidClient); err != nil {
 				t.Logf("%s: %s", path, err.Description)
 			}
 			if e.docs.count(path) != 1 {
@@ -376,7 +377,7 @@ func TestDocumentRedirectNotFollowed(t *testing.T) {
 	t.Parallel()
 	e := newCIMD(t, true, nil)
 	_, err := e.reg.Lookup(context.Background(), e.docs.url(appHost, "/redirect.json"), "requester")
-	wantCode(t, "redirect", err, oauthclients.CodeInvalidClient)
+	wantCode(t, "redirect", err, oautherr.InvalidClient)
 	if n := e.docs.count("/client.json"); n != 0 {
 		t.Errorf("the redirect was followed (%d requests to its target)", n)
 	}
@@ -409,7 +410,7 @@ func TestDocumentURLRefusedBeforeFetch(t *testing.T) {
 	} {
 		t.Run(id, func(t *testing.T) {
 			_, err := e.reg.Lookup(ctx, id, "requester")
-			wantCode(t, id, err, oauthclients.CodeInvalidClient)
+			wantCode(t, id, err, oautherr.InvalidClient)
 		})
 	}
 	if n := e.dials.count(); n != 0 || len(e.dns.lookups) != 0 || e.docs.conns.Load() != 0 {
@@ -442,7 +443,7 @@ func TestDocumentNonPublicAddressRefusedWithoutConnecting(t *testing.T) {
 	} {
 		t.Run(id, func(t *testing.T) {
 			_, err := e.reg.Lookup(ctx, id, "requester")
-			if oe := wantCode(t, id, err, oauthclients.CodeInvalidClient); oe != nil && strings.Contains(oe.Description, "10.0.0.1") {
+			if oe := wantCode(t, id, err, oautherr.InvalidClient); oe != nil && strings.Contains(oe.Description, "10.0.0.1") {
 				t.Errorf("%s: the description shows the address: %s", id, oe.Description)
 			}
 		})
@@ -474,7 +475,7 @@ func TestDocumentPlainHTTPOnLoopbackInDevMode(t *testing.T) {
 
 	prod := newCIMD(t, false, nil)
 	_, err = prod.reg.Lookup(context.Background(), id, "requester")
-	wantCode(t, "production, http loopback document", err, oauthclients.CodeInvalidClient)
+	wantCode(t, "production, http loopback document", err, oautherr.InvalidClient)
 	if requests.Load() != 1 {
 		t.Errorf("%d requests; want only dev mode's one", requests.Load())
 	}
@@ -495,7 +496,7 @@ func TestDocumentSlowServerRefusedWithinCap(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			r := results[i]
 			t.Logf("%s took %v", path, r.took)
-			if oe := wantCode(t, path, r.err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
+			if oe := wantCode(t, path, r.err, oautherr.InvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
 				t.Errorf("%s: %q; want a timeout", path, oe.Description)
 			}
 			if r.took > limit+time.Second {
@@ -573,7 +574,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 	t.Run("a document that could not be fetched is accepted once it is served", func(t *testing.T) {
 		id := e.docs.url(appHost, "/fixed-status.json")
 		_, err := e.reg.Lookup(ctx, id, "requester")
-		wantCode(t, "first lookup (HTTP 503)", err, oauthclients.CodeInvalidClient)
+		wantCode(t, "first lookup (HTTP 503)", err, oautherr.InvalidClient)
 		if c, err := e.reg.Lookup(ctx, id, "requester"); err != nil || c.ClientID != id {
 			t.Errorf("the very next lookup: %+v, %v; want the fixed document", c, err)
 		}
@@ -581,7 +582,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 	t.Run("an invalid document is accepted once it is fixed", func(t *testing.T) {
 		id := e.docs.url(appHost, "/fixed-doc.json")
 		_, err := e.reg.Lookup(ctx, id, "requester")
-		if oe := wantCode(t, "first lookup (no redirect_uris)", err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "redirect_uris") {
+		if oe := wantCode(t, "first lookup (no redirect_uris)", err, oautherr.InvalidClient); oe != nil && !strings.Contains(oe.Description, "redirect_uris") {
 			t.Errorf("first lookup: %q; want the invalid field named", oe.Description)
 		}
 		if c, err := e.reg.Lookup(ctx, id, "requester"); err != nil || c.ClientID != id {
@@ -592,7 +593,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 		id := e.docs.url(appHost, "/mismatch.json")
 		for i := range 3 {
 			_, err := e.reg.Lookup(ctx, id, "requester")
-			wantCode(t, fmt.Sprintf("lookup %d", i+1), err, oauthclients.CodeInvalidClient)
+			wantCode(t, fmt.Sprintf("lookup %d", i+1), err, oautherr.InvalidClient)
 		}
 		if n := e.docs.count("/mismatch.json"); n != 3 {
 			t.Errorf("%d requests for three lookups; want 3 (nothing remembered)", n)
@@ -614,7 +615,7 @@ func TestDocumentFailuresNotCached(t *testing.T) {
 		wg.Wait()
 		close(errs)
 		for err := range errs {
-			wantCode(t, "concurrent lookup", err, oauthclients.CodeInvalidClient)
+			wantCode(t, "concurrent lookup", err, oautherr.InvalidClient)
 		}
 		if got := e.docs.count("/pause-missing.json"); got != 1 {
 			t.Errorf("%d requests for %d concurrent lookups; want 1", got, n)
@@ -661,7 +662,7 @@ func TestDocumentClientName(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.reg.Lookup(ctx, e.docs.url(appHost, tc.path), "requester")
-			oe := wantCode(t, tc.path, err, oauthclients.CodeInvalidClient)
+			oe := wantCode(t, tc.path, err, oautherr.InvalidClient)
 			if want := "client metadata document is invalid: " + tc.reason; oe != nil && oe.Description != want {
 				t.Errorf("%s: %q; want %q", tc.path, oe.Description, want)
 			}
@@ -1040,7 +1041,7 @@ func TestDocumentFetchTimeouts(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := results[i]
-			if oe := wantCode(t, c.id, r.err, oauthclients.CodeInvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
+			if oe := wantCode(t, c.id, r.err, oautherr.InvalidClient); oe != nil && !strings.Contains(oe.Description, "too long") {
 				t.Errorf("%q; want a timeout", oe.Description)
 			}
 			if r.took >= total-time.Second {

@@ -21,6 +21,12 @@
 // Metadata documents are fetched over https from public addresses only and
 // cached in memory when valid (see Options.DocumentTTL for why not in
 // Redis); failed and invalid ones are never cached.
+//
+// Refusals are *oautherr.Error with oautherr's codes: InvalidRedirectURI and
+// InvalidClientMetadata (RFC 7591 §3.2.2) for a registration, InvalidClient
+// for a client_id that names no usable client. Each Description is safe to
+// show the client: it names fields and reasons, never addresses we
+// resolved; the cause, if any, is for logs.
 package oauthclients
 
 import (
@@ -48,17 +54,6 @@ import (
 const (
 	SourceRegistered       = "registered"
 	SourceMetadataDocument = "metadata-document"
-)
-
-// The codes of the package's refusals (*oautherr.Error; each Description is
-// safe to show the client: it names fields and reasons, never addresses we
-// resolved, and the cause, if any, is for logs). The first two are RFC 7591
-// §3.2.2's; the third is RFC 6749's, for a client_id that names no usable
-// client.
-const (
-	CodeInvalidRedirectURI    = oautherr.InvalidRedirectURI
-	CodeInvalidClientMetadata = oautherr.InvalidClientMetadata
-	CodeInvalidClient         = oautherr.InvalidClient
 )
 
 // Defaults for Options.
@@ -133,17 +128,17 @@ func (c Client) clone() Client {
 }
 
 func metadataError(format string, a ...any) *oautherr.Error {
-	return &oautherr.Error{Code: CodeInvalidClientMetadata, Description: fmt.Sprintf(format, a...)}
+	return &oautherr.Error{Code: oautherr.InvalidClientMetadata, Description: fmt.Sprintf(format, a...)}
 }
 
 func redirectError(format string, a ...any) *oautherr.Error {
-	return &oautherr.Error{Code: CodeInvalidRedirectURI, Description: fmt.Sprintf(format, a...)}
+	return &oautherr.Error{Code: oautherr.InvalidRedirectURI, Description: fmt.Sprintf(format, a...)}
 }
 
 // unknownClient is Lookup's answer for a client_id we never issued, or
 // whose registration expired. A new value each time: callers may change it.
 func unknownClient() *oautherr.Error {
-	return &oautherr.Error{Code: CodeInvalidClient, Description: "unknown client"}
+	return &oautherr.Error{Code: oautherr.InvalidClient, Description: "unknown client"}
 }
 
 // Options configures a Registry. Only Redis is required.
@@ -431,7 +426,7 @@ func (r *Registry) noteEvicted(ctx context.Context, n int) {
 // caller's rate-limit key, say): fetches of metadata documents are capped
 // per requester, so one requester cannot take every fetch slot. A
 // client_id that names no usable client gets an *oautherr.Error with
-// CodeInvalidClient, whose Description says why; a Redis failure, or no
+// oautherr.InvalidClient, whose Description says why; a Redis failure, or no
 // fetch slot free, wraps outage.ErrUnavailable.
 func (r *Registry) Lookup(ctx context.Context, clientID, requester string) (Client, error) {
 	// Registered ids are base32 and never contain a colon; anything with a

@@ -15,6 +15,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/oauthclients"
+	"github.com/entra-mcp/functions-mcp/handler/oautherr"
 	"github.com/entra-mcp/functions-mcp/handler/store/storetest"
 )
 
@@ -57,7 +58,7 @@ func known(t *testing.T, r *oauthclients.Registry, id string) bool {
 	if err == nil {
 		return true
 	}
-	wantCode(t, "lookup of "+id, err, oauthclients.CodeInvalidClient)
+	wantCode(t, "lookup of "+id, err, oautherr.InvalidClient)
 	return false
 }
 

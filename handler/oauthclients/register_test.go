@@ -195,8 +195,8 @@ func TestRegisterRefuses(t *testing.T) {
 	rdb := storetest.Redis(t)
 	r := newRegistry(t, rdb, oauthclients.Options{})
 	const (
-		redirect = oauthclients.CodeInvalidRedirectURI
-		metadata = oauthclients.CodeInvalidClientMetadata
+		redirect = oautherr.InvalidRedirectURI
+		metadata = oautherr.InvalidClientMetadata
 	)
 	withURI := func(u string) string { return `{"redirect_uris":[` + jsonString(u) + `]}` }
 	withField := func(field string) string { return `{"redirect_uris":["https://app.example/cb"],` + field + `}` }
@@ -270,14 +270,14 @@ func TestLookupUnknown(t *testing.T) {
 	r := newRegistry(t, storetest.Redis(t), oauthclients.Options{})
 	for _, id := range []string{"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "", "not-ours", strings.Repeat("A", 27)} {
 		_, err := r.Lookup(ctx, id, "requester")
-		wantCode(t, "client_id "+id, err, oauthclients.CodeInvalidClient)
+		wantCode(t, "client_id "+id, err, oautherr.InvalidClient)
 	}
 
 	// Malformed ids are refused without asking Redis (which here is down).
 	down := newRegistry(t, storetest.Down(t), oauthclients.Options{})
 	for _, id := range []string{"oauthclient:x", "../../x", "abc"} {
 		_, err := down.Lookup(ctx, id, "requester")
-		wantCode(t, "malformed client_id "+id, err, oauthclients.CodeInvalidClient)
+		wantCode(t, "malformed client_id "+id, err, oautherr.InvalidClient)
 	}
 }
 
@@ -337,7 +337,7 @@ func TestRegisterStoresLittle(t *testing.T) {
 	}
 	body, _ := json.Marshal(map[string]any{"redirect_uris": uris})
 	_, err := r.Register(ctx, body)
-	wantCode(t, "metadata over the stored cap", err, oauthclients.CodeInvalidClientMetadata)
+	wantCode(t, "metadata over the stored cap", err, oautherr.InvalidClientMetadata)
 	if n := rdb.DBSize(ctx).Val(); n != 0 {
 		t.Errorf("%d keys stored after a refused registration", n)
 	}
