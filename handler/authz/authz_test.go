@@ -170,6 +170,16 @@ func TestPolicy(t *testing.T) {
 			t.Error("a granted permission counted as not granted")
 		}
 	})
+	t.Run("signed-in is held by every caller, whatever the roles", func(t *testing.T) {
+		// mcpserver warns at start-up about tools nobody can see; whoami
+		// needs only signed-in and must not be among them.
+		if !p.Granted(need(SignedIn)) {
+			t.Error("signed-in counted as granted by no role")
+		}
+		if p.Granted(need(SignedIn, "deploy.read")) {
+			t.Error("signed-in with a permission no role grants counted as granted")
+		}
+	})
 	t.Run("unknown permission", func(t *testing.T) {
 		if _, err := p.Need([]string{"tasks.reed"}); err == nil {
 			t.Fatal("no error")

@@ -93,11 +93,11 @@ func (p *Policy) Grants(roles []string, app bool) Set {
 	return s
 }
 
-// Granted reports whether some role grants every permission in need to
-// people or apps.
+// Granted reports whether people or apps can hold every permission in
+// need: signed-in, which every caller holds, and what their roles grant.
 func (p *Policy) Granted(need Set) bool {
 	for _, m := range []map[string]Set{p.user, p.app} {
-		var all Set
+		all := p.bits[SignedIn]
 		for _, s := range m {
 			all |= s
 		}
