@@ -77,11 +77,9 @@ type refreshState struct {
 
 // kidWarnings limits the unknown-kid warnings (see warnUnknownKid).
 type kidWarnings struct {
-	mu       sync.Mutex // guards the fields below
-	kids     *kidMemo
-	window   time.Time
-	inWindow int
-	skipped  int64
+	mu    sync.Mutex // guards the fields below
+	kids  *kidMemo
+	lines lineBudget
 }
 
 func newRemoteKeySet(discoveryURL, issuer string, allowHTTP bool, client *http.Client, now func() time.Time,
@@ -294,19 +292,19 @@ func (v *remoteKeySet) warnUnknownKid(ctx context.Context, kid string, reason er
 		return
 	}
 	v.warns.mu.Lock()
-	if now.Sub(v.warns.window) >= v.limits.minRefresh {
-		v.warns.window, v.warns.inWindow = now, 0
-	}
-	if v.warns.kids.within(kid, now, v.limits.kidRetry) || v.warns.inWindow >= maxUnknownKidWarnings {
-		v.warns.skipped++
+	if v.warns.kids.within(kid, now, v.limits.kidRetry) {
+		v.warns.lines.skip()
 		v.warns.mu.Unlock()
 		return
 	}
-	v.warns.kids.set(kid, now)
-	v.warns.inWindow++
-	skipped := v.warns.skipped
-	v.warns.skipped = 0
+	ok, skipped := v.warns.lines.take(now, v.limits.minRefresh, maxUnknownKidWarnings)
+	if ok {
+		v.warns.kids.set(kid, now)
+	}
 	v.warns.mu.Unlock()
+	if !ok {
+		return
+	}
 	v.log.LogAttrs(ctx, slog.LevelWarn, "entra: token signed with a key this server has not loaded",
 		slog.String("kid", shortKid(kid)), slog.String("reason", reason.Error()),
 		slog.Int64("similar_not_logged", skipped))

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/outage"
@@ -145,6 +146,30 @@ type Verifier struct {
 	now    func() time.Time
 	log    *slog.Logger
 	cache  *tokenCache // nil when disabled
+
+	refusals refusalWarnings
+}
+
+// refusalWarnings limits the warnings for refused tokens that point at an
+// attack or a misconfiguration (a bad signature, another issuer, audience or
+// tenant): at most maxRefusalWarnings per refusalWarningWindow, the next
+// line counting the ones left out.
+type refusalWarnings struct {
+	mu    sync.Mutex
+	lines lineBudget
+}
+
+const (
+	maxRefusalWarnings   = 10
+	refusalWarningWindow = 30 * time.Second
+)
+
+// take reports whether a refusal may be logged as a warning at now, and how
+// many were not since the last one.
+func (r *refusalWarnings) take(now time.Time) (bool, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lines.take(now, refusalWarningWindow, maxRefusalWarnings)
 }
 
 // policy is what a token must claim to be accepted.

@@ -102,13 +102,19 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	// looks like: keep those out of the operators' way (unknown kids get a
 	// warning of their own, limited per kid; see warnUnknownKid). The rest
 	// (bad signature, wrong issuer, audience or tenant) point at an attack
-	// or a misconfiguration.
-	level := slog.LevelWarn
-	if errors.Is(err, errExpired) || errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) ||
-		errors.Is(err, ErrUnknownKey) {
-		level = slog.LevelDebug
+	// or a misconfiguration, and are warned about; but anyone can forge
+	// those too (the kids are public), so the warnings are limited (see
+	// refusalWarnings) and the rest go to DEBUG.
+	level := slog.LevelDebug
+	attrs := []slog.Attr{slog.String("reason", err.Error())}
+	if !errors.Is(err, errExpired) && !errors.Is(err, errTooLarge) && !errors.Is(err, errMalformed) &&
+		!errors.Is(err, ErrUnknownKey) {
+		if ok, skipped := v.refusals.take(v.now()); ok {
+			level = slog.LevelWarn
+			attrs = append(attrs, slog.Int64("similar_not_logged", skipped))
+		}
 	}
-	v.log.LogAttrs(ctx, level, "entra: token refused", slog.String("reason", err.Error()))
+	v.log.LogAttrs(ctx, level, "entra: token refused", attrs...)
 	if errors.Is(err, ErrUnavailable) {
 		return nil, ErrUnavailable
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"slices"
 	"strings"
@@ -239,6 +240,44 @@ func TestRejectionLogged(t *testing.T) {
 	sig := tok[strings.LastIndexByte(tok, '.')+1:]
 	if strings.Contains(logs, sig) || strings.Contains(logs, tok[:40]) {
 		t.Error("token written to the log")
+	}
+}
+
+// TestForgedTokenWarningsAreLimited: a bad signature under a published kid
+// is a warning (an attack, or a misconfigured issuer), but anyone can send
+// such tokens, so a flood of them costs a few lines, not one per request,
+// and the next line that goes out counts the ones left out.
+func TestForgedTokenWarningsAreLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	good := e.mint()
+	forged := good[:len(good)-4] + "AAAA" // the signature's last bytes changed
+	const msg = `level=WARN msg="entra: token refused"`
+	warnings := func() (n int, last string) {
+		for line := range strings.Lines(e.logs.String()) {
+			if strings.Contains(line, msg) {
+				n, last = n+1, line
+			}
+		}
+		return n, last
+	}
+	const flood = 100
+	for range flood {
+		if _, err := e.v.Verify(context.Background(), forged); !errors.Is(err, ErrInvalidToken) {
+			t.Fatalf("forged token: %v", err)
+		}
+	}
+	if n, _ := warnings(); n != maxRefusalWarnings {
+		t.Errorf("%d warnings for %d forged tokens, want %d", n, flood, maxRefusalWarnings)
+	}
+	if n := strings.Count(e.logs.String(), `level=DEBUG msg="entra: token refused"`); n != flood-maxRefusalWarnings {
+		t.Errorf("%d refusals at DEBUG, want the %d not warned about", n, flood-maxRefusalWarnings)
+	}
+	e.clock.Add(refusalWarningWindow)
+	_, _ = e.v.Verify(context.Background(), forged)
+	n, last := warnings()
+	if want := fmt.Sprintf("similar_not_logged=%d", flood-maxRefusalWarnings); n != maxRefusalWarnings+1 || !strings.Contains(last, want) {
+		t.Errorf("after the window: %d warnings, the last %q; want %d, the last with %s", n, last, maxRefusalWarnings+1, want)
 	}
 }
 

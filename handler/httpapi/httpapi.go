@@ -299,15 +299,13 @@ func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Princ
 	}
 	v := values[0]
 	if len(values) > 1 || len(v) > maxAuthHeader {
-		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", "malformed Authorization header"))
-		a.challenge(w, true)
+		a.refuse(w, r, "malformed Authorization header")
 		return nil, "", false
 	}
 	scheme, token, found := strings.Cut(v, " ")
 	token = strings.TrimSpace(token)
 	if !found || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", "not a bearer token"))
-		a.challenge(w, true)
+		a.refuse(w, r, "not a bearer token")
 		return nil, "", false
 	}
 	p, err := a.opts.Verifier.Verify(r.Context(), token)
@@ -319,11 +317,19 @@ func (a *api) authenticate(w http.ResponseWriter, r *http.Request) (*entra.Princ
 		return nil, "", false
 	}
 	if err != nil {
-		a.log.LogAttrs(r.Context(), slog.LevelWarn, "rejected token", slog.String("reason", err.Error()))
-		a.challenge(w, true)
+		a.refuse(w, r, err.Error())
 		return nil, "", false
 	}
 	return p, token, true
+}
+
+// refuse answers 401 invalid_token for a token presented and refused. It
+// logs why at DEBUG only: anyone can send junk, so a warning here would be
+// one per request of a flood; the verifier warns, within a budget, about
+// the refusals that point at an attack or a misconfiguration.
+func (a *api) refuse(w http.ResponseWriter, r *http.Request, reason string) {
+	a.log.LogAttrs(r.Context(), slog.LevelDebug, "rejected token", slog.String("reason", reason))
+	a.challenge(w, true)
 }
 
 // challenge writes the 401. Per RFC 6750 §3.1 a request with no token gets

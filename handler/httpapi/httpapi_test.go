@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,6 +26,7 @@ type api struct {
 	t       *testing.T
 	url     string
 	reached atomic.Int64
+	logs    testkit.SyncBuffer // what the front logs, at INFO and above
 }
 
 func newAPI(t *testing.T) *api {
@@ -45,6 +47,7 @@ func newAPI(t *testing.T) *api {
 		}),
 		MaxBodyBytes: 1 << 10,
 		ClientIP:     clientip.Policy{Header: clientip.DefaultHeader},
+		Logger:       slog.New(slog.NewJSONHandler(&a.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -117,6 +120,11 @@ func TestMCPGuards(t *testing.T) {
 	}
 	if n := a.reached.Load(); n != 0 {
 		t.Errorf("%d refused requests reached the endpoint", n)
+	}
+	// Anyone can send tokens that do not verify: the verifier logs why,
+	// within a budget, so a flood is not a warning per request here.
+	if logs := a.logs.String(); logs != "" {
+		t.Errorf("refused requests logged at INFO or above:\n%s", logs)
 	}
 }
 
