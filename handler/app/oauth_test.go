@@ -415,15 +415,17 @@ func TestOAuthClientMetadataDocument(t *testing.T) {
 		"slow server":          slowID,
 		"plain http elsewhere": "http://example.com/client.json",
 	} {
-		r := get(t, browser(t), st.newAuthRequest(t, id).url(st.base))
-		if r.status != http.StatusBadRequest || r.header.Get("Location") != "" || !strings.Contains(string(r.body), "not known to this server") {
-			t.Errorf("%s: %d Location=%q %s", name, r.status, r.header.Get("Location"), r.body)
-		}
-		// The page tells the user whose fix it is: a document is the
-		// publisher's, not an expired registration.
-		if body := string(r.body); !strings.Contains(body, "metadata document must be fixed by its publisher") || strings.Contains(body, "registration may have expired") {
-			t.Errorf("%s: the page does not say the document is at fault: %s", name, body)
-		}
+		t.Run(name, func(t *testing.T) {
+			r := get(t, browser(t), st.newAuthRequest(t, id).url(st.base))
+			if r.status != http.StatusBadRequest || r.header.Get("Location") != "" || !strings.Contains(string(r.body), "not known to this server") {
+				t.Errorf("%s: %d Location=%q %s", name, r.status, r.header.Get("Location"), r.body)
+			}
+			// The page tells the user whose fix it is: a document is the
+			// publisher's, not an expired registration.
+			if body := string(r.body); !strings.Contains(body, "metadata document must be fixed by its publisher") || strings.Contains(body, "registration may have expired") {
+				t.Errorf("%s: the page does not say the document is at fault: %s", name, body)
+			}
+		})
 	}
 }
 
@@ -442,10 +444,12 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			"redirect URI on another host": {clientID: id, redirect: "https://attacker.example/callback", state: "s", challenge: strings.Repeat("a", 43)},
 			"no client_id":                 {redirect: clientRedirect, state: "s", challenge: strings.Repeat("a", 43)},
 		} {
-			r := get(t, browser(t), a.url(st.base))
-			if r.status != http.StatusBadRequest || r.header.Get("Location") != "" {
-				t.Errorf("%s: %d Location=%q", name, r.status, r.header.Get("Location"))
-			}
+			t.Run(name, func(t *testing.T) {
+				r := get(t, browser(t), a.url(st.base))
+				if r.status != http.StatusBadRequest || r.header.Get("Location") != "" {
+					t.Errorf("%s: %d Location=%q", name, r.status, r.header.Get("Location"))
+				}
+			})
 		}
 	})
 
@@ -464,17 +468,19 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			"scope not offered":       {url.Values{"scope": {"https://graph.microsoft.com/Mail.Read"}}, "invalid_scope", true},
 			"state given twice":       {url.Values{"state": {"a", "b"}}, "invalid_request", false},
 		} {
-			a := st.newAuthRequest(t, id)
-			a.extra = tc.extra
-			r := get(t, browser(t), a.url(st.base))
-			if r.status != http.StatusFound {
-				t.Errorf("%s: %d %s", name, r.status, r.body)
-				continue
-			}
-			q := clientLanding(t, r.header.Get("Location"), clientRedirect)
-			if q.Get("error") != tc.code || q.Get("iss") != st.base || (q.Get("state") == a.state) != tc.withState {
-				t.Errorf("%s: client got %v, want error=%s", name, q, tc.code)
-			}
+			t.Run(name, func(t *testing.T) {
+				a := st.newAuthRequest(t, id)
+				a.extra = tc.extra
+				r := get(t, browser(t), a.url(st.base))
+				if r.status != http.StatusFound {
+					t.Errorf("%s: %d %s", name, r.status, r.body)
+					return
+				}
+				q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+				if q.Get("error") != tc.code || q.Get("iss") != st.base || (q.Get("state") == a.state) != tc.withState {
+					t.Errorf("%s: client got %v, want error=%s", name, q, tc.code)
+				}
+			})
 		}
 	})
 
@@ -511,9 +517,11 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			"CSRF token missing": {url.Values{"request": {request}, "decision": {"approve"}}, st.base},
 			"foreign Origin":     {url.Values{"request": {request}, "csrf_token": {csrf}, "decision": {"approve"}}, "https://attacker.example"},
 		} {
-			if r := st.decide(t, c, tc.fields, tc.origin); r.status != http.StatusForbidden || r.header.Get("Location") != "" {
-				t.Errorf("%s: %d %s", name, r.status, r.header.Get("Location"))
-			}
+			t.Run(name, func(t *testing.T) {
+				if r := st.decide(t, c, tc.fields, tc.origin); r.status != http.StatusForbidden || r.header.Get("Location") != "" {
+					t.Errorf("%s: %d %s", name, r.status, r.header.Get("Location"))
+				}
+			})
 		}
 		// A wrong token is refused. The request is not stored, so nothing
 		// is spent: the page's own (256-bit) token still works, and a forger
@@ -635,8 +643,10 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			"wrong resource":      {url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {id}, "resource": {"https://other.example"}}, 400, "invalid_target"},
 			"wider refresh scope": {url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {id}, "scope": {"Mail.Read"}}, 400, "invalid_scope"},
 		} {
-			r, _ := st.tokenReq(t, "/oauth/token", tc.form)
-			wantOAuthError(t, name, r, tc.status, tc.code)
+			t.Run(name, func(t *testing.T) {
+				r, _ := st.tokenReq(t, "/oauth/token", tc.form)
+				wantOAuthError(t, name, r, tc.status, tc.code)
+			})
 		}
 		r = st.do(t, http.MethodPost, "/oauth/token", "", map[string]string{"Content-Type": "application/x-www-form-urlencoded",
 			"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":secret"))}, "grant_type=refresh_token&refresh_token=x&client_id="+id)
@@ -701,8 +711,10 @@ func TestOAuthNegativeMatrix(t *testing.T) {
 			"secret auth method":      {`{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"client_secret_basic"}`, "invalid_client_metadata"},
 			"not JSON":                {`redirect_uris=x`, "invalid_client_metadata"},
 		} {
-			r := st.do(t, http.MethodPost, "/oauth/register", "", nil, tc.body)
-			wantOAuthError(t, name, r, 400, tc.code)
+			t.Run(name, func(t *testing.T) {
+				r := st.do(t, http.MethodPost, "/oauth/register", "", nil, tc.body)
+				wantOAuthError(t, name, r, 400, tc.code)
+			})
 		}
 	})
 }
@@ -973,19 +985,21 @@ func TestOAuthResourceIndicators(t *testing.T) {
 			"not an absolute URI":          {[]string{"/mcp"}, "invalid_target"},
 			"the server, not the endpoint": {[]string{st.base}, "invalid_target"},
 		} {
-			a := st.newAuthRequest(t, id)
-			a.extra = url.Values{"resource": tc.resource}
-			r := get(t, browser(t), a.url(st.base))
-			if tc.code == "" {
-				if r.status != http.StatusOK || !requestRE.Match(r.body) {
-					t.Errorf("%s: %d %s, want the consent page", name, r.status, r.header.Get("Location"))
+			t.Run(name, func(t *testing.T) {
+				a := st.newAuthRequest(t, id)
+				a.extra = url.Values{"resource": tc.resource}
+				r := get(t, browser(t), a.url(st.base))
+				if tc.code == "" {
+					if r.status != http.StatusOK || !requestRE.Match(r.body) {
+						t.Errorf("%s: %d %s, want the consent page", name, r.status, r.header.Get("Location"))
+					}
+					return
 				}
-				continue
-			}
-			q := clientLanding(t, r.header.Get("Location"), clientRedirect)
-			if r.status != http.StatusFound || q.Get("error") != tc.code || q.Get("state") != a.state {
-				t.Errorf("%s: %d %v, want %s", name, r.status, q, tc.code)
-			}
+				q := clientLanding(t, r.header.Get("Location"), clientRedirect)
+				if r.status != http.StatusFound || q.Get("error") != tc.code || q.Get("state") != a.state {
+					t.Errorf("%s: %d %v, want %s", name, r.status, q, tc.code)
+				}
+			})
 		}
 	})
 

@@ -396,10 +396,12 @@ func TestRedisDownIs503WithNothingHalfWritten(t *testing.T) {
 		"/auth/exchange": `{"auth_code":"` + code + `"}`,
 		"/auth/refresh":  `{"refresh_token":"` + handle + `"}`,
 	} {
-		r := st.do(t, http.MethodPost, path, "", nil, body)
-		if r.status != 503 || r.header.Get("Retry-After") == "" || !json.Valid(r.body) {
-			t.Errorf("%s with Redis down: %d %q %s", path, r.status, r.header.Get("Retry-After"), r.body)
-		}
+		t.Run(path, func(t *testing.T) {
+			r := st.do(t, http.MethodPost, path, "", nil, body)
+			if r.status != 503 || r.header.Get("Retry-After") == "" || !json.Valid(r.body) {
+				t.Errorf("%s with Redis down: %d %q %s", path, r.status, r.header.Get("Retry-After"), r.body)
+			}
+		})
 	}
 	// A sign-in starts without Redis (its state is in the browser), and
 	// ends with a 503 page where it would store the user's tokens.

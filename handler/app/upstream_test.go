@@ -162,13 +162,15 @@ func TestUpstreamsOnBehalfOfTheCaller(t *testing.T) {
 
 	t.Run("each upstream gets a token minted for it, for the caller", func(t *testing.T) {
 		for name, api := range map[string]devidp.API{"notes": notesAPI, "desk": deskAPI} {
-			w := f.whoamiOf(t, tok, name)
-			if w["aud"] != api.AppID || w["oid"] != reader.ObjectID || w["tid"] != f.idp.TenantID() {
-				t.Errorf("%s saw %v; want aud %s, oid %s", name, w, api.AppID, reader.ObjectID)
-			}
-			if w["appId"] != f.idp.ClientID() {
-				t.Errorf("%s: the token's client is %v, want this server (%s)", name, w["appId"], f.idp.ClientID())
-			}
+			t.Run(name, func(t *testing.T) {
+				w := f.whoamiOf(t, tok, name)
+				if w["aud"] != api.AppID || w["oid"] != reader.ObjectID || w["tid"] != f.idp.TenantID() {
+					t.Errorf("%s saw %v; want aud %s, oid %s", name, w, api.AppID, reader.ObjectID)
+				}
+				if w["appId"] != f.idp.ClientID() {
+					t.Errorf("%s: the token's client is %v, want this server (%s)", name, w["appId"], f.idp.ClientID())
+				}
+			})
 		}
 	})
 	t.Run("no upstream ever received the caller's own token", func(t *testing.T) {

@@ -59,9 +59,11 @@ func TestManagedIdentityProtocol(t *testing.T) {
 		"no resource":    {url.Values{"api-version": {azuretest.MSIAPIVersion}}, hdr},
 		"unknown client": {url.Values{"resource": {"r"}, "api-version": {azuretest.MSIAPIVersion}, "client_id": {"x"}}, hdr},
 	} {
-		if status, _, _ := get(t, c, msi.Endpoint()+"?"+c2.q.Encode(), c2.hdr); status != http.StatusBadRequest {
-			t.Errorf("%s: status %d, want 400", name, status)
-		}
+		t.Run(name, func(t *testing.T) {
+			if status, _, _ := get(t, c, msi.Endpoint()+"?"+c2.q.Encode(), c2.hdr); status != http.StatusBadRequest {
+				t.Errorf("%s: status %d, want 400", name, status)
+			}
+		})
 	}
 	if msi.Refused() != 5 || len(msi.Requests()) != 0 {
 		t.Errorf("refused %d, answered %d", msi.Refused(), len(msi.Requests()))

@@ -150,9 +150,11 @@ func TestPermission(t *testing.T) {
 			{"*", "anything", true}, {"a*b", "ab", true}, {"a*b", "aXXb", true}, {"a*b", "aXXbc", false},
 			{"*b*", "abc", true}, {"ab*ab", "ab", false}, {"exact", "exact", true}, {"exact", "exactly", false},
 		} {
-			if got := matchPattern(c.pattern, c.name); got != c.want {
-				t.Errorf("matchPattern(%q, %q) = %v", c.pattern, c.name, got)
-			}
+			t.Run(c.pattern+" against "+c.name, func(t *testing.T) {
+				if got := matchPattern(c.pattern, c.name); got != c.want {
+					t.Errorf("matchPattern(%q, %q) = %v", c.pattern, c.name, got)
+				}
+			})
 		}
 	})
 }

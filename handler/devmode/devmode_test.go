@@ -80,12 +80,14 @@ func TestDevModeRefusesBadSettings(t *testing.T) {
 		"public base with a path":  {"PUBLIC_BASE_URL": "http://127.0.0.1:1/x"},
 		"on Azure":                 {"WEBSITE_HOSTNAME": "x.azurewebsites.net"},
 	} {
-		if e, err := start("127.0.0.1:0", env(m)); err == nil {
-			e.Close()
-			t.Errorf("%s: accepted", name)
-		} else if strings.Contains(err.Error(), "panic") {
-			t.Errorf("%s: %v", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			if e, err := start("127.0.0.1:0", env(m)); err == nil {
+				e.Close()
+				t.Errorf("%s: accepted", name)
+			} else if strings.Contains(err.Error(), "panic") {
+				t.Errorf("%s: %v", name, err)
+			}
+		})
 	}
 }
 

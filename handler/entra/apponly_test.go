@@ -363,12 +363,14 @@ func TestStandInAppTokens(t *testing.T) {
 			}
 
 			for name, tok := range map[string]string{"agent": byAgent, "managed identity": byMI} {
-				if _, err := off.Verify(ctx, tok); err != ErrInvalidToken {
-					t.Errorf("%s's token without AcceptAppTokens: %v, want ErrInvalidToken", name, err)
-				}
-				if _, err := off.verify(ctx, tok); !errors.Is(err, errNoScope) {
-					t.Errorf("%s's token without AcceptAppTokens: %v, want errNoScope", name, err)
-				}
+				t.Run(name, func(t *testing.T) {
+					if _, err := off.Verify(ctx, tok); err != ErrInvalidToken {
+						t.Errorf("%s's token without AcceptAppTokens: %v, want ErrInvalidToken", name, err)
+					}
+					if _, err := off.verify(ctx, tok); !errors.Is(err, errNoScope) {
+						t.Errorf("%s's token without AcceptAppTokens: %v, want errNoScope", name, err)
+					}
+				})
 			}
 			byIdle := e.clientCredentials(scope, idle.ClientID, "client_secret", idle.Secret)
 			if _, err := e.v.verify(ctx, byIdle); !errors.Is(err, errAppNoRoles) {

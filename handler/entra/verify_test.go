@@ -335,9 +335,11 @@ func TestNewVerifierConfig(t *testing.T) {
 		"version 3":            func(c *Config) { c.TokenVersion = 3 },
 	}
 	for name, edit := range bad {
-		if _, err := NewVerifier(with2(ok, edit)); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := NewVerifier(with2(ok, edit)); err == nil {
+				t.Errorf("%s: accepted", name)
+			}
+		})
 	}
 }
 

@@ -609,9 +609,11 @@ func TestSessionsRedisDown(t *testing.T) {
 		"user":      func() error { _, err := s.RevokeUser(ctx, tenantA, oidAlice); return err },
 	}
 	for op, run := range ops {
-		if err := run(); !errors.Is(err, outage.ErrUnavailable) {
-			t.Errorf("%s: %v, want ErrUnavailable", op, err)
-		}
+		t.Run(op, func(t *testing.T) {
+			if err := run(); !errors.Is(err, outage.ErrUnavailable) {
+				t.Errorf("%s: %v, want ErrUnavailable", op, err)
+			}
+		})
 	}
 }
 

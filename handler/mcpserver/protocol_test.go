@@ -228,9 +228,15 @@ func TestProtocolVersionNegotiation(t *testing.T) {
 			{"-", `"2026-07-28"`},
 			{"-", `"2025-11-25"`},
 		} {
-			for _, method := range []string{"tools/list", "initialize"} {
-				wantError(t, fmt.Sprintf("%s header %s _meta %s", method, c.header, c.meta), modernRequest(method, c.header, c.meta, 1), mcp.HEADER_MISMATCH)
+			header := "header " + c.header
+			if c.header == "-" {
+				header = "no header"
 			}
+			t.Run(header+" vs meta "+strings.Trim(c.meta, `"`), func(t *testing.T) {
+				for _, method := range []string{"tools/list", "initialize"} {
+					wantError(t, fmt.Sprintf("%s header %s _meta %s", method, c.header, c.meta), modernRequest(method, c.header, c.meta, 1), mcp.HEADER_MISMATCH)
+				}
+			})
 		}
 	})
 

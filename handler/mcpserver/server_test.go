@@ -171,23 +171,28 @@ func TestToolsListOtherFormsGoToMCPGo(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t)
 	p := principalWith("Task.All")
-	for _, c := range []rpcCase{
-		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"abc"}}`},
-		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"progressToken":1}}}`},
+	for _, tc := range []struct {
+		name string
+		c    rpcCase
+	}{
+		{"cursor", rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"abc"}}`}},
+		{"progress token", rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"progressToken":1}}}`}},
 		// modern in the body but the header is missing: mcp-go refuses it
-		{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`},
-		// modern without Mcp-Method
-		{header: map[string]string{"MCP-Protocol-Version": "2026-07-28"},
-			body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`},
+		{"modern without the version header", rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`}},
+		{"modern without Mcp-Method", rpcCase{header: map[string]string{"MCP-Protocol-Version": "2026-07-28"},
+			body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`}},
 	} {
-		before := s.metrics.listFast.Load()
-		rec := post(s, p, c)
-		if s.metrics.listFast.Load() != before {
-			t.Errorf("%s: shortcut taken; want mcp-go to answer (got %d %s)", c.body, rec.Code, rec.Body)
-		}
-		if !strings.Contains(rec.Header().Get("Content-Type"), "application/json") {
-			t.Errorf("%s: content type %q, body %s", c.body, rec.Header().Get("Content-Type"), rec.Body)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			before := s.metrics.listFast.Load()
+			rec := post(s, p, c)
+			if s.metrics.listFast.Load() != before {
+				t.Errorf("%s: shortcut taken; want mcp-go to answer (got %d %s)", c.body, rec.Code, rec.Body)
+			}
+			if !strings.Contains(rec.Header().Get("Content-Type"), "application/json") {
+				t.Errorf("%s: content type %q, body %s", c.body, rec.Header().Get("Content-Type"), rec.Body)
+			}
+		})
 	}
 }
 
@@ -233,30 +238,36 @@ func TestRBACListAndCall(t *testing.T) {
 	}
 	all := []string{"whoami", "list_things", "get_thing", "make_thing", "stats"}
 	for role, visible := range want {
-		p := principalWith(role)
-		got := names(t, post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`}).Body.Bytes())
-		if strings.Join(got, ",") != strings.Join(visible, ",") {
-			t.Errorf("role %q sees %v, want %v", role, got, visible)
+		label := role
+		if label == "" {
+			label = "no role"
 		}
-		for _, name := range all {
-			rec := post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`})
-			var r listResult
-			if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
-				t.Fatal(err)
+		t.Run(label, func(t *testing.T) {
+			p := principalWith(role)
+			got := names(t, post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`}).Body.Bytes())
+			if strings.Join(got, ",") != strings.Join(visible, ",") {
+				t.Errorf("role %q sees %v, want %v", role, got, visible)
 			}
-			allowed := contains(visible, name)
-			if allowed && (r.Error != nil || r.Result.IsError) {
-				t.Errorf("role %q calling %s: %s", role, name, rec.Body)
-			}
-			if !allowed {
-				// A forbidden tool fails exactly like an unknown one.
-				unknown := post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `x","arguments":{}}}`})
-				wantBody := strings.ReplaceAll(unknown.Body.String(), name+"x", name)
-				if r.Error == nil || rec.Body.String() != wantBody || rec.Code != unknown.Code {
-					t.Errorf("role %q calling forbidden %s:\n got %d %s\nunknown %d %s", role, name, rec.Code, rec.Body, unknown.Code, unknown.Body)
+			for _, name := range all {
+				rec := post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`})
+				var r listResult
+				if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+					t.Fatal(err)
+				}
+				allowed := contains(visible, name)
+				if allowed && (r.Error != nil || r.Result.IsError) {
+					t.Errorf("role %q calling %s: %s", role, name, rec.Body)
+				}
+				if !allowed {
+					// A forbidden tool fails exactly like an unknown one.
+					unknown := post(s, p, rpcCase{body: `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + name + `x","arguments":{}}}`})
+					wantBody := strings.ReplaceAll(unknown.Body.String(), name+"x", name)
+					if r.Error == nil || rec.Body.String() != wantBody || rec.Code != unknown.Code {
+						t.Errorf("role %q calling forbidden %s:\n got %d %s\nunknown %d %s", role, name, rec.Code, rec.Body, unknown.Code, unknown.Body)
+					}
 				}
 			}
-		}
+		})
 	}
 }
 

@@ -84,10 +84,16 @@ func TestUpstreamToolsMerged(t *testing.T) {
 			"Task.Write":      {"make_thing", "notes.add_note", "notes.whoami", "whoami"},
 			"MCPServer.Admin": {"notes.whoami", "stats", "whoami"},
 		} {
-			got := f.list(t, strings.Fields(roles)...)
-			if !slices.Equal(got, want) {
-				t.Errorf("roles %q: got %v, want %v", roles, got, want)
+			name := roles
+			if name == "" {
+				name = "no roles"
 			}
+			t.Run(name, func(t *testing.T) {
+				got := f.list(t, strings.Fields(roles)...)
+				if !slices.Equal(got, want) {
+					t.Errorf("roles %q: got %v, want %v", roles, got, want)
+				}
+			})
 		}
 	})
 	t.Run("the pre-encoded lists match mcp-go's with upstream tools in them", func(t *testing.T) {
@@ -250,12 +256,19 @@ func TestUpstreamResourcesAndPrompts(t *testing.T) {
 			t.Fatal("an unknown URI was read")
 		}
 		for _, c := range []struct {
-			p   *entra.Principal
-			uri string
-		}{{admin, devupstream.NotesResource}, {reader, devupstream.HiddenResource}, {admin, "note://1"}} {
-			if got := errorText(f.rpc(t, c.p, "resources/read", map[string]any{"uri": c.uri}), c.uri); got != unknown {
-				t.Errorf("%s: %q, unknown: %q", c.uri, got, unknown)
-			}
+			name string
+			p    *entra.Principal
+			uri  string
+		}{
+			{"forbidden resource", admin, devupstream.NotesResource},
+			{"unlisted resource", reader, devupstream.HiddenResource},
+			{"forbidden template", admin, "note://1"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				if got := errorText(f.rpc(t, c.p, "resources/read", map[string]any{"uri": c.uri}), c.uri); got != unknown {
+					t.Errorf("%s: %q, unknown: %q", c.uri, got, unknown)
+				}
+			})
 		}
 	})
 	t.Run("a permitted read the upstream fails is an error naming it", func(t *testing.T) {
@@ -289,9 +302,11 @@ func TestUpstreamResourcesAndPrompts(t *testing.T) {
 			p    *entra.Principal
 			name string
 		}{{admin, "notes." + devupstream.SummarizePrompt}, {reader, "notes." + devupstream.HiddenPrompt}} {
-			if got := errorText(f.rpc(t, c.p, "prompts/get", map[string]any{"name": c.name}), c.name); got != unknown {
-				t.Errorf("%s: %q, unknown: %q", c.name, got, unknown)
-			}
+			t.Run(c.name, func(t *testing.T) {
+				if got := errorText(f.rpc(t, c.p, "prompts/get", map[string]any{"name": c.name}), c.name); got != unknown {
+					t.Errorf("%s: %q, unknown: %q", c.name, got, unknown)
+				}
+			})
 		}
 	})
 }

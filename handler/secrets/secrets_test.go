@@ -218,10 +218,12 @@ func TestKeyVaultSkipsDisabledExpiredAndHoldsBackPending(t *testing.T) {
 		t.Errorf("data sealed with the pending key does not open: %v", err)
 	}
 	for name, k := range map[string][]byte{"disabled": kDisabled, "expired": kExpired} {
-		sealed, _ := ring(t, k).Seal("k", []byte("x"))
-		if _, err := s.Open("k", sealed); !errors.Is(err, seal.ErrOpen) {
-			t.Errorf("data sealed with the %s key: Open err = %v, want seal.ErrOpen", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			sealed, _ := ring(t, k).Seal("k", []byte("x"))
+			if _, err := s.Open("k", sealed); !errors.Is(err, seal.ErrOpen) {
+				t.Errorf("data sealed with the %s key: Open err = %v, want seal.ErrOpen", name, err)
+			}
+		})
 	}
 }
 

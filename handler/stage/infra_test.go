@@ -537,14 +537,16 @@ func TestProvisioningTwiceWorks(t *testing.T) {
 	sh := mustFile(t, files, "infra/hooks/postprovision.sh")
 	ps := mustFile(t, files, "infra/hooks/postprovision.ps1")
 	for hook, text := range map[string]string{"postprovision.sh": sh, "postprovision.ps1": ps} {
-		lookup := strings.Index(text, "appRoleAssignments")
-		assign := strings.Index(text, "appRoleAssignedTo")
-		if lookup < 0 || assign < 0 || lookup > assign {
-			t.Errorf("%s does not look the Task.All assignment up before assigning it", hook)
-		}
-		if !strings.Contains(text, "ENTRA_TASK_ALL_ROLE_ID") {
-			t.Errorf("%s does not take the role id from ENTRA_TASK_ALL_ROLE_ID", hook)
-		}
+		t.Run(hook, func(t *testing.T) {
+			lookup := strings.Index(text, "appRoleAssignments")
+			assign := strings.Index(text, "appRoleAssignedTo")
+			if lookup < 0 || assign < 0 || lookup > assign {
+				t.Errorf("%s does not look the Task.All assignment up before assigning it", hook)
+			}
+			if !strings.Contains(text, "ENTRA_TASK_ALL_ROLE_ID") {
+				t.Errorf("%s does not take the role id from ENTRA_TASK_ALL_ROLE_ID", hook)
+			}
+		})
 	}
 }
 

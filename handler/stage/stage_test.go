@@ -190,9 +190,11 @@ func TestCheckRoutes(t *testing.T) {
 		"extra function":   ok[:1],
 		"other methods":    {ok[0], {Path: "/mcp", Methods: []string{"POST"}}},
 	} {
-		if err := CheckRoutes(fns, want); err == nil {
-			t.Errorf("%s: no error", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if err := CheckRoutes(fns, want); err == nil {
+				t.Errorf("%s: no error", name)
+			}
+		})
 	}
 }
 

@@ -146,9 +146,11 @@ func TestRememberedConsent(t *testing.T) {
 		"another browser": {other, "client-a"},
 		"short id":        {"short", "client-a"},
 	} {
-		if _, err := s.ConsentedUser(ctx, tc[0], tc[1]); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("%s: %v", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.ConsentedUser(ctx, tc[0], tc[1]); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s: %v", name, err)
+			}
+		})
 	}
 	// client-a's approval ends at its own expiry although the key lives on
 	// for client-b's.

@@ -444,9 +444,11 @@ func TestRedisDown(t *testing.T) {
 				"delete":   func() error { _, err := s.Delete(ctx, tenantA, id); return err },
 			}
 			for op, run := range ops {
-				if err := run(); !errors.Is(err, outage.ErrUnavailable) {
-					t.Errorf("%s: %s: %v, want ErrUnavailable", name, op, err)
-				}
+				t.Run(op, func(t *testing.T) {
+					if err := run(); !errors.Is(err, outage.ErrUnavailable) {
+						t.Errorf("%s: %s: %v, want ErrUnavailable", name, op, err)
+					}
+				})
 			}
 		})
 	}

@@ -219,17 +219,19 @@ func TestCorrelatedRequest(t *testing.T) {
 		"PIPELINE MULTI INCR EXPIRE EXEC": {TypeRedis, "OK", true},
 		"POST /tenant/oauth2/v2.0/token":  {TypeEntra, "400", false},
 	} {
-		d, ok := byName[name]
-		if !ok {
-			t.Errorf("no dependency %q; have %v", name, keys(byName))
-			continue
-		}
-		if d.Type != want.typ || d.ResultCode != want.code || d.Success == nil || *d.Success != want.ok {
-			t.Errorf("dependency %q: type %q code %q success %v", name, d.Type, d.ResultCode, *d.Success)
-		}
-		if parseDuration(t, d.Duration) <= 0 {
-			t.Errorf("dependency %q: duration %q", name, d.Duration)
-		}
+		t.Run(name, func(t *testing.T) {
+			d, ok := byName[name]
+			if !ok {
+				t.Errorf("no dependency %q; have %v", name, keys(byName))
+				return
+			}
+			if d.Type != want.typ || d.ResultCode != want.code || d.Success == nil || *d.Success != want.ok {
+				t.Errorf("dependency %q: type %q code %q success %v", name, d.Type, d.ResultCode, *d.Success)
+			}
+			if parseDuration(t, d.Duration) <= 0 {
+				t.Errorf("dependency %q: duration %q", name, d.Duration)
+			}
+		})
 	}
 	if d := byName["SET"]; d.Target != mr.Addr() {
 		t.Errorf("redis target %q", d.Target)
@@ -464,14 +466,16 @@ func TestMiddlewareStatusFlushAndPanic(t *testing.T) {
 	for name, code := range map[string]string{
 		"GET /stream": "200", "GET /panic": "500", "GET /tasks/{id}": "401", "GET /nowhere": "404",
 	} {
-		e, ok := got[name]
-		if !ok {
-			t.Errorf("no request %q in %v", name, slices.Collect(maps.Keys(got)))
-			continue
-		}
-		if e.Data.BaseData.ResponseCode != code {
-			t.Errorf("%s: code %s, want %s", name, e.Data.BaseData.ResponseCode, code)
-		}
+		t.Run(name, func(t *testing.T) {
+			e, ok := got[name]
+			if !ok {
+				t.Errorf("no request %q in %v", name, slices.Collect(maps.Keys(got)))
+				return
+			}
+			if e.Data.BaseData.ResponseCode != code {
+				t.Errorf("%s: code %s, want %s", name, e.Data.BaseData.ResponseCode, code)
+			}
+		})
 	}
 	// Without traceparent the invocation id is the operation id.
 	p := got["GET /panic"]
