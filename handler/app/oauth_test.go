@@ -84,20 +84,19 @@ func (a authRequest) url(base string) string {
 	return base + "/oauth/authorize?" + q.Encode()
 }
 
-var (
-	requestRE = regexp.MustCompile(`name="request" value="([^"]+)"`)
-	csrfRE    = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
-)
+// requestRE finds a consent page's request field, to tell the page from
+// another answer.
+var requestRE = regexp.MustCompile(`name="request" value="([^"]+)"`)
 
 // consent loads the consent page of a request and returns its form fields.
 func (st *stack) consent(t testing.TB, c *http.Client, a authRequest) (request, csrf string) {
 	t.Helper()
 	r := get(t, c, a.url(st.base))
-	rm, cm := requestRE.FindSubmatch(r.body), csrfRE.FindSubmatch(r.body)
-	if r.status != http.StatusOK || rm == nil || cm == nil {
+	form := testkit.FormFields(string(r.body), "request", "csrf_token")
+	if r.status != http.StatusOK || form.Get("request") == "" || form.Get("csrf_token") == "" {
 		t.Fatalf("consent page: %d %s %s", r.status, r.header.Get("Location"), r.body)
 	}
-	return string(rm[1]), string(cm[1])
+	return form.Get("request"), form.Get("csrf_token")
 }
 
 // decide posts the consent form as the page would.

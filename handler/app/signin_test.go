@@ -58,11 +58,8 @@ func (f fromAddress) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func get(t testing.TB, c *http.Client, u string) reply {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return send(t, c, req)
+	a := testkit.Get(t, c, u)
+	return reply{a.Status, a.Header, []byte(a.Body)}
 }
 
 // send sends req with c and reads the whole answer.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,7 +33,7 @@ func TestDevModeRefuses(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), c.args, func(k string) string { return c.env[k] }, &stdout, &stderr)
+			code := run(context.Background(), c.args, testkit.Env(c.env), &stdout, &stderr)
 			if code == 0 || !strings.Contains(stderr.String(), c.want) {
 				t.Fatalf("exit %d, %q; want non-zero and %q", code, stderr.String(), c.want)
 			}
@@ -59,25 +58,21 @@ func TestDevModeServesAndStops(t *testing.T) {
 	var stdout, stderr testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-dev-tokens", tokensFile}, func(string) string { return "" }, &stdout, &stderr)
+		done <- run(ctx, []string{"-addr", addr, "-dev-tokens", tokensFile}, testkit.Env(nil), &stdout, &stderr)
 	}()
 
-	var tokens map[string]string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := os.ReadFile(tokensFile); err == nil && json.Unmarshal(b, &tokens) == nil {
-			break
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dev mode's output: %s%s", stdout.String(), stderr.String())
 		}
+	})
+	tokens := testkit.DevTokens(t, 20*time.Second, tokensFile, func() {
 		select {
 		case code := <-done:
-			t.Fatalf("dev mode exited %d during start-up: %s%s", code, stdout.String(), stderr.String())
+			t.Fatalf("dev mode exited %d during start-up", code)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no tokens after 20 s: %s%s", stdout.String(), stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
 	if !strings.Contains(stdout.String(), "Dev mode: MCP endpoint http://"+addr+"/mcp") {
 		t.Errorf("no welcome naming the endpoint:\n%s", stdout.String())
 	}

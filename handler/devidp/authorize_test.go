@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // noRedirect is a plain-HTTP client that shows redirects instead of
@@ -36,24 +37,14 @@ func authQuery(s *Server, pairs ...string) url.Values {
 	return q
 }
 
-func get(t *testing.T, rawURL string) (*http.Response, string) {
-	t.Helper()
-	resp, err := noRedirect().Get(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
-}
-
 func TestAuthorizePage(t *testing.T) {
 	t.Parallel()
 	s := startSignIn(t, Options{})
 	page := s.AuthorizeURL() + "?" + authQuery(s).Encode()
-	resp, body := get(t, page)
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
-		t.Fatalf("GET page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	resp := testkit.Get(t, noRedirect(), page)
+	body := resp.Body
+	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET page: %d %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
 	csp := resp.Header.Get("Content-Security-Policy")
 	for _, want := range []string{"default-src 'none'", "form-action 'self' http://127.0.0.1:7071 http://127.0.0.1:* http://localhost:*;", "frame-ancestors 'none'", "base-uri 'none'"} {
@@ -103,8 +94,8 @@ func TestAuthorizePage(t *testing.T) {
 	}
 	// The plain-HTTP listener serves nothing else.
 	for _, p := range []string{"/" + s.TenantID() + "/v2.0/.well-known/openid-configuration", "/" + s.TenantID() + "/oauth2/v2.0/token"} {
-		if resp, _ := get(t, strings.Replace(s.AuthorizeURL(), "/"+s.TenantID()+"/oauth2/v2.0/authorize", p, 1)); resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("plain HTTP %s: %d", p, resp.StatusCode)
+		if resp := testkit.Get(t, noRedirect(), strings.Replace(s.AuthorizeURL(), "/"+s.TenantID()+"/oauth2/v2.0/authorize", p, 1)); resp.Status != http.StatusNotFound && resp.Status != http.StatusMethodNotAllowed {
+			t.Errorf("plain HTTP %s: %d", p, resp.Status)
 		}
 	}
 }
@@ -125,10 +116,10 @@ func TestAuthorizeErrorPages(t *testing.T) {
 		{"unknown tenant", strings.Replace(s.AuthorizeURL(), s.TenantID(), "contoso.example", 1) + "?" + authQuery(s).Encode(), "AADSTS90002"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := get(t, tc.url)
-			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.Contains(body, tc.aadsts+": ") ||
-				!strings.Contains(resp.Header.Get("Content-Security-Policy"), "form-action 'none'") || strings.Contains(body, "<form") {
-				t.Errorf("%s: %d %q", tc.name, resp.StatusCode, resp.Header.Get("Location"))
+			resp := testkit.Get(t, noRedirect(), tc.url)
+			if resp.Status != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.Contains(resp.Body, tc.aadsts+": ") ||
+				!strings.Contains(resp.Header.Get("Content-Security-Policy"), "form-action 'none'") || strings.Contains(resp.Body, "<form") {
+				t.Errorf("%s: %d %q", tc.name, resp.Status, resp.Header.Get("Location"))
 			}
 		})
 	}
@@ -158,12 +149,12 @@ func TestAuthorizeRedirectErrors(t *testing.T) {
 		{"form_post", authQuery(s, "response_mode", "form_post"), "invalid_request", "AADSTS90023"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, _ := get(t, s.AuthorizeURL()+"?"+tc.q.Encode())
+			resp := testkit.Get(t, noRedirect(), s.AuthorizeURL()+"?"+tc.q.Encode())
 			loc, _ := url.Parse(resp.Header.Get("Location"))
 			q := loc.Query()
-			if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), testRedirect+"?") || q.Get("error") != tc.code ||
+			if resp.Status != http.StatusFound || !strings.HasPrefix(loc.String(), testRedirect+"?") || q.Get("error") != tc.code ||
 				!strings.HasPrefix(q.Get("error_description"), tc.aadsts+": ") || q.Get("state") != "st" || q.Has("code") {
-				t.Errorf("%s: %d %s", tc.name, resp.StatusCode, loc)
+				t.Errorf("%s: %d %s", tc.name, resp.Status, loc)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package devidp
 
 import (
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"slices"
@@ -27,21 +26,6 @@ func start(t *testing.T, opts Options) *Server {
 	return s
 }
 
-func getJSON(t *testing.T, c *http.Client, url string, v any) int {
-	t.Helper()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-			t.Fatalf("decoding %s: %v", url, err)
-		}
-	}
-	return resp.StatusCode
-}
-
 func TestTLSTrustsOnlyOwnCert(t *testing.T) {
 	t.Parallel()
 	s := start(t, Options{})
@@ -50,7 +34,7 @@ func TestTLSTrustsOnlyOwnCert(t *testing.T) {
 		t.Fatal("default client trusted the self-signed certificate")
 	}
 	var doc map[string]any
-	if code := getJSON(t, s.HTTPClient(), url, &doc); code != http.StatusOK {
+	if code := testkit.GetJSON(t, s.HTTPClient(), url, &doc).Status; code != http.StatusOK {
 		t.Fatalf("status %d", code)
 	}
 	block, _ := pem.Decode(s.CertPEM())
@@ -86,7 +70,7 @@ func TestDiscovery(t *testing.T) {
 		Token   string   `json:"token_endpoint"`
 		Algs    []string `json:"id_token_signing_alg_values_supported"`
 	}
-	getJSON(t, c, s.Issuer()+"/.well-known/openid-configuration", &v2)
+	testkit.GetJSON(t, c, s.Issuer()+"/.well-known/openid-configuration", &v2)
 	if v2.Issuer != s.Issuer() || v2.JWKSURI != s.Authority()+"/discovery/v2.0/keys" ||
 		v2.Auth != s.AuthorizeURL() || v2.Token != s.TokenURL() ||
 		!slices.Equal(v2.Algs, []string{"RS256"}) {
@@ -96,7 +80,7 @@ func TestDiscovery(t *testing.T) {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	getJSON(t, c, s.Authority()+"/.well-known/openid-configuration", &v1)
+	testkit.GetJSON(t, c, s.Authority()+"/.well-known/openid-configuration", &v1)
 	if v1.Issuer != s.Authority()+"/" || v1.JWKSURI != s.Authority()+"/discovery/keys" {
 		t.Errorf("v1 discovery = %+v", v1)
 	}
@@ -109,7 +93,7 @@ type jwksDoc struct {
 func kids(t *testing.T, s *Server) []string {
 	t.Helper()
 	var set jwksDoc
-	if code := getJSON(t, s.HTTPClient(), s.Authority()+"/discovery/v2.0/keys", &set); code != http.StatusOK {
+	if code := testkit.GetJSON(t, s.HTTPClient(), s.Authority()+"/discovery/v2.0/keys", &set).Status; code != http.StatusOK {
 		t.Fatalf("JWKS status %d", code)
 	}
 	var out []string
@@ -145,7 +129,7 @@ func TestKeyRotationAndOutage(t *testing.T) {
 	}
 	s.SetJWKSFailing(true)
 	var set jwksDoc
-	if code := getJSON(t, s.HTTPClient(), s.Authority()+"/discovery/keys", &set); code != http.StatusServiceUnavailable {
+	if code := testkit.GetJSON(t, s.HTTPClient(), s.Authority()+"/discovery/keys", &set).Status; code != http.StatusServiceUnavailable {
 		t.Fatalf("failing JWKS status %d", code)
 	}
 	if n := s.JWKSFetches(); n != 4 {

@@ -200,19 +200,13 @@ func newRequest(t *testing.T, method, url string, body io.Reader, header ...stri
 	return req
 }
 
-// send sends req and reads the whole answer.
+// send is testkit.Do with client, its answer as the status and header (a
+// response with no body: it has been read) and the body this package's
+// checks take.
 func send(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read the answer: %v", req.Method, req.URL, err)
-	}
-	return resp, string(b)
+	r := testkit.Do(t, client, req)
+	return &http.Response{StatusCode: r.Status, Header: r.Header}, r.Body
 }
 
 // call sends a request without a body and returns the status and body.

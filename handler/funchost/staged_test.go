@@ -2,8 +2,8 @@ package funchost_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/entra-mcp/functions-mcp/handler/funchost"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // moduleRoot is the module's root, from this package's folder.
@@ -69,17 +70,12 @@ func TestStagedPackage(t *testing.T) {
 
 	t.Run("health", func(t *testing.T) {
 		// The signing keys are fetched in the background: degraded until then.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			resp, body := call(t, http.MethodGet, base+"/health")
-			if resp.StatusCode == 200 {
-				break
+		testkit.EventuallyWithin(t, 30*time.Second, "GET /health to answer 200", func() error {
+			if resp, body := call(t, http.MethodGet, base+"/health"); resp.StatusCode != 200 {
+				return fmt.Errorf("%d %q", resp.StatusCode, body)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET /health: %d %q after 30 s", resp.StatusCode, body)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 	t.Run("protected resource metadata names the public URL", func(t *testing.T) {
 		var prm struct {
@@ -124,17 +120,7 @@ func TestStagedPackage(t *testing.T) {
 	t.Run("MCP with a dev token", func(t *testing.T) {
 		// Dev mode writes the file after it starts listening, which is
 		// when the host counts it ready: under load the file can lag.
-		var toks map[string]string
-		var err error
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			var b []byte
-			if b, err = os.ReadFile(tokens); err == nil && json.Unmarshal(b, &toks) == nil && toks["all"] != "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("dev tokens: %v", err)
-			}
-		}
+		toks := testkit.DevTokens(t, 10*time.Second, tokens, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		req := newRequest(t, http.MethodPost, base+"/mcp",
@@ -158,13 +144,11 @@ func TestStagedPackage(t *testing.T) {
 	}
 }
 
+// getJSON is testkit.GetJSON with client, failing unless the answer is a
+// 200.
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	resp, body := call(t, http.MethodGet, url)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %q", url, resp.StatusCode, body)
-	}
-	if err := json.Unmarshal([]byte(body), v); err != nil {
-		t.Fatalf("GET %s: %v in %q", url, err, body)
+	if r := testkit.GetJSON(t, client, url, v); r.Status != http.StatusOK {
+		t.Fatalf("GET %s: %d %q", url, r.Status, r.Body)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/entra-mcp/functions-mcp/handler/authz"
 	"github.com/entra-mcp/functions-mcp/handler/config"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
 	"github.com/entra-mcp/functions-mcp/handler/upstream"
 )
@@ -190,10 +191,12 @@ func TestRedteamRetiredTemplatesAreBounded(t *testing.T) {
 		g := f.fed.Generation()
 		f.off.Add(int64(config.DefaultUpstreamListTTL + time.Second))
 		post(f.s, principalWith("Task.Read"), rpcCase{body: list}) // starts the refresh
-		deadline := time.Now().Add(5 * time.Second)
-		for f.fed.Generation() == g && time.Now().Before(deadline) {
-			time.Sleep(2 * time.Millisecond)
-		}
+		testkit.Eventually(t, "the refresh to finish", func() error {
+			if f.fed.Generation() == g {
+				return fmt.Errorf("still generation %d", g)
+			}
+			return nil
+		})
 		post(f.s, principalWith("Task.Read"), rpcCase{body: list}) // syncs it
 	}
 	idx := f.s.index()

@@ -812,22 +812,14 @@ func wantUnavailable(t *testing.T, what string, err error) {
 	}
 }
 
-// eventually retries a lookup until it succeeds (slow fetches ending after
-// a release), for up to five seconds.
-func (e *cimdEnv) eventually(t *testing.T, what, id, requester string) {
+// lookupEventually retries a lookup until it succeeds (slow fetches ending
+// after a release).
+func (e *cimdEnv) lookupEventually(t *testing.T, what, id, requester string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.Eventually(t, what, func() error {
 		_, err := e.reg.Lookup(context.Background(), id, requester)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%s: %v", what, err)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestDocumentFetchesBounded: a flood of distinct client_id URLs does not
@@ -865,7 +857,7 @@ func TestDocumentFetchesBounded(t *testing.T) {
 	})
 	e.docs.releaseSlow()
 	t.Run("not cached", func(t *testing.T) {
-		e.eventually(t, "once the slow fetches ended", e.docs.url(otherHost, "/client.json"), "victim")
+		e.lookupEventually(t, "once the slow fetches ended", e.docs.url(otherHost, "/client.json"), "victim")
 	})
 }
 
@@ -901,7 +893,7 @@ func TestDocumentFetchesPerRequester(t *testing.T) {
 	})
 	e.docs.releaseSlow()
 	t.Run("refusal not cached", func(t *testing.T) {
-		e.eventually(t, "the third document once the first two ended", third, "greedy")
+		e.lookupEventually(t, "the third document once the first two ended", third, "greedy")
 	})
 }
 

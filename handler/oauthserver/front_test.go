@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -343,17 +342,12 @@ func TestAuthorize(t *testing.T) {
 	})
 }
 
-var hiddenRE = regexp.MustCompile(`name="(request|csrf_token)" value="([^"]+)"`)
-
 // consent shows the consent page for a request and returns the form's
 // hidden fields and the browser-binding cookie.
 func (f *front) consent(q url.Values) (url.Values, *http.Cookie) {
 	f.t.Helper()
 	r := f.get(PathAuthorize, q)
-	form := url.Values{}
-	for _, m := range hiddenRE.FindAllStringSubmatch(r.Body, -1) {
-		form.Set(m[1], m[2])
-	}
+	form := testkit.FormFields(r.Body, "request", "csrf_token")
 	var bind *http.Cookie
 	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
 		if strings.HasSuffix(c.Name, "mcp-authorize") {

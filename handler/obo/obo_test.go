@@ -130,19 +130,6 @@ func redisValues(t *testing.T, rdb redis.UniversalClient) map[string]string {
 	return out
 }
 
-// noTokenIn fails if any part of a token (header, payload or signature)
-// appears in s.
-func noTokenIn(t *testing.T, where, s string, tokens ...string) {
-	t.Helper()
-	for _, tok := range tokens {
-		for _, part := range strings.Split(tok, ".") {
-			if len(part) > 16 && strings.Contains(s, part) {
-				t.Errorf("%s holds part of a token", where)
-			}
-		}
-	}
-}
-
 func TestHappyPathAndCache(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -171,7 +158,7 @@ func TestHappyPathAndCache(t *testing.T) {
 		if !strings.HasPrefix(k, "obo:{") || !strings.HasSuffix(k, "}:"+p.TenantID+"."+p.ObjectID) || len(field) != 64 {
 			t.Errorf("key %q field %q, want obo:{<tag>}:<tid>.<oid> and a scope digest", k, field)
 		}
-		noTokenIn(t, "Redis value", v, incoming, tok)
+		testkit.NoTokenIn(t, "Redis value", v, incoming, tok)
 		ttl := e.rdb.TTL(ctx, k).Val()
 		if ttl < 50*time.Minute || ttl > 55*time.Minute {
 			t.Errorf("TTL %v, want about an hour less the 5-minute margin", ttl)
@@ -189,7 +176,7 @@ func TestHappyPathAndCache(t *testing.T) {
 	if n := e.oboRequests(); n != 1 {
 		t.Errorf("OBO requests after a cached call = %d, want 1", n)
 	}
-	noTokenIn(t, "logs", e.logs.String(), incoming, incoming2, tok)
+	testkit.NoTokenIn(t, "logs", e.logs.String(), incoming, incoming2, tok)
 }
 
 func TestUsersNeverShareTokens(t *testing.T) {
@@ -377,7 +364,7 @@ func TestRedisDownStillWorks(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "obo: read token cache") {
 		t.Errorf("the outage was not logged: %s", e.logs.String())
 	}
-	noTokenIn(t, "logs", e.logs.String(), tok)
+	testkit.NoTokenIn(t, "logs", e.logs.String(), tok)
 }
 
 func TestExpiryMarginAndForget(t *testing.T) {

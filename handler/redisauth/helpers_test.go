@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/redis/go-redis/v9/auth"
+
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 )
 
 // start is the fake clock's starting time.
@@ -206,11 +209,10 @@ func loopGoroutines() int {
 // waitLoops waits until at most n refresh loops run.
 func waitLoops(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for loopGoroutines() > n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d refresh loops still running, want at most %d", loopGoroutines(), n)
+	testkit.Eventually(t, fmt.Sprintf("at most %d refresh loops", n), func() error {
+		if got := loopGoroutines(); got > n {
+			return fmt.Errorf("%d refresh loops still running", got)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/redisauth"
 	"github.com/entra-mcp/functions-mcp/handler/store"
@@ -119,22 +120,6 @@ func blockManyFor(t *testing.T, rdb *redis.Client, n int, key, hold string) {
 	wg.Wait()
 }
 
-// eventually retries check until it returns "" or 10s pass.
-func eventually(t *testing.T, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		msg := check()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func suffix() string { return strings.ToLower(rand.Text()[:10]) }
 
 func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
@@ -176,13 +161,13 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 	busyKey := key + ":busy"
 	busy := make(chan error, 1)
 	go func() { busy <- rdb.BLPop(ctx, 0, busyKey).Err() }()
-	eventually(t, func() string {
+	testkit.Eventually(t, "the busy command to start", func() error {
 		for _, c := range clients(t, admin, name) {
 			if c.cmd == "blpop" {
-				return ""
+				return nil
 			}
 		}
-		return "the busy command did not start"
+		return errors.New("no connection runs BLPOP")
 	})
 
 	// The credential now issues token B; the refresh falls due.
@@ -200,7 +185,7 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 	// pool. Every connection that was open, idle or busy, must now be
 	// user B: the same connection ids, so re-authenticated rather than
 	// replaced.
-	eventually(t, func() string {
+	testkit.Eventually(t, "every connection to be user B", func() error {
 		// Rounds repeat until all are re-authenticated: a round in which
 		// fewer were in flight at once costs only another round.
 		blockManyFor(t, rdb, size, key, "0.05")
@@ -208,15 +193,15 @@ func TestPooledConnectionsSwitchToNewToken(t *testing.T) {
 		for _, c := range clients(t, admin, name) {
 			now[c.id] = c.user
 			if c.user != userB {
-				return fmt.Sprintf("connection %s is still user %q", c.id, c.user)
+				return fmt.Errorf("connection %s is still user %q", c.id, c.user)
 			}
 		}
 		for _, c := range before {
 			if _, ok := now[c.id]; !ok {
-				return fmt.Sprintf("connection %s was closed instead of re-authenticated", c.id)
+				return fmt.Errorf("connection %s was closed instead of re-authenticated", c.id)
 			}
 		}
-		return ""
+		return nil
 	})
 
 	// Retire user A as Redis would retire an expired token: nothing of
@@ -309,11 +294,11 @@ func TestExpiryWithoutNewTokenClosesConnections(t *testing.T) {
 	// Then OnError makes go-redis close its connections, and a new one
 	// fails at once with the reason.
 	s.until(t, start.Add(59*time.Minute))
-	eventually(t, func() string {
+	testkit.Eventually(t, "OnError to close every connection", func() error {
 		if n := len(clients(t, admin, name)); n != 0 {
-			return fmt.Sprintf("%d connections still open after OnError", n)
+			return fmt.Errorf("%d connections still open after OnError", n)
 		}
-		return ""
+		return nil
 	})
 	began := time.Now()
 	err := rdb.Ping(ctx).Err()

@@ -19,6 +19,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/devidp"
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/internal/standin"
+	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/obo"
 	"github.com/entra-mcp/functions-mcp/handler/outage"
 	"github.com/entra-mcp/functions-mcp/handler/seal"
@@ -146,11 +147,7 @@ func TestMyProfile(t *testing.T) {
 	}
 	for _, k := range keys {
 		v, _ := e.rdb.Get(context.Background(), k).Result()
-		for _, part := range strings.Split(incoming, ".") {
-			if strings.Contains(v, part) {
-				t.Errorf("%s holds part of the incoming token", k)
-			}
-		}
+		testkit.NoTokenIn(t, k, v, incoming)
 		if strings.Contains(v, devidp.GraphAppID) || strings.Contains(v, p.ObjectID) {
 			t.Errorf("%s holds a readable token", k)
 		}

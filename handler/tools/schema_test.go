@@ -9,6 +9,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/entra-mcp/functions-mcp/handler/entra"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 // TestArgumentsAreCheckedAgainstTheSchema: every rule an input schema
@@ -56,8 +57,8 @@ func TestArgumentsAreCheckedAgainstTheSchema(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := call(t, c.args)
-			if !res.IsError || !strings.Contains(text(res), c.want) {
-				t.Errorf("%s: %v %q, want a tool error saying %q", c.args, res.IsError, text(res), c.want)
+			if !res.IsError || !strings.Contains(toolstest.Text(res), c.want) {
+				t.Errorf("%s: %v %q, want a tool error saying %q", c.args, res.IsError, toolstest.Text(res), c.want)
 			}
 		})
 	}
@@ -67,19 +68,9 @@ func TestArgumentsAreCheckedAgainstTheSchema(t *testing.T) {
 	t.Run("good arguments reach the tool", func(t *testing.T) {
 		res := call(t, `{"code":"ABC-12","colour":"red","when":"2026-12-03T10:00:00Z","contact":"a@b.example","seats":2,"note":null}`)
 		if res.IsError || ran != 1 {
-			t.Fatalf("%q, ran %d", text(res), ran)
+			t.Fatalf("%q, ran %d", toolstest.Text(res), ran)
 		}
 	})
-}
-
-func text(r *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range r.Content {
-		if tc, ok := c.(mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return b.String()
 }
 
 // TestReadmeExampleTool: the README's example tool (copied verbatim into
@@ -94,7 +85,7 @@ func TestReadmeExampleTool(t *testing.T) {
 	var req mcp.CallToolRequest
 	req.Params.Arguments = json.RawMessage(`{"environment":"dev"}`)
 	res, err := list[0].Run(context.Background(), Call{Principal: &entra.Principal{TenantID: "t", ObjectID: "o"}, Request: req})
-	if err != nil || res.IsError || text(res) == "" {
+	if err != nil || res.IsError || toolstest.Text(res) == "" {
 		t.Fatalf("%v %+v", err, res)
 	}
 }

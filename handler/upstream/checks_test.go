@@ -16,6 +16,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/config"
 	"github.com/entra-mcp/functions-mcp/handler/devupstream"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 // TestCheckRedirectsCarryNoCredential: an upstream that redirects gets its
@@ -112,7 +113,7 @@ func TestCheckHostileStreams(t *testing.T) {
 	tool := f.toolOf(t, user("u1"), "notes.list_notes")
 
 	mode.Store("requests")
-	if res, err := run(user("u1"), tool, nil); err != nil || textOf(res) != "ok" {
+	if res, err := run(user("u1"), tool, nil); err != nil || toolstest.Text(res) != "ok" {
 		t.Errorf("requests and notifications on the stream: %v %v", res, err)
 	}
 	// The endless stream waits out the timeout, so it gets an upstream of

@@ -25,6 +25,7 @@ import (
 	"github.com/entra-mcp/functions-mcp/handler/entra"
 	"github.com/entra-mcp/functions-mcp/handler/internal/testkit"
 	"github.com/entra-mcp/functions-mcp/handler/tools"
+	"github.com/entra-mcp/functions-mcp/handler/tools/toolstest"
 )
 
 // rules are the permissions the tests' configurations give: whoami and
@@ -272,16 +273,6 @@ func outcome(t *testing.T, err error) string {
 	return f.Outcome
 }
 
-func textOf(res *mcp.CallToolResult) string {
-	var b strings.Builder
-	for _, c := range res.Content {
-		if tc, ok := c.(mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return b.String()
-}
-
 func TestListing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, devupstream.Options{}, Options{}, nil)
@@ -340,12 +331,12 @@ func TestCalls(t *testing.T) {
 
 	t.Run("a result is relayed", func(t *testing.T) {
 		res, err := f.call(t, "u1", "notes.add_note", map[string]any{"text": "buy milk"})
-		if err != nil || res.IsError || !strings.Contains(textOf(res), "Noted") {
+		if err != nil || res.IsError || !strings.Contains(toolstest.Text(res), "Noted") {
 			t.Fatalf("got %v, %v", res, err)
 		}
 		res, err = f.call(t, "u1", "notes.list_notes", nil)
-		if err != nil || textOf(res) != "buy milk" {
-			t.Fatalf("got %q, %v", textOf(res), err)
+		if err != nil || toolstest.Text(res) != "buy milk" {
+			t.Fatalf("got %q, %v", toolstest.Text(res), err)
 		}
 	})
 	t.Run("structured content is relayed", func(t *testing.T) {

@@ -1,9 +1,11 @@
 // Package testkit holds the small helpers several packages' tests need: a
 // clock the test moves, a log sink safe for background goroutines, a
-// getenv over a map, a poll for background work, a JWT payload reader, HTTP
-// answers, and keys (a sealing key ring, an RSA key for the stand-ins). Only
-// tests import it, and of ours it imports only seal, which imports nothing
-// of ours, so any package's tests can.
+// getenv over a map, polls for background work (dev mode's tokens file
+// among it), a JWT payload reader, HTTP answers and the fields of a form in
+// them, a check that no part of a token leaked, and keys (a sealing key
+// ring, an RSA key for the stand-ins). Only tests import it, and of ours it
+// imports only seal, which imports nothing of ours, so any package's tests
+// can.
 package testkit
 
 import (
@@ -12,9 +14,14 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,12 +82,53 @@ func Env(m map[string]string) func(string) string {
 // for background goroutines the test cannot join.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	if err := poll(10*time.Second, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
+		return errNotYet
+	}); err != nil {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// Eventually is WaitFor for a check that says what it saw: it polls check
+// until it returns nil, or fails the test after ten seconds with check's
+// last error. check runs on the test's goroutine, so it may fail the test
+// itself to stop at once.
+func Eventually(t testing.TB, what string, check func() error) {
+	t.Helper()
+	EventuallyWithin(t, 10*time.Second, what, check)
+}
+
+// EventuallyWithin is Eventually with a deadline of d, for what takes
+// longer than ten seconds on a loaded machine (a staged binary starting).
+func EventuallyWithin(t testing.TB, d time.Duration, what string, check func() error) {
+	t.Helper()
+	if err := poll(d, check); err != nil {
+		t.Fatalf("timed out after %v waiting for %s: last saw %v", d, what, err)
+	}
+}
+
+var errNotYet = errors.New("not yet")
+
+// poll calls check until it returns nil, and returns check's last error
+// once d has passed. It waits 5 ms between the first calls, growing to
+// 20 ms, so a quick condition is seen at once and a slow one is not
+// hammered.
+func poll(d time.Duration, check func() error) error {
+	deadline := time.Now().Add(d)
+	wait := 5 * time.Millisecond
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
 	}
 }
 
@@ -151,6 +199,90 @@ func Do(t testing.TB, c *http.Client, req *http.Request) Reply {
 	r := Reply{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
 	_ = json.Unmarshal(b, &r.OAuth)
 	return r
+}
+
+// Get is Do for a GET of url.
+func Get(t testing.TB, c *http.Client, url string) Reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Do(t, c, req)
+}
+
+// GetJSON gets url with c and, when the answer is a 200, decodes its body
+// into v or fails the test. It returns the answer, for its status.
+func GetJSON(t testing.TB, c *http.Client, url string, v any) Reply {
+	t.Helper()
+	r := Get(t, c, url)
+	if r.Status == http.StatusOK {
+		if err := json.Unmarshal([]byte(r.Body), v); err != nil {
+			t.Fatalf("GET %s: %v in %q", url, err, r.Body)
+		}
+	}
+	return r
+}
+
+// hiddenField is a form field an HTML page of ours carries: a name and a
+// value that is not empty.
+var hiddenField = regexp.MustCompile(`name="([^"]+)" value="([^"]+)"`)
+
+// FormFields returns the fields of the given names that an HTML page's
+// forms carry with a value (a consent page's request and csrf_token); a
+// name the page repeats has its last value.
+func FormFields(page string, names ...string) url.Values {
+	form := url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
+		if slices.Contains(names, m[1]) {
+			form.Set(m[1], m[2])
+		}
+	}
+	return form
+}
+
+// NoTokenIn fails the test if any part of a JWT of tokens (its header,
+// payload or signature) appears in s, which where names: for logs and
+// stored records that must hold no token, not even in part. Parts of 16
+// characters or fewer are not looked for; no JWT has one.
+func NoTokenIn(t testing.TB, where, s string, tokens ...string) {
+	t.Helper()
+	for _, tok := range tokens {
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) > 16 && strings.Contains(s, part) {
+				t.Errorf("%s holds part of a token", where)
+			}
+		}
+	}
+}
+
+// DevTokens waits up to d for the tokens file dev mode writes once it
+// listens (its -dev-tokens flag; written whole, by a rename) and returns
+// the tokens by demo user key, or fails the test with what it last read.
+// alive, when not nil, runs each round on the test's goroutine: it fails
+// the test itself when dev mode has stopped, rather than the wait running
+// out.
+func DevTokens(t testing.TB, d time.Duration, path string, alive func()) map[string]string {
+	t.Helper()
+	var tokens map[string]string
+	EventuallyWithin(t, d, "dev mode's tokens in "+path, func() error {
+		if alive != nil {
+			alive()
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		tokens = nil
+		if err := json.Unmarshal(b, &tokens); err != nil {
+			return err
+		}
+		if tokens["all"] == "" {
+			return fmt.Errorf("no token for the all user in %.100q", b)
+		}
+		return nil
+	})
+	return tokens
 }
 
 // Ring is a sealing key ring with one fresh key, for a test's own stores.

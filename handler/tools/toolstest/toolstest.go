@@ -3,7 +3,8 @@
 // tools/list of each dev-mode demo user. Go tests and the .ci scripts read
 // their expectations from it, so adding a tool changes one file, and that
 // file is generated from the real catalog: handler/tools's TestToolsPerRole
-// fails when it is stale and rewrites it with -update.
+// fails when it is stale and rewrites it with -update. It also holds what
+// tests of tool results share: a result's text.
 package toolstest
 
 import (
