@@ -84,10 +84,6 @@ func (a authRequest) url(base string) string {
 	return base + "/oauth/authorize?" + q.Encode()
 }
 
-// requestRE finds a consent page's request field, to tell the page from
-// another answer.
-var requestRE = regexp.MustCompile(`name="request" value="([^"]+)"`)
-
 // consent loads the consent page of a request and returns its form fields.
 func (st *stack) consent(t testing.TB, c *http.Client, a authRequest) (request, csrf string) {
 	t.Helper()
@@ -989,7 +985,7 @@ func TestOAuthResourceIndicators(t *testing.T) {
 				a.extra = url.Values{"resource": tc.resource}
 				r := get(t, browser(t), a.url(st.base))
 				if tc.code == "" {
-					if r.status != http.StatusOK || !requestRE.Match(r.body) {
+					if r.status != http.StatusOK || testkit.FormFields(string(r.body), "request").Get("request") == "" {
 						t.Errorf("%s: %d %s, want the consent page", name, r.status, r.header.Get("Location"))
 					}
 					return
