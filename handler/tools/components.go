@@ -66,7 +66,7 @@ func openTasks(d Deps) Resource {
 		Def: mcp.NewResource(uri, "open-tasks",
 			mcp.WithResourceDescription("Your organisation's open tasks, newest first (the first page), as JSON."),
 			mcp.WithMIMEType("application/json")),
-		Permissions: []string{"tasks.read"},
+		Permissions: []string{permRead},
 		Read: func(ctx context.Context, p *entra.Principal) ([]mcp.ResourceContents, error) {
 			if d.Tasks == nil {
 				return nil, errors.New("no task store configured")
@@ -103,7 +103,7 @@ func taskTemplate(d Deps) ResourceTemplate {
 		Def: mcp.NewResourceTemplate("task://{id}", "task",
 			mcp.WithTemplateDescription("A task of your organisation, as JSON (the id as create_task, list_tasks or search_tasks return it)."),
 			mcp.WithTemplateMIMEType("application/json")),
-		Permissions: []string{"tasks.read"},
+		Permissions: []string{permRead},
 		Read: func(ctx context.Context, p *entra.Principal, uri string, vars map[string]string) ([]mcp.ResourceContents, error) {
 			if d.Tasks == nil {
 				return nil, errors.New("no task store configured")
@@ -135,7 +135,7 @@ func weeklySummary(d Deps) Prompt {
 			mcp.WithPromptTitle("Weekly summary of open tasks"),
 			mcp.WithPromptDescription("A summary of your organisation's open tasks for a weekly update, grouped by theme, with what is overdue or blocked first."),
 			mcp.WithArgument("audience", mcp.ArgumentDescription("Who the summary is for, e.g. the team or leadership (default: the team)"))),
-		Permissions: []string{"tasks.read"},
+		Permissions: []string{permRead},
 		Get: func(ctx context.Context, p *entra.Principal, args map[string]string) (*mcp.GetPromptResult, error) {
 			if d.Tasks == nil {
 				return nil, errors.New("no task store configured")

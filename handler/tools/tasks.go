@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -32,23 +33,29 @@ type taskHandlers struct {
 
 func taskTools(d Deps) []Tool {
 	h := taskHandlers{tasks: d.Tasks}
-	create := newTool(createTaskDef(), "tasks.write", h.withStore(h.create))
+	create := newTool(createTaskDef(), permWrite, h.withStore(h.create))
 	create.Unavailable = "A service this tool needs did not answer in time, so the task may have been created. " +
-		"Check with list_tasks before creating it again; calling create_task again with the same idempotency_key " +
-		"will not create a second one."
-	del := newTool(deleteTaskDef(), "tasks.write", h.withStore(h.delete))
+		"Calling create_task again with the same idempotency_key will not create a second one; without one, " +
+		"check with list_tasks (if you may read tasks) before creating it again."
+	del := newTool(deleteTaskDef(), permWrite, h.withStore(h.delete))
 	del.Unavailable = "A service this tool needs did not answer in time, so the task may or may not have been deleted. " +
-		"Check with get_task; calling delete_task again with the same id is safe."
+		"Calling delete_task again with the same id is safe; get_task (if you may read tasks) tells whether it is gone."
 	return []Tool{
-		newTool(listTasksDef(), "tasks.read", h.withStore(h.list)),
-		newTool(getTaskDef(), "tasks.read", h.withStore(h.get)),
-		newTool(searchTasksDef(), "tasks.read", h.withStore(h.search)),
+		newTool(listTasksDef(), permRead, h.withStore(h.list)),
+		newTool(getTaskDef(), permRead, h.withStore(h.get)),
+		newTool(searchTasksDef(), permRead, h.withStore(h.search)),
 		create,
-		newTool(updateTaskDef(), "tasks.write", h.withStore(h.update)),
-		newTool(completeTaskDef(), "tasks.write", h.withStore(h.complete)),
+		newTool(updateTaskDef(), permWrite, h.withStore(h.update)),
+		newTool(completeTaskDef(), permWrite, h.withStore(h.complete)),
 		del,
 	}
 }
+
+// The task tools' permissions: the role table grants them.
+const (
+	permRead  = "tasks.read"
+	permWrite = "tasks.write"
+)
 
 // withStore fails a call when the server runs without a task store, the way
 // it fails when Redis is down, so tools/list still shows the tools.
@@ -63,8 +70,18 @@ func (h taskHandlers) withStore(run argsHandler) argsHandler {
 
 // Schemas.
 
-func taskSchema() map[string]any {
-	return object(map[string]any{
+func taskSchema() map[string]any { return object(taskProperties()) }
+
+// writeSchema is what the write tools answer: the whole task to a caller who
+// may read tasks, only its id and status (a taskReceipt) to one who may not.
+func writeSchema() map[string]any {
+	s := objectWith(taskProperties(), []string{"id", "status"})
+	s["description"] = "The task as it now is (as it was, for delete_task); only id and status for callers who may change tasks but not read them"
+	return s
+}
+
+func taskProperties() map[string]any {
+	return map[string]any{
 		"id":            str("Task id"),
 		"title":         str("Title"),
 		"notes":         str("Notes"),
@@ -75,7 +92,7 @@ func taskSchema() map[string]any {
 		"updatedBy":     str("Object id of the user who last changed the task"),
 		"updatedByName": str("Name of the user who last changed the task"),
 		"updatedAt":     map[string]any{"type": "string", "format": "date-time"},
-	})
+	}
 }
 
 func idArg() mcp.ToolOption {
@@ -163,7 +180,7 @@ func createTaskDef() mcp.Tool {
 		"Adds an open task to your organisation's task list. "+
 			"Pass an idempotency_key so that calling again after a failure or timeout cannot create the task twice.",
 		hints{},
-		titleArg(mcp.Required()), notesArg(), idempotencyKeyArg(), outputSchema(taskSchema()))
+		titleArg(mcp.Required()), notesArg(), idempotencyKeyArg(), outputSchema(writeSchema()))
 }
 
 func updateTaskDef() mcp.Tool {
@@ -173,21 +190,21 @@ func updateTaskDef() mcp.Tool {
 		hints{destructive: true, idempotent: true},
 		idArg(), titleArg(), notesArg(),
 		statusArg("New status: open, or done"),
-		outputSchema(taskSchema()))
+		outputSchema(writeSchema()))
 }
 
 func completeTaskDef() mcp.Tool {
 	return define("complete_task", "Complete a task",
 		"Marks a task done. Completing a done task changes nothing.",
 		hints{idempotent: true},
-		idArg(), outputSchema(taskSchema()))
+		idArg(), outputSchema(writeSchema()))
 }
 
 func deleteTaskDef() mcp.Tool {
 	return define("delete_task", "Delete a task",
-		"Deletes a task for good and returns it as it was.",
+		"Deletes a task for good and returns it as it was (its id and status, to callers who may not read tasks).",
 		hints{destructive: true, idempotent: true},
-		idArg(), outputSchema(taskSchema()))
+		idArg(), outputSchema(writeSchema()))
 }
 
 // Handlers.
@@ -213,7 +230,7 @@ func (h taskHandlers) get(ctx context.Context, call Call, a args) (*mcp.CallTool
 	if err != nil {
 		return h.failed("get task", id, err)
 	}
-	return taskResult("", task), nil
+	return taskResult(task), nil
 }
 
 func (h taskHandlers) search(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
@@ -238,7 +255,7 @@ func (h taskHandlers) create(ctx context.Context, call Call, a args) (*mcp.CallT
 		if err != nil {
 			return h.failed("create task", "", err)
 		}
-		return taskResult("Created", task), nil
+		return writeResult(call, "Created task "+task.ID+".", task), nil
 	}
 	c, err := h.tasks.CreateIdempotent(ctx, call.Principal.TenantID, actor(call), key, title, notes)
 	switch {
@@ -248,10 +265,10 @@ func (h taskHandlers) create(ctx context.Context, call Call, a args) (*mcp.CallT
 	case err != nil:
 		return h.failed("create task", "", err)
 	case c.Replayed:
-		return mcp.NewToolResultStructured(c.Task, "Task "+c.Task.ID+" was already created by an earlier call with this "+
-			"idempotency_key; nothing new was created.\n"+taskText(c.Task)), nil
+		return writeResult(call, "Task "+c.Task.ID+" was already created by an earlier call with this "+
+			"idempotency_key; nothing new was created.", c.Task), nil
 	}
-	return taskResult("Created", c.Task), nil
+	return writeResult(call, "Created task "+c.Task.ID+".", c.Task), nil
 }
 
 func (h taskHandlers) update(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
@@ -261,7 +278,7 @@ func (h taskHandlers) update(ctx context.Context, call Call, a args) (*mcp.CallT
 	if err != nil {
 		return h.failed("update task", id, err)
 	}
-	return taskResult("Updated", task), nil
+	return writeResult(call, "Updated task "+task.ID+".", task), nil
 }
 
 func (h taskHandlers) complete(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
@@ -270,7 +287,7 @@ func (h taskHandlers) complete(ctx context.Context, call Call, a args) (*mcp.Cal
 	if err != nil {
 		return h.failed("complete task", id, err)
 	}
-	return taskResult("Completed", task), nil
+	return writeResult(call, "Completed task "+task.ID+".", task), nil
 }
 
 func (h taskHandlers) delete(ctx context.Context, call Call, a args) (*mcp.CallToolResult, error) {
@@ -279,7 +296,7 @@ func (h taskHandlers) delete(ctx context.Context, call Call, a args) (*mcp.CallT
 	if err != nil {
 		return h.failed("delete task", id, err)
 	}
-	return taskResult("Deleted", task), nil
+	return writeResult(call, "Deleted task "+task.ID+".", task), nil
 }
 
 // failed turns a store error into a tool result the caller can act on, or
@@ -324,12 +341,26 @@ func actor(call Call) taskstore.Actor {
 	return taskstore.Actor{ID: call.Principal.ObjectID, Name: name}
 }
 
-func taskResult(verb string, task taskstore.Task) *mcp.CallToolResult {
-	text := taskText(task)
-	if verb != "" {
-		text = verb + " task " + task.ID + ".\n" + text
+func taskResult(task taskstore.Task) *mcp.CallToolResult {
+	return mcp.NewToolResultStructured(task, taskText(task))
+}
+
+// taskReceipt is what a write tool answers a caller who may change tasks
+// but not read them: that the change happened. The whole task would make
+// every write tool a get_task for anyone who knows an id (complete_task of
+// a done task changes nothing and would still show its notes).
+type taskReceipt struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// writeResult answers a write tool with summary and the task as it now is,
+// or only its receipt when the caller may not read tasks.
+func writeResult(call Call, summary string, task taskstore.Task) *mcp.CallToolResult {
+	if slices.Contains(call.Grants, permRead) {
+		return mcp.NewToolResultStructured(task, summary+"\n"+taskText(task))
 	}
-	return mcp.NewToolResultStructured(task, text)
+	return mcp.NewToolResultStructured(taskReceipt{ID: task.ID, Status: task.Status}, summary+" Its status is "+task.Status+".")
 }
 
 func taskText(t taskstore.Task) string {

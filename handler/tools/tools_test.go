@@ -60,9 +60,16 @@ func withRedis(t *testing.T) *server {
 	return newServer(t, tools.Deps{Tasks: taskstore.New(storetest.Redis(t)), Version: "test"})
 }
 
-// call runs a tool as p with arguments given as Go values, the way mcp-go
-// hands them over when it did not keep the raw JSON.
+// call runs a tool as p, holding every permission, with arguments given as
+// Go values, the way mcp-go hands them over when it did not keep the raw
+// JSON.
 func (s *server) call(p *entra.Principal, name string, args any) (*mcp.CallToolResult, error) {
+	s.t.Helper()
+	return s.callWith(p, authz.DefaultTable().Permissions(), name, args)
+}
+
+// callWith is call for a caller holding only grants.
+func (s *server) callWith(p *entra.Principal, grants []string, name string, args any) (*mcp.CallToolResult, error) {
 	s.t.Helper()
 	tool, ok := s.tools[name]
 	if !ok {
@@ -73,7 +80,7 @@ func (s *server) call(p *entra.Principal, name string, args any) (*mcp.CallToolR
 	req.Params.Arguments = args
 	return tool.Run(context.Background(), tools.Call{
 		Principal:    p,
-		Grants:       authz.DefaultTable().Permissions(),
+		Grants:       grants,
 		Request:      req,
 		AllowedTools: func() []string { return []string{"whoami", name} },
 	})
@@ -305,6 +312,51 @@ func TestTaskLifecycle(t *testing.T) {
 	}
 }
 
+// TestWriteOnlyCallersGetReceipts: a caller who may change tasks but not
+// read them learns from a write tool that the change happened (id and
+// status), never the task's title or notes: otherwise complete_task of a
+// done task, which changes nothing, would be get_task for anyone who knows
+// an id.
+func TestWriteOnlyCallersGetReceipts(t *testing.T) {
+	t.Parallel()
+	s := withRedis(t)
+	const secret = "notes only readers may see"
+	id := taskID(t, s.ok(alice, "create_task", map[string]any{"title": "Private title", "notes": secret}))
+	s.ok(alice, "complete_task", map[string]any{"id": id})
+	writeOnly := []string{authz.SignedIn, "tasks.write"}
+	for _, c := range []struct {
+		tool string
+		args map[string]any
+		want string // the status after the call
+	}{
+		{"create_task", map[string]any{"title": "Writer's own", "notes": secret, "idempotency_key": "k-1"}, "open"},
+		{"create_task", map[string]any{"title": "Writer's own", "notes": secret, "idempotency_key": "k-1"}, "open"}, // the replay
+		{"complete_task", map[string]any{"id": id}, "done"},
+		{"update_task", map[string]any{"id": id, "status": "open"}, "open"},
+		{"delete_task", map[string]any{"id": id}, "open"},
+	} {
+		t.Run(c.tool, func(t *testing.T) {
+			res, err := s.callWith(alice, writeOnly, c.tool, c.args)
+			if err != nil || res.IsError {
+				t.Fatalf("%v %s", err, text(res))
+			}
+			checkOutputSchema(t, s.tools[c.tool].Def, res)
+			got := structured(t, res)
+			if len(got) != 2 || got["id"] == "" || got["status"] != c.want {
+				t.Errorf("structured content %v, want only the id and status %q", got, c.want)
+			}
+			if txt := text(res); strings.Contains(txt, secret) || strings.Contains(txt, "title") || strings.Contains(txt, "Private") {
+				t.Errorf("text %q shows the task", txt)
+			}
+		})
+	}
+	// A caller who may read gets the whole task, as before.
+	full := structured(t, s.ok(alice, "create_task", map[string]any{"title": "t", "notes": secret}))
+	if full["notes"] != secret {
+		t.Errorf("a reader's create_task answer %v lacks the notes", full)
+	}
+}
+
 func TestRawJSONArguments(t *testing.T) {
 	t.Parallel()
 	s := withRedis(t)
@@ -313,7 +365,7 @@ func TestRawJSONArguments(t *testing.T) {
 	if err := json.Unmarshal([]byte(wire), &req); err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.tools["create_task"].Run(context.Background(), tools.Call{Principal: alice, Request: req})
+	res, err := s.tools["create_task"].Run(context.Background(), tools.Call{Principal: alice, Grants: authz.DefaultTable().Permissions(), Request: req})
 	if err != nil || res.IsError {
 		t.Fatalf("create from raw JSON: %v %v", err, text(res))
 	}
