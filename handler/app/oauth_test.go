@@ -285,6 +285,14 @@ func TestOAuthEndToEnd(t *testing.T) {
 	if rdb.HExists(context.Background(), "oauthclients:{pending}", id).Val() {
 		t.Error("a registration is still pending after its first sign-in")
 	}
+	// It counts against the budget of the user who signed in with it, and
+	// no one else's (oauthclients.MaxConfirmedPerUser).
+	all, _ := devidp.DemoUser("all")
+	if users := rdb.Keys(context.Background(), "oauthclients:user:*").Val(); len(users) != 1 ||
+		users[0] != "oauthclients:user:"+st.idp.TenantID()+"."+all.ObjectID ||
+		rdb.ZScore(context.Background(), users[0], id).Err() != nil {
+		t.Errorf("the registration is counted in %v, want only in the signed-in user's set", users)
+	}
 	if names := toolNames(st.rpc(t, tk.AccessToken, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); !slices.Equal(names, allTools) {
 		t.Errorf("tools with the client's token: %v, want %v", names, allTools)
 	}

@@ -98,6 +98,8 @@ type Tokens struct {
 	ExpiresOn    time.Time
 	Scope        string
 	RefreshToken string // our handle; "" when none was issued
+	// User is whose tokens these are, "<tid>.<oid>"; never sent.
+	User string
 }
 
 // Refusals: RFC 6749's invalid_grant, with a description safe to send.
@@ -147,7 +149,7 @@ func (s *Service) RedeemCode(ctx context.Context, code string, check func(CodeRe
 			return Tokens{}, s.tokenError(ctx, "get access token for code", err)
 		}
 	}
-	t := Tokens{AccessToken: at.Token, ExpiresOn: at.ExpiresOn, Scope: rec.Scope}
+	t := Tokens{AccessToken: at.Token, ExpiresOn: at.ExpiresOn, Scope: rec.Scope, User: rec.TenantID + "." + rec.ObjectID}
 	if refresh {
 		if t.RefreshToken, err = s.issueForCode(ctx, code, rec); err != nil {
 			return Tokens{}, err
@@ -244,7 +246,8 @@ func (s *Service) Refresh(ctx context.Context, handle, clientID string) (Tokens,
 	s.log.LogAttrs(ctx, slog.LevelInfo, "refreshed", slog.String("tid", rec.TenantID), slog.String("oid", rec.ObjectID),
 		slog.String("client_id", rec.ClientID))
 	s.event(ctx, "refresh", rec.TenantID, rec.ObjectID)
-	return Tokens{AccessToken: at.Token, ExpiresOn: at.ExpiresOn, Scope: rec.Scope, RefreshToken: next}, nil
+	return Tokens{AccessToken: at.Token, ExpiresOn: at.ExpiresOn, Scope: rec.Scope, RefreshToken: next,
+		User: rec.TenantID + "." + rec.ObjectID}, nil
 }
 
 // Revoke ends the chain of a refresh handle issued to clientID (RFC 7009).

@@ -4,6 +4,7 @@ package oauthclients
 const (
 	PendingKey             = pendingKey
 	PendingOrderKey        = pendingOrderKey
+	UserKeyPrefix          = userKeyPrefix
 	MaxConcurrentFetches   = maxConcurrentFetches
 	MaxFetchesPerHost      = maxFetchesPerHost
 	MaxFetchesPerRequester = maxFetchesPerRequester

@@ -17,6 +17,10 @@
 //	oauthclient:<client_id>       JSON of the Client once Confirm ran (its first
 //	                              sign-in); RegistrationTTL, refreshed by Lookup. Older
 //	                              versions stored unused ones here too, for a day.
+//	oauthclients:user:<tid>.<oid> sorted set client_id -> first sign-in (Unix ms): the
+//	                              registrations this user's sign-ins took out of the
+//	                              pending ones, at most MaxConfirmedPerUser (one more
+//	                              ends the oldest); RegistrationTTL from the last one
 //
 // Metadata documents are fetched over https from public addresses only and
 // cached in memory when valid (see Options.DocumentTTL for why not in
@@ -85,7 +89,16 @@ const (
 	// add, age out and evict in both keys (one hash slot on a cluster).
 	pendingKey      = "oauthclients:{pending}"
 	pendingOrderKey = "oauthclients:{pending}:order"
-	clientIDLen     = 26 // rand.Text: 130 bits in base32
+	// userKeyPrefix names the registrations a user took out of the pending
+	// ones (see Confirm).
+	userKeyPrefix = "oauthclients:user:"
+	// MaxConfirmedPerUser bounds the registrations one user's sign-ins
+	// keep: a sign-in with one more ends the oldest. A signed-in user who
+	// scripts sign-ins with fresh registrations would otherwise keep one
+	// for 90 days per sign-in. (Refresh chains are bounded alike, at 100
+	// per user, so no user keeps more clients in use than that.)
+	MaxConfirmedPerUser = 100
+	clientIDLen         = 26 // rand.Text: 130 bits in base32
 	// evictionLogEvery spaces the log lines about evicted registrations:
 	// under a flood every registration evicts one.
 	evictionLogEvery = time.Minute
@@ -515,19 +528,26 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 0
 `)
 
-// Confirm marks a registered client as used (a grant completed with it):
-// its registration now lives RegistrationTTL from its last lookup, at its
-// own key, outside the budget of pending ones. c must be what Lookup
-// returned for the grant; a metadata-document client is left alone.
+// Confirm marks a registered client as used (a grant completed with it
+// for user, "<tid>.<oid>"): its registration now lives RegistrationTTL from
+// its last lookup, at its own key, outside the budget of pending ones. c
+// must be what Lookup returned for the grant; a metadata-document client is
+// left alone.
 //
-// It writes the client's key from c, then removes the pending entry: two
-// steps, since the keys are in different hash slots. That is safe in any
-// order of failure: Lookup prefers the confirmed key, so a pending entry
-// left behind is never read while the confirmed one exists, and it ages
-// out within UnusedRegistrationTTL (or is evicted); and a registration
+// The user who takes a registration out of the pending ones answers for
+// it: it counts against their MaxConfirmedPerUser, and one more ends their
+// oldest. Later grants with it, by anyone, count against no one, so no
+// user can end another's client by signing in with it.
+//
+// It writes the client's key from c, then removes the pending entry, then
+// counts it for user: steps on keys in different hash slots. That is safe
+// in any order of failure: Lookup prefers the confirmed key, so a pending
+// entry left behind is never read while the confirmed one exists, and it
+// ages out within UnusedRegistrationTTL (or is evicted); a registration
 // evicted between the grant's Lookup and Confirm is written back, since a
-// user just signed in with it.
-func (r *Registry) Confirm(ctx context.Context, c Client) error {
+// user just signed in with it; one left uncounted lives its TTL; and a
+// retry counts it once (the user's set holds each client once).
+func (r *Registry) Confirm(ctx context.Context, c Client, user string) error {
 	if c.Source != SourceRegistered || !isClientID(c.ClientID) {
 		return nil
 	}
@@ -538,13 +558,65 @@ func (r *Registry) Confirm(ctx context.Context, c Client) error {
 	if err := r.rdb.Set(ctx, keyPrefix+c.ClientID, data, r.ttl).Err(); err != nil {
 		return wrap("confirm client", err)
 	}
-	if c.pending {
-		if err := forgetPendingScript.Run(ctx, r.rdb, []string{pendingKey, pendingOrderKey}, c.ClientID).Err(); err != nil {
-			return wrap("confirm client: leave the pending registrations", err)
+	if !c.pending {
+		return nil
+	}
+	if err := forgetPendingScript.Run(ctx, r.rdb, []string{pendingKey, pendingOrderKey}, c.ClientID).Err(); err != nil {
+		return wrap("confirm client: leave the pending registrations", err)
+	}
+	return r.countFor(ctx, user, c.ClientID)
+}
+
+// countFor records that user took clientID out of the pending
+// registrations and ends the user's oldest beyond MaxConfirmedPerUser.
+func (r *Registry) countFor(ctx context.Context, user, clientID string) error {
+	if user == "" {
+		// Counting it for no one would make one pool of every user's.
+		return errors.New("oauthclients: confirm client: no user to count it for")
+	}
+	now := r.now()
+	ended, err := countConfirmedScript.Run(ctx, r.rdb, []string{userKeyPrefix + user},
+		clientID, now.UnixMilli(), r.ttl.Milliseconds(), MaxConfirmedPerUser).StringSlice()
+	if err != nil {
+		return wrap("confirm client: count it for the user", err)
+	}
+	for _, id := range ended {
+		if !isClientID(id) {
+			continue
 		}
+		// A failure leaves the registration to its TTL; the user's set no
+		// longer counts it either way.
+		if err := r.rdb.Del(ctx, keyPrefix+id).Err(); err != nil {
+			return wrap("confirm client: end the user's oldest registration", err)
+		}
+	}
+	if len(ended) > 0 {
+		r.log.LogAttrs(ctx, slog.LevelWarn, "a user's sign-ins ended their oldest client registrations",
+			slog.Int("ended", len(ended)), slog.Int("max_per_user", MaxConfirmedPerUser))
 	}
 	return nil
 }
+
+// countConfirmedScript adds a client to a user's confirmed registrations,
+// forgets those confirmed longer ago than their TTL (each has outlived it
+// or been kept alive by use, which chains bound), and pops the oldest
+// beyond the cap, returning their ids. KEYS: the user's set. ARGV:
+// client_id, now (Unix ms), RegistrationTTL (ms), the cap.
+var countConfirmedScript = redis.NewScript(`
+local now, ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+local over = redis.call('ZCARD', KEYS[1]) - cap
+if over <= 0 then
+  return {}
+end
+local ended = redis.call('ZRANGE', KEYS[1], 0, over - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+return ended
+`)
 
 func isClientID(s string) bool {
 	return len(s) == clientIDLen && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == ""

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,98 @@ import (
 )
 
 const smallRegistration = `{"redirect_uris":["http://127.0.0.1/callback"]}`
+
+// testUser is the "<tid>.<oid>" the tests' grants are for.
+const testUser = "72f988bf-86f1-41af-91ab-2d7cd011db47.11111111-1111-1111-1111-111111111111"
+
+// confirm looks a pending client up and confirms it for user, as a grant
+// with it does.
+func confirm(t *testing.T, r *oauthclients.Registry, id, user string) {
+	t.Helper()
+	c, err := r.Lookup(context.Background(), id, "requester")
+	if err != nil {
+		t.Fatalf("lookup of %s: %v", id, err)
+	}
+	if err := r.Confirm(context.Background(), c, user); err != nil {
+		t.Fatalf("confirm %s: %v", id, err)
+	}
+}
+
+// TestConfirmedPerUserBounded: the user whose sign-in takes a
+// registration out of the pending ones answers for it, and keeps at most
+// MaxConfirmedPerUser: one more ends their oldest. A signed-in user who
+// scripts sign-ins with fresh registrations would otherwise keep one for 90
+// days per sign-in.
+func TestConfirmedPerUserBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	log := &testkit.SyncBuffer{}
+	r := newRegistry(t, rdb, oauthclients.Options{Now: clock.Now, Logger: newLogger(log)})
+	const other = "72f988bf-86f1-41af-91ab-2d7cd011db47.22222222-2222-2222-2222-222222222222"
+	const extra = 5
+	ids := registerN(t, r, clock, oauthclients.MaxConfirmedPerUser+extra)
+	othersClient := registerN(t, r, clock, 1)[0]
+	confirm(t, r, othersClient, other)
+	for _, id := range ids {
+		clock.Add(time.Second)
+		confirm(t, r, id, testUser)
+	}
+
+	t.Run("the oldest beyond the cap are ended", func(t *testing.T) {
+		for i, id := range ids {
+			if got, want := known(t, r, id), i >= extra; got != want {
+				t.Errorf("client %d of %d: known %v, want %v", i+1, len(ids), got, want)
+			}
+		}
+		if n := rdb.Exists(ctx, "oauthclient:"+ids[0]).Val(); n != 0 {
+			t.Error("the oldest client's record is still stored")
+		}
+		if !strings.Contains(log.String(), "ended their oldest client registrations") {
+			t.Errorf("no log line about the ended registrations:\n%s", log.String())
+		}
+	})
+	t.Run("another user's client is untouched", func(t *testing.T) {
+		if !known(t, r, othersClient) {
+			t.Error("another user's client was ended")
+		}
+	})
+	t.Run("signing in with someone else's client counts against no one", func(t *testing.T) {
+		// The other user's client is not pending any more: this grant
+		// only keeps it alive, and cannot end it through testUser's cap.
+		confirm(t, r, othersClient, testUser)
+		clock.Add(time.Second)
+		confirm(t, r, registerN(t, r, clock, 1)[0], testUser)
+		if !known(t, r, othersClient) {
+			t.Error("a sign-in with another user's client put it under this user's cap")
+		}
+	})
+	t.Run("a retried confirmation counts once", func(t *testing.T) {
+		key := oauthclients.UserKeyPrefix + testUser
+		clock.Add(time.Second)
+		id := registerN(t, r, clock, 1)[0]
+		c, err := r.Lookup(ctx, id, "requester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := rdb.ZRange(ctx, key, 0, -1).Val()
+		for range 2 { // the same confirmation again, as after a lost reply
+			if err := r.Confirm(ctx, c, testUser); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if after := rdb.ZRange(ctx, key, 0, -1).Val(); !slices.Equal(after[:len(after)-1], before[1:]) || after[len(after)-1] != id {
+			t.Errorf("two confirmations of one client ended more than the oldest one")
+		}
+		if n := rdb.ZCard(ctx, key).Val(); n != oauthclients.MaxConfirmedPerUser {
+			t.Errorf("the user's set holds %d, want %d", n, oauthclients.MaxConfirmedPerUser)
+		}
+		if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > oauthclients.DefaultRegistrationTTL {
+			t.Errorf("the user's set has TTL %v, want at most %v", ttl, oauthclients.DefaultRegistrationTTL)
+		}
+	})
+}
 
 // wantPending checks whether a client_id is among the pending
 // registrations, in both the hash and the order index.
@@ -113,7 +206,7 @@ func TestRegistrationBudgetEvictsOldest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Confirm(ctx, c); err != nil {
+		if err := r.Confirm(ctx, c, testUser); err != nil {
 			t.Fatal(err)
 		}
 		registerN(t, r, clock, 10)
@@ -199,7 +292,7 @@ func TestLegacyRegistrationResolves(t *testing.T) {
 	if ttl := rdb.TTL(ctx, key).Val(); ttl > 20*time.Hour {
 		t.Errorf("a lookup extended an unused legacy registration to %v", ttl)
 	}
-	if err := r.Confirm(ctx, c); err != nil {
+	if err := r.Confirm(ctx, c, testUser); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute {
@@ -231,7 +324,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Confirm(ctx, c); err != nil {
+		if err := r.Confirm(ctx, c, testUser); err != nil {
 			t.Fatal(err)
 		}
 		wantPending(t, "after Confirm", rdb, id, false)
@@ -243,7 +336,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 			t.Errorf("after Confirm: %+v, %v; want %+v", again, err, c)
 		}
 		// A second grant: Confirm again is harmless.
-		if err := r.Confirm(ctx, again); err != nil {
+		if err := r.Confirm(ctx, again, testUser); err != nil {
 			t.Error(err)
 		}
 	})
@@ -257,7 +350,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 		if known(t, r, id) {
 			t.Fatal("not evicted: the test proves nothing")
 		}
-		if err := r.Confirm(ctx, c); err != nil {
+		if err := r.Confirm(ctx, c, testUser); err != nil {
 			t.Fatal(err)
 		}
 		if !known(t, r, id) {
@@ -277,7 +370,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 			done := make(chan struct{})
 			wg.Go(func() {
 				defer close(done)
-				if err := r.Confirm(ctx, c); err != nil {
+				if err := r.Confirm(ctx, c, testUser); err != nil {
 					t.Error(err)
 				}
 			})
@@ -312,7 +405,7 @@ func TestRegistrationScriptsOneSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Confirm(ctx, c); err != nil {
+	if err := r.Confirm(ctx, c, testUser); err != nil {
 		t.Fatal(err)
 	}
 	known(t, r, ids[3]) // confirmed

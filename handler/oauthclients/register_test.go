@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +114,7 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 	if !equalClients(got, want) {
 		t.Errorf("looked up\n %+v\nwant\n %+v", got, want)
 	}
-	if err := r.Confirm(ctx, got); err != nil {
+	if err := r.Confirm(ctx, got, testUser); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.TTL(ctx, key).Val(); ttl < oauthclients.DefaultRegistrationTTL-time.Minute {
@@ -131,12 +132,19 @@ func TestRegisterStoresAndLooksUp(t *testing.T) {
 		t.Errorf("TTL after lookup %v; want refreshed to about %v", ttl, oauthclients.DefaultRegistrationTTL)
 	}
 	doc := oauthclients.Client{ClientID: "https://app.example/client.json", Source: oauthclients.SourceMetadataDocument}
-	if err := r.Confirm(ctx, doc); err != nil {
+	if err := r.Confirm(ctx, doc, testUser); err != nil {
 		t.Errorf("Confirm of a document client: %v", err)
 	}
-	if n := rdb.DBSize(ctx).Val(); n != 1 {
-		t.Errorf("%d keys; want only the confirmed client's", n)
+	if keys := rdb.Keys(ctx, "*").Val(); !sameKeys(keys, key, oauthclients.UserKeyPrefix+testUser) {
+		t.Errorf("keys %v; want only the confirmed client's and the user's count of them", keys)
 	}
+}
+
+// sameKeys reports whether got holds exactly want, in any order.
+func sameKeys(got []string, want ...string) bool {
+	slices.Sort(got)
+	slices.Sort(want)
+	return slices.Equal(got, want)
 }
 
 func TestRegisterDefaultsAndTTL(t *testing.T) {
@@ -161,7 +169,7 @@ func TestRegisterDefaultsAndTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Confirm(ctx, got); err != nil {
+	if err := r.Confirm(ctx, got, testUser); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.TTL(ctx, "oauthclient:"+c.ClientID).Val(); ttl <= 119*time.Minute || ttl > 2*time.Hour {

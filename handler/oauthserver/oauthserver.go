@@ -99,8 +99,8 @@ type Clients interface {
 	Lookup(ctx context.Context, clientID, requester string) (oauthclients.Client, error)
 	// Register registers a client from an RFC 7591 request body.
 	Register(ctx context.Context, body []byte) (oauthclients.Client, error)
-	// Confirm records that a client is in use.
-	Confirm(ctx context.Context, c oauthclients.Client) error
+	// Confirm records that a client is in use, by user ("<tid>.<oid>").
+	Confirm(ctx context.Context, c oauthclients.Client, user string) error
 }
 
 // SignIn signs users in with Entra (a *signin.Service, whose Continuation

@@ -49,7 +49,7 @@ func (s *Server) Token(w http.ResponseWriter, r *http.Request) {
 	// The registration is in use: keep it 90 days from now. Done on every
 	// grant, so a client that only refreshes never reaches the last day,
 	// where lookups stop extending (they cannot tell it from an unused one).
-	if err := s.opts.Clients.Confirm(r.Context(), client); err != nil {
+	if err := s.opts.Clients.Confirm(r.Context(), client, t.User); err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "confirm client failed", slog.String("err", err.Error()))
 	}
 	s.event(r.Context(), "oauth.token", map[string]string{"client_id": client.ClientID, "grant_type": grant})
