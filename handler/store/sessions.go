@@ -23,6 +23,11 @@ const (
 	minSecretLen = 22 // 128 bits in base64url; rand.Text gives 26 base32 characters (130 bits)
 	maxSecretLen = 512
 	tagLen       = 16
+	// maxConsentsPerUser bounds a user's remembered consents (one client
+	// approved in one browser each): what a signed-in user signing in
+	// from fresh browsers can park in Redis. A new one past it forgets the
+	// oldest.
+	maxConsentsPerUser = 100
 )
 
 var (
@@ -94,6 +99,9 @@ type Epoch int64
 //	obo:{T}:<tid>.<oid>        the user's on-behalf-of tokens (OBOTokens); deleted by RevokeUser
 //	consent:<h(browser)>       hash h(what was approved) -> "<tid>.<oid> <expiry ms> <epoch>":
 //	                           the OAuth clients a user approved in one browser; TTL = last expiry
+//	consentu:{T}:<tid>.<oid>   sorted set of the user's remembered consents, "<h(browser)>:<h(what)>",
+//	                           by expiry (at most 100: a new one past that forgets the oldest);
+//	                           TTL = last expiry
 //
 // A handle is "<T>.<chain id>.<secret>" and a code "<T>.<secret>"; neither
 // T nor the chain id grants anything. Sealed values are sealed under their
@@ -158,6 +166,9 @@ func (u UserKeys) slot() string { return "{" + u.Tag + "}:" }
 func (u UserKeys) msal() string { return "msal:" + u.slot() + u.ID }
 func (u UserKeys) obo() string  { return "obo:" + u.slot() + u.ID }
 
+// consents is the index of the user's remembered consents.
+func (u UserKeys) consents() string { return "consentu:" + u.slot() + u.ID }
+
 // Epochs is the hash of the epochs of the users whose tag is u.Tag (field
 // u.ID).
 func (u UserKeys) Epochs() string { return EpochsKey(u.Tag) }
@@ -176,7 +187,11 @@ func EpochsKey(tag string) string { return "rev:{" + tag + "}" }
 func ChainKey(tag, chainID string) string { return "rt:{" + tag + "}:" + chainID }
 
 func flowDoneKey(state string) string  { return "flowdone:" + Digest(state) }
-func consentKey(browser string) string { return "consent:" + Digest(browser) }
+func consentKey(browser string) string { return consentKeyOfDigest(Digest(browser)) }
+
+// consentKeyOfDigest is consentKey for h(browser id), as the consent
+// index lists it.
+func consentKeyOfDigest(h string) string { return "consent:" + h }
 
 // IsTag reports whether s is a user tag.
 func IsTag(s string) bool {
