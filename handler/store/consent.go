@@ -64,51 +64,17 @@ func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid
 	if err != nil {
 		return wrap("remember consent", err)
 	}
-	if len(reply) == 0 || len(reply)%2 != 1 {
-		return errors.New("store: remember consent: unexpected reply")
-	}
-	ep, err := parseEpoch(reply[0])
+	ep, out, err := parseListReply(reply)
 	if err != nil {
 		return fmt.Errorf("store: remember consent: %w", err)
-	}
-	type evicted struct {
-		member, score string
-		forget        *redis.Cmd
-	}
-	var out []evicted
-	for i := 1; i+1 < len(reply); i += 2 {
-		m, _ := reply[i].(string)
-		sc, _ := reply[i+1].(string)
-		if sc != "" {
-			out = append(out, evicted{member: m, score: sc})
-		}
 	}
 	// A RevokeUser between step 1 and the write leaves this approval in
 	// the old epoch: void. The epoch key lives for the chain lifetime from
 	// its last change, longer than any approval.
-	// EVAL, not EVALSHA: inside a pipeline go-redis cannot fall back on
-	// NOSCRIPT. The scripts are short.
-	var write *redis.Cmd
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		write = writeConsentScript.Eval(ctx, p, []string{consentKeyOfDigest(browser)},
-			field, fmt.Sprintf("%s %d %d", u.ID, exp, ep), now.UnixMilli(), exp)
-		for i := range out {
-			// A member not of this code's making has nothing to forget,
-			// and just leaves the index.
-			if b, f, ok := strings.Cut(out[i].member, ":"); ok && b != "" && f != "" {
-				out[i].forget = forgetConsentScript.Eval(ctx, p, []string{consentKeyOfDigest(b)}, f, u.ID)
-			}
-		}
-		return nil
-	})
-	if err := write.Err(); err != nil {
+	value := fmt.Sprintf("%s %d %d", u.ID, exp, ep)
+	gone, err := s.writeAndForget(ctx, browser, field, value, u.ID, now, exp, out)
+	if err != nil {
 		return wrap("remember consent", err)
-	}
-	var gone []any
-	for _, e := range out {
-		if e.forget == nil || e.forget.Err() == nil {
-			gone = append(gone, e.member, e.score)
-		}
 	}
 	if len(gone) > 0 {
 		// Failing here only leaves them listed: the next call forgets
@@ -116,6 +82,66 @@ func (s *Sessions) RememberConsent(ctx context.Context, browserID, clientID, tid
 		unlistConsentScript.Run(context.WithoutCancel(ctx), s.rdb, []string{u.consents()}, gone...)
 	}
 	return nil
+}
+
+// evictedConsent is an approval step 1 of RememberConsent found past the
+// user's budget: its index member and score, and the command forgetting it.
+type evictedConsent struct {
+	member, score string
+	forget        *redis.Cmd
+}
+
+// parseListReply reads listConsentScript's answer: the epoch, then
+// member and score pairs.
+func parseListReply(reply []any) (Epoch, []evictedConsent, error) {
+	if len(reply) == 0 || len(reply)%2 != 1 {
+		return 0, nil, errors.New("unexpected reply")
+	}
+	ep, err := parseEpoch(reply[0])
+	if err != nil {
+		return 0, nil, err
+	}
+	var out []evictedConsent
+	for i := 1; i+1 < len(reply); i += 2 {
+		m, _ := reply[i].(string)
+		sc, _ := reply[i+1].(string)
+		if sc != "" {
+			out = append(out, evictedConsent{member: m, score: sc})
+		}
+	}
+	return ep, out, nil
+}
+
+// writeAndForget is step 2 of RememberConsent, in one pipeline: it writes
+// the approval into the browser's hash and forgets the evicted ones in
+// theirs. It returns the member and score pairs of those forgotten, for
+// step 3.
+func (s *Sessions) writeAndForget(ctx context.Context, browser, field, value, user string, now time.Time, exp int64,
+	out []evictedConsent) ([]any, error) {
+	// EVAL, not EVALSHA: inside a pipeline go-redis cannot fall back on
+	// NOSCRIPT. The scripts are short.
+	var write *redis.Cmd
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		write = writeConsentScript.Eval(ctx, p, []string{consentKeyOfDigest(browser)}, field, value, now.UnixMilli(), exp)
+		for i := range out {
+			// A member not of this code's making has nothing to forget,
+			// and just leaves the index.
+			if b, f, ok := strings.Cut(out[i].member, ":"); ok && b != "" && f != "" {
+				out[i].forget = forgetConsentScript.Eval(ctx, p, []string{consentKeyOfDigest(b)}, f, user)
+			}
+		}
+		return nil
+	})
+	if err := write.Err(); err != nil {
+		return nil, err
+	}
+	var gone []any
+	for _, e := range out {
+		if e.forget == nil || e.forget.Err() == nil {
+			gone = append(gone, e.member, e.score)
+		}
+	}
+	return gone, nil
 }
 
 // listConsentScript is step 1 of RememberConsent.
