@@ -75,9 +75,7 @@ func taskSchema() map[string]any { return object(taskProperties()) }
 // writeSchema is what the write tools answer: the whole task to a caller who
 // may read tasks, only its id and status (a taskReceipt) to one who may not.
 func writeSchema() map[string]any {
-	s := objectWith(taskProperties(), []string{"id", "status"})
-	s["description"] = "The task as it now is (as it was, for delete_task); only id and status for callers who may change tasks but not read them"
-	return s
+	return objectWith(taskProperties(), []string{"id", "status"})
 }
 
 func taskProperties() map[string]any {
