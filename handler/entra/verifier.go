@@ -152,11 +152,13 @@ type Verifier struct {
 
 // refusalWarnings limits the warnings for refused tokens that point at an
 // attack or a misconfiguration (a bad signature, another issuer, audience or
-// tenant): at most maxRefusalWarnings per refusalWarningWindow, the next
-// line counting the ones left out.
+// tenant): at most maxRefusalWarnings per refusalWarningWindow for each
+// reason, the next line counting the ones left out. Each reason has its
+// own budget, so a flood of forged signatures (anyone can send them) does
+// not hide a real client's wrong audience.
 type refusalWarnings struct {
-	mu    sync.Mutex
-	lines lineBudget
+	mu       sync.Mutex
+	byReason map[error]*lineBudget // keyed by the reason's sentinel error: a fixed set
 }
 
 const (
@@ -164,12 +166,20 @@ const (
 	refusalWarningWindow = 30 * time.Second
 )
 
-// take reports whether a refusal may be logged as a warning at now, and how
-// many were not since the last one.
-func (r *refusalWarnings) take(now time.Time) (bool, int64) {
+// take reports whether a refusal for reason may be logged as a warning at
+// now, and how many for that reason were not since the last one.
+func (r *refusalWarnings) take(reason error, now time.Time) (bool, int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.lines.take(now, refusalWarningWindow, maxRefusalWarnings)
+	if r.byReason == nil {
+		r.byReason = make(map[error]*lineBudget)
+	}
+	b := r.byReason[reason]
+	if b == nil {
+		b = &lineBudget{}
+		r.byReason[reason] = b
+	}
+	return b.take(now, refusalWarningWindow, maxRefusalWarnings)
 }
 
 // policy is what a token must claim to be accepted.

@@ -109,7 +109,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	attrs := []slog.Attr{slog.String("reason", err.Error())}
 	if !errors.Is(err, errExpired) && !errors.Is(err, errTooLarge) && !errors.Is(err, errMalformed) &&
 		!errors.Is(err, ErrUnknownKey) {
-		if ok, skipped := v.refusals.take(v.now()); ok {
+		if ok, skipped := v.refusals.take(reasonOf(err), v.now()); ok {
 			level = slog.LevelWarn
 			attrs = append(attrs, slog.Int64("similar_not_logged", skipped))
 		}
@@ -119,6 +119,21 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 		return nil, ErrUnavailable
 	}
 	return nil, ErrInvalidToken
+}
+
+// reasons are the refusals verify names; reasonOf maps an error to one of
+// them, so that budgets keyed by reason stay a fixed set.
+var reasons = []error{errHeader, errAlg, errSignature, errClaims, errVersion, errTenant, errIssuer, errAudience,
+	errNotYetValid, errMissingExpiry, errIdentity, errNoScope, errAppWithScope, errIDType, errNoClientAuth,
+	errAppNoRoles, errAppSubjectOid, ErrUnavailable}
+
+func reasonOf(err error) error {
+	for _, r := range reasons {
+		if errors.Is(err, r) {
+			return r
+		}
+	}
+	return nil
 }
 
 // verify does the work of Verify and says why it refuses.

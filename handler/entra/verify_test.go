@@ -281,6 +281,27 @@ func TestForgedTokenWarningsAreLimited(t *testing.T) {
 	}
 }
 
+// TestRefusalBudgetsArePerReason: anyone can send forged signatures, but
+// a flood of them must not hide a real client's wrong audience (a
+// misconfiguration the operator has to see): each reason has its own
+// budget.
+func TestRefusalBudgetsArePerReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	good := e.mint()
+	forged := good[:len(good)-4] + "AAAA"
+	for range 2 * maxRefusalWarnings {
+		_, _ = e.v.Verify(context.Background(), forged)
+	}
+	_, _ = e.v.Verify(context.Background(), e.mint(devidp.WithClaims(map[string]any{"aud": "api://wrong"})))
+	for line := range strings.Lines(e.logs.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "wrong audience") {
+			return
+		}
+	}
+	t.Errorf("a wrong-audience refusal was not warned about during a flood of forged signatures:\n%s", e.logs.String())
+}
+
 func TestIssuerFor(t *testing.T) {
 	t.Parallel()
 	const tid = "11111111-2222-4333-8444-555555555555"
