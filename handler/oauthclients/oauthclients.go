@@ -537,7 +537,12 @@ return 0
 // The user who takes a registration out of the pending ones answers for
 // it: it counts against their MaxConfirmedPerUser, and one more ends their
 // oldest. Later grants with it, by anyone, count against no one, so no
-// user can end another's client by signing in with it.
+// user can put another's client under their own cap and end it. (The
+// other way round remains: a client its first user shares with others
+// ends for all of them when that user signs in with 100 newer ones. A
+// registration is one installation's, so sharing one is rare.) Later
+// grants only keep a stored registration alive: one the cap ended while a
+// grant with it was under way stays ended.
 //
 // It writes the client's key from c, then removes the pending entry, then
 // counts it for user: steps on keys in different hash slots. That is safe
@@ -545,8 +550,9 @@ return 0
 // entry left behind is never read while the confirmed one exists, and it
 // ages out within UnusedRegistrationTTL (or is evicted); a registration
 // evicted between the grant's Lookup and Confirm is written back, since a
-// user just signed in with it; one left uncounted lives its TTL; and a
-// retry counts it once (the user's set holds each client once).
+// user just signed in with it (a pending one; see above for the others);
+// one left uncounted lives its TTL; and a retry counts it once (the user's
+// set holds each client once).
 func (r *Registry) Confirm(ctx context.Context, c Client, user string) error {
 	if c.Source != SourceRegistered || !isClientID(c.ClientID) {
 		return nil
@@ -555,11 +561,16 @@ func (r *Registry) Confirm(ctx context.Context, c Client, user string) error {
 	if err != nil {
 		return fmt.Errorf("oauthclients: confirm client: %w", err)
 	}
+	if !c.pending {
+		// Only while it is stored: a grant under way when the user's cap
+		// ended the client must not write it back, uncounted.
+		if err := r.rdb.SetXX(ctx, keyPrefix+c.ClientID, data, r.ttl).Err(); err != nil {
+			return wrap("confirm client", err)
+		}
+		return nil
+	}
 	if err := r.rdb.Set(ctx, keyPrefix+c.ClientID, data, r.ttl).Err(); err != nil {
 		return wrap("confirm client", err)
-	}
-	if !c.pending {
-		return nil
 	}
 	if err := forgetPendingScript.Run(ctx, r.rdb, []string{pendingKey, pendingOrderKey}, c.ClientID).Err(); err != nil {
 		return wrap("confirm client: leave the pending registrations", err)
@@ -591,30 +602,44 @@ func (r *Registry) countFor(ctx context.Context, user, clientID string) error {
 		}
 	}
 	if len(ended) > 0 {
+		tid, oid, _ := strings.Cut(user, ".")
 		r.log.LogAttrs(ctx, slog.LevelWarn, "a user's sign-ins ended their oldest client registrations",
-			slog.Int("ended", len(ended)), slog.Int("max_per_user", MaxConfirmedPerUser))
+			slog.String("tid", tid), slog.String("oid", oid), slog.Int("ended", len(ended)),
+			slog.Int("max_per_user", MaxConfirmedPerUser))
 	}
 	return nil
 }
 
-// countConfirmedScript adds a client to a user's confirmed registrations,
-// forgets those confirmed longer ago than their TTL (each has outlived it
-// or been kept alive by use, which chains bound), and pops the oldest
-// beyond the cap, returning their ids. KEYS: the user's set. ARGV:
-// client_id, now (Unix ms), RegistrationTTL (ms), the cap.
+// countConfirmedScript adds a client to a user's confirmed registrations
+// and pops the oldest beyond the cap, returning their ids; never the one
+// just added. It is scored no earlier than the newest, so an instance
+// whose clock is behind the others' does not make it the oldest. Entries
+// leave only by the cap, or with the whole set RegistrationTTL after the
+// user's last one: a client kept alive by lookups keeps counting. KEYS:
+// the user's set. ARGV: client_id, now (Unix ms), RegistrationTTL (ms),
+// the cap.
 var countConfirmedScript = redis.NewScript(`
 local now, ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if newest[2] and tonumber(newest[2]) > now then
+    now = tonumber(newest[2])
+  end
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[1])
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 local over = redis.call('ZCARD', KEYS[1]) - cap
 if over <= 0 then
   return {}
 end
-local ended = redis.call('ZRANGE', KEYS[1], 0, over - 1)
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+local ended = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, over)) do
+  if #ended == over then break end
+  if id ~= ARGV[1] then
+    table.insert(ended, id)
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
 return ended
 `)
 

@@ -493,3 +493,72 @@ func largestRegistration(t *testing.T, r *oauthclients.Registry) []byte {
 	t.Fatal("no registration fits")
 	return nil
 }
+
+// TestEndedClientStaysEnded: the token endpoint looks the client up, then
+// redeems or refreshes (an Entra round trip), then calls Confirm. A grant
+// with the user's oldest client under way while another of the user's
+// sign-ins ends it must not write it back, uncounted: a user racing a
+// refresh with their oldest client against every new sign-in would keep
+// one more registration per sign-in.
+func TestEndedClientStaysEnded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := storetest.Redis(t)
+	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	r := newRegistry(t, rdb, oauthclients.Options{Now: clock.Now})
+	const rounds = 5
+	ids := registerN(t, r, clock, oauthclients.MaxConfirmedPerUser+rounds)
+	for _, id := range ids[:oauthclients.MaxConfirmedPerUser] {
+		clock.Add(time.Second)
+		confirm(t, r, id, testUser)
+	}
+	for i := range rounds {
+		oldest := ids[i]
+		// The refresh with the oldest client: its Lookup...
+		c, err := r.Lookup(ctx, oldest, "requester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// ...then, while Entra answers it, a sign-in with a new client
+		// ends the oldest...
+		clock.Add(time.Second)
+		confirm(t, r, ids[oauthclients.MaxConfirmedPerUser+i], testUser)
+		// ...then the refresh's Confirm.
+		if err := r.Confirm(ctx, c, testUser); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := 0
+	for _, id := range ids {
+		if rdb.Exists(ctx, "oauthclient:"+id).Val() == 1 {
+			live++
+		}
+	}
+	if live > oauthclients.MaxConfirmedPerUser {
+		t.Errorf("one user keeps %d registrations, want at most %d (ended ones written back, uncounted)",
+			live, oauthclients.MaxConfirmedPerUser)
+	}
+}
+
+// TestConfirmOnASlowClockKeepsTheNewClient: on an instance whose clock is
+// behind the one that confirmed the user's others, the client just signed
+// in with must not score as the oldest and be ended at once, right after
+// its first grant (registerScript guards pending ones the same way).
+func TestConfirmOnASlowClockKeepsTheNewClient(t *testing.T) {
+	t.Parallel()
+	rdb := storetest.Redis(t)
+	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	fast := testkit.NewClock(start.Add(time.Minute)) // one instance, a minute ahead
+	slow := testkit.NewClock(start)                  // another, on time
+	rFast := newRegistry(t, rdb, oauthclients.Options{Now: fast.Now})
+	rSlow := newRegistry(t, rdb, oauthclients.Options{Now: slow.Now})
+	for _, id := range registerN(t, rFast, fast, oauthclients.MaxConfirmedPerUser) {
+		confirm(t, rFast, id, testUser)
+	}
+	slow.Add(10 * time.Second)
+	id := registerN(t, rSlow, slow, 1)[0]
+	confirm(t, rSlow, id, testUser)
+	if !known(t, rSlow, id) {
+		t.Error("the client the user just signed in with was ended at once: its confirmation scored oldest")
+	}
+}
