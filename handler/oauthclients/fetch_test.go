@@ -288,7 +288,7 @@ func newCIMD(t *testing.T, allowLoopback bool, tweak func(*oauthclients.Options)
 	e := &cimdEnv{
 		docs:  newDocServer(t),
 		dials: &dialLog{},
-		clock: testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)),
+		clock: newClock(),
 	}
 	loop := netip.MustParseAddr("127.0.0.1")
 	e.dns = &fakeDNS{hosts: map[string][]netip.Addr{

@@ -47,7 +47,7 @@ func TestConfirmedPerUserBounded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	clock := newClock()
 	log := &testkit.SyncBuffer{}
 	r := newRegistry(t, rdb, oauthclients.Options{Now: clock.Now, Logger: newLogger(log)})
 	const other = "72f988bf-86f1-41af-91ab-2d7cd011db47.22222222-2222-2222-2222-222222222222"
@@ -128,6 +128,9 @@ func wantPending(t *testing.T, what string, rdb redis.UniversalClient, id string
 
 func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
+// newClock is the clock the registry tests move, at the same start.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)) }
+
 // registerN registers n small clients, the clock moving a second before
 // each, and returns their ids, oldest first.
 func registerN(t *testing.T, r *oauthclients.Registry, clock *testkit.Clock, n int) []string {
@@ -163,7 +166,7 @@ func TestRegistrationBudgetEvictsOldest(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	clock := newClock()
 	log := &testkit.SyncBuffer{}
 	r := newRegistry(t, rdb, oauthclients.Options{MaxPendingRegistrations: 5, Now: clock.Now, Logger: newLogger(log)})
 
@@ -241,7 +244,7 @@ func TestPendingRegistrationsExpire(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	clock := newClock()
 	r := newRegistry(t, rdb, oauthclients.Options{Now: clock.Now})
 	old := registerN(t, r, clock, 3)
 
@@ -315,7 +318,7 @@ func TestConfirmMovesOutOfPending(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	clock := newClock()
 	r := newRegistry(t, rdb, oauthclients.Options{MaxPendingRegistrations: 1, Now: clock.Now})
 
 	t.Run("moved", func(t *testing.T) {
@@ -398,7 +401,7 @@ func TestRegistrationScriptsOneSlot(t *testing.T) {
 	rdb := storetest.Redis(t)
 	slots := &storetest.Slots{}
 	rdb.AddHook(slots)
-	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	clock := newClock()
 	r := newRegistry(t, rdb, oauthclients.Options{MaxPendingRegistrations: 2, Now: clock.Now})
 	ids := registerN(t, r, clock, 4) // with evictions
 	c, err := r.Lookup(ctx, ids[3], "requester")
@@ -504,7 +507,7 @@ func TestEndedClientStaysEnded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb := storetest.Redis(t)
-	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	clock := newClock()
 	r := newRegistry(t, rdb, oauthclients.Options{Now: clock.Now})
 	const rounds = 5
 	ids := registerN(t, r, clock, oauthclients.MaxConfirmedPerUser+rounds)
